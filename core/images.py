@@ -1,0 +1,166 @@
+"""One image-decoding function for every upload, file and catalog item.
+
+Why one function: every tab accepts user images, and every bad-input case (non-image bytes, truncated
+files, decompression bombs, CMYK / 16-bit / palette / alpha / EXIF-rotated images, zero-byte files)
+must give the same clear message everywhere. Callers get an RGB ``PIL.Image`` or an ``ImageError``
+whose ``str()`` is safe to show a user as is.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
+
+#: Uploads larger than this are refused before decoding (the app also caps uploads at this size).
+MAX_BYTES = 20 * 1024 * 1024
+#: Images with more pixels than this are refused (decompression-bomb guard; 64 MP covers any camera).
+MAX_PIXELS = 64_000_000
+#: Formats a user may upload. SVG is rasterised separately (``load_svg``) for the Tux Paint catalog only.
+ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO"}
+
+# Never let Pillow silently half-decode a truncated file: we want the error.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+ImageSource = Union[bytes, bytearray, str, Path, BinaryIO, Image.Image, np.ndarray]
+
+
+class ImageError(ValueError):
+    """An image could not be used. The message is written for the person who supplied it."""
+
+
+def _read_bytes(source: ImageSource) -> bytes:
+    if isinstance(source, (bytes, bytearray)):
+        return bytes(source)
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise ImageError(f"No such image file: {path}")
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise ImageError(f"The file is {size / 1e6:.1f} MB; the limit is {MAX_BYTES / 1e6:.0f} MB.")
+        return path.read_bytes()
+    if hasattr(source, "read"):
+        data = source.read(MAX_BYTES + 1)
+        if len(data) > MAX_BYTES:
+            raise ImageError(f"The file is larger than the {MAX_BYTES / 1e6:.0f} MB limit.")
+        return data
+    raise ImageError(f"Unsupported image source of type {type(source).__name__}.")
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Bring any Pillow mode to 8-bit RGB, compositing transparency onto white.
+
+    White, because product photos and clip-art are shot or drawn on white; black would turn a
+    transparent-background PNG into a dark blob that matches nothing.
+    """
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(arr.astype(np.uint8), mode="L")
+    elif img.mode == "F":
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(arr.astype(np.uint8), mode="L")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("LA", "PA"):
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        background = Image.new("RGB", img.size, (255, 255, 255))
+        background.paste(img, mask=img.getchannel("A"))
+        return background
+    if img.mode != "RGB":
+        img = img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+    return img
+
+
+def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode ``source`` into an upright 8-bit RGB image, or raise ``ImageError``.
+
+    Accepts raw bytes, a path, a binary file object, a PIL image or an ``(H, W[, C])`` uint8 array.
+    Applies the EXIF orientation, takes the first frame of animations, refuses decompression bombs
+    and truncated files, and never trusts a filename (only the bytes are inspected).
+    """
+    if isinstance(source, Image.Image):
+        return _to_rgb(ImageOps.exif_transpose(source) or source)
+    if isinstance(source, np.ndarray):
+        arr = source
+        if arr.dtype != np.uint8:
+            raise ImageError(f"Image arrays must be uint8, got {arr.dtype}.")
+        if arr.ndim == 3 and arr.shape[2] == 1:
+            arr = arr[:, :, 0]
+        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+            raise ImageError(f"Image arrays must be (H, W), (H, W, 3) or (H, W, 4); got {arr.shape}.")
+        return _to_rgb(Image.fromarray(arr))
+
+    data = _read_bytes(source)
+    if len(data) == 0:
+        raise ImageError("The file is empty (0 bytes).")
+    previous = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = max_pixels
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            fmt = img.format or "unknown"
+            if fmt not in ALLOWED_FORMATS:
+                raise ImageError(f"Unsupported image format {fmt}; use JPEG, PNG, WebP or GIF.")
+            width, height = img.size
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"The image is {width}×{height} pixels; the limit is {max_pixels / 1e6:.0f} megapixels."
+                )
+            img.seek(0)  # first frame of GIF / WebP animations
+            img.load()
+            img = ImageOps.exif_transpose(img) or img
+            return _to_rgb(img)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(
+            f"The image is too large to decode safely (limit {max_pixels / 1e6:.0f} megapixels)."
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError("This file is not an image Pillow can read (is it a JPEG, PNG, WebP or GIF?).") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        log.debug("decode failed", exc_info=True)
+        raise ImageError(f"The image file is damaged or truncated ({exc}).") from exc
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def load_svg(path: str | Path, size: int = 256) -> Image.Image:
+    """Rasterise an SVG (Tux Paint ships a quarter of its stamps as SVG) onto white, ``size`` px wide."""
+    try:
+        import cairosvg  # imported lazily: only catalog preparation needs it
+    except ImportError as exc:  # pragma: no cover - cairosvg is in requirements.txt
+        raise ImageError("SVG images need the cairosvg package (pip install cairosvg).") from exc
+    try:
+        png = cairosvg.svg2png(url=str(path), output_width=size)
+    except Exception as exc:  # cairosvg raises many unrelated types on bad files
+        raise ImageError(f"Could not rasterise SVG {Path(path).name}: {exc}") from exc
+    return load_image(png)
+
+
+def load_any(path: str | Path, svg_size: int = 256) -> Image.Image:
+    """Load a catalog file by its suffix: SVG through cairosvg, everything else through ``load_image``."""
+    if str(path).lower().endswith(".svg"):
+        return load_svg(path, svg_size)
+    return load_image(path)
+
+
+def thumbnail(img: Image.Image, size: int = 256) -> Image.Image:
+    """A copy no larger than ``size`` px on its long side, for display."""
+    out = img.copy()
+    out.thumbnail((size, size), Image.Resampling.LANCZOS)
+    return out
