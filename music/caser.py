@@ -1,0 +1,453 @@
+"""Caser, the convolutional sequence-embedding recommender (Tang & Wang, WSDM 2018), in Keras 3.
+
+The last ``L`` items a user played are looked up in an item-embedding table and stacked into an
+``L × d`` "image". Horizontal filters of heights ``1..L`` slide down the image and are max-pooled over
+time (they catch union-level patterns: "after A and B comes C", wherever A, B sit in the window);
+vertical filters are weighted sums of the ``L`` rows (point-level: "the recent items, mixed"). Both are
+concatenated, passed through a dense layer, joined with a user embedding (long-term taste) and scored
+against every item in the catalogue.
+
+Three ways to start the item-embedding table, as in the seed's comparison:
+
+* ``onehot`` — random, trained from scratch (a one-hot vector times a learned matrix *is* an embedding);
+* ``word2vec`` — skip-gram vectors (gensim) learned on the *training* sequences only;
+* ``text`` — MiniLM sentence embeddings of "title — artist — tags" (``core.text``), reduced to ``d``
+  dimensions by PCA over the catalogue (no interaction data, so no leakage).
+
+Any of them can be trainable or frozen. Written with ``keras.ops`` only; saved as ``.keras`` plus a JSON
+manifest (never a pickle), atomically.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from core.artifacts import ArtifactError, atomic_path, read_json, write_json
+from music.sequence import PAD, Samples
+
+log = logging.getLogger(__name__)
+
+INITS = ("onehot", "word2vec", "text")
+
+
+@dataclass
+class CaserConfig:
+    """Hyper-parameters; defaults follow the Caser paper scaled to a 2-core CPU."""
+
+    L: int = 5
+    T: int = 3
+    d: int = 50
+    n_h: int = 16
+    n_v: int = 4
+    dropout: float = 0.5
+    init: str = "onehot"
+    trainable: bool = True
+    epochs: int = 20
+    batch_size: int = 256
+    lr: float = 3e-3
+    l2: float = 1e-6
+    seed: int = 0
+    patience: int = 2
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def variant(self) -> str:
+        """The method name used in evaluation tables (``caser_text``, ``caser_word2vec_frozen``...)."""
+        return f"caser_{self.init}" + ("" if self.trainable else "_frozen")
+
+
+# ----------------------------------------------------------------------------------------------
+# layers
+
+
+@keras.saving.register_keras_serializable(package="music_next")
+class VerticalConv(layers.Layer):
+    """``n_v`` vertical filters of height ``L``: each is a learned weighted sum of the ``L`` embedding rows."""
+
+    def __init__(self, n_v: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.n_v = n_v
+
+    def build(self, input_shape: tuple[int, ...]) -> None:
+        L = int(input_shape[1])
+        self.kernel = self.add_weight(shape=(self.n_v, L), initializer="glorot_uniform", name="kernel")
+        self.bias = self.add_weight(shape=(self.n_v,), initializer="zeros", name="bias")
+
+    def call(self, x: Any) -> Any:
+        # x: (B, L, d) -> (B, n_v, d) -> (B, n_v * d)
+        out = ops.einsum("vl,bld->bvd", self.kernel, x) + ops.reshape(self.bias, (1, self.n_v, 1))
+        return ops.reshape(out, (-1, self.n_v * ops.shape(x)[-1]))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "n_v": self.n_v}
+
+
+@keras.saving.register_keras_serializable(package="music_next")
+class MaskPadding(layers.Layer):
+    """Sets the padding item's score to a large negative number so it never ranks."""
+
+    def call(self, scores: Any) -> Any:
+        n = ops.shape(scores)[-1]
+        mask = ops.concatenate([ops.ones((1, 1)), ops.zeros((1, n - 1))], axis=-1)
+        return scores - 1e9 * ops.cast(mask, scores.dtype)
+
+
+def build_model(cfg: CaserConfig, n_items: int, n_users: int, item_init: np.ndarray | None = None) -> keras.Model:
+    """The Caser network: inputs ``seq`` (B, L) int and ``user`` (B,) int → logits (B, n_items + 1).
+
+    ``item_init`` (n_items + 1, d) seeds the item table (row 0 is padding and stays zero in spirit:
+    its value does not matter because padded positions are also zero-masked before the convolutions).
+    """
+    keras.utils.set_random_seed(cfg.seed)
+    seq = keras.Input((cfg.L,), dtype="int32", name="seq")
+    user = keras.Input((), dtype="int32", name="user")
+    emb_init = keras.initializers.Constant(item_init) if item_init is not None else "uniform"
+    item_emb = layers.Embedding(
+        n_items + 1, cfg.d, embeddings_initializer=emb_init, trainable=cfg.trainable, name="item_embedding"
+    )
+    x = item_emb(seq)  # (B, L, d)
+    not_pad = ops.expand_dims(ops.cast(ops.not_equal(seq, PAD), x.dtype), -1)
+    x = x * not_pad  # padding rows are zero whatever the table holds
+    horizontal = []
+    for h in range(1, cfg.L + 1):
+        conv = layers.Conv1D(cfg.n_h, h, activation="relu", name=f"h_conv_{h}")(x)  # (B, L-h+1, n_h)
+        horizontal.append(layers.GlobalMaxPooling1D(name=f"h_pool_{h}")(conv))
+    vertical = VerticalConv(cfg.n_v, name="v_conv")(x)
+    features = layers.Concatenate(name="features")(horizontal + [vertical])
+    features = layers.Dropout(cfg.dropout, name="dropout")(features)
+    z = layers.Dense(cfg.d, activation="relu", name="z")(features)
+    u = layers.Embedding(n_users + 1, cfg.d, embeddings_initializer="uniform", name="user_embedding")(user)
+    joint = layers.Concatenate(name="joint")([z, u])
+    scores = layers.Dense(
+        n_items + 1, kernel_regularizer=keras.regularizers.L2(cfg.l2) if cfg.l2 else None, name="scores"
+    )(joint)
+    scores = MaskPadding(name="mask_padding")(scores)
+    return keras.Model({"seq": seq, "user": user}, scores, name="caser")
+
+
+# ----------------------------------------------------------------------------------------------
+# item-embedding initialisations
+
+
+def word2vec_vectors(
+    sentences: Sequence[Sequence[str]], n_items: int, d: int, *, window: int = 5, seed: int = 0, epochs: int = 10
+) -> np.ndarray:
+    """Skip-gram vectors for item indices ``1..n_items`` from training sequences of index strings.
+
+    Items never seen in training keep small random vectors (gensim would not know them either). The
+    table is rescaled to the spread Keras' own ``uniform`` initialiser uses, so the three inits start
+    on a comparable footing.
+    """
+    from gensim.models import Word2Vec
+
+    rng = np.random.default_rng(seed)
+    table = rng.uniform(-0.05, 0.05, size=(n_items + 1, d)).astype(np.float32)
+    if not sentences:
+        return table
+    w2v = Word2Vec(
+        sentences=[list(s) for s in sentences], vector_size=d, window=window, min_count=1, sg=1,
+        negative=10, workers=1, seed=seed, epochs=epochs,
+    )
+    for token, idx in w2v.wv.key_to_index.items():
+        table[int(token)] = w2v.wv.vectors[idx]
+    known = np.array([int(t) for t in w2v.wv.key_to_index], dtype=np.int64)
+    return _rescale(table, known)
+
+
+def text_vectors(texts: Sequence[str], d: int, *, seed: int = 0, encoder: Any = None) -> np.ndarray:
+    """MiniLM embeddings of item descriptions (``texts[i]`` describes item ``i + 1``), PCA-reduced to ``d``."""
+    from sklearn.decomposition import PCA
+
+    if encoder is None:
+        from core.text import get_text_encoder
+
+        encoder = get_text_encoder()
+    vecs = encoder.encode(list(texts), desc="item texts")
+    k = min(d, vecs.shape[0], vecs.shape[1])
+    reduced = PCA(n_components=k, random_state=seed).fit_transform(vecs).astype(np.float32)
+    table = np.zeros((len(texts) + 1, d), np.float32)
+    table[1:, :k] = reduced
+    return _rescale(table, np.arange(1, len(texts) + 1))
+
+
+def _rescale(table: np.ndarray, rows: np.ndarray, target_std: float = 0.05) -> np.ndarray:
+    std = float(table[rows].std()) if len(rows) else 0.0
+    if std > 0:
+        table[rows] *= target_std / std
+    table[PAD] = 0.0
+    return table
+
+
+# ----------------------------------------------------------------------------------------------
+# training
+
+
+def _batches(samples: Samples, n_items: int, batch_size: int, rng: np.random.Generator):
+    """Shuffled batches; the target is a distribution spread evenly over the (non-padding) next items."""
+    order = rng.permutation(len(samples))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        yield samples.users[idx], samples.inputs[idx], samples.targets[idx]
+
+
+def train_caser(
+    cfg: CaserConfig,
+    samples: Samples,
+    n_items: int,
+    n_users: int,
+    *,
+    item_init: np.ndarray | None = None,
+    validate: Callable[[keras.Model], float] | None = None,
+    progress: Callable[[float, str], None] | None = None,
+) -> tuple[keras.Model, dict[str, Any]]:
+    """Train with softmax cross-entropy over all items (multi-target: the ``T`` next items share the mass).
+
+    ``validate(model) -> score`` (higher is better, e.g. HR@10 on the validation split) drives early
+    stopping; the weights of the best epoch are restored. Without it, all ``cfg.epochs`` run.
+    """
+    model = build_model(cfg, n_items, n_users, item_init)
+    optimizer = keras.optimizers.Adam(cfg.lr)
+    model.compile(optimizer=optimizer, loss=_soft_target_loss)
+    rng = np.random.default_rng(cfg.seed)
+    history: list[dict[str, float]] = []
+    best, best_weights, bad = -np.inf, None, 0
+    t0 = time.time()
+    for epoch in range(cfg.epochs):
+        losses = []
+        for users, seqs, targets in _batches(samples, n_items, cfg.batch_size, rng):
+            y = _target_matrix(targets, n_items)
+            loss = model.train_on_batch({"seq": seqs, "user": users}, y)
+            losses.append(float(np.asarray(loss)))
+        entry = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan")}
+        if validate is not None:
+            entry["val"] = float(validate(model))
+            if entry["val"] > best + 1e-6:
+                best, best_weights, bad = entry["val"], model.get_weights(), 0
+            else:
+                bad += 1
+        history.append(entry)
+        log.info("%s epoch %d: %s", cfg.variant, epoch + 1, entry)
+        if progress is not None:
+            progress((epoch + 1) / cfg.epochs, f"{cfg.variant}: epoch {epoch + 1}")
+        if validate is not None and bad >= cfg.patience:
+            break
+    if best_weights is not None:
+        model.set_weights(best_weights)
+    info = {
+        "history": history,
+        "best_val": None if best_weights is None else best,
+        "epochs_run": len(history),
+        "seconds": round(time.time() - t0, 1),
+        "samples": len(samples),
+    }
+    return model, info
+
+
+def _target_matrix(targets: np.ndarray, n_items: int) -> np.ndarray:
+    """(B, T) next-item indices → (B, n_items + 1) target distribution (padding ignored)."""
+    y = np.zeros((len(targets), n_items + 1), np.float32)
+    rows = np.repeat(np.arange(len(targets)), targets.shape[1])
+    cols = targets.ravel()
+    keep = cols != PAD
+    np.add.at(y, (rows[keep], cols[keep]), 1.0)
+    sums = y.sum(axis=1, keepdims=True)
+    return y / np.maximum(sums, 1.0)
+
+
+def _soft_target_loss(y_true: Any, logits: Any) -> Any:
+    """Cross-entropy between the target distribution and softmax(logits); rows without a target add 0."""
+    logp = ops.log_softmax(logits, axis=-1)
+    return -ops.sum(y_true * logp, axis=-1)
+
+
+def predict_scores(model: keras.Model, users: np.ndarray, seqs: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Logits (N, n_items + 1) for user indices and L-item windows (padding column ≈ -1e9)."""
+    outs = []
+    for start in range(0, len(users), batch_size):
+        out = model.predict_on_batch(
+            {"seq": seqs[start : start + batch_size].astype(np.int32), "user": users[start : start + batch_size].astype(np.int32)}
+        )
+        outs.append(np.asarray(out, dtype=np.float32))
+    if not outs:
+        return np.zeros((0, int(model.output.shape[-1])), np.float32)
+    return np.concatenate(outs)
+
+
+# ----------------------------------------------------------------------------------------------
+# explanation: which input positions and which filter groups drove a score
+
+
+def explain(model: keras.Model, user: int, seq: np.ndarray, item: int) -> dict[str, Any]:
+    """Why ``item`` scores high for ``seq``: position occlusion and filter-group ablation.
+
+    * positions: the score drop when each input position is replaced by padding (bigger = mattered more);
+    * filters: the score drop when one filter group's pooled features are zeroed (horizontal height h,
+      or the vertical filters), computed through the dense head in numpy (dropout is off at inference).
+    """
+    L = len(seq)
+    variants = np.repeat(seq[None, :], L + 1, axis=0).astype(np.int32)
+    for j in range(L):
+        variants[j + 1, j] = PAD
+    scores = predict_scores(model, np.full(L + 1, user, np.int32), variants)[:, item]
+    positions = [float(scores[0] - scores[j + 1]) if seq[j] != PAD else 0.0 for j in range(L)]
+
+    feature_model = keras.Model(model.inputs, model.get_layer("features").output)
+    f = np.asarray(feature_model.predict_on_batch({"seq": seq[None, :].astype(np.int32), "user": np.array([user], np.int32)}))[0]
+    w_z, b_z = model.get_layer("z").get_weights()
+    w_s, b_s = model.get_layer("scores").get_weights()
+    u_vec = model.get_layer("user_embedding").get_weights()[0][user]
+    d = w_z.shape[1]
+
+    def head(feat: np.ndarray) -> float:
+        z = np.maximum(feat @ w_z + b_z, 0.0)
+        return float(np.r_[z, u_vec] @ w_s[:, item] + b_s[item])
+
+    n_h = model.get_layer("h_conv_1").filters
+    groups: dict[str, slice] = {f"horizontal h={h}": slice((h - 1) * n_h, h * n_h) for h in range(1, L + 1)}
+    groups["vertical"] = slice(L * n_h, f.shape[0])
+    base = head(f)
+    filters = {}
+    for name, sl in groups.items():
+        g = f.copy()
+        g[sl] = 0.0
+        filters[name] = base - head(g)
+    z = np.maximum(f @ w_z + b_z, 0.0)
+    user_part = float(u_vec @ w_s[d:, item])
+    return {"score": base, "positions": positions, "filters": filters, "user_part": user_part,
+            "sequence_part": float(z @ w_s[:d, item])}
+
+
+# ----------------------------------------------------------------------------------------------
+# save / load
+
+
+def save(model: keras.Model, cfg: CaserConfig, path: str | Path, manifest: dict[str, Any]) -> Path:
+    """Save the network as ``path`` (``.keras``) and ``manifest`` + config as ``path`` with ``.json``, atomically.
+
+    The manifest is written after the model file, so a manifest never points at a missing model.
+    """
+    path = Path(path).with_suffix(".keras")
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    full = {"kind": "music-next-caser", "schema": 1, "file": path.name, "config": asdict(cfg), **manifest}
+    write_json(path.with_suffix(".json"), full)
+    log.info("saved %s", path)
+    return path
+
+
+def load(path: str | Path, *, hint: str = "python -m music train-next") -> tuple[keras.Model, CaserConfig, dict[str, Any]]:
+    """Load a model saved by ``save``; ``ArtifactError`` (with the rebuild command) when missing or corrupt."""
+    path = Path(path).with_suffix(".keras")
+    manifest = read_json(path.with_suffix(".json")) if path.with_suffix(".json").is_file() else None
+    if manifest is None or not path.is_file():
+        raise ArtifactError(f"No 'up next' model at {path}. Build it with `{hint}`.")
+    if manifest.get("kind") != "music-next-caser":
+        raise ArtifactError(f"{path.with_suffix('.json')} is not an 'up next' model manifest. Rebuild with `{hint}`.")
+    try:
+        model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as exc:  # keras raises ValueError/OSError/zipfile errors
+        raise ArtifactError(f"{path} could not be loaded ({type(exc).__name__}: {exc}). Rebuild with `{hint}`.") from exc
+    cfg_dict = dict(manifest.get("config", {}))
+    cfg = CaserConfig(**{k: v for k, v in cfg_dict.items() if k in CaserConfig.__dataclass_fields__})
+    return model, cfg, manifest
+
+
+# ----------------------------------------------------------------------------------------------
+# the CNN behind the next-item interface shared with the baselines
+
+
+def item_texts(items: Any, item_ids: Sequence[str]) -> list[str]:
+    """"title — artist — tag, tag" per item id (the text the MiniLM init embeds), in ``item_ids`` order."""
+    info = items.set_index(items["item"].astype(str))
+    out = []
+    for item in item_ids:
+        if item in info.index:
+            row = info.loc[item]
+            genres = row.get("genres", [])
+            tags = ", ".join(genres[:5]) if isinstance(genres, (list, tuple, np.ndarray)) else ""
+            parts = [str(row.get("title", item)), str(row.get("artist", "") or ""), tags]
+            out.append(" — ".join(p for p in parts if p))
+        else:
+            out.append(str(item))
+    return out
+
+
+class CaserNext:
+    """Caser as a ``NextRecommender``: fit on training baskets, score histories, explain a pick.
+
+    ``texts`` (one per catalogue item) is needed for the ``text`` init only.
+    """
+
+    def __init__(self, cfg: CaserConfig, texts: Sequence[str] | None = None, encoder: Any = None) -> None:
+        self.cfg = cfg
+        self.texts = texts
+        self.encoder = encoder
+        self.name = cfg.variant
+        self.model: keras.Model | None = None
+        self.info: dict[str, Any] = {}
+
+    def initial_table(self, seqs: Any, upto: np.ndarray) -> np.ndarray | None:
+        """The item-embedding start for ``cfg.init``, from training data (word2vec) or item text only."""
+        from music.sequence import training_sequences
+
+        if self.cfg.init == "onehot":
+            return None
+        if self.cfg.init == "word2vec":
+            return word2vec_vectors(training_sequences(seqs, upto), seqs.n_items, self.cfg.d,
+                                    window=self.cfg.L, seed=self.cfg.seed)
+        if self.cfg.init == "text":
+            if self.texts is None:
+                raise ValueError("the text init needs item texts")
+            return text_vectors(self.texts, self.cfg.d, seed=self.cfg.seed, encoder=self.encoder)
+        raise ValueError(f"init must be one of {INITS}, not {self.cfg.init!r}")
+
+    def fit(self, seqs: Any, upto: np.ndarray, validate: Callable[["CaserNext"], float] | None = None,
+            progress: Callable[[float, str], None] | None = None) -> "CaserNext":
+        from music.sequence import make_samples
+
+        samples = make_samples(seqs, upto, L=self.cfg.L, T=self.cfg.T)
+        table = self.initial_table(seqs, upto)
+
+        def val(model: keras.Model) -> float:
+            self.model = model
+            return validate(self)  # type: ignore[misc]
+
+        self.model, self.info = train_caser(self.cfg, samples, seqs.n_items, seqs.n_users, item_init=table,
+                                            validate=val if validate is not None else None, progress=progress)
+        return self
+
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        from music.sequence import last_items
+
+        seqs_in = np.stack([last_items(h, self.cfg.L) for h in histories]) if len(histories) else np.zeros((0, self.cfg.L), np.int32)
+        users = np.where(np.asarray(users) < 0, self.n_users_fallback(), np.asarray(users))
+        return predict_scores(self.model, users.astype(np.int32), seqs_in)
+
+    def n_users_fallback(self) -> int:
+        """Unknown listeners (a hand-built sequence) use the spare user row: sequence evidence only."""
+        return int(self.model.get_layer("user_embedding").input_dim) - 1
+
+    def reason(self, user: int, history: np.ndarray, item: int, seqs: Any = None) -> str:
+        from music.sequence import last_items
+
+        seq = last_items(history, self.cfg.L)
+        u = user if user >= 0 else self.n_users_fallback()
+        ex = explain(self.model, u, seq, item)
+        pos = int(np.argmax(ex["positions"]))
+        top_filter = max(ex["filters"], key=ex["filters"].get)
+        ago = self.cfg.L - 1 - pos
+        name = seqs.item_id(int(seq[pos])) if seqs is not None and seq[pos] != PAD else str(int(seq[pos]))
+        when = "the latest item" if ago == 0 else f"{ago} item(s) before the latest"
+        return f"driven by {name} ({when}) through the {top_filter} filters"

@@ -1,0 +1,250 @@
+"""Baselines for "up next", behind the one interface every next-item method honours.
+
+Why these four: a sequence CNN is only worth its training time if it beats what is cheap.
+*Most popular* is the floor. *Repeat/recency* is strong in music, where people re-listen.
+*Session-kNN* (sessions similar to the current one vote) matches neural models surprisingly often on
+session data (Ludewig & Jannach, 2018). *MF* is the music tab's own matrix factorisation: long-term
+taste with no notion of order.
+
+The interface (``NextRecommender``): ``fit(seqs, upto)`` learns from baskets ``[0, upto[u])`` of each
+user only; ``score(users, histories)`` returns a ``(N, n_items + 1)`` matrix (column 0 is padding)
+for users with the given item histories (everything before the basket to predict); ``reason(...)``
+explains one recommended item in words.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+import numpy as np
+from scipy import sparse
+
+from music.sequence import PAD, SequenceData
+
+log = logging.getLogger(__name__)
+
+NEG = -1e9
+
+
+class NextRecommender:
+    """Base class: subclasses set ``name`` and implement ``fit`` and ``score``."""
+
+    name = "base"
+
+    def fit(self, seqs: SequenceData, upto: np.ndarray) -> "NextRecommender":
+        raise NotImplementedError
+
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def reason(self, user: int, history: np.ndarray, item: int, seqs: SequenceData | None = None) -> str:
+        return self.name
+
+
+def _item_counts(seqs: SequenceData, upto: np.ndarray) -> np.ndarray:
+    counts = np.zeros(seqs.n_items + 1, np.float64)
+    for u in range(seqs.n_users):
+        flat = seqs.flat(u, int(upto[u]))
+        np.add.at(counts, flat, 1.0)
+    counts[PAD] = 0.0
+    return counts
+
+
+class Popularity(NextRecommender):
+    """Most-played items in the training baskets, the same list for everyone."""
+
+    name = "popularity"
+
+    def fit(self, seqs: SequenceData, upto: np.ndarray) -> "Popularity":
+        self.counts = _item_counts(seqs, upto)
+        return self
+
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        s = np.log1p(self.counts).astype(np.float32)
+        s[PAD] = NEG
+        return np.tile(s, (len(users), 1))
+
+    def reason(self, user: int, history: np.ndarray, item: int, seqs: SequenceData | None = None) -> str:
+        return f"popular: played {int(self.counts[item])} times in training"
+
+
+class RepeatRecency(NextRecommender):
+    """Re-listen what you played, most recent and most frequent first; then popular items.
+
+    Score = Σ over the user's past plays of the item of ``decay ** age`` (age 0 = the latest play),
+    plus a popularity term scaled far below one play, so the full ranking stays meaningful after the
+    user's own history runs out.
+    """
+
+    name = "repeat_recency"
+
+    def __init__(self, decay: float = 0.9) -> None:
+        self.decay = decay
+
+    def fit(self, seqs: SequenceData, upto: np.ndarray) -> "RepeatRecency":
+        counts = _item_counts(seqs, upto)
+        self.pop = (np.log1p(counts) / max(np.log1p(counts).max(), 1.0) * 1e-3).astype(np.float32)
+        return self
+
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        out = np.tile(self.pop, (len(users), 1))
+        for r, hist in enumerate(histories):
+            if len(hist):
+                w = self.decay ** np.arange(len(hist) - 1, -1, -1, dtype=np.float64)
+                np.add.at(out[r], hist, w.astype(np.float32))
+        out[:, PAD] = NEG
+        return out
+
+    def reason(self, user: int, history: np.ndarray, item: int, seqs: SequenceData | None = None) -> str:
+        hits = np.flatnonzero(history == item)
+        if len(hits):
+            ago = len(history) - 1 - int(hits[-1])
+            return f"you played it {len(hits)} time(s), last {ago} item(s) ago"
+        return "popular (not in your history)"
+
+
+class SessionKNN(NextRecommender):
+    """Vector session-kNN: the current window of recent items is compared with every training session.
+
+    Training sessions are the gap-cut sessions of ``SequenceData`` chunked to ``max_len`` items (a
+    week-long MovieLens rating binge is many sessions, not one). The current session is the last
+    ``window`` items, more recent ones weighted higher (V-SKNN's linear decay). The ``k`` most similar
+    sessions (cosine on item sets) vote for their items with their similarity.
+    """
+
+    name = "session_knn"
+
+    def __init__(self, k: int = 100, window: int = 5, max_len: int = 10) -> None:
+        self.k, self.window, self.max_len = k, window, max_len
+
+    def fit(self, seqs: SequenceData, upto: np.ndarray) -> "SessionKNN":
+        rows, cols, self.owner, self.session_items = [], [], [], []
+        n = 0
+        for u in range(seqs.n_users):
+            b_upto = int(upto[u])
+            if b_upto == 0:
+                continue
+            baskets, sess = seqs.baskets[u][:b_upto], seqs.sessions[u][:b_upto]
+            cuts = np.flatnonzero(np.r_[True, sess[1:] != sess[:-1], True])
+            for a, b in zip(cuts[:-1], cuts[1:]):
+                items = np.concatenate(baskets[a:b])
+                for start in range(0, len(items), self.max_len):
+                    chunk = np.unique(items[start : start + self.max_len])
+                    rows.append(np.full(len(chunk), n))
+                    cols.append(chunk)
+                    self.owner.append(u)
+                    self.session_items.append(items[start : start + self.max_len])
+                    n += 1
+        self.n_items = seqs.n_items
+        if n == 0:
+            self.memory = sparse.csr_matrix((0, seqs.n_items + 1), dtype=np.float32)
+        else:
+            r, c = np.concatenate(rows), np.concatenate(cols)
+            self.memory = sparse.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(n, seqs.n_items + 1))
+        self.norms = np.sqrt(np.asarray(self.memory.sum(axis=1)).ravel()).astype(np.float32) + 1e-9
+        self.pop = _item_counts(seqs, upto)
+        self.pop = (np.log1p(self.pop) / max(np.log1p(self.pop).max(), 1.0) * 1e-4).astype(np.float32)
+        log.info("session-kNN memory: %d sessions", n)
+        return self
+
+    def _query(self, histories: Sequence[np.ndarray]) -> sparse.csr_matrix:
+        rows, cols, vals = [], [], []
+        for r, hist in enumerate(histories):
+            recent = hist[-self.window :]
+            w = np.arange(1, len(recent) + 1, dtype=np.float32) / max(len(recent), 1)
+            rows.append(np.full(len(recent), r))
+            cols.append(recent)
+            vals.append(w)
+        if not rows:
+            return sparse.csr_matrix((0, self.n_items + 1), dtype=np.float32)
+        q = sparse.csr_matrix(
+            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+            shape=(len(histories), self.n_items + 1),
+        )
+        q.sum_duplicates()
+        return q
+
+    def neighbours(self, histories: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Indices (N, k) and similarities (N, k) of the most similar training sessions."""
+        q = self._query(histories)
+        sims = (q @ self.memory.T).toarray() / self.norms[None, :]
+        qn = np.sqrt(np.asarray(q.multiply(q).sum(axis=1))).ravel() + 1e-9
+        sims = sims / qn[:, None]
+        k = min(self.k, sims.shape[1])
+        if k == 0:
+            return np.zeros((len(histories), 0), np.int64), np.zeros((len(histories), 0), np.float32)
+        idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        return idx, np.take_along_axis(sims, idx, axis=1)
+
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        out = np.tile(self.pop, (len(histories), 1))
+        for start in range(0, len(histories), 256):
+            part = histories[start : start + 256]
+            idx, sims = self.neighbours(part)
+            for r in range(len(part)):
+                votes = sparse.csr_matrix(sims[r][None, :]) @ self.memory[idx[r]]
+                out[start + r] += votes.toarray().ravel()
+        out[:, PAD] = NEG
+        return out
+
+    def reason(self, user: int, history: np.ndarray, item: int, seqs: SequenceData | None = None) -> str:
+        idx, sims = self.neighbours([history])
+        best, best_sim = None, 0.0
+        for j, s in zip(idx[0], sims[0]):
+            if s > best_sim and self.memory[j, item] > 0:
+                best, best_sim = int(j), float(s)
+        if best is None:
+            return "popular (no similar session contains it)"
+        items = self.session_items[best]
+        names = ", ".join(seqs.item_id(i) for i in items[:5]) if seqs is not None else ", ".join(map(str, items[:5]))
+        who = seqs.user_ids[self.owner[best]] if seqs is not None else str(self.owner[best])
+        return f"nearest session (similarity {best_sim:.2f}, listener {who}): {names}"
+
+
+class MFAdapter(NextRecommender):
+    """The music tab's matrix factorisation (``music.model``) as an order-blind next-item baseline.
+
+    It is fitted on the same training baskets (play counts per user and item) and scores every item
+    for a known user; it ignores the order of the history, which is exactly what it is here to show.
+    ``model_factory`` builds an unfitted model with ``fit(dataset)`` and ``recommend`` /
+    score access; the adapter relies only on the documented interface.
+    """
+
+    name = "mf"
+
+    def __init__(self, model_factory: Any, kind: str = "implicit") -> None:
+        self.model_factory = model_factory
+        self.kind = kind
+
+    def fit(self, seqs: SequenceData, upto: np.ndarray) -> "MFAdapter":
+        import pandas as pd
+
+        from music.data import make_dataset
+
+        rows = []
+        for u in range(seqs.n_users):
+            flat = seqs.flat(u, int(upto[u]))
+            if len(flat):
+                items, counts = np.unique(flat, return_counts=True)
+                rows.append(pd.DataFrame({"user": seqs.user_ids[u], "item": [seqs.item_id(i) for i in items],
+                                          "weight": counts.astype(np.float32)}))
+        frame = pd.concat(rows, ignore_index=True)
+        items = pd.DataFrame({"item": seqs.item_ids, "title": seqs.item_ids})
+        self.dataset = make_dataset(f"{seqs.name}-next-train", "implicit", frame, items)
+        self.model = self.model_factory()
+        self.model.fit(self.dataset)
+        self.seqs = seqs
+        cat = self.model.catalogue  # their id maps: translate once to our 1-based indices
+        self.to_ours = np.array([seqs.item_index(i) for i in cat.items.ids], dtype=np.int64)
+        self.their_user = np.array([cat.users.get(uid) for uid in seqs.user_ids], dtype=np.int64)
+        return self
+
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+        out = np.full((len(users), self.seqs.n_items + 1), NEG / 2, np.float32)
+        theirs = self.their_user[np.asarray(users, np.int64)]
+        known = theirs >= 0
+        if known.any():
+            out[np.ix_(np.flatnonzero(known), self.to_ours)] = self.model.score(theirs[known])
+        out[:, PAD] = NEG
+        return out

@@ -1,0 +1,294 @@
+"""Listening sequences for "up next": sessions, baskets, a temporal leave-last-out split, training samples.
+
+Why this module exists: a next-item model is only as honest as its split. Everything that decides
+what a model may see lives here, in one place, so the CNN, the baselines and the evaluation all use
+the same cut:
+
+* **sessions** — a user's time-ordered events, cut wherever the gap between two events exceeds
+  ``session_gap`` seconds (30 minutes by default, the usual listening-session rule);
+* **baskets** — items that share a session, a calendar month (Last.fm-2K's tag assignments carry
+  only a month), or nothing at all (``"event"``: every event is its own basket, MovieLens ratings);
+* **split** — per user, the last basket is the test target, the one before it the validation target,
+  everything earlier is training. Users with fewer than three baskets only contribute training data;
+* **samples** — Caser's sliding window: the last ``L`` items (left-padded with 0) → the next ``T`` items,
+  built from training baskets only, so no validation or test item can leak into a sample.
+
+Item index 0 is the padding index; real items are ``1..n_items`` in the dataset's catalogue order.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+PAD = 0
+BASKET_MODES = ("event", "session", "day", "month")
+#: Per-dataset defaults: how a basket is formed. Last.fm-2K tag assignments are dated by month only;
+#: MovieLens ratings are single events; listening logs group plays into sessions.
+DEFAULT_BASKET = {"lastfm-2k": "month", "movielens-100k": "event", "ml-100k": "event"}
+
+
+@dataclass
+class SequenceData:
+    """Every user's baskets in time order, over one item catalogue.
+
+    ``baskets[u]`` is a list of int32 arrays of item indices (1-based; 0 is padding), oldest first;
+    ``sessions[u]`` gives, for each basket, the id of the gap-cut session it starts in (used by
+    session-kNN as its memory of sessions).
+    """
+
+    name: str
+    item_ids: list[str]
+    user_ids: list[str]
+    baskets: list[list[np.ndarray]]
+    sessions: list[np.ndarray]
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._item_index = {item: i + 1 for i, item in enumerate(self.item_ids)}
+        self._user_index = {user: u for u, user in enumerate(self.user_ids)}
+
+    @property
+    def n_items(self) -> int:
+        """Real items; score vectors have ``n_items + 1`` entries because index 0 is padding."""
+        return len(self.item_ids)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    def item_index(self, item: str) -> int:
+        """1-based index of an external item id; 0 (padding) when unknown."""
+        return self._item_index.get(str(item), PAD)
+
+    def user_index(self, user: str) -> int:
+        """Index of an external user id; -1 when unknown."""
+        return self._user_index.get(str(user), -1)
+
+    def item_id(self, index: int) -> str:
+        return self.item_ids[int(index) - 1]
+
+    def flat(self, u: int, upto: int | None = None) -> np.ndarray:
+        """User ``u``'s items in time order, from baskets ``[0, upto)`` (all when ``upto`` is None)."""
+        chosen = self.baskets[u][:upto] if upto is not None else self.baskets[u]
+        return np.concatenate(chosen).astype(np.int32) if chosen else np.zeros(0, np.int32)
+
+
+# ----------------------------------------------------------------------------------------------
+# sessions and baskets
+
+
+def cut_sessions(events: pd.DataFrame, gap_seconds: int = 1800) -> pd.Series:
+    """Session number per event: a new session starts at a user's first event or after a gap > ``gap_seconds``.
+
+    ``events`` must be sorted by user then timestamp (the data layer's contract). Session numbers are
+    global (unique across users) so they can index a session memory directly.
+    """
+    if len(events) == 0:
+        return pd.Series(np.zeros(0, np.int64), index=events.index)
+    user = events["user"].to_numpy()
+    ts = events["timestamp"].to_numpy(np.int64)
+    new_user = np.r_[True, user[1:] != user[:-1]]
+    gap = np.r_[True, np.diff(ts) > gap_seconds]
+    if np.any(np.diff(ts)[~new_user[1:]] < 0):
+        raise ValueError("events are not sorted by user then timestamp")
+    return pd.Series(np.cumsum(new_user | gap) - 1, index=events.index, name="session")
+
+
+def basket_keys(events: pd.DataFrame, mode: str, sessions: pd.Series) -> np.ndarray:
+    """Key per event; consecutive events of one user with the same key form one basket."""
+    if mode == "event":
+        return np.arange(len(events), dtype=np.int64)
+    if mode == "session":
+        return sessions.to_numpy(np.int64)
+    stamps = pd.to_datetime(events["timestamp"].to_numpy(np.int64), unit="s", utc=True)
+    if mode == "day":
+        return (events["timestamp"].to_numpy(np.int64) // 86400).astype(np.int64)
+    if mode == "month":
+        return (stamps.year * 12 + stamps.month - 1).to_numpy(np.int64)
+    raise ValueError(f"basket mode must be one of {BASKET_MODES}, not {mode!r}")
+
+
+def build_sequences(
+    events: pd.DataFrame,
+    item_ids: Sequence[str],
+    *,
+    name: str = "data",
+    basket: str = "session",
+    session_gap: int = 1800,
+    dedupe_in_basket: bool = True,
+) -> SequenceData:
+    """Turn time-ordered events into per-user baskets over the catalogue ``item_ids``.
+
+    Events on items outside the catalogue are dropped (counted in ``config['unknown_item_events']``).
+    Within a basket the first occurrence order is kept and repeats are merged when
+    ``dedupe_in_basket`` (tagging one artist with five tags in a month is one artist that month).
+    Re-listens across baskets are kept: repeat consumption is part of what music models must predict.
+    """
+    if basket not in BASKET_MODES:
+        raise ValueError(f"basket mode must be one of {BASKET_MODES}, not {basket!r}")
+    ev = events[["user", "item", "timestamp"]].copy()
+    ev["user"] = ev["user"].astype(str)
+    ev["item"] = ev["item"].astype(str)
+    ev = ev.sort_values(["user", "timestamp"], kind="stable").reset_index(drop=True)
+    index = {item: i + 1 for i, item in enumerate(map(str, item_ids))}
+    codes = ev["item"].map(index).fillna(PAD).to_numpy(np.int64)
+    unknown = int((codes == PAD).sum())
+    if unknown:
+        log.warning("%s: %d events on items outside the catalogue were dropped", name, unknown)
+    sessions = cut_sessions(ev, session_gap)
+    keys = basket_keys(ev, basket, sessions)
+    keep = codes != PAD
+    ev, codes, sessions, keys = ev[keep], codes[keep], sessions.to_numpy()[keep], keys[keep]
+
+    users = ev["user"].to_numpy()
+    user_ids: list[str] = []
+    all_baskets: list[list[np.ndarray]] = []
+    all_sessions: list[np.ndarray] = []
+    if len(ev):
+        bounds = np.flatnonzero(np.r_[True, users[1:] != users[:-1], True])
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            k, c, s = keys[start:stop], codes[start:stop], sessions[start:stop]
+            cuts = np.flatnonzero(np.r_[True, k[1:] != k[:-1], True])
+            baskets = []
+            for a, b in zip(cuts[:-1], cuts[1:]):
+                items = c[a:b]
+                if dedupe_in_basket:
+                    items = pd.unique(items)
+                baskets.append(np.asarray(items, dtype=np.int32))
+            user_ids.append(str(users[start]))
+            all_baskets.append(baskets)
+            all_sessions.append(s[cuts[:-1]].astype(np.int64))
+    config = {
+        "basket": basket,
+        "session_gap": session_gap,
+        "unknown_item_events": unknown,
+        "events": int(len(ev)),
+        "baskets": int(sum(len(b) for b in all_baskets)),
+    }
+    return SequenceData(name, [str(i) for i in item_ids], user_ids, all_baskets, all_sessions, config)
+
+
+def from_dataset(dataset: Any, *, basket: str | None = None, session_gap: int = 1800) -> SequenceData:
+    """Sequences from a ``music.data.MusicDataset`` (its ``events``; ``interactions`` with timestamps as a fallback).
+
+    The catalogue is the dataset's whole item table, so evaluation ranks every item it knows.
+    """
+    events = getattr(dataset, "events", None)
+    if events is None or len(events) == 0:
+        inter = dataset.interactions
+        if "timestamp" not in inter.columns:
+            raise ValueError(
+                f"dataset {dataset.name!r} has no time-stamped events; 'up next' needs the order of listening"
+            )
+        events = inter[["user", "item", "timestamp"]]
+    mode = basket or DEFAULT_BASKET.get(dataset.name, "session")
+    item_ids = pd.unique(pd.concat([dataset.items["item"].astype(str), events["item"].astype(str)]))
+    return build_sequences(events, list(item_ids), name=dataset.name, basket=mode, session_gap=session_gap)
+
+
+# ----------------------------------------------------------------------------------------------
+# split
+
+
+@dataclass
+class Split:
+    """A temporal leave-last-out split, as basket counts per user.
+
+    ``train_upto[u]``: baskets ``[0, train_upto[u])`` are training data. ``val_users`` have their
+    validation target at basket ``train_upto[u]``; ``test_users`` have their test target at
+    ``train_upto[u] + 1`` (the last basket). Fitting on ``train`` and predicting the validation
+    target sees only the past; predicting the test target may also read the validation basket as
+    *input history* (never as a training target).
+    """
+
+    train_upto: np.ndarray
+    val_users: np.ndarray
+    test_users: np.ndarray
+
+
+def leave_last_out(seqs: SequenceData, min_baskets: int = 3) -> Split:
+    """Per user: last basket → test, second-to-last → validation, the rest → training."""
+    counts = np.array([len(b) for b in seqs.baskets], dtype=np.int64)
+    evaluable = counts >= min_baskets
+    train_upto = np.where(evaluable, counts - 2, counts)
+    users = np.flatnonzero(evaluable).astype(np.int64)
+    return Split(train_upto=train_upto, val_users=users, test_users=users.copy())
+
+
+def history_before(seqs: SequenceData, split: Split, u: int, stage: str) -> np.ndarray:
+    """Everything user ``u`` did before the ``stage`` ("val" or "test") target basket, flattened."""
+    upto = int(split.train_upto[u]) + (1 if stage == "test" else 0)
+    return seqs.flat(u, upto)
+
+
+def target_of(seqs: SequenceData, split: Split, u: int, stage: str) -> np.ndarray:
+    """The ``stage`` target basket of user ``u``."""
+    return seqs.baskets[u][int(split.train_upto[u]) + (1 if stage == "test" else 0)]
+
+
+def last_items(history: np.ndarray, L: int) -> np.ndarray:
+    """The last ``L`` items of ``history``, left-padded with 0: the CNN's input "image" rows."""
+    out = np.zeros(L, dtype=np.int32)
+    tail = history[-L:]
+    if len(tail):
+        out[L - len(tail) :] = tail
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# training samples
+
+
+@dataclass
+class Samples:
+    """Caser training samples: ``users[i]``, ``inputs[i]`` (L item indices) → ``targets[i]`` (T, 0-padded)."""
+
+    users: np.ndarray
+    inputs: np.ndarray
+    targets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+def make_samples(
+    seqs: SequenceData, upto: np.ndarray, *, L: int = 5, T: int = 3, min_history: int = 1
+) -> Samples:
+    """Sliding windows over each user's items in baskets ``[0, upto[u])`` only.
+
+    Every position ``t`` with at least ``min_history`` earlier items gives one sample: the ``L`` items
+    before ``t`` (left-padded) → items ``t..t+T-1`` (0-padded at the end of the training data). Because
+    only the first ``upto[u]`` baskets are read, a validation or test item can never appear in a sample.
+    """
+    users, inputs, targets = [], [], []
+    for u in range(seqs.n_users):
+        flat = seqs.flat(u, int(upto[u]))
+        n = len(flat)
+        if n <= min_history:
+            continue
+        padded = np.r_[np.zeros(L, np.int32), flat, np.zeros(T, np.int32)]
+        pos = np.arange(min_history, n)
+        win = pos[:, None] + np.arange(L)[None, :]  # padded index of flat[t-L+j] is t-L+j+L
+        inputs.append(padded[win])
+        targets.append(padded[pos[:, None] + L + np.arange(T)[None, :]])
+        users.append(np.full(len(pos), u, np.int32))
+    if not users:
+        return Samples(np.zeros(0, np.int32), np.zeros((0, L), np.int32), np.zeros((0, T), np.int32))
+    return Samples(np.concatenate(users), np.concatenate(inputs).astype(np.int32), np.concatenate(targets).astype(np.int32))
+
+
+def training_sequences(seqs: SequenceData, upto: np.ndarray) -> list[list[str]]:
+    """Training sequences as token lists (for word2vec): each user's training items in order."""
+    out = []
+    for u in range(seqs.n_users):
+        flat = seqs.flat(u, int(upto[u]))
+        if len(flat) > 1:
+            out.append([str(i) for i in flat])
+    return out
