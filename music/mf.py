@@ -1,0 +1,241 @@
+"""Keras 3 matrix factorisation (torch backend, ``keras.ops`` only): user/item embeddings + biases.
+
+Three training objectives, one scoring rule ``p_u · q_i + b_u + b_i + μ``:
+
+- ``explicit`` (ratings): MSE on observed ratings, per-example L2 on the factors and biases
+  that are touched (the classic biased MF / "SVD" of the Netflix prize).
+- ``softmax`` (play counts, default for implicit data): for each (user, item) play pair, a
+  softmax over the whole catalogue, so every unheard item is a negative (sampling is not needed
+  at these catalogue sizes), and the pair is weighted by log confidence ``1 + α·log(1 + plays)``
+  so a heavy rotation counts more than one play without drowning everything else.
+- ``bpr``: Bayesian personalised ranking with one uniformly sampled negative per positive.
+
+Why a custom layer and not ``Embedding`` + ``Dot``: the factors must be reachable as whole
+matrices for full-catalogue scoring in training (softmax) and for fast numpy scoring, similar
+items and reasons after training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+
+from core.artifacts import ArtifactError, atomic_path, checksum_files, load_arrays, save_arrays
+from core.progress import track
+from music.model import Catalogue, Recommender
+
+log = logging.getLogger(__name__)
+
+MODES = ("explicit", "softmax", "bpr")
+
+
+@contextlib.contextmanager
+def _torch_threads() -> Iterator[None]:
+    """Train on ``RECS_TORCH_THREADS`` (default 1) intra-op threads, then restore.
+
+    Why: these small matmuls gain little from a second thread, and on a shared 2-core machine
+    torch's spinning threads under contention made an epoch 10× slower (measured 53 s vs 4.5 s).
+    """
+    import keras
+
+    if keras.backend.backend() != "torch":
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(os.environ.get("RECS_TORCH_THREADS", "1"))))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class KerasMF(Recommender):
+    """Matrix factorisation trained with Keras; scores and reasons computed from its factors in numpy."""
+
+    name = "mf"
+
+    def __init__(self, mode: str | None = None, dim: int = 64, l2: float = 1e-4, epochs: int = 20,
+                 batch_size: int = 512, lr: float = 3e-3, alpha: float = 1.0, seed: int = 0,
+                 patience: int = 2) -> None:
+        if mode is not None and mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        self.mode, self.dim, self.l2, self.epochs = mode, dim, l2, epochs
+        self.batch_size, self.lr, self.alpha, self.seed, self.patience = batch_size, lr, alpha, seed, patience
+        self.model: keras.Model | None = None
+        self.history_: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------------------------------
+    def _fit(self, val: Any = None, progress: Optional[Callable[[float, str], None]] = None,
+             **kwargs: Any) -> None:
+        """Train; with ``val`` (a frame of held-out interactions) keep the epoch with the best val loss."""
+        with _torch_threads():
+            self._train(val, progress)
+
+    def _train(self, val: Any, progress: Optional[Callable[[float, str], None]]) -> None:
+        import keras
+
+        from music.mf_layer import MFLayer
+
+        c = self.catalogue
+        self.mode = self.mode or ("explicit" if c.kind == "explicit" else "softmax")
+        keras.utils.set_random_seed(self.seed)
+        h = c.history.tocoo()
+        u, i, w = h.row.astype(np.int32), h.col.astype(np.int32), h.data.astype(np.float32)
+        mu = float(w.mean()) if self.mode == "explicit" and len(w) else 0.0
+        layer = MFLayer(c.n_users, c.n_items, self.dim, self.l2, self.mode, mu, name="mf")
+        width = {"explicit": 2, "softmax": 1, "bpr": 3}[self.mode]
+        inp = keras.Input(shape=(width,), dtype="int32", name="ids")
+        self.model = keras.Model(inp, layer(inp), name=f"mf_{self.mode}")
+        loss = {"explicit": keras.losses.MeanSquaredError(),
+                "softmax": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                "bpr": keras.losses.BinaryCrossentropy(from_logits=True)}[self.mode]
+        self.model.compile(optimizer=keras.optimizers.Adam(self.lr), loss=loss)
+        x, y, sw = self._examples(u, i, w)
+        vdata = None
+        if val is not None and len(val):
+            vu = c.users.indices(val["user"])
+            vi = c.items.indices(val["item"])
+            ok = (vu >= 0) & (vi >= 0)
+            vx, vy, vsw = self._examples(vu[ok].astype(np.int32), vi[ok].astype(np.int32),
+                                         val["weight"].to_numpy(np.float32)[ok])
+            vdata = (vx, vy, vsw)
+        best, best_w, bad = math.inf, None, 0
+        rng = np.random.default_rng(self.seed)
+        for epoch in track(range(self.epochs), desc=f"MF ({self.mode})", progress=progress, unit="epoch"):
+            if self.mode == "bpr":  # fresh negatives every epoch
+                x[:, 2] = rng.integers(0, c.n_items, len(x))
+            hist = self.model.fit(x, y, sample_weight=sw, batch_size=self.batch_size, epochs=1, verbose=0,
+                                  shuffle=True)
+            rec = {"epoch": epoch + 1, "loss": float(hist.history["loss"][-1])}
+            if vdata is not None:
+                rec["val_loss"] = float(self.model.evaluate(vdata[0], vdata[1], sample_weight=vdata[2],
+                                                            batch_size=4096, verbose=0))
+                if rec["val_loss"] < best - 1e-5:
+                    best, best_w, bad = rec["val_loss"], self.model.get_weights(), 0
+                else:
+                    bad += 1
+            self.history_.append(rec)
+            log.info("MF epoch %s", rec)
+            if vdata is not None and bad >= self.patience:
+                break
+        if best_w is not None:
+            self.model.set_weights(best_w)
+        self._extract()
+
+    def _examples(self, u: np.ndarray, i: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = len(u)
+        if self.mode == "explicit":
+            return np.stack([u, i], 1), w.astype(np.float32), np.ones(n, np.float32)
+        conf = (1.0 + self.alpha * np.log1p(np.abs(w))).astype(np.float32)
+        if self.mode == "softmax":
+            return u[:, None].astype(np.int32), i.astype(np.int32), conf / conf.mean()
+        neg = np.zeros(n, np.int32)
+        return np.stack([u, i, neg], 1).astype(np.int32), np.ones(n, np.float32), conf / conf.mean()
+
+    def _extract(self) -> None:
+        from keras import ops
+
+        layer = self.model.get_layer("mf")
+        self.P, self.Q = (np.asarray(ops.convert_to_numpy(t), np.float32) for t in (layer.P, layer.Q))
+        self.bu, self.bi = (np.asarray(ops.convert_to_numpy(t), np.float32) for t in (layer.bu, layer.bi))
+        self.mu = float(layer.global_bias)
+        norms = np.linalg.norm(self.Q, axis=1, keepdims=True)
+        self.Qn = self.Q / np.maximum(norms, 1e-9)
+
+    # ------------------------------------------------------------------------------------------
+    def score(self, users: np.ndarray) -> np.ndarray:
+        users = np.asarray(users, dtype=np.int64)
+        return self.P[users] @ self.Q.T + self.bi[None, :] + self.bu[users][:, None] + self.mu
+
+    def predict(self, users: np.ndarray, items: np.ndarray, clip: tuple[float, float] | None = None) -> np.ndarray:
+        """Pairwise predictions; unknown users/items (index -1) fall back to the biases we have."""
+        users, items = np.asarray(users), np.asarray(items)
+        ku, ki = users >= 0, items >= 0
+        pred = np.full(len(users), self.mu, np.float64)
+        pred[ku] += self.bu[users[ku]]
+        pred[ki] += self.bi[items[ki]]
+        both = ku & ki
+        pred[both] += np.sum(self.P[users[both]] * self.Q[items[both]], axis=1)
+        return np.clip(pred, *clip) if clip else pred
+
+    def similar_items(self, item: str, n: int = 10) -> list[tuple[str, float]]:
+        i = self.catalogue.items.index(item)
+        sim = self.Qn @ self.Qn[i]
+        sim[i] = -np.inf
+        from music.model import top_n
+
+        return [(self.catalogue.items.external(j), float(sim[j])) for j in top_n(sim, n)]
+
+    def reason(self, u: int, i: int) -> str:
+        """'because you listened to X': the history item nearest to ``i`` in embedding space."""
+        c = self.catalogue
+        row = c.history[u]
+        hist, w = row.indices, row.data
+        if c.kind == "explicit" and len(w):
+            keep = w >= max(w.mean(), 3.5) if (w >= 3.5).any() else w >= w.mean()
+            hist = hist[keep]
+        if len(hist) == 0:
+            return super().reason(u, i)
+        j = int(hist[np.argmax(self.Qn[hist] @ self.Qn[i])])
+        verb = "liked" if c.kind == "explicit" else "listened to"
+        who = f" by {c.artists[j]}" if c.artists[j] and c.artists[j] != c.titles[j] else ""
+        return f"because you {verb} {c.titles[j]}{who}"
+
+    # ------------------------------------------------------------------------------------------
+    def _config(self) -> dict[str, Any]:
+        return {"mode": self.mode, "dim": self.dim, "l2": self.l2, "epochs": self.epochs,
+                "batch_size": self.batch_size, "lr": self.lr, "alpha": self.alpha, "seed": self.seed,
+                "history": self.history_, "keras_checksum": getattr(self, "_keras_sum", ""),
+                "global_bias": self.mu}
+
+    def save(self, stem: str | Path) -> Path:
+        """``stem.keras`` (the Keras model) + ``stem.npz``/``stem.json`` (catalogue, manifest)."""
+        stem = Path(stem)
+        keras_path = stem.with_suffix(".keras")
+        with atomic_path(keras_path) as tmp:
+            self.model.save(tmp)
+        self._keras_sum = checksum_files([keras_path])
+        return super().save(stem)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        # The factors are also kept as plain arrays so serving needs neither keras nor torch.
+        return {"P": self.P, "Q": self.Q, "bu": self.bu, "bi": self.bi}
+
+    def _from_arrays(self, arrays: dict[str, np.ndarray], m: dict[str, Any]) -> None:
+        for k in ("mode", "dim", "l2", "epochs", "batch_size", "lr", "alpha", "seed"):
+            setattr(self, k, m[k])
+        self.patience, self.history_, self.model = 2, m.get("history", []), None
+        self._keras_path = Path(m["_stem"]).with_suffix(".keras")
+        fix = "Rebuild it with `python -m music train --force`."
+        if not self._keras_path.is_file():
+            raise ArtifactError(f"{self._keras_path} is missing although its manifest exists. {fix}")
+        if m.get("keras_checksum") and checksum_files([self._keras_path]) != m["keras_checksum"]:
+            raise ArtifactError(f"{self._keras_path} does not match its manifest (changed or half-written). {fix}")
+        self.P, self.Q, self.bu, self.bi = (arrays[k].astype(np.float32) for k in ("P", "Q", "bu", "bi"))
+        self.mu = float(m.get("global_bias", 0.0))
+        self.Qn = self.Q / np.maximum(np.linalg.norm(self.Q, axis=1, keepdims=True), 1e-9)
+
+    def keras_model(self) -> Any:
+        """The saved Keras model itself (to fine-tune or inspect); loaded on first use."""
+        if self.model is None:
+            import music  # noqa: F401 - KERAS_BACKEND
+            import keras
+
+            from music.mf_layer import MFLayer
+
+            fix = "Rebuild it with `python -m music train --force`."
+            try:
+                self.model = keras.saving.load_model(self._keras_path, custom_objects={"MFLayer": MFLayer},
+                                                     compile=False)
+            except Exception as exc:  # keras raises many types for a damaged zip
+                raise ArtifactError(f"{self._keras_path} could not be loaded ({type(exc).__name__}: {exc}). "
+                                    f"{fix}") from exc
+        return self.model

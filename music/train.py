@@ -1,0 +1,164 @@
+"""Train every music model for one dataset into ``models/music/<dataset>/`` and load them back.
+
+Why a bundle: the tab and the CLI need the three models of one dataset together (MF for
+personal picks, genre for new listeners and thin histories, popularity as the fallback), plus
+labels and the evaluation results, all from ``models/`` so the product never reads dataset files
+at serving time. ``bundle.json`` records the dataset checksum: a fresh bundle is not retrained
+unless forced, and a bundle whose files disagree with it raises ``ArtifactError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from core.artifacts import MODELS_DIR, ArtifactError, read_json, write_json
+from music.data import LABELS, MusicDataset, load_dataset, user_holdout_split
+from music.model import GenreRecommender, Popularity, Recommender
+
+log = logging.getLogger(__name__)
+
+#: Bump when the bundle layout or training recipe changes: older bundles are then retrained.
+SCHEMA = 1
+#: Hyper-parameters chosen on validation splits carved from training data (see docs/music.md).
+MF_DEFAULTS: dict[str, dict[str, Any]] = {
+    "explicit": {"dim": 64, "l2": 0.05, "epochs": 40, "batch_size": 256, "lr": 2e-3},
+    "implicit": {"dim": 64, "l2": 1e-3, "epochs": 20, "batch_size": 512, "lr": 3e-3, "alpha": 1.0},
+}
+
+
+def music_dir() -> Path:
+    """Root of the music artifacts (follows ``RECS_MODELS_DIR`` through core.artifacts)."""
+    return MODELS_DIR / "music"
+
+
+def bundle_dir(dataset: str) -> Path:
+    return music_dir() / dataset
+
+
+@dataclass
+class Bundle:
+    """The trained models of one dataset, as the UI and CLI use them."""
+
+    dataset: str
+    manifest: dict[str, Any]
+    models: dict[str, Recommender] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return str(self.manifest.get("label", LABELS.get(self.dataset, self.dataset)))
+
+    @property
+    def mf(self) -> Recommender:
+        return self.models["mf"]
+
+    @property
+    def genre(self) -> GenreRecommender:
+        return self.models["genre"]  # type: ignore[return-value]
+
+    @property
+    def popularity(self) -> Recommender:
+        return self.models["popularity"]
+
+
+def is_fresh(dataset: str, checksum: str) -> bool:
+    """True if a complete bundle built from data with this checksum, by this schema, exists."""
+    try:
+        m = read_json(bundle_dir(dataset) / "bundle.json")
+    except ArtifactError:
+        return False
+    files_ok = all((bundle_dir(dataset) / f"{n}.json").is_file() for n in m.get("models", []))
+    return m.get("schema") == SCHEMA and m.get("dataset_checksum") == checksum and files_ok
+
+
+def train(
+    dataset: str = "simulated",
+    path: str | Path | None = None,
+    *,
+    force: bool = False,
+    data: MusicDataset | None = None,
+    progress: Optional[Callable[[float, str], None]] = None,
+    mf_params: dict[str, Any] | None = None,
+    **load_kwargs: Any,
+) -> dict[str, Any]:
+    """Train (or skip if fresh) popularity, genre and MF for ``dataset``; return the bundle manifest."""
+    from music.mf import KerasMF  # keras import only when training
+
+    data = data or load_dataset(dataset, path, **load_kwargs)
+    checksum = data.checksum()
+    out = bundle_dir(dataset)
+    if not force and is_fresh(dataset, checksum):
+        log.info("%s: fresh models in %s; skipping (use --force to retrain)", dataset, out)
+        m = read_json(out / "bundle.json")
+        m["skipped"] = True
+        return m
+    if len(data.interactions) == 0:
+        raise ValueError(f"dataset {dataset!r} has no interactions to train on")
+    t0 = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    params = dict(MF_DEFAULTS[data.kind], **(mf_params or {}))
+    # Early stopping needs held-out data; carve it per user from the training log itself.
+    split = user_holdout_split(data.interactions, test_fraction=0.05, min_items=10, seed=123)
+    mf = KerasMF(**params).fit(data, split.train, val=split.test, progress=progress)
+    models: dict[str, Recommender] = {"mf": mf, "genre": GenreRecommender().fit(data),
+                                      "popularity": Popularity().fit(data)}
+    # MF is served with every interaction as history (to exclude and explain), though fitted on 95 %.
+    mf.catalogue = models["genre"].catalogue
+    for name, model in models.items():
+        model.save(out / name)
+    manifest = {
+        "kind": "music-bundle", "schema": SCHEMA, "dataset": dataset, "label": LABELS.get(dataset, dataset),
+        "data_kind": data.kind, "dataset_checksum": checksum, "models": list(models),
+        "summary": data.summary(), "report": data.report, "mf_params": params,
+        "mf_history": mf.history_, "train_seconds": round(time.time() - t0, 1),
+        "source_path": str(path) if path else None,
+    }
+    write_json(out / "bundle.json", manifest)
+    log.info("%s: trained %s in %.1fs -> %s", dataset, list(models), time.time() - t0, out)
+    return manifest
+
+
+def trained_datasets() -> list[str]:
+    """Datasets with a bundle on disk, the simulated default first."""
+    root = music_dir()
+    names = sorted(p.parent.name for p in root.glob("*/bundle.json")) if root.is_dir() else []
+    return sorted(names, key=lambda n: (n != "simulated", n))
+
+
+def load_bundle(dataset: str) -> Bundle:
+    """Load a trained bundle; ``ArtifactError`` with the command to run if missing, stale or corrupt."""
+    from music.mf import KerasMF
+
+    d = bundle_dir(dataset)
+    hint = f"python -m music train --dataset {dataset} --force"
+    m = read_json(d / "bundle.json") if (d / "bundle.json").is_file() else None
+    if m is None:
+        raise ArtifactError(f"No trained music models for {dataset!r} in {d}. Build them with `{hint}`.")
+    if m.get("schema") != SCHEMA:
+        raise ArtifactError(f"The {dataset!r} models were built by an older version (schema {m.get('schema')}); "
+                            f"rebuild with `{hint}`.")
+    classes = {"mf": KerasMF, "genre": GenreRecommender, "popularity": Popularity}
+    b = Bundle(dataset, m)
+    for name in m.get("models", []):
+        b.models[name] = classes[name].load(d / name, expect_checksum=m["dataset_checksum"])
+    return b
+
+
+def load_results(dataset: str) -> dict[str, Any] | None:
+    """The saved evaluation results (``python -m music evaluate``) for ``dataset``, if any."""
+    try:
+        return read_json(results_path(dataset))
+    except ArtifactError:
+        return None
+
+
+def results_path(dataset: str) -> Path:
+    return music_dir() / f"evaluation-{dataset}.json"
+
+
+def evaluated_datasets() -> list[str]:
+    root = music_dir()
+    return sorted(p.stem.removeprefix("evaluation-") for p in root.glob("evaluation-*.json")) if root.is_dir() else []

@@ -1,0 +1,164 @@
+"""The Music tab: pick a trained dataset and a listener → their history and picks with reasons;
+a new listener picks genres → picks; the evaluation metrics as a chart; then "Up next" (issue 6).
+
+Why it stays thin: all policy (blending thin histories, reasons, cold start) is in
+``music.service``; this module only lays out widgets and caches the loaded models
+(``st.tabs`` runs every tab on every rerun, so loading must be cached and cheap).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core.artifacts import ArtifactError
+from music import service
+from music.data import LABELS
+from music.model import Recommendation, UnknownUser
+from music.train import Bundle, bundle_dir, evaluated_datasets, load_bundle, load_results, trained_datasets
+
+log = logging.getLogger(__name__)
+
+SIMULATED_NOTE = ("**Simulated data.** This listening log is simulated (seeded listeners with genre tastes, "
+                  "long-tailed artists and songs, sessions); it is not real listening history.")
+
+
+@st.cache_resource(show_spinner="Loading music models…")
+def _bundle(dataset: str, stamp: float) -> Bundle:
+    """Load once per (dataset, bundle.json mtime): a retrain is picked up without a restart."""
+    return load_bundle(dataset)
+
+
+def _label(name: str) -> str:
+    return LABELS.get(name, name)
+
+
+def _picks_frame(recs: list[Recommendation]) -> pd.DataFrame:
+    return pd.DataFrame({
+        "#": range(1, len(recs) + 1),
+        "title": [r.title for r in recs],
+        "artist": [r.artist for r in recs],
+        "genres": [", ".join(r.genres) for r in recs],
+        "score": [round(r.score, 3) for r in recs],
+        "why": [r.reason for r in recs],
+    })
+
+
+def render() -> None:
+    """Draw the tab (called by app.py inside the "Music" tab)."""
+    st.subheader("Music picks")
+    datasets = trained_datasets()
+    if not datasets:
+        st.info("No music models are trained yet. Run `python -m music train` (the simulated demo, under a "
+                "minute) or `make run`, then reload this page.")
+        _render_evaluation()
+        return
+    dataset = st.selectbox("Dataset", datasets, format_func=_label, key="music_dataset")
+    if dataset == "simulated":
+        st.caption(SIMULATED_NOTE)
+    try:
+        bundle = _bundle(dataset, (bundle_dir(dataset) / "bundle.json").stat().st_mtime)
+    except (ArtifactError, OSError) as exc:
+        st.error(f"The {_label(dataset)} models cannot be used: {exc}")
+        return
+    users = service.users(bundle)
+    if not users:
+        st.warning(f"The {_label(dataset)} data has no listeners, so there is nothing to recommend from.")
+        return
+    summary = bundle.manifest.get("summary", {})
+    st.caption(f"{bundle.label}: {summary.get('users', len(users)):,} listeners, "
+               f"{summary.get('items', 0):,} items, {summary.get('interactions', 0):,} interactions.")
+
+    mode = st.radio("Who is listening?", ["A listener in the data", "A new listener"], horizontal=True,
+                    key="music_mode")
+    n = st.slider("How many picks", 5, 30, 10, key="music_top")
+    user: str | None = None
+    if mode == "A listener in the data":
+        user = _render_listener(bundle, users, n)
+    else:
+        _render_new_listener(bundle, n)
+    _render_evaluation()
+    _render_up_next(dataset, user)
+
+
+def _render_listener(bundle: Bundle, users: list[str], n: int) -> str | None:
+    left, right = st.columns([2, 1])
+    with left:
+        picked = st.selectbox("Listener (type to search)", users, key="music_user")
+    with right:
+        typed = st.text_input("…or enter a listener id", key="music_user_typed").strip()
+    user = typed or picked
+    try:
+        hist = service.history(bundle, user, n=10)
+        recs = service.recommend_user(bundle, user, n)
+    except UnknownUser:
+        st.error(f"Unknown listener {user!r}: there is no such id in {bundle.label}. "
+                 "Pick one from the list, or try \"A new listener\" to start from genres.")
+        return None
+    col_h, col_p = st.columns(2)
+    with col_h:
+        st.markdown(f"**{user}'s top history**")
+        if hist.empty:
+            st.info("This listener has no history yet, so the picks below are simply the most popular.")
+        else:
+            st.dataframe(hist.drop(columns=["item"]), hide_index=True, width="stretch")
+    with col_p:
+        st.markdown(f"**Top {n} picks for {user}**")
+        if len(hist) and len(hist) < service.BLEND_BELOW:
+            st.caption("A short history: personal picks are blended with picks from this listener's genres.")
+        if not recs:
+            st.info("Nothing left to recommend: this listener has heard everything.")
+        else:
+            st.dataframe(_picks_frame(recs), hide_index=True, width="stretch")
+    return user
+
+
+def _render_new_listener(bundle: Bundle, n: int) -> None:
+    options = service.genres(bundle)
+    if not options:
+        st.info("This dataset has no genre information, so new-listener picks are not available.")
+        return
+    chosen = st.multiselect("Pick a few genres you like", options, default=options[:2], key="music_genres")
+    if not chosen:
+        st.info("Pick at least one genre to get picks.")
+        return
+    recs = service.recommend_new_listener(bundle, chosen, n)
+    if not recs:
+        st.info("No songs found in those genres.")
+        return
+    st.markdown(f"**Top {len(recs)} picks for {', '.join(chosen)}**")
+    st.dataframe(_picks_frame(recs), hide_index=True, width="stretch")
+
+
+def _render_evaluation() -> None:
+    """Bar charts of the saved evaluation results (``python -m music evaluate``)."""
+    names = evaluated_datasets()
+    with st.expander("How good are these models? (held-out evaluation)", expanded=False):
+        if not names:
+            st.info("No evaluation results yet. Run `python -m music evaluate --dataset simulated` "
+                    "(or lastfm-2k / movielens-100k).")
+            return
+        name = st.selectbox("Evaluation of", names, format_func=_label, key="music_eval_dataset")
+        res: dict[str, Any] | None = load_results(name)
+        if not res:
+            st.warning("The results file could not be read.")
+            return
+        st.caption(f"{res.get('label', name)} — {res.get('protocol', '')}")
+        frame = pd.DataFrame(res["methods"]).T
+        frame = frame[[c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]]
+        st.bar_chart(frame.T, horizontal=False, stack=False)
+        st.dataframe(frame.round(4), width="stretch")
+        if res.get("command"):
+            st.caption(f"Reproduce with `{res['command']}`")
+
+
+def _render_up_next(dataset: str, user: str | None) -> None:
+    try:
+        from ui.music_next import render_up_next
+    except ImportError:
+        return
+    render_up_next(dataset, user)
