@@ -105,6 +105,7 @@ def _read_tsv(path: Path, report: dict, what: str, *, expect: int, encoding: str
     if bad:
         log.warning("%s: skipped %d malformed rows", path.name, bad)
     report[f"{what}_malformed_rows"] = bad
+    report["malformed_rows"] = report.get("malformed_rows", 0) + bad
     return pd.DataFrame(rows, dtype=str)
 
 
@@ -343,7 +344,9 @@ def load_csv(path: Path, *, sep: str = ",", kind: str | None = None) -> MusicDat
         iso = pd.to_datetime(df["timestamp"].where(ts.isna()), utc=True, errors="coerce")
         ts = ts.fillna(_unix_seconds(iso))
         raw["timestamp"] = ts
-        events = raw[["user", "item", "timestamp"]].dropna()
+        # Events only from rows that are valid interactions (a malformed row is not a play either).
+        w = pd.to_numeric(raw["weight"], errors="coerce")
+        events = raw.loc[w.notna() & (w > 0), ["user", "item", "timestamp"]].dropna()
     items = pd.DataFrame({"item": df["item"]})
     items["title"] = df["title"] if "title" in df.columns else ""
     items["artist"] = df["artist"] if "artist" in df.columns else ""
