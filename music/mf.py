@@ -5,9 +5,10 @@ Three training objectives, one scoring rule ``p_u · q_i + b_u + b_i + μ``:
 - ``explicit`` (ratings): MSE on observed ratings, per-example L2 on the factors and biases
   that are touched (the classic biased MF / "SVD" of the Netflix prize).
 - ``softmax`` (play counts, default for implicit data): for each (user, item) play pair, a
-  softmax over the whole catalogue, so every unheard item is a negative (sampling is not needed
-  at these catalogue sizes), and the pair is weighted by log confidence ``1 + α·log(1 + plays)``
-  so a heavy rotation counts more than one play without drowning everything else.
+  softmax of the played item against negatives: the whole catalogue when it has at most
+  ``n_sampled`` items, else ``n_sampled`` uniformly sampled items shared by the batch (a sampled
+  softmax). The pair is weighted by log confidence ``1 + α·log(1 + plays)`` so a heavy rotation
+  counts more than one play without drowning everything else.
 - ``bpr``: Bayesian personalised ranking with one uniformly sampled negative per positive.
 
 Why a custom layer and not ``Embedding`` + ``Dot``: the factors must be reachable as whole
@@ -64,11 +65,12 @@ class KerasMF(Recommender):
 
     def __init__(self, mode: str | None = None, dim: int = 64, l2: float = 1e-4, epochs: int = 20,
                  batch_size: int = 512, lr: float = 3e-3, alpha: float = 1.0, seed: int = 0,
-                 patience: int = 2) -> None:
+                 patience: int = 2, n_sampled: int = 2048) -> None:
         if mode is not None and mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         self.mode, self.dim, self.l2, self.epochs = mode, dim, l2, epochs
         self.batch_size, self.lr, self.alpha, self.seed, self.patience = batch_size, lr, alpha, seed, patience
+        self.n_sampled = n_sampled
         self.model: keras.Model | None = None
         self.history_: list[dict[str, float]] = []
 
@@ -90,8 +92,9 @@ class KerasMF(Recommender):
         h = c.history.tocoo()
         u, i, w = h.row.astype(np.int32), h.col.astype(np.int32), h.data.astype(np.float32)
         mu = float(w.mean()) if self.mode == "explicit" and len(w) else 0.0
-        layer = MFLayer(c.n_users, c.n_items, self.dim, self.l2, self.mode, mu, name="mf")
-        width = {"explicit": 2, "softmax": 1, "bpr": 3}[self.mode]
+        layer = MFLayer(c.n_users, c.n_items, self.dim, self.l2, self.mode, mu, n_sampled=self.n_sampled,
+                        seed=self.seed, name="mf")
+        width = {"explicit": 2, "softmax": 2, "bpr": 3}[self.mode]
         inp = keras.Input(shape=(width,), dtype="int32", name="ids")
         self.model = keras.Model(inp, layer(inp), name=f"mf_{self.mode}")
         loss = {"explicit": keras.losses.MeanSquaredError(),
@@ -136,7 +139,7 @@ class KerasMF(Recommender):
             return np.stack([u, i], 1), w.astype(np.float32), np.ones(n, np.float32)
         conf = (1.0 + self.alpha * np.log1p(np.abs(w))).astype(np.float32)
         if self.mode == "softmax":
-            return u[:, None].astype(np.int32), i.astype(np.int32), conf / conf.mean()
+            return np.stack([u, i], 1).astype(np.int32), np.zeros(n, np.int32), conf / conf.mean()
         neg = np.zeros(n, np.int32)
         return np.stack([u, i, neg], 1).astype(np.int32), np.ones(n, np.float32), conf / conf.mean()
 
@@ -193,7 +196,7 @@ class KerasMF(Recommender):
     def _config(self) -> dict[str, Any]:
         return {"mode": self.mode, "dim": self.dim, "l2": self.l2, "epochs": self.epochs,
                 "batch_size": self.batch_size, "lr": self.lr, "alpha": self.alpha, "seed": self.seed,
-                "history": self.history_, "keras_checksum": getattr(self, "_keras_sum", ""),
+                "n_sampled": self.n_sampled, "history": self.history_, "keras_checksum": getattr(self, "_keras_sum", ""),
                 "global_bias": self.mu}
 
     def save(self, stem: str | Path) -> Path:
@@ -210,6 +213,7 @@ class KerasMF(Recommender):
         return {"P": self.P, "Q": self.Q, "bu": self.bu, "bi": self.bi}
 
     def _from_arrays(self, arrays: dict[str, np.ndarray], m: dict[str, Any]) -> None:
+        self.n_sampled = int(m.get("n_sampled", 0))
         for k in ("mode", "dim", "l2", "epochs", "batch_size", "lr", "alpha", "seed"):
             setattr(self, k, m[k])
         self.patience, self.history_, self.model = 2, m.get("history", []), None

@@ -18,10 +18,11 @@ class MFLayer(keras.layers.Layer):
     """Holds P (users × d), Q (items × d), user and item biases; three call modes (see module doc)."""
 
     def __init__(self, n_users: int, n_items: int, dim: int = 64, l2: float = 1e-4, mode: str = "explicit",
-                 global_bias: float = 0.0, **kwargs: Any) -> None:
+                 global_bias: float = 0.0, n_sampled: int = 0, seed: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.n_users, self.n_items, self.dim, self.l2 = int(n_users), int(n_items), int(dim), float(l2)
-        self.mode, self.global_bias = mode, float(global_bias)
+        self.mode, self.global_bias, self.n_sampled, self.seed = mode, float(global_bias), int(n_sampled), int(seed)
+        self.seed_gen = keras.random.SeedGenerator(seed)
 
     def build(self, input_shape: Any) -> None:
         init = keras.initializers.RandomNormal(stddev=0.05 if self.mode == "explicit" else 0.1, seed=7)
@@ -30,15 +31,12 @@ class MFLayer(keras.layers.Layer):
         self.bu = self.add_weight(shape=(self.n_users,), initializer="zeros", name="user_bias")
         self.bi = self.add_weight(shape=(self.n_items,), initializer="zeros", name="item_bias")
 
-    def call(self, x: Any) -> Any:
+    def call(self, x: Any, training: bool | None = None) -> Any:
         x = ops.cast(x, "int32")
         u = x[:, 0]
         pu = ops.take(self.P, u, axis=0)
         if self.mode == "softmax":
-            # Users are regularised per example; items once per batch over the whole table.
-            self.add_loss(self.l2 * (ops.mean(ops.sum(pu * pu, axis=1))
-                                     + ops.sum(self.Q * self.Q) / self.n_items))
-            return ops.matmul(pu, ops.transpose(self.Q)) + self.bi[None, :]
+            return self._softmax_logits(pu, x[:, 1], bool(training))
         qi = ops.take(self.Q, x[:, 1], axis=0)
         bi = ops.take(self.bi, x[:, 1], axis=0)
         if self.mode == "bpr":
@@ -50,8 +48,28 @@ class MFLayer(keras.layers.Layer):
         self.add_loss(self.l2 * ops.mean(ops.sum(pu * pu + qi * qi, axis=1) + bu * bu + bi * bi))
         return ops.sum(pu * qi, axis=1) + bu + bi + self.global_bias
 
+    def _softmax_logits(self, pu: Any, pos: Any, training: bool) -> Any:
+        """Column 0: the played item's logit; then the negatives (target is always class 0).
+
+        In training with ``n_sampled`` < catalogue size, the negatives are ``n_sampled`` items drawn
+        uniformly per batch and shared by its rows (a sampled softmax: ~9× cheaper on Last.fm-2K's
+        17.6k artists); otherwise, and always in evaluation, every item is a negative. The played
+        item is masked out of its own negatives.
+        """
+        qp = ops.take(self.Q, pos, axis=0)
+        pos_logit = ops.sum(pu * qp, axis=1) + ops.take(self.bi, pos, axis=0)
+        if training and 0 < self.n_sampled < self.n_items:
+            cands = keras.random.randint((self.n_sampled,), 0, self.n_items, seed=self.seed_gen, dtype="int32")
+        else:
+            cands = ops.arange(self.n_items, dtype="int32")
+        neg = ops.matmul(pu, ops.transpose(ops.take(self.Q, cands, axis=0))) + ops.take(self.bi, cands, axis=0)[None, :]
+        neg = ops.where(ops.equal(cands[None, :], pos[:, None]), -1e9, neg)
+        self.add_loss(self.l2 * ops.mean(ops.sum(pu * pu + qp * qp, axis=1)))
+        return ops.concatenate([pos_logit[:, None], neg], axis=1)
+
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "n_users": self.n_users, "n_items": self.n_items, "dim": self.dim,
-                "l2": self.l2, "mode": self.mode, "global_bias": self.global_bias}
+                "l2": self.l2, "mode": self.mode, "global_bias": self.global_bias, "n_sampled": self.n_sampled,
+                "seed": self.seed}
 
 
