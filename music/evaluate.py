@@ -26,6 +26,7 @@ from scipy import sparse
 
 from core.artifacts import write_json
 from music.data import MusicDataset, Split, load_dataset, ratio_split, user_holdout_split
+from music.mf import KerasMF, best_epoch
 from music.model import GenreRecommender, Popularity, Recommender, top_n
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def _tune(name: str, grid: list[dict[str, Any]], make: Callable[[dict[str, Any]]
         row = {**params, "val_ndcg@10": round(m["ndcg@10"], 5), "seconds": round(time.time() - t, 1)}
         if name == "mf":
             hist = model.history_  # type: ignore[attr-defined]
-            row["epochs"] = int(min(hist, key=lambda h: h.get("val_loss", np.inf))["epoch"])
+            row["epochs"] = best_epoch(hist)
         table.append(row)
         log.info("tune %s %s", name, row)
     best = max(table, key=lambda r: r["val_ndcg@10"])
@@ -117,7 +118,6 @@ def _tune(name: str, grid: list[dict[str, Any]], make: Callable[[dict[str, Any]]
 def evaluate_topn(data: MusicDataset, *, seed: int = 42, tune: bool = True,
                   mf_params: dict[str, Any] | None = None) -> dict[str, Any]:
     """MF vs popularity, genre and implicit ALS on one per-user holdout split of ``data``."""
-    from music.mf import KerasMF
     from music.peers import ImplicitALS, PeerMissing
     from music.train import MF_DEFAULTS
 
@@ -158,7 +158,6 @@ def evaluate_topn(data: MusicDataset, *, seed: int = 42, tune: bool = True,
 def evaluate_ratings(data: MusicDataset, *, seed: int = 42, tune: bool = True,
                      mf_params: dict[str, Any] | None = None) -> dict[str, Any]:
     """MF (explicit mode) vs Surprise SVD and the global mean on one fixed 80/20 split."""
-    from music.mf import KerasMF
     from music.peers import PeerMissing, surprise_svd
     from music.train import MF_DEFAULTS
 
@@ -181,8 +180,8 @@ def evaluate_ratings(data: MusicDataset, *, seed: int = 42, tune: bool = True,
         for p in MF_GRID_EXPLICIT:
             t = time.time()
             mf, pred = fit_predict(dict(cfg, **p), inner, inner.test)
-            best_epoch = int(min(mf.history_, key=lambda h: h.get("val_loss", np.inf))["epoch"])
-            row = {**p, "epochs": best_epoch, "val_rmse": round(rating_metrics(pred, inner.test["weight"])["rmse"], 5),
+            val_rmse = rating_metrics(pred, inner.test["weight"])["rmse"]
+            row = {**p, "epochs": best_epoch(mf.history_), "val_rmse": round(val_rmse, 5),
                    "seconds": round(time.time() - t, 1)}
             tuning.append(row)
             log.info("tune mf %s", row)

@@ -36,6 +36,19 @@ log = logging.getLogger(__name__)
 MODES = ("explicit", "softmax", "bpr")
 
 
+def val_score(rec: dict[str, Any]) -> float:
+    """The early-stopping criterion of one epoch record (lower is better)."""
+    return float(rec.get("val_rmse", rec.get("val_loss", math.inf)))
+
+
+def best_epoch(history: list[dict[str, Any]]) -> int:
+    """Epoch (1-based) with the best validation criterion; the last epoch if there was no validation."""
+    if not history:
+        return 0
+    return int(min(history, key=val_score)["epoch"]) if any("val_rmse" in h or "val_loss" in h for h in history) \
+        else int(history[-1]["epoch"])
+
+
 @contextlib.contextmanager
 def _torch_threads() -> Iterator[None]:
     """Train on ``RECS_TORCH_THREADS`` (default 1) intra-op threads, then restore.
@@ -92,6 +105,7 @@ class KerasMF(Recommender):
         h = c.history.tocoo()
         u, i, w = h.row.astype(np.int32), h.col.astype(np.int32), h.data.astype(np.float32)
         mu = float(w.mean()) if self.mode == "explicit" and len(w) else 0.0
+        self.clip = (float(w.min()), float(w.max())) if self.mode == "explicit" and len(w) else None
         layer = MFLayer(c.n_users, c.n_items, self.dim, self.l2, self.mode, mu, n_sampled=self.n_sampled,
                         seed=self.seed, name="mf")
         width = {"explicit": 2, "softmax": 2, "bpr": 3}[self.mode]
@@ -119,10 +133,15 @@ class KerasMF(Recommender):
                                   shuffle=True)
             rec = {"epoch": epoch + 1, "loss": float(hist.history["loss"][-1])}
             if vdata is not None:
-                rec["val_loss"] = float(self.model.evaluate(vdata[0], vdata[1], sample_weight=vdata[2],
-                                                            batch_size=4096, verbose=0))
-                if rec["val_loss"] < best - 1e-5:
-                    best, best_w, bad = rec["val_loss"], self.model.get_weights(), 0
+                if self.mode == "explicit":  # the metric itself, without the L2 term evaluate() adds
+                    self._extract()
+                    rec["val_rmse"] = float(np.sqrt(np.mean((self.predict(vdata[0][:, 0], vdata[0][:, 1],
+                                                                          clip=self.clip) - vdata[1]) ** 2)))
+                else:
+                    rec["val_loss"] = float(self.model.evaluate(vdata[0], vdata[1], sample_weight=vdata[2],
+                                                                batch_size=4096, verbose=0))
+                if val_score(rec) < best - 1e-5:
+                    best, best_w, bad = val_score(rec), self.model.get_weights(), 0
                 else:
                     bad += 1
             self.history_.append(rec)

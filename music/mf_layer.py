@@ -28,7 +28,9 @@ class MFLayer(keras.layers.Layer):
         init = keras.initializers.RandomNormal(stddev=0.05 if self.mode == "explicit" else 0.1, seed=7)
         self.P = self.add_weight(shape=(self.n_users, self.dim), initializer=init, name="user_factors")
         self.Q = self.add_weight(shape=(self.n_items, self.dim), initializer=init, name="item_factors")
-        self.bu = self.add_weight(shape=(self.n_users,), initializer="zeros", name="user_bias")
+        # A user bias shifts all of a user's scores equally: only ratings (explicit) can learn it.
+        self.bu = self.add_weight(shape=(self.n_users,), initializer="zeros", name="user_bias",
+                                  trainable=self.mode == "explicit")
         self.bi = self.add_weight(shape=(self.n_items,), initializer="zeros", name="item_bias")
 
     def call(self, x: Any, training: bool | None = None) -> Any:

@@ -45,7 +45,10 @@ class ImplicitALS(Recommender):
         model = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
                                         iterations=self.iterations, random_state=self.seed, num_threads=1,
                                         calculate_training_loss=False)
-        model.fit(conf.tocsr(), show_progress=False)
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(1, "blas"):  # implicit's own advice: BLAS threads fight its OpenMP loop
+            model.fit(conf.tocsr(), show_progress=False)
         self.U = np.asarray(model.user_factors, np.float32)
         self.V = np.asarray(model.item_factors, np.float32)
 
