@@ -78,12 +78,12 @@ class KerasMF(Recommender):
 
     def __init__(self, mode: str | None = None, dim: int = 64, l2: float = 1e-4, epochs: int = 20,
                  batch_size: int = 512, lr: float = 3e-3, alpha: float = 1.0, seed: int = 0,
-                 patience: int = 2, n_sampled: int = 2048) -> None:
+                 patience: int = 2, n_sampled: int = 2048, optimizer: str = "adam") -> None:
         if mode is not None and mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         self.mode, self.dim, self.l2, self.epochs = mode, dim, l2, epochs
         self.batch_size, self.lr, self.alpha, self.seed, self.patience = batch_size, lr, alpha, seed, patience
-        self.n_sampled = n_sampled
+        self.n_sampled, self.optimizer = n_sampled, optimizer
         self.model: keras.Model | None = None
         self.history_: list[dict[str, float]] = []
 
@@ -114,7 +114,7 @@ class KerasMF(Recommender):
         loss = {"explicit": keras.losses.MeanSquaredError(),
                 "softmax": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 "bpr": keras.losses.BinaryCrossentropy(from_logits=True)}[self.mode]
-        self.model.compile(optimizer=keras.optimizers.Adam(self.lr), loss=loss)
+        self.model.compile(optimizer=self._optimizer(keras), loss=loss)
         x, y, sw = self._examples(u, i, w)
         vdata = None
         if val is not None and len(val):
@@ -151,6 +151,16 @@ class KerasMF(Recommender):
         if best_w is not None:
             self.model.set_weights(best_w)
         self._extract()
+
+    def _optimizer(self, keras: Any) -> Any:
+        """Adam, or plain SGD with ``lr`` per example (scaled by the batch, as the loss is a batch mean).
+
+        Why SGD exists: Adam rescales every embedding row's step by its own gradient history, so rarely
+        rated items take large steps and overfit; classic per-example SGD (Funk/Koren) does not.
+        """
+        if self.optimizer == "sgd":
+            return keras.optimizers.SGD(self.lr * self.batch_size)
+        return keras.optimizers.Adam(self.lr)
 
     def _examples(self, u: np.ndarray, i: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = len(u)
@@ -215,7 +225,7 @@ class KerasMF(Recommender):
     def _config(self) -> dict[str, Any]:
         return {"mode": self.mode, "dim": self.dim, "l2": self.l2, "epochs": self.epochs,
                 "batch_size": self.batch_size, "lr": self.lr, "alpha": self.alpha, "seed": self.seed,
-                "n_sampled": self.n_sampled, "history": self.history_, "keras_checksum": getattr(self, "_keras_sum", ""),
+                "n_sampled": self.n_sampled, "optimizer": self.optimizer, "history": self.history_, "keras_checksum": getattr(self, "_keras_sum", ""),
                 "global_bias": self.mu}
 
     def save(self, stem: str | Path) -> Path:
@@ -232,7 +242,7 @@ class KerasMF(Recommender):
         return {"P": self.P, "Q": self.Q, "bu": self.bu, "bi": self.bi}
 
     def _from_arrays(self, arrays: dict[str, np.ndarray], m: dict[str, Any]) -> None:
-        self.n_sampled = int(m.get("n_sampled", 0))
+        self.n_sampled, self.optimizer = int(m.get("n_sampled", 0)), str(m.get("optimizer", "adam"))
         for k in ("mode", "dim", "l2", "epochs", "batch_size", "lr", "alpha", "seed"):
             setattr(self, k, m[k])
         self.patience, self.history_, self.model = 2, m.get("history", []), None
