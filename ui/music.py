@@ -48,6 +48,14 @@ def _picks_frame(recs: list[Recommendation]) -> pd.DataFrame:
     })
 
 
+def _show_picks(recs: list[Recommendation]) -> None:
+    st.dataframe(_picks_frame(recs), hide_index=True, width="stretch", column_config={
+        "#": st.column_config.NumberColumn(width="small"),
+        "score": st.column_config.NumberColumn(width="small", help="model score (higher = better match)"),
+        "why": st.column_config.TextColumn(width="large"),
+    })
+
+
 def render() -> None:
     """Draw the tab (called by app.py inside the "Music" tab)."""
     st.subheader("Music picks")
@@ -99,7 +107,7 @@ def _render_listener(bundle: Bundle, users: list[str], n: int) -> str | None:
         st.error(f"Unknown listener {user!r}: there is no such id in {bundle.label}. "
                  "Pick one from the list, or try \"A new listener\" to start from genres.")
         return None
-    col_h, col_p = st.columns(2)
+    col_h, col_p = st.columns([2, 3])
     with col_h:
         st.markdown(f"**{user}'s top history**")
         if hist.empty:
@@ -113,7 +121,7 @@ def _render_listener(bundle: Bundle, users: list[str], n: int) -> str | None:
         if not recs:
             st.info("Nothing left to recommend: this listener has heard everything.")
         else:
-            st.dataframe(_picks_frame(recs), hide_index=True, width="stretch")
+            _show_picks(recs)
     return user
 
 
@@ -131,7 +139,7 @@ def _render_new_listener(bundle: Bundle, n: int) -> None:
         st.info("No songs found in those genres.")
         return
     st.markdown(f"**Top {len(recs)} picks for {', '.join(chosen)}**")
-    st.dataframe(_picks_frame(recs), hide_index=True, width="stretch")
+    _show_picks(recs)
 
 
 def _render_evaluation() -> None:
