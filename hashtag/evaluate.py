@@ -1,0 +1,149 @@
+"""Metrics and baselines side by side: precision/recall/F1@k, BLEU-1..4, most-frequent and kNN tag transfer.
+
+Every method honours one interface, ``predict_grids(grids, k) -> [[(tag, score), …] per image]``, so
+evaluation never special-cases the model (implicit's lesson). Ground truth is each test image's full tag
+list, including tags the model's vocabulary dropped as too rare: the model is not excused from them.
+
+* P@k = |top-k ∩ gold| / k, R@k = |top-k ∩ gold| / |gold|, F1@k = their harmonic mean per image;
+  all three averaged over images (an image with no correct tag counts as 0).
+* BLEU-n (nltk ``corpus_bleu``, smoothing method 1): the top-5 tag list against the gold tag sequence
+  (category tags first, then caption words), i.e. how well the order of a written hashtag line matches.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from core.encoders import l2_normalize
+from core.search import VectorIndex
+
+log = logging.getLogger(__name__)
+
+KS = (1, 3, 5)
+Prediction = list[tuple[str, float]]
+
+
+class Tagger(Protocol):
+    """What every hashtag method offers: ranked (tag, score) lists for encoder grids."""
+
+    name: str
+
+    def predict_grids(self, grids: np.ndarray, k: int = 10) -> list[Prediction]: ...
+
+
+# ----------------------------------------------------------------------------------------------
+# metrics
+
+
+def prf_at_k(predicted: Sequence[str], gold: Sequence[str], k: int) -> tuple[float, float, float]:
+    """(precision@k, recall@k, F1@k) of one ranked list against one gold set."""
+    gold_set = set(gold)
+    if not gold_set:
+        return 0.0, 0.0, 0.0
+    hits = len(set(list(predicted)[:k]) & gold_set)
+    p, r = hits / k, hits / len(gold_set)
+    return p, r, (2 * p * r / (p + r) if hits else 0.0)
+
+
+def bleu_scores(predicted: Sequence[Sequence[str]], gold: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Corpus BLEU-1..4 of tag sequences (nltk; smoothing method 1 so short lists do not score 0)."""
+    from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
+
+    refs = [[list(g)] for g in gold]
+    hyps = [list(p) if p else ["<none>"] for p in predicted]
+    smooth = SmoothingFunction().method1
+    weights = {1: (1, 0, 0, 0), 2: (0.5, 0.5, 0, 0), 3: (1 / 3, 1 / 3, 1 / 3, 0), 4: (0.25, 0.25, 0.25, 0.25)}
+    return {f"bleu{n}": float(corpus_bleu(refs, hyps, weights=w, smoothing_function=smooth)) for n, w in weights.items()}
+
+
+def score_predictions(predictions: Sequence[Prediction], gold: Sequence[Sequence[str]], bleu_k: int = 5
+                      ) -> dict[str, float]:
+    """All metrics for one method: ``precision@k``, ``recall@k``, ``f1@k`` (k = 1, 3, 5), ``bleu1..4``."""
+    tags = [[t for t, _ in p] for p in predictions]
+    out: dict[str, float] = {}
+    for k in KS:
+        rows = np.array([prf_at_k(p, g, k) for p, g in zip(tags, gold)]) if gold else np.zeros((1, 3))
+        out[f"precision@{k}"], out[f"recall@{k}"], out[f"f1@{k}"] = (float(x) for x in rows.mean(axis=0))
+    out.update(bleu_scores([p[:bleu_k] for p in tags], gold))
+    out["images"] = len(gold)
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# baselines
+
+
+class MostFrequent:
+    """Always the training split's most frequent tags, scored by the share of training images carrying them."""
+
+    name = "most_frequent"
+
+    def __init__(self, train_tags: Sequence[Sequence[str]]) -> None:
+        counts = Counter(t for tags in train_tags for t in set(tags))
+        n = max(1, len(train_tags))
+        self.ranked = [(t, c / n) for t, c in sorted(counts.items(), key=lambda x: (-x[1], x[0]))]
+
+    def predict_grids(self, grids: np.ndarray, k: int = 10) -> list[Prediction]:
+        return [list(self.ranked[:k]) for _ in range(len(grids))]
+
+
+def pool_grids(grids: np.ndarray, pooling: str = "max") -> np.ndarray:
+    """Global max/mean pool of (N,C,h,w) grids → L2-normalised (N,C), like ``ImageEncoder.encode``."""
+    g = np.asarray(grids, dtype=np.float32)
+    return l2_normalize(g.max(axis=(2, 3)) if pooling == "max" else g.mean(axis=(2, 3)))
+
+
+class KnnTransfer:
+    """kNN tag transfer: the tags of the ``neighbours`` most similar training images, votes weighted by cosine."""
+
+    name = "knn"
+
+    def __init__(self, train_grids: np.ndarray, train_tags: Sequence[Sequence[str]], ids: Sequence[str], *,
+                 neighbours: int = 10, pooling: str = "max") -> None:
+        self.pooling = pooling
+        self.neighbours = neighbours
+        self.tags = [list(t) for t in train_tags]
+        self.index = VectorIndex(pool_grids(train_grids, pooling), list(ids))
+
+    def predict_grids(self, grids: np.ndarray, k: int = 10) -> list[Prediction]:
+        rows, sims = self.index.search(pool_grids(grids, self.pooling), self.neighbours)
+        out = []
+        for row_ids, row_sims in zip(rows, sims):
+            votes: Counter = Counter()
+            first: dict[str, int] = {}
+            total = 0.0
+            for rank, (r, s) in enumerate(zip(row_ids, row_sims)):
+                if r < 0:
+                    break
+                w = max(float(s), 0.0)
+                total += w
+                for t in self.tags[r]:
+                    votes[t] += w
+                    first.setdefault(t, rank * 100 + self.tags[r].index(t))
+            ranked = sorted(votes, key=lambda t: (-votes[t], first[t]))[:k]
+            out.append([(t, votes[t] / total if total else 0.0) for t in ranked])
+        return out
+
+
+def tune_knn(train_grids: np.ndarray, train_tags, ids, val_grids: np.ndarray, val_tags,
+             candidates: Sequence[int] = (1, 3, 5, 10, 20)) -> KnnTransfer:
+    """Pick the number of neighbours on the validation split (never on test): a fair, tuned baseline."""
+    best, best_f1 = None, -1.0
+    for n in candidates:
+        knn = KnnTransfer(train_grids, train_tags, ids, neighbours=n)
+        f1 = score_predictions(knn.predict_grids(val_grids, 5), val_tags)["f1@5"] if len(val_grids) else 0.0
+        log.info("knn neighbours=%d val f1@5=%.4f", n, f1)
+        if f1 > best_f1:
+            best, best_f1 = knn, f1
+    assert best is not None
+    return best
+
+
+def evaluate_methods(methods: Sequence[Tagger], grids: np.ndarray, gold: Sequence[Sequence[str]], k: int = 5
+                     ) -> dict[str, dict[str, float]]:
+    """One table: method name → metrics on the same images (RecBole/Cornac style)."""
+    return {m.name: score_predictions(m.predict_grids(grids, max(k, 5)), gold) for m in methods}
