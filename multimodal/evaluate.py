@@ -1,0 +1,302 @@
+"""Offline evaluation of multimodal search: text → item, image → item, fused, and the image→text projection.
+
+Protocol (all in one run, fixed seeds; see docs/multimodal.md for the numbers):
+
+- **Relevance** is the catalog's category (Tux Paint: the first two folder levels, e.g. ``animals/birds``;
+  75 categories). A retrieved product is relevant iff it has the query's category.
+- **Split**: products are split 80/20 by group (a ``_mirror`` copy stays with its original), stratified by
+  category, seed 13. Test products are held out: they are never in the gallery they are queried against,
+  never used to fit TF-IDF, the projection or the fusion weight.
+- **Gallery text** for evaluation is the product text *without* category words (Tux Paint: the caption),
+  because the category is the relevance label: leaving it in would let a query match the label itself.
+- **Text → item** (``text:minilm``, ``text:tfidf``): gallery = training products (their text); queries =
+  every category's name (``animals birds``; relevant = its training products) and one paraphrase per test
+  product built from its file name, not its caption (``heron_greatblue`` → "heron greatblue" for "A great blue
+  heron."; relevant = training products of its category). TF-IDF is fitted on the gallery texts only.
+- **Image → item** (``image``): gallery = training products' images; queries = each test product's image, its
+  mirror image and an 80 % centre crop (relevant = training products of its category).
+- **Fused** (``fused``): same gallery, text and image; queries = (paraphrase, view) for each test product and
+  each of the three views. ``alpha`` is chosen on a validation split carved from the training products
+  (queries = validation products, gallery = the rest of training), never on test queries.
+- **Text withheld** (``text:projection``): gallery = *test* products with their text withheld (image only);
+  queries = category names and the test paraphrases (relevant = test products of the category). The
+  projection is trained on the training products only. Without it (``text:minilm:withheld``) a text query has
+  nothing to compare with, so the ranking is a seeded shuffle (the chance level); ``text:imagenet:withheld``
+  is a zero-shot baseline: the ImageNet top-3 labels of each picture, embedded by MiniLM.
+- **Metrics**: ``recall@k`` = |relevant ∩ top k| / min(k, |relevant|) (so 1.0 is attainable when a category
+  has fewer than k or more than k members; with one relevant product it is the hit rate); ``mrr`` = mean of
+  1 / rank of the first relevant product. Means over queries.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from core.artifacts import load_arrays, save_arrays, write_json
+from multimodal.data import (Catalog, category_query, compose_text, drop_unreadable_images, paraphrase,
+                             split_groups)
+from multimodal.model import index_dir, l2n
+from multimodal.train import ProjectionConfig, center_crop, hflip, train_projection
+
+log = logging.getLogger(__name__)
+
+KS = (1, 5, 10)
+LABEL_FIELDS = {"category", "category_path", "masterCategory", "subCategory", "articleType"}
+ALPHAS = tuple(round(a, 2) for a in np.linspace(0.0, 1.0, 11))
+SEED = 13
+
+
+def rank_metrics(scores: np.ndarray, relevant: np.ndarray, ks: Sequence[int] = KS) -> dict[str, float]:
+    """Mean recall@k and MRR for a (queries × gallery) score matrix and a boolean relevance matrix.
+
+    Queries without any relevant gallery item are dropped (the caller reports how many remain). Ties are
+    broken by gallery order (stable sort), the same for every method.
+    """
+    keep = relevant.any(axis=1)
+    scores, relevant = scores[keep], relevant[keep]
+    if len(scores) == 0:
+        return {**{f"recall@{k}": float("nan") for k in ks}, "mrr": float("nan"), "queries": 0}
+    order = np.argsort(-scores, axis=1, kind="stable")
+    rel_sorted = np.take_along_axis(relevant, order, axis=1)
+    n_rel = relevant.sum(axis=1)
+    out: dict[str, float] = {}
+    for k in ks:
+        out[f"recall@{k}"] = float(np.mean(rel_sorted[:, :k].sum(axis=1) / np.minimum(k, n_rel)))
+    first = rel_sorted.argmax(axis=1)
+    out["mrr"] = float(np.mean(1.0 / (first + 1)))
+    out["queries"] = int(len(scores))
+    return out
+
+
+def relevance(query_cats: Sequence[str], gallery_cats: Sequence[str]) -> np.ndarray:
+    return np.asarray(query_cats)[:, None] == np.asarray(gallery_cats)[None, :]
+
+
+@dataclass
+class Encoded:
+    """Everything the evaluation needs, encoded once per catalog and cached (keyed by data + encoders)."""
+
+    catalog: Catalog
+    text: np.ndarray  # (N, 384) evaluation text (no category words)
+    product_text: np.ndarray  # (N, 384) the full product text (what the app indexes)
+    image: np.ndarray  # (N, 1280)
+    image_flip: np.ndarray
+    image_crop: np.ndarray
+    eval_texts: list[str]
+
+
+def encode_catalog(catalog: Catalog, *, pooling: str = "max", text_model: str = "all-MiniLM-L6-v2",
+                   cache: bool = True) -> Encoded:
+    """Encode texts and three views of every image, reusing ``<models>/multimodal/<name>-evalcache`` if fresh."""
+    from core.encoders import get_image_encoder
+    from core.text import get_text_encoder
+
+    text_enc, image_enc = get_text_encoder(text_model), get_image_encoder(pooling=pooling)
+    eval_fields = [f for f in catalog.text_fields if f not in LABEL_FIELDS] or ["title"]
+    eval_texts = [compose_text(p.fields or {"title": p.title}, eval_fields) or p.title for p in catalog.products]
+    stem = index_dir() / f"{catalog.name}-evalcache"
+    expect = {"data_checksum": catalog.checksum(), "text_encoder": text_enc.spec, "image_encoder": image_enc.spec,
+              "eval_fields": eval_fields}
+    if cache:
+        try:
+            arrays, _ = load_arrays(stem, kind="multimodal-evalcache", expect=expect)
+            keep = set(arrays["ids"].tolist())
+            eval_texts = [t for p, t in zip(catalog.products, eval_texts) if p.id in keep]
+            catalog = Catalog(catalog.name, catalog.kind, [p for p in catalog.products if p.id in keep],
+                              catalog.source, catalog.text_fields, catalog.skipped)
+            log.info("using cached evaluation embeddings %s", stem)
+            return Encoded(catalog, arrays["text"], arrays["product_text"], arrays["image"], arrays["image_flip"],
+                           arrays["image_crop"], eval_texts)
+        except Exception as exc:  # noqa: BLE001 - any cache problem means re-encode
+            log.info("encoding for evaluation (%s)", exc)
+    full, images = drop_unreadable_images(catalog)
+    keep_ids = set(full.ids)
+    eval_texts = [t for p, t in zip(catalog.products, eval_texts) if p.id in keep_ids]
+    enc = Encoded(
+        catalog=full,
+        text=text_enc.encode(eval_texts, desc="encoding evaluation text"),
+        product_text=text_enc.encode([p.text for p in full.products], desc="encoding product text"),
+        image=image_enc.encode(images),
+        image_flip=image_enc.encode(hflip(images)),
+        image_crop=image_enc.encode(center_crop(images)),
+        eval_texts=eval_texts,
+    )
+    if cache:
+        save_arrays(stem, {"text": enc.text, "product_text": enc.product_text, "image": enc.image,
+                           "image_flip": enc.image_flip, "image_crop": enc.image_crop,
+                           "ids": np.asarray(full.ids, dtype=str)},
+                    {"kind": "multimodal-evalcache", **expect})
+    return enc
+
+
+def _tfidf_scores(gallery_texts: list[str], queries: list[str]) -> np.ndarray:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vec = TfidfVectorizer(sublinear_tf=True, stop_words="english")
+    g = vec.fit_transform(gallery_texts)
+    q = vec.transform(queries)
+    return (q @ g.T).toarray()
+
+
+def choose_alpha(enc: Encoded, train: list[int], q_text: np.ndarray, seed: int = SEED) -> tuple[float, dict]:
+    """Pick the fusion weight on a validation split of the *training* products (R@10, then MRR)."""
+    sub = [enc.catalog.products[i] for i in train]
+    tr_local, val_local = split_groups(sub, test_fraction=0.2, seed=seed + 1)
+    gal, val = [train[i] for i in tr_local], [train[i] for i in val_local]
+    cats = [p.category for p in enc.catalog.products]
+    rel = relevance([cats[i] for i in val], [cats[i] for i in gal])
+    t_scores = q_text[val] @ enc.text[gal].T
+    i_scores = np.concatenate([v[val] @ enc.image[gal].T for v in (enc.image, enc.image_flip, enc.image_crop)])
+    t_scores3 = np.concatenate([t_scores] * 3)
+    rel3 = np.concatenate([rel] * 3)
+    table = {}
+    for a in ALPHAS:
+        m = rank_metrics(a * t_scores3 + (1 - a) * i_scores, rel3)
+        table[a] = (m["recall@10"], m["mrr"])
+    best = max(ALPHAS, key=lambda a: table[a])
+    return float(best), {str(a): {"recall@10": round(v[0], 4), "mrr": round(v[1], 4)} for a, v in table.items()}
+
+
+def _imagenet_label_text(image_paths: Sequence, enc_text) -> np.ndarray:
+    from core.encoders import get_image_encoder
+    from multimodal.data import load_product_image
+
+    preds = get_image_encoder().classify([load_product_image(p) for p in image_paths], top=3)
+    return enc_text.encode([", ".join(lbl for lbl, _ in row) for row in preds], desc="encoding ImageNet labels")
+
+
+def evaluate(
+    catalog: Catalog,
+    *,
+    seed: int = SEED,
+    projection_config: Optional[ProjectionConfig] = None,
+    imagenet_baseline: bool = True,
+    cache: bool = True,
+) -> dict[str, Any]:
+    """Run the whole protocol; return ``{"methods": {method: metrics}, "details": {...}}``."""
+    from core.text import get_text_encoder
+
+    t0 = time.time()
+    enc = encode_catalog(catalog, cache=cache)
+    products = enc.catalog.products
+    cats = np.asarray([p.category for p in products])
+    train, test = split_groups(products, test_fraction=0.2, seed=seed)
+    text_enc = get_text_encoder()
+    train_cats = sorted(set(cats[train]))
+    test_cats = sorted(set(cats[test]))
+
+    # queries: category names + held-out paraphrases (one per test product)
+    para_all = [paraphrase(p) for p in products]
+    para_vec_all = text_enc.encode(para_all, desc="encoding paraphrases")
+    cat_names = sorted(set(cats))
+    cat_vec = dict(zip(cat_names, text_enc.encode([category_query(c) for c in cat_names], desc="encoding categories")))
+
+    # -- text → item, gallery = training products --------------------------------------------------
+    q_texts = [category_query(c) for c in train_cats] + [para_all[i] for i in test]
+    q_cats = list(train_cats) + [cats[i] for i in test]
+    q_vecs = np.concatenate([np.stack([cat_vec[c] for c in train_cats]), para_vec_all[test]])
+    rel_text = relevance(q_cats, cats[train])
+    gallery_texts = [enc.eval_texts[i] for i in train]
+    s_minilm = q_vecs @ enc.text[train].T
+    s_tfidf = _tfidf_scores(gallery_texts, q_texts)
+    n_cat = len(train_cats)
+    methods: dict[str, dict] = {}
+    details: dict[str, Any] = {}
+    methods["text:minilm"] = rank_metrics(s_minilm, rel_text)
+    methods["text:tfidf"] = rank_metrics(s_tfidf, rel_text)
+    details["text_by_query_type"] = {
+        "category names": {"text:minilm": rank_metrics(s_minilm[:n_cat], rel_text[:n_cat]),
+                           "text:tfidf": rank_metrics(s_tfidf[:n_cat], rel_text[:n_cat])},
+        "paraphrases": {"text:minilm": rank_metrics(s_minilm[n_cat:], rel_text[n_cat:]),
+                        "text:tfidf": rank_metrics(s_tfidf[n_cat:], rel_text[n_cat:])},
+    }
+
+    # -- image → item and fused, gallery = training products -----------------------------------------
+    views = {"original": enc.image, "mirrored": enc.image_flip, "cropped": enc.image_crop}
+    rel_test = relevance(cats[test], cats[train])
+    img_scores = {name: v[test] @ enc.image[train].T for name, v in views.items()}
+    txt_scores = para_vec_all[test] @ enc.text[train].T
+    s_image = np.concatenate(list(img_scores.values()))
+    rel3 = np.concatenate([rel_test] * 3)
+    methods["image"] = rank_metrics(s_image, rel3)
+    alpha, alpha_table = choose_alpha(enc, train, para_vec_all, seed=seed)
+    s_fused = alpha * np.concatenate([txt_scores] * 3) + (1 - alpha) * s_image
+    methods["fused"] = rank_metrics(s_fused, rel3)
+    details["fusion"] = {
+        "alpha": alpha, "alpha_chosen_on": "validation split of the training products",
+        "validation_table": alpha_table,
+        "same_queries": {"text only (paraphrase)": rank_metrics(np.concatenate([txt_scores] * 3), rel3),
+                         "image only": methods["image"], "fused": methods["fused"]},
+        "image_by_view": {name: rank_metrics(s, rel_test) for name, s in img_scores.items()},
+    }
+    mirrors = [i for i, p in enumerate(products) if p.is_mirror]
+    if mirrors:  # the shipped held-out images: does each _mirror copy find its original first?
+        originals = {p.id: i for i, p in enumerate(products)}
+        non_mirror = [i for i, p in enumerate(products) if not p.is_mirror]
+        s = enc.image[mirrors] @ enc.image[non_mirror].T
+        target = np.zeros_like(s, dtype=bool)
+        for r, i in enumerate(mirrors):
+            target[r, non_mirror.index(originals[products[i].group])] = True
+        details["mirror_finds_original"] = rank_metrics(s, target)
+        details["mirror_category"] = rank_metrics(s, relevance(cats[mirrors], cats[non_mirror]))
+
+    # -- text withheld: gallery = test products, image only; projection trained on training products -------
+    cfg = projection_config or ProjectionConfig()
+    proj, losses = train_projection([enc.image[train], enc.image_flip[train]], enc.product_text[train],
+                                    [products[i].text for i in train], cfg)
+    w_cats = [c for c in test_cats]
+    wq_vecs = np.concatenate([np.stack([cat_vec[c] for c in w_cats]), para_vec_all[test]])
+    wq_cats = w_cats + list(cats[test])
+    rel_w = relevance(wq_cats, cats[test])
+    s_proj = wq_vecs @ proj(enc.image[test]).T
+    methods["text:projection"] = rank_metrics(s_proj, rel_w)
+    rng = np.random.default_rng(seed)
+    s_none = np.tile(rng.permutation(len(test)).astype(np.float32), (len(wq_vecs), 1))  # no text: chance order
+    methods["text:minilm:withheld"] = rank_metrics(s_none, rel_w)
+    if imagenet_baseline:
+        label_vecs = _imagenet_label_text([products[i].image_path for i in test], text_enc)
+        methods["text:imagenet:withheld"] = rank_metrics(wq_vecs @ label_vecs.T, rel_w)
+    n_w = len(w_cats)
+    details["withheld_by_query_type"] = {
+        "category names": rank_metrics(s_proj[:n_w], rel_w[:n_w]),
+        "paraphrases": rank_metrics(s_proj[n_w:], rel_w[n_w:]),
+    }
+    details["projection"] = {"loss_first": losses[0], "loss_last": losses[-1], **proj.info}
+    details["split"] = {"seed": seed, "train_products": len(train), "test_products": len(test),
+                        "categories": len(cat_names), "relevance": "same category (first two folder levels)"}
+    details["seconds"] = round(time.time() - t0, 1)
+    return {"methods": methods, "details": details}
+
+
+def bars(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The issue's three bars, each with the numbers it compares and whether it is met."""
+    m = result["methods"]
+    best_single = max(m["text:minilm"]["recall@10"], m["image"]["recall@10"])
+    same = result["details"]["fusion"]["same_queries"]
+    return {
+        "fused R@10 >= best single modality": {
+            "fused": m["fused"]["recall@10"], "text:minilm": m["text:minilm"]["recall@10"],
+            "image": m["image"]["recall@10"],
+            "text on the fused queries": same["text only (paraphrase)"]["recall@10"],
+            "met": m["fused"]["recall@10"] >= max(best_single, same["text only (paraphrase)"]["recall@10"]),
+        },
+        "MiniLM >= TF-IDF on text queries": {
+            "text:minilm": m["text:minilm"]["recall@10"], "text:tfidf": m["text:tfidf"]["recall@10"],
+            "met": m["text:minilm"]["recall@10"] >= m["text:tfidf"]["recall@10"],
+        },
+        "projection improves text→item R@10 for withheld text": {
+            "text:projection": m["text:projection"]["recall@10"],
+            "without (chance)": m["text:minilm:withheld"]["recall@10"],
+            "met": m["text:projection"]["recall@10"] > m["text:minilm:withheld"]["recall@10"],
+        },
+    }
+
+
+def save_report(result: dict[str, Any], name: str = "tuxpaint") -> None:
+    """Write the full evaluation (methods, details, bars) beside the index, for the UI to show."""
+    write_json(index_dir() / f"{name}-evaluation.json", {**result, "bars": bars(result)})
