@@ -54,18 +54,20 @@ class CaserConfig:
     dropout: float = 0.5
     init: str = "onehot"
     trainable: bool = True
-    epochs: int = 20
+    epochs: int = 15
     batch_size: int = 256
-    lr: float = 3e-3
+    lr: float = 1e-3
     l2: float = 1e-6
     seed: int = 0
     patience: int = 2
+    repeat: bool = False
+    n_sampled: int = 4096
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def variant(self) -> str:
-        """The method name used in evaluation tables (``caser_text``, ``caser_word2vec_frozen``...)."""
-        return f"caser_{self.init}" + ("" if self.trainable else "_frozen")
+        """The method name used in evaluation tables (``caser_text``, ``caser_word2vec_frozen_repeat``...)."""
+        return f"caser_{self.init}" + ("" if self.trainable else "_frozen") + ("_repeat" if self.repeat else "")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -92,6 +94,35 @@ class VerticalConv(layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "n_v": self.n_v}
+
+
+@keras.saving.register_keras_serializable(package="music_next")
+class ItemScores(layers.Layer):
+    """The output layer ``joint @ W + b`` over all items, or over a candidate subset during sampled training.
+
+    Why its own layer: on a large catalogue (Last.fm-2K: 17,632 artists) the full softmax dominates the
+    cost of an epoch; training on the targets plus a few thousand random items shares these very
+    weights, so the saved model still scores the whole catalogue.
+    """
+
+    def __init__(self, n_out: int, l2: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.n_out, self.l2 = n_out, l2
+
+    def build(self, input_shape: tuple[int, ...]) -> None:
+        reg = keras.regularizers.L2(self.l2) if self.l2 else None
+        self.kernel = self.add_weight(shape=(int(input_shape[-1]), self.n_out), initializer="glorot_uniform",
+                                      regularizer=reg, name="kernel")
+        self.bias = self.add_weight(shape=(self.n_out,), initializer="zeros", name="bias")
+
+    def call(self, joint: Any, candidates: Any = None) -> Any:
+        if candidates is None:
+            return ops.matmul(joint, self.kernel) + self.bias
+        cand = candidates[0]  # the batch shares one candidate list (repeated per row for Keras' batch axis)
+        return ops.matmul(joint, ops.take(self.kernel, cand, axis=1)) + ops.take(self.bias, cand, axis=0)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "n_out": self.n_out, "l2": self.l2}
 
 
 @keras.saving.register_keras_serializable(package="music_next")
@@ -130,11 +161,59 @@ def build_model(cfg: CaserConfig, n_items: int, n_users: int, item_init: np.ndar
     z = layers.Dense(cfg.d, activation="relu", name="z")(features)
     u = layers.Embedding(n_users + 1, cfg.d, embeddings_initializer="uniform", name="user_embedding")(user)
     joint = layers.Concatenate(name="joint")([z, u])
-    scores = layers.Dense(
-        n_items + 1, kernel_regularizer=keras.regularizers.L2(cfg.l2) if cfg.l2 else None, name="scores"
-    )(joint)
+    out = ItemScores(n_items + 1, l2=cfg.l2, name="scores")
+    scores = out(joint)
+    inputs = {"seq": seq, "user": user}
+    gate = None
+    if cfg.repeat:
+        # Repeat channel (optional, off in plain Caser): log(1 + plays of each item in the whole history),
+        # weighted by a gate read from the same features, so the net learns when re-listening is likely.
+        hist = keras.Input((n_items + 1,), dtype="float32", name="hist")
+        gate = layers.Dense(1, bias_initializer=keras.initializers.Constant(1.0), name="repeat_gate")(joint)
+        scores = layers.Add(name="with_repeat")([scores, gate * hist])
+        inputs["hist"] = hist
     scores = MaskPadding(name="mask_padding")(scores)
-    return keras.Model({"seq": seq, "user": user}, scores, name="caser")
+    model = keras.Model(inputs, scores, name="caser")
+    # the sampled-softmax twin: same layers, scores only for a candidate list (column 0 = padding)
+    cand = keras.Input((None,), dtype="int32", name="cand")
+    c_scores = out(joint, cand)
+    c_inputs = {"seq": seq, "user": user, "cand": cand}
+    if cfg.repeat:
+        c_hist = keras.Input((None,), dtype="float32", name="cand_hist")
+        c_scores = c_scores + gate * c_hist
+        c_inputs["cand_hist"] = c_hist
+    model._sampled_twin = keras.Model(c_inputs, MaskPadding(name="mask_padding_sampled")(c_scores), name="caser_sampled")
+    return model
+
+
+def repeat_features(histories: Sequence[np.ndarray], n_items: int) -> np.ndarray:
+    """(B, n_items + 1) log(1 + play count) of each item in each history: the repeat channel's input."""
+    out = np.zeros((len(histories), n_items + 1), np.float32)
+    for r, h in enumerate(histories):
+        if len(h):
+            np.add.at(out[r], h, 1.0)
+    np.log1p(out, out=out)
+    out[:, PAD] = 0.0
+    return out
+
+
+class _RepeatBatches(keras.utils.PyDataset):
+    """Mini-batches with the dense repeat input built on the fly (the full matrix would not fit in memory)."""
+
+    def __init__(self, samples: Samples, flats: Sequence[np.ndarray], n_items: int, batch_size: int,
+                 order: np.ndarray) -> None:
+        super().__init__()
+        self.samples, self.flats, self.n_items, self.batch_size, self.order = samples, flats, n_items, batch_size, order
+
+    def __len__(self) -> int:
+        return (len(self.order) + self.batch_size - 1) // self.batch_size
+
+    def __getitem__(self, i: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        idx = self.order[i * self.batch_size : (i + 1) * self.batch_size]
+        s = self.samples
+        hists = [self.flats[int(u)][: int(p)] for u, p in zip(s.users[idx], s.positions[idx])]
+        x = {"seq": s.inputs[idx], "user": s.users[idx], "hist": repeat_features(hists, self.n_items)}
+        return x, s.targets[idx].astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -194,14 +273,6 @@ def _rescale(table: np.ndarray, rows: np.ndarray, target_std: float = 0.05) -> n
 # training
 
 
-def _batches(samples: Samples, n_items: int, batch_size: int, rng: np.random.Generator):
-    """Shuffled batches; the target is a distribution spread evenly over the (non-padding) next items."""
-    order = rng.permutation(len(samples))
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
-        yield samples.users[idx], samples.inputs[idx], samples.targets[idx]
-
-
 def train_caser(
     cfg: CaserConfig,
     samples: Samples,
@@ -209,6 +280,7 @@ def train_caser(
     n_users: int,
     *,
     item_init: np.ndarray | None = None,
+    flats: Sequence[np.ndarray] | None = None,
     validate: Callable[[keras.Model], float] | None = None,
     progress: Callable[[float, str], None] | None = None,
 ) -> tuple[keras.Model, dict[str, Any]]:
@@ -216,20 +288,30 @@ def train_caser(
 
     ``validate(model) -> score`` (higher is better, e.g. HR@10 on the validation split) drives early
     stopping; the weights of the best epoch are restored. Without it, all ``cfg.epochs`` run.
+    ``flats`` (each user's training items in order) feeds the repeat channel when ``cfg.repeat``.
     """
+    if cfg.repeat and flats is None:
+        raise ValueError("the repeat channel needs each user's training sequence (flats)")
     model = build_model(cfg, n_items, n_users, item_init)
-    optimizer = keras.optimizers.Adam(cfg.lr)
-    model.compile(optimizer=optimizer, loss=_soft_target_loss)
+    sampled = model._sampled_twin if n_items + 1 > cfg.n_sampled else None
+    (sampled or model).compile(optimizer=keras.optimizers.Adam(cfg.lr), loss=_soft_target_loss)
     rng = np.random.default_rng(cfg.seed)
     history: list[dict[str, float]] = []
     best, best_weights, bad = -np.inf, None, 0
     t0 = time.time()
     for epoch in range(cfg.epochs):
-        losses = []
-        for users, seqs, targets in _batches(samples, n_items, cfg.batch_size, rng):
-            y = _target_matrix(targets, n_items)
-            loss = model.train_on_batch({"seq": seqs, "user": users}, y)
-            losses.append(float(np.asarray(loss)))
+        order = rng.permutation(len(samples))
+        if sampled is not None:
+            fit = _sampled_epoch(sampled, samples, flats, n_items, cfg, order, rng)
+        elif cfg.repeat:
+            fit = model.fit(_RepeatBatches(samples, flats, n_items, cfg.batch_size, order), epochs=1, verbose=0)
+        else:
+            fit = model.fit(
+                {"seq": samples.inputs[order], "user": samples.users[order]},
+                samples.targets[order].astype(np.float32),
+                batch_size=cfg.batch_size, epochs=1, shuffle=False, verbose=0,
+            )
+        losses = fit.history.get("loss", [])
         entry = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan")}
         if validate is not None:
             entry["val"] = float(validate(model))
@@ -255,33 +337,68 @@ def train_caser(
     return model, info
 
 
-def _target_matrix(targets: np.ndarray, n_items: int) -> np.ndarray:
-    """(B, T) next-item indices → (B, n_items + 1) target distribution (padding ignored)."""
-    y = np.zeros((len(targets), n_items + 1), np.float32)
-    rows = np.repeat(np.arange(len(targets)), targets.shape[1])
-    cols = targets.ravel()
-    keep = cols != PAD
-    np.add.at(y, (rows[keep], cols[keep]), 1.0)
-    sums = y.sum(axis=1, keepdims=True)
-    return y / np.maximum(sums, 1.0)
+def _sampled_epoch(twin: keras.Model, samples: Samples, flats: Sequence[np.ndarray] | None, n_items: int,
+                   cfg: CaserConfig, order: np.ndarray, rng: np.random.Generator) -> Any:
+    """One epoch of sampled softmax: per batch, candidates = padding + the batch's targets + random items.
+
+    Uniform negatives need no log-q correction beyond a constant; every target is always a candidate.
+    """
+    lut = np.zeros(n_items + 1, np.int64)
+    losses = []
+    for start in range(0, len(order), cfg.batch_size):
+        idx = order[start : start + cfg.batch_size]
+        targets = samples.targets[idx]
+        pos = np.unique(targets[targets != PAD])
+        neg = rng.integers(1, n_items + 1, size=cfg.n_sampled)
+        neg = np.setdiff1d(neg, pos)
+        cand = np.concatenate([[PAD], pos, neg]).astype(np.int32)
+        lut[cand] = np.arange(len(cand))
+        x = {"seq": samples.inputs[idx], "user": samples.users[idx], "cand": np.broadcast_to(cand, (len(idx), len(cand)))}
+        if cfg.repeat:
+            hists = [flats[int(u)][: int(p)] for u, p in zip(samples.users[idx], samples.positions[idx])]
+            x["cand_hist"] = repeat_features(hists, n_items)[:, cand]
+        losses.append(float(np.asarray(twin.train_on_batch(x, lut[targets].astype(np.float32)))))
+        lut[cand] = 0
+
+    class _Fit:
+        history = {"loss": losses}
+
+    return _Fit()
 
 
 def _soft_target_loss(y_true: Any, logits: Any) -> Any:
-    """Cross-entropy between the target distribution and softmax(logits); rows without a target add 0."""
+    """Cross-entropy of softmax(logits) against the next ``T`` items, which share the target mass.
+
+    ``y_true`` holds the (B, T) next-item indices (as floats, Keras' convention; exact below 2**24),
+    0 for "no item" at the end of a user's training data. Sparse on purpose: a dense (B, n_items)
+    target would cost more than the network on a 17k-artist catalogue.
+    """
+    idx = ops.cast(y_true, "int32")
+    mask = ops.cast(ops.not_equal(idx, PAD), logits.dtype)
     logp = ops.log_softmax(logits, axis=-1)
-    return -ops.sum(y_true * logp, axis=-1)
+    picked = ops.take_along_axis(logp, idx, axis=-1)
+    return -ops.sum(picked * mask, axis=-1) / ops.maximum(ops.sum(mask, axis=-1), 1.0)
 
 
-def predict_scores(model: keras.Model, users: np.ndarray, seqs: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Logits (N, n_items + 1) for user indices and L-item windows (padding column ≈ -1e9)."""
+def predict_scores(model: keras.Model, users: np.ndarray, seqs: np.ndarray,
+                   histories: Sequence[np.ndarray] | None = None, batch_size: int = 256) -> np.ndarray:
+    """Logits (N, n_items + 1) for user indices and L-item windows (padding column ≈ -1e9).
+
+    ``histories`` (whole item histories) are needed by models with the repeat channel.
+    """
+    n_out = int(model.output.shape[-1])
+    wants_hist = "hist" in model.input
+    if wants_hist and histories is None:
+        raise ValueError("this model has a repeat channel: pass the histories")
     outs = []
     for start in range(0, len(users), batch_size):
-        out = model.predict_on_batch(
-            {"seq": seqs[start : start + batch_size].astype(np.int32), "user": users[start : start + batch_size].astype(np.int32)}
-        )
-        outs.append(np.asarray(out, dtype=np.float32))
+        x = {"seq": seqs[start : start + batch_size].astype(np.int32),
+             "user": users[start : start + batch_size].astype(np.int32)}
+        if wants_hist:
+            x["hist"] = repeat_features(histories[start : start + batch_size], n_out - 1)
+        outs.append(np.asarray(model.predict_on_batch(x), dtype=np.float32))
     if not outs:
-        return np.zeros((0, int(model.output.shape[-1])), np.float32)
+        return np.zeros((0, n_out), np.float32)
     return np.concatenate(outs)
 
 
@@ -289,44 +406,49 @@ def predict_scores(model: keras.Model, users: np.ndarray, seqs: np.ndarray, batc
 # explanation: which input positions and which filter groups drove a score
 
 
-def explain(model: keras.Model, user: int, seq: np.ndarray, item: int) -> dict[str, Any]:
+def explain(model: keras.Model, user: int, seq: np.ndarray, item: int, history: np.ndarray | None = None) -> dict[str, Any]:
     """Why ``item`` scores high for ``seq``: position occlusion and filter-group ablation.
 
     * positions: the score drop when each input position is replaced by padding (bigger = mattered more);
     * filters: the score drop when one filter group's pooled features are zeroed (horizontal height h,
-      or the vertical filters), computed through the dense head in numpy (dropout is off at inference).
+      or the vertical filters), computed through the dense head in numpy (dropout is off at inference);
+    * user_part / sequence_part / repeat_part: the additive pieces of the score.
     """
     L = len(seq)
+    has_repeat = "hist" in model.input
+    history = seq[seq != PAD] if history is None else history
     variants = np.repeat(seq[None, :], L + 1, axis=0).astype(np.int32)
     for j in range(L):
         variants[j + 1, j] = PAD
-    scores = predict_scores(model, np.full(L + 1, user, np.int32), variants)[:, item]
+    scores = predict_scores(model, np.full(L + 1, user, np.int32), variants, [history] * (L + 1))[:, item]
     positions = [float(scores[0] - scores[j + 1]) if seq[j] != PAD else 0.0 for j in range(L)]
 
-    feature_model = keras.Model(model.inputs, model.get_layer("features").output)
-    f = np.asarray(feature_model.predict_on_batch({"seq": seq[None, :].astype(np.int32), "user": np.array([user], np.int32)}))[0]
+    feature_model = keras.Model([model.input["seq"], model.input["user"]], model.get_layer("features").output)
+    f = np.asarray(feature_model.predict_on_batch([seq[None, :].astype(np.int32), np.array([user], np.int32)]))[0]
     w_z, b_z = model.get_layer("z").get_weights()
     w_s, b_s = model.get_layer("scores").get_weights()
     u_vec = model.get_layer("user_embedding").get_weights()[0][user]
     d = w_z.shape[1]
+    rep = float(repeat_features([history], w_s.shape[1] - 1)[0, item]) if has_repeat else 0.0
+    w_g, b_g = model.get_layer("repeat_gate").get_weights() if has_repeat else (np.zeros((2 * d, 1)), np.zeros(1))
 
-    def head(feat: np.ndarray) -> float:
-        z = np.maximum(feat @ w_z + b_z, 0.0)
-        return float(np.r_[z, u_vec] @ w_s[:, item] + b_s[item])
+    def head(feat: np.ndarray) -> tuple[float, float]:
+        joint = np.r_[np.maximum(feat @ w_z + b_z, 0.0), u_vec]
+        return float(joint @ w_s[:, item] + b_s[item]), float(joint @ w_g[:, 0] + b_g[0]) * rep
 
     n_h = model.get_layer("h_conv_1").filters
     groups: dict[str, slice] = {f"horizontal h={h}": slice((h - 1) * n_h, h * n_h) for h in range(1, L + 1)}
     groups["vertical"] = slice(L * n_h, f.shape[0])
-    base = head(f)
+    base, repeat_part = head(f)
     filters = {}
     for name, sl in groups.items():
         g = f.copy()
         g[sl] = 0.0
-        filters[name] = base - head(g)
+        filters[name] = base + repeat_part - sum(head(g))
     z = np.maximum(f @ w_z + b_z, 0.0)
-    user_part = float(u_vec @ w_s[d:, item])
-    return {"score": base, "positions": positions, "filters": filters, "user_part": user_part,
-            "sequence_part": float(z @ w_s[:d, item])}
+    return {"score": base + repeat_part, "positions": positions, "filters": filters,
+            "user_part": float(u_vec @ w_s[d:, item]), "sequence_part": float(z @ w_s[:d, item]),
+            "repeat_part": repeat_part}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -424,8 +546,10 @@ class CaserNext:
             self.model = model
             return validate(self)  # type: ignore[misc]
 
+        flats = [seqs.flat(u, int(upto[u])) for u in range(seqs.n_users)] if self.cfg.repeat else None
         self.model, self.info = train_caser(self.cfg, samples, seqs.n_items, seqs.n_users, item_init=table,
-                                            validate=val if validate is not None else None, progress=progress)
+                                            flats=flats, validate=val if validate is not None else None,
+                                            progress=progress)
         return self
 
     def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
@@ -433,21 +557,25 @@ class CaserNext:
 
         seqs_in = np.stack([last_items(h, self.cfg.L) for h in histories]) if len(histories) else np.zeros((0, self.cfg.L), np.int32)
         users = np.where(np.asarray(users) < 0, self.n_users_fallback(), np.asarray(users))
-        return predict_scores(self.model, users.astype(np.int32), seqs_in)
+        return predict_scores(self.model, users.astype(np.int32), seqs_in, histories)
 
     def n_users_fallback(self) -> int:
         """Unknown listeners (a hand-built sequence) use the spare user row: sequence evidence only."""
         return int(self.model.get_layer("user_embedding").input_dim) - 1
 
-    def reason(self, user: int, history: np.ndarray, item: int, seqs: Any = None) -> str:
+    def reason(self, user: int, history: np.ndarray, item: int, seqs: Any = None, name: Any = None) -> str:
         from music.sequence import last_items
 
         seq = last_items(history, self.cfg.L)
         u = user if user >= 0 else self.n_users_fallback()
-        ex = explain(self.model, u, seq, item)
+        ex = explain(self.model, u, seq, item, history)
         pos = int(np.argmax(ex["positions"]))
         top_filter = max(ex["filters"], key=ex["filters"].get)
         ago = self.cfg.L - 1 - pos
-        name = seqs.item_id(int(seq[pos])) if seqs is not None and seq[pos] != PAD else str(int(seq[pos]))
+        name = name or (seqs.item_id if seqs is not None else str)
         when = "the latest item" if ago == 0 else f"{ago} item(s) before the latest"
-        return f"driven by {name} ({when}) through the {top_filter} filters"
+        text = f"driven by {name(int(seq[pos]))} ({when}) through the {top_filter} filters"
+        plays = int(np.sum(history == item))
+        if plays and ex.get("repeat_part", 0.0) > 0:
+            text = f"re-listen: you played it {plays} time(s) (repeat channel {ex['repeat_part']:.1f}); {text}"
+        return text

@@ -147,16 +147,20 @@ def evaluate_next(
     dataset_name: str,
     path: str | None = None,
     *,
-    variants: Sequence[tuple[str, bool]] = (("onehot", True), ("word2vec", True), ("word2vec", False),
-                                           ("text", True), ("text", False)),
+    variants: Sequence[tuple[str, bool, bool]] = (("onehot", True, False), ("word2vec", True, False),
+                                                 ("text", True, False)),
     cnn: dict[str, Any] | None = None,
     basket: str | None = None,
     exclude_seen: str = "auto",
     with_mf: bool = True,
     progress: Callable[[float, str], None] | None = None,
     save: bool = True,
+    command: str = "",
 ) -> dict[str, Any]:
-    """Evaluate baselines and Caser variants on one split; return ``{"methods": {...}, "meta": {...}}``."""
+    """Evaluate baselines and Caser variants on one split; return ``{"methods": {...}, "meta": {...}}``.
+
+    ``variants`` are ``(init, trainable, repeat)`` triples; ``cnn`` overrides ``CaserConfig`` fields.
+    """
     from music.caser import CaserConfig, CaserNext, item_texts
     from music.data import load_dataset
 
@@ -192,8 +196,8 @@ def evaluate_next(
                 results["mf"] = {"error": f"{type(exc).__name__}: {exc}"}
 
     texts = item_texts(ds.items, seqs.item_ids)
-    for i, (init, trainable) in enumerate(variants):
-        cfg = CaserConfig(init=init, trainable=trainable, **(cnn or {}))
+    for i, (init, trainable, repeat) in enumerate(variants):
+        cfg = CaserConfig(init=init, trainable=trainable, repeat=repeat, **(cnn or {}))
         model = CaserNext(cfg, texts=texts)
         model.fit(seqs, upto, validate=lambda mm: ev.evaluate(mm, "val")[f"hr@{K}"])
         record(cfg.variant, model, {"epochs": model.info.get("epochs_run"), "train_seconds": model.info.get("seconds")})
@@ -211,7 +215,6 @@ def evaluate_next(
         "users": seqs.n_users,
         "items": seqs.n_items,
         "evaluated_users": int(len(split.test_users)),
-        "train_samples_L5": None,
         "repeat_share_in_training": round(repeat_share, 4),
         "exclude_seen": bool(excl),
         "best_baseline": best_b,
@@ -220,25 +223,21 @@ def evaluate_next(
         "bar_1.1x_met": None if ratio is None else bool(ratio >= 1.1),
         "seconds": round(time.time() - t0, 1),
         "cnn_config": cnn or {},
-        "protocol": "temporal leave-last-out per user; tuned on validation; full ranking; see music/evaluate_next.py",
+        "protocol": "temporal leave-last-out per user, tuned on validation baskets, full ranking over all items",
     }
-    out = {"methods": results, "meta": meta}
+    out = {"label": getattr(ds, "label", dataset_name), "protocol": meta["protocol"], "command": command,
+           "methods": results, "meta": meta}
     if save:
         write_json(results_path(dataset_name), out)
     return out
 
 
 def _mf_baseline(kind: str) -> NextRecommender | None:
-    """The music tab's MF, if its module offers it; None (logged) otherwise."""
+    """The music tab's Keras MF (implicit mode: the history is play counts), or None when it is absent."""
     try:
+        from music.mf import KerasMF
         from music.next_baselines import MFAdapter
-        from music import model as music_model
     except ImportError as exc:
         log.warning("MF baseline unavailable: %s", exc)
         return None
-    cls = getattr(music_model, "KerasMF", None) or getattr(music_model, "MatrixFactorization", None) \
-        or getattr(music_model, "MF", None)
-    if cls is None:
-        log.warning("MF baseline unavailable: music.model has no MF class yet")
-        return None
-    return MFAdapter(lambda: cls())
+    return MFAdapter(lambda: KerasMF(patience=2))  # mode chosen by MF itself (softmax for play counts)

@@ -38,7 +38,8 @@ class NextRecommender:
     def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
         raise NotImplementedError
 
-    def reason(self, user: int, history: np.ndarray, item: int, seqs: SequenceData | None = None) -> str:
+    def reason(self, user: int, history: np.ndarray, item: int, seqs: SequenceData | None = None,
+               name: Any = None) -> str:
         return self.name
 
 
@@ -65,7 +66,8 @@ class Popularity(NextRecommender):
         s[PAD] = NEG
         return np.tile(s, (len(users), 1))
 
-    def reason(self, user: int, history: np.ndarray, item: int, seqs: SequenceData | None = None) -> str:
+    def reason(self, user: int, history: np.ndarray, item: int, seqs: SequenceData | None = None,
+               name: Any = None) -> str:
         return f"popular: played {int(self.counts[item])} times in training"
 
 
@@ -96,7 +98,8 @@ class RepeatRecency(NextRecommender):
         out[:, PAD] = NEG
         return out
 
-    def reason(self, user: int, history: np.ndarray, item: int, seqs: SequenceData | None = None) -> str:
+    def reason(self, user: int, history: np.ndarray, item: int, seqs: SequenceData | None = None,
+               name: Any = None) -> str:
         hits = np.flatnonzero(history == item)
         if len(hits):
             ago = len(history) - 1 - int(hits[-1])
@@ -188,7 +191,8 @@ class SessionKNN(NextRecommender):
         out[:, PAD] = NEG
         return out
 
-    def reason(self, user: int, history: np.ndarray, item: int, seqs: SequenceData | None = None) -> str:
+    def reason(self, user: int, history: np.ndarray, item: int, seqs: SequenceData | None = None,
+               name: Any = None) -> str:
         idx, sims = self.neighbours([history])
         best, best_sim = None, 0.0
         for j, s in zip(idx[0], sims[0]):
@@ -197,7 +201,8 @@ class SessionKNN(NextRecommender):
         if best is None:
             return "popular (no similar session contains it)"
         items = self.session_items[best]
-        names = ", ".join(seqs.item_id(i) for i in items[:5]) if seqs is not None else ", ".join(map(str, items[:5]))
+        name = name or (seqs.item_id if seqs is not None else str)
+        names = ", ".join(name(int(i)) for i in items[:5])
         who = seqs.user_ids[self.owner[best]] if seqs is not None else str(self.owner[best])
         return f"nearest session (similarity {best_sim:.2f}, listener {who}): {names}"
 
@@ -207,8 +212,8 @@ class MFAdapter(NextRecommender):
 
     It is fitted on the same training baskets (play counts per user and item) and scores every item
     for a known user; it ignores the order of the history, which is exactly what it is here to show.
-    ``model_factory`` builds an unfitted model with ``fit(dataset)`` and ``recommend`` /
-    score access; the adapter relies only on the documented interface.
+    ``model_factory`` builds an unfitted ``music.mf.KerasMF``; the adapter uses its public interface
+    (``fit(data, val=...)``, ``score(user indices)``, ``catalogue`` id maps).
     """
 
     name = "mf"
@@ -232,8 +237,14 @@ class MFAdapter(NextRecommender):
         frame = pd.concat(rows, ignore_index=True)
         items = pd.DataFrame({"item": seqs.item_ids, "title": seqs.item_ids})
         self.dataset = make_dataset(f"{seqs.name}-next-train", "implicit", frame, items)
+        # the basket right after training (the validation target) drives MF's early stopping, as for the CNN
+        val = [pd.DataFrame({"user": seqs.user_ids[u], "item": [seqs.item_id(i) for i in seqs.baskets[u][int(upto[u])]],
+                             "weight": 1.0}) for u in range(seqs.n_users) if int(upto[u]) < len(seqs.baskets[u])]
+        val_frame = pd.concat(val, ignore_index=True) if val else None
+        if val_frame is not None:
+            val_frame = val_frame[val_frame["user"].isin(set(frame["user"]))].astype({"weight": np.float32})
         self.model = self.model_factory()
-        self.model.fit(self.dataset)
+        self.model.fit(self.dataset, val=val_frame)
         self.seqs = seqs
         cat = self.model.catalogue  # their id maps: translate once to our 1-based indices
         self.to_ours = np.array([seqs.item_index(i) for i in cat.items.ids], dtype=np.int64)

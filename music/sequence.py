@@ -248,11 +248,16 @@ def last_items(history: np.ndarray, L: int) -> np.ndarray:
 
 @dataclass
 class Samples:
-    """Caser training samples: ``users[i]``, ``inputs[i]`` (L item indices) → ``targets[i]`` (T, 0-padded)."""
+    """Caser training samples: ``users[i]``, ``inputs[i]`` (L item indices) → ``targets[i]`` (T, 0-padded).
+
+    ``positions[i]`` is how many of the user's training items precede the sample (its whole history is
+    ``seqs.flat(users[i], upto)[:positions[i]]``), for models that also read the long history.
+    """
 
     users: np.ndarray
     inputs: np.ndarray
     targets: np.ndarray
+    positions: np.ndarray
 
     def __len__(self) -> int:
         return len(self.users)
@@ -267,7 +272,7 @@ def make_samples(
     before ``t`` (left-padded) → items ``t..t+T-1`` (0-padded at the end of the training data). Because
     only the first ``upto[u]`` baskets are read, a validation or test item can never appear in a sample.
     """
-    users, inputs, targets = [], [], []
+    users, inputs, targets, positions = [], [], [], []
     for u in range(seqs.n_users):
         flat = seqs.flat(u, int(upto[u]))
         n = len(flat)
@@ -279,9 +284,12 @@ def make_samples(
         inputs.append(padded[win])
         targets.append(padded[pos[:, None] + L + np.arange(T)[None, :]])
         users.append(np.full(len(pos), u, np.int32))
+        positions.append(pos.astype(np.int32))
     if not users:
-        return Samples(np.zeros(0, np.int32), np.zeros((0, L), np.int32), np.zeros((0, T), np.int32))
-    return Samples(np.concatenate(users), np.concatenate(inputs).astype(np.int32), np.concatenate(targets).astype(np.int32))
+        return Samples(np.zeros(0, np.int32), np.zeros((0, L), np.int32), np.zeros((0, T), np.int32),
+                       np.zeros(0, np.int32))
+    return Samples(np.concatenate(users), np.concatenate(inputs).astype(np.int32),
+                   np.concatenate(targets).astype(np.int32), np.concatenate(positions))
 
 
 def training_sequences(seqs: SequenceData, upto: np.ndarray) -> list[list[str]]:

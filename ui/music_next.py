@@ -1,0 +1,131 @@
+"""The "Up next" section of the Music tab: next items for the chosen listener, or for a sequence built by hand.
+
+Why it is thin: prediction, reasons and attributions live in ``music.next_bundle``; this module only
+lays out widgets and caches the loaded bundle (``st.tabs`` reruns every tab on every click, so the
+model is loaded once per file version through ``st.cache_resource``). It is the only "up next" module
+that imports streamlit.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core.artifacts import ArtifactError
+from music.evaluate_next import results_path
+from music.next_bundle import HINT, NextBundle, UnknownListener, bundle_stem
+
+log = logging.getLogger(__name__)
+
+METHODS = {"CNN (Caser)": "cnn", "Session-kNN (nearest sessions)": "session_knn"}
+
+
+@st.cache_resource(show_spinner="Loading the 'up next' model…")
+def _bundle(dataset: str, stamp: float) -> NextBundle:
+    """Load once per (dataset, manifest mtime): a retrain is picked up without a restart."""
+    return NextBundle(dataset)
+
+
+def _load(dataset: str) -> NextBundle | None:
+    manifest = bundle_stem(dataset).with_suffix(".json")
+    if not manifest.is_file():
+        st.info(f"No 'up next' model for this dataset yet. Train one with `{HINT.format(dataset=dataset)}`.")
+        return None
+    try:
+        return _bundle(dataset, manifest.stat().st_mtime)
+    except ArtifactError as exc:
+        st.error(f"The 'up next' model could not be loaded: {exc}")
+        return None
+
+
+def _picks_table(picks: list[Any]) -> None:
+    frame = pd.DataFrame({
+        "#": range(1, len(picks) + 1),
+        "title": [p.title for p in picks],
+        "artist": [p.artist for p in picks],
+        "score": [round(p.score, 3) for p in picks],
+        "why": [p.reason for p in picks],
+    })
+    st.dataframe(frame, hide_index=True, width="stretch",
+                 column_config={"why": st.column_config.TextColumn(width="large")})
+
+
+def _attribution(bundle: NextBundle, pick: Any, *, user: str | None, items: list[str] | None) -> None:
+    """Which input positions and filter groups drove the top pick (score drop when each is removed)."""
+    ex = bundle.explain(user=user, items=items, item=pick.item)
+    st.caption(f"Why **{pick.title}** first: how much its score drops when one input position is blanked, "
+               "or one group of convolution filters is switched off.")
+    left, right = st.columns(2)
+    with left:
+        pos = pd.DataFrame({"input (oldest → latest)": ex["inputs"], "score drop": [round(v, 3) for v in ex["positions"]]})
+        st.dataframe(pos, hide_index=True, width="stretch")
+    with right:
+        filt = pd.DataFrame({"filters": list(ex["filters"]), "score drop": [round(v, 3) for v in ex["filters"].values()]})
+        st.dataframe(filt, hide_index=True, width="stretch")
+    st.caption(f"Score parts — sequence: {ex['sequence_part']:.2f}, listener taste: {ex['user_part']:.2f}"
+               + (f", re-listen channel: {ex['repeat_part']:.2f}" if ex.get("repeat_part") else ""))
+
+
+def _quality(dataset: str) -> None:
+    path = results_path(dataset)
+    if not path.is_file():
+        return
+    try:
+        import json
+
+        res = json.loads(path.read_text(encoding="utf-8"))
+        frame = pd.DataFrame(res["methods"]).T[["hr@10", "ndcg@10", "mrr", "top1"]].astype(float)
+    except (ValueError, KeyError, OSError) as exc:
+        st.caption(f"(evaluation results unreadable: {exc})")
+        return
+    with st.expander("How good is 'up next'? (held-out last baskets, full ranking)"):
+        st.dataframe(frame.round(4), width="stretch")
+        if res.get("command"):
+            st.caption(f"Reproduce with `{res['command']}`")
+
+
+def render_up_next(dataset_name: str, user: str | None) -> None:
+    """Draw "Up next" for ``dataset_name``: the chosen ``user``'s next items, and a build-your-own sequence."""
+    st.subheader("Up next")
+    if dataset_name == "simulated":
+        st.caption("Simulated listening log: the sequences are generated, not real listening history.")
+    bundle = _load(dataset_name)
+    if bundle is None:
+        return
+    method_label = st.radio("Method", list(METHODS), horizontal=True, key=f"next_method_{dataset_name}")
+    method = METHODS[method_label]
+    top = st.slider("How many", 3, 20, 10, key=f"next_top_{dataset_name}")
+    mode = st.radio("From", ["This listener's latest items", "A sequence I build"], horizontal=True,
+                    key=f"next_mode_{dataset_name}")
+
+    if mode == "This listener's latest items":
+        if not user:
+            st.info("Pick a listener above to see what comes next for them.")
+            return
+        try:
+            hist = bundle.history(user)
+        except UnknownListener as exc:
+            st.warning(f"{exc}.")
+            return
+        latest = [bundle.label(i) for i in hist[-bundle.cfg.L:]]
+        st.caption("Latest items (oldest → latest): " + " → ".join(latest))
+        picks = bundle.recommend(user=user, top=top, method=method)
+        _picks_table(picks)
+        if method == "cnn" and picks:
+            _attribution(bundle, picks[0], user=user, items=None)
+    else:
+        options = bundle.search_items()[:2000]
+        chosen = st.multiselect("Pick a few items in the order you'd play them", options,
+                                format_func=lambda i: bundle.label(bundle.seqs.item_index(i)),
+                                max_selections=bundle.cfg.L * 2, key=f"next_items_{dataset_name}")
+        if not chosen:
+            st.info("Pick at least one item to see what the model would play next.")
+            return
+        picks = bundle.recommend(items=chosen, top=top, method=method)
+        _picks_table(picks)
+        if method == "cnn" and picks:
+            _attribution(bundle, picks[0], user=None, items=chosen)
+    _quality(dataset_name)
