@@ -1,0 +1,179 @@
+"""Command line: ``python -m multimodal {index,search,evaluate}``.
+
+    python -m multimodal index                       # Tux Paint catalog → models/multimodal/tuxpaint (skips if fresh)
+    python -m multimodal index --catalog fashion --catalog-path ~/fashion-dataset --name fashion
+    python -m multimodal search --text "red fruit" --top 5 --json
+    python -m multimodal search --image photo.jpg --text "hat" --alpha 0.5 --top 5 --json
+    python -m multimodal search --like animals/birds/owl --top 5 --json
+    python -m multimodal evaluate --json
+
+Expected failures (bad arguments, unreadable image, missing index) print one line on stderr and exit 2;
+``--json`` keeps stdout pure JSON (logs and progress bars go to stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Optional, Sequence
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+log = logging.getLogger("multimodal")
+
+
+class UsageError(Exception):
+    """A user mistake: shown as one line, exit status 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m multimodal", description="Multimodal product search (text + image).")
+    sub = p.add_subparsers(dest="verb", required=True)
+
+    def catalog_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--catalog", choices=["tuxpaint", "fashion", "csv"], default="tuxpaint")
+        sp.add_argument("--catalog-path", help="fashion: folder with styles.csv + images/; csv: the CSV file")
+        sp.add_argument("--image-dir", help="csv: folder the image column is relative to (default: the CSV's)")
+        sp.add_argument("--text-fields", help="comma-separated fields that make the product text")
+        sp.add_argument("--limit", type=int, help="only the first N products (Tux Paint: an evenly spaced subset)")
+        sp.add_argument("--name", help="index name under models/multimodal/ (default: the catalog's name)")
+
+    sp = sub.add_parser("index", help="encode the catalog and build the search index (+ projection)")
+    catalog_args(sp)
+    sp.add_argument("--force", action="store_true", help="rebuild even if the index is fresh")
+    sp.add_argument("--no-projection", action="store_true", help="skip training the image→text projection")
+    sp.add_argument("--json", action="store_true")
+
+    sp = sub.add_parser("search", help="query the index by text, image, both, or a catalog item")
+    sp.add_argument("--text", help="words to search for")
+    sp.add_argument("--image", help="path of a photo to search with")
+    sp.add_argument("--like", metavar="ID", help="'more like this': a catalog item id (itself excluded)")
+    sp.add_argument("--alpha", type=float, default=None, help="text weight 0..1 when both are given (default 0.5)")
+    sp.add_argument("--picture-weight", type=float, default=0.0,
+                    help="text queries: weight 0..1 of the projected pictures beside the product text")
+    sp.add_argument("--category", action="append", help="keep only this category (repeatable)")
+    sp.add_argument("--top", type=int, default=10)
+    sp.add_argument("--name", default="tuxpaint", help="index name under models/multimodal/")
+    sp.add_argument("--json", action="store_true")
+
+    sp = sub.add_parser("evaluate", help="Recall@1/5/10 and MRR per mode, with a TF-IDF baseline")
+    catalog_args(sp)
+    sp.add_argument("--seed", type=int, default=13)
+    sp.add_argument("--no-imagenet", action="store_true", help="skip the ImageNet-label zero-shot baseline")
+    sp.add_argument("--json", action="store_true", help="print only {method: metrics} as JSON")
+    return p
+
+
+def _catalog(args: argparse.Namespace):
+    from multimodal.data import load_catalog
+
+    kwargs = {}
+    if args.text_fields:
+        kwargs["text_fields"] = tuple(f.strip() for f in args.text_fields.split(",") if f.strip())
+    if args.catalog == "csv" and args.image_dir:
+        kwargs["image_dir"] = args.image_dir
+    if args.limit is not None:
+        if args.limit < 2:
+            raise UsageError("--limit must be at least 2")
+        if args.catalog in ("tuxpaint", "fashion"):
+            kwargs["limit"] = args.limit
+    catalog = load_catalog(args.catalog, args.catalog_path, **kwargs)
+    if args.catalog == "csv" and args.limit is not None:
+        catalog.products = catalog.products[: args.limit]
+    if args.name:
+        catalog.name = args.name
+    return catalog
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from multimodal.train import build_index
+
+    catalog = _catalog(args)
+    stem, built = build_index(catalog, force=args.force, projection=not args.no_projection)
+    info = {"index": str(stem), "built": built, "products": len(catalog), "skipped": catalog.skipped}
+    if args.json:
+        print(json.dumps(info))
+    else:
+        print(f"{'built' if built else 'fresh, not rebuilt'}: {stem} ({len(catalog)} products)", file=sys.stderr)
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from multimodal.service import SearchService
+
+    if args.top < 1 or args.top > 1000:
+        raise UsageError("--top must be between 1 and 1000")
+    if args.alpha is not None and not 0.0 <= args.alpha <= 1.0:
+        raise UsageError("--alpha must be between 0 and 1")
+    if not 0.0 <= args.picture_weight <= 1.0:
+        raise UsageError("--picture-weight must be between 0 and 1")
+    text = args.text.strip() if args.text else None
+    if args.text is not None and not text:
+        raise UsageError("--text is empty")
+    if not (text or args.image or args.like):
+        raise UsageError("give --text, --image, --like, or a combination of --text and --image")
+    if args.like and (text or args.image):
+        raise UsageError("--like takes no --text or --image")
+    service = SearchService.load(args.name)
+    alpha = 0.5 if args.alpha is None else args.alpha
+    if args.like:
+        results = service.more_like_this(args.like, alpha=alpha, k=args.top, categories=args.category)
+    else:
+        results = service.search(text=text, image=args.image, alpha=alpha, k=args.top, categories=args.category,
+                                 picture_weight=args.picture_weight)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results]))
+    else:
+        for i, r in enumerate(results, 1):
+            print(f"{i:>3}. {r.score:6.3f}  {r.title}  [{r.category}]  {r.id}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from multimodal.evaluate import bars, evaluate, save_report
+
+    catalog = _catalog(args)
+    result = evaluate(catalog, seed=args.seed, imagenet_baseline=not args.no_imagenet)
+    save_report(result, catalog.name)
+    if args.json:
+        print(json.dumps(result["methods"]))
+        return 0
+    print(f"{'method':<26}" + "".join(f"{m:>11}" for m in ("recall@1", "recall@5", "recall@10", "mrr", "queries")))
+    for method, metrics in result["methods"].items():
+        print(f"{method:<26}" + "".join(f"{metrics[m]:>11.3f}" for m in ("recall@1", "recall@5", "recall@10", "mrr"))
+              + f"{metrics['queries']:>11d}")
+    print(f"fusion alpha (chosen on validation): {result['details']['fusion']['alpha']}")
+    for name, bar in bars(result).items():
+        print(f"{'MET ' if bar['met'] else 'NOT MET'} {name}: " + ", ".join(
+            f"{k}={v:.3f}" for k, v in bar.items() if k != "met"))
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO if os.environ.get("RECS_VERBOSE") else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    args = _parser().parse_args(argv)
+    from core.artifacts import ArtifactError
+    from core.datasets import DataUnavailable
+    from core.images import ImageError
+    from multimodal.data import CatalogError
+
+    expected = (UsageError, ArtifactError, DataUnavailable, ImageError, CatalogError, KeyError, ValueError)
+    try:
+        return {"index": cmd_index, "search": cmd_search, "evaluate": cmd_evaluate}[args.verb](args)
+    except expected as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - e.g. a text model that cannot load: one line, not a traceback
+        if os.environ.get("RECS_DEBUG"):
+            raise
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

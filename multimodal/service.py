@@ -1,0 +1,119 @@
+"""The public face of the package for the CLI and the UI: load an index with its encoders, answer queries.
+
+Why a separate object: the encoders an index needs are named in its manifest (text model, image backbone and
+pooling); loading them from there guarantees query vectors live in the same spaces as the stored ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from core.artifacts import ArtifactError, read_json
+from core.images import ImageError, ImageSource, load_image
+from multimodal.model import DEFAULT_ALPHA, MultimodalIndex, Result, default_stem, index_dir
+
+log = logging.getLogger(__name__)
+
+
+class SearchService:
+    """An index plus the text and image encoders that made it."""
+
+    def __init__(self, index: MultimodalIndex) -> None:
+        from core.encoders import get_image_encoder
+        from core.text import get_text_encoder
+
+        self.index = index
+        text_spec = index.manifest.get("text_encoder", {})
+        image_spec = index.manifest.get("image_encoder", {})
+        self.text_encoder = get_text_encoder(str(text_spec.get("name", "all-MiniLM-L6-v2")))
+        self.image_encoder = get_image_encoder(
+            str(image_spec.get("backbone", "efficientnet_lite0")), pooling=str(image_spec.get("pooling", "max")),
+            input_size=image_spec.get("input_size"),
+        )
+        if image_spec and self.image_encoder.spec != image_spec:
+            raise ArtifactError(
+                f"The index was built with image encoder {image_spec}, but this machine's is "
+                f"{self.image_encoder.spec}. Rebuild it with `python -m multimodal index --force`."
+            )
+
+    @classmethod
+    def load(cls, name: str = "tuxpaint") -> "SearchService":
+        return cls(MultimodalIndex.load(default_stem(name)))
+
+    # -- encoders ----------------------------------------------------------------------------------
+    def encode_text(self, text: str) -> np.ndarray:
+        text = (text or "").strip()
+        if not text:
+            raise ValueError("The search text is empty.")
+        if len(text) > 1000:
+            raise ValueError("The search text is longer than 1,000 characters; shorten it.")
+        return self.text_encoder.encode([text])[0]
+
+    def encode_image(self, image: ImageSource) -> np.ndarray:
+        """Decode with the shared loader (clear ``ImageError`` on bad files), then embed."""
+        img = load_image(image) if not isinstance(image, (str, Path)) else _load_path(image)
+        return self.image_encoder.encode([img])[0]
+
+    # -- queries ----------------------------------------------------------------------------------
+    def search(
+        self,
+        *,
+        text: Optional[str] = None,
+        image: Optional[ImageSource] = None,
+        alpha: float = DEFAULT_ALPHA,
+        k: int = 10,
+        categories: Optional[Sequence[str]] = None,
+        picture_weight: float = 0.0,
+    ) -> list[Result]:
+        """Text only, image only, or both (fused at ``alpha``, the text weight)."""
+        if (text is None or not text.strip()) and image is None:
+            raise ValueError("Type some words, upload a photo, or both.")
+        self._check_categories(categories)
+        text_vec = self.encode_text(text) if text and text.strip() else None
+        image_vec = self.encode_image(image) if image is not None else None
+        return self.index.search(text_vec=text_vec, image_vec=image_vec, alpha=alpha, k=k, categories=categories,
+                                 picture_weight=picture_weight)
+
+    def more_like_this(self, item_id: str, *, alpha: float = DEFAULT_ALPHA, k: int = 10,
+                       categories: Optional[Sequence[str]] = None) -> list[Result]:
+        self._check_categories(categories)
+        return self.index.more_like_this(item_id, alpha=alpha, k=k, categories=categories)
+
+    def _check_categories(self, categories: Optional[Sequence[str]]) -> None:
+        unknown = sorted(set(categories or ()) - set(self.index.categories))
+        if unknown:
+            raise ValueError(f"Unknown category {', '.join(unknown)}; see the catalog's categories.")
+
+    # -- what the UI explains -----------------------------------------------------------------------
+    @property
+    def categories(self) -> list[str]:
+        return self.index.categories_sorted()
+
+    def item(self, item_id: str) -> dict[str, Any]:
+        row = self.index.position(item_id)
+        return {"id": item_id, "title": self.index.titles[row], "category": self.index.categories[row],
+                "image_path": self.index.image_paths[row], "text": self.index.texts[row]}
+
+
+def _load_path(path: str | Path):
+    from multimodal.data import load_product_image
+
+    p = Path(path)
+    if not p.is_file():
+        raise ImageError(f"No such image file: {p}")
+    return load_product_image(p)
+
+
+def evaluation_report(name: str = "tuxpaint") -> Optional[dict[str, Any]]:
+    """The last saved ``python -m multimodal evaluate`` report for this index, or None."""
+    path = index_dir() / f"{name}-evaluation.json"
+    if not path.is_file():
+        return None
+    try:
+        return read_json(path)
+    except ArtifactError:
+        return None

@@ -1,0 +1,203 @@
+"""Product search tab: search a catalog by words, by photo, or both, and browse "more like this".
+
+Everything heavy (index, encoders) is loaded once through ``st.cache_resource``; st.tabs reruns this on every
+interaction with any tab, so a rerun without a query costs a few widget calls only.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+import streamlit as st
+
+from core.artifacts import ArtifactError
+from core.images import ImageError
+from multimodal.model import DEFAULT_ALPHA, Result, index_dir
+from ui.common import image_upload, progress_callback, show_error
+
+log = logging.getLogger(__name__)
+
+KEY = "mm"
+COLUMNS = 5
+PICTURE_WEIGHT = 0.3
+
+
+@st.cache_resource(show_spinner="Loading the product index and encoders…")
+def _service(name: str, stamp: float):
+    """One SearchService per index file version (``stamp`` = the manifest's mtime, so a rebuild reloads)."""
+    from multimodal.service import SearchService
+
+    return SearchService.load(name)
+
+
+@st.cache_data(show_spinner=False, max_entries=2000)
+def _thumb(path: str) -> Optional[bytes]:
+    """A PNG thumbnail of a catalog image (SVG rasterised), cached: the grid redraws on every rerun."""
+    from core.images import thumbnail
+    from multimodal.data import load_product_image
+
+    try:
+        img = thumbnail(load_product_image(path), 200)
+    except (ImageError, OSError):
+        return None
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _indexes() -> list[str]:
+    folder = index_dir()
+    if not folder.is_dir():
+        return []
+    names = []
+    for manifest in sorted(folder.glob("*.json")):
+        stem = manifest.stem
+        if stem.endswith(("-projection", "-evalcache", "-evaluation")):
+            continue
+        if manifest.with_suffix(".npz").is_file() or manifest.with_suffix(".safetensors").is_file():
+            names.append(stem)
+    return sorted(names, key=lambda n: (n != "tuxpaint", n))
+
+
+def _explain(name: str, service: Any) -> None:
+    from multimodal.service import evaluation_report
+
+    manifest = service.index.manifest
+    catalog = manifest.get("catalog", {})
+    with st.expander("What is this catalog, and how well does search work?", expanded=False):
+        if catalog.get("kind") == "tuxpaint":
+            st.markdown(
+                f"**Catalog:** {len(service.index)} clip-art objects from Tux Paint's stamp collection (Debian "
+                "`tuxpaint-stamps-default`, GPL-2): clothes, food, household goods, vehicles, animals, … each with "
+                "a one-line caption and a category folder. It stands in for a product catalog; no real shop "
+                "catalog ships offline. A user catalog (Kaggle fashion layout or any CSV + image folder) is indexed "
+                "with `python -m multimodal index --catalog fashion|csv --catalog-path …`."
+            )
+        else:
+            st.markdown(f"**Catalog:** `{catalog.get('source', name)}`, {len(service.index)} products.")
+        st.markdown(
+            "**How:** product text (" + ", ".join(catalog.get("text_fields", [])) + ") → all-MiniLM-L6-v2; "
+            "product image → EfficientNet-Lite0 (ImageNet). Text-only queries compare with the text part, photos "
+            "with the image part, both with `weight·cos_text + (1−weight)·cos_image`. A linear image→text "
+            "projection (trained contrastively on the catalog's own image/caption pairs) lets words find "
+            "products by their picture."
+        )
+        report = evaluation_report(name)
+        if report is None:
+            st.info("No evaluation yet: run `python -m multimodal evaluate` to measure this index.")
+            return
+        rows = [{"method": m, **{k: round(v, 3) for k, v in met.items() if k != "queries"},
+                 "queries": met.get("queries")} for m, met in report["methods"].items()]
+        st.markdown(
+            "**Held-out evaluation** (20 % of products held out by group; relevant = same category; "
+            "Recall@k = relevant in top k / min(k, relevant); see docs/multimodal.md):"
+        )
+        st.dataframe(rows, hide_index=True)
+        alpha = report.get("details", {}).get("fusion", {}).get("alpha")
+        if alpha is not None:
+            st.caption(f"Fused uses weight {alpha} (chosen on a validation split of the training products). "
+                       "`text:projection` searches products whose text is withheld, by picture only.")
+
+
+def _set_like(item_id: Optional[str]) -> None:
+    st.session_state[f"{KEY}_like"] = item_id
+
+
+def _grid(results: list[Result], service: Any) -> None:
+    if not results:
+        st.info("No products match (try removing the category filter).")
+        return
+    for start in range(0, len(results), COLUMNS):
+        cols = st.columns(COLUMNS)
+        for col, r in zip(cols, results[start : start + COLUMNS]):
+            with col:
+                thumb = _thumb(r.image_path)
+                if thumb is not None:
+                    st.image(thumb, width="stretch")
+                else:
+                    st.caption("(image unavailable)")
+                st.markdown(f"**{r.title}**")
+                parts = [f"score {r.score:.3f}"]
+                if r.text_score is not None and r.image_score is not None:
+                    parts.append(f"text {r.text_score:.2f} · image {r.image_score:.2f}")
+                st.caption(f"{r.category} · " + " · ".join(parts))
+                st.button("More like this", key=f"{KEY}_more_{r.id}", on_click=_set_like, args=(r.id,))
+
+
+def _build_button(name: str) -> None:
+    if st.button("Build the Tux Paint index now (about 1–3 minutes on a CPU)", key=f"{KEY}_build"):
+        from multimodal.data import load_tuxpaint_catalog
+        from multimodal.train import build_index
+
+        update, bar = progress_callback("Encoding the catalog…")
+        try:
+            build_index(load_tuxpaint_catalog(), progress=update)
+        except Exception as exc:  # noqa: BLE001 - show any build failure in the tab, not as a traceback
+            show_error(exc, "Building the index failed")
+            return
+        bar.empty()
+        st.rerun()
+
+
+def render() -> None:
+    """The "Product search" tab."""
+    st.subheader("Multimodal product search")
+    st.caption("Search by words, by a photo, or both. Each result offers “more like this”.")
+    names = _indexes()
+    if not names:
+        st.warning("No product index yet. Build it with `python -m multimodal index` (what `make run` does).")
+        _build_button("tuxpaint")
+        return
+    name = names[0] if len(names) == 1 else st.selectbox("Catalog", names, key=f"{KEY}_catalog")
+    manifest = index_dir() / f"{name}.json"
+    try:
+        service = _service(name, manifest.stat().st_mtime)
+    except (ArtifactError, OSError, RuntimeError) as exc:
+        show_error(exc, "The product index cannot be used")
+        _build_button(name)
+        return
+    _explain(name, service)
+
+    left, right = st.columns([3, 2])
+    with left:
+        text = st.text_input("Search words", key=f"{KEY}_text", placeholder="e.g. red fruit, winter hat, fire engine",
+                             max_chars=300)
+        image = image_upload("…or a photo of a product", key=f"{KEY}_image")
+    with right:
+        alpha = st.slider("Weight of words vs. photo (used when you give both)", 0.0, 1.0, DEFAULT_ALPHA, 0.05,
+                          key=f"{KEY}_alpha", help="1 = words only, 0 = photo only")
+        categories = st.multiselect("Categories", service.categories, key=f"{KEY}_cats",
+                                    placeholder="All categories")
+        top = st.slider("Results", 5, 30, 10, 5, key=f"{KEY}_top")
+        use_pictures = st.checkbox("Words also match pictures (learned projection)", value=False,
+                                   key=f"{KEY}_pictures", disabled=service.index.projection is None,
+                                   help="Mixes in how well each product's *image* matches your words, through "
+                                        "the image→text projection (useful when product text is poor).")
+
+    like = st.session_state.get(f"{KEY}_like")
+    try:
+        if like:
+            if like not in service.index.ids:
+                _set_like(None)
+                st.rerun()
+            item = service.item(like)
+            info, clear = st.columns([5, 1])
+            info.markdown(f"**More like:** {item['title']} · _{item['category']}_ (itself excluded)")
+            clear.button("Back to search", key=f"{KEY}_clear", on_click=_set_like, args=(None,))
+            results = service.more_like_this(like, alpha=alpha, k=top, categories=categories or None)
+        elif text.strip() or image is not None:
+            mode = "words and photo" if text.strip() and image is not None else "words" if text.strip() else "photo"
+            st.caption(f"Searching by {mode}" + (f" (weight {alpha:.2f} on words)" if mode == "words and photo" else ""))
+            results = service.search(text=text.strip() or None, image=image, alpha=alpha, k=top,
+                                     categories=categories or None,
+                                     picture_weight=PICTURE_WEIGHT if use_pictures else 0.0)
+        else:
+            st.info("Type a few words or upload a photo to search the catalog.")
+            return
+    except (ValueError, KeyError, ImageError) as exc:
+        st.error(f"Cannot search: {exc.args[0] if exc.args else exc}")
+        return
+    _grid(results, service)
