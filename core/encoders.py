@@ -38,6 +38,10 @@ from core.progress import ProgressFn, track
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("onnx", "torch", "bf16")
+#: Exported ONNX graphs (deterministic from weights, torch version and shape; safe to share between runs).
+ENCODER_CACHE = Path(os.environ.get("RECS_ENCODER_CACHE", MODELS_DIR / "encoders"))
+#: ONNX sessions exist for batch 1 (interactive queries) and this batch (bulk encoding; measured fastest).
+ONNX_BATCH = 32
 POOLINGS = ("max", "mean")
 
 
@@ -341,7 +345,7 @@ class ImageEncoder:
             return self._sessions[batch]
         import onnxruntime as ort
 
-        folder = MODELS_DIR / "encoders"
+        folder = ENCODER_CACHE
         stem = f"{self.name}-{self.weights_id}-s{self.input_size}-b{batch}"
         path, manifest_path = folder / f"{stem}.onnx", folder / f"{stem}.json"
         expected = {"torch": torch.__version__, "weights": self.weights_id, "input_size": self.input_size, "batch": batch}
@@ -373,7 +377,11 @@ class ImageEncoder:
         """Run one preprocessed batch; returns (grid, logits or None) as float32 numpy."""
         n = batch.shape[0]
         if self.runtime == "onnx":
-            static = 1 if n == 1 else 32 if n <= 32 else n
+            if n > ONNX_BATCH:  # only two static shapes are ever exported: 1 and ONNX_BATCH
+                parts = [self._run(batch[i : i + ONNX_BATCH], want_logits) for i in range(0, n, ONNX_BATCH)]
+                grid = np.concatenate([p[0] for p in parts])
+                return grid, (np.concatenate([p[1] for p in parts]) if want_logits else None)
+            static = 1 if n == 1 else ONNX_BATCH
             if n < static:  # pad to the cached static shape; padded rows are dropped below
                 batch = np.concatenate([batch, np.zeros((static - n, *batch.shape[1:]), np.float32)])
             with self._lock:
@@ -399,6 +407,12 @@ class ImageEncoder:
                 yield np.stack([self.preprocess(im) for im in chunk])
 
     # -- public API ----------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Export/load the ONNX sessions now (a few seconds once) so the first user query is fast."""
+        blank = np.zeros((1, 3, self.input_size, self.input_size), np.float32)
+        self._run(blank)
+        self._run(np.repeat(blank, 2, axis=0))
+
     def grid(
         self, images: Sequence, *, batch_size: int = 32, progress: Optional[ProgressFn] = None
     ) -> np.ndarray:
@@ -411,6 +425,10 @@ class ImageEncoder:
         if not parts:
             return np.zeros((0, self.dim, 1, 1), np.float32)
         return np.concatenate(parts).astype(np.float32)
+
+    def grid_batch(self, batch: np.ndarray) -> np.ndarray:
+        """One preprocessed (n, 3, S, S) batch → (n, C, h, w) grid, with no progress bar (callers loop)."""
+        return self._run(np.asarray(batch, dtype=np.float32))[0]
 
     def pool(self, grid: np.ndarray) -> np.ndarray:
         """Global max or mean pool of a (N, C, h, w) grid, then L2 normalisation."""

@@ -23,6 +23,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 _MODELS = Path(tempfile.mkdtemp(prefix="recs-test-models-"))
 os.environ["RECS_MODELS_DIR"] = str(_MODELS)
+# exported ONNX encoder graphs are a pure function of weights + torch version + shape: share them across runs
+os.environ.setdefault("RECS_ENCODER_CACHE", str(ROOT / "models" / "encoders"))
 os.environ.setdefault("RECS_NO_TQDM", "1")
 os.environ.setdefault("KERAS_BACKEND", "torch")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

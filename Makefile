@@ -1,0 +1,66 @@
+# Two commands do everything on a fresh machine:
+#   make run   - set-up, default models (with progress bars), then the app on http://127.0.0.1:8501
+#   make test  - the same set-up (small models only, built by the tests themselves), then the whole suite
+# Every step is idempotent: stamps in .stamps/ and artifact manifests in models/ let a second run skip work.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMPS := .stamps
+PORT ?= 8501
+
+export KERAS_BACKEND := torch
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: run test setup system venv data models bench evaluate lint clean
+
+run: setup models
+	$(PY) -m streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true \
+		--browser.gatherUsageStats false
+
+test: setup
+	$(PY) -m pytest -q
+
+setup: venv system data
+
+venv: $(STAMPS)/venv
+$(STAMPS)/venv: requirements.txt
+	@mkdir -p $(STAMPS)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	@touch $@
+
+# Debian packages: the shipped datasets and the browser for the browser tests (apt where usable).
+system: $(STAMPS)/system
+$(STAMPS)/system: scripts/system-packages.sh
+	@mkdir -p $(STAMPS)
+	bash scripts/system-packages.sh
+	@touch $@
+
+# Check the datasets load (fast; prints what to install if anything is missing).
+data: $(STAMPS)/venv $(STAMPS)/system
+	$(PY) -m core prepare
+
+# Default models for the app; each command skips when its artifact is fresh (use --force to rebuild).
+models: setup
+	$(PY) -m fashion index
+	$(PY) -m fashion index --catalog tuxpaint-clothes
+	@if [ -f hashtag/__main__.py ]; then $(PY) -m hashtag build-dataset && $(PY) -m hashtag train; fi
+	@if [ -f multimodal/__main__.py ]; then $(PY) -m multimodal index; fi
+	@if [ -f music/__main__.py ]; then $(PY) -m music train; fi
+
+# Evaluations behind the README's numbers (minutes each); peers come from requirements-bench.txt.
+evaluate: setup
+	$(PY) -m pip install -q -r requirements-bench.txt
+	$(PY) -m fashion evaluate --json
+
+bench: setup
+	$(PY) -m pip install -q -r requirements-bench.txt
+	$(PY) bench/encoders.py
+	$(PY) bench/search.py
+
+clean:
+	rm -rf $(STAMPS) models/encoders test-artifacts

@@ -1,0 +1,155 @@
+"""``python -m fashion <verb>``: build an index, search it, evaluate it.
+
+    python -m fashion index [--catalog fashion-mnist|tuxpaint-clothes|PATH] [--backbone ...] [--force]
+    python -m fashion search IMAGE [--catalog ...] [--top 10] [--category Dress] [--json]
+    python -m fashion similar ITEM_ID [--catalog ...] [--top 10] [--json]
+    python -m fashion evaluate [--queries N] [--json]
+
+Errors a user can cause (a bad image, a missing dataset or index) print one clear line on stderr and
+exit with status 2; ``--json`` output goes to stdout alone, progress bars to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from core.artifacts import ArtifactError, write_json
+from core.datasets import DataUnavailable
+from core.encoders import BACKBONES, WeightsUnavailable
+from core.images import ImageError
+
+
+def _config(args: argparse.Namespace, grey28: bool):
+    from fashion.model import GREY28_INPUT_SIZE, EncoderConfig
+
+    size = args.input_size or (GREY28_INPUT_SIZE if grey28 else None)
+    return EncoderConfig(args.backbone, args.pooling, size, args.runtime, args.weights)
+
+
+def cmd_index(args: argparse.Namespace) -> dict[str, Any]:
+    from fashion.train import build_index
+
+    started = time.perf_counter()
+    index, built = build_index(
+        args.catalog, config_for=lambda grey28: _config(args, grey28), projection=args.projection, force=args.force
+    )
+    return {
+        "catalog": index.catalog,
+        "items": len(index),
+        "categories": index.categories,
+        "built": built,
+        "seconds": round(time.perf_counter() - started, 1),
+        "encoder": index.manifest.get("encoder"),
+        "projection": index.projection is not None,
+    }
+
+
+def _hits(hits) -> list[dict[str, Any]]:
+    return [{"id": h.id, "label": h.meta["label"], "title": h.meta["title"], "score": round(h.score, 4)} for h in hits]
+
+
+def cmd_search(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from fashion.train import open_index
+
+    index = open_index(args.catalog)
+    return _hits(index.search(args.image, args.top, args.category))
+
+
+def cmd_similar(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from fashion.train import open_index
+
+    index = open_index(args.catalog)
+    try:
+        return _hits(index.similar(args.item, args.top, args.category))
+    except KeyError as exc:
+        raise ArtifactError(f"{args.item!r} is not an item of the {index.catalog} index") from exc
+
+
+def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from core.artifacts import MODELS_DIR
+    from fashion.evaluate import evaluate
+    from fashion.model import GREY28_INPUT_SIZE, EncoderConfig
+
+    config = EncoderConfig(args.backbone, args.pooling, args.input_size or GREY28_INPUT_SIZE, args.runtime, args.weights)
+    results = evaluate(config, max_queries=args.queries)
+    write_json(MODELS_DIR / "fashion" / "evaluation.json", {"encoder": config.__dict__, "results": results})
+    return results
+
+
+def _print(result: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    if isinstance(result, list):
+        for r in result:
+            print(f"{r['score']:.3f}  {r['label']:12s}  {r['id']}  {r['title']}")
+    elif isinstance(result, dict) and all(isinstance(v, dict) for v in result.values()):
+        for method, metrics in result.items():
+            print(f"{method:20s} " + "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+    else:
+        print(json.dumps(result, indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fashion", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="verb", required=True)
+
+    def encoder_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--backbone", default="efficientnet_lite0", choices=sorted(BACKBONES))
+        p.add_argument("--pooling", default="max", choices=["max", "mean"])
+        p.add_argument("--input-size", type=int, default=None, help="encoder input px (default 96 for 28 px catalogs, else the backbone's)")
+        p.add_argument("--runtime", default="onnx", choices=["onnx", "torch", "bf16"])
+        p.add_argument("--weights", default=None, help="state-dict file for ResNet backbones")
+
+    p = sub.add_parser("index", help="encode a catalog and save its index to models/fashion/")
+    p.add_argument("--catalog", default="fashion-mnist", help="fashion-mnist, tuxpaint-clothes, a Kaggle folder or an image folder")
+    encoder_args(p)
+    p.add_argument("--projection", default="auto", choices=["auto", "yes", "no"],
+                   help="learn a label-driven projection (auto: for 28 px grey catalogs with a train split)")
+    p.add_argument("--force", action="store_true", help="rebuild even if a fresh index exists")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("search", help="catalog items most similar to an image file")
+    p.add_argument("image")
+    p.add_argument("--catalog", default="fashion-mnist")
+    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--category", action="append", help="keep only this category (repeatable)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("similar", help="catalog items most similar to a catalog item (excluding itself)")
+    p.add_argument("item")
+    p.add_argument("--catalog", default="fashion-mnist")
+    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--category", action="append")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_similar)
+
+    p = sub.add_parser("evaluate", help="class precision@10 on Fashion-MNIST test vs train, with baselines")
+    encoder_args(p)
+    p.add_argument("--queries", type=int, default=None, help="evaluate on a seeded sample of N test queries (default: all 10,000)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.json else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if getattr(args, "top", 1) < 1:
+        print("error: --top must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        result = args.func(args)
+    except (ImageError, ArtifactError, DataUnavailable, WeightsUnavailable, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    _print(result, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""Learn a projection of frozen CNN features that makes cosine neighbours share a category.
+
+Why: ImageNet features of 28 px grey garments separate classes only moderately (class precision@10
+≈ 0.78, barely above raw pixels). A linear map trained on the catalog's own labels (train split only)
+with a cosine-softmax objective (NormFace-style: normalised embeddings × normalised class weights ×
+scale) pulls same-class items together while keeping the embedding a plain cosine space that the
+shared vector-search layer handles unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from core.artifacts import ArtifactError
+from core.progress import ProgressFn, track
+from fashion.data import catalog_key, load_catalog
+from fashion.model import GREY28_INPUT_SIZE, EncoderConfig, FashionIndex, Projection, finish_features, index_stem
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ProjectionConfig:
+    """Defaults chosen on a validation split carved from Fashion-MNIST train (never on test)."""
+
+    dim: int = 128
+    epochs: int = 12
+    batch_size: int = 512
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    scale: float = 16.0
+    hidden: int = 512
+    seed: int = 0
+
+
+def train_projection(
+    features: np.ndarray,
+    labels: Sequence[str],
+    config: Optional[ProjectionConfig] = None,
+    *,
+    progress: Optional[ProgressFn] = None,
+) -> "tuple[dict[str, np.ndarray], list[float]]":
+    """Fit the projection; returns its weights as numpy arrays (for safetensors) and the loss per epoch."""
+    config = config or ProjectionConfig()
+    torch.manual_seed(config.seed)
+    classes = sorted(set(labels))
+    if len(classes) < 2:
+        raise ValueError("a projection needs at least two categories")
+    y = torch.as_tensor(np.searchsorted(np.asarray(classes), np.asarray(labels)), dtype=torch.long)
+    x = torch.as_tensor(np.asarray(features, dtype=np.float32))
+    model = Projection(x.shape[1], config.dim, config.hidden)
+    centers = torch.nn.Parameter(torch.randn(len(classes), config.dim) * 0.01)
+    opt = torch.optim.AdamW(list(model.parameters()) + [centers], lr=config.lr, weight_decay=config.weight_decay)
+    steps = config.epochs * ((len(x) + config.batch_size - 1) // config.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps)
+    generator = torch.Generator().manual_seed(config.seed)
+    losses: list[float] = []
+    for _epoch in track(range(config.epochs), desc="projection epochs", progress=progress):
+        order = torch.randperm(len(x), generator=generator)
+        total = 0.0
+        for start in range(0, len(x), config.batch_size):
+            idx = order[start : start + config.batch_size]
+            emb = model(x[idx])
+            logits = config.scale * emb @ torch.nn.functional.normalize(centers, dim=-1).T
+            loss = torch.nn.functional.cross_entropy(logits, y[idx], label_smoothing=0.1)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        losses.append(total / len(x))
+        log.debug("projection epoch %d loss %.4f", _epoch, losses[-1])
+    weights = {f"projection.{k}": v.detach().numpy().copy() for k, v in model.state_dict().items()}
+    return weights, losses
+
+
+
+
+# ----------------------------------------------------------------------------------------------
+# building an index (what `python -m fashion index` and `make run` call)
+
+
+def build_index(
+    catalog_name: str = "fashion-mnist",
+    *,
+    config_for: Optional[Callable[[bool], EncoderConfig]] = None,
+    projection: str = "auto",
+    force: bool = False,
+    progress: Optional[ProgressFn] = None,
+) -> "tuple[FashionIndex, bool]":
+    """Encode a catalog (and fit the projection) unless a fresh index exists; returns (index, built).
+
+    "Fresh" means the same encoder settings and the same catalog content (checksum): anything else
+    is rebuilt, so an index never silently mixes vectors from two pipelines.
+    """
+    catalog = load_catalog(catalog_name)
+    config = (config_for or default_config)(catalog.grey28)
+    stem = index_stem(catalog_key(catalog_name))
+    want_projection = projection == "yes" or (projection == "auto" and catalog.grey28 and catalog.split is not None)
+    expect = {"encoder": config.__dict__, "data": catalog.checksum(), "projection": want_projection}
+    if not force:
+        try:
+            return FashionIndex.load(stem, expect=expect), False
+        except ArtifactError as exc:
+            log.info("building %s index (%s)", catalog.name, exc)
+    from fashion.evaluate import cached_features  # the feature cache is shared with evaluation
+
+    features = cached_features(catalog, config, progress)
+    weights = None
+    if want_projection:
+        rows = np.where(catalog.split == "train")[0] if catalog.split is not None else np.arange(len(catalog))
+        weights, losses = train_projection(features[rows], [catalog.labels[i] for i in rows], progress=progress)
+        log.info("projection trained on %d items, final loss %.3f", len(rows), losses[-1])
+    index = FashionIndex(catalog.name, catalog.ids, catalog.labels, catalog.titles, finish_features(features, weights),
+                         config, catalog.grey28, weights, manifest={"data": catalog.checksum(), "source": catalog.source})
+    index.save(stem)
+    config.encoder().warm_up()  # the app's first query then skips the ONNX export
+    return FashionIndex.load(stem, expect=expect), True
+
+
+def default_config(grey28: bool) -> EncoderConfig:
+    return EncoderConfig(input_size=GREY28_INPUT_SIZE if grey28 else None)
+
+
+def open_index(catalog_name: str = "fashion-mnist") -> FashionIndex:
+    """Load a built index for searching; a missing or stale one raises ArtifactError saying how to build it."""
+    return FashionIndex.load(index_stem(catalog_key(catalog_name)))

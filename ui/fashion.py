@@ -1,0 +1,172 @@
+"""Fashion tab: upload a garment photo (or pick a catalog item) → visually similar catalog items.
+
+Widgets only; the recommender is ``fashion`` (index building, query preprocessing, search).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+from core.artifacts import ArtifactError, MODELS_DIR, read_json
+from core.datasets import DataUnavailable
+from core.images import ImageError
+from fashion.data import Catalog, catalog_key, load_catalog
+from fashion.model import FashionIndex, index_stem, to_fashion_mnist_style
+from fashion.train import build_index
+from ui.common import image_upload, progress_callback, show_error
+
+CATALOG_LABELS = {
+    "fashion-mnist": "Fashion-MNIST — 70,000 Zalando product photos (28 px, grey, 10 classes)",
+    "tuxpaint-clothes": "Tux Paint clothes — 48 colour clothing images",
+}
+
+
+@st.cache_resource(show_spinner="Loading the catalog…")
+def _catalog(name: str) -> Catalog:
+    return load_catalog(name)
+
+
+@st.cache_resource(show_spinner="Loading the index…")
+def _index(name: str, stamp: float) -> FashionIndex:
+    """Cached per index file version (``stamp`` = manifest mtime), so a rebuilt index is picked up."""
+    return FashionIndex.load(index_stem(catalog_key(name)))
+
+
+def _manifest_stamp(name: str) -> Optional[float]:
+    path = index_stem(catalog_key(name)).with_suffix(".json")
+    return path.stat().st_mtime if path.is_file() else None
+
+
+def _display(catalog: Catalog, row: int, size: int = 112) -> Image.Image:
+    img = catalog.image(row)
+    if catalog.grey28:  # 28 px: enlarge with hard pixels rather than blur
+        return img.resize((size, size), Image.Resampling.NEAREST)
+    img = img.copy()
+    img.thumbnail((size * 2, size * 2))
+    return img
+
+
+def _results_grid(catalog: Catalog, hits, columns: int = 5) -> None:
+    rows_of = {item: i for i, item in enumerate(catalog.ids)} if len(hits) else {}
+    cols = st.columns(columns)
+    for n, hit in enumerate(hits):
+        with cols[n % columns]:
+            row = rows_of.get(hit.id)
+            if row is not None:
+                st.image(_display(catalog, row), width="stretch")
+            st.markdown(f"**{hit.meta['label']}**  \nsimilarity {hit.score:.3f}")
+            st.caption(hit.meta["title"])
+
+
+def _evaluation_panel() -> None:
+    path = MODELS_DIR / "fashion" / "evaluation.json"
+    if not path.is_file():
+        st.caption("No evaluation yet: `python -m fashion evaluate` measures precision@10 against a pixel baseline.")
+        return
+    try:
+        data = read_json(path)["results"]
+    except (ArtifactError, KeyError):
+        return
+    table = pd.DataFrame(data).T
+    keep = [c for c in ("precision@1", "precision@10", "map@10", "queries") if c in table.columns]
+    st.markdown(
+        "**How good is it?** Each Fashion-MNIST test image queries the 60,000 train images; precision@10 is the share "
+        "of the 10 nearest that have the query's class. `model` = this tab's pipeline, `frozen` = ImageNet features "
+        "without the learned projection, `pixel_knn` = raw-pixel baseline; `photo:*` = colour photos as queries."
+    )
+    st.bar_chart(table[["precision@10"]].astype(float), horizontal=True, height=220)
+    st.dataframe(table[keep], width="stretch")
+
+
+def render() -> None:
+    st.subheader("Similar garments")
+    st.write(
+        "Upload a garment photo, or pick a catalog item, and get the most visually similar catalog items. "
+        "Pipeline: EfficientNet-Lite0 (ImageNet weights) → global max pool → learned projection → cosine "
+        "nearest neighbours."
+    )
+    names = list(CATALOG_LABELS)
+    choice = st.selectbox("Catalog", names, format_func=lambda n: CATALOG_LABELS.get(n, n), key="fashion_catalog")
+    try:
+        catalog = _catalog(choice)
+    except DataUnavailable as exc:
+        show_error(exc, "The catalog is not available")
+        return
+
+    stamp = _manifest_stamp(choice)
+    if stamp is None:
+        st.info(f"The {choice} index has not been built yet (`python -m fashion index --catalog {choice}`).")
+        if st.button("Build it now", key="fashion_build"):
+            update, bar = progress_callback("Encoding the catalog…")
+            try:
+                build_index(choice, progress=update)
+            except (ArtifactError, DataUnavailable, ValueError) as exc:
+                show_error(exc, "Building the index failed")
+                return
+            bar.empty()
+            st.rerun()
+        return
+    try:
+        index = _index(choice, stamp)
+    except ArtifactError as exc:
+        show_error(exc, "The index cannot be used")
+        return
+
+    left, right = st.columns([1, 1])
+    with left:
+        top_n = st.slider("How many results", 5, 50, 10, step=5, key="fashion_top")
+    with right:
+        categories = st.multiselect("Only these categories", index.categories, key="fashion_categories")
+
+    upload_tab, pick_tab = st.tabs(["Upload a photo", "Pick a catalog item"])
+    with upload_tab:
+        image = image_upload("Garment photo (JPEG, PNG, WebP)", key="fashion_upload")
+        if image is not None:
+            q1, q2 = st.columns([1, 4])
+            with q1:
+                st.image(image, caption="your photo", width="stretch")
+                if index.grey28:
+                    look = Image.fromarray(to_fashion_mnist_style(image)).resize((112, 112), Image.Resampling.NEAREST)
+                    st.image(look, caption="as the catalog sees it", width="stretch")
+            with q2:
+                try:
+                    hits = index.search(image, top_n, categories)
+                except ImageError as exc:
+                    show_error(exc, "Could not use that image")
+                    hits = []
+                if hits:
+                    _results_grid(catalog, hits)
+                elif categories:
+                    st.warning("No catalog item in the chosen categories.")
+    with pick_tab:
+        if "fashion_item" not in st.session_state or st.session_state.get("fashion_item_catalog") != choice:
+            st.session_state["fashion_item"] = catalog.ids[0]
+            st.session_state["fashion_item_catalog"] = choice
+        c1, c2 = st.columns([3, 1])
+        with c2:
+            if st.button("Random item", key="fashion_random"):
+                st.session_state["fashion_item"] = random.choice(catalog.ids)
+        with c1:
+            item = st.text_input("Catalog item id", key="fashion_item", help="e.g. test-00042 for Fashion-MNIST")
+        rows_of = {i: n for n, i in enumerate(catalog.ids)}
+        if item not in rows_of:
+            st.warning(f"{item!r} is not an item of this catalog.")
+        else:
+            q1, q2 = st.columns([1, 4])
+            with q1:
+                st.image(_display(catalog, rows_of[item]), caption=f"{catalog.labels[rows_of[item]]}", width="stretch")
+            with q2:
+                try:
+                    _results_grid(catalog, index.similar(item, top_n, categories))
+                except KeyError as exc:
+                    show_error(exc, "Item not in the index (rebuild it)")
+
+    with st.expander("Evaluation", expanded=False):
+        _evaluation_panel()
