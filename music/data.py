@@ -326,7 +326,8 @@ def load_dataset(name: str, path: str | Path | None = None, **kwargs: Any) -> Mu
     if name == "simulated":
         return simulate.simulate(**kwargs)
     if name in ("lastfm-2k", "lastfm2k", "hetrec-lastfm-2k"):
-        return sources.load_lastfm_2k(_need(path, name), **kwargs)
+        folder = sources.ensure_lastfm_2k(path, download=bool(kwargs.pop("download", False)))
+        return sources.load_lastfm_2k(_need(folder, name), **kwargs)
     if name in ("movielens-100k", "ml-100k"):
         return sources.load_movielens_100k(path, **kwargs)
     if name in ("lastfm-1k", "lastfm1k"):

@@ -26,14 +26,15 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
+from scipy import sparse
 
-from core.artifacts import ArtifactError, atomic_path, checksum_files, load_arrays, save_arrays
+from core.artifacts import ArtifactError, atomic_path, checksum_files
 from core.progress import track
 from music.model import Catalogue, Recommender
 
 log = logging.getLogger(__name__)
 
-MODES = ("explicit", "softmax", "bpr")
+MODES = ("explicit", "softmax", "bpr", "wmf")
 
 
 def val_score(rec: dict[str, Any]) -> float:
@@ -78,13 +79,15 @@ class KerasMF(Recommender):
 
     def __init__(self, mode: str | None = None, dim: int = 64, l2: float = 1e-4, epochs: int = 20,
                  batch_size: int = 512, lr: float = 3e-3, alpha: float = 1.0, seed: int = 0,
-                 patience: int = 2, n_sampled: int = 2048, optimizer: str = "adam") -> None:
+                 patience: int = 2, n_sampled: int = 2048, optimizer: str = "adam", svdpp: bool = False,
+                 lr_decays: int = 0, schedule: list[tuple[float, int]] | None = None) -> None:
         if mode is not None and mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         self.mode, self.dim, self.l2, self.epochs = mode, dim, l2, epochs
         self.batch_size, self.lr, self.alpha, self.seed, self.patience = batch_size, lr, alpha, seed, patience
-        self.n_sampled, self.optimizer = n_sampled, optimizer
-        self.model: keras.Model | None = None
+        self.n_sampled, self.optimizer, self.svdpp, self.lr_decays = n_sampled, optimizer, svdpp, lr_decays
+        self.schedule = schedule
+        self.model: Any = None  # the keras.Model once trained or loaded
         self.history_: list[dict[str, float]] = []
 
     # ------------------------------------------------------------------------------------------
@@ -97,7 +100,7 @@ class KerasMF(Recommender):
     def _train(self, val: Any, progress: Optional[Callable[[float, str], None]]) -> None:
         import keras
 
-        from music.mf_layer import MFLayer
+        from music.mf_layer import MFLayer, wmf_loss
 
         c = self.catalogue
         self.mode = self.mode or ("explicit" if c.kind == "explicit" else "softmax")
@@ -107,13 +110,21 @@ class KerasMF(Recommender):
         mu = float(w.mean()) if self.mode == "explicit" and len(w) else 0.0
         self.clip = (float(w.min()), float(w.max())) if self.mode == "explicit" and len(w) else None
         layer = MFLayer(c.n_users, c.n_items, self.dim, self.l2, self.mode, mu, n_sampled=self.n_sampled,
-                        seed=self.seed, name="mf")
-        width = {"explicit": 2, "softmax": 2, "bpr": 3}[self.mode]
+                        seed=self.seed, svdpp=self.svdpp, name="mf")
+        width = {"explicit": 2, "softmax": 2, "bpr": 3, "wmf": 2}[self.mode]
         inp = keras.Input(shape=(width,), dtype="int32", name="ids")
         self.model = keras.Model(inp, layer(inp), name=f"mf_{self.mode}")
+        if self.mode == "wmf":
+            binary = (c.history != 0)
+            layer.inv_nu.assign((1.0 / np.maximum(np.asarray(binary.sum(axis=1)).ravel(), 1)).astype(np.float32))
+            layer.inv_ni.assign((1.0 / np.maximum(np.asarray(binary.sum(axis=0)).ravel(), 1)).astype(np.float32))
+        if layer.svdpp:
+            rated = (c.history != 0).astype(np.float32)
+            n = np.asarray(rated.sum(axis=1)).ravel()
+            layer.N.assign(np.asarray(sparse.diags(1.0 / np.sqrt(np.maximum(n, 1))) @ rated.toarray(), np.float32))
         loss = {"explicit": keras.losses.MeanSquaredError(),
                 "softmax": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                "bpr": keras.losses.BinaryCrossentropy(from_logits=True)}[self.mode]
+                "bpr": keras.losses.BinaryCrossentropy(from_logits=True), "wmf": wmf_loss}[self.mode]
         self.model.compile(optimizer=self._optimizer(keras), loss=loss)
         x, y, sw = self._examples(u, i, w)
         vdata = None
@@ -124,14 +135,23 @@ class KerasMF(Recommender):
             vx, vy, vsw = self._examples(vu[ok].astype(np.int32), vi[ok].astype(np.int32),
                                          val["weight"].to_numpy(np.float32)[ok])
             vdata = (vx, vy, vsw)
-        best, best_w, bad = math.inf, None, 0
+        best, best_w, bad, decays = math.inf, None, 0, 0
+        # ``schedule`` replays a validated run without validation: [(lr factor, epochs), ...].
+        replay = [(float(f), int(n)) for f, n in (self.schedule or [])]
+        phases = [f for f, n in replay for _ in range(n)]
+        total = len(phases) if replay else self.epochs
+        lr0, factor, phase_start, best_at, stopped = self.lr, 1.0, 0, -1, False
+        self.schedule_: list[tuple[float, int]] = []
         rng = np.random.default_rng(self.seed)
-        for epoch in track(range(self.epochs), desc=f"MF ({self.mode})", progress=progress, unit="epoch"):
+        for epoch in track(range(total), desc=f"MF ({self.mode})", progress=progress, unit="epoch"):
+            if replay and phases[epoch] != factor:
+                factor = phases[epoch]
+                self.model.optimizer.learning_rate.assign(self._keras_lr(lr0 * factor))
             if self.mode == "bpr":  # fresh negatives every epoch
                 x[:, 2] = rng.integers(0, c.n_items, len(x))
             hist = self.model.fit(x, y, sample_weight=sw, batch_size=self.batch_size, epochs=1, verbose=0,
                                   shuffle=True)
-            rec = {"epoch": epoch + 1, "loss": float(hist.history["loss"][-1])}
+            rec = {"epoch": epoch + 1, "loss": float(hist.history["loss"][-1]), "lr_factor": factor}
             if vdata is not None:
                 if self.mode == "explicit":  # the metric itself, without the L2 term evaluate() adds
                     self._extract()
@@ -141,13 +161,25 @@ class KerasMF(Recommender):
                     rec["val_loss"] = float(self.model.evaluate(vdata[0], vdata[1], sample_weight=vdata[2],
                                                                 batch_size=4096, verbose=0))
                 if val_score(rec) < best - 1e-5:
-                    best, best_w, bad = val_score(rec), self.model.get_weights(), 0
+                    best, best_w, bad, best_at = val_score(rec), self.model.get_weights(), 0, epoch
                 else:
                     bad += 1
             self.history_.append(rec)
             log.info("MF epoch %s", rec)
             if vdata is not None and bad >= self.patience:
-                break
+                self.schedule_.append((factor, max(0, best_at - phase_start + 1)))
+                if decays >= self.lr_decays or best_w is None:
+                    stopped = True
+                    break
+                # Plateau: go back to the best epoch and take smaller steps from there.
+                decays, bad, factor, phase_start = decays + 1, 0, factor * 0.3, epoch + 1
+                self.model.set_weights(best_w)
+                self.model.optimizer.learning_rate.assign(self._keras_lr(lr0 * factor))
+                log.info("MF: validation plateau, learning rate x%.3g", factor)
+        if vdata is not None and not stopped:
+            self.schedule_.append((factor, max(0, best_at - phase_start + 1)))
+        if replay or vdata is None:
+            self.schedule_ = replay or [(1.0, total)]
         if best_w is not None:
             self.model.set_weights(best_w)
         self._extract()
@@ -159,14 +191,19 @@ class KerasMF(Recommender):
         rated items take large steps and overfit; classic per-example SGD (Funk/Koren) does not.
         """
         if self.optimizer == "sgd":
-            return keras.optimizers.SGD(self.lr * self.batch_size)
+            return keras.optimizers.SGD(self._keras_lr(self.lr))
         return keras.optimizers.Adam(self.lr)
+
+    def _keras_lr(self, lr: float) -> float:
+        return lr * self.batch_size if self.optimizer == "sgd" else lr
 
     def _examples(self, u: np.ndarray, i: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n = len(u)
         if self.mode == "explicit":
             return np.stack([u, i], 1), w.astype(np.float32), np.ones(n, np.float32)
         conf = (1.0 + self.alpha * np.log1p(np.abs(w))).astype(np.float32)
+        if self.mode == "wmf":  # the confidence is part of the loss itself, so it travels as y
+            return np.stack([u, i], 1).astype(np.int32), conf, np.ones(n, np.float32)
         if self.mode == "softmax":
             return np.stack([u, i], 1).astype(np.int32), np.zeros(n, np.int32), conf / conf.mean()
         neg = np.zeros(n, np.int32)
@@ -177,6 +214,9 @@ class KerasMF(Recommender):
 
         layer = self.model.get_layer("mf")
         self.P, self.Q = (np.asarray(ops.convert_to_numpy(t), np.float32) for t in (layer.P, layer.Q))
+        if layer.svdpp:  # serve with effective user factors p_u + |N(u)|^-1/2 Σ y_j
+            self.P = self.P + np.asarray(ops.convert_to_numpy(layer.N), np.float32) @ \
+                np.asarray(ops.convert_to_numpy(layer.Y), np.float32)
         self.bu, self.bi = (np.asarray(ops.convert_to_numpy(t), np.float32) for t in (layer.bu, layer.bi))
         self.mu = float(layer.global_bias)
         norms = np.linalg.norm(self.Q, axis=1, keepdims=True)
@@ -225,7 +265,8 @@ class KerasMF(Recommender):
     def _config(self) -> dict[str, Any]:
         return {"mode": self.mode, "dim": self.dim, "l2": self.l2, "epochs": self.epochs,
                 "batch_size": self.batch_size, "lr": self.lr, "alpha": self.alpha, "seed": self.seed,
-                "n_sampled": self.n_sampled, "optimizer": self.optimizer, "history": self.history_, "keras_checksum": getattr(self, "_keras_sum", ""),
+                "n_sampled": self.n_sampled, "optimizer": self.optimizer, "svdpp": self.svdpp,
+                "lr_decays": self.lr_decays, "schedule": getattr(self, "schedule_", None), "history": self.history_, "keras_checksum": getattr(self, "_keras_sum", ""),
                 "global_bias": self.mu}
 
     def save(self, stem: str | Path) -> Path:
@@ -243,6 +284,8 @@ class KerasMF(Recommender):
 
     def _from_arrays(self, arrays: dict[str, np.ndarray], m: dict[str, Any]) -> None:
         self.n_sampled, self.optimizer = int(m.get("n_sampled", 0)), str(m.get("optimizer", "adam"))
+        self.svdpp, self.lr_decays = bool(m.get("svdpp", False)), int(m.get("lr_decays", 0))
+        self.schedule = self.schedule_ = m.get("schedule")
         for k in ("mode", "dim", "l2", "epochs", "batch_size", "lr", "alpha", "seed"):
             setattr(self, k, m[k])
         self.patience, self.history_, self.model = 2, m.get("history", []), None

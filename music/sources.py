@@ -40,6 +40,35 @@ log = logging.getLogger(__name__)
 # Last.fm HetRec-2K
 
 LASTFM_2K_FILES = ("user_artists.dat", "artists.dat", "tags.dat", "user_taggedartists.dat")
+LASTFM_2K_URL = "https://files.grouplens.org/datasets/hetrec2011/hetrec2011-lastfm-2k.zip"
+
+
+def ensure_lastfm_2k(path: str | Path | None = None, *, download: bool = False) -> Path:
+    """The HetRec folder: ``path``, the cache ``data/lastfm-2k``, or (``download=True`` only) GroupLens.
+
+    Never downloads implicitly: the app's default path is offline.
+    """
+    if path is not None:
+        return Path(path)
+    cache = DATA_DIR / "lastfm-2k"
+    if (cache / "user_artists.dat").is_file():
+        return cache
+    if not download:
+        raise DataUnavailable("Last.fm-2K is not here: pass --path to the unzipped hetrec2011-lastfm-2k folder, "
+                              f"or --download to fetch {LASTFM_2K_URL}")
+    import urllib.request
+
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cache / ".hetrec2011-lastfm-2k.zip.part"
+    log.info("downloading %s", LASTFM_2K_URL)
+    with urllib.request.urlopen(LASTFM_2K_URL, timeout=60) as r, open(tmp, "wb") as f:
+        f.write(r.read())
+    with zipfile.ZipFile(tmp) as z:
+        for name in z.namelist():
+            if Path(name).name in LASTFM_2K_FILES:
+                (cache / Path(name).name).write_bytes(z.read(name))
+    tmp.unlink()
+    return cache
 
 
 def load_lastfm_2k(folder: Path, *, n_genres: int = 3) -> MusicDataset:
