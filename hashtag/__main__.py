@@ -1,0 +1,149 @@
+"""``python -m hashtag <verb>``: build-dataset, train, predict, evaluate.
+
+Bad input (missing file, non-image, no trained model) prints one line on stderr and exits non-zero;
+``--json`` prints only JSON on stdout (logs and progress bars go to stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+log = logging.getLogger("hashtag")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from hashtag.data import DEFAULT_DATASET
+    from hashtag.train import TrainConfig
+
+    p = argparse.ArgumentParser(prog="python -m hashtag", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="verb", required=True)
+
+    b = sub.add_parser("build-dataset", help="write the image→caption and image→hashtags tables, split and vocab")
+    b.add_argument("--source", choices=["tuxpaint", "flickr8k", "csv"], default="tuxpaint")
+    b.add_argument("--path", help="Tux Paint stamps folder, Flickr8k.token.txt, or the CSV file")
+    b.add_argument("--images", help="image folder (Flickr8k: Flicker8k_Dataset; CSV: default its folder)")
+    b.add_argument("--out", default=None, help=f"dataset folder (default {DEFAULT_DATASET})")
+    b.add_argument("--min-count", type=int, default=2, help="keep tags seen at least this often in train")
+    b.add_argument("--json", action="store_true")
+
+    t = sub.add_parser("train", help="train the attention LSTM on cached encoder grids")
+    t.add_argument("--dataset", default=str(DEFAULT_DATASET))
+    t.add_argument("--force", action="store_true", help="retrain even if a fresh model exists")
+    t.add_argument("--model-dir", default=None, help="checkpoint folder (default: <dataset>/model; experiments)")
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            t.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=None, metavar="BOOL")
+        else:
+            kind = {"int": int, "float": float}.get(str(f.type), str)
+            t.add_argument(flag, type=kind, default=None)
+    t.add_argument("--json", action="store_true")
+
+    pr = sub.add_parser("predict", help="hashtags for one image")
+    pr.add_argument("image")
+    pr.add_argument("--dataset", default=str(DEFAULT_DATASET))
+    pr.add_argument("--method", choices=["model", "knn", "most_frequent"], default="model")
+    pr.add_argument("--beam", type=int, default=None, help="beam width (default: the training config's)")
+    pr.add_argument("--top-k", type=int, default=5)
+    pr.add_argument("--json", action="store_true")
+
+    e = sub.add_parser("evaluate", help="P/R/F1@1,3,5 and BLEU-1..4 on the test split, model vs baselines")
+    e.add_argument("--dataset", default=str(DEFAULT_DATASET))
+    e.add_argument("--split", choices=["test", "val"], default="test")
+    e.add_argument("--beam", type=int, default=None)
+    e.add_argument("--json", action="store_true")
+    return p
+
+
+def _emit(obj: Any, as_json: bool, text: str) -> None:
+    print(json.dumps(obj) if as_json else text)
+
+
+def run(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from hashtag import data
+
+    if args.verb == "build-dataset":
+        if args.source == "tuxpaint":
+            examples = data.tuxpaint_examples(args.path)
+        elif not args.path:
+            raise data.DatasetError(f"--path is required for --source {args.source}")
+        elif args.source == "flickr8k":
+            images = args.images or str(Path(args.path).parent / "Flicker8k_Dataset")
+            examples = data.flickr8k_examples(args.path, images)
+        else:
+            examples = data.csv_examples(args.path, args.images)
+        out = Path(args.out) if args.out else (data.DEFAULT_DATASET if args.source == "tuxpaint"
+                                               else data.HASHTAG_DIR / args.source)
+        ds = data.build_dataset(examples, out, min_count=args.min_count, name=args.source)
+        _emit({**ds.manifest, "root": str(ds.root)}, args.json,
+              f"{ds.manifest['images']} images → {ds.root} (splits {ds.manifest['splits']}, "
+              f"{ds.manifest['vocab_size']} tags)")
+        return 0
+
+    if args.verb == "train":
+        from hashtag.train import TrainConfig, train
+
+        overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+        manifest = train(args.dataset, TrainConfig(**overrides), force=args.force, out=args.model_dir)
+        summary = {"model": str(args.model_dir or Path(args.dataset) / "model"), "val": manifest.get("val"),
+                   "best_epoch": manifest.get("best_epoch"), "train_seconds": manifest.get("train_seconds")}
+        _emit(summary, args.json, f"model in {summary['model']}: val f1@5 {manifest.get('val', {}).get('f1@5')} "
+                                  f"(epoch {summary['best_epoch']}, {summary['train_seconds']} s)")
+        return 0
+
+    from hashtag.service import HashtagService
+
+    if args.verb == "predict":
+        from core.images import load_image
+
+        path = Path(args.image)
+        if not path.is_file():
+            raise FileNotFoundError(f"No such image file: {path}")
+        image = load_image(path)  # bad input fails here, before the model is loaded
+        service = HashtagService(args.dataset, beam=args.beam)
+        results = service.predict(image, method=args.method, k=args.top_k)
+        obj = {"image": str(path), "method": args.method, "hashtags": [r.to_json() for r in results]}
+        _emit(obj, args.json, " ".join(f"#{r.tag}({r.score:.2f})" for r in results))
+        return 0
+
+    table = HashtagService(args.dataset, beam=args.beam).evaluate(args.split)
+    lines = [f"{m:14s} " + " ".join(f"{k}={v}" for k, v in row.items()) for m, row in table.items()]
+    _emit(table, args.json, "\n".join(lines))
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the CLI; expected failures become one line on stderr and exit code 2 (1 for the unexpected)."""
+    from core.artifacts import ArtifactError
+    from core.datasets import DataUnavailable
+    from core.images import ImageError
+    from hashtag.data import DatasetError
+
+    try:
+        return run(argv)
+    except (ImageError, ArtifactError, DataUnavailable, DatasetError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last resort: still one line, details with -v
+        log.debug("unexpected failure", exc_info=True)
+        print(f"error: {type(exc).__name__}: {exc} (rerun with -v for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""Training: teacher forcing on cached grids (real images + their mirror images), early stopping on val F1@5.
+
+Why it is built this way:
+
+* The CNN is frozen and its grids are cached (``data.grid_cache``), so an epoch over ~1,500 grids takes
+  seconds on 2 cores and the default run fits the ≤ 10 min budget of ``make run``.
+* Horizontal flips are encoded as real images once: a free 2× augmentation for a 759-image train split.
+* Model selection uses the validation split only; the test split is touched once, after training, by
+  ``evaluate``. Early stopping watches val F1@5, the number the app's bar is stated in.
+* A run is resumable: ``last.pt`` (model + optimiser + RNG-free counters; loaded with ``weights_only=True``)
+  is written atomically after each epoch; the best weights go to ``hashtag.safetensors`` + manifest.
+* A fresh finished checkpoint (same dataset checksum, encoder spec and config) is reused unless ``force``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from core.artifacts import ArtifactError, atomic_path, checksum_strings, read_json, write_json
+from core.progress import ProgressFn, track
+from hashtag.data import DEFAULT_DATASET, HashtagDataset, ensure_dataset, grid_cache
+from hashtag.evaluate import score_predictions
+from hashtag.model import PAD_ID, DecoderConfig, HashtagDecoder, masked_loss
+
+log = logging.getLogger(__name__)
+
+TRAIN_HINT = "python -m hashtag train"
+
+
+@dataclass
+class TrainConfig:
+    """Defaults are the ones ``make run`` trains (tuned on the validation split)."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 5e-4
+    weight_decay: float = 1e-5
+    patience: int = 6
+    max_tags: int = 8
+    beam: int = 5
+    alpha_c: float = 1.0
+    label_smoothing: float = 0.1
+    dropout: float = 0.5
+    feature_dropout: float = 0.2
+    flips: bool = True
+    seed: int = 0
+    subset: int = 0  # train on the first N training images only (tests); 0 = all
+    max_minutes: float = 9.0  # stop (keeping the best epoch) before the ≤ 10 min budget is exceeded
+    bf16: bool = True  # autocast matmuls to bfloat16: 2× faster per batch on this AMX CPU (measured), same val F1
+    threads: int = 1  # torch intra-op threads; on a busy 2-core box 2 threads ran 10× slower than 1 (spin-waits)
+
+    def key(self, dataset: str, encoder: dict) -> str:
+        """Identity of a run: what must match for a checkpoint to count as fresh or resumable."""
+        fields = {k: v for k, v in asdict(self).items() if k not in ("epochs", "patience", "max_minutes", "threads")}
+        return checksum_strings([dataset, *(f"{k}={v}" for k, v in sorted(encoder.items())),
+                                 *(f"{k}={v}" for k, v in sorted(fields.items()))])
+
+
+def model_dir(dataset_root: Path) -> Path:
+    """Checkpoints live beside the dataset they were trained on."""
+    return Path(dataset_root) / "model"
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def _batch_tokens(seqs: list[list[int]]) -> torch.Tensor:
+    width = max(len(s) for s in seqs)
+    out = torch.full((len(seqs), width), PAD_ID, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = torch.tensor(s)
+    return out
+
+
+def save_checkpoint(model: HashtagDecoder, folder: Path, manifest: dict[str, Any]) -> None:
+    """Best weights as safetensors (no pickle) + a JSON manifest (config, vocab, encoder, data, scores)."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(folder / "hashtag.safetensors") as tmp:
+        save_file(state, str(tmp))
+    write_json(folder / "hashtag.json", manifest)
+
+
+def load_checkpoint(folder: Path) -> tuple[HashtagDecoder, dict[str, Any]]:
+    """Rebuild the decoder from its manifest and weights; a missing/corrupt one says how to retrain."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    mpath, wpath = folder / "hashtag.json", folder / "hashtag.safetensors"
+    if not mpath.is_file() or not wpath.is_file():
+        raise ArtifactError(f"No trained hashtag model in {folder}. Train one with `{TRAIN_HINT}`.")
+    manifest = read_json(mpath)
+    if manifest.get("kind") != "hashtag-decoder":
+        raise ArtifactError(f"{mpath} is not a hashtag model. Retrain with `{TRAIN_HINT} --force`.")
+    model = HashtagDecoder(DecoderConfig(**manifest["config"]))
+    try:
+        model.load_state_dict(load_file(str(wpath)))
+    except Exception as exc:  # noqa: BLE001 - safetensors/shape errors → one clear message
+        raise ArtifactError(f"{wpath} could not be loaded ({exc}). Retrain with `{TRAIN_HINT} --force`.") from exc
+    model.eval()
+    return model, manifest
+
+
+def validate(model: HashtagDecoder, ds: HashtagDataset, grids: np.ndarray, rows: list[int], beam: int,
+             max_tags: int) -> dict[str, float]:
+    """Val metrics with the same decoding the app uses (beam + summed-beam tag scores)."""
+    from hashtag.service import ModelTagger
+
+    tagger = ModelTagger(model, ds.vocab, beam=beam, max_len=max_tags)
+    preds = tagger.predict_grids(grids[rows], 5)
+    return score_predictions(preds, [ds.examples[i].tags for i in rows])
+
+
+def train(
+    dataset_root: str | Path = DEFAULT_DATASET,
+    config: Optional[TrainConfig] = None,
+    *,
+    encoder=None,
+    force: bool = False,
+    progress: Optional[ProgressFn] = None,
+    out: Optional[Path] = None,
+) -> dict[str, Any]:
+    """Train (or reuse) the decoder for a built dataset; returns the final manifest.
+
+    Steps: dataset (built if it is the default and missing) → cached grids → epochs of teacher forcing,
+    validation after each, early stopping on val F1@5 → best checkpoint → test evaluation of model and
+    baselines (``evaluate.json``, shown in the app).
+
+    Rerunning after an interruption (or after the time budget cut a run short) resumes from ``last.pt``;
+    a run that finished (early stopping or all epochs) is reused unless ``force``.
+    """
+    from core.encoders import get_image_encoder
+
+    config = config or TrainConfig()
+    t0 = time.time()
+    ds = ensure_dataset(Path(dataset_root))
+    encoder = encoder or get_image_encoder()
+    key = config.key(ds.checksum, encoder.spec)
+    out = Path(out) if out else model_dir(ds.root)
+    if not force and (out / "hashtag.json").is_file():
+        try:
+            manifest = read_json(out / "hashtag.json")
+            if manifest.get("key") == key and manifest.get("status") == "done" and manifest.get("complete", True):
+                log.info("fresh model in %s (key %s); use --force to retrain", out, key)
+                return manifest
+        except ArtifactError:
+            pass
+    torch.set_num_threads(max(1, config.threads))  # after the encoder, which sets its own thread count
+    gen = seed_everything(config.seed)
+    arrays = grid_cache(ds, encoder, flips=config.flips, progress=progress)
+    grids, flips = arrays["grids"], arrays.get("flips")
+    train_rows = [i for i, e in enumerate(ds.examples) if e.split == "train" and
+                  any(t in ds.vocab.index for t in e.tags)]
+    if config.subset:
+        train_rows = train_rows[: config.subset]
+    val_rows = [i for i, e in enumerate(ds.examples) if e.split == "val"] or train_rows[:32]
+    samples = list(train_rows)
+    tokens = {i: ds.vocab.encode(ds.examples[i].tags, config.max_tags) for i in train_rows}
+
+    mcfg = DecoderConfig(vocab_size=len(ds.vocab), encoder_dim=int(grids.shape[1]), dropout=config.dropout,
+                         feature_dropout=config.feature_dropout)
+    model = HashtagDecoder(mcfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    state = {"epoch": 0, "best_f1": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
+    last = out / "last.pt"
+    if last.is_file() and not force:
+        try:
+            ck = torch.load(last, map_location="cpu", weights_only=True)
+            if ck.get("key") == key:
+                model.load_state_dict(ck["model"])
+                opt.load_state_dict(ck["optimizer"])
+                state = ck["state"]
+                gen.manual_seed(config.seed + state["epoch"])
+                log.info("resuming from epoch %d (best val f1@5 %.4f)", state["epoch"], state["best_f1"])
+        except Exception as exc:  # noqa: BLE001 - an unreadable last.pt just means starting over
+            log.warning("ignoring %s (%s)", last, exc)
+    base_manifest = {
+        "kind": "hashtag-decoder", "schema": 1, "key": key, "config": mcfg.to_json(), "train": asdict(config),
+        "vocab": ds.vocab.tags, "encoder": encoder.spec, "dataset": {**ds.manifest, "root": str(ds.root)},
+        "train_images": len(train_rows), "train_samples": len(samples),
+    }
+    n_batches = (len(samples) + config.batch_size - 1) // config.batch_size
+    total_epochs = config.epochs
+    out_of_time = False
+    while state["epoch"] < total_epochs and state["bad_epochs"] < config.patience:
+        epoch = state["epoch"] + 1
+        model.train()
+        order = torch.randperm(len(samples), generator=gen).tolist()
+        # each epoch sees every training image once, as itself or as its mirror image (coin flip per image):
+        # augmentation without doubling the epoch's cost
+        flip = (torch.rand(len(samples), generator=gen) < 0.5).tolist() if flips is not None else [False] * len(samples)
+        losses = []
+
+        def report(frac: float, msg: str, _e: int = epoch) -> None:
+            if progress:
+                progress(((_e - 1) + frac) / total_epochs, f"epoch {_e}/{total_epochs}: {msg}")
+
+        for b in track(range(n_batches), desc=f"epoch {epoch}", progress=report, unit="batch"):
+            chunk = [(samples[j], flip[j]) for j in order[b * config.batch_size:(b + 1) * config.batch_size]]
+            x = np.stack([(flips if fl else grids)[i] for i, fl in chunk]).astype(np.float32)
+            tok = _batch_tokens([tokens[i] for i, _ in chunk])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                logits, alphas = model(torch.from_numpy(x), tok)
+            loss, ce = masked_loss(logits.float(), alphas.float(), tok[:, 1:], alpha_c=config.alpha_c,
+                                   label_smoothing=config.label_smoothing)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            losses.append(float(ce.detach()))
+        val = validate(model, ds, grids, val_rows, config.beam, config.max_tags)
+        state["epoch"] = epoch
+        state["history"].append({"epoch": epoch, "train_ce": round(float(np.mean(losses)), 4),
+                                 "val_f1@5": val["f1@5"], "seconds": round(time.time() - t0, 1)})
+        log.info("epoch %d: train ce %.4f, val f1@5 %.4f", epoch, np.mean(losses), val["f1@5"])
+        if val["f1@5"] > state["best_f1"]:
+            state.update(best_f1=val["f1@5"], best_epoch=epoch, bad_epochs=0)
+            save_checkpoint(model, out, {**base_manifest, "status": "training", "epoch": epoch, "val": val,
+                                         "history": state["history"]})
+        else:
+            state["bad_epochs"] += 1
+        with atomic_path(last) as tmp:
+            torch.save({"key": key, "model": model.state_dict(), "optimizer": opt.state_dict(), "state": state}, tmp)
+        if (time.time() - t0) / 60 > config.max_minutes:
+            log.warning("stopping at epoch %d: the %.0f-minute budget is used up (rerun to resume)", epoch,
+                        config.max_minutes)
+            out_of_time = True
+            break
+    model, manifest = load_checkpoint(out)
+    manifest.update(status="done", complete=not out_of_time, history=state["history"], best_epoch=state["best_epoch"],
+                    train_seconds=round(time.time() - t0, 1))
+    write_json(out / "hashtag.json", manifest)
+    log.info("trained in %.0f s; best val f1@5 %.4f at epoch %d", time.time() - t0, state["best_f1"],
+             state["best_epoch"])
+    return manifest

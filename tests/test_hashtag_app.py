@@ -1,0 +1,228 @@
+"""The Hashtags tab end to end: a tiny model trained in the session's temp models folder, the CLI
+(predict / evaluate / bad input), the Streamlit tab through AppTest, and one real-browser run.
+
+The tiny model (≈115 Tux Paint images: mammals and fruit; a few epochs) is for behaviour, not
+quality: the assertions are about shapes, rules and messages, plus one on-topic check on a real cat
+photo the model has never seen (mammals are 60% of its data, so #animal/#mammal must surface).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ON_TOPIC = {"animal", "mammal", "cat", "kitten", "tiger"}
+
+
+@pytest.fixture(scope="session")
+def hashtag_model(models_dir):
+    """Build a small Tux Paint dataset at the default location of the temp models folder and train on it."""
+    import torch
+
+    src = ROOT / "models" / "encoders"  # reuse the ONNX export if this checkout has one (saves ~30 s)
+    if src.is_dir():
+        (models_dir / "encoders").mkdir(exist_ok=True)
+        for f in src.glob("*-s224-*"):
+            if not (models_dir / "encoders" / f.name).exists():
+                shutil.copy2(f, models_dir / "encoders" / f.name)
+    from hashtag import data
+    from hashtag.service import HashtagService
+    from hashtag.train import TrainConfig, train
+
+    assert str(data.DEFAULT_DATASET).startswith(str(models_dir))
+    keep = ("animals/mammals", "food/fruit")
+    examples = [e for e in data.tuxpaint_examples() if e.id.startswith(keep)]
+    ds = data.build_dataset(examples, data.DEFAULT_DATASET)
+    manifest = train(data.DEFAULT_DATASET, TrainConfig(epochs=5, batch_size=32, lr=2e-3, flips=False, patience=5,
+                                                       max_minutes=3))
+    torch.set_num_threads(1)
+    from hashtag.__main__ import main
+
+    buf = io.StringIO()  # the CLI's `evaluate --json`: stdout must be exactly one JSON object
+    with contextlib.redirect_stdout(buf):
+        assert main(["evaluate", "--json"]) == 0
+    table = json.loads(buf.getvalue())
+    return {"dataset": ds, "manifest": manifest, "service": HashtagService(data.DEFAULT_DATASET), "table": table}
+
+
+@pytest.fixture(scope="session")
+def chelsea_png(tmp_path_factory) -> Path:
+    from PIL import Image
+    from skimage import data as skdata
+
+    path = tmp_path_factory.mktemp("img") / "chelsea.png"
+    Image.fromarray(skdata.chelsea()).save(path)
+    return path
+
+
+def _cli(*args: str, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), RECS_NO_TQDM="1", **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "hashtag", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=180)
+
+
+# ----------------------------------------------------------------------------------------------
+# training + service
+
+
+def test_training_writes_a_checkpoint_that_a_second_run_reuses(hashtag_model, models_dir):
+    from hashtag.data import DEFAULT_DATASET
+    from hashtag.train import TrainConfig, model_dir, train
+
+    folder = model_dir(DEFAULT_DATASET)
+    assert (folder / "hashtag.safetensors").is_file() and (folder / "last.pt").is_file()
+    m = hashtag_model["manifest"]
+    assert m["status"] == "done" and m["kind"] == "hashtag-decoder"
+    assert len(m["history"]) >= 1 and all("val_f1@5" in h for h in m["history"])
+    again = train(DEFAULT_DATASET, TrainConfig(epochs=5, batch_size=32, lr=2e-3, flips=False, patience=5,
+                                               max_minutes=3))
+    assert again["key"] == m["key"] and again["train_seconds"] == m["train_seconds"]  # skipped, not retrained
+
+
+def test_evaluate_json_reports_all_methods_and_metrics(hashtag_model):
+    table = hashtag_model["table"]
+    assert set(table) == {"model", "knn", "most_frequent"}
+    for row in table.values():
+        for k in (1, 3, 5):
+            for name in ("precision", "recall", "f1"):
+                assert 0.0 <= row[f"{name}@{k}"] <= 1.0
+        assert all(f"bleu{n}" in row for n in (1, 2, 3, 4))
+    assert table["model"]["images"] == table["knn"]["images"] > 0
+
+
+def test_predict_scores_ranked_without_repeats_and_attention_maps(hashtag_model, chelsea_png):
+    service = hashtag_model["service"]
+    results = service.predict(chelsea_png, k=5)
+    tags = [r.tag for r in results]
+    assert 1 <= len(tags) <= 5 and len(set(tags)) == len(tags)
+    assert [r.score for r in results] == sorted((r.score for r in results), reverse=True)
+    assert all(r.attention is not None and r.attention.shape == (7, 7) for r in results)
+    for method in ("knn", "most_frequent"):
+        base = service.predict(chelsea_png, method=method, k=3)
+        assert len(base) == 3 and base[0].attention is None
+
+
+def test_unseen_cat_photo_gets_an_animal_tag(hashtag_model, chelsea_png):
+    tags = [r.tag for r in hashtag_model["service"].predict(chelsea_png, k=5)]
+    assert ON_TOPIC & set(tags), tags
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI
+
+
+def test_cli_predict_json(hashtag_model, chelsea_png, capsys):
+    from hashtag.__main__ import main
+
+    assert main(["predict", str(chelsea_png), "--json", "--top-k", "3", "--beam", "3"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert 1 <= len(out["hashtags"]) <= 3
+    assert all(set(h) == {"tag", "score"} for h in out["hashtags"])
+
+
+def test_evaluate_json_is_saved_for_the_app(hashtag_model):
+    from hashtag.service import saved_evaluation
+
+    saved = saved_evaluation()
+    assert saved and saved["results"] == hashtag_model["table"] and saved["info"]["split"] == "test"
+
+
+def test_cli_bad_input_one_line_no_traceback(hashtag_model, tmp_path):
+    not_image = tmp_path / "notes.png"
+    not_image.write_text("this is not a picture")
+    from hashtag.__main__ import main
+
+    assert main(["predict", str(tmp_path / "missing.jpg")]) == 2
+    assert main(["predict", str(not_image)]) == 2
+    proc = _cli("predict", str(not_image), "--json")  # the real process: exit code, stderr, empty stdout
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_cli_without_trained_model_says_how_to_train(tmp_path, capsys):
+    from hashtag.__main__ import main
+
+    assert main(["evaluate", "--dataset", str(tmp_path / "nothing")]) == 2
+    assert "python -m hashtag build-dataset" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# the Streamlit tab
+
+
+def _tab_app(dataset_root: str | None = None) -> None:
+    import ui.hashtag
+
+    ui.hashtag.render(dataset_root)
+
+
+def test_tab_upload_shows_hashtags_line_and_heatmaps(hashtag_model, chelsea_png):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_tab_app, default_timeout=120)
+    at.run()
+    assert not at.exception
+    assert any("Test F1@5" in c.value for c in at.caption)
+    at.file_uploader(key="hashtag_upload").set_value(("chelsea.png", chelsea_png.read_bytes(), "image/png")).run()
+    assert not at.exception and not at.error
+    line = at.code[0].value
+    assert line.startswith("#") and len(line.split()) == 5
+    assert any(f"`{line.split()[0]}`" in m.value for m in at.markdown)  # the chips
+    assert len(at.image) >= 2  # the photo and at least one attention map
+
+
+def test_tab_bad_file_shows_a_message(hashtag_model):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_tab_app, default_timeout=120)
+    at.run()
+    at.file_uploader(key="hashtag_upload").set_value(("fake.png", b"not an image at all", "image/png")).run()
+    assert not at.exception
+    assert at.error and "Could not use that file" in at.error[0].value
+    assert not at.code
+
+
+def test_tab_without_model_says_how_to_train(tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_tab_app, kwargs={"dataset_root": str(tmp_path / "none")}, default_timeout=60)
+    at.run()
+    assert not at.exception
+    assert any("python -m hashtag train" in i.value for i in at.info)
+    assert at.button(key="hashtag_train")
+
+
+def test_attention_overlay_and_line():
+    import numpy as np
+    from PIL import Image
+
+    from ui.hashtag import attention_overlay, hashtag_line
+
+    out = attention_overlay(Image.new("RGB", (300, 200), "white"), np.eye(7))
+    assert out.size == (224, 224) and out.mode == "RGB"
+    assert hashtag_line(["cat", "animal"]) == "#cat #animal"
+
+
+@pytest.mark.browser
+def test_browser_upload_cat_gets_hashtags(hashtag_model, chelsea_png, browser_page, wait_images, artifacts_dir):
+    page = browser_page
+    page.get_by_role("tab", name="Hashtags").click()
+    page.locator('input[type="file"]').first.set_input_files(str(chelsea_png))
+    code = page.locator('[data-testid="stCode"]').first
+    code.wait_for()
+    line = code.inner_text().strip()
+    assert line.startswith("#"), line
+    wait_images(page, 2)  # the photo and at least one attention map
+    page.screenshot(path=str(artifacts_dir / "hashtag-tab.png"), full_page=True)
+    assert set(t.lstrip("#") for t in line.split()) & ON_TOPIC, line

@@ -1,0 +1,157 @@
+"""Hashtags tab: upload a photo → hashtags with scores, a copyable ``#tag`` line, and where each tag looked.
+
+The only hashtag module that imports streamlit. The model, encoder and baselines load once per
+process through ``st.cache_resource``; every rerun of the app (``st.tabs`` runs every tab) only reads
+the cached service, so the tab costs nothing until someone uploads an image.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from core.artifacts import ArtifactError
+from ui.common import image_upload, progress_callback, show_error
+
+log = logging.getLogger(__name__)
+
+TRAIN_COMMAND = "python -m hashtag train"
+
+
+@st.cache_resource(show_spinner="Loading the hashtag model…")
+def _service(dataset_root: str, stamp: float):
+    """One ``HashtagService`` per dataset and checkpoint version (``stamp`` = the checkpoint's mtime)."""
+    from hashtag.service import HashtagService
+
+    return HashtagService(dataset_root)
+
+
+def _checkpoint_stamp(dataset_root: str) -> Optional[float]:
+    from hashtag.train import model_dir
+
+    path = model_dir(dataset_root) / "hashtag.safetensors"
+    manifest = model_dir(dataset_root) / "hashtag.json"
+    if not path.is_file() or not manifest.is_file():
+        return None
+    return max(path.stat().st_mtime, manifest.stat().st_mtime)
+
+
+def attention_overlay(image: Image.Image, attention: np.ndarray, size: int = 224) -> Image.Image:
+    """The image (letterboxed square, as the encoder saw it) with a red heat map of one tag's attention."""
+    from matplotlib import colormaps
+
+    w, h = image.size
+    scale = size / max(w, h)
+    canvas = Image.new("RGB", (size, size), (255, 255, 255))
+    canvas.paste(image.resize((max(1, round(w * scale)), max(1, round(h * scale)))),
+                 ((size - round(w * scale)) // 2, (size - round(h * scale)) // 2))
+    att = np.asarray(attention, dtype=np.float32)
+    att = (att - att.min()) / max(float(att.max() - att.min()), 1e-8)
+    heat = Image.fromarray((att * 255).astype(np.uint8)).resize((size, size), Image.Resampling.BICUBIC)
+    rgba = colormaps["jet"](np.asarray(heat, dtype=np.float32) / 255.0)
+    heat_rgb = Image.fromarray((rgba[..., :3] * 255).astype(np.uint8))
+    return Image.blend(canvas, heat_rgb, 0.45)
+
+
+def hashtag_line(tags: list[str]) -> str:
+    """``#cat #animal …``: what a user pastes under a post."""
+    return " ".join(f"#{t}" for t in tags)
+
+
+def _about(service) -> None:
+    """Where the model comes from and how it scores on held-out images, next to the baselines."""
+    from hashtag.service import saved_evaluation
+
+    m = service.manifest
+    data = m.get("dataset", {})
+    text = (f"Trained on **{data.get('name', '?')}** ({data.get('splits', {}).get('train', '?')} training images of "
+            f"{data.get('images', '?')}; Debian's Tux Paint stamps: real images, each with a caption and a category "
+            f"path that give its ground-truth hashtags). Encoder: {m['encoder']['backbone']} 7×7 grid (frozen); "
+            f"decoder: soft-attention 2-layer LSTM, best epoch {m.get('best_epoch', m.get('epoch'))}.")
+    st.caption(text)
+    ev = saved_evaluation(service.dataset.root)
+    if ev:
+        res = ev["results"]
+        rows = " · ".join(f"{name.replace('_', '-')}: **{res[name]['f1@5']:.3f}**" for name in res)
+        st.caption(f"Test F1@5 on {ev['info'].get('images', '?')} held-out images — {rows} "
+                   f"(`python -m hashtag evaluate --json`).")
+
+
+def _train_button(dataset_root: str) -> None:
+    st.info(f"No trained hashtag model yet. Train it in a terminal with `{TRAIN_COMMAND}` "
+            "(a few minutes on a CPU), or here:")
+    if st.button("Train the hashtag model now", key="hashtag_train"):
+        from hashtag.train import train
+
+        update, bar = progress_callback("Training the hashtag model…")
+        try:
+            train(dataset_root, progress=update)
+        except Exception as exc:  # noqa: BLE001 - show why, keep the app alive
+            show_error(exc, "Training failed")
+            return
+        bar.empty()
+        st.success("Trained. Upload an image above.")
+        st.rerun()
+
+
+def render_results(image: Image.Image, results, *, key: str = "hashtag") -> None:
+    """Chips with scores, the copyable line, and one attention heat map per tag."""
+    if not results:
+        st.warning("The model found no hashtags for this image.")
+        return
+    left, right = st.columns([1, 2])
+    with left:
+        st.image(image, caption="Your image", width="stretch")
+    with right:
+        st.markdown(" ".join(f"`#{r.tag}` {r.score:.0%}" for r in results))
+        st.code(hashtag_line([r.tag for r in results]), language=None)
+        st.caption("Score: how much of the beam search's probability mass contains the tag.")
+    with_maps = [r for r in results if r.attention is not None]
+    if with_maps:
+        st.markdown("**Where the model looked for each tag**")
+        cols = st.columns(min(5, len(with_maps)))
+        for i, r in enumerate(with_maps):
+            with cols[i % len(cols)]:
+                st.image(attention_overlay(image, r.attention), caption=f"#{r.tag}", width="stretch")
+
+
+def render(dataset_root: Optional[str] = None) -> None:
+    """The Hashtags tab."""
+    from hashtag.data import DEFAULT_DATASET
+
+    root = str(dataset_root or DEFAULT_DATASET)
+    st.subheader("Hashtags for a photo")
+    st.write("Upload a photo; a CNN encoder and a soft-attention LSTM write hashtags for it, one tag per step, "
+             "and show where in the picture each tag came from.")
+    stamp = _checkpoint_stamp(root)
+    if stamp is None:
+        _train_button(root)
+        return
+    try:
+        service = _service(root, stamp)
+    except (ArtifactError, Exception) as exc:  # noqa: BLE001 - stale/corrupt model: say how to fix it
+        show_error(exc, "The hashtag model could not be loaded")
+        st.info(f"Retrain it with `{TRAIN_COMMAND} --force`.")
+        return
+    _about(service)
+    c1, c2 = st.columns([3, 1])
+    with c2:
+        k = st.slider("How many hashtags", 1, 10, 5, key="hashtag_k")
+        method = st.selectbox("Method", ["model", "knn", "most_frequent"], key="hashtag_method",
+                              format_func=lambda m: {"model": "Attention LSTM", "knn": "kNN tag transfer (baseline)",
+                                                     "most_frequent": "Most frequent (baseline)"}[m])
+    with c1:
+        image = image_upload("Photo (jpg, png, webp, gif)", key="hashtag_upload")
+    if image is None:
+        return
+    try:
+        with st.spinner("Writing hashtags…"):
+            results = service.predict(image, method=method, k=k)
+    except Exception as exc:  # noqa: BLE001 - one readable message instead of a traceback
+        show_error(exc, "Could not tag that image")
+        return
+    render_results(image, results)
