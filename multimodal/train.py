@@ -151,6 +151,7 @@ def build_index(
     pooling: str = "max",
     force: bool = False,
     projection: bool = True,
+    projection_config: Optional[ProjectionConfig] = None,
     progress: Optional[ProgressFn] = None,
 ) -> tuple[Path, bool]:
     """Encode the catalog (text + image), save the index atomically, train + save the projection.
@@ -198,7 +199,7 @@ def build_index(
     }
     if projection:
         flipped = image_enc.encode(hflip(images), progress=progress)
-        proj, _ = train_projection([image_vecs, flipped], text_vecs, texts, progress=progress)
+        proj, _ = train_projection([image_vecs, flipped], text_vecs, texts, projection_config, progress=progress)
         proj.info.update({"index_checksum": checksum, "text_encoder": text_enc.spec,
                           "image_encoder": image_enc.spec, "trained_on": "all products with text"})
         proj.save(Path(str(stem) + "-projection"))
