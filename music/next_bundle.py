@@ -109,19 +109,21 @@ def train_bundle(
     force: bool = False,
     epochs: int = 10,
     progress: Callable[[float, str], None] | None = None,
+    **load_kwargs: Any,
 ) -> dict[str, Any]:
     """Train the default app model for ``dataset``; skip (and say so) when a fresh bundle exists.
 
     Fresh = same dataset checksum and same configuration. The model is fitted on the training baskets
     of the leave-last-out split with early stopping on the validation baskets (the evaluation's
     protocol), and its validation HR@10 is recorded so the app can show how good it is.
+    ``load_kwargs`` go to ``load_dataset`` (e.g. a smaller simulated log in tests).
     """
     from core.artifacts import read_json
     from music import caser
     from music.data import load_dataset
     from music.evaluate_next import Evaluator, repeats_in_data
 
-    ds = load_dataset(dataset, path)
+    ds = load_dataset(dataset, path, **load_kwargs)
     checksum = ds.checksum()
     stem = bundle_stem(dataset)
     cfg = caser.CaserConfig(init=init, repeat=repeat, epochs=epochs)
