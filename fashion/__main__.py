@@ -115,21 +115,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_index)
 
-    p = sub.add_parser("search", help="catalog items most similar to an image file")
-    p.add_argument("image")
-    p.add_argument("--catalog", default="fashion-mnist")
-    p.add_argument("--top", type=int, default=10)
-    p.add_argument("--category", action="append", help="keep only this category (repeatable)")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_search)
-
-    p = sub.add_parser("similar", help="catalog items most similar to a catalog item (excluding itself)")
-    p.add_argument("item")
-    p.add_argument("--catalog", default="fashion-mnist")
-    p.add_argument("--top", type=int, default=10)
-    p.add_argument("--category", action="append")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_similar)
+    for verb, target, help_text, func in (
+        ("search", "image", "catalog items most similar to an image file", cmd_search),
+        ("similar", "item", "catalog items most similar to a catalog item (excluding itself)", cmd_similar),
+    ):
+        p = sub.add_parser(verb, help=help_text)
+        p.add_argument(target)
+        p.add_argument("--catalog", default="fashion-mnist")
+        p.add_argument("--top", type=int, default=10)
+        p.add_argument("--category", action="append", help="keep only this category (repeatable)")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=func)
 
     p = sub.add_parser("evaluate", help="class precision@10 on Fashion-MNIST test vs train, with baselines")
     encoder_args(p)
