@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
     t.add_argument("--path", default=None, help="data folder or file for datasets that need one")
     t.add_argument("--init", default="onehot", choices=("onehot", "word2vec", "text"))
     t.add_argument("--no-repeat", action="store_true", help="plain Caser, without the repeat channel")
-    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--epochs", type=int, default=5, help="upper bound; validation HR@10 stops earlier")
     t.add_argument("--force", action="store_true", help="retrain even if a fresh model exists")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_train_next)
@@ -51,6 +51,8 @@ def register(subparsers: Any) -> None:
                    help="comma-separated CNN variants: INIT[+repeat][+frozen]")
     e.add_argument("--epochs", type=int, default=20, help="upper bound; validation HR@10 stops earlier")
     e.add_argument("--L", type=int, default=5, help="input length (the issue's default 5)")
+    e.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the CNN")
+    e.add_argument("--batch-size", type=int, default=256)
     e.add_argument("--basket", default=None, choices=("event", "session", "day", "month"))
     e.add_argument("--no-mf", action="store_true", help="skip the music tab's MF baseline")
     e.add_argument("--json", action="store_true")
@@ -115,7 +117,7 @@ def cmd_evaluate_next(args: argparse.Namespace) -> int:
     from music.evaluate_next import evaluate_next
     from music.next_bundle import torch_threads
 
-    cnn = {"epochs": args.epochs, "L": args.L}
+    cnn = {"epochs": args.epochs, "L": args.L, "lr": args.lr, "batch_size": args.batch_size}
     with torch_threads():
         out = evaluate_next(args.dataset, args.path, variants=parse_variants(args.variants), cnn=cnn,
                             basket=args.basket, with_mf=not args.no_mf, command=" ".join(["python -m music"] + sys.argv[1:]))
