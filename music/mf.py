@@ -39,6 +39,8 @@ MODES = ("explicit", "softmax", "bpr", "wmf")
 
 def val_score(rec: dict[str, Any]) -> float:
     """The early-stopping criterion of one epoch record (lower is better)."""
+    if "val_ndcg" in rec:
+        return -float(rec["val_ndcg"])
     return float(rec.get("val_rmse", rec.get("val_loss", math.inf)))
 
 
@@ -46,7 +48,7 @@ def best_epoch(history: list[dict[str, Any]]) -> int:
     """Epoch (1-based) with the best validation criterion; the last epoch if there was no validation."""
     if not history:
         return 0
-    return int(min(history, key=val_score)["epoch"]) if any("val_rmse" in h or "val_loss" in h for h in history) \
+    return int(min(history, key=val_score)["epoch"]) if any(val_score(h) < math.inf for h in history) \
         else int(history[-1]["epoch"])
 
 
@@ -80,13 +82,14 @@ class KerasMF(Recommender):
     def __init__(self, mode: str | None = None, dim: int = 64, l2: float = 1e-4, epochs: int = 20,
                  batch_size: int = 512, lr: float = 3e-3, alpha: float = 1.0, seed: int = 0,
                  patience: int = 2, n_sampled: int = 2048, optimizer: str = "adam", svdpp: bool = False,
-                 lr_decays: int = 0, schedule: list[tuple[float, int]] | None = None) -> None:
+                 lr_decays: int = 0, schedule: list[tuple[float, int]] | None = None,
+                 val_metric: str = "loss") -> None:
         if mode is not None and mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         self.mode, self.dim, self.l2, self.epochs = mode, dim, l2, epochs
         self.batch_size, self.lr, self.alpha, self.seed, self.patience = batch_size, lr, alpha, seed, patience
         self.n_sampled, self.optimizer, self.svdpp, self.lr_decays = n_sampled, optimizer, svdpp, lr_decays
-        self.schedule = schedule
+        self.schedule, self.val_metric = schedule, val_metric
         self.model: Any = None  # the keras.Model once trained or loaded
         self.history_: list[dict[str, float]] = []
 
@@ -157,6 +160,11 @@ class KerasMF(Recommender):
                     self._extract()
                     rec["val_rmse"] = float(np.sqrt(np.mean((self.predict(vdata[0][:, 0], vdata[0][:, 1],
                                                                           clip=self.clip) - vdata[1]) ** 2)))
+                elif self.val_metric == "ndcg":  # rank the validation items as the evaluation will
+                    from music.evaluate import topn_metrics
+
+                    self._extract()
+                    rec["val_ndcg"] = float(topn_metrics(self, val)["ndcg@10"])
                 else:
                     rec["val_loss"] = float(self.model.evaluate(vdata[0], vdata[1], sample_weight=vdata[2],
                                                                 batch_size=4096, verbose=0))
@@ -263,11 +271,10 @@ class KerasMF(Recommender):
 
     # ------------------------------------------------------------------------------------------
     def _config(self) -> dict[str, Any]:
-        return {"mode": self.mode, "dim": self.dim, "l2": self.l2, "epochs": self.epochs,
-                "batch_size": self.batch_size, "lr": self.lr, "alpha": self.alpha, "seed": self.seed,
-                "n_sampled": self.n_sampled, "optimizer": self.optimizer, "svdpp": self.svdpp,
-                "lr_decays": self.lr_decays, "schedule": getattr(self, "schedule_", None), "history": self.history_, "keras_checksum": getattr(self, "_keras_sum", ""),
-                "global_bias": self.mu}
+        keys = ("mode", "dim", "l2", "epochs", "batch_size", "lr", "alpha", "seed", "n_sampled", "optimizer", "svdpp",
+                "lr_decays", "val_metric")
+        return {**{k: getattr(self, k) for k in keys}, "schedule": getattr(self, "schedule_", None),
+                "history": self.history_, "keras_checksum": getattr(self, "_keras_sum", ""), "global_bias": self.mu}
 
     def save(self, stem: str | Path) -> Path:
         """``stem.keras`` (the Keras model) + ``stem.npz``/``stem.json`` (catalogue, manifest)."""
@@ -286,6 +293,7 @@ class KerasMF(Recommender):
         self.n_sampled, self.optimizer = int(m.get("n_sampled", 0)), str(m.get("optimizer", "adam"))
         self.svdpp, self.lr_decays = bool(m.get("svdpp", False)), int(m.get("lr_decays", 0))
         self.schedule = self.schedule_ = m.get("schedule")
+        self.val_metric = str(m.get("val_metric", "loss"))
         for k in ("mode", "dim", "l2", "epochs", "batch_size", "lr", "alpha", "seed"):
             setattr(self, k, m[k])
         self.patience, self.history_, self.model = 2, m.get("history", []), None

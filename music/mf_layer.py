@@ -95,7 +95,8 @@ class MFLayer(keras.layers.Layer):
     def _wmf_terms(self, u: Any, pu: Any, i: Any) -> Any:
         """Per-example pieces of the weighted MF (iALS) objective, stacked as (score, catalogue term).
 
-        Full objective: Σ_observed c·(1 − s)² + Σ_unobserved s² + λ‖·‖², with s = p_u·q_i + b_i. Rewritten
+        Full objective: Σ_observed c·(1 − s)² + Σ_unobserved s² + λ‖·‖², with s = p_u·q_i + b_i.
+        Rewritten
         as Σ_observed [c·(1 − s)² − s²] + Σ_u Σ_all-items s², where the last sum is p̃_u ᵀ G p̃_u with
         G = Q̃ᵀQ̃ (d+1 × d+1, the bias as an extra coordinate), so no negative needs sampling. Each example
         carries 1/|items of u| of its user's catalogue term; ``wmf_loss`` finishes the sum.
