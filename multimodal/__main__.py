@@ -139,7 +139,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate(catalog, seed=args.seed, imagenet_baseline=not args.no_imagenet)
     save_report(result, catalog.name)
     if args.json:
-        print(json.dumps(result["methods"]))
+        # exactly method → {recall@1, recall@5, recall@10, mrr}; query counts are in the saved report
+        print(json.dumps({m: {k: v for k, v in met.items() if k != "queries"} for m, met in result["methods"].items()}))
         return 0
     print(f"{'method':<26}" + "".join(f"{m:>11}" for m in ("recall@1", "recall@5", "recall@10", "mrr", "queries")))
     for method, metrics in result["methods"].items():

@@ -28,10 +28,10 @@ log = logging.getLogger(__name__)
 class ProjectionConfig:
     """Hyper-parameters, chosen on a validation split carved from the training split (never the test split)."""
 
-    epochs: int = 150
+    epochs: int = 60
     lr: float = 3e-3
     weight_decay: float = 1e-3
-    temperature: float = 0.05
+    temperature: float = 0.3
     input_dropout: float = 0.2
     batch_size: int = 512
     seed: int = 0
