@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     catalog_args(sp)
     sp.add_argument("--force", action="store_true", help="rebuild even if the index is fresh")
     sp.add_argument("--no-projection", action="store_true", help="skip training the image→text projection")
+    sp.add_argument("--augment", action="store_true", help="also train the projection on mirrored pictures (slower)")
     sp.add_argument("--json", action="store_true")
 
     sp = sub.add_parser("search", help="query the index by text, image, both, or a catalog item")
@@ -92,7 +93,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from multimodal.train import build_index
 
     catalog = _catalog(args)
-    stem, built = build_index(catalog, force=args.force, projection=not args.no_projection)
+    stem, built = build_index(catalog, force=args.force, projection=not args.no_projection, augment=args.augment)
     info = {"index": str(stem), "built": built, "products": len(catalog), "skipped": catalog.skipped}
     if args.json:
         print(json.dumps(info))
