@@ -23,6 +23,8 @@ from music.train import Bundle, bundle_dir, evaluated_datasets, load_bundle, loa
 
 log = logging.getLogger(__name__)
 
+#: Metrics plotted (counts such as "users" or timings would dwarf them on one axis).
+METRICS = ["rmse", "mae", "precision@10", "recall@10", "ndcg@10", "hr@10", "coverage"]
 SIMULATED_NOTE = ("**Simulated data.** This listening log is simulated (seeded listeners with genre tastes, "
                   "long-tailed artists and songs, sessions); it is not real listening history.")
 
@@ -89,7 +91,7 @@ def render() -> None:
         user = _render_listener(bundle, users, n)
     else:
         _render_new_listener(bundle, n)
-    _render_evaluation()
+    _render_evaluation(dataset)
     _render_up_next(dataset, user)
 
 
@@ -142,9 +144,9 @@ def _render_new_listener(bundle: Bundle, n: int) -> None:
     _show_picks(recs)
 
 
-def _render_evaluation() -> None:
-    """Bar charts of the saved evaluation results (``python -m music evaluate``)."""
-    names = evaluated_datasets()
+def _render_evaluation(current: str | None = None) -> None:
+    """Bar charts of the saved evaluation results (``python -m music evaluate``), current dataset first."""
+    names = sorted(evaluated_datasets(), key=lambda n: (n != current, n))
     with st.expander("How good are these models? (held-out evaluation)", expanded=False):
         if not names:
             st.info("No evaluation results yet. Run `python -m music evaluate --dataset simulated` "
@@ -156,10 +158,19 @@ def _render_evaluation() -> None:
             st.warning("The results file could not be read.")
             return
         st.caption(f"{res.get('label', name)} — {res.get('protocol', '')}")
-        frame = pd.DataFrame(res["methods"]).T
-        frame = frame[[c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]]
+        methods = res.get("methods", {})
+        for method, m in methods.items():
+            if "error" in m:
+                st.caption(f"{method}: {m['error']}")
+        frame = pd.DataFrame({k: v for k, v in methods.items() if "error" not in v}).T
+        frame = frame[[c for c in METRICS if c in frame.columns]].astype(float)
+        if frame.empty:
+            st.info("The results file has no metrics to plot.")
+            return
         st.bar_chart(frame.T, horizontal=False, stack=False)
         st.dataframe(frame.round(4), width="stretch")
+        if name == "simulated":
+            st.caption("Measured on the simulated listening log, not on real listeners.")
         if res.get("command"):
             st.caption(f"Reproduce with `{res['command']}`")
 
