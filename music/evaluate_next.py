@@ -209,6 +209,10 @@ def evaluate_next(
     best_b = max(baselines, key=lambda k: baselines[k][f"hr@{K}"])
     best_c = max(cnns, key=lambda k: cnns[k][f"hr@{K}"]) if cnns else None
     ratio = (cnns[best_c][f"hr@{K}"] / max(baselines[best_b][f"hr@{K}"], 1e-12)) if best_c else None
+    # the stricter reading: the CNN variant and the baseline each chosen on validation, then compared on test
+    val_c = max(cnns, key=lambda k: cnns[k][f"val_hr@{K}"]) if cnns else None
+    val_b = max(baselines, key=lambda k: baselines[k][f"val_hr@{K}"])
+    val_ratio = (cnns[val_c][f"hr@{K}"] / max(baselines[val_b][f"hr@{K}"], 1e-12)) if val_c else None
     meta = {
         "dataset": dataset_name,
         "basket": seqs.config["basket"],
@@ -221,6 +225,8 @@ def evaluate_next(
         "best_cnn": best_c,
         "hr@10_ratio_best_cnn_over_best_baseline": None if ratio is None else round(ratio, 3),
         "bar_1.1x_met": None if ratio is None else bool(ratio >= 1.1),
+        "chosen_on_validation": {"cnn": val_c, "baseline": val_b,
+                                 "hr@10_ratio": None if val_ratio is None else round(val_ratio, 3)},
         "seconds": round(time.time() - t0, 1),
         "cnn_config": cnn or {},
         "protocol": "temporal leave-last-out per user, tuned on validation baskets, full ranking over all items",
@@ -241,3 +247,29 @@ def _mf_baseline(kind: str) -> NextRecommender | None:
         log.warning("MF baseline unavailable: %s", exc)
         return None
     return MFAdapter(lambda: KerasMF(patience=2))  # mode chosen by MF itself (softmax for play counts)
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """The results of one run as a Markdown table (for docs/music_next.md and the README)."""
+    keys = [f"hr@{K}", f"ndcg@{K}", "mrr", "top1"]
+    lines = ["| method | " + " | ".join(k.upper().replace("TOP1", "top-1") for k in keys) + " | val HR@10 | notes |",
+             "|---|" + "---:|" * (len(keys) + 1) + "---|"]
+    for name, m in result["methods"].items():
+        if "error" in m:
+            lines.append(f"| {name} | " + " | ".join("—" for _ in keys) + f" | — | {m['error']} |")
+            continue
+        notes = ", ".join(f"{k}={m[k]}" for k in ("decay", "k", "epochs") if k in m)
+        bold = name in (result["meta"].get("best_cnn"), result["meta"].get("best_baseline"))
+        cells = [f"**{m[k]:.4f}**" if bold and k == f"hr@{K}" else f"{m[k]:.4f}" for k in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {m.get(f'val_hr@{K}', float('nan')):.4f} | {notes} |")
+    meta = result["meta"]
+    lines.append("")
+    lines.append(f"{meta['users']} users, {meta['items']} items, {meta['evaluated_users']} evaluated; baskets: "
+                 f"{meta['basket']}; history items excluded: {meta['exclude_seen']}. Best CNN {meta['best_cnn']} / "
+                 f"best baseline {meta['best_baseline']} = **{meta['hr@10_ratio_best_cnn_over_best_baseline']}×** HR@10 "
+                 f"(bar 1.1×: {'met' if meta['bar_1.1x_met'] else 'not met'}).")
+    chosen = meta.get("chosen_on_validation")
+    if chosen:
+        lines[-1] += (f" Picking both by validation HR@10 instead ({chosen['cnn']} vs {chosen['baseline']}): "
+                      f"{chosen['hr@10_ratio']}×.")
+    return "\n".join(lines)
