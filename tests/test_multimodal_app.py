@@ -102,3 +102,16 @@ def test_browser_product_search_shows_result_images(tiny_index, browser_page, wa
     wait_images(page, 5)
     page.screenshot(path=str(artifacts_dir / "multimodal-search.png"), full_page=True)
     assert page.get_by_role("button", name="More like this").count() >= 5
+
+
+def test_evaluate_runs_the_whole_protocol_on_the_tiny_catalog(tiny_index) -> None:
+    from multimodal.evaluate import bars, evaluate
+
+    result = evaluate(tiny_index, imagenet_baseline=False, cache=False)
+    methods = result["methods"]
+    assert {"text:minilm", "text:tfidf", "text:projection", "image", "fused"} <= set(methods)
+    for metrics in methods.values():
+        assert {"recall@1", "recall@5", "recall@10", "mrr"} <= set(metrics)
+        assert all(0.0 <= metrics[k] <= 1.0 for k in ("recall@1", "recall@5", "recall@10", "mrr"))
+    assert 0.0 <= result["details"]["fusion"]["alpha"] <= 1.0
+    assert set(bars(result)) and result["details"]["split"]["test_products"] > 0
