@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Optional, Sequence
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -118,6 +119,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError("give --text, --image, --like, or a combination of --text and --image")
     if args.like and (text or args.image):
         raise UsageError("--like takes no --text or --image")
+    if args.image and not Path(args.image).is_file():  # before loading any model: fail fast
+        raise UsageError(f"No such image file: {args.image}")
     service = SearchService.load(args.name)
     alpha = 0.5 if args.alpha is None else args.alpha
     if args.like:

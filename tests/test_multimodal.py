@@ -240,3 +240,11 @@ def test_cli_bad_input_is_one_line_and_exit_2(argv, fragment, capsys) -> None:
     assert main(argv) == 2
     out, err = capsys.readouterr()
     assert out == "" and fragment in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_cli_missing_image_fails_before_loading_models(capsys) -> None:
+    from multimodal.__main__ import main
+
+    assert main(["search", "--image", "/no/such/photo.jpg", "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip() == "error: No such image file: /no/such/photo.jpg"

@@ -115,3 +115,24 @@ def test_evaluate_runs_the_whole_protocol_on_the_tiny_catalog(tiny_index) -> Non
         assert all(0.0 <= metrics[k] <= 1.0 for k in ("recall@1", "recall@5", "recall@10", "mrr"))
     assert 0.0 <= result["details"]["fusion"]["alpha"] <= 1.0
     assert set(bars(result)) and result["details"]["split"]["test_products"] > 0
+
+
+@pytest.mark.parametrize("kind, path", [("fashion", "fashion"), ("csv", "csv/catalog.csv")])
+def test_user_catalogs_index_and_search_end_to_end(kind, path, tmp_path) -> None:
+    from pathlib import Path
+
+    from multimodal.data import load_catalog
+    from multimodal.model import MultimodalIndex
+    from multimodal.service import SearchService
+    from multimodal.train import ProjectionConfig, build_index
+
+    catalog = load_catalog(kind, Path(__file__).parent / "fixtures" / "multimodal" / path)
+    stem, built = build_index(catalog, stem=tmp_path / kind, projection_config=ProjectionConfig(epochs=5))
+    assert built
+    service = SearchService(MultimodalIndex.load(stem))
+    first = catalog.products[0]
+    hits = service.search(text=first.title, k=3)
+    assert hits[0].id == first.id
+    hits = service.search(image=str(first.image_path), k=2)
+    assert hits[0].id == first.id and hits[0].score == pytest.approx(1.0, abs=1e-3)
+    assert first.id not in [h.id for h in service.more_like_this(first.id, k=len(catalog))]
