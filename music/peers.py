@@ -42,12 +42,12 @@ class ImplicitALS(Recommender):
             raise PeerMissing("implicit is not installed (pip install -r requirements-bench.txt)") from exc
         conf = self.catalogue.history.copy().astype(np.float32)
         conf.data = 1.0 + self.alpha * np.log1p(conf.data)
-        model = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
-                                        iterations=self.iterations, random_state=self.seed, num_threads=1,
-                                        calculate_training_loss=False)
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(1, "blas"):  # implicit's own advice: BLAS threads fight its OpenMP loop
+            model = AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
+                                            iterations=self.iterations, random_state=self.seed, num_threads=1,
+                                            calculate_training_loss=False)
             model.fit(conf.tocsr(), show_progress=False)
         self.U = np.asarray(model.user_factors, np.float32)
         self.V = np.asarray(model.item_factors, np.float32)

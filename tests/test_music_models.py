@@ -44,10 +44,14 @@ def test_mf_recovers_planted_structure_and_beats_popularity(fitted):
     assert np.mean(share) > 0.5
 
 
-def test_weighted_mf_objective_beats_popularity(small):
-    """The iALS-style objective (the default for play counts) learns the same planted structure."""
+@pytest.mark.parametrize("params", [
+    {"mode": "wmf", "dim": 32, "epochs": 8, "l2": 0.05, "lr": 1e-2, "batch_size": 512},
+    {"mode": "bpr", "dim": 32, "epochs": 8, "l2": 1e-4, "lr": 1e-2, "batch_size": 256},
+], ids=["wmf", "bpr"])
+def test_other_implicit_objectives_beat_popularity(small, params):
+    """The iALS-style objective (the default for play counts) and BPR learn the same planted structure."""
     split = user_holdout_split(small.interactions, seed=3)
-    wmf = KerasMF(mode="wmf", dim=32, epochs=8, l2=0.05, lr=1e-2, batch_size=512).fit(small, split.train)
+    wmf = KerasMF(**params).fit(small, split.train)
     m_wmf = topn_metrics(wmf, split.test)
     m_pop = topn_metrics(Popularity().fit(small, split.train), split.test)
     assert m_wmf["ndcg@10"] > 1.3 * m_pop["ndcg@10"], (m_wmf, m_pop)
