@@ -169,3 +169,18 @@ def test_real_lastfm_2k(lastfm_dir):
     ds = load_dataset("lastfm-2k", lastfm_dir)
     _check_shape(ds)
     assert ds.n_users == 1892 and ds.n_items == 17632 and len(ds.interactions) == 92834
+
+
+def test_movielens_100k_from_the_recbole_wheel():
+    from core.artifacts import DATA_DIR
+    from music.sources import movielens_cache_dir
+
+    wheel = list((DATA_DIR / "wheels").glob("recbole-1.2.1-*.whl"))
+    if not wheel and not (movielens_cache_dir() / "ml-100k.inter").is_file():
+        pytest.skip("recbole==1.2.1 wheel not downloaded (pip download --no-deps recbole==1.2.1 -d data/wheels)")
+    ds = load_dataset("movielens-100k")
+    _check_shape(ds)
+    assert ds.kind == "explicit" and len(ds.interactions) == 100_000 and ds.n_users == 943
+    assert ds.interactions["weight"].between(1, 5).all()
+    assert ds.item_info().loc["1", "title"] == "Toy Story (1995)"
+    assert len(ds.events) == 100_000
