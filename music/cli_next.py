@@ -53,6 +53,8 @@ def register(subparsers: Any) -> None:
     e.add_argument("--L", type=int, default=5, help="input length (the issue's default 5)")
     e.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the CNN")
     e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--l2", type=float, default=1e-6, help="L2 on the output layer")
+    e.add_argument("--out", default=None, help="results file (default models/music/next_eval_<dataset>.json)")
     e.add_argument("--basket", default=None, choices=("event", "session", "day", "month"))
     e.add_argument("--no-mf", action="store_true", help="skip the music tab's MF baseline")
     e.add_argument("--json", action="store_true")
@@ -117,10 +119,11 @@ def cmd_evaluate_next(args: argparse.Namespace) -> int:
     from music.evaluate_next import evaluate_next
     from music.next_bundle import torch_threads
 
-    cnn = {"epochs": args.epochs, "L": args.L, "lr": args.lr, "batch_size": args.batch_size}
+    cnn = {"epochs": args.epochs, "L": args.L, "lr": args.lr, "batch_size": args.batch_size, "l2": args.l2}
     with torch_threads():
         out = evaluate_next(args.dataset, args.path, variants=parse_variants(args.variants), cnn=cnn,
-                            basket=args.basket, with_mf=not args.no_mf, command=" ".join(["python -m music"] + sys.argv[1:]))
+                            basket=args.basket, with_mf=not args.no_mf, out=args.out,
+                            command=" ".join(["python -m music"] + sys.argv[1:]))
     _emit(out["methods"], args.json)
     meta = out["meta"]
     log.info("best CNN %s vs best baseline %s: HR@10 ratio %s (bar 1.1x met: %s)", meta["best_cnn"],

@@ -156,6 +156,7 @@ def evaluate_next(
     progress: Callable[[float, str], None] | None = None,
     save: bool = True,
     command: str = "",
+    out: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate baselines and Caser variants on one split; return ``{"methods": {...}, "meta": {...}}``.
 
@@ -231,11 +232,11 @@ def evaluate_next(
         "cnn_config": cnn or {},
         "protocol": "temporal leave-last-out per user, tuned on validation baskets, full ranking over all items",
     }
-    out = {"label": getattr(ds, "label", dataset_name), "protocol": meta["protocol"], "command": command,
-           "methods": results, "meta": meta}
+    result = {"label": getattr(ds, "label", dataset_name), "protocol": meta["protocol"], "command": command,
+              "methods": results, "meta": meta}
     if save:
-        write_json(results_path(dataset_name), out)
-    return out
+        write_json(out or results_path(dataset_name), result)
+    return result
 
 
 def _mf_baseline(kind: str) -> NextRecommender | None:
