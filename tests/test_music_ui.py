@@ -37,7 +37,7 @@ def test_tab_shows_history_and_picks_with_reasons(bundle):
     user = at.selectbox(key="music_user").value
     frames = [df.value for df in at.dataframe]
     assert len(frames) == 2
-    history, picks = frames
+    picks, history = frames  # picks first, full width (reasons are sentences), then the history
     assert len(history) > 0 and len(picks) == 10
     assert {"title", "artist", "genres", "score", "why"} <= set(picks.columns)
     assert not set(picks["title"]) & set(history["title"]) or len(history) == 10  # seen items excluded
@@ -45,7 +45,7 @@ def test_tab_shows_history_and_picks_with_reasons(bundle):
     assert f"Top 10 picks for {user}" in _texts(at)
 
     at.slider(key="music_top").set_value(5).run()
-    assert len(at.dataframe[1].value) == 5
+    assert len(at.dataframe[0].value) == 5
 
 
 def test_unknown_user_and_new_listener(bundle):

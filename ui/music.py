@@ -109,14 +109,8 @@ def _render_listener(bundle: Bundle, users: list[str], n: int) -> str | None:
         st.error(f"Unknown listener {user!r}: there is no such id in {bundle.label}. "
                  "Pick one from the list, or try \"A new listener\" to start from genres.")
         return None
-    col_h, col_p = st.columns([2, 3])
-    with col_h:
-        st.markdown(f"**{user}'s top history**")
-        if hist.empty:
-            st.info("This listener has no history yet, so the picks below are simply the most popular.")
-        else:
-            st.dataframe(hist.drop(columns=["item"]), hide_index=True, width="stretch")
-    with col_p:
+    # Stacked, not side by side: the reasons are sentences and need the full width.
+    with st.container():
         st.markdown(f"**Top {n} picks for {user}**")
         if len(hist) and len(hist) < service.BLEND_BELOW:
             st.caption("A short history: personal picks are blended with picks from this listener's genres.")
@@ -124,6 +118,11 @@ def _render_listener(bundle: Bundle, users: list[str], n: int) -> str | None:
             st.info("Nothing left to recommend: this listener has heard everything.")
         else:
             _show_picks(recs)
+    st.markdown(f"**{user}'s top history**")
+    if hist.empty:
+        st.info("This listener has no history yet, so the picks above are simply the most popular.")
+    else:
+        st.dataframe(hist.drop(columns=["item"]), hide_index=True, width="stretch")
     return user
 
 
