@@ -85,6 +85,10 @@ def test_tab_searches_by_words_then_more_like_this_then_rejects_a_bad_upload(tin
     at.multiselect(key="mm_cats").set_value([item.category]).run()
     cats = [c.value for c in at.caption if " · score " in c.value]
     assert cats and all(c.startswith(item.category) for c in cats)
+    at.button(key=f"mm_more_{item.id}").click().run()
+    assert any(m.value.startswith("**More like:**") for m in at.markdown)
+    at.text_input(key="mm_text").set_value("a different query").run()  # new words end "more like this"
+    assert not any(m.value.startswith("**More like:**") for m in at.markdown)
     at.file_uploader(key="mm_image").set_value(("x.png", b"not an image at all", "image/png")).run()
     assert any("Could not use that file" in e.value for e in at.error)
     assert not at.exception

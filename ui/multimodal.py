@@ -164,7 +164,7 @@ def render() -> None:
     left, right = st.columns([3, 2])
     with left:
         text = st.text_input("Search words", key=f"{KEY}_text", placeholder="e.g. red fruit, winter hat, fire engine",
-                             max_chars=300)
+                             max_chars=300, on_change=_set_like, args=(None,))  # new words end "more like this"
         image = image_upload("…or a photo of a product", key=f"{KEY}_image")
     with right:
         alpha = st.slider("Weight of words vs. photo (used when you give both)", 0.0, 1.0, DEFAULT_ALPHA, 0.05,
