@@ -250,8 +250,11 @@ def last_items(history: np.ndarray, L: int) -> np.ndarray:
 class Samples:
     """Caser training samples: ``users[i]``, ``inputs[i]`` (L item indices) → ``targets[i]`` (T, 0-padded).
 
-    ``positions[i]`` is how many of the user's training items precede the sample (its whole history is
-    ``seqs.flat(users[i], upto)[:positions[i]]``), for models that also read the long history.
+    ``positions[i]`` is where the basket holding the sample's first target starts: the long history a
+    model may read is ``seqs.flat(users[i], upto)[:positions[i]]``, the earlier baskets only. Why: at
+    prediction time the history never holds items of the target basket, and items are deduplicated
+    within a basket, so letting same-basket items into the history would teach "what you just played
+    never comes next" — the opposite of re-listening across baskets.
     """
 
     users: np.ndarray
@@ -284,7 +287,9 @@ def make_samples(
         inputs.append(padded[win])
         targets.append(padded[pos[:, None] + L + np.arange(T)[None, :]])
         users.append(np.full(len(pos), u, np.int32))
-        positions.append(pos.astype(np.int32))
+        lens = np.array([len(b) for b in seqs.baskets[u][: int(upto[u])]], np.int64)
+        starts = np.r_[0, np.cumsum(lens)[:-1]]
+        positions.append(starts[np.searchsorted(np.cumsum(lens), pos, side="right")].astype(np.int32))
     if not users:
         return Samples(np.zeros(0, np.int32), np.zeros((0, L), np.int32), np.zeros((0, T), np.int32),
                        np.zeros(0, np.int32))

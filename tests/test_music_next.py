@@ -95,6 +95,16 @@ def test_sample_windows_are_left_padded() -> None:
     assert last_items(np.array([5, 6], np.int32), 4).tolist() == [0, 0, 5, 6]
 
 
+def test_repeat_history_of_a_sample_stops_at_its_basket() -> None:
+    jan, feb, mar = 1704067200, 1706745600, 1709251200
+    ev = _events([("u", "a", jan), ("u", "b", jan), ("u", "c", feb), ("u", "d", feb), ("u", "a", mar)])
+    seqs = build_sequences(ev, list("abcd"), basket="month")
+    samples = make_samples(seqs, np.array([3]), L=2, T=1)
+    # targets b, c, d, a: b's basket starts at 0, c and d's at 2, a's (March) at 4
+    assert samples.targets[:, 0].tolist() == [2, 3, 4, 1]
+    assert samples.positions.tolist() == [0, 2, 2, 4]
+
+
 def test_30music_fixture_gives_sessions() -> None:
     from pathlib import Path
 
