@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--path", help="Tux Paint stamps folder, Flickr8k.token.txt, or the CSV file")
     b.add_argument("--images", help="image folder (Flickr8k: Flicker8k_Dataset; CSV: default its folder)")
     b.add_argument("--out", default=None, help=f"dataset folder (default {DEFAULT_DATASET})")
-    b.add_argument("--min-count", type=int, default=2, help="keep tags seen at least this often in train")
+    b.add_argument("--min-count", type=int, default=1, help="keep tags seen at least this often in train")
     b.add_argument("--json", action="store_true")
 
     t = sub.add_parser("train", help="train the attention LSTM on cached encoder grids")

@@ -381,7 +381,7 @@ def drop_unreadable(examples: list[Example]) -> list[Example]:
 
 
 def build_dataset(
-    examples: list[Example], out: str | Path = DEFAULT_DATASET, *, min_count: int = 2, name: str = "tuxpaint"
+    examples: list[Example], out: str | Path = DEFAULT_DATASET, *, min_count: int = 1, name: str = "tuxpaint"
 ) -> HashtagDataset:
     """Assign splits by group, build the vocabulary from train, and write the tables atomically.
 

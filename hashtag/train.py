@@ -41,15 +41,15 @@ class TrainConfig:
 
     epochs: int = 30
     batch_size: int = 64
-    lr: float = 5e-4
+    lr: float = 1e-3
     weight_decay: float = 1e-5
     patience: int = 6
     max_tags: int = 8
     beam: int = 5
     alpha_c: float = 1.0
     label_smoothing: float = 0.1
-    dropout: float = 0.5
-    feature_dropout: float = 0.2
+    dropout: float = 0.3
+    feature_dropout: float = 0.1
     flips: bool = True
     seed: int = 0
     subset: int = 0  # train on the first N training images only (tests); 0 = all
@@ -149,7 +149,7 @@ def train(
     t0 = time.time()
     ds = ensure_dataset(Path(dataset_root))
     encoder = encoder or get_image_encoder()
-    key = config.key(ds.checksum, encoder.spec)
+    key = config.key(f"{ds.checksum}/{checksum_strings(ds.vocab.tags)}", encoder.spec)  # data + its vocabulary
     out = Path(out) if out else model_dir(ds.root)
     if not force and (out / "hashtag.json").is_file():
         try:
