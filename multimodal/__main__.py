@@ -41,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--text-fields", help="comma-separated fields that make the product text")
         sp.add_argument("--limit", type=int, help="only the first N products (Tux Paint: an evenly spaced subset)")
         sp.add_argument("--name", help="index name under models/multimodal/ (default: the catalog's name)")
+        sp.add_argument("--text-model", default="all-MiniLM-L6-v2",
+                        help="sentence-transformers model: the shipped default, a local folder, or a hub name")
+        sp.add_argument("--backbone", default="efficientnet_lite0", help="image backbone (core.encoders.BACKBONES)")
+        sp.add_argument("--pooling", choices=["max", "mean"], default="max")
+        sp.add_argument("--allow-download", action="store_true", help="let a hub text model / weights download")
 
     sp = sub.add_parser("index", help="encode the catalog and build the search index (+ projection)")
     catalog_args(sp)
@@ -94,7 +99,9 @@ def cmd_index(args: argparse.Namespace) -> int:
     from multimodal.train import build_index
 
     catalog = _catalog(args)
-    stem, built = build_index(catalog, force=args.force, projection=not args.no_projection, augment=args.augment)
+    stem, built = build_index(catalog, force=args.force, projection=not args.no_projection, augment=args.augment,
+                              text_model=args.text_model, backbone=args.backbone, pooling=args.pooling,
+                              allow_download=args.allow_download)
     info = {"index": str(stem), "built": built, "products": len(catalog), "skipped": catalog.skipped}
     if args.json:
         print(json.dumps(info))
@@ -140,7 +147,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from multimodal.evaluate import bars, evaluate, save_report
 
     catalog = _catalog(args)
-    result = evaluate(catalog, seed=args.seed, imagenet_baseline=not args.no_imagenet)
+    result = evaluate(catalog, seed=args.seed, imagenet_baseline=not args.no_imagenet, text_model=args.text_model,
+                      backbone=args.backbone, pooling=args.pooling, allow_download=args.allow_download)
     save_report(result, catalog.name)
     if args.json:
         # exactly method → {recall@1, recall@5, recall@10, mrr}; query counts are in the saved report
@@ -164,9 +172,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from core.artifacts import ArtifactError
     from core.datasets import DataUnavailable
     from core.images import ImageError
+    from core.encoders import WeightsUnavailable
+    from core.text import TextEncoderUnavailable
     from multimodal.data import CatalogError
 
-    expected = (UsageError, ArtifactError, DataUnavailable, ImageError, CatalogError, KeyError, ValueError)
+    expected = (UsageError, ArtifactError, DataUnavailable, ImageError, CatalogError, KeyError, ValueError,
+                TextEncoderUnavailable, WeightsUnavailable)
     try:
         return {"index": cmd_index, "search": cmd_search, "evaluate": cmd_evaluate}[args.verb](args)
     except expected as exc:

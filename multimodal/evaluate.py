@@ -91,12 +91,14 @@ class Encoded:
 
 
 def encode_catalog(catalog: Catalog, *, pooling: str = "max", text_model: str = "all-MiniLM-L6-v2",
-                   cache: bool = True) -> Encoded:
+                   backbone: str = "efficientnet_lite0", cache: bool = True,
+                   allow_download: bool = False) -> Encoded:
     """Encode texts and three views of every image, reusing ``<models>/multimodal/<name>-evalcache`` if fresh."""
     from core.encoders import get_image_encoder
     from core.text import get_text_encoder
 
-    text_enc, image_enc = get_text_encoder(text_model), get_image_encoder(pooling=pooling)
+    text_enc = get_text_encoder(text_model, allow_download=allow_download)
+    image_enc = get_image_encoder(backbone, pooling=pooling, allow_download=allow_download)
     eval_fields = [f for f in catalog.text_fields if f not in LABEL_FIELDS] or ["title"]
     eval_texts = [compose_text(p.fields or {"title": p.title}, eval_fields) or p.title for p in catalog.products]
     stem = index_dir() / f"{catalog.name}-evalcache"
@@ -162,11 +164,11 @@ def choose_alpha(enc: Encoded, train: list[int], q_text: np.ndarray, seed: int =
     return float(best), {str(a): {"recall@10": round(v[0], 4), "mrr": round(v[1], 4)} for a, v in table.items()}
 
 
-def _imagenet_label_text(image_paths: Sequence, enc_text) -> np.ndarray:
+def _imagenet_label_text(image_paths: Sequence, enc_text, backbone: str = "efficientnet_lite0") -> np.ndarray:
     from core.encoders import get_image_encoder
     from multimodal.data import load_product_image
 
-    preds = get_image_encoder().classify([load_product_image(p) for p in image_paths], top=3)
+    preds = get_image_encoder(backbone).classify([load_product_image(p) for p in image_paths], top=3)
     return enc_text.encode([", ".join(lbl for lbl, _ in row) for row in preds], desc="encoding ImageNet labels")
 
 
@@ -177,16 +179,22 @@ def evaluate(
     projection_config: Optional[ProjectionConfig] = None,
     imagenet_baseline: bool = True,
     cache: bool = True,
+    text_model: str = "all-MiniLM-L6-v2",
+    backbone: str = "efficientnet_lite0",
+    pooling: str = "max",
+    allow_download: bool = False,
 ) -> dict[str, Any]:
     """Run the whole protocol; return ``{"methods": {method: metrics}, "details": {...}}``."""
+    from core.encoders import get_image_encoder
     from core.text import get_text_encoder
 
     t0 = time.time()
-    enc = encode_catalog(catalog, cache=cache)
+    enc = encode_catalog(catalog, cache=cache, text_model=text_model, backbone=backbone, pooling=pooling,
+                         allow_download=allow_download)
     products = enc.catalog.products
     cats = np.asarray([p.category for p in products])
     train, test = split_groups(products, test_fraction=0.2, seed=seed)
-    text_enc = get_text_encoder()
+    text_enc = get_text_encoder(text_model, allow_download=allow_download)
     train_cats = sorted(set(cats[train]))
     test_cats = sorted(set(cats[test]))
 
@@ -259,7 +267,7 @@ def evaluate(
     s_none = np.tile(rng.permutation(len(test)).astype(np.float32), (len(wq_vecs), 1))  # no text: chance order
     methods["text:minilm:withheld"] = rank_metrics(s_none, rel_w)
     if imagenet_baseline:
-        label_vecs = _imagenet_label_text([products[i].image_path for i in test], text_enc)
+        label_vecs = _imagenet_label_text([products[i].image_path for i in test], text_enc, backbone)
         methods["text:imagenet:withheld"] = rank_metrics(wq_vecs @ label_vecs.T, rel_w)
     n_w = len(w_cats)
     details["withheld_by_query_type"] = {
@@ -269,6 +277,8 @@ def evaluate(
     details["projection"] = {"loss_first": losses[0], "loss_last": losses[-1], **proj.info}
     details["split"] = {"seed": seed, "train_products": len(train), "test_products": len(test),
                         "categories": len(cat_names), "relevance": "same category (first two folder levels)"}
+    image_enc = get_image_encoder(backbone, pooling=pooling, allow_download=allow_download)
+    details["encoders"] = {"text": text_enc.spec, "image": image_enc.spec}
     details["seconds"] = round(time.time() - t0, 1)
     return {"methods": methods, "details": details}
 

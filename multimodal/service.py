@@ -29,10 +29,11 @@ class SearchService:
         self.index = index
         text_spec = index.manifest.get("text_encoder", {})
         image_spec = index.manifest.get("image_encoder", {})
-        self.text_encoder = get_text_encoder(str(text_spec.get("name", "all-MiniLM-L6-v2")))
+        allow = bool(index.manifest.get("allow_download", False))  # a hub model the index was built with
+        self.text_encoder = get_text_encoder(str(text_spec.get("name", "all-MiniLM-L6-v2")), allow_download=allow)
         self.image_encoder = get_image_encoder(
             str(image_spec.get("backbone", "efficientnet_lite0")), pooling=str(image_spec.get("pooling", "max")),
-            input_size=image_spec.get("input_size"),
+            input_size=image_spec.get("input_size"), allow_download=allow,
         )
         if image_spec and self.image_encoder.spec != image_spec:
             raise ArtifactError(

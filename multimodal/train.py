@@ -148,7 +148,9 @@ def build_index(
     *,
     stem: Optional[Path] = None,
     text_model: str = "all-MiniLM-L6-v2",
+    backbone: str = "efficientnet_lite0",
     pooling: str = "max",
+    allow_download: bool = False,
     force: bool = False,
     projection: bool = True,
     projection_config: Optional[ProjectionConfig] = None,
@@ -169,8 +171,8 @@ def build_index(
     stem = Path(stem) if stem is not None else default_stem(catalog.name)
     t0 = time.time()
     checksum = catalog.checksum()
-    text_enc = get_text_encoder(text_model)
-    image_enc = get_image_encoder(pooling=pooling)
+    text_enc = get_text_encoder(text_model, allow_download=allow_download)
+    image_enc = get_image_encoder(backbone, pooling=pooling, allow_download=allow_download)
     manifest_path = stem.with_suffix(".json")
     if not force and manifest_path.is_file():
         try:
@@ -199,6 +201,7 @@ def build_index(
         "text_encoder": text_enc.spec,
         "image_encoder": image_enc.spec,
         "fusion": "alpha*cos_text + (1-alpha)*cos_image (renormalised weighted concatenation)",
+        "allow_download": allow_download,
     }
     if projection:
         views = [image_vecs] + ([image_enc.encode(hflip(images), progress=progress)] if augment else [])

@@ -190,7 +190,8 @@ def render() -> None:
             results = service.more_like_this(like, alpha=alpha, k=top, categories=categories or None)
         elif text.strip() or image is not None:
             mode = "words and photo" if text.strip() and image is not None else "words" if text.strip() else "photo"
-            st.caption(f"Searching by {mode}" + (f" (weight {alpha:.2f} on words)" if mode == "words and photo" else ""))
+            weight = f" (weight {alpha:.2f} on words)" if mode == "words and photo" else ""
+            st.caption(f"Searching by {mode}{weight}")
             results = service.search(text=text.strip() or None, image=image, alpha=alpha, k=top,
                                      categories=categories or None,
                                      picture_weight=PICTURE_WEIGHT if use_pictures else 0.0)
