@@ -23,7 +23,7 @@ from typing import Iterable, Optional, Sequence
 from PIL import Image
 
 from core.artifacts import checksum_strings
-from core.datasets import DataUnavailable, load_tuxpaint
+from core.datasets import DataUnavailable, load_tuxpaint  # noqa: F401 - DataUnavailable re-exported for callers
 from core.images import ImageError, load_any, load_image
 
 log = logging.getLogger(__name__)
@@ -394,8 +394,6 @@ def paraphrase(product: Product) -> str:
     words = [w.rstrip("0123456789") or w for w in words]
     return " ".join(words) or product.title
 
-
-DataUnavailable = DataUnavailable  # re-exported so callers catch one name from this package
 
 
 # ----------------------------------------------------------------------------------------------

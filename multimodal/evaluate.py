@@ -40,7 +40,7 @@ import numpy as np
 from core.artifacts import load_arrays, save_arrays, write_json
 from multimodal.data import (Catalog, category_query, compose_text, drop_unreadable_images, paraphrase,
                              split_groups)
-from multimodal.model import index_dir, l2n
+from multimodal.model import index_dir
 from multimodal.train import ProjectionConfig, center_crop, hflip, train_projection
 
 log = logging.getLogger(__name__)

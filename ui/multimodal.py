@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import logging
-from pathlib import Path
 from typing import Any, Optional
 
 import streamlit as st
