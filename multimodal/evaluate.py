@@ -308,5 +308,11 @@ def bars(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def save_report(result: dict[str, Any], name: str = "tuxpaint") -> None:
-    """Write the full evaluation (methods, details, bars) beside the index, for the UI to show."""
-    write_json(index_dir() / f"{name}-evaluation.json", {**result, "bars": bars(result)})
+    """Write the full evaluation (methods, details, bars) beside the index, for the UI to show.
+
+    Only the default seed's run becomes ``<name>-evaluation.json`` (what the tab shows); other seeds are
+    robustness checks and go to ``<name>-evaluation-seed<N>.json``.
+    """
+    seed = result.get("details", {}).get("split", {}).get("seed", SEED)
+    suffix = "" if seed == SEED else f"-seed{seed}"
+    write_json(index_dir() / f"{name}-evaluation{suffix}.json", {**result, "bars": bars(result)})

@@ -54,7 +54,7 @@ def _indexes() -> list[str]:
     names = []
     for manifest in sorted(folder.glob("*.json")):
         stem = manifest.stem
-        if stem.endswith(("-projection", "-evalcache", "-evaluation")):
+        if stem.endswith(("-projection", "-evalcache", "-evaluation")) or "-evaluation-seed" in stem:
             continue
         if manifest.with_suffix(".npz").is_file() or manifest.with_suffix(".safetensors").is_file():
             names.append(stem)
