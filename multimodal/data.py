@@ -406,8 +406,8 @@ _DOCTYPE = re.compile(r"<!DOCTYPE[^\[>]*(\[.*?\])?\s*>", re.S)
 def _svg_with_internal_entities_expanded(path: Path, size: int = 256) -> Image.Image:
     """Rasterise an SVG whose DOCTYPE declares internal entities (Adobe Illustrator exports do).
 
-    cairosvg (through defusedxml) rightly refuses entity declarations; about a tenth of Tux Paint's SVGs
-    use them only as namespace shorthands (``&ns_svg;``). We substitute those internal string entities
+    cairosvg (through defusedxml) rightly refuses entity declarations; Illustrator exports among Tux Paint's
+    SVGs (e.g. ``loaf_of_bread.svg``) use them only as namespace shorthands (``&ns_svg;``). We substitute those internal string entities
     ourselves and drop the DOCTYPE — no external entity is ever resolved — then rasterise the result.
     """
     import cairosvg
