@@ -248,3 +248,24 @@ def test_cli_missing_image_fails_before_loading_models(capsys) -> None:
     assert main(["search", "--image", "/no/such/photo.jpg", "--json"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.strip() == "error: No such image file: /no/such/photo.jpg"
+
+
+def test_svg_with_internal_entities_is_rasterised_and_external_ones_are_not_resolved(tmp_path: Path) -> None:
+    pytest.importorskip("cairosvg")
+    from core.images import ImageError
+    from multimodal.data import load_product_image
+
+    svg = tmp_path / "bread.svg"
+    svg.write_text(
+        '<?xml version="1.0"?>\n<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" '
+        '"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd" [\n'
+        '  <!ENTITY ns_svg "http://www.w3.org/2000/svg">\n]>\n'
+        '<svg xmlns="&ns_svg;" width="20" height="20"><rect width="20" height="10" fill="#ff0000"/></svg>\n'
+    )
+    img = load_product_image(svg)
+    assert img.mode == "RGB" and img.getpixel((img.width // 2, 2))[0] > 200
+    evil = tmp_path / "evil.svg"
+    evil.write_text('<?xml version="1.0"?>\n<!DOCTYPE svg [<!ENTITY x SYSTEM "file:///etc/passwd">]>\n'
+                    '<svg xmlns="http://www.w3.org/2000/svg" width="5" height="5"><text>&x;</text></svg>\n')
+    with pytest.raises(ImageError):
+        load_product_image(evil)
