@@ -26,9 +26,10 @@ from core.datasets import DataUnavailable
 from core.encoders import l2_normalize
 from core.progress import ProgressFn
 from core.search import VectorIndex
-from fashion.data import Catalog, load_fashion_mnist, load_tuxpaint_clothes
+from fashion.data import Catalog, catalog_key, load_fashion_mnist, load_tuxpaint_clothes
 from fashion.model import (
     GREY28_INPUT_SIZE, EncoderConfig, FashionIndex, _pool_raw, apply_projection, catalog_features, grey28_batch,
+    index_stem,
 )
 from fashion.train import ProjectionConfig, train_projection
 
@@ -103,7 +104,10 @@ def evaluate(
     labels = np.asarray(catalog.labels)
     features = cached_features(catalog, config, progress)
     frozen = l2_normalize(features)
-    weights, losses = train_projection(features[train], labels[train].tolist(), ProjectionConfig())
+    weights, final_loss = _shipped_projection(catalog, config)
+    if weights is None:  # no matching index: fit the projection here, on train items only
+        weights, losses = train_projection(features[train], labels[train].tolist(), ProjectionConfig())
+        final_loss = losses[-1]
     projected = apply_projection(weights, features)
     pixels = catalog.pixels.reshape(len(catalog), -1).astype(np.float32)
 
@@ -112,13 +116,24 @@ def evaluate(
         rows = _rank(vectors[test], vectors[train], k)
         results[method] = precision_at_k(labels[train][rows], labels[test])
         results[method]["queries"] = int(len(test))
-    results["model"]["projection_final_loss"] = round(losses[-1], 4)
+    results["model"]["projection_final_loss"] = round(float(final_loss), 4)
 
     try:
         results.update(_photo_queries(catalog, train, config, weights, k))
     except DataUnavailable as exc:
         log.warning("photo-query check skipped: %s", exc)
     return results
+
+
+def _shipped_projection(catalog: Catalog, config: EncoderConfig) -> "tuple[Optional[dict], float]":
+    """The projection of the built index for this very catalog and encoder, so `model` measures the shipped
+    artifact; (None, nan) when there is none (its projection was fitted on the train split only)."""
+    try:
+        index = FashionIndex.load(index_stem(catalog_key(catalog.name)),
+                                  expect={"encoder": config.__dict__, "data": catalog.checksum(), "projection": True})
+    except ArtifactError:
+        return None, float("nan")
+    return index.projection, float(index.manifest.get("projection_final_loss", float("nan")))
 
 
 def _photo_queries(catalog: Catalog, train: np.ndarray, config: EncoderConfig, weights: dict, k: int) -> dict[str, dict[str, Any]]:

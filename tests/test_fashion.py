@@ -218,7 +218,7 @@ def test_app_tab_upload_filter_and_bad_file(clothes_index):
 def test_browser_upload_shows_similar_items(clothes_index, browser_page, wait_images, artifacts_dir, tmp_path):
     page = browser_page
     page.get_by_role("tab", name="Fashion").click()
-    page.get_by_text("Fashion-MNIST — 70,000").click()
+    page.get_by_role("tabpanel", name="Fashion").get_by_role("combobox").first.click()
     page.get_by_role("option", name="Tux Paint clothes").click()
     query = tmp_path / "garment.png"
     load_catalog("tuxpaint-clothes").image(4).save(query)

@@ -50,7 +50,9 @@ def _display(catalog: Catalog, row: int, size: int = 112) -> Image.Image:
         return img.resize((size, size), Image.Resampling.NEAREST)
     img = img.copy()
     img.thumbnail((size * 2, size * 2))
-    return img
+    canvas = Image.new("RGB", (size * 2, size * 2), "white")  # square tiles keep the grid rows even
+    canvas.paste(img, ((size * 2 - img.width) // 2, (size * 2 - img.height) // 2))
+    return canvas
 
 
 def _results_grid(catalog: Catalog, hits, columns: int = 5) -> None:
@@ -88,9 +90,7 @@ def _evaluation_panel() -> None:
 def render() -> None:
     st.subheader("Similar garments")
     st.write(
-        "Upload a garment photo, or pick a catalog item, and get the most visually similar catalog items. "
-        "Pipeline: EfficientNet-Lite0 (ImageNet weights) → global max pool → learned projection → cosine "
-        "nearest neighbours."
+        "Upload a garment photo, or pick a catalog item, and get the most visually similar catalog items."
     )
     names = list(CATALOG_LABELS)
     choice = st.selectbox("Catalog", names, format_func=lambda n: CATALOG_LABELS.get(n, n), key="fashion_catalog")
@@ -119,6 +119,13 @@ def render() -> None:
         show_error(exc, "The index cannot be used")
         return
 
+    enc = index.encoder_config
+    st.caption(
+        f"Pipeline: {enc.backbone} (ImageNet weights, {enc.input_size or 224} px) → global {enc.pooling} pool → "
+        + ("projection learned on the catalog's train labels → " if index.projection is not None else "L2 norm → ")
+        + f"exact cosine nearest neighbours among {len(index):,} items."
+        + (" Uploads are first brought to the catalog's look: grey, background removed, cropped, 28 px." if index.grey28 else "")
+    )
     left, right = st.columns([1, 1])
     with left:
         top_n = st.slider("How many results", 5, 50, 10, step=5, key="fashion_top")
