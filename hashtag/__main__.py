@@ -68,6 +68,17 @@ def _emit(obj: Any, as_json: bool, text: str) -> None:
     print(json.dumps(obj) if as_json else text)
 
 
+def _service(args: argparse.Namespace):
+    """Load the model once; then one torch thread (the encoder sets its own count when it is built)."""
+    import torch
+
+    from hashtag.service import HashtagService
+
+    service = HashtagService(args.dataset, beam=args.beam)
+    torch.set_num_threads(1)  # the decoder's small steps gain nothing from a 2nd thread; on a busy box it costs 10×
+    return service
+
+
 def run(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
@@ -103,8 +114,6 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
                                   f"(epoch {summary['best_epoch']}, {summary['train_seconds']} s)")
         return 0
 
-    from hashtag.service import HashtagService
-
     if args.verb == "predict":
         from core.images import load_image
 
@@ -112,13 +121,13 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         if not path.is_file():
             raise FileNotFoundError(f"No such image file: {path}")
         image = load_image(path)  # bad input fails here, before the model is loaded
-        service = HashtagService(args.dataset, beam=args.beam)
+        service = _service(args)
         results = service.predict(image, method=args.method, k=args.top_k)
         obj = {"image": str(path), "method": args.method, "hashtags": [r.to_json() for r in results]}
         _emit(obj, args.json, " ".join(f"#{r.tag}({r.score:.2f})" for r in results))
         return 0
 
-    table = HashtagService(args.dataset, beam=args.beam).evaluate(args.split)
+    table = _service(args).evaluate(args.split)
     lines = [f"{m:14s} " + " ".join(f"{k}={v}" for k, v in row.items()) for m, row in table.items()]
     _emit(table, args.json, "\n".join(lines))
     return 0

@@ -133,6 +133,7 @@ def train(
     force: bool = False,
     progress: Optional[ProgressFn] = None,
     out: Optional[Path] = None,
+    evaluate_after: bool = True,
 ) -> dict[str, Any]:
     """Train (or reuse) the decoder for a built dataset; returns the final manifest.
 
@@ -246,4 +247,11 @@ def train(
     write_json(out / "hashtag.json", manifest)
     log.info("trained in %.0f s; best val f1@5 %.4f at epoch %d", time.time() - t0, state["best_f1"],
              state["best_epoch"])
+    if evaluate_after and out == model_dir(ds.root):
+        # one test-split evaluation of the finished model next to both baselines, for the app to show;
+        # nothing is chosen from it
+        from hashtag.service import HashtagService
+
+        table = HashtagService(ds.root, encoder=encoder).evaluate("test")
+        log.info("test f1@5: %s", {m: r["f1@5"] for m, r in table.items()})
     return manifest

@@ -43,7 +43,7 @@ def hashtag_model(models_dir):
     examples = [e for e in data.tuxpaint_examples() if e.id.startswith(keep)]
     ds = data.build_dataset(examples, data.DEFAULT_DATASET)
     manifest = train(data.DEFAULT_DATASET, TrainConfig(epochs=5, batch_size=32, lr=2e-3, flips=False, patience=5,
-                                                       max_minutes=3))
+                                                       max_minutes=3), evaluate_after=False)
     torch.set_num_threads(1)
     from hashtag.__main__ import main
 

@@ -14,7 +14,6 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from core.artifacts import ArtifactError
 from ui.common import image_upload, progress_callback, show_error
 
 log = logging.getLogger(__name__)
@@ -68,9 +67,11 @@ def _about(service) -> None:
 
     m = service.manifest
     data = m.get("dataset", {})
+    source = {"tuxpaint": "Debian's Tux Paint stamps: real images, each with a caption and a category path that "
+                          "give its ground-truth hashtags",
+              "flickr8k": "Flickr8k photos; hashtags from their captions"}.get(data.get("name", ""), "your CSV")
     text = (f"Trained on **{data.get('name', '?')}** ({data.get('splits', {}).get('train', '?')} training images of "
-            f"{data.get('images', '?')}; Debian's Tux Paint stamps: real images, each with a caption and a category "
-            f"path that give its ground-truth hashtags). Encoder: {m['encoder']['backbone']} 7×7 grid (frozen); "
+            f"{data.get('images', '?')}; {source}). Encoder: {m['encoder']['backbone']} 7×7 grid (frozen); "
             f"decoder: soft-attention 2-layer LSTM, best epoch {m.get('best_epoch', m.get('epoch'))}.")
     st.caption(text)
     ev = saved_evaluation(service.dataset.root)
@@ -133,7 +134,7 @@ def render(dataset_root: Optional[str] = None) -> None:
         return
     try:
         service = _service(root, stamp)
-    except (ArtifactError, Exception) as exc:  # noqa: BLE001 - stale/corrupt model: say how to fix it
+    except Exception as exc:  # noqa: BLE001 - stale/corrupt model (ArtifactError) or worse: say how to fix it
         show_error(exc, "The hashtag model could not be loaded")
         st.info(f"Retrain it with `{TRAIN_COMMAND} --force`.")
         return
