@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import warnings
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -139,16 +140,36 @@ def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS) -> Image.Im
         Image.MAX_IMAGE_PIXELS = previous
 
 
+_SVG_ENTITY = re.compile(r'<!ENTITY\s+(\w+)\s+"([^"]*)"\s*>')
+_SVG_DOCTYPE = re.compile(r"<!DOCTYPE[^\[>]*(\[.*?\])?\s*>", re.S)
+
+
 def load_svg(path: str | Path, size: int = 256) -> Image.Image:
-    """Rasterise an SVG (Tux Paint ships a quarter of its stamps as SVG) onto white, ``size`` px wide."""
+    """Rasterise an SVG (Tux Paint ships a quarter of its stamps as SVG) onto white, ``size`` px wide.
+
+    cairosvg (through defusedxml) rightly refuses DOCTYPE entity declarations. Illustrator exports
+    among Tux Paint's SVGs (``loaf_of_bread.svg``) use them only as namespace shorthands
+    (``&ns_svg;``), so on refusal we substitute *internal string* entities ourselves, drop the
+    DOCTYPE and try once more; no external entity is ever resolved.
+    """
     try:
         import cairosvg  # imported lazily: only catalog preparation needs it
     except ImportError as exc:  # pragma: no cover - cairosvg is in requirements.txt
         raise ImageError("SVG images need the cairosvg package (pip install cairosvg).") from exc
     try:
         png = cairosvg.svg2png(url=str(path), output_width=size)
-    except Exception as exc:  # cairosvg raises many unrelated types on bad files
-        raise ImageError(f"Could not rasterise SVG {Path(path).name}: {exc}") from exc
+    except Exception as first:  # cairosvg raises many unrelated types on bad files
+        try:
+            text = Path(path).read_text(encoding="utf-8", errors="replace")
+            entities = dict(_SVG_ENTITY.findall(text))
+            if not entities:
+                raise first
+            text = _SVG_DOCTYPE.sub("", text, count=1)
+            for name, value in entities.items():
+                text = text.replace(f"&{name};", value)
+            png = cairosvg.svg2png(bytestring=text.encode("utf-8"), output_width=size)
+        except Exception as exc:
+            raise ImageError(f"Could not rasterise SVG {Path(path).name}: {exc}") from exc
     return load_image(png)
 
 

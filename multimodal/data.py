@@ -15,7 +15,6 @@ import csv
 import hashlib
 import logging
 import random
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
@@ -24,7 +23,7 @@ from PIL import Image
 
 from core.artifacts import checksum_strings
 from core.datasets import DataUnavailable, load_tuxpaint  # noqa: F401 - DataUnavailable re-exported for callers
-from core.images import ImageError, load_any, load_image
+from core.images import ImageError, load_any
 
 log = logging.getLogger(__name__)
 
@@ -399,40 +398,9 @@ def paraphrase(product: Product) -> str:
 # ----------------------------------------------------------------------------------------------
 # images
 
-_ENTITY = re.compile(r'<!ENTITY\s+(\w+)\s+"([^"]*)"\s*>')
-_DOCTYPE = re.compile(r"<!DOCTYPE[^\[>]*(\[.*?\])?\s*>", re.S)
-
-
-def _svg_with_internal_entities_expanded(path: Path, size: int = 256) -> Image.Image:
-    """Rasterise an SVG whose DOCTYPE declares internal entities (Adobe Illustrator exports do).
-
-    cairosvg (through defusedxml) rightly refuses entity declarations; Illustrator exports among Tux Paint's
-    SVGs (e.g. ``loaf_of_bread.svg``) use them only as namespace shorthands (``&ns_svg;``). We substitute those internal string entities
-    ourselves and drop the DOCTYPE — no external entity is ever resolved — then rasterise the result.
-    """
-    import cairosvg
-
-    text = path.read_text(encoding="utf-8", errors="replace")
-    entities = dict(_ENTITY.findall(text))
-    text = _DOCTYPE.sub("", text, count=1)
-    for name, value in entities.items():
-        text = text.replace(f"&{name};", value)
-    png = cairosvg.svg2png(bytestring=text.encode("utf-8"), output_width=size)
-    return load_image(png)
-
-
 def load_product_image(path: str | Path) -> Image.Image:
-    """A catalog image as RGB PIL: PNG/JPEG through ``core.images``, SVG with the entity fallback above."""
-    path = Path(path)
-    try:
-        return load_any(path)
-    except ImageError:
-        if path.suffix.lower() != ".svg":
-            raise
-        try:
-            return _svg_with_internal_entities_expanded(path)
-        except Exception as exc:  # cairosvg raises many unrelated types on bad files
-            raise ImageError(f"Could not rasterise SVG {path.name}: {exc}") from exc
+    """A catalog image as RGB PIL (PNG/JPEG/WebP, and SVG through ``core.images.load_svg``)."""
+    return load_any(path)
 
 
 def drop_unreadable_images(catalog: Catalog) -> tuple[Catalog, list[Image.Image]]:

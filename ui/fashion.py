@@ -6,10 +6,8 @@ Widgets only; the recommender is ``fashion`` (index building, query preprocessin
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 from PIL import Image
