@@ -48,14 +48,26 @@ data: $(STAMPS)/venv $(STAMPS)/system
 models: setup
 	$(PY) -m fashion index
 	$(PY) -m fashion index --catalog tuxpaint-clothes
-	@if [ -f hashtag/__main__.py ]; then $(PY) -m hashtag build-dataset && $(PY) -m hashtag train; fi
-	@if [ -f multimodal/__main__.py ]; then $(PY) -m multimodal index; fi
-	@if [ -f music/__main__.py ]; then $(PY) -m music train; fi
+	$(PY) -m multimodal index
+	$(PY) -m music train
+	$(PY) -m music train-next
+	$(PY) -m hashtag build-dataset
+	$(PY) -m hashtag train
 
 # Evaluations behind the README's numbers (minutes each); peers come from requirements-bench.txt.
-evaluate: setup
+# Last.fm-2K is read from LASTFM_DIR (the unzipped hetrec2011-lastfm-2k folder); it is skipped when absent.
+LASTFM_DIR ?= ../shared/data/lastfm-2k
+evaluate: setup models
 	$(PY) -m pip install -q -r requirements-bench.txt
 	$(PY) -m fashion evaluate --json
+	$(PY) -m hashtag evaluate --json
+	$(PY) -m multimodal evaluate --json
+	$(PY) -m music evaluate --dataset movielens-100k --json
+	$(PY) -m music evaluate-next --dataset movielens-100k --json
+	@if [ -f $(LASTFM_DIR)/user_artists.dat ]; then \
+		$(PY) -m music evaluate --dataset lastfm-2k --path $(LASTFM_DIR) --json && \
+		$(PY) -m music evaluate-next --dataset lastfm-2k --path $(LASTFM_DIR) --json; \
+	else echo "Last.fm-2K not found at $(LASTFM_DIR): set LASTFM_DIR=/path/to/hetrec2011-lastfm-2k"; fi
 
 bench: setup
 	$(PY) -m pip install -q -r requirements-bench.txt
