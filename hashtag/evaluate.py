@@ -53,6 +53,8 @@ def bleu_scores(predicted: Sequence[Sequence[str]], gold: Sequence[Sequence[str]
     """Corpus BLEU-1..4 of tag sequences (nltk; smoothing method 1 so short lists do not score 0)."""
     from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
 
+    if not gold:  # an empty split (tiny custom datasets): nothing to score, not a crash
+        return {f"bleu{n}": 0.0 for n in (1, 2, 3, 4)}
     refs = [[list(g)] for g in gold]
     hyps = [list(p) if p else ["<none>"] for p in predicted]
     smooth = SmoothingFunction().method1

@@ -124,6 +124,8 @@ class HashtagService:
         """Model and both baselines on the same held-out images; also saved as ``evaluate.json``."""
         b = self.baselines()
         rows = [i for i, e in enumerate(self.dataset.examples) if e.split == split]
+        if not rows:
+            log.warning("the %s split of %s is empty; its metrics are all 0", split, self.dataset.root)
         gold = [self.dataset.examples[i].tags for i in rows]
         table = evaluate_methods([self.tagger, b["knn"], b["most_frequent"]], b["grids"][rows], gold)
         info = {"split": split, "images": len(rows), "knn_neighbours": b["knn"].neighbours,

@@ -226,3 +226,20 @@ def test_browser_upload_cat_gets_hashtags(hashtag_model, chelsea_png, browser_pa
     wait_images(page, 2)  # the photo and at least one attention map
     page.screenshot(path=str(artifacts_dir / "hashtag-tab.png"), full_page=True)
     assert set(t.lstrip("#") for t in line.split()) & ON_TOPIC, line
+
+
+def test_csv_dataset_trains_predicts_and_evaluates_end_to_end(hashtag_model, tmp_path):
+    """A user's own ``image,hashtags`` CSV goes through the same pipeline; 3 images leave a split empty."""
+    from hashtag import data
+    from hashtag.service import HashtagService
+    from hashtag.train import TrainConfig, train
+
+    fixture = Path(__file__).parent / "fixtures" / "hashtag" / "csv"
+    ds = data.build_dataset(data.csv_examples(fixture / "hashtags.csv"), tmp_path / "csv", name="csv")
+    manifest = train(ds.root, TrainConfig(epochs=2, batch_size=4, flips=False))
+    assert manifest["status"] == "done"
+    service = HashtagService(ds.root)
+    tags = [r.tag for r in service.predict(fixture / "images" / "cat.png", k=3)]
+    assert tags and set(tags) <= {"cat", "animal", "pet", "beach", "sea", "summer", "tree", "nature"}
+    table = service.evaluate()
+    assert set(table) == {"model", "knn", "most_frequent"}
