@@ -45,6 +45,7 @@ class DecoderConfig:
     layers: int = 2
     dropout: float = 0.5
     feature_dropout: float = 0.2
+    init_pool: str = "mean"  # "mean" (the paper) or "meanmax": h0/c0 also see the max-pooled grid kNN searches on
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -86,8 +87,9 @@ class HashtagDecoder(nn.Module):
         self.feat_norm = nn.LayerNorm(c.encoder_dim)
         self.attention = Attention(c.encoder_dim, c.hidden_dim, c.attention_dim)
         self.embedding = nn.Embedding(c.vocab_size, c.embed_dim, padding_idx=PAD_ID)
-        self.init_h = nn.Linear(c.encoder_dim, c.layers * c.hidden_dim)
-        self.init_c = nn.Linear(c.encoder_dim, c.layers * c.hidden_dim)
+        init_dim = c.encoder_dim * (2 if c.init_pool == "meanmax" else 1)
+        self.init_h = nn.Linear(init_dim, c.layers * c.hidden_dim)
+        self.init_c = nn.Linear(init_dim, c.layers * c.hidden_dim)
         self.cells = nn.ModuleList(
             [nn.LSTMCell(c.embed_dim + c.encoder_dim if i == 0 else c.hidden_dim, c.hidden_dim) for i in range(c.layers)]
         )
@@ -103,6 +105,8 @@ class HashtagDecoder(nn.Module):
         feats = self.feat_norm(grids.float().reshape(b, ch, -1).transpose(1, 2))
         feats = self.feat_dropout(feats)
         mean = feats.mean(dim=1)
+        if self.config.init_pool == "meanmax":
+            mean = torch.cat([mean, feats.max(dim=1).values], dim=1)
         hs = list(torch.tanh(self.init_h(mean)).chunk(self.config.layers, dim=1))
         cs = list(self.init_c(mean).chunk(self.config.layers, dim=1))
         return feats, self.attention.enc(feats), hs, cs
