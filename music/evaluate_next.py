@@ -162,7 +162,8 @@ def evaluate_next(
 
     ``variants`` are ``(init, trainable, repeat)`` triples; ``cnn`` overrides ``CaserConfig`` fields.
     """
-    from music.caser import CaserConfig, CaserNext, item_texts
+    from music.caser import CaserConfig
+    from music.next_caser import CaserNext, item_texts
     from music.data import load_dataset
 
     t0 = time.time()
@@ -174,7 +175,6 @@ def evaluate_next(
     ev = Evaluator(seqs, split, exclude_seen=excl)
     upto = split.train_upto
     results: dict[str, dict[str, Any]] = {}
-    chosen: dict[str, Any] = {}
 
     def record(name: str, method: Any, extra: dict[str, Any] | None = None) -> None:
         val = ev.evaluate(method, "val")

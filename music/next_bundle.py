@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from core.artifacts import MODELS_DIR, ArtifactError, load_arrays, save_arrays
+from core.artifacts import ArtifactError, load_arrays, save_arrays
 from music.sequence import PAD, SequenceData, from_dataset, last_items, leave_last_out
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def train_bundle(
     ``load_kwargs`` go to ``load_dataset`` (e.g. a smaller simulated log in tests).
     """
     from core.artifacts import read_json
-    from music import caser
+    from music import caser, next_caser
     from music.data import load_dataset
     from music.evaluate_next import Evaluator, repeats_in_data
 
@@ -141,8 +141,8 @@ def train_bundle(
     split = leave_last_out(seqs)
     exclude_seen = repeats_in_data(seqs, split) < 0.01
     ev = Evaluator(seqs, split, exclude_seen=exclude_seen, max_val_users=1000)
-    texts = caser.item_texts(ds.items, seqs.item_ids) if init == "text" else None
-    model = caser.CaserNext(cfg, texts=texts)
+    texts = next_caser.item_texts(ds.items, seqs.item_ids) if init == "text" else None
+    model = next_caser.CaserNext(cfg, texts=texts)
     with torch_threads():
         model.fit(seqs, split.train_upto, validate=lambda m: ev.evaluate(m, "val")["hr@10"], progress=progress)
     info = ds.item_info().reindex(seqs.item_ids)
@@ -180,7 +180,7 @@ class NextBundle:
     """A loaded "up next" model with its sequences; answers for users or hand-built sequences."""
 
     def __init__(self, dataset: str) -> None:
-        from music import caser
+        from music import caser, next_caser
 
         stem = bundle_stem(dataset)
         hint = HINT.format(dataset=dataset)
@@ -192,7 +192,7 @@ class NextBundle:
         self.dataset = dataset
         self.titles: list[str] = list(self.manifest["titles"])
         self.artists: list[str] = list(self.manifest["artists"])
-        self.cnn = caser.CaserNext(self.cfg)
+        self.cnn = next_caser.CaserNext(self.cfg)
         self.cnn.model = self.model
         self._knn = None
 
@@ -261,12 +261,12 @@ class NextBundle:
 
     def explain(self, *, user: str | None = None, items: Sequence[str] | None = None, item: str) -> dict[str, Any]:
         """The CNN's attribution for one item: score drop per input position and per filter group."""
-        from music import caser
+        from music import next_caser
 
         hist = self.history(user) if user is not None else np.array([self.seqs.item_index(i) for i in items or []], np.int32)
         u = self.seqs.user_index(user) if user is not None else -1
         u = u if u >= 0 else self.cnn.n_users_fallback()
         seq = last_items(hist, self.cfg.L)
-        ex = caser.explain(self.model, u, seq, self.seqs.item_index(item), hist)
+        ex = next_caser.explain(self.model, u, seq, self.seqs.item_index(item), hist)
         ex["inputs"] = [self.label(i) if i != PAD else "(empty)" for i in seq]
         return ex

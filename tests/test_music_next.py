@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from music import caser
+from music import caser, next_caser
 from music.evaluate_next import Evaluator, basket_metrics, target_ranks
 from music.next_baselines import Popularity, RepeatRecency, SessionKNN
 from music.sequence import (
@@ -174,7 +174,7 @@ def test_cnn_learns_a_planted_sequence_that_popularity_cannot() -> None:
     seqs = build_sequences(ev, [f"i{i}" for i in range(24)], basket="event")
     split = leave_last_out(seqs)
     ev_ = Evaluator(seqs, split, exclude_seen=False)
-    cnn = caser.CaserNext(caser.CaserConfig(L=3, T=1, d=16, n_h=4, epochs=8, lr=1e-2, dropout=0.1, batch_size=64))
+    cnn = next_caser.CaserNext(caser.CaserConfig(L=3, T=1, d=16, n_h=4, epochs=8, lr=1e-2, dropout=0.1, batch_size=64))
     cnn.fit(seqs, split.train_upto)
     pop = Popularity().fit(seqs, split.train_upto)
     cnn_top1 = ev_.evaluate(cnn, "test")["top1"]
@@ -188,7 +188,7 @@ def test_sampled_softmax_and_repeat_channel_train() -> None:
     seqs = build_sequences(ev, [f"i{i}" for i in range(24)], basket="event")
     split = leave_last_out(seqs)
     cfg = caser.CaserConfig(L=3, d=8, n_h=2, epochs=2, repeat=True, n_sampled=8)  # 25 > 8: sampled path
-    cnn = caser.CaserNext(cfg).fit(seqs, split.train_upto)
+    cnn = next_caser.CaserNext(cfg).fit(seqs, split.train_upto)
     assert np.isfinite(cnn.info["history"][-1]["loss"])
     hist = [history_before(seqs, split, 0, "test")]
     assert cnn.score(np.array([0]), hist).shape == (1, 25)
@@ -202,7 +202,7 @@ def test_save_load_round_trip(tmp_path) -> None:
     split = leave_last_out(seqs)
     for repeat in (False, True):
         cfg = caser.CaserConfig(L=3, d=8, n_h=2, epochs=1, repeat=repeat)
-        cnn = caser.CaserNext(cfg).fit(seqs, split.train_upto)
+        cnn = next_caser.CaserNext(cfg).fit(seqs, split.train_upto)
         hist = [history_before(seqs, split, u, "test") for u in range(3)]
         before = cnn.score(np.arange(3), hist)
         path = caser.save(cnn.model, cfg, tmp_path / f"m{repeat}", {"note": "test"})
