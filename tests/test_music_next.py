@@ -238,3 +238,34 @@ def test_baselines_score_shapes_and_reasons() -> None:
     s = knn.score(np.array([0]), [np.array([seqs.item_index("y")])])[0]
     assert s[seqs.item_index("z")] > s[seqs.item_index("w")]  # z follows y in b's session; w is never played
     assert "nearest session" in knn.reason(0, np.array([seqs.item_index("y")]), seqs.item_index("z"), seqs)
+
+
+# ----------------------------------------------------------------------------------------------
+# real data (skipped with a reason when absent)
+
+
+def test_lastfm_2k_month_baskets(lastfm_dir) -> None:
+    from music.data import load_dataset
+    from music.evaluate_next import repeats_in_data
+    from music.sequence import from_dataset
+
+    seqs = from_dataset(load_dataset("lastfm-2k", lastfm_dir))
+    assert seqs.config["basket"] == "month" and seqs.n_users == 1892
+    split = leave_last_out(seqs)
+    assert len(split.test_users) == 1177  # users with at least three tagging months
+    assert 0.1 < repeats_in_data(seqs, split) < 0.6  # re-tagging is common: history is not excluded
+
+
+def test_movielens_100k_single_rating_baskets() -> None:
+    from music.data import DataUnavailable, load_dataset
+    from music.evaluate_next import repeats_in_data
+    from music.sequence import from_dataset
+
+    try:
+        ds = load_dataset("movielens-100k")
+    except (DataUnavailable, FileNotFoundError) as exc:
+        pytest.skip(f"MovieLens-100K not available here: {exc}")
+    seqs = from_dataset(ds)
+    split = leave_last_out(seqs)
+    assert seqs.config["basket"] == "event" and len(split.test_users) == 943
+    assert repeats_in_data(seqs, split) == 0.0  # nobody rates a film twice → history items are excluded
