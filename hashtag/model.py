@@ -126,12 +126,22 @@ class HashtagDecoder(nn.Module):
         logits = self.out(self.dropout(torch.cat([x, context], dim=1)))
         return logits, alpha, new_h, new_c
 
-    def forward(self, grids: torch.Tensor, tokens: torch.Tensor) -> "tuple[torch.Tensor, torch.Tensor]":
-        """Teacher forcing. tokens (B,T) = ``<start> t1 … <end> <pad>…`` → logits (B,T-1,V), α (B,T-1,L)."""
+    def forward(self, grids: torch.Tensor, tokens: torch.Tensor, sample_prob: float = 0.0,
+                generator: Optional[torch.Generator] = None) -> "tuple[torch.Tensor, torch.Tensor]":
+        """Teacher forcing. tokens (B,T) = ``<start> t1 … <end> <pad>…`` → logits (B,T-1,V), α (B,T-1,L).
+
+        ``sample_prob`` > 0 is scheduled sampling: each step's input is, with that probability, the model's
+        own previous argmax instead of the true tag (so it learns to continue after its own mistakes).
+        """
         feats, proj, hs, cs = self.prepare(grids)
         logits, alphas = [], []
         for t in range(tokens.shape[1] - 1):
-            out, alpha, hs, cs = self.step(tokens[:, t], feats, proj, hs, cs)
+            inp = tokens[:, t]
+            if sample_prob > 0 and t > 0:
+                own = logits[-1].detach().argmax(dim=1)
+                use = torch.rand(inp.shape[0], generator=generator) < sample_prob
+                inp = torch.where(use & (inp != PAD_ID), own, inp)
+            out, alpha, hs, cs = self.step(inp, feats, proj, hs, cs)
             logits.append(out)
             alphas.append(alpha)
         return torch.stack(logits, 1), torch.stack(alphas, 1)
