@@ -62,13 +62,15 @@ class CaserConfig:
     seed: int = 0
     patience: int = 2
     repeat: bool = False
+    mix: bool = False
     n_sampled: int = 4096
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def variant(self) -> str:
         """The method name used in evaluation tables (``caser_text``, ``caser_word2vec_frozen_repeat``...)."""
-        return f"caser_{self.init}" + ("" if self.trainable else "_frozen") + ("_repeat" if self.repeat else "")
+        tail = "_mix" if self.mix else ("_repeat" if self.repeat else "")
+        return f"caser_{self.init}" + ("" if self.trainable else "_frozen") + tail
 
 
 # ----------------------------------------------------------------------------------------------
@@ -136,6 +138,28 @@ class MaskPadding(layers.Layer):
         return scores - 1e9 * ops.cast(mask, scores.dtype)
 
 
+@keras.saving.register_keras_serializable(package="music_next")
+class RepeatMixture(layers.Layer):
+    """``log p = log(g · softmax_history(s + w·h) + (1 − g) · softmax_all(s))``: RepeatNet's repeat/explore mix.
+
+    Why: with an additive repeat term the softmax objective, where most targets are new items, drags the
+    model away from re-listens; here a gate ``g`` states how likely a re-listen is, and the re-listen
+    distribution only competes among the user's own history. Output is a log-probability, so the usual
+    loss (log-softmax of it is itself) and ranking both apply unchanged.
+    """
+
+    def build(self, input_shape: Any) -> None:
+        self.w = self.add_weight(shape=(), initializer=keras.initializers.Constant(1.0), name="w")
+
+    def call(self, scores: Any, hist: Any, gate_logit: Any) -> Any:
+        in_hist = ops.cast(ops.greater(hist, 0.0), scores.dtype)
+        has_hist = ops.max(in_hist, axis=-1, keepdims=True)
+        g = ops.sigmoid(gate_logit) * has_hist
+        logp_all = ops.log_softmax(scores, axis=-1)
+        logp_rep = ops.log_softmax(scores + self.w * hist - 1e9 * (1.0 - in_hist), axis=-1)
+        return ops.logaddexp(ops.log(g + 1e-7) + logp_rep, ops.log(1.0 - g + 1e-7) + logp_all)
+
+
 def build_model(cfg: CaserConfig, n_items: int, n_users: int, item_init: np.ndarray | None = None) -> keras.Model:
     """The Caser network: inputs ``seq`` (B, L) int and ``user`` (B,) int → logits (B, n_items + 1).
 
@@ -166,6 +190,13 @@ def build_model(cfg: CaserConfig, n_items: int, n_users: int, item_init: np.ndar
     scores = out(joint)
     inputs = {"seq": seq, "user": user}
     gate = None
+    if cfg.mix:
+        # repeat/explore mixture (optional): see RepeatMixture
+        hist = keras.Input((n_items + 1,), dtype="float32", name="hist")
+        gate = layers.Dense(1, name="repeat_gate")(joint)
+        scores = RepeatMixture(name="repeat_mixture")(MaskPadding(name="mask_padding_in")(scores), hist, gate)
+        inputs["hist"] = hist
+        return keras.Model(inputs, MaskPadding(name="mask_padding")(scores), name="caser")  # full softmax only
     if cfg.repeat:
         # Repeat channel (optional, off in plain Caser): log(1 + plays of each item in the whole history),
         # weighted by a gate read from the same features, so the net learns when re-listening is likely.
@@ -291,10 +322,12 @@ def train_caser(
     stopping; the weights of the best epoch are restored. Without it, all ``cfg.epochs`` run.
     ``flats`` (each user's training items in order) feeds the repeat channel when ``cfg.repeat``.
     """
+    if cfg.mix and not cfg.repeat:
+        cfg.repeat = True  # the mixture reads the same history input
     if cfg.repeat and flats is None:
         raise ValueError("the repeat channel needs each user's training sequence (flats)")
     model = build_model(cfg, n_items, n_users, item_init)
-    sampled = model._sampled_twin if n_items + 1 > cfg.n_sampled else None
+    sampled = model._sampled_twin if n_items + 1 > cfg.n_sampled and not cfg.mix else None
     (sampled or model).compile(optimizer=keras.optimizers.Adam(cfg.lr), loss=_soft_target_loss)
     rng = np.random.default_rng(cfg.seed)
     history: list[dict[str, float]] = []

@@ -67,9 +67,9 @@ def parse_variants(text: str) -> list[tuple[str, bool, bool]]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         bits = part.split("+")
         init, flags = bits[0], set(bits[1:])
-        if init not in ("onehot", "word2vec", "text") or not flags <= {"repeat", "frozen"}:
-            raise ValueError(f"bad variant {part!r}: use INIT[+repeat][+frozen] with INIT onehot, word2vec or text")
-        out.append((init, "frozen" not in flags, "repeat" in flags))
+        if init not in ("onehot", "word2vec", "text") or not flags <= {"repeat", "mix", "frozen"}:
+            raise ValueError(f"bad variant {part!r}: use INIT[+repeat|+mix][+frozen] with INIT onehot, word2vec or text")
+        out.append((init, "frozen" not in flags, "mix" if "mix" in flags else "repeat" in flags))
     return out
 
 

@@ -198,7 +198,7 @@ def evaluate_next(
 
     texts = item_texts(ds.items, seqs.item_ids)
     for i, (init, trainable, repeat) in enumerate(variants):
-        cfg = CaserConfig(init=init, trainable=trainable, repeat=repeat, **(cnn or {}))
+        cfg = CaserConfig(init=init, trainable=trainable, repeat=bool(repeat), mix=repeat == "mix", **(cnn or {}))
         model = CaserNext(cfg, texts=texts)
         model.fit(seqs, upto, validate=lambda mm: ev.evaluate(mm, "val")[f"hr@{K}"])
         record(cfg.variant, model, {"epochs": model.info.get("epochs_run"), "train_seconds": model.info.get("seconds")})

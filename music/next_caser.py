@@ -63,6 +63,10 @@ def explain(model: keras.Model, user: int, seq: np.ndarray, item: int, history: 
         joint = np.r_[np.maximum(feat @ w_z + b_z, 0.0), u_vec]
         return float(joint @ w_s[:, item] + b_s[item]), float(joint @ w_g[:, 0] + b_g[0]) * rep
 
+    if any(layer.name == "repeat_mixture" for layer in model.layers):
+        # the mixture is not additive: report positions (occlusion through the real model) only
+        return {"score": float(scores[0]), "positions": positions, "filters": {}, "user_part": 0.0,
+                "sequence_part": float(scores[0]), "repeat_part": 0.0}
     n_h = model.get_layer("h_conv_1").filters
     groups: dict[str, slice] = {f"horizontal h={h}": slice((h - 1) * n_h, h * n_h) for h in range(1, L + 1)}
     groups["vertical"] = slice(L * n_h, f.shape[0])
@@ -162,7 +166,7 @@ class CaserNext:
         u = user if user >= 0 else self.n_users_fallback()
         ex = explain(self.model, u, seq, item, history)
         pos = int(np.argmax(ex["positions"]))
-        top_filter = max(ex["filters"], key=ex["filters"].get)
+        top_filter = max(ex["filters"], key=ex["filters"].get) if ex["filters"] else "convolution"
         ago = self.cfg.L - 1 - pos
         name = name or (seqs.item_id if seqs is not None else str)
         when = "the latest item" if ago == 0 else f"{ago} item(s) before the latest"

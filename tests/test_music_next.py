@@ -196,23 +196,32 @@ def test_sampled_softmax_and_repeat_channel_train() -> None:
     assert "driven by" in reason
 
 
+def test_repeat_mixture_outputs_log_probabilities() -> None:
+    cfg = caser.CaserConfig(L=3, d=8, n_h=2, repeat=True, mix=True)
+    model = caser.build_model(cfg, n_items=12, n_users=3)
+    hist = [np.array([1, 1, 2]), np.zeros(0, np.int32)]  # the second user has no history: explore only
+    out = caser.predict_scores(model, np.array([0, 1]), np.array([[0, 1, 2], [0, 0, 3]]), hist)
+    np.testing.assert_allclose(np.exp(out[:, 1:]).sum(axis=1), 1.0, rtol=1e-4)
+    assert cfg.variant == "caser_onehot_mix"
+
+
 def test_save_load_round_trip(tmp_path) -> None:
     ev = _planted(n_users=10, length=10)
     seqs = build_sequences(ev, [f"i{i}" for i in range(24)], basket="event")
     split = leave_last_out(seqs)
-    for repeat in (False, True):
-        cfg = caser.CaserConfig(L=3, d=8, n_h=2, epochs=1, repeat=repeat)
+    for repeat, mix in ((False, False), (True, False), (True, True)):
+        cfg = caser.CaserConfig(L=3, d=8, n_h=2, epochs=1, repeat=repeat, mix=mix)
         cnn = next_caser.CaserNext(cfg).fit(seqs, split.train_upto)
         hist = [history_before(seqs, split, u, "test") for u in range(3)]
         before = cnn.score(np.arange(3), hist)
-        path = caser.save(cnn.model, cfg, tmp_path / f"m{repeat}", {"note": "test"})
+        path = caser.save(cnn.model, cfg, tmp_path / f"m{repeat}{mix}", {"note": "test"})
         model, cfg2, manifest = caser.load(path)
         assert cfg2 == cfg and manifest["note"] == "test" and manifest["kind"] == "music-next-caser"
         seq_in = np.stack([last_items(h, 3) for h in hist])
         np.testing.assert_allclose(caser.predict_scores(model, np.arange(3), seq_in, hist), before, atol=1e-5)
-    (tmp_path / "mFalse.keras").write_bytes(b"not a zip")
+    (tmp_path / "mFalseFalse.keras").write_bytes(b"not a zip")
     with pytest.raises(caser.ArtifactError):
-        caser.load(tmp_path / "mFalse")
+        caser.load(tmp_path / "mFalseFalse")
 
 
 def test_word2vec_init_uses_training_sequences_only() -> None:
