@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--dataset", default=str(DEFAULT_DATASET))
     t.add_argument("--force", action="store_true", help="retrain even if a fresh model exists")
     t.add_argument("--model-dir", default=None, help="checkpoint folder (default: <dataset>/model; experiments)")
+    t.add_argument("--backbone", default="efficientnet_lite0",
+                   help="encoder: efficientnet_lite0 (ships offline), resnet152 or resnet50 (need their weights)")
+    t.add_argument("--weights", default=None, help="a state-dict file for --backbone resnet152/resnet50")
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
@@ -107,7 +110,10 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         from hashtag.train import TrainConfig, train
 
         overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
-        manifest = train(args.dataset, TrainConfig(**overrides), force=args.force, out=args.model_dir)
+        from core.encoders import get_image_encoder
+
+        encoder = get_image_encoder(args.backbone, weights=args.weights)
+        manifest = train(args.dataset, TrainConfig(**overrides), force=args.force, out=args.model_dir, encoder=encoder)
         summary = {"model": str(args.model_dir or Path(args.dataset) / "model"), "val": manifest.get("val"),
                    "best_epoch": manifest.get("best_epoch"), "train_seconds": manifest.get("train_seconds")}
         _emit(summary, args.json, f"model in {summary['model']}: val f1@5 {manifest.get('val', {}).get('f1@5')} "
@@ -137,12 +143,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the CLI; expected failures become one line on stderr and exit code 2 (1 for the unexpected)."""
     from core.artifacts import ArtifactError
     from core.datasets import DataUnavailable
+    from core.encoders import WeightsUnavailable
     from core.images import ImageError
     from hashtag.data import DatasetError
 
     try:
         return run(argv)
-    except (ImageError, ArtifactError, DataUnavailable, DatasetError, FileNotFoundError, ValueError) as exc:
+    except (ImageError, ArtifactError, DataUnavailable, DatasetError, FileNotFoundError, ValueError,
+            WeightsUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
