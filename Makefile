@@ -40,9 +40,12 @@ $(STAMPS)/system: scripts/system-packages.sh
 	bash scripts/system-packages.sh
 	@touch $@
 
-# Check the datasets load (fast; prints what to install if anything is missing).
+# Check the datasets load (fast; prints what to install if anything is missing). MovieLens-100K ships inside
+# the recbole wheel on PyPI: the wheel is downloaded (not installed) and read as a zip by music/sources.py.
 data: $(STAMPS)/venv $(STAMPS)/system
 	$(PY) -m core prepare
+	@ls data/wheels/recbole-1.2.1-*.whl >/dev/null 2>&1 || \
+		$(PY) -m pip download --disable-pip-version-check --no-deps -q recbole==1.2.1 -d data/wheels
 
 # Default models for the app; each command skips when its artifact is fresh (use --force to rebuild).
 models: setup
