@@ -18,6 +18,7 @@ import torch
 
 from core.artifacts import ArtifactError
 from core.progress import ProgressFn, track
+from core.threads import torch_threads
 from fashion.data import catalog_key, load_catalog
 from fashion.model import GREY28_INPUT_SIZE, EncoderConfig, FashionIndex, Projection, finish_features, index_stem
 
@@ -48,12 +49,8 @@ def train_projection(
 ) -> "tuple[dict[str, np.ndarray], list[float]]":
     """Fit the projection; returns its weights as numpy arrays (for safetensors) and the loss per epoch."""
     config = config or ProjectionConfig()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # 512×1280 matmuls gain nothing from 2 threads, and lose 10× when the CPU is busy
-    try:
+    with torch_threads():  # 512×1280 matmuls gain nothing from 2 threads, and lose 10× when the CPU is busy
         return _fit(features, labels, config, progress)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _fit(

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -29,8 +28,9 @@ import numpy as np
 from scipy import sparse
 
 from core.artifacts import ArtifactError, atomic_path, checksum_files
+from core.threads import torch_threads
 from core.progress import track
-from music.model import Catalogue, Recommender
+from music.model import Recommender
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +64,8 @@ def _torch_threads() -> Iterator[None]:
     if keras.backend.backend() != "torch":
         yield
         return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(os.environ.get("RECS_TORCH_THREADS", "1"))))
-    try:
+    with torch_threads():
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class KerasMF(Recommender):
