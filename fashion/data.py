@@ -59,6 +59,7 @@ class Catalog:
     split: Optional[np.ndarray] = None
     report: dict[str, int] = field(default_factory=dict)
     source: str = ""
+    _rows: Optional[dict[str, int]] = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -71,6 +72,12 @@ class Catalog:
     @property
     def categories(self) -> list[str]:
         return sorted(set(self.labels))
+
+    def row(self, item_id: str) -> Optional[int]:
+        """Row of ``item_id`` (None if absent); the id → row map is built once per catalog."""
+        if self._rows is None:
+            self._rows = {item: i for i, item in enumerate(self.ids)}
+        return self._rows.get(item_id)
 
     def checksum(self) -> str:
         """Identity of the catalog's content, recorded in index manifests to detect stale indexes."""

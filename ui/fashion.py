@@ -54,11 +54,10 @@ def _display(catalog: Catalog, row: int, size: int = 112) -> Image.Image:
 
 
 def _results_grid(catalog: Catalog, hits, columns: int = 5) -> None:
-    rows_of = {item: i for i, item in enumerate(catalog.ids)} if len(hits) else {}
     cols = st.columns(columns)
     for n, hit in enumerate(hits):
         with cols[n % columns]:
-            row = rows_of.get(hit.id)
+            row = catalog.row(hit.id)
             if row is not None:
                 st.image(_display(catalog, row), width="stretch")
             st.markdown(f"**{hit.meta['label']}**  \nsimilarity {hit.score:.3f}")
@@ -160,13 +159,13 @@ def render() -> None:
                 st.session_state["fashion_item"] = random.choice(catalog.ids)
         with c1:
             item = st.text_input("Catalog item id", key="fashion_item", help="e.g. test-00042 for Fashion-MNIST")
-        rows_of = {i: n for n, i in enumerate(catalog.ids)}
-        if item not in rows_of:
+        row = catalog.row(item)
+        if row is None:
             st.warning(f"{item!r} is not an item of this catalog.")
         else:
             q1, q2 = st.columns([1, 4])
             with q1:
-                st.image(_display(catalog, rows_of[item]), caption=f"{catalog.labels[rows_of[item]]}", width="stretch")
+                st.image(_display(catalog, row), caption=catalog.labels[row], width="stretch")
             with q2:
                 try:
                     _results_grid(catalog, index.similar(item, top_n, categories))
