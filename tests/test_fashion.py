@@ -223,7 +223,8 @@ def test_browser_upload_shows_similar_items(clothes_index, browser_page, wait_im
     query = tmp_path / "garment.png"
     load_catalog("tuxpaint-clothes").image(4).save(query)
     page.locator('input[type="file"]').first.set_input_files(str(query))
-    page.get_by_text("similarity").first.wait_for()
-    wait_images(page, 6)
+    # results stream in: wait until the default 10 have rendered (fails by timeout if they never do)
+    page.wait_for_function("() => (document.body.innerText.match(/similarity \\d/g) || []).length >= 10")
+    wait_images(page, 10)
     page.screenshot(path=str(artifacts_dir / "fashion.png"), full_page=True)
     assert page.get_by_text("similarity").count() >= 10
