@@ -102,7 +102,7 @@ def test_browser_product_search_shows_result_images(tiny_index, browser_page, wa
     box.wait_for()
     box.fill(tiny_index.products[3].title)
     box.press("Enter")
-    page.get_by_role("button", name="More like this").first.wait_for()
+    page.get_by_role("button", name="More like this").nth(4).wait_for()  # results stream in: wait for the fifth
     wait_images(page, 5)
     page.screenshot(path=str(artifacts_dir / "multimodal-search.png"), full_page=True)
     assert page.get_by_role("button", name="More like this").count() >= 5
