@@ -117,7 +117,7 @@ def cmd_next(args: argparse.Namespace) -> int:
 
 def cmd_evaluate_next(args: argparse.Namespace) -> int:
     from music.evaluate_next import evaluate_next
-    from music.next_bundle import torch_threads
+    from core.threads import torch_threads
 
     cnn = {"epochs": args.epochs, "L": args.L, "lr": args.lr, "batch_size": args.batch_size, "l2": args.l2}
     with torch_threads():

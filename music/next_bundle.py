@@ -18,15 +18,15 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from core.artifacts import ArtifactError, load_arrays, save_arrays
+from core.threads import torch_threads
 from music.sequence import PAD, SequenceData, from_dataset, last_items, leave_last_out
 
 log = logging.getLogger(__name__)
@@ -39,23 +39,6 @@ def bundle_stem(dataset: str) -> Path:
     from core import artifacts
 
     return Path(artifacts.MODELS_DIR) / "music" / f"next_{dataset}"
-
-
-@contextlib.contextmanager
-def torch_threads() -> Iterator[None]:
-    """Train on ``RECS_TORCH_THREADS`` (default 1) torch threads, then restore.
-
-    Why: on a shared 2-core machine two spinning torch threads made a Caser epoch 10x slower
-    (measured 110 s vs 9.5 s for 20k samples); one thread loses little when the machine is idle.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(os.environ.get("RECS_TORCH_THREADS", "1"))))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass
