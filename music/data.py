@@ -22,6 +22,7 @@ import pandas as pd
 from scipy import sparse
 
 from core.artifacts import checksum_arrays
+from core.datasets import DataUnavailable  # noqa: F401 - one exception for every missing dataset, re-exported
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +37,6 @@ LABELS = {
     "30music": "30Music (real listening sessions)",
     "csv": "Your CSV",
 }
-
-
-class DataUnavailable(RuntimeError):
-    """A dataset is not on this machine; the message says what to pass or run."""
 
 
 # ----------------------------------------------------------------------------------------------
