@@ -76,6 +76,7 @@ bench: setup
 	$(PY) -m pip install -q -r requirements-bench.txt
 	$(PY) bench/encoders.py
 	$(PY) bench/search.py
+	$(PY) bench/fashion_choices.py
 
 clean:
 	rm -rf $(STAMPS) models/encoders test-artifacts

@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 
 from core.artifacts import MODELS_DIR, atomic_path, read_json, write_json
-from core.images import ImageSource, load_any, load_image
+from core.images import ImageSource, letterbox, load_any, load_image
 from core.progress import ProgressFn, track
 
 log = logging.getLogger(__name__)
@@ -304,13 +304,7 @@ class ImageEncoder:
         img = img.convert("RGB") if img.mode != "RGB" else img
         s = self.input_size
         if self.resize == "pad":
-            w, h = img.size
-            scale = s / max(w, h)
-            nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-            resized = img.resize((nw, nh), Image.Resampling.BICUBIC)
-            canvas = Image.new("RGB", (s, s), (255, 255, 255))
-            canvas.paste(resized, ((s - nw) // 2, (s - nh) // 2))
-            img = canvas
+            img = letterbox(img, s)
         elif self.resize == "crop":
             w, h = img.size
             scale = s / 0.875 / min(w, h)

@@ -180,6 +180,20 @@ def load_any(path: str | Path, svg_size: int = 256) -> Image.Image:
     return load_image(path)
 
 
+def letterbox(img: Image.Image, size: int, fill: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Scale the long side to ``size`` and centre on a square ``fill`` canvas: the whole object stays in view.
+
+    This is how the image encoder sees every picture (``resize="pad"``); displays that overlay encoder
+    outputs (attention heatmaps) use the same function so the two cannot drift apart.
+    """
+    w, h = img.size
+    scale = size / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    canvas = Image.new("RGB", (size, size), fill)
+    canvas.paste(img.convert("RGB").resize((nw, nh), Image.Resampling.BICUBIC), ((size - nw) // 2, (size - nh) // 2))
+    return canvas
+
+
 def thumbnail(img: Image.Image, size: int = 256) -> Image.Image:
     """A copy no larger than ``size`` px on its long side, for display."""
     out = img.copy()

@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 
 KIND = "fashion-index"
 SCHEMA = 1
-#: Fashion-MNIST garments are encoded at this size instead of 224 px: 28 px images hold no more detail,
-#: and 96 px keeps class precision within noise of larger sizes at ~5× the speed (README, "Fashion").
+#: Fashion-MNIST garments are encoded at this size instead of 224 px: 28 px images hold no more detail, 96 px
+#: beat 64 px on a validation split of train (0.798 vs 0.785 precision@10, bench/fashion_choices.py) and has
+#: ~5× fewer pixels than 224 px.
 GREY28_INPUT_SIZE = 96
 
 

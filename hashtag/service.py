@@ -16,7 +16,7 @@ import torch
 from core.artifacts import ArtifactError, read_json, write_json
 from core.images import ImageSource, load_image
 from hashtag.data import DEFAULT_DATASET, HashtagDataset, Vocab, grid_cache, load_dataset
-from hashtag.evaluate import KnnTransfer, MostFrequent, Prediction, evaluate_methods, tune_knn
+from hashtag.evaluate import MostFrequent, Prediction, evaluate_methods, tune_knn
 from hashtag.model import HashtagDecoder, tag_scores
 from hashtag.train import TRAIN_HINT, load_checkpoint, model_dir
 

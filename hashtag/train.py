@@ -26,6 +26,7 @@ import torch
 
 from core.artifacts import ArtifactError, atomic_path, checksum_strings, read_json, write_json
 from core.progress import ProgressFn, track
+from core.threads import torch_threads
 from hashtag.data import DEFAULT_DATASET, HashtagDataset, ensure_dataset, grid_cache
 from hashtag.evaluate import score_predictions
 from hashtag.model import PAD_ID, DecoderConfig, HashtagDecoder, masked_loss
@@ -168,107 +169,108 @@ def train(
                 return manifest
         except ArtifactError:
             pass
-    torch.set_num_threads(max(1, config.threads))  # after the encoder, which sets its own thread count
-    gen = seed_everything(config.seed)
-    arrays = grid_cache(ds, encoder, flips=config.flips, progress=progress)
-    grids, flips = arrays["grids"], arrays.get("flips")
-    train_rows = [i for i, e in enumerate(ds.examples) if e.split == "train" and
-                  any(t in ds.vocab.index for t in e.tags)]
-    if config.subset:
-        train_rows = train_rows[: config.subset]
-    val_rows = [i for i, e in enumerate(ds.examples) if e.split == "val"] or train_rows[:32]
-    samples = list(train_rows)
-    tokens = {i: ds.vocab.encode(ds.examples[i].tags, config.max_tags) for i in train_rows}
+    # small-matrix training: one thread by default (core.threads); restored afterwards, e.g. in the app's process
+    with torch_threads(max(1, config.threads)):
+        gen = seed_everything(config.seed)
+        arrays = grid_cache(ds, encoder, flips=config.flips, progress=progress)
+        grids, flips = arrays["grids"], arrays.get("flips")
+        train_rows = [i for i, e in enumerate(ds.examples) if e.split == "train" and
+                      any(t in ds.vocab.index for t in e.tags)]
+        if config.subset:
+            train_rows = train_rows[: config.subset]
+        val_rows = [i for i, e in enumerate(ds.examples) if e.split == "val"] or train_rows[:32]
+        samples = list(train_rows)
+        tokens = {i: ds.vocab.encode(ds.examples[i].tags, config.max_tags) for i in train_rows}
 
-    mcfg = DecoderConfig(vocab_size=len(ds.vocab), encoder_dim=int(grids.shape[1]), dropout=config.dropout,
-                         feature_dropout=config.feature_dropout, init_pool=config.init_pool)
-    model = HashtagDecoder(mcfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    state = {"epoch": 0, "best_f1": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
-    last = out / "last.pt"
-    if last.is_file() and not force:
-        try:
-            ck = torch.load(last, map_location="cpu", weights_only=True)
-            if ck.get("key") == key:
-                model.load_state_dict(ck["model"])
-                opt.load_state_dict(ck["optimizer"])
-                state = ck["state"]
-                gen.manual_seed(config.seed + state["epoch"])
-                log.info("resuming from epoch %d (best val f1@5 %.4f)", state["epoch"], state["best_f1"])
-        except Exception as exc:  # noqa: BLE001 - an unreadable last.pt just means starting over
-            log.warning("ignoring %s (%s)", last, exc)
-    base_manifest = {
-        "kind": "hashtag-decoder", "schema": 1, "key": key, "config": mcfg.to_json(), "train": asdict(config),
-        "vocab": ds.vocab.tags, "encoder": encoder.spec, "dataset": {**ds.manifest, "root": str(ds.root)},
-        "train_images": len(train_rows), "train_samples": len(samples),
-    }
-    n_batches = (len(samples) + config.batch_size - 1) // config.batch_size
-    total_epochs = config.epochs
-    out_of_time = False
-    while state["epoch"] < total_epochs and state["bad_epochs"] < config.patience:
-        epoch = state["epoch"] + 1
-        model.train()
-        order = torch.randperm(len(samples), generator=gen).tolist()
-        # each epoch sees every training image once, as itself or as its mirror image (coin flip per image):
-        # augmentation without doubling the epoch's cost
-        flip = (torch.rand(len(samples), generator=gen) < 0.5).tolist() if flips is not None else [False] * len(samples)
-        losses = []
+        mcfg = DecoderConfig(vocab_size=len(ds.vocab), encoder_dim=int(grids.shape[1]), dropout=config.dropout,
+                             feature_dropout=config.feature_dropout, init_pool=config.init_pool)
+        model = HashtagDecoder(mcfg)
+        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        state = {"epoch": 0, "best_f1": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
+        last = out / "last.pt"
+        if last.is_file() and not force:
+            try:
+                ck = torch.load(last, map_location="cpu", weights_only=True)
+                if ck.get("key") == key:
+                    model.load_state_dict(ck["model"])
+                    opt.load_state_dict(ck["optimizer"])
+                    state = ck["state"]
+                    gen.manual_seed(config.seed + state["epoch"])
+                    log.info("resuming from epoch %d (best val f1@5 %.4f)", state["epoch"], state["best_f1"])
+            except Exception as exc:  # noqa: BLE001 - an unreadable last.pt just means starting over
+                log.warning("ignoring %s (%s)", last, exc)
+        base_manifest = {
+            "kind": "hashtag-decoder", "schema": 1, "key": key, "config": mcfg.to_json(), "train": asdict(config),
+            "vocab": ds.vocab.tags, "encoder": encoder.spec, "dataset": {**ds.manifest, "root": str(ds.root)},
+            "train_images": len(train_rows), "train_samples": len(samples),
+        }
+        n_batches = (len(samples) + config.batch_size - 1) // config.batch_size
+        total_epochs = config.epochs
+        out_of_time = False
+        while state["epoch"] < total_epochs and state["bad_epochs"] < config.patience:
+            epoch = state["epoch"] + 1
+            model.train()
+            order = torch.randperm(len(samples), generator=gen).tolist()
+            # each epoch sees every training image once, as itself or as its mirror image (coin flip per image):
+            # augmentation without doubling the epoch's cost
+            flip = (torch.rand(len(samples), generator=gen) < 0.5).tolist() if flips is not None else [False] * len(samples)
+            losses = []
 
-        def report(frac: float, msg: str, _e: int = epoch) -> None:
-            if progress:
-                progress(((_e - 1) + frac) / total_epochs, f"epoch {_e}/{total_epochs}: {msg}")
+            def report(frac: float, msg: str, _e: int = epoch) -> None:
+                if progress:
+                    progress(((_e - 1) + frac) / total_epochs, f"epoch {_e}/{total_epochs}: {msg}")
 
-        for b in track(range(n_batches), desc=f"epoch {epoch}", progress=report, unit="batch"):
-            chunk = [(samples[j], flip[j]) for j in order[b * config.batch_size:(b + 1) * config.batch_size]]
-            x = np.stack([(flips if fl else grids)[i] for i, fl in chunk]).astype(np.float32)
-            if config.shuffle_tags:
-                seqs = []
-                for i, _ in chunk:
-                    inner = tokens[i][1:-1]
-                    perm = torch.randperm(len(inner), generator=gen).tolist()
-                    seqs.append([tokens[i][0], *(inner[p] for p in perm), tokens[i][-1]])
-                tok = _batch_tokens(seqs)
+            for b in track(range(n_batches), desc=f"epoch {epoch}", progress=report, unit="batch"):
+                chunk = [(samples[j], flip[j]) for j in order[b * config.batch_size:(b + 1) * config.batch_size]]
+                x = np.stack([(flips if fl else grids)[i] for i, fl in chunk]).astype(np.float32)
+                if config.shuffle_tags:
+                    seqs = []
+                    for i, _ in chunk:
+                        inner = tokens[i][1:-1]
+                        perm = torch.randperm(len(inner), generator=gen).tolist()
+                        seqs.append([tokens[i][0], *(inner[p] for p in perm), tokens[i][-1]])
+                    tok = _batch_tokens(seqs)
+                else:
+                    tok = _batch_tokens([tokens[i] for i, _ in chunk])
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                    logits, alphas = model(torch.from_numpy(x), tok,
+                                           sample_prob=config.sample_prob * min(1.0, (epoch - 1) / 10), generator=gen)
+                loss, ce = masked_loss(logits.float(), alphas.float(), tok[:, 1:], alpha_c=config.alpha_c,
+                                       label_smoothing=config.label_smoothing)
+                opt.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+                opt.step()
+                losses.append(float(ce.detach()))
+            val = validate(model, ds, grids, val_rows, config.beam, config.max_tags)
+            state["epoch"] = epoch
+            state["history"].append({"epoch": epoch, "train_ce": round(float(np.mean(losses)), 4),
+                                     "val_f1@5": val["f1@5"], "seconds": round(time.time() - t0, 1)})
+            log.info("epoch %d: train ce %.4f, val f1@5 %.4f", epoch, np.mean(losses), val["f1@5"])
+            if val["f1@5"] > state["best_f1"]:
+                state.update(best_f1=val["f1@5"], best_epoch=epoch, bad_epochs=0)
+                save_checkpoint(model, out, {**base_manifest, "status": "training", "epoch": epoch, "val": val,
+                                             "history": state["history"]})
             else:
-                tok = _batch_tokens([tokens[i] for i, _ in chunk])
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-                logits, alphas = model(torch.from_numpy(x), tok,
-                                       sample_prob=config.sample_prob * min(1.0, (epoch - 1) / 10), generator=gen)
-            loss, ce = masked_loss(logits.float(), alphas.float(), tok[:, 1:], alpha_c=config.alpha_c,
-                                   label_smoothing=config.label_smoothing)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            losses.append(float(ce.detach()))
-        val = validate(model, ds, grids, val_rows, config.beam, config.max_tags)
-        state["epoch"] = epoch
-        state["history"].append({"epoch": epoch, "train_ce": round(float(np.mean(losses)), 4),
-                                 "val_f1@5": val["f1@5"], "seconds": round(time.time() - t0, 1)})
-        log.info("epoch %d: train ce %.4f, val f1@5 %.4f", epoch, np.mean(losses), val["f1@5"])
-        if val["f1@5"] > state["best_f1"]:
-            state.update(best_f1=val["f1@5"], best_epoch=epoch, bad_epochs=0)
-            save_checkpoint(model, out, {**base_manifest, "status": "training", "epoch": epoch, "val": val,
-                                         "history": state["history"]})
-        else:
-            state["bad_epochs"] += 1
-        with atomic_path(last) as tmp:
-            torch.save({"key": key, "model": model.state_dict(), "optimizer": opt.state_dict(), "state": state}, tmp)
-        if (time.time() - t0) / 60 > config.max_minutes:
-            log.warning("stopping at epoch %d: the %.0f-minute budget is used up (rerun to resume)", epoch,
-                        config.max_minutes)
-            out_of_time = True
-            break
-    model, manifest = load_checkpoint(out)
-    manifest.update(status="done", complete=not out_of_time, history=state["history"], best_epoch=state["best_epoch"],
-                    train_seconds=round(time.time() - t0, 1))
-    write_json(out / "hashtag.json", manifest)
-    log.info("trained in %.0f s; best val f1@5 %.4f at epoch %d", time.time() - t0, state["best_f1"],
-             state["best_epoch"])
-    if evaluate_after and out == model_dir(ds.root):
-        # one test-split evaluation of the finished model next to both baselines, for the app to show;
-        # nothing is chosen from it
-        from hashtag.service import HashtagService
+                state["bad_epochs"] += 1
+            with atomic_path(last) as tmp:
+                torch.save({"key": key, "model": model.state_dict(), "optimizer": opt.state_dict(), "state": state}, tmp)
+            if (time.time() - t0) / 60 > config.max_minutes:
+                log.warning("stopping at epoch %d: the %.0f-minute budget is used up (rerun to resume)", epoch,
+                            config.max_minutes)
+                out_of_time = True
+                break
+        model, manifest = load_checkpoint(out)
+        manifest.update(status="done", complete=not out_of_time, history=state["history"], best_epoch=state["best_epoch"],
+                        train_seconds=round(time.time() - t0, 1))
+        write_json(out / "hashtag.json", manifest)
+        log.info("trained in %.0f s; best val f1@5 %.4f at epoch %d", time.time() - t0, state["best_f1"],
+                 state["best_epoch"])
+        if evaluate_after and out == model_dir(ds.root):
+            # one test-split evaluation of the finished model next to both baselines, for the app to show;
+            # nothing is chosen from it
+            from hashtag.service import HashtagService
 
-        table = HashtagService(ds.root, encoder=encoder).evaluate("test")
-        log.info("test f1@5: %s", {m: r["f1@5"] for m, r in table.items()})
-    return manifest
+            table = HashtagService(ds.root, encoder=encoder).evaluate("test")
+            log.info("test f1@5: %s", {m: r["f1@5"] for m, r in table.items()})
+        return manifest

@@ -28,6 +28,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from core.artifacts import MODELS_DIR, ArtifactError, load_arrays, save_arrays
+from core.encoders import l2_normalize as l2n  # zero rows stay zero: an item without text is 'no evidence'
 from core.search import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -42,12 +43,6 @@ INDEX_HINT = "python -m multimodal index"
 def index_dir() -> Path:
     """Where indexes live (``$RECS_MODELS_DIR/multimodal``), read at call time so tests can redirect it."""
     return MODELS_DIR / "multimodal"
-
-
-def l2n(x: np.ndarray) -> np.ndarray:
-    """Row-wise L2 normalisation that keeps all-zero rows at zero (an item without text stays 'no evidence')."""
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def fuse(text: np.ndarray, image: np.ndarray, alpha: float) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 
 from core.artifacts import read_json
 from core.progress import ProgressFn
+from core.threads import torch_threads
 from multimodal.data import Catalog, drop_unreadable_images
 from multimodal.model import INDEX_KIND, SCHEMA, MultimodalIndex, Projection, default_stem, l2n
 
@@ -84,39 +85,37 @@ def train_projection(
         raise ValueError("the projection needs at least two (image, text) pairs")
     # One thread: these matrices are tiny, and on a shared 2-core machine extra threads only wait on each other
     # (measured: 0.6 s per step with the encoder's thread count under load vs milliseconds with one).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
-    linear = torch.nn.Linear(d_img, d_txt)
-    opt = torch.optim.AdamW(linear.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    stacked = torch.from_numpy(np.stack(views))  # (V, n, D)
-    target = torch.from_numpy(target_np)
-    mask = torch.from_numpy(positive_mask(texts))
-    dropout = torch.nn.Dropout(cfg.input_dropout)
-    losses: list[float] = []
-    start = time.time()
-    for epoch in range(cfg.epochs):
-        linear.train()
-        order = torch.randperm(n, generator=gen)
-        total, batches = 0.0, 0
-        for s in range(0, n, cfg.batch_size):
-            idx = order[s : s + cfg.batch_size]
-            if len(idx) < 2:
-                continue
-            pick = torch.randint(0, len(views), (len(idx),), generator=gen)
-            x = stacked[pick, idx]
-            pred = torch.nn.functional.normalize(linear(dropout(x)), dim=1)
-            loss = info_nce(pred, target[idx], mask[idx][:, idx], cfg.temperature)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach())
-            batches += 1
-        losses.append(total / max(batches, 1))
-        if progress is not None:
-            progress((epoch + 1) / cfg.epochs, f"training projection (loss {losses[-1]:.3f})")
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        gen = torch.Generator().manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        linear = torch.nn.Linear(d_img, d_txt)
+        opt = torch.optim.AdamW(linear.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        stacked = torch.from_numpy(np.stack(views))  # (V, n, D)
+        target = torch.from_numpy(target_np)
+        mask = torch.from_numpy(positive_mask(texts))
+        dropout = torch.nn.Dropout(cfg.input_dropout)
+        losses: list[float] = []
+        start = time.time()
+        for epoch in range(cfg.epochs):
+            linear.train()
+            order = torch.randperm(n, generator=gen)
+            total, batches = 0.0, 0
+            for s in range(0, n, cfg.batch_size):
+                idx = order[s : s + cfg.batch_size]
+                if len(idx) < 2:
+                    continue
+                pick = torch.randint(0, len(views), (len(idx),), generator=gen)
+                x = stacked[pick, idx]
+                pred = torch.nn.functional.normalize(linear(dropout(x)), dim=1)
+                loss = info_nce(pred, target[idx], mask[idx][:, idx], cfg.temperature)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += float(loss.detach())
+                batches += 1
+            losses.append(total / max(batches, 1))
+            if progress is not None:
+                progress((epoch + 1) / cfg.epochs, f"training projection (loss {losses[-1]:.3f})")
     log.info("projection: %d pairs, %d epochs, loss %.3f → %.3f in %.1f s", n, cfg.epochs, losses[0], losses[-1],
              time.time() - start)
     weight = linear.weight.detach().numpy().T.astype(np.float32).copy()

@@ -22,7 +22,6 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 
 from core.artifacts import write_json
 from music.data import MusicDataset, Split, load_dataset, ratio_split, user_holdout_split

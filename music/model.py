@@ -12,7 +12,7 @@ recommender (cold start from picked genres, blend for users with little history)
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 

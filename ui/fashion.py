@@ -14,7 +14,7 @@ from PIL import Image
 
 from core.artifacts import ArtifactError, MODELS_DIR, read_json
 from core.datasets import DataUnavailable
-from core.images import ImageError
+from core.images import ImageError, letterbox
 from fashion.data import Catalog, catalog_key, load_catalog
 from fashion.model import FashionIndex, index_stem, to_fashion_mnist_style
 from fashion.train import build_index
@@ -46,11 +46,7 @@ def _display(catalog: Catalog, row: int, size: int = 112) -> Image.Image:
     img = catalog.image(row)
     if catalog.grey28:  # 28 px: enlarge with hard pixels rather than blur
         return img.resize((size, size), Image.Resampling.NEAREST)
-    img = img.copy()
-    img.thumbnail((size * 2, size * 2))
-    canvas = Image.new("RGB", (size * 2, size * 2), "white")  # square tiles keep the grid rows even
-    canvas.paste(img, ((size * 2 - img.width) // 2, (size * 2 - img.height) // 2))
-    return canvas
+    return letterbox(img, size * 2)  # square tiles keep the grid rows even
 
 
 def _results_grid(catalog: Catalog, hits, columns: int = 5) -> None:

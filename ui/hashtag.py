@@ -14,6 +14,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
+from core.images import letterbox
 from ui.common import image_upload, progress_callback, show_error
 
 log = logging.getLogger(__name__)
@@ -43,11 +44,7 @@ def attention_overlay(image: Image.Image, attention: np.ndarray, size: int = 224
     """The image (letterboxed square, as the encoder saw it) with a red heat map of one tag's attention."""
     from matplotlib import colormaps
 
-    w, h = image.size
-    scale = size / max(w, h)
-    canvas = Image.new("RGB", (size, size), (255, 255, 255))
-    canvas.paste(image.resize((max(1, round(w * scale)), max(1, round(h * scale)))),
-                 ((size - round(w * scale)) // 2, (size - round(h * scale)) // 2))
+    canvas = letterbox(image, size)  # exactly the encoder's view, so the heat map lines up
     att = np.asarray(attention, dtype=np.float32)
     att = (att - att.min()) / max(float(att.max() - att.min()), 1e-8)
     heat = Image.fromarray((att * 255).astype(np.uint8)).resize((size, size), Image.Resampling.BICUBIC)

@@ -9,7 +9,6 @@ Why it stays thin: all policy (blending thin histories, reasons, cold start) is 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
