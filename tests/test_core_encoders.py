@@ -9,7 +9,7 @@ from PIL import Image
 from skimage import data
 
 from core.encoders import (
-    BACKBONES, ImageEncoder, WeightsUnavailable, _lite0_weights_path, get_image_encoder, map_lite0_state_dict,
+    BACKBONES, ImageEncoder, WeightsUnavailable, _lite_weights_path, get_image_encoder, map_lite0_state_dict,
 )
 from core.text import TextEncoderUnavailable, get_text_encoder
 
@@ -24,7 +24,7 @@ def photos() -> list[Image.Image]:
 def test_lite0_weight_mapping_is_complete_and_shape_exact():
     import timm
 
-    source = torch.load(_lite0_weights_path(), map_location="cpu", weights_only=True)
+    source = torch.load(_lite_weights_path(0), map_location="cpu", weights_only=True)
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     target = model.state_dict()
     mapped = map_lite0_state_dict(source, list(target))
@@ -41,6 +41,16 @@ def test_shipped_weights_see_a_cat_and_an_espresso(photos):
     cat, coffee = enc.classify(photos[:2], top=3)
     assert {label for label, _ in cat} & CAT_CLASSES, cat
     assert coffee[0][0] == "espresso"
+
+
+def test_lite2_weights_ship_too_and_give_a_9x9_grid(photos):
+    """The larger offline sibling (260 px): same mapping, real weights (a cat is a cat), a finer grid."""
+    enc = get_image_encoder("efficientnet_lite2")
+    assert enc.input_size == 260 and enc.spec["backbone"] == "efficientnet_lite2"
+    cat, coffee = enc.classify(photos[:2], top=3)
+    assert {label for label, _ in cat} & CAT_CLASSES, cat
+    assert coffee[0][0] == "espresso"
+    assert enc.grid(photos[:1]).shape == (1, 1280, 9, 9)
 
 
 def test_encode_and_grid_shapes_norms(photos):
@@ -99,7 +109,7 @@ def test_resnet_from_a_user_weights_file(tmp_path, photos):
 def test_unknown_backbone():
     with pytest.raises(ValueError, match="efficientnet_lite0"):
         ImageEncoder("vgg16")
-    assert set(BACKBONES) == {"efficientnet_lite0", "resnet50", "resnet152"}
+    assert set(BACKBONES) == {"efficientnet_lite0", "efficientnet_lite2", "resnet50", "resnet152"}
 
 
 def test_text_encoder_is_offline_and_semantic():
