@@ -40,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--force", action="store_true", help="retrain even if a fresh model exists")
     t.add_argument("--model-dir", default=None, help="checkpoint folder (default: <dataset>/model; experiments)")
     t.add_argument("--backbone", default="efficientnet_lite0",
-                   help="encoder: efficientnet_lite0 (ships offline), resnet152 or resnet50 (need their weights)")
+                   help="encoder: efficientnet_lite0 or efficientnet_lite2 (ship offline), resnet152 or resnet50 "
+                        "(need their weights)")
     t.add_argument("--weights", default=None, help="a state-dict file for --backbone resnet152/resnet50")
     for f in fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -57,12 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--method", choices=["model", "knn", "most_frequent"], default="model")
     pr.add_argument("--beam", type=int, default=None, help="beam width (default: the training config's)")
     pr.add_argument("--top-k", type=int, default=5)
+    pr.add_argument("--weights", default=None, help="the state-dict file a resnet152/resnet50 model was trained with")
     pr.add_argument("--json", action="store_true")
 
     e = sub.add_parser("evaluate", help="P/R/F1@1,3,5 and BLEU-1..4 on the test split, model vs baselines")
     e.add_argument("--dataset", default=str(DEFAULT_DATASET))
     e.add_argument("--split", choices=["test", "val"], default="test")
     e.add_argument("--beam", type=int, default=None)
+    e.add_argument("--weights", default=None, help="the state-dict file a resnet152/resnet50 model was trained with")
     e.add_argument("--json", action="store_true")
     return p
 
@@ -77,7 +80,7 @@ def _service(args: argparse.Namespace):
 
     from hashtag.service import HashtagService
 
-    service = HashtagService(args.dataset, beam=args.beam)
+    service = HashtagService(args.dataset, beam=args.beam, weights=args.weights)
     torch.set_num_threads(1)  # the decoder's small steps gain nothing from a 2nd thread; on a busy box it costs 10×
     return service
 

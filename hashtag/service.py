@@ -66,7 +66,9 @@ class ModelTagger:
 class HashtagService:
     """A trained model, its dataset, the encoder and both baselines, loaded once (the UI caches this)."""
 
-    def __init__(self, dataset_root: str | Path = DEFAULT_DATASET, *, encoder=None, beam: Optional[int] = None) -> None:
+    def __init__(self, dataset_root: str | Path = DEFAULT_DATASET, *, encoder=None, beam: Optional[int] = None,
+                 weights: Optional[str] = None) -> None:
+        """``weights``: the state-dict file of a ResNet backbone the model was trained with (Lite0/Lite2 ship)."""
         from core.encoders import get_image_encoder
 
         self.dataset: HashtagDataset = load_dataset(dataset_root)
@@ -76,7 +78,7 @@ class HashtagService:
                                 f"Retrain with `{TRAIN_HINT} --force`.")
         spec = self.manifest["encoder"]
         self.encoder = encoder or get_image_encoder(spec["backbone"], spec["pooling"],
-                                                    input_size=spec["input_size"])
+                                                    input_size=spec["input_size"], weights=weights)
         if {k: v for k, v in self.encoder.spec.items()} != spec:
             raise ArtifactError(f"The hashtag model was trained with encoder {spec}, but {self.encoder.spec} is "
                                 f"loaded. Retrain with `{TRAIN_HINT} --force`.")

@@ -129,6 +129,23 @@ def test_cli_predict_json(hashtag_model, chelsea_png, capsys):
     assert all(set(h) == {"tag", "score"} for h in out["hashtags"])
 
 
+def test_cli_predict_with_other_encoder_weights_says_retrain(hashtag_model, chelsea_png, tmp_path, capsys):
+    """--weights reaches the encoder; weights the model was not trained with are refused, not silently mixed."""
+    import torch
+
+    from core.encoders import _lite_weights_path
+    from hashtag.__main__ import main
+
+    state = torch.load(_lite_weights_path(0), map_location="cpu", weights_only=True)
+    first = next(iter(state))
+    state[first] = state[first] * 1.01  # same shapes, different weights
+    other = tmp_path / "other-lite0.pth"
+    torch.save(state, other)
+    assert main(["predict", str(chelsea_png), "--weights", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "trained with encoder" in err and "--force" in err, err
+
+
 def test_evaluate_json_is_saved_for_the_app(hashtag_model):
     from hashtag.service import saved_evaluation
 
