@@ -77,6 +77,9 @@ bench: setup
 	$(PY) bench/encoders.py
 	$(PY) bench/search.py
 	$(PY) bench/fashion_choices.py
+	$(PY) bench/hashtag_ceiling.py
+	@if [ -f $(LASTFM_DIR)/user_artists.dat ]; then $(PY) bench/lastfm_next_headroom.py --path $(LASTFM_DIR); \
+	else echo "Last.fm-2K not found at $(LASTFM_DIR): skipping bench/lastfm_next_headroom.py"; fi
 
 clean:
 	rm -rf $(STAMPS) models/encoders test-artifacts
