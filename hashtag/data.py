@@ -376,4 +376,27 @@ def grid_cache(ds: HashtagDataset, encoder, *, flips: bool = True, progress: Opt
     if flips:
         arrays["flips"] = encoder.grid([ImageOps.mirror(im) for im in images], progress=progress).astype(np.float16)
     save_arrays(stem, arrays, {"kind": "hashtag-grids", **expect, "ids": checksum_strings(e.id for e in ds.examples)})
+    prune_stale_grids(ds)
     return arrays
+
+
+def prune_stale_grids(ds: HashtagDataset) -> list[Path]:
+    """Delete grid caches built for an earlier version of this dataset (≈240 MB each); returns what went.
+
+    Caches of the *same* data under another encoder stay: switching backbones back and forth is cheap.
+    Only files this module wrote are touched (``grids-*.json`` with kind ``hashtag-grids`` + their array file).
+    """
+    removed = []
+    for manifest_path in sorted(ds.root.glob("grids-*.json")):
+        try:
+            manifest = read_json(manifest_path)
+        except ArtifactError:
+            continue
+        if manifest.get("kind") != "hashtag-grids" or manifest.get("dataset") == ds.checksum:
+            continue
+        for path in (ds.root / str(manifest.get("file", "")), manifest_path):
+            if path.is_file() and path.name.startswith("grids-"):
+                path.unlink()
+                removed.append(path)
+        log.info("removed stale grid cache %s (built for dataset %s)", manifest_path.stem, manifest.get("dataset"))
+    return removed

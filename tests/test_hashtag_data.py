@@ -106,3 +106,20 @@ def test_loaders_reject_bad_files_clearly(tmp_path):
     token.write_text("no tab here\n")
     with pytest.raises(data.DatasetError, match=":1:"):
         data.flickr8k_examples(token, tmp_path)
+
+
+def test_stale_grid_caches_of_older_data_are_pruned_others_kept(tmp_path):
+    """A rebuilt dataset leaves ~240 MB grid files of its old version behind unless they are pruned."""
+    import numpy as np
+
+    from core.artifacts import save_arrays
+
+    ds = data.build_dataset(data.csv_examples(FIXTURES / "csv" / "hashtags.csv"), tmp_path / "csv", name="csv")
+    grid = {"grids": np.zeros((1, 2, 1, 1), np.float16)}
+    save_arrays(ds.root / "grids-old", grid, {"kind": "hashtag-grids", "dataset": "an-older-checksum"})
+    save_arrays(ds.root / "grids-lite2", grid, {"kind": "hashtag-grids", "dataset": ds.checksum})
+    save_arrays(ds.root / "grids-other", grid, {"kind": "something-else", "dataset": "an-older-checksum"})
+    removed = data.prune_stale_grids(ds)
+    assert sorted(p.name for p in removed) == ["grids-old.json", "grids-old.npz"]
+    left = sorted(p.name for p in ds.root.glob("grids-*"))
+    assert left == ["grids-lite2.json", "grids-lite2.npz", "grids-other.json", "grids-other.npz"]
