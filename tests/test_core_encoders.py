@@ -9,7 +9,7 @@ from PIL import Image
 from skimage import data
 
 from core.encoders import (
-    BACKBONES, ImageEncoder, WeightsUnavailable, _lite_weights_path, get_image_encoder, map_lite0_state_dict,
+    BACKBONES, ImageEncoder, WeightsUnavailable, _lite_weights_path, get_image_encoder, map_lite_state_dict,
 )
 from core.text import TextEncoderUnavailable, get_text_encoder
 
@@ -27,13 +27,13 @@ def test_lite0_weight_mapping_is_complete_and_shape_exact():
     source = torch.load(_lite_weights_path(0), map_location="cpu", weights_only=True)
     model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
     target = model.state_dict()
-    mapped = map_lite0_state_dict(source, list(target))
+    mapped = map_lite_state_dict(source, list(target))
     assert len(mapped) == len([k for k in target if not k.endswith("num_batches_tracked")]) == 247
     assert all(tuple(v.shape) == tuple(target[k].shape) for k, v in mapped.items())
     assert torch.equal(mapped["conv_stem.weight"], source["_conv_stem.weight"])
     assert torch.equal(mapped["classifier.bias"], source["_fc.bias"])
     with pytest.raises(ValueError):
-        map_lite0_state_dict(source, list(target)[:-3])
+        map_lite_state_dict(source, list(target)[:-3])
 
 
 def test_shipped_weights_see_a_cat_and_an_espresso(photos):
