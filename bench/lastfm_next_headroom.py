@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from music.data import load_dataset  # noqa: E402
 from music.evaluate_next import Evaluator  # noqa: E402
-from music.next_baselines import NEG, PAD, NextRecommender, RepeatRecency, _item_counts  # noqa: E402
+from music.next_baselines import NEG, PAD, RepeatRecency, _item_counts  # noqa: E402
 from music.sequence import SequenceData, from_dataset, leave_last_out  # noqa: E402
 
 FEATURES = ("log_count", "share_of_months", "in_last_1", "in_last_3", "in_last_6", "log_months_since_last",
@@ -60,18 +60,17 @@ def pair_features(baskets: list[np.ndarray], log_pop: np.ndarray) -> tuple[np.nd
     return items, feats
 
 
-class LearnedRepeat(NextRecommender):
-    """Logistic regression re-ranking of the user's history, then popularity."""
+class LearnedRepeat(RepeatRecency):
+    """Logistic regression re-ranking of the user's history, then popularity (RepeatRecency's fallback)."""
 
     name = "learned_repeat"
 
     def fit(self, seqs: SequenceData, upto: np.ndarray) -> "LearnedRepeat":
         from sklearn.linear_model import LogisticRegression
 
+        super().fit(seqs, upto)  # self.pop: the popularity fallback, far below any history score
         self.seqs = seqs
-        counts = _item_counts(seqs, upto)
-        self.log_pop = np.log1p(counts)
-        self.pop = (self.log_pop / max(self.log_pop.max(), 1.0) * 1e-3).astype(np.float32)
+        self.log_pop = np.log1p(_item_counts(seqs, upto))
         xs, ys = [], []
         for u in range(seqs.n_users):
             b = seqs.baskets[u]
