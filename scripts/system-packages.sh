@@ -2,7 +2,11 @@
 # Install the Debian packages the project uses, where apt is usable (root or passwordless sudo).
 # Elsewhere, say exactly what to install and carry on: loaders then explain what is missing.
 set -uo pipefail
-PACKAGES=(dataset-fashion-mnist tuxpaint-stamps-default chromium chromium-driver)
+# dataset-fashion-mnist, tuxpaint-stamps-default: shipped datasets; wordnet-base: WordNet 3.0 for concept hashtags;
+# chromium(-driver): browser tests; postgresql: the feedback store's tests also run against a real server;
+# openjdk-17-jre-headless: Spark's JVM (local mode) for the batch engine.
+PACKAGES=(dataset-fashion-mnist tuxpaint-stamps-default wordnet-base chromium chromium-driver postgresql
+          openjdk-17-jre-headless)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
