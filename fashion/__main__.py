@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from core.artifacts import ArtifactError, write_json
+from core.cli import Parser
 from core.datasets import DataUnavailable
 from core.encoders import BACKBONES, WeightsUnavailable
 from core.images import ImageError
@@ -98,7 +99,7 @@ def _print(result: Any, as_json: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fashion", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m fashion", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="verb", required=True)
 
     def encoder_args(p: argparse.ArgumentParser) -> None:

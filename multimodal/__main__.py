@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from core.cli import Parser
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 log = logging.getLogger("multimodal")
@@ -31,7 +33,7 @@ class UsageError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m multimodal", description="Multimodal product search (text + image).")
+    p = Parser(prog="python -m multimodal", description="Multimodal product search (text + image).")
     sub = p.add_subparsers(dest="verb", required=True)
 
     def catalog_args(sp: argparse.ArgumentParser) -> None:
@@ -153,7 +155,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                       backbone=args.backbone, pooling=args.pooling, allow_download=args.allow_download)
     save_report(result, catalog.name)
     report = {"catalog": catalog.name, "methods": result["methods"], "intervals": result["intervals"],
-              "fusion": {k: v for k, v in result["details"]["fusion"].items() if k in ("alpha", "alpha_chosen_on")},
+              "fusion": {k: v for k, v in result["details"]["fusion"].items() if k in ("alpha", "alpha_chosen_on", "validation_table")},
               "split": result["details"]["split"], "bars": bars(result)}
     if args.catalog == "tuxpaint" and args.limit is None and args.seed == 13:
         write_result("multimodal_evaluate", report)  # the default protocol is what the README is built from
