@@ -334,7 +334,7 @@ def _interval(met: dict[str, Any]) -> dict[str, Any]:
 
 
 def bars(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The issue's three bars, each with the numbers it compares and whether it is met."""
+    """The tab's three bars, each with the numbers it compares and whether it is met."""
     m = result["methods"]
     best_single = max(m["text:minilm"]["recall@10"], m["image"]["recall@10"])
     same = result["details"]["fusion"]["same_queries"]
