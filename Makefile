@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: run test setup system venv data models bench evaluate lint clean
+.PHONY: run test setup system venv data models bench evaluate readme-numbers lint clean
 
 run: setup models
 	$(PY) -m streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true \
@@ -71,6 +71,10 @@ evaluate: setup models
 		$(PY) -m music evaluate --dataset lastfm-2k --path $(LASTFM_DIR) --json && \
 		$(PY) -m music evaluate-next --dataset lastfm-2k --path $(LASTFM_DIR) --json; \
 	else echo "Last.fm-2K not found at $(LASTFM_DIR): set LASTFM_DIR=/path/to/hetrec2011-lastfm-2k"; fi
+
+# The README's number tables, regenerated from bench/results/*.json (written by the evaluations and benchmarks).
+readme-numbers:
+	$(PY) scripts/readme_numbers.py
 
 bench: setup
 	$(PY) -m pip install -q -r requirements-bench.txt

@@ -2,7 +2,7 @@
 
     python bench/encoders.py [--repeats 5] [--out bench/results/encoders.json]
 
-Rows: EfficientNet-Lite0 and ResNet-50, each in the seed's way (fp32 eager PyTorch, one image at a
+Rows: EfficientNet-Lite0 and ResNet-50, each the plain way (fp32 eager PyTorch, one image at a
 time), fp32 eager batched, bf16 autocast + channels_last, and ONNX Runtime fp32 (our default).
 ResNet-50 runs with random weights (its ImageNet weights do not ship offline; speed does not depend
 on them). Agreement: share of real images (Tux Paint stamps + scikit-image photos) whose fp32-eager
@@ -88,14 +88,14 @@ def main() -> None:
         plain = lambda b, e=encoders["torch"]: e._run(b)  # noqa: E731
         eager_module = encoders["torch"].module.to(memory_format=torch.contiguous_format)
 
-        def seed_way(b, m=eager_module):
+        def one_by_one(b, m=eager_module):
             with torch.no_grad():
                 return m(torch.from_numpy(b))
 
-        rows.append({"backbone": backbone, "runtime": "fp32 eager, per image (seed)", "batch": 1,
-                     "img_per_s": throughput(per_image(seed_way), x[:8], args.repeats)})
-        rows.append({"backbone": backbone, "runtime": "fp32 eager, per image (seed)", "batch": 32,
-                     "img_per_s": throughput(per_image(seed_way), x32, max(1, args.repeats // 2))})
+        rows.append({"backbone": backbone, "runtime": "fp32 eager, per image", "batch": 1,
+                     "img_per_s": throughput(per_image(one_by_one), x[:8], args.repeats)})
+        rows.append({"backbone": backbone, "runtime": "fp32 eager, per image", "batch": 32,
+                     "img_per_s": throughput(per_image(one_by_one), x32, max(1, args.repeats // 2))})
         for rt, label in (("torch", "fp32 eager channels_last"), ("bf16", "bf16 autocast channels_last"), ("onnx", "ONNX Runtime fp32 (default)")):
             enc = encoders[rt]
             row = {"backbone": backbone, "runtime": label}

@@ -25,7 +25,7 @@ os.environ.setdefault("RECS_NO_TQDM", "1")
 from core.encoders import l2_normalize  # noqa: E402
 from core.search import VectorIndex  # noqa: E402
 from fashion.data import load_fashion_mnist  # noqa: E402
-from fashion.evaluate import cached_features  # noqa: E402
+from fashion.train import cached_features  # noqa: E402
 from fashion.model import EncoderConfig, _pool_raw, apply_projection, grey28_batch  # noqa: E402
 from fashion.train import ProjectionConfig, train_projection  # noqa: E402
 

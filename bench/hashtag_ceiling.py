@@ -2,7 +2,7 @@
 
     python bench/hashtag_ceiling.py [--out bench/results/hashtag_ceiling.json] [--no-finetune]
 
-The Hashtags issue asks for the attention LSTM's test F1@5 ≥ 1.2 × kNN tag transfer. The decoder reaches
+The Hashtags tab's bar is the attention LSTM's test F1@5 ≥ 1.2 × kNN tag transfer. The decoder reaches
 about 1.08× (docs/hashtag.md). This script asks whether the decoder is the limit or the data is: it puts
 other families of learned taggers, each trained on the 759 training images and scored on the 99
 validation images, beside the same tuned kNN baseline, in one run:

@@ -12,6 +12,8 @@ import json
 import logging
 import sys
 
+from core.cli import Parser
+
 
 def _prepare(args: argparse.Namespace) -> int:
     from core.datasets import (
@@ -82,7 +84,7 @@ def _backbones(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m core", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="verb", required=True)
     p = sub.add_parser("prepare", help="check / install the shipped datasets")
     p.add_argument("--no-install", action="store_true", help="never call apt-get")

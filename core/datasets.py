@@ -8,6 +8,7 @@ in the first line of a multi-language ``.txt``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -101,6 +102,22 @@ class Stamp:
         return self.category[0] if self.category else ""
 
 
+def _one_per_stamp(stamps: list[Stamp]) -> list[Stamp]:
+    """Drop mirror copies and byte-identical duplicates (same caption and image file content), keeping order."""
+    seen: set[tuple[str, str]] = set()
+    kept: list[Stamp] = []
+    for s in stamps:
+        if s.is_mirror:
+            continue
+        key = (s.caption, hashlib.sha256(s.image_path.read_bytes()).hexdigest())
+        if key in seen:
+            log.debug("dropping %s: the same picture and caption as an earlier stamp", s.id)
+            continue
+        seen.add(key)
+        kept.append(s)
+    return kept
+
+
 def _caption(txt: Path) -> str:
     """The English caption: the first line of the stamp's ``.txt`` (the rest are translations)."""
     try:
@@ -115,12 +132,18 @@ def load_tuxpaint(
     *,
     categories: Iterable[str] | None = None,
     install: bool = True,
+    one_per_stamp: bool = False,
 ) -> list[Stamp]:
     """Read every stamp under ``root`` (default: the Debian package's folder), sorted by id.
 
     ``categories`` keeps only stamps whose top-level folder is listed (e.g. ``["clothes"]``).
     Mirrors take their original's caption. A stem shipped as both PNG and SVG is one stamp whose
     image is the PNG (no rasteriser needed) and whose SVG is kept in ``alternates``.
+
+    ``one_per_stamp`` is for catalogs, where a product must appear once: it drops ``_mirror`` copies
+    whose original is present (a left-right flip of the same picture) and byte-identical copies of a
+    stamp filed under a second folder with the same caption (the first id is kept). Training sets keep
+    mirrors (grouped with their original) as free augmentation.
     """
     if root is None:
         root = ensure_debian_package(TUXPAINT_PACKAGE, TUXPAINT_DIR, install=install)
@@ -158,5 +181,7 @@ def load_tuxpaint(
         )
     if not stamps:
         raise DataUnavailable(f"No PNG or SVG stamps found under {root}.")
+    if one_per_stamp:
+        stamps = _one_per_stamp(stamps)
     log.info("loaded %d Tux Paint stamps from %s", len(stamps), root)
     return stamps

@@ -11,7 +11,7 @@ computed with the wrong normalisation.
 
 Why ONNX Runtime by default: on the 2-core CPUs this runs on, the same fp32 EfficientNet-Lite0 graph
 exported to ONNX with a static batch shape does 250 images/s at batch 32 against 64 for batched eager
-PyTorch and 109 for the seed's per-image loop (bench/encoders.py, quiet machine; the gap grows under load). The export is exact fp32, so results match eager
+PyTorch and 109 for a per-image eager loop (bench/encoders.py, quiet machine; the gap grows under load). The export is exact fp32, so results match eager
 PyTorch to float rounding; it is cached under ``models/encoders/`` keyed by weights and shapes.
 ``runtime="torch"`` (eager fp32) and ``"bf16"`` (autocast on AMX CPUs) remain available.
 """
@@ -175,7 +175,7 @@ BACKBONES: dict[str, Backbone] = {
     "efficientnet_lite0": _lite_backbone(0, 224, "EfficientNet-Lite0, ImageNet-1k"),
     "efficientnet_lite2": _lite_backbone(2, 260, "EfficientNet-Lite2, ImageNet-1k (260 px, about 2x Lite0's compute)"),
     "resnet50": _resnet_backbone("resnet50", "ResNet-50"),
-    "resnet152": _resnet_backbone("resnet152", "ResNet-152 (the original seed's)"),
+    "resnet152": _resnet_backbone("resnet152", "ResNet-152"),
 }
 
 
@@ -235,8 +235,8 @@ class ImageEncoder:
     """Pretrained CNN → spatial grid → pooled, L2-normalised vectors.
 
     ``input_size`` may be lowered (e.g. 96 px for 28 px catalog images: 5× faster, see the fashion
-    README section); ``runtime`` picks the execution engine; ``pooling`` picks global max (the seed's
-    GlobalMaxPool2D, better for "does this detail appear anywhere") or mean.
+    README section); ``runtime`` picks the execution engine; ``pooling`` picks global max
+    (GlobalMaxPool2D, better for "does this detail appear anywhere") or mean.
     """
 
     def __init__(

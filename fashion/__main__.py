@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from core.artifacts import ArtifactError, write_json
+from core.cli import Parser
 from core.datasets import DataUnavailable
 from core.encoders import BACKBONES, WeightsUnavailable
 from core.images import ImageError
@@ -54,30 +55,29 @@ def _hits(hits) -> list[dict[str, Any]]:
 
 
 def cmd_search(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from fashion.train import open_index
+    from fashion import service
 
-    index = open_index(args.catalog)
-    return _hits(index.search(args.image, args.top, args.category))
+    return _hits(service.search_upload(service.open_index(args.catalog), args.image, args.top, args.category))
 
 
 def cmd_similar(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from fashion.train import open_index
+    from fashion import service
 
-    index = open_index(args.catalog)
-    try:
-        return _hits(index.similar(args.item, args.top, args.category))
-    except KeyError as exc:
-        raise ArtifactError(f"{args.item!r} is not an item of the {index.catalog} index") from exc
+    return _hits(service.similar_items(service.open_index(args.catalog), args.item, args.top, args.category))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    from core.artifacts import MODELS_DIR
-    from fashion.evaluate import evaluate
+    from core.metrics import write_result
+    from fashion.evaluate import evaluate, evaluation_path
     from fashion.model import GREY28_INPUT_SIZE, EncoderConfig
 
+    if args.queries is not None and args.queries < 2:
+        raise ValueError("--queries must be at least 2")
     config = EncoderConfig(args.backbone, args.pooling, args.input_size or GREY28_INPUT_SIZE, args.runtime, args.weights)
     results = evaluate(config, max_queries=args.queries)
-    write_json(MODELS_DIR / "fashion" / "evaluation.json", {"encoder": config.__dict__, "results": results})
+    write_json(evaluation_path(), {"encoder": config.__dict__, "results": results})
+    if args.queries is None:  # only the full protocol becomes the committed result the README is built from
+        write_result("fashion_evaluate", {"encoder": config.__dict__, "results": results})
     return results
 
 
@@ -90,13 +90,16 @@ def _print(result: Any, as_json: bool) -> None:
             print(f"{r['score']:.3f}  {r['label']:12s}  {r['id']}  {r['title']}")
     elif isinstance(result, dict) and all(isinstance(v, dict) for v in result.values()):
         for method, metrics in result.items():
-            print(f"{method:20s} " + "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+            ci = metrics.get("ci95", {})
+            cells = [f"{k}={v:.4f}" + (f" [{ci[k][0]:.3f}, {ci[k][1]:.3f}]" if k in ci else "")
+                     if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items() if k != "ci95"]
+            print(f"{method:20s} " + "  ".join(cells))
     else:
         print(json.dumps(result, indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fashion", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(prog="python -m fashion", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="verb", required=True)
 
     def encoder_args(p: argparse.ArgumentParser) -> None:

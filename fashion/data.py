@@ -186,7 +186,7 @@ def _tuxpaint_kind(stamp_id: str, caption: str) -> str:
 
 def load_tuxpaint_clothes(root: str | Path | None = None) -> Catalog:
     """Tux Paint's clothing stamps, labelled by kind (hats, tops, bottoms, dresses, footwear, accessories)."""
-    stamps = load_tuxpaint(root, categories=["clothes"])
+    stamps = load_tuxpaint(root, categories=["clothes"], one_per_stamp=True)
     ids = [s.id for s in stamps]
     labels = [_tuxpaint_kind(s.id, s.caption) for s in stamps]
     titles = [s.caption.rstrip(".") for s in stamps]

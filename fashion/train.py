@@ -16,11 +16,13 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from core.artifacts import ArtifactError
+from core.artifacts import MODELS_DIR, ArtifactError, load_arrays, save_arrays
 from core.progress import ProgressFn, track
 from core.threads import torch_threads
-from fashion.data import catalog_key, load_catalog
-from fashion.model import GREY28_INPUT_SIZE, EncoderConfig, FashionIndex, Projection, finish_features, index_stem
+from fashion.data import Catalog, catalog_key, load_catalog
+from fashion.model import (
+    GREY28_INPUT_SIZE, EncoderConfig, FashionIndex, Projection, catalog_features, finish_features, index_stem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,19 @@ def _fit(
     return weights, losses
 
 
+def cached_features(catalog: Catalog, config: EncoderConfig, progress: Optional[ProgressFn] = None) -> np.ndarray:
+    """Pooled CNN features of a catalog, computed once and kept in models/fashion/ (keyed by encoder + data)."""
+    encoder = config.encoder()
+    stem = MODELS_DIR / "fashion" / f"features-{catalog.name}-{encoder.name}-{encoder.pooling}-{encoder.input_size}"
+    expect = {"encoder": encoder.spec, "data": catalog.checksum()}
+    try:
+        arrays, _ = load_arrays(stem, kind="fashion-features", expect=expect)
+        return arrays["features"].astype(np.float32)
+    except ArtifactError:
+        pass
+    features = catalog_features(catalog, encoder, progress=progress)
+    save_arrays(stem, {"features": features.astype(np.float16)}, {"kind": "fashion-features", **expect})
+    return features
 
 
 # ----------------------------------------------------------------------------------------------
@@ -117,8 +132,6 @@ def build_index(
             return FashionIndex.load(stem, expect=expect), False
         except ArtifactError as exc:
             log.info("building %s index (%s)", catalog.name, exc)
-    from fashion.evaluate import cached_features  # the feature cache is shared with evaluation
-
     features = cached_features(catalog, config, progress)
     weights, extra = None, {}
     if want_projection:

@@ -1,1 +1,1 @@
-"""Hashtags tab: image → hashtags with a soft-attention LSTM over a frozen CNN grid (issue 3)."""
+"""Hashtags tab: image → hashtags with a soft-attention LSTM over a frozen CNN grid."""

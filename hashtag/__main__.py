@@ -15,6 +15,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from core.cli import Parser
+
 os.environ.setdefault("KERAS_BACKEND", "torch")
 log = logging.getLogger("hashtag")
 
@@ -23,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     from hashtag.data import DEFAULT_DATASET
     from hashtag.train import TrainConfig
 
-    p = argparse.ArgumentParser(prog="python -m hashtag", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m hashtag", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="verb", required=True)
 

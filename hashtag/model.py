@@ -21,12 +21,16 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Optional
+from pathlib import Path
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from core.artifacts import ArtifactError, atomic_path, read_json, write_json
+from hashtag.data import Vocab
 
 log = logging.getLogger(__name__)
 
@@ -249,3 +253,83 @@ def masked_loss(logits: torch.Tensor, alphas: torch.Tensor, targets: torch.Tenso
     # of the tags' attention (Σ_t α_ti = T/L); the paper's λ = 1 is the default, tuned on val.
     penalty = ((1.0 - coverage) ** 2).sum(dim=1).mean()
     return ce + alpha_c * penalty, ce
+
+
+# ----------------------------------------------------------------------------------------------
+# checkpoints and inference (shared by training, the service and the CLI)
+
+TRAIN_HINT = "python -m hashtag train"
+
+
+def model_dir(dataset_root: Path) -> Path:
+    """Checkpoints live beside the dataset they were trained on."""
+    return Path(dataset_root) / "model"
+
+
+def save_checkpoint(model: HashtagDecoder, folder: Path, manifest: dict[str, Any]) -> None:
+    """Best weights as safetensors (no pickle) + a JSON manifest (config, vocab, encoder, data, scores)."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(folder / "hashtag.safetensors") as tmp:
+        save_file(state, str(tmp))
+    write_json(folder / "hashtag.json", manifest)
+
+
+def load_checkpoint(folder: Path) -> tuple[HashtagDecoder, dict[str, Any]]:
+    """Rebuild the decoder from its manifest and weights; a missing/corrupt one says how to retrain."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    mpath, wpath = folder / "hashtag.json", folder / "hashtag.safetensors"
+    if not mpath.is_file() or not wpath.is_file():
+        raise ArtifactError(f"No trained hashtag model in {folder}. Train one with `{TRAIN_HINT}`.")
+    manifest = read_json(mpath)
+    if manifest.get("kind") != "hashtag-decoder":
+        raise ArtifactError(f"{mpath} is not a hashtag model. Retrain with `{TRAIN_HINT} --force`.")
+    model = HashtagDecoder(DecoderConfig(**manifest["config"]))
+    try:
+        model.load_state_dict(load_file(str(wpath)))
+    except Exception as exc:  # noqa: BLE001 - safetensors/shape errors → one clear message
+        raise ArtifactError(f"{wpath} could not be loaded ({exc}). Retrain with `{TRAIN_HINT} --force`.") from exc
+    model.eval()
+    return model, manifest
+
+
+@dataclass
+class TagResult:
+    """One predicted hashtag; ``attention`` is the (h, w) map the decoder looked at when it wrote the tag."""
+
+    tag: str
+    score: float
+    attention: Optional[np.ndarray] = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tag": self.tag, "score": round(float(self.score), 4)}
+
+
+class ModelTagger:
+    """The attention LSTM behind the common ``predict_grids`` interface (beam search + summed-beam scores)."""
+
+    name = "model"
+
+    def __init__(self, model: HashtagDecoder, vocab: Vocab, *, beam: int = 5, max_len: int = 8) -> None:
+        self.model = model.eval()
+        self.vocab = vocab
+        self.beam = beam
+        self.max_len = max_len
+
+    def explain_grid(self, grid: np.ndarray, k: int = 10) -> list[TagResult]:
+        """Tags for one (C,h,w) grid with scores and attention maps, best first, at most ``k``."""
+        h, w = grid.shape[1:]
+        hyps = self.model.beam_search(torch.from_numpy(np.asarray(grid, np.float32)), beam=self.beam,
+                                      max_len=self.max_len)
+        out = []
+        for tid, score, alpha in tag_scores(hyps)[:k]:
+            out.append(TagResult(self.vocab.tags[tid], score, None if alpha is None else alpha.reshape(h, w)))
+        return out
+
+    def predict_grids(self, grids: np.ndarray, k: int = 10) -> list[list[tuple[str, float]]]:
+        with torch.no_grad():
+            return [[(r.tag, r.score) for r in self.explain_grid(g, k)] for g in grids]

@@ -6,61 +6,20 @@ The CLI and the Streamlit tab both call ``HashtagService``; neither reaches into
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-import torch
 
 from core.artifacts import ArtifactError, read_json, write_json
 from core.images import ImageSource, load_image
 from hashtag.data import DEFAULT_DATASET, HashtagDataset, Vocab, grid_cache, load_dataset
-from hashtag.evaluate import MostFrequent, Prediction, evaluate_methods, tune_knn
-from hashtag.model import HashtagDecoder, tag_scores
-from hashtag.train import TRAIN_HINT, load_checkpoint, model_dir
+from hashtag.evaluate import MostFrequent, evaluate_methods, tune_knn
+from hashtag.model import TRAIN_HINT, ModelTagger, TagResult, load_checkpoint, model_dir
 
 log = logging.getLogger(__name__)
 
 METHODS = ("model", "knn", "most_frequent")
-
-
-@dataclass
-class TagResult:
-    """One predicted hashtag; ``attention`` is the (h, w) map the decoder looked at when it wrote the tag."""
-
-    tag: str
-    score: float
-    attention: Optional[np.ndarray] = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {"tag": self.tag, "score": round(float(self.score), 4)}
-
-
-class ModelTagger:
-    """The attention LSTM behind the common ``predict_grids`` interface (beam search + summed-beam scores)."""
-
-    name = "model"
-
-    def __init__(self, model: HashtagDecoder, vocab: Vocab, *, beam: int = 5, max_len: int = 8) -> None:
-        self.model = model.eval()
-        self.vocab = vocab
-        self.beam = beam
-        self.max_len = max_len
-
-    def explain_grid(self, grid: np.ndarray, k: int = 10) -> list[TagResult]:
-        """Tags for one (C,h,w) grid with scores and attention maps, best first, at most ``k``."""
-        h, w = grid.shape[1:]
-        hyps = self.model.beam_search(torch.from_numpy(np.asarray(grid, np.float32)), beam=self.beam,
-                                      max_len=self.max_len)
-        out = []
-        for tid, score, alpha in tag_scores(hyps)[:k]:
-            out.append(TagResult(self.vocab.tags[tid], score, None if alpha is None else alpha.reshape(h, w)))
-        return out
-
-    def predict_grids(self, grids: np.ndarray, k: int = 10) -> list[Prediction]:
-        with torch.no_grad():
-            return [[(r.tag, r.score) for r in self.explain_grid(g, k)] for g in grids]
 
 
 class HashtagService:

@@ -29,11 +29,12 @@ from core.progress import ProgressFn, track
 from core.threads import torch_threads
 from hashtag.data import DEFAULT_DATASET, HashtagDataset, ensure_dataset, grid_cache
 from hashtag.evaluate import score_predictions
-from hashtag.model import PAD_ID, DecoderConfig, HashtagDecoder, masked_loss
+from hashtag.model import (  # noqa: F401 - model_dir, load_checkpoint, TRAIN_HINT: re-exported for callers of train
+    PAD_ID, TRAIN_HINT, DecoderConfig, HashtagDecoder, ModelTagger, load_checkpoint, masked_loss, model_dir,
+    save_checkpoint,
+)
 
 log = logging.getLogger(__name__)
-
-TRAIN_HINT = "python -m hashtag train"
 
 
 #: Optional training features and their "off" value: adding one never invalidates existing checkpoints.
@@ -73,11 +74,6 @@ class TrainConfig:
                                  *(f"{k}={v}" for k, v in sorted(fields.items()))])
 
 
-def model_dir(dataset_root: Path) -> Path:
-    """Checkpoints live beside the dataset they were trained on."""
-    return Path(dataset_root) / "model"
-
-
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed)
@@ -93,42 +89,9 @@ def _batch_tokens(seqs: list[list[int]]) -> torch.Tensor:
     return out
 
 
-def save_checkpoint(model: HashtagDecoder, folder: Path, manifest: dict[str, Any]) -> None:
-    """Best weights as safetensors (no pickle) + a JSON manifest (config, vocab, encoder, data, scores)."""
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(folder / "hashtag.safetensors") as tmp:
-        save_file(state, str(tmp))
-    write_json(folder / "hashtag.json", manifest)
-
-
-def load_checkpoint(folder: Path) -> tuple[HashtagDecoder, dict[str, Any]]:
-    """Rebuild the decoder from its manifest and weights; a missing/corrupt one says how to retrain."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    mpath, wpath = folder / "hashtag.json", folder / "hashtag.safetensors"
-    if not mpath.is_file() or not wpath.is_file():
-        raise ArtifactError(f"No trained hashtag model in {folder}. Train one with `{TRAIN_HINT}`.")
-    manifest = read_json(mpath)
-    if manifest.get("kind") != "hashtag-decoder":
-        raise ArtifactError(f"{mpath} is not a hashtag model. Retrain with `{TRAIN_HINT} --force`.")
-    model = HashtagDecoder(DecoderConfig(**manifest["config"]))
-    try:
-        model.load_state_dict(load_file(str(wpath)))
-    except Exception as exc:  # noqa: BLE001 - safetensors/shape errors → one clear message
-        raise ArtifactError(f"{wpath} could not be loaded ({exc}). Retrain with `{TRAIN_HINT} --force`.") from exc
-    model.eval()
-    return model, manifest
-
-
 def validate(model: HashtagDecoder, ds: HashtagDataset, grids: np.ndarray, rows: list[int], beam: int,
              max_tags: int) -> dict[str, float]:
     """Val metrics with the same decoding the app uses (beam + summed-beam tag scores)."""
-    from hashtag.service import ModelTagger
-
     tagger = ModelTagger(model, ds.vocab, beam=beam, max_len=max_tags)
     preds = tagger.predict_grids(grids[rows], 5)
     return score_predictions(preds, [ds.examples[i].tags for i in rows])

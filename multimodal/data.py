@@ -137,7 +137,7 @@ def load_tuxpaint_catalog(
     ``limit`` keeps an evenly spaced subset (tests build a tiny index from ~40 stamps).
     Available text fields: ``caption``, ``category`` (two folder levels), ``category_path``, ``name``.
     """
-    stamps = load_tuxpaint(root, categories=categories)
+    stamps = load_tuxpaint(root, categories=categories, one_per_stamp=True)
     if limit is not None and limit < len(stamps):
         step = len(stamps) / limit
         stamps = [stamps[int(i * step)] for i in range(limit)]

@@ -23,9 +23,12 @@ Protocol (all in one run, fixed seeds; see docs/multimodal.md for the numbers):
   projection is trained on the training products only. Without it (``text:minilm:withheld``) a text query has
   nothing to compare with, so the ranking is a seeded shuffle (the chance level); ``text:imagenet:withheld``
   is a zero-shot baseline: the ImageNet top-3 labels of each picture, embedded by MiniLM.
-- **Metrics**: ``recall@k`` = |relevant ∩ top k| / min(k, |relevant|) (so 1.0 is attainable when a category
-  has fewer than k or more than k members; with one relevant product it is the hit rate); ``mrr`` = mean of
-  1 / rank of the first relevant product. Means over queries.
+- **Metrics** (standard definitions, ``core.metrics``): ``precision@k`` = |relevant ∩ top k| / k;
+  ``recall@k`` = |relevant ∩ top k| / |relevant| (a category with more than k members cannot reach 1);
+  ``ndcg@10`` with binary gains; ``mrr`` = mean of 1 / rank of the first relevant product. Means over
+  queries, each with a 95 % bootstrap interval (``intervals``) that resamples test products (a product's
+  picture, mirror and crop are one draw); fewer than ``core.metrics.SMALL_SET`` units (190 test products)
+  are flagged ``small_set``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from core import metrics
 from core.artifacts import load_arrays, save_arrays, write_json
 from multimodal.data import (Catalog, category_query, compose_text, drop_unreadable_images, paraphrase,
                              split_groups)
@@ -51,25 +55,59 @@ ALPHAS = tuple(round(a, 2) for a in np.linspace(0.0, 1.0, 11))
 SEED = 13
 
 
-def rank_metrics(scores: np.ndarray, relevant: np.ndarray, ks: Sequence[int] = KS) -> dict[str, float]:
-    """Mean recall@k and MRR for a (queries × gallery) score matrix and a boolean relevance matrix.
+def per_query_metrics(scores: np.ndarray, relevant: np.ndarray, ks: Sequence[int] = KS) -> dict[str, np.ndarray]:
+    """Per-query precision@k, recall@k, NDCG@10 and reciprocal rank (standard definitions, ``core.metrics``).
 
-    Queries without any relevant gallery item are dropped (the caller reports how many remain). Ties are
-    broken by gallery order (stable sort), the same for every method.
+    ``scores`` is (queries × gallery), ``relevant`` the boolean relevance matrix of the same shape. Recall@k is
+    relevant items in the top k over *all* relevant gallery items of the query (for a category larger than k it
+    cannot reach 1); precision@k is relevant items in the top k over k. Queries without any relevant gallery
+    item must be dropped by the caller. Ties are broken by gallery order (stable sort), the same for every method.
+    """
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ranked = np.take_along_axis(relevant, order, axis=1)
+    n_rel = relevant.sum(axis=1)
+    out: dict[str, np.ndarray] = {}
+    for k in ks:
+        out[f"precision@{k}"] = metrics.precision_at_k(ranked, k)
+    for k in ks:
+        out[f"recall@{k}"] = metrics.recall_at_k(ranked, n_rel, k)
+    out["ndcg@10"] = metrics.ndcg_at_k(ranked, n_rel, 10)
+    out["mrr"] = metrics.reciprocal_rank(ranked)
+    return out
+
+
+def rank_metrics(scores: np.ndarray, relevant: np.ndarray, ks: Sequence[int] = KS,
+                 groups: Optional[Sequence[Any]] = None, intervals: bool = True) -> dict[str, Any]:
+    """Mean precision@k, recall@k, NDCG@10 and MRR over queries, with 95 % bootstrap intervals (``ci95``).
+
+    Queries without any relevant gallery item are dropped (``queries`` says how many remain). ``groups`` names
+    the unit the interval resamples: several queries made from one product (its picture, mirror and crop) are
+    one draw, so the interval is not narrowed by counting one product three times; ``n`` is the number of such
+    units and ``small_set`` is set below ``core.metrics.SMALL_SET``.
     """
     keep = relevant.any(axis=1)
     scores, relevant = scores[keep], relevant[keep]
     if len(scores) == 0:
-        return {**{f"recall@{k}": float("nan") for k in ks}, "mrr": float("nan"), "queries": 0}
-    order = np.argsort(-scores, axis=1, kind="stable")
-    rel_sorted = np.take_along_axis(relevant, order, axis=1)
-    n_rel = relevant.sum(axis=1)
-    out: dict[str, float] = {}
-    for k in ks:
-        out[f"recall@{k}"] = float(np.mean(rel_sorted[:, :k].sum(axis=1) / np.minimum(k, n_rel)))
-    first = rel_sorted.argmax(axis=1)
-    out["mrr"] = float(np.mean(1.0 / (first + 1)))
+        names = [f"precision@{k}" for k in ks] + [f"recall@{k}" for k in ks] + ["ndcg@10", "mrr"]
+        return {**{m: float("nan") for m in names}, "queries": 0, "n": 0, "ci95": {}, "small_set": True}
+    per_query = per_query_metrics(scores, relevant, ks)
+    if not intervals:  # e.g. the validation grid of fusion weights: only the means are compared
+        return {**{name: float(v.mean()) for name, v in per_query.items()}, "queries": int(len(scores))}
+    units = np.arange(len(scores)) if groups is None else np.asarray(groups)[keep]
+    _, unit_of = np.unique(units, return_inverse=True)
+    out: dict[str, Any] = {}
+    ci: dict[str, list[float]] = {}
+    n = 0
+    for name, values in per_query.items():
+        out[name] = float(values.mean())
+        per_unit = np.bincount(unit_of, weights=values) / np.bincount(unit_of)
+        summary = metrics.summarize(per_unit)
+        ci[name], n = summary["ci95"], summary["n"]
     out["queries"] = int(len(scores))
+    out["n"] = n
+    out["ci95"] = ci
+    if n < metrics.SMALL_SET:
+        out["small_set"] = True
     return out
 
 
@@ -158,7 +196,7 @@ def choose_alpha(enc: Encoded, train: list[int], q_text: np.ndarray, seed: int =
     rel3 = np.concatenate([rel] * 3)
     table = {}
     for a in ALPHAS:
-        m = rank_metrics(a * t_scores3 + (1 - a) * i_scores, rel3)
+        m = rank_metrics(a * t_scores3 + (1 - a) * i_scores, rel3, intervals=False)
         table[a] = (m["recall@10"], m["mrr"])
     best = max(ALPHAS, key=lambda a: table[a])
     return float(best), {str(a): {"recall@10": round(v[0], 4), "mrr": round(v[1], 4)} for a, v in table.items()}
@@ -231,14 +269,15 @@ def evaluate(
     txt_scores = para_vec_all[test] @ enc.text[train].T
     s_image = np.concatenate(list(img_scores.values()))
     rel3 = np.concatenate([rel_test] * 3)
-    methods["image"] = rank_metrics(s_image, rel3)
+    views3 = np.tile(np.asarray(test), 3)  # the three views of one test product are one bootstrap unit
+    methods["image"] = rank_metrics(s_image, rel3, groups=views3)
     alpha, alpha_table = choose_alpha(enc, train, para_vec_all, seed=seed)
     s_fused = alpha * np.concatenate([txt_scores] * 3) + (1 - alpha) * s_image
-    methods["fused"] = rank_metrics(s_fused, rel3)
+    methods["fused"] = rank_metrics(s_fused, rel3, groups=views3)
     details["fusion"] = {
         "alpha": alpha, "alpha_chosen_on": "validation split of the training products",
         "validation_table": alpha_table,
-        "same_queries": {"text only (paraphrase)": rank_metrics(np.concatenate([txt_scores] * 3), rel3),
+        "same_queries": {"text only (paraphrase)": rank_metrics(np.concatenate([txt_scores] * 3), rel3, groups=views3),
                          "image only": methods["image"], "fused": methods["fused"]},
         "image_by_view": {name: rank_metrics(s, rel_test) for name, s in img_scores.items()},
     }
@@ -280,11 +319,22 @@ def evaluate(
     image_enc = get_image_encoder(backbone, pooling=pooling, allow_download=allow_download)
     details["encoders"] = {"text": text_enc.spec, "image": image_enc.spec}
     details["seconds"] = round(time.time() - t0, 1)
-    return {"methods": methods, "details": details}
+    return {"methods": {m: _means(v) for m, v in methods.items()},
+            "intervals": {m: _interval(v) for m, v in methods.items()}, "details": details}
+
+
+def _means(met: dict[str, Any]) -> dict[str, Any]:
+    """The numbers of one method (means and query count), as the tab's table shows them."""
+    return {k: v for k, v in met.items() if k not in ("ci95", "n", "small_set")}
+
+
+def _interval(met: dict[str, Any]) -> dict[str, Any]:
+    """95 % bootstrap intervals of one method, the number of resampled units, and the small-set flag."""
+    return {"ci95": met.get("ci95", {}), "n": met.get("n"), "small_set": bool(met.get("small_set", False))}
 
 
 def bars(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The issue's three bars, each with the numbers it compares and whether it is met."""
+    """The tab's three bars, each with the numbers it compares and whether it is met."""
     m = result["methods"]
     best_single = max(m["text:minilm"]["recall@10"], m["image"]["recall@10"])
     same = result["details"]["fusion"]["same_queries"]

@@ -1,6 +1,6 @@
 """The multimodal index: text and image vectors per product, fused at query time, plus an image→text projection.
 
-Fusion maths (the seed's weighted concatenation, renormalised). With unit text vector ``t`` and unit image
+Fusion maths (weighted concatenation, renormalised). With unit text vector ``t`` and unit image
 vector ``v``, the fused vector at weight ``alpha`` is ``f = [sqrt(alpha)·t, sqrt(1-alpha)·v]``, whose norm is 1,
 so for a query ``q`` and an item ``x``::
 

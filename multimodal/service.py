@@ -14,6 +14,7 @@ import numpy as np
 
 from core.artifacts import ArtifactError, read_json
 from core.images import ImageError, ImageSource, load_image
+from core.metrics import RESULTS_DIR
 from multimodal.model import DEFAULT_ALPHA, MultimodalIndex, Result, default_stem, index_dir
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,14 @@ class SearchService:
                 f"{self.image_encoder.spec}. Rebuild it with `python -m multimodal index --force`."
             )
 
+    #: The text weight used when a query gives both words and a photo and the caller names none.
+    alpha: float = DEFAULT_ALPHA
+
     @classmethod
     def load(cls, name: str = "tuxpaint") -> "SearchService":
-        return cls(MultimodalIndex.load(default_stem(name)))
+        service = cls(MultimodalIndex.load(default_stem(name)))
+        service.alpha = chosen_alpha(name)
+        return service
 
     # -- encoders ----------------------------------------------------------------------------------
     def encode_text(self, text: str) -> np.ndarray:
@@ -107,6 +113,29 @@ def _load_path(path: str | Path):
     if not p.is_file():
         raise ImageError(f"No such image file: {p}")
     return load_product_image(p)
+
+
+def chosen_alpha(name: str = "tuxpaint") -> float:
+    """The fusion weight ``python -m multimodal evaluate`` chose on validation for this catalog.
+
+    Read from the index's own evaluation report, else from the committed result of the default protocol
+    (``bench/results/multimodal_evaluate.json``) when it was made for this catalog; ``DEFAULT_ALPHA`` (an even
+    split) only when the catalog was never evaluated. The app's default is thereby the evaluated one.
+    """
+    report = evaluation_report(name)
+    alpha = (report or {}).get("details", {}).get("fusion", {}).get("alpha")
+    if alpha is None:
+        path = RESULTS_DIR / "multimodal_evaluate.json"
+        try:
+            committed = read_json(path) if path.is_file() else {}
+        except ArtifactError:
+            committed = {}
+        if committed.get("catalog") == name:
+            alpha = committed.get("fusion", {}).get("alpha")
+    if alpha is None:
+        log.info("no evaluation of %s yet: fusion weight %.2f", name, DEFAULT_ALPHA)
+        return DEFAULT_ALPHA
+    return float(alpha)
 
 
 def evaluation_report(name: str = "tuxpaint") -> Optional[dict[str, Any]]:

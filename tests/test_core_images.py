@@ -1,4 +1,4 @@
-"""Every bad input the issue lists, through the one decoding function, each with its message."""
+"""Every kind of bad upload, through the one decoding function, each with its message."""
 
 from __future__ import annotations
 

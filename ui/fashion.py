@@ -12,12 +12,11 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from core.artifacts import ArtifactError, MODELS_DIR, read_json
+from core.artifacts import ArtifactError
 from core.datasets import DataUnavailable
 from core.images import ImageError, letterbox
-from fashion.data import Catalog, catalog_key, load_catalog
-from fashion.model import FashionIndex, index_stem, to_fashion_mnist_style
-from fashion.train import build_index
+from fashion import service
+from fashion.service import Catalog, FashionIndex
 from ui.common import image_upload, progress_callback, show_error
 
 CATALOG_LABELS = {
@@ -28,18 +27,17 @@ CATALOG_LABELS = {
 
 @st.cache_resource(show_spinner="Loading the catalog…")
 def _catalog(name: str) -> Catalog:
-    return load_catalog(name)
+    return service.catalog(name)
 
 
 @st.cache_resource(show_spinner="Loading the index…")
 def _index(name: str, stamp: float) -> FashionIndex:
     """Cached per index file version (``stamp`` = manifest mtime), so a rebuilt index is picked up."""
-    return FashionIndex.load(index_stem(catalog_key(name)))
+    return service.open_index(name)
 
 
 def _manifest_stamp(name: str) -> Optional[float]:
-    path = index_stem(catalog_key(name)).with_suffix(".json")
-    return path.stat().st_mtime if path.is_file() else None
+    return service.index_stamp(name)
 
 
 def _display(catalog: Catalog, row: int, size: int = 112) -> Image.Image:
@@ -61,13 +59,9 @@ def _results_grid(catalog: Catalog, hits, columns: int = 5) -> None:
 
 
 def _evaluation_panel() -> None:
-    path = MODELS_DIR / "fashion" / "evaluation.json"
-    if not path.is_file():
+    data = service.saved_evaluation()
+    if data is None:
         st.caption("No evaluation yet: `python -m fashion evaluate` measures precision@10 against a pixel baseline.")
-        return
-    try:
-        data = read_json(path)["results"]
-    except (ArtifactError, KeyError):
         return
     table = pd.DataFrame(data).T
     keep = [c for c in ("precision@1", "precision@10", "map@10", "queries") if c in table.columns]
@@ -99,7 +93,7 @@ def render() -> None:
         if st.button("Build it now", key="fashion_build"):
             update, bar = progress_callback("Encoding the catalog…")
             try:
-                build_index(choice, progress=update)
+                service.build(choice, progress=update)
             except (ArtifactError, DataUnavailable, ValueError) as exc:
                 show_error(exc, "Building the index failed")
                 return
@@ -133,11 +127,11 @@ def render() -> None:
             with q1:
                 st.image(image, caption="your photo", width="stretch")
                 if index.grey28:
-                    look = Image.fromarray(to_fashion_mnist_style(image)).resize((112, 112), Image.Resampling.NEAREST)
+                    look = Image.fromarray(service.catalog_look(image)).resize((112, 112), Image.Resampling.NEAREST)
                     st.image(look, caption="as the catalog sees it", width="stretch")
             with q2:
                 try:
-                    hits = index.search(image, top_n, categories)
+                    hits = service.search_upload(index, image, top_n, categories)
                 except ImageError as exc:
                     show_error(exc, "Could not use that image")
                     hits = []
@@ -164,8 +158,8 @@ def render() -> None:
                 st.image(_display(catalog, row), caption=catalog.labels[row], width="stretch")
             with q2:
                 try:
-                    _results_grid(catalog, index.similar(item, top_n, categories))
-                except KeyError as exc:
+                    _results_grid(catalog, service.similar_items(index, item, top_n, categories))
+                except ArtifactError as exc:
                     show_error(exc, "Item not in the index (rebuild it)")
 
     with st.expander("Evaluation", expanded=False):

@@ -14,7 +14,7 @@ import streamlit as st
 
 from core.artifacts import ArtifactError
 from core.images import ImageError
-from multimodal.model import DEFAULT_ALPHA, Result, index_dir
+from multimodal.model import Result, index_dir
 from ui.common import image_upload, progress_callback, show_error
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ def render() -> None:
                              max_chars=300, on_change=_set_like, args=(None,))  # new words end "more like this"
         image = image_upload("…or a photo of a product", key=f"{KEY}_image")
     with right:
-        alpha = st.slider("Weight of words vs. photo (used when you give both)", 0.0, 1.0, DEFAULT_ALPHA, 0.05,
+        alpha = st.slider("Weight of words vs. photo (used when you give both)", 0.0, 1.0, float(service.alpha), 0.05,
                           key=f"{KEY}_alpha", help="1 = words only, 0 = photo only")
         categories = st.multiselect("Categories", service.categories, key=f"{KEY}_cats",
                                     placeholder="All categories")

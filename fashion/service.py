@@ -1,0 +1,75 @@
+"""What the Fashion tab and the CLI call: catalogs, built indexes, queries by upload or by catalog item.
+
+Why a separate room: the UI should not need to know where an index lives, how it is keyed or how an upload is
+brought to the catalog's look; those are the package's business, and this module is the one door to them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from core.artifacts import ArtifactError, read_json
+from core.images import ImageSource
+from core.progress import ProgressFn
+from core.search import Hit
+from fashion.data import Catalog, catalog_key, load_catalog
+from fashion.evaluate import evaluation_path
+from fashion.model import FashionIndex, index_stem, to_fashion_mnist_style
+from fashion.train import build_index, open_index
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Catalog", "FashionIndex", "Hit", "build", "catalog", "catalog_look", "index_stamp", "open_index",
+           "saved_evaluation", "search_upload", "similar_items"]
+
+
+def catalog(name: str) -> Catalog:
+    """A catalog by name (``fashion-mnist``, ``tuxpaint-clothes``) or folder; ``DataUnavailable`` when absent."""
+    return load_catalog(name)
+
+
+def index_stamp(name: str) -> Optional[float]:
+    """The built index's manifest modification time (a cache key that changes on rebuild), or None if unbuilt."""
+    path = index_stem(catalog_key(name)).with_suffix(".json")
+    return path.stat().st_mtime if path.is_file() else None
+
+
+def build(name: str, progress: Optional[ProgressFn] = None) -> FashionIndex:
+    """Build (or reuse a fresh) index for a catalog with the default encoder settings."""
+    index, _built = build_index(name, progress=progress)
+    return index
+
+
+def catalog_look(image: ImageSource) -> np.ndarray:
+    """An upload as a 28 px grey catalog image sees it (what the search of a grey catalog encodes)."""
+    return to_fashion_mnist_style(image)
+
+
+def search_upload(index: FashionIndex, image: Any, k: int = 10,
+                  categories: Optional[Sequence[str]] = None) -> list[Hit]:
+    """Catalog items most similar to an uploaded image; a bad image raises ``core.images.ImageError``."""
+    return index.search(image, k, categories)
+
+
+def similar_items(index: FashionIndex, item_id: str, k: int = 10,
+                  categories: Optional[Sequence[str]] = None) -> list[Hit]:
+    """Catalog items most similar to a catalog item, itself excluded; an unknown id raises ``ArtifactError``."""
+    try:
+        return index.similar(item_id, k, categories)
+    except KeyError as exc:
+        raise ArtifactError(f"{item_id!r} is not an item of the {index.catalog} index") from exc
+
+
+def saved_evaluation() -> Optional[dict[str, Any]]:
+    """The last ``python -m fashion evaluate`` results (``{method: metrics}``), or None when there are none."""
+    path = evaluation_path()
+    if not path.is_file():
+        return None
+    try:
+        return read_json(path)["results"]
+    except (ArtifactError, KeyError):
+        log.warning("ignoring unreadable %s", path)
+        return None

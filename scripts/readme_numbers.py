@@ -1,0 +1,324 @@
+"""Regenerate the README's (and docs/'s) number tables from the result files under ``bench/results/``.
+
+Why: a number copied into a README by hand drifts from the run that produced it. Every evaluation and
+benchmark writes its JSON with ``core.metrics.write_result`` (``bench/results/<name>.json``, committed); this
+script rewrites each block of the README that is fenced by marker comments
+
+    <!-- numbers:fashion_evaluate -->
+    ...generated table, never edited by hand...
+    <!-- /numbers -->
+
+from the result file of the same name. ``make readme-numbers`` runs it; ``--check`` exits 1 when the README is
+out of date (for CI). The same blocks work in ``docs/*.md``. Running it twice changes nothing the second time.
+
+Adding a block for a new result:
+
+1. make the evaluation write ``bench/results/<name>.json`` with ``core.metrics.write_result(name, obj)``;
+2. write a renderer ``def render_<something>(result: dict, name: str) -> str`` returning Markdown, and register
+   it in ``RENDERERS`` under a pattern matching ``<name>`` (``fnmatch`` style: ``music_evaluate_next_*``);
+3. put ``<!-- numbers:<name> -->`` and ``<!-- /numbers -->`` in the README where the table belongs, run
+   ``make readme-numbers`` and commit the README with the JSON.
+
+A block whose result file does not exist yet, or whose result does not have the shape its renderer expects,
+is left exactly as it is and logged, so blocks can be placed before their evaluation first runs. Numbers
+with a ``ci95`` interval are shown as ``0.905 [0.899, 0.911]``; results from small sets say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger("readme_numbers")
+
+BLOCK = re.compile(r"(<!-- numbers:(?P<name>[A-Za-z0-9_.\-]+) -->\n)(?P<body>.*?)(<!-- /numbers -->)", re.S)
+
+Renderer = Callable[[dict, str], str]
+
+
+class ShapeError(Exception):
+    """A result file does not have the fields its renderer reads (an older or newer format)."""
+
+
+# ----------------------------------------------------------------------------------------------
+# formatting helpers
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A number for a table: fixed decimals for floats, thousands separators for ints, '—' for missing."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return "—" if value != value else f"{value:.{digits}f}"
+    return str(value)
+
+
+def with_ci(value: Any, ci: Optional[list] = None, digits: int = 3) -> str:
+    """``mean [lo, hi]``; accepts a bare number, or ``{"mean", "ci95"}`` as ``core.metrics.summarize`` writes."""
+    if isinstance(value, dict) and "mean" in value:
+        value, ci = value["mean"], value.get("ci95", ci)
+    if ci and len(ci) == 2 and None not in ci:
+        return f"{fmt(value, digits)} [{fmt(float(ci[0]), digits)}, {fmt(float(ci[1]), digits)}]"
+    return fmt(value, digits)
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def need(obj: Any, *keys: str) -> Any:
+    """``obj[k1][k2]...`` or ShapeError naming the missing key."""
+    for k in keys:
+        if not isinstance(obj, dict) or k not in obj:
+            raise ShapeError(f"missing {'/'.join(keys)}")
+        obj = obj[k]
+    return obj
+
+
+def methods_table(methods: dict[str, dict], columns: list[str], labels: Optional[dict[str, str]] = None,
+                  intervals: Optional[dict[str, dict]] = None, digits: int = 3) -> str:
+    """One row per method, one column per metric; intervals from ``metrics['ci95']`` or ``intervals[m]['ci95']``."""
+    rows = []
+    for method, met in methods.items():
+        ci = (met.get("ci95") if isinstance(met, dict) else None) or (intervals or {}).get(method, {}).get("ci95", {})
+        rows.append([(labels or {}).get(method, f"`{method}`")]
+                    + [with_ci(met.get(c), ci.get(c), digits) if c in met else "—" for c in columns])
+    return table(["method"] + columns, rows)
+
+
+def small_set_note(n: Any, unit: str) -> str:
+    return f"Small set: {fmt(n)} {unit}; the intervals are wide for that reason."
+
+
+# ----------------------------------------------------------------------------------------------
+# renderers, one per result
+
+
+def render_fashion_evaluate(result: dict, name: str) -> str:
+    res = need(result, "results")
+    cols = ["precision@1", "precision@10", "map@10", "ndcg@10"]
+    labels = {"model": "**model** (the shipped index)", "frozen": "frozen ImageNet features, no projection",
+              "pixel_knn": "pixel kNN baseline", "photo:catalog_look": "colour photos → catalog, our query path",
+              "photo:plain": "colour photos → catalog, naive grey resize"}
+    for m in ("model", "frozen", "pixel_knn"):
+        need(res, m, "precision@10")
+    out = [methods_table(res, cols, labels)]
+    q = res["model"].get("queries")
+    photos = res.get("photo:catalog_look", {})
+    out.append("")
+    out.append(f"{fmt(q)} test queries against the train images; 95 % bootstrap intervals over queries in brackets."
+               + (f" Colour photos: {small_set_note(photos.get('queries'), 'queries')}" if photos.get("small_set") else ""))
+    return "\n".join(out)
+
+
+def render_multimodal_evaluate(result: dict, name: str) -> str:
+    methods = need(result, "methods")
+    intervals = result.get("intervals", {})
+    alpha = result.get("fusion", {}).get("alpha")
+    labels = {"text:tfidf": "`text:tfidf` (baseline)", "text:minilm": "`text:minilm`", "image": "`image`",
+              "fused": f"**`fused`** (α = {alpha}, chosen on validation)" if alpha is not None else "**`fused`**",
+              "text:projection": "`text:projection` (item text withheld)",
+              "text:minilm:withheld": "`text:minilm:withheld` (chance: no text to match)",
+              "text:imagenet:withheld": "`text:imagenet:withheld` (ImageNet labels, zero-shot)"}
+    cols = ["precision@10", "recall@10", "ndcg@10", "mrr"]
+    need(methods, "fused", "recall@10")
+    out = [methods_table(methods, cols, labels, intervals)]
+    split = result.get("split", {})
+    n = intervals.get("fused", {}).get("n")
+    note = (f"{fmt(split.get('test_products'))} held-out products of {fmt(split.get('categories'))} categories "
+            f"(seeded split by group); relevant = same category; recall@10 = relevant found in the top 10 / all "
+            f"relevant products of the category (a category larger than 10 cannot reach 1).")
+    if intervals.get("fused", {}).get("small_set"):
+        note += " " + small_set_note(n, "test products (the bootstrap resamples products)")
+    out += ["", note]
+    table_ = result.get("fusion", {}).get("validation_table", {})
+    if table_:
+        cells = ", ".join(f"{a} → {fmt(v.get('recall@10'))}" for a, v in table_.items() if isinstance(v, dict))
+        out += ["", f"α (text weight) on the validation split of the training products, recall@10: {cells}; the app's "
+                    f"slider starts at the chosen α = {alpha}."]
+    bars = result.get("bars", {})
+    if bars:
+        out += [""] + [f"- {'met' if b.get('met') else '**not met**'}: {k}" for k, b in bars.items()]
+    return "\n".join(out)
+
+
+def render_hashtag_evaluate(result: dict, name: str) -> str:
+    methods = result.get("results") or result.get("methods") or need(result, "results")
+    cols = [c for c in ("f1@1", "f1@3", "f1@5", "bleu-1", "bleu-4") if any(c in m for m in methods.values())]
+    if not cols:
+        raise ShapeError("no f1@k columns")
+    return methods_table(methods, cols, intervals=result.get("intervals"))
+
+
+def _music_methods(result: dict) -> dict:
+    for key in ("methods", "results", "models"):
+        if isinstance(result.get(key), dict):
+            return result[key]
+    return {k: v for k, v in result.items() if isinstance(v, dict) and any(
+        c in v for c in ("rmse", "ndcg@10", "hr@10", "mae"))} or need(result, "methods")
+
+
+def render_music_evaluate(result: dict, name: str) -> str:
+    methods = _music_methods(result)
+    cols = [c for c in ("rmse", "mae", "ndcg@10", "hr@10", "precision@10", "recall@10", "coverage")
+            if any(isinstance(m, dict) and c in m for m in methods.values())]
+    if not cols:
+        raise ShapeError("no known metric columns")
+    rows = []
+    for method, met in methods.items():
+        ci = {c: met.get(f"{c}_ci95") for c in cols if met.get(f"{c}_ci95")} or met.get("ci95", {})
+        rows.append([f"`{method}`"] + [with_ci(met.get(c), ci.get(c), 4) if c in met else "—" for c in cols])
+    return table(["method"] + cols, rows)
+
+
+def render_music_evaluate_next(result: dict, name: str) -> str:
+    head = need(result, "headline")
+    lines = [table(["best CNN", "best baseline", "ratio (picked on " + str(head.get("picked_on", "validation")) + ")"],
+                   [[f"`{head.get('best_cnn')}`", f"`{head.get('best_baseline')}`",
+                     with_ci(head.get("ratio"), head.get("ratio_ci95"))]])]
+    methods = result.get("methods") or result.get("results")
+    if isinstance(methods, dict):
+        cols = [c for c in ("hr@10", "ndcg@10", "mrr") if any(isinstance(m, dict) and c in m for m in methods.values())]
+        if cols:
+            lines += ["", methods_table(methods, cols, intervals=result.get("intervals"))]
+    return "\n".join(lines)
+
+
+def render_encoders(result: dict, name: str) -> str:
+    rows = need(result, "rows")
+    cells: dict[tuple[str, str], dict[int, Any]] = {}
+    agree: dict[tuple[str, str], str] = {}
+    for r in rows:
+        key = (r["backbone"], r["runtime"])
+        cells.setdefault(key, {})[int(r["batch"])] = r.get("img_per_s")
+        if "top1_in_top5" in r:
+            agree[key] = f"{r['top1_in_top5']:.1%} / {r['top5_overlap']:.1%}"
+    body = [[b, rt, fmt(v.get(1), 0), fmt(v.get(32), 0), agree.get((b, rt), "—")] for (b, rt), v in cells.items()]
+    load = result.get("machine", {}).get("load_avg")
+    note = f"\n\nimages/s; load average at the time {', '.join(f'{x:.1f}' for x in load)}." if load else ""
+    return table(["backbone", "runtime", "batch 1", "batch 32", "agreement with fp32 eager"], body) + note
+
+
+def render_search(result: dict, name: str) -> str:
+    sizes = [k for k in result if k.endswith("_items") and isinstance(result[k], dict)]
+    if not sizes:
+        raise ShapeError("no <N>_items entries")
+
+    def p(d: Any) -> str:
+        if isinstance(d, dict) and "p50" in d:
+            return f"{fmt(d['p50'], 2)} / {fmt(d.get('p95'), 2)} ms"
+        return fmt(d)
+
+    keys = sorted({k for s in sizes for k in result[s]})
+    return table([""] + [f"{int(s.split('_')[0]):,} items p50 / p95" for s in sizes],
+                 [[f"`{k}`"] + [p(result[s].get(k)) for s in sizes] for k in keys])
+
+
+def render_generic(result: dict, name: str) -> str:
+    """Any ``{method: {metric: number}}`` result (under ``methods``/``results`` or at the top level)."""
+    methods = result.get("methods") or result.get("results") or result
+    methods = {k: v for k, v in methods.items() if isinstance(v, dict)
+               and any(isinstance(x, (int, float, dict)) and not isinstance(x, bool) for x in v.values())}
+    if not methods:
+        raise ShapeError("no method table")
+    cols: list[str] = []
+    for met in methods.values():
+        cols += [c for c, v in met.items() if c not in cols and c != "ci95" and not c.endswith("_ci95")
+                 and (isinstance(v, (int, float)) and not isinstance(v, bool) or isinstance(v, dict) and "mean" in v)]
+    return methods_table(methods, cols[:8], intervals=result.get("intervals"))
+
+
+#: Pattern → renderer, first match wins. Results with an unknown shape keep their README block as it is.
+RENDERERS: list[tuple[str, Renderer]] = [
+    ("fashion_evaluate", render_fashion_evaluate),
+    ("multimodal_evaluate", render_multimodal_evaluate),
+    ("hashtag_evaluate*", render_hashtag_evaluate),
+    ("music_evaluate_next_*", render_music_evaluate_next),
+    ("music_evaluate_*", render_music_evaluate),
+    ("encoders", render_encoders),
+    ("search", render_search),
+    ("scale*", render_generic),
+    ("app_load*", render_generic),
+    ("music_foldin_*", render_generic),
+    ("fashion_feedback*", render_generic),
+    ("*", render_generic),
+]
+
+
+def renderer_for(name: str) -> Renderer:
+    return next(r for pattern, r in RENDERERS if fnmatch.fnmatchcase(name, pattern))
+
+
+# ----------------------------------------------------------------------------------------------
+# the README rewrite
+
+
+def render_block(name: str, results_dir: Path) -> Optional[str]:
+    """The generated Markdown for one block, or None to leave the block as it is (logged)."""
+    path = results_dir / f"{name}.json"
+    if not path.is_file():
+        log.warning("%s: no %s yet; block left as it is", name, path)
+        return None
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+        text = renderer_for(name)(result, name)
+    except (ShapeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        log.warning("%s: %s does not have the expected shape (%s); block left as it is", name, path, exc)
+        return None
+    source = f"<!-- generated by `make readme-numbers` from bench/results/{name}.json; do not edit -->"
+    return f"{source}\n{text.rstrip()}\n"
+
+
+def regenerate(readme: str, results_dir: Path) -> str:
+    """The README text with every numbers block rewritten from its result (or left as it was)."""
+
+    def replace(m: re.Match) -> str:
+        body = render_block(m.group("name"), results_dir)
+        return m.group(0) if body is None else m.group(1) + body + m.group(4)
+
+    return BLOCK.sub(replace, readme)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", type=Path, action="append",
+                        help="a Markdown file with numbers blocks (repeatable; default: README.md and docs/*.md)")
+    parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--check", action="store_true", help="exit 1 if a file is not up to date; write nothing")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
+    files = args.readme or [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    stale = []
+    for path in files:
+        old = path.read_text(encoding="utf-8")
+        names = [m.group("name") for m in BLOCK.finditer(old)]
+        if not names:
+            continue
+        new = regenerate(old, args.results)
+        if new != old:
+            stale.append(path)
+            if not args.check:
+                path.write_text(new, encoding="utf-8")
+        log.info("%s: %d blocks (%s), %s", path.name, len(names), ", ".join(names),
+                 "unchanged" if new == old else ("out of date" if args.check else "updated"))
+    if args.check and stale:
+        log.error("out of date: %s; run `make readme-numbers`", ", ".join(str(p) for p in stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The README's number tables are generated from bench/results/*.json, reproducibly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import readme_numbers  # noqa: E402
+
+FASHION = {"encoder": {}, "results": {
+    "model": {"precision@1": 0.9, "precision@10": 0.905, "map@10": 0.88, "ndcg@10": 0.91, "queries": 10000,
+              "ci95": {"precision@10": [0.9, 0.91]}},
+    "frozen": {"precision@1": 0.86, "precision@10": 0.829, "map@10": 0.8, "ndcg@10": 0.84, "queries": 10000},
+    "pixel_knn": {"precision@1": 0.85, "precision@10": 0.813, "map@10": 0.79, "ndcg@10": 0.83, "queries": 10000},
+    "photo:catalog_look": {"precision@1": 0.615, "precision@10": 0.638, "map@10": 0.6, "ndcg@10": 0.62,
+                           "queries": 13, "small_set": True},
+}}
+README = """# Title
+
+<!-- numbers:fashion_evaluate -->
+old hand-copied table
+<!-- /numbers -->
+
+text between
+
+<!-- numbers:not_run_yet -->
+kept as it is
+<!-- /numbers -->
+"""
+
+
+@pytest.fixture()
+def workspace(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "fashion_evaluate.json").write_text(json.dumps(FASHION))
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    return readme, results
+
+
+def test_blocks_are_generated_idempotently_and_missing_results_are_left(workspace):
+    readme, results = workspace
+    assert readme_numbers.main(["--readme", str(readme), "--results", str(results)]) == 0
+    once = readme.read_text()
+    assert "old hand-copied table" not in once
+    assert "0.905 [0.900, 0.910]" in once and "Small set: 13 queries" in once
+    assert "<!-- numbers:not_run_yet -->\nkept as it is\n<!-- /numbers -->" in once
+    assert once.startswith("# Title\n") and "text between" in once
+    assert readme_numbers.main(["--readme", str(readme), "--results", str(results)]) == 0
+    assert readme.read_text() == once  # a second run changes nothing
+    assert readme_numbers.main(["--readme", str(readme), "--results", str(results), "--check"]) == 0
+
+
+def test_a_changed_number_changes_the_block(workspace):
+    readme, results = workspace
+    readme_numbers.main(["--readme", str(readme), "--results", str(results)])
+    before = readme.read_text()
+    changed = json.loads(json.dumps(FASHION))
+    changed["results"]["model"]["precision@10"] = 0.777
+    (results / "fashion_evaluate.json").write_text(json.dumps(changed))
+    assert readme_numbers.main(["--readme", str(readme), "--results", str(results), "--check"]) == 1
+    readme_numbers.main(["--readme", str(readme), "--results", str(results)])
+    after = readme.read_text()
+    assert after != before and "0.777" in after and "0.905 [" not in after
+
+
+def test_a_result_of_unexpected_shape_leaves_its_block(workspace):
+    readme, results = workspace
+    (results / "fashion_evaluate.json").write_text(json.dumps({"something": "else"}))
+    readme_numbers.main(["--readme", str(readme), "--results", str(results)])
+    assert "old hand-copied table" in readme.read_text()
+
+
+def test_the_committed_readme_and_docs_are_up_to_date():
+    """`make readme-numbers` was run after the last result file changed (``--check`` writes nothing)."""
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "readme_numbers.py"), "--check"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
