@@ -1,6 +1,7 @@
 """Fashion tab: upload a garment photo (or pick a catalog item) → visually similar catalog items.
 
-Widgets only; the recommender is ``fashion`` (index building, query preprocessing, search).
+Widgets only; the recommender is ``fashion`` (index building, query preprocessing, search). Indexes are
+cached per file version; results per (photo hash or item, options), so reruns with the same query are free.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from core.images import ImageError, letterbox
 from fashion.data import Catalog, catalog_key, load_catalog
 from fashion.model import FashionIndex, index_stem, to_fashion_mnist_style
 from fashion.train import build_index
-from ui.common import image_upload, progress_callback, show_error
+from ui.common import (RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, locked_build,
+                       progress_callback, show_error)
 
 CATALOG_LABELS = {
     "fashion-mnist": "Fashion-MNIST — 70,000 Zalando product photos (28 px, grey, 10 classes)",
@@ -31,10 +33,27 @@ def _catalog(name: str) -> Catalog:
     return load_catalog(name)
 
 
-@st.cache_resource(show_spinner="Loading the index…")
+@st.cache_resource(show_spinner="Loading the index…", max_entries=len(CATALOG_LABELS))
 def _index(name: str, stamp: float) -> FashionIndex:
     """Cached per index file version (``stamp`` = manifest mtime), so a rebuilt index is picked up."""
     return FashionIndex.load(index_stem(catalog_key(name)))
+
+
+@st.cache_data(show_spinner="Searching…", max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
+def _search(name: str, stamp: float, digest: str, top_n: int, categories: tuple[str, ...], _image: Image.Image):
+    """Catalog items like an uploaded photo (by content hash): encoded and searched once per query."""
+    return _index(name, stamp).search(_image, top_n, list(categories))
+
+
+@st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
+def _similar(name: str, stamp: float, item: str, top_n: int, categories: tuple[str, ...]):
+    return _index(name, stamp).similar(item, top_n, list(categories))
+
+
+@st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
+def _catalog_look(digest: str, _image: Image.Image) -> Image.Image:
+    """The upload as the 28 px grey catalog sees it, enlarged for display."""
+    return Image.fromarray(to_fashion_mnist_style(_image)).resize((112, 112), Image.Resampling.NEAREST)
 
 
 def _manifest_stamp(name: str) -> Optional[float]:
@@ -99,15 +118,17 @@ def render() -> None:
         if st.button("Build it now", key="fashion_build"):
             update, bar = progress_callback("Encoding the catalog…")
             try:
-                build_index(choice, progress=update)
+                built = locked_build(f"fashion-index-{catalog_key(choice)}", lambda: build_index(choice, progress=update),
+                                     lambda: _manifest_stamp(choice) is not None)
             except (ArtifactError, DataUnavailable, ValueError) as exc:
                 show_error(exc, "Building the index failed")
                 return
             bar.empty()
-            st.rerun()
+            if built:
+                st.rerun()
         return
     try:
-        index = _index(choice, stamp)
+        index = load_versioned(_index, (choice,), stamp)
     except ArtifactError as exc:
         show_error(exc, "The index cannot be used")
         return
@@ -133,11 +154,11 @@ def render() -> None:
             with q1:
                 st.image(image, caption="your photo", width="stretch")
                 if index.grey28:
-                    look = Image.fromarray(to_fashion_mnist_style(image)).resize((112, 112), Image.Resampling.NEAREST)
-                    st.image(look, caption="as the catalog sees it", width="stretch")
+                    st.image(_catalog_look(image_digest(image), image), caption="as the catalog sees it",
+                             width="stretch")
             with q2:
                 try:
-                    hits = index.search(image, top_n, categories)
+                    hits = _search(choice, stamp, image_digest(image), top_n, tuple(categories), image)
                 except ImageError as exc:
                     show_error(exc, "Could not use that image")
                     hits = []
@@ -164,7 +185,7 @@ def render() -> None:
                 st.image(_display(catalog, row), caption=catalog.labels[row], width="stretch")
             with q2:
                 try:
-                    _results_grid(catalog, index.similar(item, top_n, categories))
+                    _results_grid(catalog, _similar(choice, stamp, item, top_n, tuple(categories)))
                 except KeyError as exc:
                     show_error(exc, "Item not in the index (rebuild it)")
 
