@@ -1,8 +1,10 @@
 """Recs Studio: four recommenders in one Streamlit app, all on a CPU.
 
 This file only composes the tabs; each tab's widgets live in ``ui/<tab>.py`` and its logic in the
-tab's domain package. A tab that fails to import shows its error inside its own tab, so one broken
-dependency never takes the whole app down.
+tab's domain package. Each tab renders inside its own ``st.fragment``: a click in one tab reruns that
+tab alone, not the other three (``st.tabs`` alone would run all four on every click). Each tab is also
+its own error boundary: a tab that fails to import or raises shows an error panel with a short id (the
+traceback goes to the server log under that id), and the other tabs keep working.
 
 Run it with ``make run`` (set-up + default models + this app on http://127.0.0.1:8501).
 """
@@ -12,13 +14,17 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import time
+import uuid
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import streamlit as st  # noqa: E402
 
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+logging.basicConfig(level=os.environ.get("RECS_LOG_LEVEL", "INFO").upper(),
+                    format="%(asctime)s %(name)s %(levelname)s %(message)s")
+log = logging.getLogger("recs.app")
 
 TABS = [
     ("Hashtags", "ui.hashtag"),
@@ -27,6 +33,34 @@ TABS = [
     ("Product search", "ui.multimodal"),
 ]
 
+
+@st.cache_resource(show_spinner=False)
+def _process_setup() -> int:
+    """Once per server process: fix torch's thread count before any session does work (core.threads)."""
+    from core.threads import pin_process_threads
+
+    return pin_process_threads()
+
+
+@st.fragment
+def _tab(label: str, module_name: str) -> None:
+    """One tab: its own fragment (reruns alone) and its own error boundary."""
+    started = time.perf_counter()
+    try:
+        module = importlib.import_module(module_name)
+        module.render()
+    except ImportError as exc:
+        st.warning(f"The {label} tab is not available: {exc}")
+    except Exception:  # noqa: BLE001 - one failing tab must not take the others down
+        error_id = uuid.uuid4().hex[:8]
+        log.exception("tab %s failed (error id %s)", label, error_id)
+        st.error(f"Something went wrong in the {label} tab (error id `{error_id}`). The other tabs still work; "
+                 "reload the page to try again. The server log has the details under that id.")
+    finally:
+        log.debug("render tab=%s %.3f s", label, time.perf_counter() - started)
+
+
+_process_setup()
 st.set_page_config(page_title="Recs Studio", page_icon="🧭", layout="wide")
 st.title("Recs Studio")
 st.caption(
@@ -36,9 +70,4 @@ st.caption(
 
 for (label, module_name), tab in zip(TABS, st.tabs([label for label, _ in TABS])):
     with tab:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            st.warning(f"The {label} tab is not available: {exc}")
-            continue
-        module.render()
+        _tab(label, module_name)

@@ -35,6 +35,7 @@ from PIL import Image
 from core.artifacts import MODELS_DIR, atomic_path, read_json, write_json
 from core.images import ImageSource, letterbox, load_any, load_image
 from core.progress import ProgressFn, track
+from core.threads import pinned, set_torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +268,7 @@ class ImageEncoder:
         if self.input_size < 32:
             raise ValueError("input_size must be at least 32 px")
         self.threads = int(threads or os.environ.get("RECS_THREADS", 0) or os.cpu_count() or 1)
-        torch.set_num_threads(self.threads)
+        set_torch_threads(self.threads)  # a no-op in the app's request threads (core.threads)
         self.module, self.weights_source = self.backbone.build(weights, allow_download)
         self.module.eval()
         self.weights_id = _file_sha(self.weights_source)
@@ -357,6 +358,8 @@ class ImageEncoder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
+        if pinned() is not None:  # a server: sessions run side by side, so idle threads must not spin on the cores
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._sessions[batch] = session

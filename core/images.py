@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import logging
 import re
-import warnings
 from pathlib import Path
 from typing import BinaryIO, Union
 
@@ -107,27 +106,27 @@ def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS) -> Image.Im
     data = _read_bytes(source)
     if len(data) == 0:
         raise ImageError("The file is empty (0 bytes).")
-    previous = Image.MAX_IMAGE_PIXELS
+    # The limit is checked here, on the header's size and before any pixel is decoded, instead of through
+    # Pillow's process-wide MAX_IMAGE_PIXELS: the app decodes uploads from many sessions' threads at once,
+    # and a per-call change of that global (or of the warnings filters) would leak into the others.
+    # Pillow's own guard stays on as a second line (it refuses images past twice its default limit).
     try:
-        Image.MAX_IMAGE_PIXELS = max_pixels
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            fmt = img.format or "unknown"
-            if fmt not in ALLOWED_FORMATS:
-                raise ImageError(f"Unsupported image format {fmt}; use JPEG, PNG, WebP or GIF.")
-            width, height = img.size
-            if width * height > max_pixels:
-                raise ImageError(
-                    f"The image is {width}×{height} pixels; the limit is {max_pixels / 1e6:.0f} megapixels."
-                )
-            img.seek(0)  # first frame of GIF / WebP animations
-            img.load()
-            img = ImageOps.exif_transpose(img) or img
-            return _to_rgb(img)
+        img = Image.open(io.BytesIO(data))
+        fmt = img.format or "unknown"
+        if fmt not in ALLOWED_FORMATS:
+            raise ImageError(f"Unsupported image format {fmt}; use JPEG, PNG, WebP or GIF.")
+        width, height = img.size
+        if width * height > max_pixels:
+            raise ImageError(
+                f"The image is {width}×{height} pixels; the limit is {max_pixels / 1e6:.0f} megapixels."
+            )
+        img.seek(0)  # first frame of GIF / WebP animations
+        img.load()
+        img = ImageOps.exif_transpose(img) or img
+        return _to_rgb(img)
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
         raise ImageError(
             f"The image is too large to decode safely (limit {max_pixels / 1e6:.0f} megapixels)."
         ) from exc
@@ -136,8 +135,6 @@ def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS) -> Image.Im
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         log.debug("decode failed", exc_info=True)
         raise ImageError(f"The image file is damaged or truncated ({exc}).") from exc
-    finally:
-        Image.MAX_IMAGE_PIXELS = previous
 
 
 _SVG_ENTITY = re.compile(r'<!ENTITY\s+(\w+)\s+"([^"]*)"\s*>')

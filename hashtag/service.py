@@ -13,6 +13,7 @@ import numpy as np
 
 from core.artifacts import ArtifactError, read_json, write_json
 from core.images import ImageSource, load_image
+from core.locks import LazyValue
 from hashtag.data import DEFAULT_DATASET, HashtagDataset, Vocab, grid_cache, load_dataset
 from hashtag.evaluate import MostFrequent, evaluate_methods, tune_knn
 from hashtag.model import TRAIN_HINT, ModelTagger, TagResult, load_checkpoint, model_dir
@@ -45,20 +46,22 @@ class HashtagService:
         self.tagger = ModelTagger(self.model, Vocab(self.manifest["vocab"]),
                                   beam=beam or int(train_cfg.get("beam", 5)),
                                   max_len=int(train_cfg.get("max_tags", 8)))
-        self._baselines: Optional[dict[str, Any]] = None
+        self._baselines: LazyValue[dict[str, Any]] = LazyValue(self._build_baselines)
 
     # -- baselines (built lazily: they need the cached grids) -------------------------------------
     def baselines(self) -> dict[str, Any]:
-        if self._baselines is None:
-            arrays = grid_cache(self.dataset, self.encoder, flips=bool(self.manifest["train"].get("flips", True)))
-            grids = arrays["grids"]
-            ex = self.dataset.examples
-            tr = [i for i, e in enumerate(ex) if e.split == "train"]
-            va = [i for i, e in enumerate(ex) if e.split == "val"]
-            knn = tune_knn(grids[tr], [ex[i].tags for i in tr], [ex[i].id for i in tr], grids[va],
-                           [ex[i].tags for i in va])
-            self._baselines = {"grids": grids, "knn": knn, "most_frequent": MostFrequent([ex[i].tags for i in tr])}
-        return self._baselines
+        """kNN and most-frequent baselines, built once per service even when sessions ask together."""
+        return self._baselines.get()
+
+    def _build_baselines(self) -> dict[str, Any]:
+        arrays = grid_cache(self.dataset, self.encoder, flips=bool(self.manifest["train"].get("flips", True)))
+        grids = arrays["grids"]
+        ex = self.dataset.examples
+        tr = [i for i, e in enumerate(ex) if e.split == "train"]
+        va = [i for i, e in enumerate(ex) if e.split == "val"]
+        knn = tune_knn(grids[tr], [ex[i].tags for i in tr], [ex[i].id for i in tr], grids[va],
+                       [ex[i].tags for i in va])
+        return {"grids": grids, "knn": knn, "most_frequent": MostFrequent([ex[i].tags for i in tr])}
 
     def method(self, name: str):
         if name == "model":

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -136,6 +137,7 @@ class MultimodalIndex:
         self.has_text = np.linalg.norm(self.text, axis=1) > 0.5
         self.manifest = dict(manifest or {})
         self._views: dict[tuple[str, ...], VectorIndex] = {}
+        self._views_lock = threading.Lock()  # sessions share one index: build each view once
         self.projection: Optional[Projection] = None
         self.projected: Optional[np.ndarray] = None
         if projection is not None:
@@ -149,7 +151,8 @@ class MultimodalIndex:
         """Attach (or detach) the image→text projection; items without text then get its vector as text part."""
         self.projection = projection
         self.projected = projection(self.image) if projection is not None else None
-        self._views.clear()
+        with self._views_lock:
+            self._views.clear()
 
     def _part(self, name: str) -> np.ndarray:
         if name == "text":  # the text part, filled from the picture where text is missing and a projection exists
@@ -166,11 +169,15 @@ class MultimodalIndex:
 
     def _view(self, parts: tuple[str, ...]) -> VectorIndex:
         """A ``VectorIndex`` over the side-by-side, unweighted parts; weights travel with the query."""
-        if parts not in self._views:
-            matrix = np.concatenate([self._part(p) for p in parts], axis=1)
-            self._views[parts] = VectorIndex(matrix, self.ids, metadata={"category": self.categories},
-                                             normalize=False)
-        return self._views[parts]
+        view = self._views.get(parts)
+        if view is not None:
+            return view
+        with self._views_lock:
+            if parts not in self._views:
+                matrix = np.concatenate([self._part(p) for p in parts], axis=1)
+                self._views[parts] = VectorIndex(matrix, self.ids, metadata={"category": self.categories},
+                                                 normalize=False)
+            return self._views[parts]
 
     def categories_sorted(self) -> list[str]:
         return sorted(set(self.categories))

@@ -1,22 +1,30 @@
-"""Widgets and helpers every tab uses: safe image uploads, progress bars, error panels.
+"""Widgets and helpers every tab uses: safe image uploads, progress bars, error panels, cache keys, builds.
 
 Uploads are read as bytes and decoded by ``core.images.load_image``; the uploaded file's name is
-shown to the user at most, never used to build a path.
+shown to the user at most, never used to build a path. A decoded upload carries the SHA-1 of its bytes
+in ``image.info["sha1"]``: the tabs key their ``st.cache_data`` results on it, so a rerun with the same
+photo (another widget moved, the tab switched) recomputes nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from typing import Callable, Optional
+import threading
+from typing import Any, Callable, Hashable, Optional
 
 import streamlit as st
 from PIL import Image
 
 from core.images import MAX_BYTES, ImageError, load_image
+from core.locks import BuildInProgress, build_once
 
 log = logging.getLogger(__name__)
 
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
+#: Bounds of the per-input result caches: enough for every open session's last few queries, no more.
+RESULT_ENTRIES = 256
+RESULT_TTL = "1h"
 
 
 def image_upload(label: str, key: str, help: Optional[str] = None) -> Optional[Image.Image]:
@@ -31,11 +39,65 @@ def image_upload(label: str, key: str, help: Optional[str] = None) -> Optional[I
     if len(data) > MAX_BYTES:
         st.error(f"That file is {len(data) / 1e6:.1f} MB; the limit is {MAX_BYTES / 1e6:.0f} MB.")
         return None
+    digest = hashlib.sha1(data).hexdigest()
+    memo_key = f"_{key}_decoded"
+    memo = st.session_state.get(memo_key)
+    if memo is not None and memo[0] == digest:  # the same upload on a rerun: no second decode
+        return memo[1]
     try:
-        return load_image(data)
+        image = load_image(data)
     except ImageError as exc:
         st.error(f"Could not use that file: {exc}")
         return None
+    image.info["sha1"] = digest
+    st.session_state[memo_key] = (digest, image)  # one decoded image per uploader and session
+    return image
+
+
+def image_digest(image: Optional[Image.Image]) -> Optional[str]:
+    """The cache key of an uploaded image (SHA-1 of its bytes), or None for no image."""
+    if image is None:
+        return None
+    digest = image.info.get("sha1")
+    if digest is None:  # an image that did not come through image_upload: hash its pixels
+        digest = hashlib.sha1(image.tobytes() + repr((image.mode, image.size)).encode()).hexdigest()
+        image.info["sha1"] = digest
+    return digest
+
+
+_versions: dict[tuple[int, tuple[Hashable, ...]], Hashable] = {}
+_versions_lock = threading.Lock()
+
+
+def load_versioned(loader: Any, key: tuple[Hashable, ...], version: Hashable) -> Any:
+    """``loader(*key, version)`` from its ``st.cache_resource``, releasing the entry of the previous version.
+
+    Why: a model is cached per artifact version (its manifest's mtime), so a rebuild is picked up
+    without a restart; without this the old version (a 70k-item index, 240 MB of grids) would stay in
+    memory beside the new one until the cache's ``max_entries`` pushed it out.
+    """
+    slot = (id(loader), tuple(key))
+    with _versions_lock:
+        previous = _versions.get(slot)
+        _versions[slot] = version
+    if previous is not None and previous != version:
+        log.info("releasing %s%r version %s (now %s)", getattr(loader, "__name__", "model"), key, previous, version)
+        loader.clear(*key, previous)
+    return loader(*key, version)
+
+
+def locked_build(name: str, build: Callable[[], Any], is_fresh: Callable[[], bool]) -> bool:
+    """Run a build started from the app under the artifact's file lock; True when the artifact is there after.
+
+    A second session pressing the same button while the first builds sees "being built by another
+    session" instead of writing the same files (``core.locks``).
+    """
+    try:
+        build_once(name, build, is_fresh, wait=False)
+    except BuildInProgress:
+        st.info("This is being built by another session right now. Reload the page in a few minutes to use it.")
+        return False
+    return True
 
 
 def progress_callback(text: str) -> "tuple[Callable[[float, str], None], object]":

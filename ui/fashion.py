@@ -1,6 +1,7 @@
 """Fashion tab: upload a garment photo (or pick a catalog item) → visually similar catalog items.
 
-Widgets only; the recommender is ``fashion`` (index building, query preprocessing, search).
+Widgets only; the recommender is ``fashion`` (index building, query preprocessing, search). Indexes are
+cached per file version; results per (photo hash or item, options), so reruns with the same query are free.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from core.artifacts import ArtifactError
 from core.datasets import DataUnavailable
 from core.images import ImageError, letterbox
 from fashion import service
+from fashion.data import catalog_key
 from fashion.service import Catalog, FashionIndex
-from ui.common import image_upload, progress_callback, show_error
+from ui.common import (RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, locked_build,
+                       progress_callback, show_error)
 
 CATALOG_LABELS = {
     "fashion-mnist": "Fashion-MNIST — 70,000 Zalando product photos (28 px, grey, 10 classes)",
@@ -30,10 +33,27 @@ def _catalog(name: str) -> Catalog:
     return service.catalog(name)
 
 
-@st.cache_resource(show_spinner="Loading the index…")
+@st.cache_resource(show_spinner="Loading the index…", max_entries=len(CATALOG_LABELS))
 def _index(name: str, stamp: float) -> FashionIndex:
     """Cached per index file version (``stamp`` = manifest mtime), so a rebuilt index is picked up."""
     return service.open_index(name)
+
+
+@st.cache_data(show_spinner="Searching…", max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
+def _search(name: str, stamp: float, digest: str, top_n: int, categories: tuple[str, ...], _image: Image.Image):
+    """Catalog items like an uploaded photo (by content hash): encoded and searched once per query."""
+    return service.search_upload(_index(name, stamp), _image, top_n, list(categories))
+
+
+@st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
+def _similar(name: str, stamp: float, item: str, top_n: int, categories: tuple[str, ...]):
+    return service.similar_items(_index(name, stamp), item, top_n, list(categories))
+
+
+@st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
+def _catalog_look(digest: str, _image: Image.Image) -> Image.Image:
+    """The upload as the 28 px grey catalog sees it, enlarged for display."""
+    return Image.fromarray(service.catalog_look(_image)).resize((112, 112), Image.Resampling.NEAREST)
 
 
 def _manifest_stamp(name: str) -> Optional[float]:
@@ -93,15 +113,18 @@ def render() -> None:
         if st.button("Build it now", key="fashion_build"):
             update, bar = progress_callback("Encoding the catalog…")
             try:
-                service.build(choice, progress=update)
+                built = locked_build(f"fashion-index-{catalog_key(choice)}",
+                                     lambda: service.build(choice, progress=update),
+                                     lambda: _manifest_stamp(choice) is not None)
             except (ArtifactError, DataUnavailable, ValueError) as exc:
                 show_error(exc, "Building the index failed")
                 return
             bar.empty()
-            st.rerun()
+            if built:
+                st.rerun()
         return
     try:
-        index = _index(choice, stamp)
+        index = load_versioned(_index, (choice,), stamp)
     except ArtifactError as exc:
         show_error(exc, "The index cannot be used")
         return
@@ -127,11 +150,11 @@ def render() -> None:
             with q1:
                 st.image(image, caption="your photo", width="stretch")
                 if index.grey28:
-                    look = Image.fromarray(service.catalog_look(image)).resize((112, 112), Image.Resampling.NEAREST)
-                    st.image(look, caption="as the catalog sees it", width="stretch")
+                    st.image(_catalog_look(image_digest(image), image), caption="as the catalog sees it",
+                             width="stretch")
             with q2:
                 try:
-                    hits = service.search_upload(index, image, top_n, categories)
+                    hits = _search(choice, stamp, image_digest(image), top_n, tuple(categories), image)
                 except ImageError as exc:
                     show_error(exc, "Could not use that image")
                     hits = []
@@ -158,7 +181,7 @@ def render() -> None:
                 st.image(_display(catalog, row), caption=catalog.labels[row], width="stretch")
             with q2:
                 try:
-                    _results_grid(catalog, service.similar_items(index, item, top_n, categories))
+                    _results_grid(catalog, _similar(choice, stamp, item, top_n, tuple(categories)))
                 except ArtifactError as exc:
                     show_error(exc, "Item not in the index (rebuild it)")
 

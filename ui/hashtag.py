@@ -1,8 +1,8 @@
 """Hashtags tab: upload a photo → hashtags with scores, a copyable ``#tag`` line, and where each tag looked.
 
 The only hashtag module that imports streamlit. The model, encoder and baselines load once per
-process through ``st.cache_resource``; every rerun of the app (``st.tabs`` runs every tab) only reads
-the cached service, so the tab costs nothing until someone uploads an image.
+process and checkpoint version through ``st.cache_resource``; hashtags for a photo are cached on the
+photo's hash and the options (``st.cache_data``), so a rerun with the same photo costs nothing.
 """
 
 from __future__ import annotations
@@ -15,19 +15,26 @@ import streamlit as st
 from PIL import Image
 
 from core.images import letterbox
-from ui.common import image_upload, progress_callback, show_error
+from ui.common import (RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, locked_build,
+                       progress_callback, show_error)
 
 log = logging.getLogger(__name__)
 
 TRAIN_COMMAND = "python -m hashtag train"
 
 
-@st.cache_resource(show_spinner="Loading the hashtag model…")
+@st.cache_resource(show_spinner="Loading the hashtag model…", max_entries=2)
 def _service(dataset_root: str, stamp: float):
     """One ``HashtagService`` per dataset and checkpoint version (``stamp`` = the checkpoint's mtime)."""
     from hashtag.service import HashtagService
 
     return HashtagService(dataset_root)
+
+
+@st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
+def _predict(dataset_root: str, stamp: float, digest: str, method: str, k: int, _image: Image.Image) -> list:
+    """Hashtags for one photo (by content hash) and options: computed once, whichever session asks."""
+    return _service(dataset_root, stamp).predict(_image, method=method, k=k)
 
 
 def _checkpoint_stamp(dataset_root: str) -> Optional[float]:
@@ -87,11 +94,14 @@ def _train_button(dataset_root: str) -> None:
 
         update, bar = progress_callback("Training the hashtag model…")
         try:
-            train(dataset_root, progress=update)
+            built = locked_build(f"hashtag-model-{dataset_root}", lambda: train(dataset_root, progress=update),
+                                 lambda: _checkpoint_stamp(dataset_root) is not None)
         except Exception as exc:  # noqa: BLE001 - show why, keep the app alive
             show_error(exc, "Training failed")
             return
         bar.empty()
+        if not built:
+            return
         st.success("Trained. Upload an image above.")
         st.rerun()
 
@@ -130,7 +140,7 @@ def render(dataset_root: Optional[str] = None) -> None:
         _train_button(root)
         return
     try:
-        service = _service(root, stamp)
+        service = load_versioned(_service, (root,), stamp)
     except Exception as exc:  # noqa: BLE001 - stale/corrupt model (ArtifactError) or worse: say how to fix it
         show_error(exc, "The hashtag model could not be loaded")
         st.info(f"Retrain it with `{TRAIN_COMMAND} --force`.")
@@ -148,7 +158,7 @@ def render(dataset_root: Optional[str] = None) -> None:
         return
     try:
         with st.spinner("Writing hashtags…"):
-            results = service.predict(image, method=method, k=k)
+            results = _predict(root, stamp, image_digest(image), method, k, image)
     except Exception as exc:  # noqa: BLE001 - one readable message instead of a traceback
         show_error(exc, "Could not tag that image")
         return

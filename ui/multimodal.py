@@ -1,7 +1,7 @@
 """Product search tab: search a catalog by words, by photo, or both, and browse "more like this".
 
-Everything heavy (index, encoders) is loaded once through ``st.cache_resource``; st.tabs reruns this on every
-interaction with any tab, so a rerun without a query costs a few widget calls only.
+Everything heavy (index, encoders) is loaded once per index version through ``st.cache_resource``; results are
+cached on the query (words, photo hash, options) with ``st.cache_data``, so a rerun with the same query is free.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import streamlit as st
 from core.artifacts import ArtifactError
 from core.images import ImageError
 from multimodal.model import Result, index_dir
-from ui.common import image_upload, progress_callback, show_error
+from ui.common import (RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, locked_build,
+                       progress_callback, show_error)
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +25,28 @@ COLUMNS = 5
 PICTURE_WEIGHT = 0.3
 
 
-@st.cache_resource(show_spinner="Loading the product index and encoders…")
+@st.cache_resource(show_spinner="Loading the product index and encoders…", max_entries=2)
 def _service(name: str, stamp: float):
     """One SearchService per index file version (``stamp`` = the manifest's mtime, so a rebuild reloads)."""
     from multimodal.service import SearchService
 
     return SearchService.load(name)
+
+
+@st.cache_data(show_spinner="Searching…", max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
+def _search(name: str, stamp: float, text: Optional[str], digest: Optional[str], alpha: float, k: int,
+            categories: Optional[tuple[str, ...]], picture_weight: float, _image: Any) -> list[Result]:
+    """One query's results (words, photo by content hash, options): computed once, whichever session asks."""
+    return _service(name, stamp).search(text=text, image=_image, alpha=alpha, k=k,
+                                        categories=list(categories) if categories else None,
+                                        picture_weight=picture_weight)
+
+
+@st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
+def _more_like_this(name: str, stamp: float, item: str, alpha: float, k: int,
+                    categories: Optional[tuple[str, ...]]) -> list[Result]:
+    return _service(name, stamp).more_like_this(item, alpha=alpha, k=k,
+                                                categories=list(categories) if categories else None)
 
 
 @st.cache_data(show_spinner=False, max_entries=2000)
@@ -132,13 +149,17 @@ def _build_button(name: str) -> None:
         from multimodal.train import build_index
 
         update, bar = progress_callback("Encoding the catalog…")
-        try:
-            build_index(load_tuxpaint_catalog(), progress=update)
+        manifest = index_dir() / f"{name}.json"
+        before = manifest.stat().st_mtime if manifest.is_file() else None
+        try:  # "fresh" = another session wrote the index since this click (this button also repairs a broken one)
+            built = locked_build(f"multimodal-index-{name}", lambda: build_index(load_tuxpaint_catalog(), progress=update),
+                                 lambda: (manifest.stat().st_mtime if manifest.is_file() else None) != before)
         except Exception as exc:  # noqa: BLE001 - show any build failure in the tab, not as a traceback
             show_error(exc, "Building the index failed")
             return
         bar.empty()
-        st.rerun()
+        if built:
+            st.rerun()
 
 
 def render() -> None:
@@ -153,7 +174,8 @@ def render() -> None:
     name = names[0] if len(names) == 1 else st.selectbox("Catalog", names, key=f"{KEY}_catalog")
     manifest = index_dir() / f"{name}.json"
     try:
-        service = _service(name, manifest.stat().st_mtime)
+        stamp = manifest.stat().st_mtime
+        service = load_versioned(_service, (name,), stamp)
     except (ArtifactError, OSError, RuntimeError) as exc:
         show_error(exc, "The product index cannot be used")
         _build_button(name)
@@ -186,14 +208,13 @@ def render() -> None:
             info, clear = st.columns([5, 1])
             info.markdown(f"**More like:** {item['title']} · _{item['category']}_ (itself excluded)")
             clear.button("Back to search", key=f"{KEY}_clear", on_click=_set_like, args=(None,))
-            results = service.more_like_this(like, alpha=alpha, k=top, categories=categories or None)
+            results = _more_like_this(name, stamp, like, alpha, top, tuple(categories) or None)
         elif text.strip() or image is not None:
             mode = "words and photo" if text.strip() and image is not None else "words" if text.strip() else "photo"
             weight = f" (weight {alpha:.2f} on words)" if mode == "words and photo" else ""
             st.caption(f"Searching by {mode}{weight}")
-            results = service.search(text=text.strip() or None, image=image, alpha=alpha, k=top,
-                                     categories=categories or None,
-                                     picture_weight=PICTURE_WEIGHT if use_pictures else 0.0)
+            results = _search(name, stamp, text.strip() or None, image_digest(image), alpha, top,
+                              tuple(categories) or None, PICTURE_WEIGHT if use_pictures else 0.0, image)
         else:
             st.info("Type a few words or upload a photo to search the catalog.")
             return

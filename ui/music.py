@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from core.artifacts import ArtifactError
+from ui.common import RESULT_ENTRIES, RESULT_TTL, load_versioned
 from music import service
 from music.data import LABELS
 from music.model import Recommendation, UnknownUser
@@ -28,10 +29,22 @@ SIMULATED_NOTE = ("**Simulated data.** This listening log is simulated (seeded l
                   "long-tailed artists and songs, sessions); it is not real listening history.")
 
 
-@st.cache_resource(show_spinner="Loading music models…")
+@st.cache_resource(show_spinner="Loading music models…", max_entries=4)
 def _bundle(dataset: str, stamp: float) -> Bundle:
     """Load once per (dataset, bundle.json mtime): a retrain is picked up without a restart."""
     return load_bundle(dataset)
+
+
+@st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
+def _listener(dataset: str, stamp: float, user: str, n: int) -> "tuple[pd.DataFrame, list[Recommendation]]":
+    """A listener's history and picks, computed once per (model version, listener, count)."""
+    bundle = _bundle(dataset, stamp)
+    return service.history(bundle, user, n=10), service.recommend_user(bundle, user, n)
+
+
+@st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
+def _new_listener(dataset: str, stamp: float, genres: tuple[str, ...], n: int) -> list[Recommendation]:
+    return service.recommend_new_listener(_bundle(dataset, stamp), list(genres), n)
 
 
 def _label(name: str) -> str:
@@ -70,7 +83,8 @@ def render() -> None:
     if dataset == "simulated":
         st.caption(SIMULATED_NOTE)
     try:
-        bundle = _bundle(dataset, (bundle_dir(dataset) / "bundle.json").stat().st_mtime)
+        stamp = (bundle_dir(dataset) / "bundle.json").stat().st_mtime
+        bundle = load_versioned(_bundle, (dataset,), stamp)
     except (ArtifactError, OSError) as exc:
         st.error(f"The {_label(dataset)} models cannot be used: {exc}")
         return
@@ -87,14 +101,14 @@ def render() -> None:
     n = st.slider("How many picks", 5, 30, 10, key="music_top")
     user: str | None = None
     if mode == "A listener in the data":
-        user = _render_listener(bundle, users, n)
+        user = _render_listener(bundle, users, n, stamp)
     else:
-        _render_new_listener(bundle, n)
+        _render_new_listener(bundle, n, stamp)
     _render_evaluation(dataset)
     _render_up_next(dataset, user)
 
 
-def _render_listener(bundle: Bundle, users: list[str], n: int) -> str | None:
+def _render_listener(bundle: Bundle, users: list[str], n: int, stamp: float) -> str | None:
     left, right = st.columns([2, 1])
     with left:
         picked = st.selectbox("Listener (type to search)", users, key="music_user")
@@ -102,8 +116,7 @@ def _render_listener(bundle: Bundle, users: list[str], n: int) -> str | None:
         typed = st.text_input("…or enter a listener id", key="music_user_typed").strip()
     user = typed or picked
     try:
-        hist = service.history(bundle, user, n=10)
-        recs = service.recommend_user(bundle, user, n)
+        hist, recs = _listener(bundle.dataset, stamp, user, n)
     except UnknownUser:
         st.error(f"Unknown listener {user!r}: there is no such id in {bundle.label}. "
                  "Pick one from the list, or try \"A new listener\" to start from genres.")
@@ -125,7 +138,7 @@ def _render_listener(bundle: Bundle, users: list[str], n: int) -> str | None:
     return user
 
 
-def _render_new_listener(bundle: Bundle, n: int) -> None:
+def _render_new_listener(bundle: Bundle, n: int, stamp: float) -> None:
     options = service.genres(bundle)
     if not options:
         st.info("This dataset has no genre information, so new-listener picks are not available.")
@@ -134,7 +147,7 @@ def _render_new_listener(bundle: Bundle, n: int) -> None:
     if not chosen:
         st.info("Pick at least one genre to get picks.")
         return
-    recs = service.recommend_new_listener(bundle, chosen, n)
+    recs = _new_listener(bundle.dataset, stamp, tuple(chosen), n)
     if not recs:
         st.info("No songs found in those genres.")
         return

@@ -15,6 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from core.artifacts import ArtifactError
+from ui.common import RESULT_ENTRIES, RESULT_TTL, load_versioned
 from music.evaluate_next import results_path
 from music.next_bundle import HINT, NextBundle, UnknownListener, bundle_stem
 
@@ -23,19 +24,33 @@ log = logging.getLogger(__name__)
 METHODS = {"CNN (Caser)": "cnn", "Session-kNN (nearest sessions)": "session_knn"}
 
 
-@st.cache_resource(show_spinner="Loading the 'up next' model…")
+@st.cache_resource(show_spinner="Loading the 'up next' model…", max_entries=4)
 def _bundle(dataset: str, stamp: float) -> NextBundle:
     """Load once per (dataset, manifest mtime): a retrain is picked up without a restart."""
     return NextBundle(dataset)
 
 
-def _load(dataset: str) -> NextBundle | None:
+@st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
+def _recommend(dataset: str, stamp: float, user: str | None, items: tuple[str, ...] | None, top: int,
+               method: str) -> list[Any]:
+    """Next items for a listener or a hand-built sequence, once per (model version, input, options)."""
+    return _bundle(dataset, stamp).recommend(user=user, items=list(items) if items else None, top=top, method=method)
+
+
+@st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
+def _explain(dataset: str, stamp: float, user: str | None, items: tuple[str, ...] | None, item: str) -> dict:
+    """The top pick's attribution (a few model passes), once per (model version, input, pick)."""
+    return _bundle(dataset, stamp).explain(user=user, items=list(items) if items else None, item=item)
+
+
+def _load(dataset: str) -> "tuple[NextBundle, float] | None":
     manifest = bundle_stem(dataset).with_suffix(".json")
     if not manifest.is_file():
         st.info(f"No 'up next' model for this dataset yet. Train one with `{HINT.format(dataset=dataset)}`.")
         return None
     try:
-        return _bundle(dataset, manifest.stat().st_mtime)
+        stamp = manifest.stat().st_mtime
+        return load_versioned(_bundle, (dataset,), stamp), stamp
     except ArtifactError as exc:
         st.error(f"The 'up next' model could not be loaded: {exc}")
         return None
@@ -53,9 +68,10 @@ def _picks_table(picks: list[Any]) -> None:
                  column_config={"why": st.column_config.TextColumn(width="large")})
 
 
-def _attribution(bundle: NextBundle, pick: Any, *, user: str | None, items: list[str] | None) -> None:
+def _attribution(bundle: NextBundle, pick: Any, *, user: str | None, items: list[str] | None,
+                 stamp: float) -> None:
     """Which input positions and filter groups drove the top pick (score drop when each is removed)."""
-    ex = bundle.explain(user=user, items=items, item=pick.item)
+    ex = _explain(bundle.dataset, stamp, user, tuple(items) if items else None, pick.item)
     st.caption(f"Why **{pick.title}** first: how much its score drops when one input position is blanked, "
                "or one group of convolution filters is switched off.")
     left, right = st.columns(2)
@@ -92,9 +108,10 @@ def render_up_next(dataset_name: str, user: str | None) -> None:
     st.subheader("Up next")
     if dataset_name == "simulated":
         st.caption("Simulated listening log: the sequences are generated, not real listening history.")
-    bundle = _load(dataset_name)
-    if bundle is None:
+    loaded = _load(dataset_name)
+    if loaded is None:
         return
+    bundle, stamp = loaded
     method_label = st.radio("Method", list(METHODS), horizontal=True, key=f"next_method_{dataset_name}")
     method = METHODS[method_label]
     top = st.slider("How many", 3, 20, 10, key=f"next_top_{dataset_name}")
@@ -112,10 +129,10 @@ def render_up_next(dataset_name: str, user: str | None) -> None:
             return
         latest = [bundle.label(i) for i in hist[-bundle.cfg.L:]]
         st.caption("Latest items (oldest → latest): " + " → ".join(latest))
-        picks = bundle.recommend(user=user, top=top, method=method)
+        picks = _recommend(dataset_name, stamp, user, None, top, method)
         _picks_table(picks)
         if method == "cnn" and picks:
-            _attribution(bundle, picks[0], user=user, items=None)
+            _attribution(bundle, picks[0], user=user, items=None, stamp=stamp)
     else:
         options = bundle.search_items()[:2000]
         chosen = st.multiselect("Pick a few items in the order you'd play them", options,
@@ -124,8 +141,8 @@ def render_up_next(dataset_name: str, user: str | None) -> None:
         if not chosen:
             st.info("Pick at least one item to see what the model would play next.")
             return
-        picks = bundle.recommend(items=chosen, top=top, method=method)
+        picks = _recommend(dataset_name, stamp, None, tuple(chosen), top, method)
         _picks_table(picks)
         if method == "cnn" and picks:
-            _attribution(bundle, picks[0], user=None, items=chosen)
+            _attribution(bundle, picks[0], user=None, items=chosen, stamp=stamp)
     _quality(dataset_name)

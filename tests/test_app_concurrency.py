@@ -1,0 +1,187 @@
+"""Many sessions in one server: builds under a file lock, lazy objects built once, no global state changed
+from request threads, and a failing tab that leaves the others working."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import types
+
+import pytest
+
+from core.locks import BuildInProgress, LazyValue, build_lock, build_once
+
+
+def test_two_threads_building_the_same_index_end_with_one_valid_index():
+    from fashion.data import catalog_key, load_catalog
+    from fashion.model import FashionIndex, index_stem
+    from fashion.train import build_index
+
+    stem = index_stem(catalog_key("tuxpaint-clothes"))
+    manifest = stem.with_suffix(".json")
+    before = manifest.stat().st_mtime_ns if manifest.is_file() else None
+    builds, errors, inside, most_inside = [], [], [0], [0]
+    gate = threading.Barrier(2)
+    guard = threading.Lock()
+
+    def build():
+        with guard:
+            inside[0] += 1
+            most_inside[0] = max(most_inside[0], inside[0])
+        try:
+            index, _ = build_index("tuxpaint-clothes", force=True)  # force: without the lock both would write
+            builds.append(len(index))
+        finally:
+            with guard:
+                inside[0] -= 1
+
+    def fresh() -> bool:
+        return (manifest.stat().st_mtime_ns if manifest.is_file() else None) != before
+
+    def session():
+        gate.wait()
+        try:
+            build_once("fashion-index-tuxpaint-clothes", build, fresh)
+        except BaseException as exc:  # noqa: BLE001 - the test reports any exception
+            errors.append(exc)
+
+    threads = [threading.Thread(target=session) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not errors
+    assert len(builds) == 1 and most_inside[0] == 1
+    index = FashionIndex.load(stem)
+    assert len(index) == builds[0] == 48
+    first = load_catalog("tuxpaint-clothes")
+    assert index.search(first.image(0), 3)[0].id == first.ids[0]
+
+
+def test_a_held_lock_fails_fast_without_waiting_and_builds_nothing():
+    ran = []
+    with build_lock("demo-artifact"):
+        holder_done = threading.Event()
+        result: list = []
+
+        def other():
+            try:
+                build_once("demo-artifact", lambda: ran.append(1), lambda: False, wait=False)
+            except BuildInProgress as exc:
+                result.append(str(exc))
+            holder_done.set()
+
+        threading.Thread(target=other).start()
+        assert holder_done.wait(10)
+    assert result and "being built by another session" in result[0]
+    assert not ran
+    assert build_once("demo-artifact", lambda: "built", lambda: False, wait=False) == "built"  # released
+
+
+def test_the_app_tells_a_second_user_the_index_is_being_built():
+    from streamlit.testing.v1 import AppTest
+
+    from fashion.data import catalog_key
+
+    def tab():
+        from ui.fashion import render
+
+        render()
+
+    at = AppTest.from_function(tab, default_timeout=60)
+    at.run()
+    assert at.button(key="fashion_build")  # no Fashion-MNIST index in the tests' models folder
+    with build_lock(f"fashion-index-{catalog_key('fashion-mnist')}"):  # another session is building it
+        at.button(key="fashion_build").click().run()
+    assert not at.exception
+    assert any("being built by another session" in i.value for i in at.info)
+
+
+def test_lazy_value_is_built_once_when_many_threads_ask_together():
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.2)
+        return object()
+
+    lazy = LazyValue(slow)
+    gate = threading.Barrier(8)
+    seen = []
+
+    def ask():
+        gate.wait()
+        seen.append(lazy.get())
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len({id(v) for v in seen}) == 1
+
+
+def test_request_threads_leave_process_settings_alone():
+    import torch
+    from PIL import Image
+
+    from core.images import ImageError, load_image
+    from core.threads import torch_threads
+
+    before_threads, before_pixels = torch.get_num_threads(), Image.MAX_IMAGE_PIXELS
+    inside = []
+
+    def request():
+        with torch_threads(max(1, before_threads + 3)):
+            inside.append(torch.get_num_threads())
+        try:
+            load_image(b"\x89PNG\r\n\x1a\n" + b"0" * 10, max_pixels=1000)
+        except ImageError:
+            pass
+        inside.append(Image.MAX_IMAGE_PIXELS)
+
+    t = threading.Thread(target=request)
+    t.start()
+    t.join()
+    assert inside == [before_threads, before_pixels]
+    assert torch.get_num_threads() == before_threads
+
+
+def test_decoder_limit_is_passed_per_call():
+    import io
+
+    from PIL import Image
+
+    from core.images import ImageError, load_image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (100, 100)).save(buf, format="PNG")
+    assert load_image(buf.getvalue(), max_pixels=10_000).size == (100, 100)
+    with pytest.raises(ImageError, match="limit"):
+        load_image(buf.getvalue(), max_pixels=9_999)
+
+
+def test_a_failing_tab_shows_an_error_panel_and_the_other_tabs_still_render(monkeypatch, caplog):
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import ROOT
+
+    broken = types.ModuleType("ui.music")
+
+    def render():
+        raise RuntimeError("boom in the music tab")
+
+    broken.render = render
+    monkeypatch.setitem(sys.modules, "ui.music", broken)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    with caplog.at_level("ERROR", logger="recs.app"):
+        at.run()
+    assert not at.exception
+    panels = [e.value for e in at.error if "Something went wrong in the Music tab" in e.value]
+    assert len(panels) == 1
+    error_id = panels[0].split("error id `")[1].split("`")[0]
+    assert any(error_id in r.getMessage() and r.exc_info and "boom in the music tab" in str(r.exc_info[1])
+               for r in caplog.records)
+    headers = [h.value for h in at.subheader]
+    assert {"Hashtags for a photo", "Similar garments", "Multimodal product search"} <= set(headers)

@@ -1,0 +1,70 @@
+"""In a real browser, a click in one tab reruns that tab alone (each tab is its own ``st.fragment``).
+
+The app logs one ``render tab=<label>`` line per tab render at DEBUG level; the test counts them in the
+server's log before and after changing a widget in the Fashion tab.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import CHROMIUM, ROOT
+
+TABS = ["Hashtags", "Music", "Fashion", "Product search"]
+
+
+def _renders(log: Path) -> Counter:
+    return Counter(m.group(1) for m in re.finditer(r"render tab=(.+?) \d", log.read_text(errors="replace")))
+
+
+def _wait_for(predicate, timeout: float = 90.0) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.3)
+    return False
+
+
+@pytest.mark.browser
+def test_a_click_in_one_tab_does_not_run_the_others(models_dir):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium not installed")
+    from playwright.sync_api import sync_playwright
+
+    from bench.app_load import CHROMIUM_ARGS, start_app, stop_app
+
+    log = Path(tempfile.mktemp(prefix="streamlit-isolation-", suffix=".log"))
+    env = dict(os.environ, RECS_MODELS_DIR=str(models_dir), RECS_LOG_LEVEL="DEBUG")
+    proc, url = start_app(ROOT, env, log)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.set_default_timeout(120_000)
+            page.goto(url)
+            page.get_by_text("Similar garments").wait_for(state="attached")
+            assert _wait_for(lambda: all(_renders(log)[t] >= 1 for t in TABS)), _renders(log)
+            time.sleep(1.0)
+            before = _renders(log)
+
+            page.get_by_role("tab", name="Fashion", exact=True).click()
+            page.get_by_role("combobox", name="Catalog").click()
+            page.get_by_role("option", name=re.compile("Tux Paint clothes")).click()
+            assert _wait_for(lambda: _renders(log)["Fashion"] > before["Fashion"]), _renders(log)
+            page.get_by_text(re.compile("tuxpaint-clothes|Tux Paint clothes")).first.wait_for()
+            time.sleep(2.0)  # anything else the click triggered has had time to log
+            after = _renders(log)
+            browser.close()
+    finally:
+        stop_app(proc)
+    assert after["Fashion"] == before["Fashion"] + 1
+    for other in ("Hashtags", "Music", "Product search"):
+        assert after[other] == before[other], (other, before, after)
