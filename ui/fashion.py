@@ -13,6 +13,7 @@ import streamlit as st
 from PIL import Image
 
 from core.artifacts import ArtifactError, MODELS_DIR, read_json
+from core.concepts import garment_check
 from core.datasets import DataUnavailable
 from core.images import ImageError, letterbox
 from fashion.data import Catalog, catalog_key, load_catalog
@@ -136,6 +137,8 @@ def render() -> None:
                     look = Image.fromarray(to_fashion_mnist_style(image)).resize((112, 112), Image.Resampling.NEAREST)
                     st.image(look, caption="as the catalog sees it", width="stretch")
             with q2:
+                if not (garment := garment_check(image)).is_garment:
+                    st.warning(garment.warning)
                 try:
                     hits = index.search(image, top_n, categories)
                 except ImageError as exc:
