@@ -195,6 +195,10 @@ class _TimmFeatures(torch.nn.Module):
         grid = self.model.forward_features(x)
         return grid, self.model.forward_head(grid)
 
+    def classifier(self) -> torch.nn.Linear:
+        """The ImageNet head, applied to the average-pooled grid (so logits = W · mean(grid) + b)."""
+        return self.model.get_classifier()
+
 
 class _ResNetFeatures(torch.nn.Module):
     """torchvision ResNet → (grid before global pooling, ImageNet logits)."""
@@ -207,6 +211,10 @@ class _ResNetFeatures(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> "tuple[torch.Tensor, torch.Tensor]":
         grid = self.body(x)
         return grid, self.fc(grid.mean(dim=(2, 3)))
+
+    def classifier(self) -> torch.nn.Linear:
+        """The ImageNet head, applied to the average-pooled grid (so logits = W · mean(grid) + b)."""
+        return self.fc
 
 
 @functools.lru_cache(maxsize=1)
@@ -435,6 +443,33 @@ class ImageEncoder:
         if not parts:
             return np.zeros((0, self.dim), np.float32)
         return np.concatenate(parts).astype(np.float32)
+
+    @functools.cached_property
+    def _head(self) -> "tuple[np.ndarray, np.ndarray]":
+        fc = self.module.classifier()
+        return fc.weight.detach().float().numpy().copy(), fc.bias.detach().float().numpy().copy()
+
+    def grid_probabilities(self, grids: np.ndarray) -> np.ndarray:
+        """(N, C, h, w) grids → (N, 1000) ImageNet probabilities, without running the network again.
+
+        Every registered backbone's head is a linear layer on the average-pooled grid, so the grids a tab
+        already cached (or just computed for its own decoder) also give the classifier's output.
+        """
+        weight, bias = self._head
+        logits = np.asarray(grids, np.float32).mean(axis=(2, 3)) @ weight.T + bias
+        z = logits - logits.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def class_activation_map(self, grid: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """Class activation map (Zhou et al. 2016) of one (C, h, w) grid: Σ_c w_c · (W_c · grid), shape (h, w).
+
+        ``classes`` is a (1000,) weight per ImageNet class (e.g. the probabilities of the classes behind a
+        concept tag); the map shows where in the picture the evidence for those classes sits.
+        """
+        weight, _ = self._head
+        channel_weights = np.asarray(classes, np.float32) @ weight  # (C,)
+        return np.tensordot(channel_weights, np.asarray(grid, np.float32), axes=(0, 0))
 
     def classify(self, images: Sequence, *, top: int = 5) -> list[list[tuple[str, float]]]:
         """ImageNet top-``top`` (label, probability) per image: shows the weights are the real ones."""

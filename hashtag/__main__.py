@@ -1,4 +1,4 @@
-"""``python -m hashtag <verb>``: build-dataset, train, predict, evaluate.
+"""``python -m hashtag <verb>``: build-dataset, train, predict, evaluate, tune-fusion.
 
 Bad input (missing file, non-image, no trained model) prints one line on stderr and exits non-zero;
 ``--json`` prints only JSON on stdout (logs and progress bars go to stderr).
@@ -57,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="hashtags for one image")
     pr.add_argument("image")
     pr.add_argument("--dataset", default=str(DEFAULT_DATASET))
-    pr.add_argument("--method", choices=["model", "knn", "most_frequent"], default="model")
+    pr.add_argument("--method", choices=["fused", "model", "concepts", "knn", "most_frequent"], default="fused",
+                    help="fused (default): the decoder's and the ImageNet/WordNet concept tags in one list")
     pr.add_argument("--beam", type=int, default=None, help="beam width (default: the training config's)")
     pr.add_argument("--top-k", type=int, default=5)
     pr.add_argument("--weights", default=None, help="the state-dict file a resnet152/resnet50 model was trained with")
@@ -68,7 +69,16 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--split", choices=["test", "val"], default="test")
     e.add_argument("--beam", type=int, default=None)
     e.add_argument("--weights", default=None, help="the state-dict file a resnet152/resnet50 model was trained with")
+    e.add_argument("--photos", default="dev",
+                   help="real-photo set for the real_photos table: dev (default), check, a CSV, or none")
     e.add_argument("--json", action="store_true")
+
+    f = sub.add_parser("tune-fusion", help="choose the fusion weight on the real-photo dev set (Tux Paint val "
+                                           "must not lose more than 0.01 F1@5)")
+    f.add_argument("--dataset", default=str(DEFAULT_DATASET))
+    f.add_argument("--beam", type=int, default=None)
+    f.add_argument("--weights", default=None, help="the state-dict file a resnet152/resnet50 model was trained with")
+    f.add_argument("--json", action="store_true")
     return p
 
 
@@ -138,8 +148,29 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         _emit(obj, args.json, " ".join(f"#{r.tag}({r.score:.2f})" for r in results))
         return 0
 
-    table = _service(args).evaluate(args.split)
-    lines = [f"{m:14s} " + " ".join(f"{k}={v}" for k, v in row.items()) for m, row in table.items()]
+    if args.verb == "tune-fusion":
+        from core.metrics import write_result
+        from hashtag.concepts import tune_fusion
+
+        result = tune_fusion(_service(args))
+        write_result("hashtag_fusion_tuning", result)
+        c = result["chosen"]
+        _emit(result, args.json, f"chosen: decoder weight {c['near']} near its training images (cosine ≥ "
+                                 f"{c['threshold']}), {c['far']} elsewhere; dev F1@5 {c['dev_f1@5']}, val F1@5 "
+                                 f"{c['val_f1@5']} (decoder alone {result['model_val_f1@5']})")
+        return 0
+
+    photos = None if args.photos.lower() == "none" else args.photos
+    table = _service(args).evaluate(args.split, photo_set=photos)
+    if args.split == "test":
+        from core.metrics import write_result
+
+        write_result("hashtag_evaluate", table)
+    lines = []
+    for group, rows in [("", {m: r for m, r in table.items() if m != "real_photos"}),
+                        ("real_photos ", table.get("real_photos") or {})]:
+        lines += [f"{group}{m:14s} " + " ".join(f"{k}={v}" for k, v in row.items() if k != "ci95")
+                  for m, row in rows.items()]
     _emit(table, args.json, "\n".join(lines))
     return 0
 

@@ -149,3 +149,37 @@ def evaluate_methods(methods: Sequence[Tagger], grids: np.ndarray, gold: Sequenc
                      ) -> dict[str, dict[str, float]]:
     """One table: method name → metrics on the same images (RecBole/Cornac style)."""
     return {m.name: score_predictions(m.predict_grids(grids, max(k, 5)), gold) for m in methods}
+
+
+# ----------------------------------------------------------------------------------------------
+# headline metrics with intervals (Tux Paint test and the real-photo set)
+
+HEADLINE = ("precision@5", "recall@5", "f1@5", "hit@1")
+
+
+def per_image_scores(predictions: Sequence[Prediction], gold: Sequence[Sequence[str]], k: int = 5
+                     ) -> dict[str, np.ndarray]:
+    """Per image: precision@k, recall@k, F1@k and hit@1 (the top tag is one of the gold tags)."""
+    tags = [[t for t, _ in p] for p in predictions]
+    prf = np.array([prf_at_k(p, g, k) for p, g in zip(tags, gold)]).reshape(-1, 3)
+    hit1 = np.array([float(bool(p) and p[0] in set(g)) for p, g in zip(tags, gold)])
+    return {f"precision@{k}": prf[:, 0], f"recall@{k}": prf[:, 1], f"f1@{k}": prf[:, 2], "hit@1": hit1}
+
+
+def headline_scores(predictions: Sequence[Prediction], gold: Sequence[Sequence[str]]) -> dict[str, object]:
+    """``HEADLINE`` means with 95 % bootstrap intervals over images (``ci95``), flagged when the set is small."""
+    from core.metrics import summarize
+
+    per = per_image_scores(predictions, gold, 5)
+    out: dict[str, object] = {}
+    intervals: dict[str, list[float]] = {}
+    small = False
+    for name in HEADLINE:
+        s = summarize(per[name])
+        out[name] = round(s["mean"], 4) if len(gold) else 0.0
+        intervals[name] = [round(v, 4) for v in s["ci95"]]
+        small = small or bool(s.get("small_set"))
+    out["ci95"] = intervals
+    out["images"] = len(gold)
+    out["small_set"] = small
+    return out

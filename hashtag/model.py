@@ -299,14 +299,19 @@ def load_checkpoint(folder: Path) -> tuple[HashtagDecoder, dict[str, Any]]:
 
 @dataclass
 class TagResult:
-    """One predicted hashtag; ``attention`` is the (h, w) map the decoder looked at when it wrote the tag."""
+    """One predicted hashtag and who proposed it (``learned``, ``concept`` or ``both``).
+
+    ``attention`` is the (h, w) map behind the tag: where the decoder looked when it wrote a learned tag,
+    or the class activation map of the ImageNet classes behind a concept tag.
+    """
 
     tag: str
     score: float
     attention: Optional[np.ndarray] = None
+    source: str = "learned"
 
     def to_json(self) -> dict[str, Any]:
-        return {"tag": self.tag, "score": round(float(self.score), 4)}
+        return {"tag": self.tag, "score": round(float(self.score), 4), "source": self.source}
 
 
 class ModelTagger:

@@ -46,13 +46,17 @@ def hashtag_model(models_dir):
     manifest = train(data.DEFAULT_DATASET, TrainConfig(epochs=5, batch_size=32, lr=2e-3, flips=False, patience=5,
                                                        max_minutes=3), evaluate_after=False)
     torch.set_num_threads(1)
+    import core.metrics
+
+    core.metrics.RESULTS_DIR = models_dir / "results"  # `evaluate --json` writes its result file: not the repo's
     from hashtag.__main__ import main
 
     buf = io.StringIO()  # the CLI's `evaluate --json`: stdout must be exactly one JSON object
     with contextlib.redirect_stdout(buf):
         assert main(["evaluate", "--json"]) == 0
     table = json.loads(buf.getvalue())
-    return {"dataset": ds, "manifest": manifest, "service": HashtagService(data.DEFAULT_DATASET), "table": table}
+    return {"dataset": ds, "manifest": manifest, "service": HashtagService(data.DEFAULT_DATASET), "table": table,
+            "results_dir": core.metrics.RESULTS_DIR}
 
 
 @pytest.fixture(scope="session")
@@ -90,14 +94,22 @@ def test_training_writes_a_checkpoint_that_a_second_run_reuses(hashtag_model, mo
 
 
 def test_evaluate_json_reports_all_methods_and_metrics(hashtag_model):
+    from hashtag.service import EVALUATED
+
     table = hashtag_model["table"]
-    assert set(table) == {"model", "knn", "most_frequent"}
-    for row in table.values():
+    assert set(table) == set(EVALUATED) | {"real_photos"}
+    assert set(table["real_photos"]) == set(EVALUATED)
+    for row in [table[m] for m in EVALUATED] + list(table["real_photos"].values()):
         for k in (1, 3, 5):
             for name in ("precision", "recall", "f1"):
                 assert 0.0 <= row[f"{name}@{k}"] <= 1.0
         assert all(f"bleu{n}" in row for n in (1, 2, 3, 4))
+        for name in ("precision@5", "recall@5", "f1@5", "hit@1"):
+            lo, hi = row["ci95"][name]
+            assert lo <= row[name] <= hi
     assert table["model"]["images"] == table["knn"]["images"] > 0
+    assert table["real_photos"]["fused"]["images"] >= 40 and table["real_photos"]["fused"]["small_set"]
+    assert (ROOT / "bench").is_dir() and (hashtag_model["results_dir"] / "hashtag_evaluate.json").is_file()
 
 
 def test_predict_scores_ranked_without_repeats_and_attention_maps(hashtag_model, chelsea_png):
@@ -143,7 +155,8 @@ def test_cli_predict_json(hashtag_model, chelsea_png, capsys):
     assert main(["predict", str(chelsea_png), "--json", "--top-k", "3", "--beam", "3"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert 1 <= len(out["hashtags"]) <= 3
-    assert all(set(h) == {"tag", "score"} for h in out["hashtags"])
+    assert all(set(h) == {"tag", "score", "source"} for h in out["hashtags"])
+    assert {h["source"] for h in out["hashtags"]} <= {"learned", "concept", "both"}
 
 
 def test_cli_predict_with_other_encoder_weights_says_retrain(hashtag_model, chelsea_png, tmp_path, capsys):
@@ -166,8 +179,12 @@ def test_cli_predict_with_other_encoder_weights_says_retrain(hashtag_model, chel
 def test_evaluate_json_is_saved_for_the_app(hashtag_model):
     from hashtag.service import saved_evaluation
 
+    from hashtag.service import EVALUATED
+
     saved = saved_evaluation()
-    assert saved and saved["results"] == hashtag_model["table"] and saved["info"]["split"] == "test"
+    table = hashtag_model["table"]
+    assert saved and saved["results"] == {m: table[m] for m in EVALUATED} and saved["info"]["split"] == "test"
+    assert saved["real_photos"] == table["real_photos"]
 
 
 def test_cli_bad_input_one_line_no_traceback(hashtag_model, tmp_path):
@@ -213,7 +230,9 @@ def test_tab_upload_shows_hashtags_line_and_heatmaps(hashtag_model, chelsea_png)
     line = at.code[0].value
     assert line.startswith("#") and len(line.split()) == 5
     assert any(f"`{line.split()[0]}`" in m.value for m in at.markdown)  # the chips
+    assert any("· concept ·" in m.value or "· learned + concept ·" in m.value for m in at.markdown)  # with source
     assert len(at.image) >= 2  # the photo and at least one attention map
+    assert any("1,000 ImageNet concepts" in c.value and "people" in c.value for c in at.caption)
 
 
 def test_tab_bad_file_shows_a_message(hashtag_model):
@@ -260,6 +279,9 @@ def test_browser_upload_cat_gets_hashtags(hashtag_model, chelsea_png, browser_pa
     wait_images(page, 2)  # the photo and at least one attention map
     page.screenshot(path=str(artifacts_dir / "hashtag-tab.png"), full_page=True)
     assert set(t.lstrip("#") for t in line.split()) & ON_TOPIC, line
+    # at least one concept chip, and its class activation map rendered as an image with that caption
+    assert page.get_by_text("· concept ·").count() + page.get_by_text("· learned + concept ·").count() >= 1
+    page.get_by_text("class activation map").first.wait_for()
 
 
 def test_csv_dataset_trains_predicts_and_evaluates_end_to_end(hashtag_model, tmp_path):
@@ -273,7 +295,9 @@ def test_csv_dataset_trains_predicts_and_evaluates_end_to_end(hashtag_model, tmp
     manifest = train(ds.root, TrainConfig(epochs=2, batch_size=4, flips=False))
     assert manifest["status"] == "done"
     service = HashtagService(ds.root)
-    tags = [r.tag for r in service.predict(fixture / "images" / "cat.png", k=3)]
+    tags = [r.tag for r in service.predict(fixture / "images" / "cat.png", method="model", k=3)]
     assert tags and set(tags) <= {"cat", "animal", "pet", "beach", "sea", "summer", "tree", "nature"}
-    table = service.evaluate()
-    assert set(table) == {"model", "knn", "most_frequent"}
+    table = service.evaluate(photo_set=None)
+    from hashtag.service import EVALUATED
+
+    assert set(table) == set(EVALUATED)

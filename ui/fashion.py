@@ -14,6 +14,7 @@ import streamlit as st
 from PIL import Image
 
 from core.artifacts import ArtifactError
+from core.concepts import garment_check
 from core.datasets import DataUnavailable
 from core.images import ImageError, letterbox
 from fashion import service
@@ -153,6 +154,8 @@ def render() -> None:
                     st.image(_catalog_look(image_digest(image), image), caption="as the catalog sees it",
                              width="stretch")
             with q2:
+                if not (garment := garment_check(image)).is_garment:
+                    st.warning(garment.warning)
                 try:
                     hits = _search(choice, stamp, image_digest(image), top_n, tuple(categories), image)
                 except ImageError as exc:

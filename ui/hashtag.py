@@ -84,6 +84,11 @@ def _about(service) -> None:
         rows = " · ".join(f"{name.replace('_', '-')}: **{res[name]['f1@5']:.3f}**" for name in res)
         st.caption(f"Test F1@5 on {ev['info'].get('images', '?')} held-out images — {rows} "
                    f"(`python -m hashtag evaluate --json`).")
+        real = ev.get("real_photos") or {}
+        if real:
+            rows = " · ".join(f"{name.replace('_', '-')}: **{real[name]['f1@5']:.3f}**" for name in real)
+            n = next(iter(real.values())).get("images", "?")
+            st.caption(f"F1@5 on {n} real photographs (a small set; intervals in docs/hashtag.md) — {rows}.")
 
 
 def _train_button(dataset_root: str) -> None:
@@ -106,8 +111,25 @@ def _train_button(dataset_root: str) -> None:
         st.rerun()
 
 
+SOURCE_LABELS = {"learned": "learned", "concept": "concept", "both": "learned + concept", "baseline": "baseline"}
+CONCEPT_LIMITS = ("Concept tags come from the 1,000 ImageNet concepts the encoder was trained on (animals, plants, "
+                  "vehicles, food, objects, scenes), climbed up WordNet to everyday words; they cannot name people, "
+                  "places, events or moods.")
+
+
+def chip(result) -> str:
+    """One tag as the tab shows it: ``#dog`` · concept · 87 %."""
+    return f"`#{result.tag}` · {SOURCE_LABELS.get(result.source, result.source)} · {result.score:.0%}"
+
+
+def map_caption(result) -> str:
+    """What the heat map under a tag is: the decoder's attention, or the classifier's class activation map."""
+    kind = "attention" if result.source == "learned" else "class activation map"
+    return f"#{result.tag} ({SOURCE_LABELS.get(result.source, result.source)}: {kind})"
+
+
 def render_results(image: Image.Image, results, *, key: str = "hashtag") -> None:
-    """Chips with scores, the copyable line, and one attention heat map per tag."""
+    """Chips with source and score, the copyable line, and one heat map per tag."""
     if not results:
         st.warning("The model found no hashtags for this image.")
         return
@@ -115,16 +137,17 @@ def render_results(image: Image.Image, results, *, key: str = "hashtag") -> None
     with left:
         st.image(image, caption="Your image", width="stretch")
     with right:
-        st.markdown(" ".join(f"`#{r.tag}` {r.score:.0%}" for r in results))
+        st.markdown("  \n".join(chip(r) for r in results))
         st.code(hashtag_line([r.tag for r in results]), language=None)
-        st.caption("Score: how much of the beam search's probability mass contains the tag.")
+        st.caption("Score — learned: how much of the decoder's beam-search probability mass contains the tag; "
+                   "concept: the ImageNet probability of the classes under the word; fused tags weigh both.")
     with_maps = [r for r in results if r.attention is not None]
     if with_maps:
-        st.markdown("**Where the model looked for each tag**")
+        st.markdown("**Where each tag came from in the picture**")
         cols = st.columns(min(5, len(with_maps)))
         for i, r in enumerate(with_maps):
             with cols[i % len(cols)]:
-                st.image(attention_overlay(image, r.attention), caption=f"#{r.tag}", width="stretch")
+                st.image(attention_overlay(image, r.attention), caption=map_caption(r), width="stretch")
 
 
 def render(dataset_root: Optional[str] = None) -> None:
@@ -133,8 +156,10 @@ def render(dataset_root: Optional[str] = None) -> None:
 
     root = str(dataset_root or DEFAULT_DATASET)
     st.subheader("Hashtags for a photo")
-    st.write("Upload a photo; a CNN encoder and a soft-attention LSTM write hashtags for it, one tag per step, "
-             "and show where in the picture each tag came from.")
+    st.write("Upload a photo; a soft-attention LSTM trained on captioned images writes hashtags, the encoder's "
+             "ImageNet concepts add everyday words for real photos, and each tag shows where in the picture it came "
+             "from.")
+    st.caption(CONCEPT_LIMITS)
     stamp = _checkpoint_stamp(root)
     if stamp is None:
         _train_button(root)
@@ -149,8 +174,11 @@ def render(dataset_root: Optional[str] = None) -> None:
     c1, c2 = st.columns([3, 1])
     with c2:
         k = st.slider("How many hashtags", 1, 10, 5, key="hashtag_k")
-        method = st.selectbox("Method", ["model", "knn", "most_frequent"], key="hashtag_method",
-                              format_func=lambda m: {"model": "Attention LSTM", "knn": "kNN tag transfer (baseline)",
+        method = st.selectbox("Method", ["fused", "model", "concepts", "knn", "most_frequent"], key="hashtag_method",
+                              format_func=lambda m: {"fused": "Fused: learned + concepts",
+                                                     "model": "Attention LSTM (learned)",
+                                                     "concepts": "ImageNet concepts (WordNet)",
+                                                     "knn": "kNN tag transfer (baseline)",
                                                      "most_frequent": "Most frequent (baseline)"}[m])
     with c1:
         image = image_upload("Photo (jpg, png, webp, gif)", key="hashtag_upload")

@@ -1,0 +1,92 @@
+"""The Fashion tab's garment guard: ImageNet classes under WordNet's clothing/footwear/bag/accessory branches.
+
+A garment upload gets its similar items with no warning; a photo of something else (scikit-image's cat)
+gets "this does not look like a garment" above the same results.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = pytest.mark.skipif(not Path("/usr/share/wordnet/data.noun").is_file(),
+                                reason="Debian's wordnet-base is not installed")
+
+WARNING = "does not look like a garment"
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def cat_photo() -> Image.Image:
+    from skimage import data as skdata
+
+    return Image.fromarray(skdata.chelsea())
+
+
+@pytest.fixture(scope="module")
+def jeans() -> Image.Image:
+    from fashion.data import load_catalog
+
+    cat = load_catalog("tuxpaint-clothes")
+    return cat.image(cat.ids.index("clothes/bluejeans1"))
+
+
+def test_garment_classes_come_from_wordnet_branches():
+    from core.concepts import concept_table, garment_classes, imagenet_synset_ids
+
+    mask = garment_classes()
+    names = concept_table().class_names
+    ids = imagenet_synset_ids()
+    assert mask[ids.index("n03594734")] == 1  # jean
+    assert mask[ids.index("n04120489")] == 1  # running shoe
+    assert mask[ids.index("n02124075")] == 0  # Egyptian cat
+    assert 30 <= mask.sum() <= 120, [names[i] for i in np.nonzero(mask)[0]]
+
+
+def test_decision_on_a_garment_and_a_cat(jeans, cat_photo):
+    from core.concepts import garment_check
+
+    garment = garment_check(jeans)
+    other = garment_check(cat_photo)
+    assert garment.is_garment and not other.is_garment
+    assert garment.mass > other.mass
+    assert WARNING in other.warning and "cat" in other.warning.lower()
+
+
+@pytest.fixture(scope="module")
+def clothes_index(models_dir):
+    from fashion.train import build_index
+
+    index, _ = build_index("tuxpaint-clothes")
+    return index
+
+
+def _tab():
+    import ui.fashion
+
+    ui.fashion.render()
+
+
+def test_fashion_tab_warns_only_for_non_garments(clothes_index, jeans, cat_photo):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_tab, default_timeout=180).run()
+    at.selectbox(key="fashion_catalog").set_value("tuxpaint-clothes").run()
+    at.file_uploader(key="fashion_upload").set_value(("jeans.png", _png(jeans), "image/png")).run()
+    assert not at.exception
+    assert not any(WARNING in w.value for w in at.warning)
+    assert sum("similarity" in m.value for m in at.markdown) >= 10  # results are still shown
+
+    at.file_uploader(key="fashion_upload").set_value(("cat.png", _png(cat_photo), "image/png")).run()
+    assert not at.exception
+    assert any(WARNING in w.value for w in at.warning)
+    assert sum("similarity" in m.value for m in at.markdown) >= 10  # the warning sits above the same results

@@ -1,0 +1,167 @@
+"""Concept hashtags: WordNet from Debian's wordnet-base, the ImageNet → WordNet table, the concept tagger on a
+real photo that ships in scikit-image, class activation maps, fusion, and the real-photo sets.
+
+No trained decoder is needed here: the concept tagger reads the shipped encoder's ImageNet head.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+WORDNET = Path("/usr/share/wordnet/data.noun")
+needs_wordnet = pytest.mark.skipif(not WORDNET.is_file(), reason="Debian's wordnet-base is not installed")
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from core.encoders import get_image_encoder
+
+    return get_image_encoder()
+
+
+@pytest.fixture(scope="module")
+def chelsea_grid(encoder):
+    from PIL import Image
+    from skimage import data as skdata
+
+    return encoder.grid([Image.fromarray(skdata.chelsea())])[0]
+
+
+@needs_wordnet
+def test_wordnet_reads_debian_files_and_climbs_hypernyms():
+    from core.concepts import wordnet
+
+    wn = wordnet()
+    shepherd = wn.synset_from_pos_and_offset("n", 2106662)
+    assert shepherd.name() == "german_shepherd.n.01"
+    chain = {s.name() for s in shepherd.closure(lambda s: s.hypernyms())}
+    assert {"shepherd_dog.n.01", "dog.n.01", "domestic_animal.n.01", "animal.n.01"} <= chain
+
+
+def test_missing_wordnet_names_the_debian_package(tmp_path, monkeypatch):
+    import core.concepts as concepts
+
+    with pytest.raises(concepts.WordNetUnavailable) as info:
+        concepts.wordnet(str(tmp_path))
+    assert "wordnet-base" in str(info.value) and "apt-get install" in str(info.value)
+    # the tagger's own path (cached facts keyed by the WordNet files) reaches the same message
+    monkeypatch.setattr(concepts, "WORDNET_DIR", tmp_path)
+    concepts.class_facts.cache_clear()
+    concepts.concept_table.cache_clear()
+    concepts.wordnet.cache_clear()
+    try:
+        with pytest.raises(concepts.WordNetUnavailable, match="wordnet-base"):
+            concepts.concept_table()
+    finally:
+        concepts.class_facts.cache_clear()
+        concepts.concept_table.cache_clear()
+        concepts.wordnet.cache_clear()
+
+
+@needs_wordnet
+def test_concept_table_keeps_everyday_words_and_drops_jargon():
+    from core.concepts import concept_table, imagenet_synset_ids
+
+    table = concept_table()
+    ids = imagenet_synset_ids()
+    shepherd = ids.index("n02106662")
+    words = {table.words[j] for j in np.nonzero(table.support[shepherd])[0]}
+    assert {"dog", "animal"} <= words
+    assert not words & {"placental", "chordate", "entity", "whole", "organism"}
+    assert len(ids) == table.support.shape[0] == 1000
+
+
+def test_grid_probabilities_match_the_classifier(encoder, chelsea_grid):
+    from PIL import Image
+    from skimage import data as skdata
+
+    from core.encoders import imagenet_categories
+
+    probs = encoder.grid_probabilities(chelsea_grid[None])[0]
+    label, p = encoder.classify([Image.fromarray(skdata.chelsea())], top=1)[0][0]
+    assert imagenet_categories()[int(probs.argmax())] == label
+    assert abs(float(probs.max()) - p) < 1e-3 and abs(float(probs.sum()) - 1.0) < 1e-4
+
+
+def test_class_activation_map_is_the_head_applied_per_region(encoder, chelsea_grid):
+    """Averaging a CAM over the regions gives back the weighted logits (without bias): the map is the head's."""
+    weights = np.zeros(1000, np.float32)
+    weights[285] = 1.0  # Egyptian cat
+    cam = encoder.class_activation_map(chelsea_grid, weights)
+    assert cam.shape == chelsea_grid.shape[1:]
+    w, b = encoder._head
+    assert np.isclose(cam.mean(), float(w[285] @ chelsea_grid.mean(axis=(1, 2))), rtol=1e-4, atol=1e-4)
+
+
+@needs_wordnet
+def test_concept_tagger_on_a_real_cat_photo(encoder, chelsea_grid):
+    from hashtag.concepts import ConceptTagger
+
+    tagger = ConceptTagger(encoder)
+    ranked = tagger.predict_grids(chelsea_grid[None], 5)[0]
+    tags = [t for t, _ in ranked]
+    assert "cat" in tags and "animal" in tags, tags
+    scores = dict(ranked)
+    assert scores["animal"] >= scores["cat"] > 0.5  # a word's mass includes every class under it
+    explained = tagger.explain_grid(chelsea_grid, 5)
+    assert [c.tag for c in explained] == tags
+    cam = tagger.activation_map(chelsea_grid, explained[tags.index("cat")])
+    assert cam.shape == (7, 7) and cam.min() >= 0 and cam.max() > 0
+
+
+def test_fuse_marks_sources_and_weighs_scores():
+    from hashtag.concepts import fuse
+
+    out = fuse([("cartoon", 0.9), ("cat", 0.5)], [("cat", 0.8), ("animal", 0.9)], weight=0.3, k=5)
+    by_tag = {t: (s, src) for t, s, src in out}
+    assert by_tag["cat"][1] == "both" and by_tag["cartoon"][1] == "learned" and by_tag["animal"][1] == "concept"
+    assert by_tag["cat"][0] == pytest.approx(0.3 * 0.5 + 0.7 * 0.8)
+    assert by_tag["cartoon"][0] == pytest.approx(0.27)
+    assert [t for t, _, _ in out] == sorted(by_tag, key=lambda t: -by_tag[t][0])
+    assert [t for t, _, _ in fuse([("a", 1.0)], [("b", 1.0)], weight=1.0)] == ["a", "b"]
+
+
+def test_real_photo_sets_have_enough_photos_and_gold_tags():
+    import csv
+
+    from hashtag.concepts import PHOTO_SETS
+
+    with open(PHOTO_SETS["dev"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) >= 40 and all(len(r["hashtags"].split()) >= 5 for r in rows)
+    assert not any("darknet" in r["package"] or "yolo" in r["package"].lower() for r in rows)
+    with open(PHOTO_SETS["check"], newline="") as f:
+        check = {r["path"] for r in csv.DictReader(f)}
+    assert not check & {r["path"] for r in rows}  # the check set is not tuned on
+
+
+def test_real_photo_set_reads_from_installed_packages(tmp_path):
+    from core.datasets import DataUnavailable
+    from hashtag.concepts import load_photo_set
+
+    try:
+        photos = load_photo_set("dev")
+    except DataUnavailable as exc:
+        pytest.skip(str(exc))
+    assert len(photos) >= 40 and all(p.path.is_file() for p in photos)
+    bad = tmp_path / "set.csv"
+    bad.write_text("package,path,hashtags\nno-such-package,/nonexistent/x.jpg,a b c d e\n")
+    with pytest.raises(DataUnavailable, match="no-such-package"):
+        load_photo_set(bad)
+    assert load_photo_set(bad, require_all=False) == []
+
+
+def test_headline_scores_have_intervals_and_flag_small_sets():
+    from hashtag.evaluate import headline_scores
+
+    preds = [[("cat", 1.0), ("dog", 0.5)], [("sea", 1.0)], [("x", 1.0)]]
+    gold = [["cat", "animal"], ["beach", "sea"], ["y"]]
+    out = headline_scores(preds, gold)
+    assert out["hit@1"] == pytest.approx(2 / 3, abs=1e-4)
+    assert out["precision@5"] == pytest.approx((1 / 5 + 1 / 5 + 0) / 3, abs=1e-4)
+    assert out["small_set"] and out["images"] == 3
+    lo, hi = out["ci95"]["hit@1"]
+    assert 0.0 <= lo <= out["hit@1"] <= hi <= 1.0
