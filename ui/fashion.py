@@ -15,6 +15,7 @@ from PIL import Image
 from core.artifacts import ArtifactError, MODELS_DIR, read_json
 from core.datasets import DataUnavailable
 from core.images import ImageError, letterbox
+from core.search import describe
 from fashion.data import Catalog, catalog_key, load_catalog
 from fashion.model import FashionIndex, index_stem, to_fashion_mnist_style
 from fashion.train import build_index
@@ -119,6 +120,7 @@ def render() -> None:
         + f"exact cosine nearest neighbours among {len(index):,} items."
         + (" Uploads are first brought to the catalog's look: grey, background removed, cropped, 28 px." if index.grey28 else "")
     )
+    st.caption(describe(index.search_info))
     left, right = st.columns([1, 1])
     with left:
         top_n = st.slider("How many results", 5, 50, 10, step=5, key="fashion_top")
