@@ -132,3 +132,47 @@ def test_size_rule_and_parameter_checks():
     with pytest.raises(ValueError, match="m dividing"):
         resolve_params("ivfpq", 10_000, 64, {"m": 7})
     assert VectorIndex(np.eye(4), list("abcd")).build("auto").kind == "exact"
+
+
+# ------------------------------------------------------------------------------------------------
+# the fashion CLI: choosing, saving, switching and breaking the search index of a real catalog
+
+
+def _fashion(*args: str):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run([sys.executable, "-m", "fashion", *args], cwd=root, capture_output=True, text=True, timeout=600)
+
+
+def test_fashion_index_kinds_through_the_cli(models_dir):
+    import json
+
+    from fashion.model import FashionIndex, index_stem
+
+    stem = index_stem("tuxpaint-clothes")
+    try:
+        out = _fashion("index", "--catalog", "tuxpaint-clothes", "--index", "hnsw", "--index-param", "efSearch=40", "--json")
+        assert out.returncode == 0, out.stderr
+        info = json.loads(out.stdout)["index"]
+        assert info["kind"] == "hnsw" and info["params"]["efSearch"] == 40 and 0.9 <= info["recall@10"] <= 1
+        assert stem.with_suffix(".faiss").is_file()
+        loaded = FashionIndex.load(stem)
+        assert loaded.search_info["sha256"] == info["sha256"] and loaded._index.faiss is not None
+        similar = _fashion("similar", "clothes/bluejeans1", "--catalog", "tuxpaint-clothes", "--top", "3", "--json")
+        assert similar.returncode == 0, similar.stderr
+        assert "clothes/bluejeans1" not in [h["id"] for h in json.loads(similar.stdout)]
+        # a damaged FAISS file is reported with the rebuild command, not a traceback
+        stem.with_suffix(".faiss").write_bytes(b"\0" * 64)
+        broken = _fashion("similar", "clothes/bluejeans1", "--catalog", "tuxpaint-clothes", "--json")
+        assert broken.returncode == 2 and broken.stdout == ""
+        assert "python -m fashion index" in broken.stderr and "Traceback" not in broken.stderr
+        bad = _fashion("index", "--catalog", "tuxpaint-clothes", "--index", "ivfpq", "--index-param", "nprobe=x")
+        assert bad.returncode == 2 and bad.stderr.startswith("error:")
+    finally:
+        # back to the size-based choice (exact for 48 items), which also removes the FAISS file
+        out = _fashion("index", "--catalog", "tuxpaint-clothes", "--index", "auto", "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["index"]["kind"] == "exact" and not stem.with_suffix(".faiss").exists()
