@@ -1,6 +1,7 @@
 """``python -m fashion <verb>``: build an index, search it, evaluate it.
 
     python -m fashion index [--catalog fashion-mnist|tuxpaint-clothes|PATH] [--backbone ...] [--force]
+                            [--index auto|exact|flat|hnsw|ivfpq] [--index-param efSearch=128 ...]
     python -m fashion search IMAGE [--catalog ...] [--top 10] [--category Dress] [--json]
     python -m fashion similar ITEM_ID [--catalog ...] [--top 10] [--json]
     python -m fashion evaluate [--queries N] [--json]
@@ -37,7 +38,8 @@ def cmd_index(args: argparse.Namespace) -> dict[str, Any]:
 
     started = time.perf_counter()
     index, built = build_index(
-        args.catalog, config_for=lambda grey28: _config(args, grey28), projection=args.projection, force=args.force
+        args.catalog, config_for=lambda grey28: _config(args, grey28), projection=args.projection, force=args.force,
+        search=args.index, search_params=_index_params(args.index_param),
     )
     return {
         "catalog": index.catalog,
@@ -47,7 +49,21 @@ def cmd_index(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - started, 1),
         "encoder": index.manifest.get("encoder"),
         "projection": index.projection is not None,
+        "index": index.search_info,
     }
+
+
+def _index_params(pairs: list[str] | None) -> dict[str, int] | None:
+    """``["efSearch=128", "M=32"]`` → ``{"efSearch": 128, "M": 32}`` (every FAISS parameter here is an integer)."""
+    if not pairs:
+        return None
+    out: dict[str, int] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not value.strip().isdigit():
+            raise ValueError(f"--index-param takes NAME=INTEGER (e.g. efSearch=128), got {pair!r}")
+        out[key.strip()] = int(value)
+    return out
 
 
 def _hits(hits) -> list[dict[str, Any]]:
@@ -115,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--projection", default="auto", choices=["auto", "yes", "no"],
                    help="learn a label-driven projection (auto: for 28 px grey catalogs with a train split)")
     p.add_argument("--force", action="store_true", help="rebuild even if a fresh index exists")
+    p.add_argument("--index", default=None, choices=["auto", "exact", "flat", "hnsw", "ivfpq"],
+                   help="search structure: exact (numpy), flat (FAISS exact), hnsw, ivfpq, or auto = exact below "
+                        "the measured size threshold, hnsw above (default: keep the saved one; auto for a new index)")
+    p.add_argument("--index-param", action="append", metavar="NAME=INT",
+                   help="FAISS parameter (hnsw: M, efConstruction, efSearch; ivfpq: nlist, m, nbits, nprobe, rerank)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_index)
 

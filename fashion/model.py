@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 KIND = "fashion-index"
 SCHEMA = 1
+#: Suffix of the FAISS file saved beside ``<stem>.npz`` when the search index is not exact.
+FAISS_SUFFIX = ".faiss"
 #: Fashion-MNIST garments are encoded at this size instead of 224 px: 28 px images hold no more detail, 96 px
 #: beat 64 px on a validation split of train (0.798 vs 0.785 precision@10, bench/fashion_choices.py) and has
 #: ~5× fewer pixels than 224 px.
@@ -191,6 +193,15 @@ class FashionIndex:
         return len(self.ids)
 
     @property
+    def search_info(self) -> dict[str, Any]:
+        """Kind, parameters and recall@10 against exact of the search structure (shown in the tab)."""
+        return dict(self._index.info)
+
+    def use_search(self, kind: str = "auto", params: Optional[dict[str, Any]] = None) -> None:
+        """Build the search structure ``kind`` (exact, flat, hnsw, ivfpq; auto = by catalog size) over the vectors."""
+        self._index.build(kind, params)
+
+    @property
     def categories(self) -> list[str]:
         return sorted(set(self.labels))
 
@@ -220,6 +231,15 @@ class FashionIndex:
 
     # -- storage -------------------------------------------------------------------------------
     def save(self, stem: Path) -> Path:
+        """Vectors + metadata (.npz), the FAISS structure if any (.faiss), then the manifest naming both.
+
+        The FAISS file is written first, so a crash leaves the old manifest, whose checksum then no
+        longer matches and the index is reported stale instead of being half-used.
+        """
+        faiss_path = stem.with_suffix(FAISS_SUFFIX)
+        search = self._index.save_faiss(faiss_path)
+        if self._index.faiss is None and faiss_path.exists():
+            faiss_path.unlink()
         arrays: dict[str, np.ndarray] = {
             "vectors": self.vectors.astype(np.float32),
             "ids": np.asarray(self.ids, dtype=str),
@@ -237,6 +257,7 @@ class FashionIndex:
             "encoder": self.encoder_config.__dict__,
             "projection": self.projection is not None,
             "items": len(self.ids),
+            "search": search,
         }
         return save_arrays(stem, arrays, manifest)
 
@@ -246,7 +267,7 @@ class FashionIndex:
         arrays, manifest = load_arrays(stem, kind=KIND, expect={"schema": SCHEMA, **(expect or {})}, hint=hint)
         try:
             projection = {k: v for k, v in arrays.items() if k.startswith("projection.")} or None
-            return cls(
+            index = cls(
                 catalog=manifest["catalog"],
                 ids=arrays["ids"].tolist(),
                 labels=arrays["labels"].tolist(),
@@ -259,6 +280,9 @@ class FashionIndex:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"{stem} is incomplete ({exc}). Rebuild it with `{hint}`.") from exc
+        search = manifest.get("search") or {"kind": "exact", "params": {}, "recall@10": 1.0}
+        index._index.load_faiss(stem.with_suffix(FAISS_SUFFIX), search, hint=hint)
+        return index
 
 
 def index_stem(catalog_key: str) -> Path:

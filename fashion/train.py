@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
 from core.artifacts import MODELS_DIR, ArtifactError, load_arrays, save_arrays
 from core.progress import ProgressFn, track
+from core.search import choose_kind
 from core.threads import torch_threads
 from fashion.data import Catalog, catalog_key, load_catalog
 from fashion.model import (
@@ -116,11 +117,15 @@ def build_index(
     projection: str = "auto",
     force: bool = False,
     progress: Optional[ProgressFn] = None,
+    search: Optional[str] = None,
+    search_params: Optional[dict[str, Any]] = None,
 ) -> "tuple[FashionIndex, bool]":
     """Encode a catalog (and fit the projection) unless a fresh index exists; returns (index, built).
 
     "Fresh" means the same encoder settings and the same catalog content (checksum): anything else
-    is rebuilt, so an index never silently mixes vectors from two pipelines.
+    is rebuilt, so an index never silently mixes vectors from two pipelines. ``search`` is the search
+    structure (exact, flat, hnsw, ivfpq, or auto = by catalog size); None keeps a fresh index's own and
+    picks by size for a new one. Changing only the search structure reuses the saved vectors.
     """
     catalog = load_catalog(catalog_name)
     config = (config_for or default_config)(catalog.grey28)
@@ -129,9 +134,15 @@ def build_index(
     expect = {"encoder": config.__dict__, "data": catalog.checksum(), "projection": want_projection}
     if not force:
         try:
-            return FashionIndex.load(stem, expect=expect), False
+            index = FashionIndex.load(stem, expect=expect)
         except ArtifactError as exc:
             log.info("building %s index (%s)", catalog.name, exc)
+        else:
+            if search is None or _same_search(index, search, search_params):
+                return index, False
+            index.use_search(search, search_params)
+            index.save(stem)
+            return FashionIndex.load(stem, expect=expect), True
     features = cached_features(catalog, config, progress)
     weights, extra = None, {}
     if want_projection:
@@ -141,9 +152,18 @@ def build_index(
         extra = {"projection_final_loss": round(losses[-1], 4), "projection_trained_on": "train split"}
     index = FashionIndex(catalog.name, catalog.ids, catalog.labels, catalog.titles, finish_features(features, weights),
                          config, catalog.grey28, weights, manifest={"data": catalog.checksum(), "source": catalog.source, **extra})
+    index.use_search(search or "auto", search_params)
     index.save(stem)
     config.encoder().warm_up()  # the app's first query then skips the ONNX export
     return FashionIndex.load(stem, expect=expect), True
+
+
+def _same_search(index: FashionIndex, search: str, params: Optional[dict[str, Any]]) -> bool:
+    """Whether the saved search structure already is the requested one (kind and any given parameters)."""
+    info = index.search_info
+    if choose_kind(len(index), search) != info.get("kind"):
+        return False
+    return all(info.get("params", {}).get(key) == value for key, value in (params or {}).items())
 
 
 def default_config(grey28: bool) -> EncoderConfig:

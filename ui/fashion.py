@@ -17,6 +17,7 @@ from core.artifacts import ArtifactError
 from core.concepts import garment_check
 from core.datasets import DataUnavailable
 from core.images import ImageError, letterbox
+from core.search import describe
 from fashion import service
 from fashion.data import catalog_key
 from fashion.service import Catalog, FashionIndex
@@ -137,6 +138,7 @@ def render() -> None:
         + f"exact cosine nearest neighbours among {len(index):,} items."
         + (" Uploads are first brought to the catalog's look: grey, background removed, cropped, 28 px." if index.grey28 else "")
     )
+    st.caption(describe(index.search_info))
     left, right = st.columns([1, 1])
     with left:
         top_n = st.slider("How many results", 5, 50, 10, step=5, key="fashion_top")
