@@ -14,6 +14,7 @@ an old one — must read as one sentence naming the Debian package, not as a Py4
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 if TYPE_CHECKING:  # pyspark is imported only when a session is really wanted (it costs ~1 s)
     from pyspark.sql import SparkSession
@@ -136,3 +137,21 @@ def stop_session(spark: Optional["SparkSession"]) -> None:
         spark.stop()
     except Exception as exc:  # noqa: BLE001 - stopping is best effort at shutdown
         log.warning("stopping Spark: %s", exc)
+
+
+@contextlib.contextmanager
+def spark_job(master: Optional[str] = None, **kwargs: Any) -> Iterator["SparkSession"]:
+    """A session for one batch job: the already active one if there is one (left running, e.g. a test
+    module's), else a new one on ``master`` that is stopped when the job ends (a CLI run frees its JVM)."""
+    from pyspark.sql import SparkSession
+
+    java_version()
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        yield active
+        return
+    spark = spark_session(master, **kwargs)
+    try:
+        yield spark
+    finally:
+        stop_session(spark)
