@@ -2,6 +2,7 @@
 
     python -m fashion index [--catalog fashion-mnist|tuxpaint-clothes|PATH] [--backbone ...] [--force]
                             [--index auto|exact|flat|hnsw|ivfpq] [--index-param efSearch=128 ...]
+                            [--engine local|spark [--master URL]]
     python -m fashion search IMAGE [--catalog ...] [--top 10] [--category Dress] [--json]
     python -m fashion similar ITEM_ID [--catalog ...] [--top 10] [--json]
     python -m fashion evaluate [--queries N] [--json]
@@ -24,6 +25,7 @@ from core.cli import Parser
 from core.datasets import DataUnavailable
 from core.encoders import BACKBONES, WeightsUnavailable
 from core.images import ImageError
+from core.spark import SparkUnavailable
 
 
 def _config(args: argparse.Namespace, grey28: bool):
@@ -39,7 +41,7 @@ def cmd_index(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     index, built = build_index(
         args.catalog, config_for=lambda grey28: _config(args, grey28), projection=args.projection, force=args.force,
-        search=args.index, search_params=_index_params(args.index_param),
+        search=args.index, search_params=_index_params(args.index_param), engine=args.engine, master=args.master,
     )
     return {
         "catalog": index.catalog,
@@ -50,6 +52,7 @@ def cmd_index(args: argparse.Namespace) -> dict[str, Any]:
         "encoder": index.manifest.get("encoder"),
         "projection": index.projection is not None,
         "index": index.search_info,
+        "engine": index.manifest.get("engine", "local"),
     }
 
 
@@ -136,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
                         "the measured size threshold, hnsw above (default: keep the saved one; auto for a new index)")
     p.add_argument("--index-param", action="append", metavar="NAME=INT",
                    help="FAISS parameter (hnsw: M, efConstruction, efSearch; ivfpq: nlist, m, nbits, nprobe, rerank)")
+    p.add_argument("--engine", default="local", choices=["local", "spark"],
+                   help="encode the catalog in this process or on Spark (mapInPandas; same vectors)")
+    p.add_argument("--master", default=None, help="Spark master URL for --engine spark (default local[*])")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_index)
 
@@ -164,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = args.func(args)
-    except (ImageError, ArtifactError, DataUnavailable, WeightsUnavailable, ValueError) as exc:
+    except (ImageError, ArtifactError, DataUnavailable, WeightsUnavailable, SparkUnavailable, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     _print(result, args.json)
