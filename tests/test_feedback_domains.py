@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.feedback import FeedbackError, FeedbackStore
+from core.feedback import FeedbackError, FeedbackStore, RocchioWeights
 from core.feedback.store import close_engine
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hashtag" / "csv"
@@ -111,3 +111,35 @@ def test_hashtag_training_with_users_pairs(store, tmp_path):
     assert fed["key"] != plain["key"]  # a model trained without users' pairs is never taken for one with them
     service = HashtagService(ds.root)  # a vocabulary grown by users' tags loads and predicts
     assert service.predict(FIXTURE / "images" / "cat.png", k=3)
+
+
+def test_product_search_rerank_uses_both_parts_and_drops_dislikes(fmnist_pixels, store):
+    from multimodal.feedback import profile_feedback, record_feedback, rerank_with_feedback
+    from multimodal.model import MultimodalIndex
+
+    pixels, labels, _, ids = fmnist_pixels
+    n = 600
+    image = pixels[:n] - pixels[:n].mean(0)
+    onehot = (labels[:n, None] == np.unique(labels)[None, :]).astype(np.float32)  # text that names the class
+    text = onehot + np.random.default_rng(0).normal(0, 0.8, onehot.shape).astype(np.float32)
+    index = MultimodalIndex(ids[:n], labels[:n].tolist(), labels[:n].tolist(), [""] * n, text, image,
+                            manifest={"catalog": {"name": "fmnist-sample"}})
+    store.create_profile("ann")
+    query = 0
+    before = index.search(text_vec=index.text[query], image_vec=index.image[query], k=10, exclude_id=ids[query])
+    wanted = "Bag" if labels[query] != "Bag" else "Trouser"
+    liked = [i for i, lab in zip(ids[:n], labels[:n]) if lab == wanted][:4]
+    for item in liked:
+        record_feedback(store, "ann", index, item, "like")
+    record_feedback(store, "ann", index, before[0].id, "dislike")
+    with pytest.raises(FeedbackError, match="not a product"):
+        record_feedback(store, "ann", index, "nope", "like")
+    got_liked, got_disliked = profile_feedback(store, "ann", index)
+    assert set(got_liked) == set(liked) and got_disliked == [before[0].id]
+    after = rerank_with_feedback(index, text_vec=index.text[query], image_vec=index.image[query], liked=got_liked,
+                                 disliked=got_disliked, k=10, exclude=[ids[query]],
+                                 weights=RocchioWeights(1.0, 4.0, 0.5))  # strong enough to reach another class
+    assert before[0].id not in [r.id for r in after] and ids[query] not in [r.id for r in after]
+    assert sum(r.category == wanted for r in after) > sum(r.category == wanted for r in before)
+    by_likes = rerank_with_feedback(index, liked=liked, k=5, exclude=liked)
+    assert [r.category for r in by_likes] == [wanted] * 5
