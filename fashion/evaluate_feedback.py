@@ -24,8 +24,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from core.feedback.relevance import PAGE, choose_weights, second_pages
-from core.metrics import bootstrap_ci, precision_at_k, summarize
+from core.feedback.relevance import PAGE, choose_weights, precision_summary, second_pages
+from core.metrics import bootstrap_ci, precision_at_k
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +64,11 @@ def evaluate_feedback(
     without = precision_at_k(pages["without"], PAGE)
     with_fb = precision_at_k(pages["with:0"], PAGE)
 
-    def block(values: np.ndarray) -> dict[str, Any]:
-        s = summarize(values, seed=seed)
-        return {"precision@10": round(s["mean"], 4), "ci95": [round(x, 4) for x in s["ci95"]], "queries": s["n"],
-                **({"small_set": True} if s.get("small_set") else {})}
-
     gain = with_fb - without
     result = {
-        "with_feedback": block(with_fb),
-        "without_feedback": block(without),
-        "first_page": block(first),
+        "with_feedback": precision_summary(with_fb, seed),
+        "without_feedback": precision_summary(without, seed),
+        "first_page": precision_summary(first, seed),
         "gain": {"mean": round(float(gain.mean()), 4), "ci95": [round(x, 4) for x in bootstrap_ci(gain, seed=seed)]},
         "bar": {"with_minus_without_at_least": BAR, "met": bool(gain.mean() >= BAR)},
         "weights": {"alpha": weights.alpha, "beta": weights.beta, "gamma": weights.gamma},

@@ -19,6 +19,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from core.feedback import FeedbackError, FeedbackStore, RocchioWeights, feedback_note, rocchio
+from core.feedback.catalog import catalog_feedback, record_item_feedback
 from core.images import ImageSource
 from core.search import Hit
 from fashion.model import FashionIndex
@@ -60,30 +61,16 @@ def _view(index: FashionIndex) -> _View:
     return view
 
 
-def item_key(index: FashionIndex, item_id: str) -> str:
-    """The store's key for a catalog item: ``<catalog>/<id>``."""
-    return f"{index.catalog}/{item_id}"
-
-
 def record_feedback(store: FeedbackStore, profile: str, index: FashionIndex, item_id: str, signal: str) -> int:
     """Store a like or dislike of a catalog item; an item the index does not have is refused."""
-    if signal not in ("like", "dislike"):
-        raise FeedbackError(f"Fashion feedback is 'like' or 'dislike', not {signal!r}.")
-    if _view(index).row(item_id) is None:
-        raise FeedbackError(f"{str(item_id)[:40]!r} is not an item of the {index.catalog} catalog.")
-    version = f"{index.catalog}@{index.manifest.get('created', '?')}"
-    return store.record(profile, TAB, item_key(index, item_id), signal, model_version=version)
+    return record_item_feedback(store, profile, TAB, index.catalog, item_id, signal,
+                                exists=lambda i: _view(index).row(i) is not None,
+                                model_version=f"{index.catalog}@{index.manifest.get('created', '?')}")
 
 
 def profile_feedback(store: FeedbackStore, profile: str, index: FashionIndex) -> tuple[list[str], list[str]]:
     """(liked ids, disliked ids) of this profile that belong to this index's catalog."""
-    prefix = f"{index.catalog}/"
-
-    def mine(keys: Iterable[str]) -> list[str]:
-        ids = [k[len(prefix):] for k in keys if k.startswith(prefix)]
-        return [i for i in ids if _view(index).row(i) is not None]
-
-    return mine(store.likes(profile, TAB)), mine(store.dislikes(profile, TAB))
+    return catalog_feedback(store, profile, TAB, index.catalog, lambda i: _view(index).row(i) is not None)
 
 
 def rerank_with_feedback(

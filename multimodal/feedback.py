@@ -17,7 +17,8 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
-from core.feedback import FeedbackError, FeedbackStore, RocchioWeights, feedback_note, rocchio
+from core.feedback import FeedbackStore, RocchioWeights, feedback_note, rocchio
+from core.feedback.catalog import catalog_feedback, record_item_feedback
 from multimodal.model import DEFAULT_ALPHA, MultimodalIndex, Result
 
 log = logging.getLogger(__name__)
@@ -33,11 +34,6 @@ def _name(index: MultimodalIndex) -> str:
     return str(catalog.get("name") if isinstance(catalog, dict) else catalog or "catalog")
 
 
-def item_key(index: MultimodalIndex, item_id: str) -> str:
-    """The store's key for a product: ``<index name>/<id>``."""
-    return f"{_name(index)}/{item_id}"
-
-
 def _row(index: MultimodalIndex, item_id: str) -> Optional[int]:
     try:
         return index.position(item_id)
@@ -47,22 +43,14 @@ def _row(index: MultimodalIndex, item_id: str) -> Optional[int]:
 
 def record_feedback(store: FeedbackStore, profile: str, index: MultimodalIndex, item_id: str, signal: str) -> int:
     """Store a like or dislike of a product; a product the index does not have is refused."""
-    if signal not in ("like", "dislike"):
-        raise FeedbackError(f"Product feedback is 'like' or 'dislike', not {signal!r}.")
-    if _row(index, item_id) is None:
-        raise FeedbackError(f"{str(item_id)[:40]!r} is not a product of this catalog.")
-    version = f"{_name(index)}@{index.manifest.get('created', '?')}"
-    return store.record(profile, TAB, item_key(index, item_id), signal, model_version=version)
+    return record_item_feedback(store, profile, TAB, _name(index), item_id, signal,
+                                exists=lambda i: _row(index, i) is not None,
+                                model_version=f"{_name(index)}@{index.manifest.get('created', '?')}")
 
 
 def profile_feedback(store: FeedbackStore, profile: str, index: MultimodalIndex) -> tuple[list[str], list[str]]:
     """(liked ids, disliked ids) of this profile that belong to this index."""
-    prefix = f"{_name(index)}/"
-
-    def mine(keys: Iterable[str]) -> list[str]:
-        return [i for i in (k[len(prefix):] for k in keys if k.startswith(prefix)) if _row(index, i) is not None]
-
-    return mine(store.likes(profile, TAB)), mine(store.dislikes(profile, TAB))
+    return catalog_feedback(store, profile, TAB, _name(index), lambda i: _row(index, i) is not None)
 
 
 def _text_part(index: MultimodalIndex) -> np.ndarray:
@@ -142,8 +130,8 @@ def evaluate_feedback(index: MultimodalIndex, *, alpha: float = DEFAULT_ALPHA, s
     measured with and without the Rocchio update (``rerank_with_feedback``, the same code the tab runs).
     Half the products (seeded) choose the weights, the other half report; small catalogs say so.
     """
-    from core.feedback.relevance import BETAS, GAMMAS, PAGE
-    from core.metrics import bootstrap_ci, summarize
+    from core.feedback.relevance import BETAS, GAMMAS, PAGE, precision_summary
+    from core.metrics import bootstrap_ci
 
     rows = [r for r in range(len(index)) if index.has_text[r] or index.projected is not None]
     order = np.random.default_rng(seed).permutation(rows)
@@ -174,14 +162,10 @@ def evaluate_feedback(index: MultimodalIndex, *, alpha: float = DEFAULT_ALPHA, s
     chosen = grid[best]
     test_without, test_with = sessions(halves["test"], [chosen])
 
-    def block(values: np.ndarray) -> dict[str, Any]:
-        s = summarize(values, seed=seed)
-        return {"precision@10": round(s["mean"], 4), "ci95": [round(x, 4) for x in s["ci95"]], "queries": s["n"],
-                **({"small_set": True} if s.get("small_set") else {})}
-
     gain = test_with[0] - test_without
     return {
-        "with_feedback": block(test_with[0]), "without_feedback": block(test_without),
+        "with_feedback": precision_summary(test_with[0], seed),
+        "without_feedback": precision_summary(test_without, seed),
         "gain": {"mean": round(float(gain.mean()), 4), "ci95": [round(x, 4) for x in bootstrap_ci(gain, seed=seed)]},
         "weights": {"alpha": chosen.alpha, "beta": chosen.beta, "gamma": chosen.gamma},
         "validation": {"queries": int(len(halves["validation"])),

@@ -83,7 +83,8 @@ def postgres_server() -> Iterator[PostgresServer]:
     bindir = postgres_bin()
     if bindir is None:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail("PostgreSQL (Debian package postgresql) is missing in CI; scripts/system-packages.sh installs it")
+            pytest.fail("PostgreSQL (Debian package postgresql) is missing in CI; "
+                        "scripts/system-packages.sh installs it")
         pytest.skip("PostgreSQL is not installed (apt-get install postgresql); the SQLite runs still cover the store")
     try:
         server = PostgresServer(bindir)

@@ -166,7 +166,8 @@ def test_malformed_or_oversized_feedback_writes_nothing(store):
         (lambda: store.store_tagged_image("ann", _png(), [huge]), "at most 64"),
         (lambda: store.store_tagged_image("ann", _png(), ["ok", "no spaces"]), "only letters"),
         (lambda: store.store_tagged_image("ann", _png(), "cat"), "list"),
-        (lambda: store.store_tagged_image("ann", b"\x89PNG" + b"\0" * (MAX_IMAGE_BYTES + 1), ["cat"]), "limit is 10 MB"),
+        (lambda: store.store_tagged_image("ann", b"\x89PNG" + b"\0" * (MAX_IMAGE_BYTES + 1), ["cat"]),
+         "limit is 10 MB"),
         (lambda: store.store_tagged_image("ann", b"this is not an image", ["cat"]), "not an image"),
         (lambda: store.store_tagged_image("nobody", _png(), ["cat"]), "Unknown profile"),
         (lambda: store.store_tagged_image("ann", "/etc/passwd", ["cat"]), "not a path"),
@@ -299,13 +300,14 @@ def test_rocchio_moves_toward_likes_and_away_from_dislikes():
     w = RocchioWeights(1.0, 0.8, 0.3)
     out = rocchio(q, liked, disliked, w)
     unit = lambda v: v / np.linalg.norm(v)  # noqa: E731
-    expected = unit(unit(q) + 0.8 * np.mean([unit(v) for v in liked], axis=0) - 0.3 * np.mean([unit(v) for v in disliked], axis=0))
+    liked_mean = np.mean([unit(v) for v in liked], axis=0)
+    expected = unit(unit(q) + 0.8 * liked_mean - 0.3 * np.mean([unit(v) for v in disliked], axis=0))
     np.testing.assert_allclose(out, expected, atol=1e-5)
     centre_like, centre_dislike = unit(liked.mean(0)), unit(disliked.mean(0))
     assert out @ centre_like > unit(q) @ centre_like
     assert out @ centre_dislike < unit(q) @ centre_dislike
     np.testing.assert_allclose(rocchio(q, None, None, w), unit(q), atol=1e-6)  # no feedback, no change
-    np.testing.assert_allclose(rocchio(None, liked, None, w), unit(np.mean([unit(v) for v in liked], axis=0)), atol=1e-5)
+    np.testing.assert_allclose(rocchio(None, liked, None, w), unit(liked_mean), atol=1e-5)
     with pytest.raises(ValueError):
         rocchio(None, None, None, w)
     assert feedback_note(3, 1) == "re-ranked by your 3 likes and 1 dislike"

@@ -132,7 +132,7 @@ def test_product_search_rerank_uses_both_parts_and_drops_dislikes(fmnist_pixels,
     for item in liked:
         record_feedback(store, "ann", index, item, "like")
     record_feedback(store, "ann", index, before[0].id, "dislike")
-    with pytest.raises(FeedbackError, match="not a product"):
+    with pytest.raises(FeedbackError, match="not an item"):
         record_feedback(store, "ann", index, "nope", "like")
     got_liked, got_disliked = profile_feedback(store, "ann", index)
     assert set(got_liked) == set(liked) and got_disliked == [before[0].id]

@@ -20,7 +20,8 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", choices=["stats", "export", "forget"])
     p.add_argument("--profile", default=None, help="one profile (required for forget)")
-    p.add_argument("--database", default=None, help="SQLAlchemy URL (default: RECS_DATABASE_URL or data/feedback.sqlite3)")
+    p.add_argument("--database", default=None,
+                   help="SQLAlchemy URL (default: RECS_DATABASE_URL or data/feedback.sqlite3)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run)
 

@@ -91,3 +91,12 @@ def choose_weights(
     info = {"queries": int(len(query_rows)), "source": source,
             "without_feedback": round(float(precision_at_k(pages["without"], PAGE).mean()), 4), "grid": table}
     return grid[best], info
+
+
+def precision_summary(values: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """Per-query second-page precision@10 → ``{"precision@10", "ci95", "queries"}`` (+ ``small_set``)."""
+    from core.metrics import summarize
+
+    s = summarize(values, seed=seed)
+    return {"precision@10": round(s["mean"], 4), "ci95": [round(x, 4) for x in s["ci95"]], "queries": s["n"],
+            **({"small_set": True} if s.get("small_set") else {})}

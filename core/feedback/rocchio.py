@@ -61,7 +61,8 @@ def rocchio_batch(queries: np.ndarray, liked_mean: np.ndarray, liked_any: np.nda
     """Vectorised Rocchio for many queries at once (evaluation): per-query means of the (normalised) liked
     and disliked rows and flags saying whether each side had any; rows with no feedback keep their query."""
     q = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
-    out = weights.alpha * q + weights.beta * liked_mean * liked_any[:, None] - weights.gamma * disliked_mean * disliked_any[:, None]
+    out = (weights.alpha * q + weights.beta * liked_mean * liked_any[:, None]
+           - weights.gamma * disliked_mean * disliked_any[:, None])
     norms = np.linalg.norm(out, axis=1, keepdims=True)
     return np.where(norms > 1e-9, out / np.maximum(norms, 1e-12), q).astype(np.float32)
 

@@ -370,7 +370,8 @@ class FeedbackStore:
                 "saved": s.execute(delete(SavedItem).where(SavedItem.profile_id == pid)).rowcount,
             }
             s.execute(delete(Profile).where(Profile.id == pid))
-            still_used = set(s.scalars(select(TaggedImage.sha256).where(TaggedImage.sha256.in_(shas)))) if shas else set()
+            still_used = set(s.scalars(select(TaggedImage.sha256).where(TaggedImage.sha256.in_(shas)))) \
+                if shas else set()
         removed = 0
         for sha in shas - still_used:
             path = self.image_path(sha)
