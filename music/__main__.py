@@ -1,7 +1,15 @@
-"""``python -m music <verb>``: train, recommend, evaluate (and the "up next" verbs of music.cli_next).
+"""``python -m music <verb>``: train, recommend, evaluate (music picks) and train-next, next, evaluate-next.
 
 ``--json`` prints only JSON on stdout; logs and progress bars go to stderr, so the output pipes
 into ``jq`` or a test as is.
+
+    python -m music train [--dataset simulated] [--force]
+    python -m music recommend --user U --top 10 --json
+    python -m music evaluate --dataset movielens-100k --json
+    python -m music train-next [--dataset simulated] [--force]
+    python -m music next --user U --top 10 --json
+    python -m music next --items ID,ID,ID --json
+    python -m music evaluate-next --dataset lastfm-2k --path ../shared/data/lastfm-2k --json
 """
 
 from __future__ import annotations
@@ -14,8 +22,9 @@ import sys
 from typing import Any, Sequence
 
 import music  # noqa: F401 - sets KERAS_BACKEND
-
 from music.data import DATASETS
+
+log = logging.getLogger(__name__)
 
 
 def _print_json(obj: Any) -> None:
@@ -30,7 +39,7 @@ def _load_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from music.train import train
+    from music.mf.train import train
 
     kwargs = _load_kwargs(args)
     m = train(args.dataset, args.path, force=args.force, **kwargs)
@@ -43,9 +52,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from music import service
-    from music.model import UnknownUser
-    from music.train import load_bundle
+    from music.mf import service
+    from music.mf.train import load_bundle
+    from music.recommender import UnknownUser
 
     bundle = load_bundle(args.dataset)
     try:
@@ -69,7 +78,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from music.evaluate import evaluate
+    from music.mf.evaluate import evaluate
 
     kwargs = _load_kwargs(args)
     results = evaluate(args.dataset, args.path, seed=args.seed, tune=not args.no_tune, **kwargs)
@@ -80,6 +89,119 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for method, metrics in results["methods"].items():
             print(f"  {method:14s} " + "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                                   for k, v in metrics.items()))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# "up next"
+
+
+def register_next(subparsers: Any) -> None:
+    """Add ``train-next``, ``next`` and ``evaluate-next`` to the ``python -m music`` parser."""
+    t = subparsers.add_parser("train-next", help="train the 'up next' CNN the app uses (skips when fresh)")
+    t.add_argument("--dataset", default="simulated", choices=DATASETS)
+    t.add_argument("--path", default=None, help="data folder or file for datasets that need one")
+    t.add_argument("--init", default="onehot", choices=("onehot", "word2vec", "text"))
+    t.add_argument("--no-repeat", action="store_true", help="plain Caser, without the repeat channel")
+    t.add_argument("--epochs", type=int, default=5, help="upper bound; validation HR@10 stops earlier")
+    t.add_argument("--force", action="store_true", help="retrain even if a fresh model exists")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_train_next)
+
+    n = subparsers.add_parser("next", help="predicted next items for a user or a hand-built sequence")
+    n.add_argument("--dataset", default="simulated")
+    who = n.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", default=None)
+    who.add_argument("--items", default=None, help="comma-separated item ids, oldest first")
+    n.add_argument("--top", type=int, default=10)
+    n.add_argument("--method", default="cnn", choices=("cnn", "session_knn"))
+    n.add_argument("--json", action="store_true")
+    n.set_defaults(func=cmd_next)
+
+    e = subparsers.add_parser("evaluate-next", help="every CNN variant and baseline on one leave-last-out split")
+    e.add_argument("--dataset", default="simulated", choices=DATASETS)
+    e.add_argument("--path", default=None)
+    e.add_argument("--variants", default="onehot,word2vec,text,onehot+repeat,word2vec+repeat,text+repeat",
+                   help="comma-separated CNN variants: INIT[+repeat][+frozen]")
+    e.add_argument("--epochs", type=int, default=20, help="upper bound; validation HR@10 stops earlier")
+    e.add_argument("--L", type=int, default=5, help="input length (the issue's default 5)")
+    e.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of the CNN")
+    e.add_argument("--batch-size", type=int, default=256)
+    e.add_argument("--l2", type=float, default=1e-6, help="L2 on the output layer")
+    e.add_argument("--out", default=None, help="results file (default models/music/next_eval_<dataset>.json)")
+    e.add_argument("--basket", default=None, choices=("event", "session", "day", "month"))
+    e.add_argument("--no-mf", action="store_true", help="skip the music tab's MF baseline")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_evaluate_next)
+
+
+def parse_variants(text: str) -> list[tuple[str, bool, bool]]:
+    """"text+repeat,word2vec+frozen" → [(init, trainable, repeat), ...]."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        bits = part.split("+")
+        init, flags = bits[0], set(bits[1:])
+        if init not in ("onehot", "word2vec", "text") or not flags <= {"repeat", "mix", "frozen"}:
+            raise ValueError(f"bad variant {part!r}: use INIT[+repeat|+mix][+frozen] with INIT onehot, word2vec or text")
+        out.append((init, "frozen" not in flags, "mix" if "mix" in flags else "repeat" in flags))
+    return out
+
+
+def _emit(obj: Any, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    else:
+        sys.stdout.write(_table(obj) + "\n")
+
+
+def _table(obj: Any) -> str:
+    if isinstance(obj, list):
+        return "\n".join(f"{i + 1:>2}. {o['title']}" + (f" — {o['artist']}" if o.get("artist") else "")
+                         + f"  ({o['score']:.3f})  {o['reason']}" for i, o in enumerate(obj))
+    if isinstance(obj, dict) and all(isinstance(v, dict) for v in obj.values()):
+        keys = ["hr@10", "ndcg@10", "mrr", "top1"]
+        lines = [f"{'method':<28}" + "".join(f"{k:>10}" for k in keys)]
+        for name, m in obj.items():
+            lines.append(f"{name:<28}" + "".join(f"{m.get(k, float('nan')):>10.4f}" for k in keys))
+        return "\n".join(lines)
+    return json.dumps(obj, indent=2, default=str)
+
+
+def cmd_train_next(args: argparse.Namespace) -> int:
+    from music.next.train import train_bundle
+
+    out = train_bundle(args.dataset, args.path, init=args.init, repeat=not args.no_repeat,
+                       force=args.force, epochs=args.epochs)
+    _emit(out, True if args.json else False)
+    return 0
+
+
+def cmd_next(args: argparse.Namespace) -> int:
+    from music.next.service import NextBundle, UnknownListener
+
+    bundle = NextBundle(args.dataset)
+    items = [i.strip() for i in args.items.split(",") if i.strip()] if args.items else None
+    try:
+        picks = bundle.recommend(user=args.user, items=items, top=args.top, method=args.method)
+    except UnknownListener as exc:
+        raise ValueError(str(exc)) from exc
+    _emit([p.to_dict() for p in picks], args.json)
+    return 0
+
+
+def cmd_evaluate_next(args: argparse.Namespace) -> int:
+    from core.threads import torch_threads
+    from music.next.evaluate import evaluate_next
+
+    cnn = {"epochs": args.epochs, "L": args.L, "lr": args.lr, "batch_size": args.batch_size, "l2": args.l2}
+    with torch_threads():
+        out = evaluate_next(args.dataset, args.path, variants=parse_variants(args.variants), cnn=cnn,
+                            basket=args.basket, with_mf=not args.no_mf, out=args.out,
+                            command=" ".join(["python -m music"] + sys.argv[1:]))
+    _emit(out["methods"], args.json)
+    meta = out["meta"]
+    log.info("best CNN %s vs best baseline %s: HR@10 ratio %s (bar 1.1x met: %s)", meta["best_cnn"],
+             meta["best_baseline"], meta["hr@10_ratio_best_cnn_over_best_baseline"], meta["bar_1.1x_met"])
     return 0
 
 
@@ -114,12 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 
-    try:
-        from music import cli_next
-
-        cli_next.register(sub)
-    except ImportError:
-        pass
+    register_next(sub)
     return p
 
 

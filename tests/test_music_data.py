@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from music.data import IdMap, DataUnavailable, load_dataset, ratio_split, user_holdout_split
-from music.sources import parse_idomaar_line
+from music.data.sources import parse_idomaar_line
 
 FIX = Path(__file__).parent / "fixtures" / "music"
 
@@ -173,7 +173,7 @@ def test_real_lastfm_2k(lastfm_dir):
 
 def test_movielens_100k_from_the_recbole_wheel():
     from core.artifacts import DATA_DIR
-    from music.sources import movielens_cache_dir
+    from music.data.sources import movielens_cache_dir
 
     wheel = list((DATA_DIR / "wheels").glob("recbole-1.2.1-*.whl"))
     if not wheel and not (movielens_cache_dir() / "ml-100k.inter").is_file():

@@ -1,6 +1,6 @@
 """The "Up next" section of the Music tab: next items for the chosen listener, or for a sequence built by hand.
 
-Why it is thin: prediction, reasons and attributions live in ``music.next_bundle``; this module only
+Why it is thin: prediction, reasons and attributions live in ``music.next.service``; this module only
 lays out widgets and caches the loaded bundle (``st.tabs`` reruns every tab on every click, so the
 model is loaded once per file version through ``st.cache_resource``). It is the only "up next" module
 that imports streamlit.
@@ -15,8 +15,8 @@ import pandas as pd
 import streamlit as st
 
 from core.artifacts import ArtifactError
-from music.evaluate_next import results_path
-from music.next_bundle import HINT, NextBundle, UnknownListener, bundle_stem
+from music.next.evaluate import results_path
+from music.next.service import HINT, NextBundle, UnknownListener, bundle_stem
 
 log = logging.getLogger(__name__)
 

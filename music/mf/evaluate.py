@@ -18,6 +18,7 @@ import logging
 import shlex
 import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -25,8 +26,11 @@ import pandas as pd
 
 from core.artifacts import write_json
 from music.data import MusicDataset, Split, load_dataset, ratio_split, user_holdout_split
-from music.mf import KerasMF
-from music.model import GenreRecommender, Popularity, Recommender, top_n
+from music.mf import data as mfdata
+from music.mf.baselines import GenreRecommender, Popularity
+from music.mf.model import CatalogueRecommender, KerasMF, mf_config
+from music.mf.peers import ImplicitALS, PeerMissing, SurpriseSVD
+from music.recommender import top_n
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +53,7 @@ MF_GRID_EXPLICIT = [{"l2": 0.1, "svdpp": True}, {"l2": 0.1, "svdpp": False}]
 # metrics
 
 
-def topn_metrics(model: Recommender, test: pd.DataFrame, k: int = K, batch: int = 256) -> dict[str, float]:
+def topn_metrics(model: CatalogueRecommender, test: pd.DataFrame, k: int = K, batch: int = 256) -> dict[str, float]:
     """Full-ranking top-``k`` metrics of a fitted ``model`` on held-out ``test`` interactions.
 
     Items in the user's training history are removed from the ranking (they are not "new" picks),
@@ -93,6 +97,11 @@ def topn_metrics(model: Recommender, test: pd.DataFrame, k: int = K, batch: int 
             "skipped_unknown_users": int((~known).sum())}
 
 
+def val_ndcg(model: CatalogueRecommender, val: pd.DataFrame) -> float:
+    """NDCG@10 on held-out interactions: the criterion MF's early stopping and tuning use on implicit data."""
+    return float(topn_metrics(model, val)["ndcg@10"])
+
+
 def rating_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     err = np.asarray(pred, float) - np.asarray(truth, float)
     return {"rmse": float(np.sqrt(np.mean(err ** 2))), "mae": float(np.mean(np.abs(err))), "n": int(len(err))}
@@ -102,14 +111,14 @@ def rating_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 # top-N with tuning on validation
 
 
-def _tune(name: str, grid: list[dict[str, Any]], make: Callable[[dict[str, Any]], Recommender],
+def _tune(name: str, grid: list[dict[str, Any]], make: Callable[[dict[str, Any]], CatalogueRecommender],
           data: MusicDataset, inner: Split) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Fit each config on the inner train, score NDCG@10 on validation; return the best config."""
     table = []
     for params in grid:
         t = time.time()
         model = make(params)
-        model.fit(data, inner.train, val=inner.test) if name == "mf" else model.fit(data, inner.train)
+        model.fit(data, inner.train, val=inner.test, validate=val_ndcg) if name == "mf" else model.fit(data, inner.train)
         m = topn_metrics(model, inner.test)
         row = {**params, "val_ndcg@10": round(m["ndcg@10"], 5), "seconds": round(time.time() - t, 1)}
         if name == "mf":  # replayed (same epochs and learning-rate steps) when refitting on all of train
@@ -123,9 +132,6 @@ def _tune(name: str, grid: list[dict[str, Any]], make: Callable[[dict[str, Any]]
 def evaluate_topn(data: MusicDataset, *, seed: int = 42, tune: bool = True,
                   mf_params: dict[str, Any] | None = None) -> dict[str, Any]:
     """MF vs popularity, genre and implicit ALS on one per-user holdout split of ``data``."""
-    from music.peers import ImplicitALS, PeerMissing
-    from music.train import mf_config
-
     split = user_holdout_split(data.interactions, test_fraction=0.2, min_items=5, seed=seed)
     inner = user_holdout_split(split.train, test_fraction=0.2, min_items=5, seed=seed + 1)
     methods: dict[str, dict[str, Any]] = {}
@@ -136,7 +142,7 @@ def evaluate_topn(data: MusicDataset, *, seed: int = 42, tune: bool = True,
     best, tuning["mf"] = _tune("mf", grid if tune else [{}], lambda p: KerasMF(**dict(mf_cfg, **p)), data, inner)
     mf_cfg.update(best)
     t = time.time()
-    mf = KerasMF(**mf_cfg).fit(data, split.train)
+    mf = KerasMF(**mf_cfg).fit(data, split.train, validate=val_ndcg)
     methods["mf"] = {**topn_metrics(mf, split.test), "fit_seconds": round(time.time() - t, 1)}
     methods["popularity"] = topn_metrics(Popularity().fit(data, split.train), split.test)
     methods["genre"] = topn_metrics(GenreRecommender().fit(data, split.train), split.test)
@@ -163,9 +169,6 @@ def evaluate_topn(data: MusicDataset, *, seed: int = 42, tune: bool = True,
 def evaluate_ratings(data: MusicDataset, *, seed: int = 42, tune: bool = True,
                      mf_params: dict[str, Any] | None = None) -> dict[str, Any]:
     """MF (explicit mode) vs Surprise SVD and the global mean on one fixed 80/20 split."""
-    from music.peers import PeerMissing, surprise_svd
-    from music.train import mf_config
-
     split = ratio_split(data.interactions, test_size=0.2, seed=seed)
     inner = ratio_split(split.train, test_size=0.1, seed=seed + 1)
     lo, hi = float(data.interactions["weight"].min()), float(data.interactions["weight"].max())
@@ -198,9 +201,9 @@ def evaluate_ratings(data: MusicDataset, *, seed: int = 42, tune: bool = True,
                                                  "fit_seconds": round(time.time() - t, 1)}}
     try:
         t = time.time()
-        methods["surprise_svd"] = {**rating_metrics(surprise_svd(split.train, split.test, seed=seed,
-                                                                 rating_scale=(lo, hi)), truth),
-                                   "fit_seconds": round(time.time() - t, 1)}
+        svd = SurpriseSVD(seed=seed).fit(data, split.train)
+        pred = svd.predict(svd.catalogue.users.indices(split.test["user"]), svd.catalogue.items.indices(split.test["item"]))
+        methods["surprise_svd"] = {**rating_metrics(pred, truth), "fit_seconds": round(time.time() - t, 1)}
     except PeerMissing as exc:
         methods["surprise_svd"] = {"error": f"not installed: {exc}"}
     methods["global_mean"] = rating_metrics(np.full(len(truth), split.train["weight"].mean()), truth)
@@ -216,8 +219,6 @@ def evaluate_ratings(data: MusicDataset, *, seed: int = 42, tune: bool = True,
 def evaluate(dataset: str, path: str | None = None, *, seed: int = 42, tune: bool = True, save: bool = True,
              data: MusicDataset | None = None, **load_kwargs: Any) -> dict[str, Any]:
     """Evaluate ``dataset``: rating metrics if explicit, top-N otherwise; save the JSON for the app."""
-    from music.train import results_path
-
     t = time.time()
     data = data or load_dataset(dataset, path, **load_kwargs)
     if len(data.interactions) == 0:
@@ -231,3 +232,8 @@ def evaluate(dataset: str, path: str | None = None, *, seed: int = 42, tune: boo
     if save:
         write_json(results_path(dataset), res)
     return res
+
+
+def results_path(dataset: str) -> Path:
+    """Where the tab finds the last ``python -m music evaluate`` of ``dataset``."""
+    return mfdata.music_dir() / f"evaluation-{dataset}.json"

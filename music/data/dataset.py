@@ -1,20 +1,18 @@
-"""One table shape for every music source, id maps that survive gaps and string ids, and splits.
+"""One table shape for every music source, and id maps that survive gaps and string ids.
 
-Why: the seed assumed ids 1..N without gaps and showed titles that did not belong to the predicted
-ids. Here every source is turned into the same ``MusicDataset`` (string ids everywhere), and models
-only ever see contiguous indices produced by an ``IdMap`` that travels with the model, so an index
-always maps back to the right external id and title.
+Why: ids in real data have gaps and are often strings, and a title shown beside a prediction must
+belong to the predicted id. Every source is turned into the same ``MusicDataset`` (string ids
+everywhere), and models only ever see contiguous indices produced by an ``IdMap`` that travels with
+the model, so an index always maps back to the right external id and title.
 
-Loaders for the individual formats live in ``music.sources`` and ``music.simulate``; this module
-owns the shape, the cleaning rules (malformed rows counted and skipped, duplicates merged) and the
-leak-free splits used by ``music.evaluate``.
+Loaders for the individual formats live in ``music.data.sources`` and ``music.data.simulate``; this
+module owns the shape and the cleaning rules (malformed rows counted and skipped, duplicates merged).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -305,86 +303,3 @@ def make_dataset(
     report.update({k: v for k, v in ds.summary().items() if k not in ("name", "kind")})
     log.info("%s: %s", name, report)
     return ds
-
-
-# ----------------------------------------------------------------------------------------------
-# entry point
-
-
-def load_dataset(name: str, path: str | Path | None = None, **kwargs: Any) -> MusicDataset:
-    """Load a dataset by name. ``path`` is a folder or file where the format needs one.
-
-    ``simulated`` needs nothing (seeded, offline default). ``lastfm-2k`` needs the HetRec folder.
-    ``movielens-100k`` reads the recbole wheel in ``data/wheels`` (``download=True`` fetches it
-    with pip). ``lastfm-1k``, ``30music`` and ``csv`` read the given file or folder.
-    """
-    from music import simulate, sources
-
-    if name == "simulated":
-        return simulate.simulate(**kwargs)
-    if name in ("lastfm-2k", "lastfm2k", "hetrec-lastfm-2k"):
-        folder = sources.ensure_lastfm_2k(path, download=bool(kwargs.pop("download", False)))
-        return sources.load_lastfm_2k(_need(folder, name), **kwargs)
-    if name in ("movielens-100k", "ml-100k"):
-        return sources.load_movielens_100k(path, **kwargs)
-    if name in ("lastfm-1k", "lastfm1k"):
-        return sources.load_lastfm_1k(_need(path, name), **kwargs)
-    if name in ("30music", "30Music"):
-        return sources.load_30music(_need(path, name), **kwargs)
-    if name == "csv":
-        return sources.load_csv(_need(path, name), **kwargs)
-    raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-
-
-def _need(path: str | Path | None, name: str) -> Path:
-    if path is None:
-        raise DataUnavailable(f"dataset {name!r} needs --path (a folder or file in its format)")
-    p = Path(path)
-    if not p.exists():
-        raise DataUnavailable(f"{p} does not exist (dataset {name!r})")
-    return p
-
-
-# ----------------------------------------------------------------------------------------------
-# splits
-
-
-@dataclass
-class Split:
-    """Train/test (and optionally validation) interaction frames of one dataset."""
-
-    train: pd.DataFrame
-    test: pd.DataFrame
-    how: str
-    seed: int
-
-
-def ratio_split(frame: pd.DataFrame, *, test_size: float = 0.2, seed: int = 42) -> Split:
-    """Fixed, seeded random split of rows (the classic 80/20 for rating prediction).
-
-    Test rows whose user or item never occurs in train are kept: models must predict them with
-    their fallback (biases/global mean), as Surprise does, so the comparison stays on one split.
-    """
-    rng = np.random.default_rng(seed)
-    mask = rng.random(len(frame)) < test_size
-    return Split(frame[~mask].reset_index(drop=True), frame[mask].reset_index(drop=True), f"ratio{test_size}", seed)
-
-
-def user_holdout_split(
-    frame: pd.DataFrame, *, test_fraction: float = 0.2, min_items: int = 5, seed: int = 42
-) -> Split:
-    """Per-user holdout for top-N: each user with ≥ ``min_items`` items gives ``test_fraction`` of them.
-
-    Why per user: every evaluated user keeps history in train, and the test items are never seen
-    in training for that user (no leak); users with too little history stay wholly in train.
-    """
-    rng = np.random.default_rng(seed)
-    r = rng.random(len(frame))
-    f = frame.assign(_r=r)
-    f["_rank"] = f.groupby("user")["_r"].rank(method="first")
-    f["_n"] = f.groupby("user")["user"].transform("size")
-    n_test = np.maximum(1, np.floor(f["_n"] * test_fraction)).astype(int)
-    is_test = (f["_n"] >= min_items) & (f["_rank"] <= n_test)
-    cols = list(frame.columns)
-    return Split(f.loc[~is_test, cols].reset_index(drop=True), f.loc[is_test, cols].reset_index(drop=True),
-                 f"user_holdout{test_fraction}", seed)

@@ -25,6 +25,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from music.data import Split
+
 log = logging.getLogger(__name__)
 
 PAD = 0
@@ -78,6 +80,14 @@ class SequenceData:
         """User ``u``'s items in time order, from baskets ``[0, upto)`` (all when ``upto`` is None)."""
         chosen = self.baskets[u][:upto] if upto is not None else self.baskets[u]
         return np.concatenate(chosen).astype(np.int32) if chosen else np.zeros(0, np.int32)
+
+    def item_counts(self, upto: np.ndarray) -> np.ndarray:
+        """Plays per item in each user's baskets ``[0, upto[u])``; entry 0 (padding) is 0."""
+        counts = np.zeros(self.n_items + 1, np.float64)
+        for u in range(self.n_users):
+            np.add.at(counts, self.flat(u, int(upto[u])), 1.0)
+        counts[PAD] = 0.0
+        return counts
 
 
 # ----------------------------------------------------------------------------------------------
@@ -197,40 +207,29 @@ def from_dataset(dataset: Any, *, basket: str | None = None, session_gap: int = 
 # split
 
 
-@dataclass
-class Split:
-    """A temporal leave-last-out split, as basket counts per user.
-
-    ``train_upto[u]``: baskets ``[0, train_upto[u])`` are training data. ``val_users`` have their
-    validation target at basket ``train_upto[u]``; ``test_users`` have their test target at
-    ``train_upto[u] + 1`` (the last basket). Fitting on ``train`` and predicting the validation
-    target sees only the past; predicting the test target may also read the validation basket as
-    *input history* (never as a training target).
-    """
-
-    train_upto: np.ndarray
-    val_users: np.ndarray
-    test_users: np.ndarray
-
-
 def leave_last_out(seqs: SequenceData, min_baskets: int = 3) -> Split:
-    """Per user: last basket → test, second-to-last → validation, the rest → training."""
+    """Per user: last basket → test, second-to-last → validation, the rest → training.
+
+    ``train_upto[u]``: baskets ``[0, train_upto[u])`` are training data. Fitting on them and
+    predicting the validation target sees only the user's past; predicting the test target may also
+    read the validation basket as *input history* (never as a training target). Users with fewer than
+    ``min_baskets`` baskets only contribute training data.
+    """
     counts = np.array([len(b) for b in seqs.baskets], dtype=np.int64)
     evaluable = counts >= min_baskets
     train_upto = np.where(evaluable, counts - 2, counts)
-    users = np.flatnonzero(evaluable).astype(np.int64)
-    return Split(train_upto=train_upto, val_users=users, test_users=users.copy())
+    return Split(how="leave-last-out", train_upto=train_upto, val_at=np.where(evaluable, counts - 2, -1),
+                 test_at=np.where(evaluable, counts - 1, -1))
 
 
 def history_before(seqs: SequenceData, split: Split, u: int, stage: str) -> np.ndarray:
     """Everything user ``u`` did before the ``stage`` ("val" or "test") target basket, flattened."""
-    upto = int(split.train_upto[u]) + (1 if stage == "test" else 0)
-    return seqs.flat(u, upto)
+    return seqs.flat(u, int(split.at(stage)[u]))
 
 
 def target_of(seqs: SequenceData, split: Split, u: int, stage: str) -> np.ndarray:
     """The ``stage`` target basket of user ``u``."""
-    return seqs.baskets[u][int(split.train_upto[u]) + (1 if stage == "test" else 0)]
+    return seqs.baskets[u][int(split.at(stage)[u])]
 
 
 def last_items(history: np.ndarray, L: int) -> np.ndarray:
@@ -240,6 +239,31 @@ def last_items(history: np.ndarray, L: int) -> np.ndarray:
     if len(tail):
         out[L - len(tail) :] = tail
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# sequences <-> arrays
+
+
+def sequences_to_arrays(seqs: SequenceData) -> dict[str, np.ndarray]:
+    """Flat arrays of every basket (for ``core.artifacts.save_arrays``: no pickle)."""
+    lens = [len(b) for bs in seqs.baskets for b in bs]
+    return {
+        "items": np.concatenate([b for bs in seqs.baskets for b in bs]).astype(np.int32) if lens else np.zeros(0, np.int32),
+        "basket_len": np.asarray(lens, np.int32),
+        "user_baskets": np.asarray([len(bs) for bs in seqs.baskets], np.int32),
+        "basket_session": np.concatenate(seqs.sessions).astype(np.int64) if seqs.sessions else np.zeros(0, np.int64),
+    }
+
+
+def sequences_from_arrays(a: dict[str, np.ndarray], m: dict[str, Any]) -> SequenceData:
+    """The inverse of ``sequences_to_arrays``, with ids and configuration from the manifest ``m``."""
+    ends = np.cumsum(a["basket_len"])
+    all_baskets = np.split(a["items"], ends[:-1]) if len(ends) else []
+    bounds = np.r_[0, np.cumsum(a["user_baskets"])]
+    baskets = [[np.asarray(b, np.int32) for b in all_baskets[s:e]] for s, e in zip(bounds[:-1], bounds[1:])]
+    sessions = [a["basket_session"][s:e] for s, e in zip(bounds[:-1], bounds[1:])]
+    return SequenceData(m["dataset"], list(m["item_ids"]), list(m["user_ids"]), baskets, sessions, dict(m["seq_config"]))
 
 
 # ----------------------------------------------------------------------------------------------

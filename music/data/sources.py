@@ -1,4 +1,4 @@
-"""Readers for real interaction formats, each ending in ``data.make_dataset`` (one shape, one cleaning).
+"""Readers for real interaction formats, each ending in ``music.data.dataset.make_dataset`` (one shape, one cleaning).
 
 Formats, exactly as distributed:
 
@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from core.artifacts import DATA_DIR, atomic_path
-from music.data import DataUnavailable, MusicDataset, make_dataset
+from music.data.dataset import DataUnavailable, MusicDataset, make_dataset
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Protocol (the same for the CNN variants and every baseline, so the table is a fair comparison):
 
 1. Per user, the last basket is the **test** target, the one before it the **validation** target, the
-   rest is training (``music.sequence.leave_last_out``). Every method is fitted on training baskets only.
+   rest is training (``music.next.data.leave_last_out``). Every method is fitted on training baskets only.
 2. Hyper-parameters are chosen on the validation targets only: the CNN's epoch count (early stopping on
    validation HR@10), the repeat decay and the kNN neighbourhood size. Test targets are scored once.
 3. Predicting a target, a method reads the user's whole history before it (for the test target this
@@ -11,7 +11,7 @@ Protocol (the same for the CNN variants and every baseline, so the table is a fa
 4. Full ranking over the whole catalogue. Items already in the history are excluded only where the
    data never repeats (MovieLens: nobody rates a film twice); in listening data re-listens are targets.
 5. A target basket may hold several items: HR@10 = any of them in the top 10; MRR = 1 / rank of the
-   first hit; NDCG@10 with the ideal DCG of ``min(|basket|, 10)`` hits; top-1 accuracy (the seed's metric)
+   first hit; NDCG@10 with the ideal DCG of ``min(|basket|, 10)`` hits; top-1 accuracy
    = the first pick is in the basket. Ties are broken by one fixed random order of the items, the same
    for every method, so a method with many equal scores (popularity) gets no free hits.
 """
@@ -30,8 +30,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from core.artifacts import MODELS_DIR, write_json
-from music.next_baselines import NextRecommender, Popularity, RepeatRecency, SessionKNN
-from music.sequence import PAD, SequenceData, Split, from_dataset, history_before, leave_last_out, target_of
+from music.data import Split, load_dataset
+from music.mf.model import KerasMF
+from music.next.baselines import MFAdapter, NextRecommender, Popularity, RepeatRecency, SessionKNN
+from music.next.caser import CaserNext, item_texts
+from music.next.data import PAD, SequenceData, from_dataset, history_before, leave_last_out, target_of
+from music.next.model import CaserConfig
 
 log = logging.getLogger(__name__)
 
@@ -162,10 +166,6 @@ def evaluate_next(
 
     ``variants`` are ``(init, trainable, repeat)`` triples; ``cnn`` overrides ``CaserConfig`` fields.
     """
-    from music.caser import CaserConfig
-    from music.next_caser import CaserNext, item_texts
-    from music.data import load_dataset
-
     t0 = time.time()
     ds = load_dataset(dataset_name, path)
     seqs = from_dataset(ds, basket=basket)
@@ -192,7 +192,7 @@ def evaluate_next(
         if mf is not None:
             try:
                 record("mf", mf.fit(seqs, upto))
-            except Exception as exc:  # noqa: BLE001 - a colleague's model must not sink the whole table
+            except Exception as exc:  # noqa: BLE001 - one failing baseline must not sink the whole table
                 log.warning("MF baseline failed: %s", exc)
                 results["mf"] = {"error": f"{type(exc).__name__}: {exc}"}
 
@@ -240,13 +240,7 @@ def evaluate_next(
 
 
 def _mf_baseline(kind: str) -> NextRecommender | None:
-    """The music tab's Keras MF (implicit mode: the history is play counts), or None when it is absent."""
-    try:
-        from music.mf import KerasMF
-        from music.next_baselines import MFAdapter
-    except ImportError as exc:
-        log.warning("MF baseline unavailable: %s", exc)
-        return None
+    """The music tab's Keras MF (implicit mode: the history is play counts)."""
     return MFAdapter(lambda: KerasMF(patience=2))  # mode chosen by MF itself (softmax for play counts)
 
 
