@@ -1,5 +1,5 @@
 """The Music tab: pick a trained dataset and a listener → their history and picks with reasons;
-a new listener picks genres → picks; the evaluation metrics as a chart; then "Up next" (issue 6).
+a new listener picks genres → picks; the evaluation metrics as a chart; then "Up next".
 
 Why it stays thin: all policy (blending thin histories, reasons, cold start) is in
 ``music.mf.service``; this module only lays out widgets and caches the loaded models

@@ -22,10 +22,11 @@ from music.data.dataset import (
     clean_items,
     make_dataset,
 )
-from music.data.splits import Split, ratio_split, user_holdout_split
+from music.data.splits import Split, period_starts, ratio_split, user_holdout_split
 
 __all__ = ["DATASETS", "LABELS", "DataUnavailable", "IdMap", "MusicDataset", "Split", "clean_events",
-           "clean_interactions", "clean_items", "load_dataset", "make_dataset", "ratio_split", "user_holdout_split"]
+           "clean_interactions", "clean_items", "load_dataset", "make_dataset", "period_starts", "ratio_split",
+           "user_holdout_split"]
 
 
 def load_dataset(name: str, path: str | Path | None = None, **kwargs: Any) -> MusicDataset:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -118,7 +118,10 @@ class MusicDataset:
     ``interactions``: user (str), item (str), weight (float32; play count or rating), optional
     timestamp (int64 unix seconds). ``items``: item, title, artist, genres (list[str]), one row per
     item. ``events``: user, item, timestamp, sorted by user then timestamp (for sequence models).
-    ``report``: what cleaning did (malformed rows skipped, duplicates merged, ...).
+    ``report``: what cleaning did (malformed rows skipped, duplicates merged, ...). ``tags``: dated tag
+    events (user, item, tag, timestamp; tag = its name) where the source has them (Last.fm-2K), the
+    evidence item genres are read from, so an evaluation can re-derive genres from training-time
+    tags only (``genres_before``).
     """
 
     name: str
@@ -127,6 +130,7 @@ class MusicDataset:
     items: pd.DataFrame
     events: pd.DataFrame | None = None
     report: dict = field(default_factory=dict)
+    tags: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("implicit", "explicit"):
@@ -187,6 +191,30 @@ class MusicDataset:
         """All genres, most common first."""
         counts = self.items["genres"].explode().dropna().value_counts()
         return [str(g) for g in counts.index]
+
+    def genres_before(self, cutoff: int | Mapping[str, int], n_genres: int = 3) -> "MusicDataset":
+        """A copy whose item genres come only from tag events dated before ``cutoff``.
+
+        ``cutoff`` is one unix time for everyone, or a map user id → unix time (users not in the map
+        keep all their tag events: everything they did is training data). Why: genres feed the genre
+        recommender and the text that starts Caser's item table; a tag given during the test period
+        would tell a model about the future. Datasets without dated tags are returned unchanged.
+        """
+        if self.tags is None:
+            return self
+        t = self.tags
+        if isinstance(cutoff, Mapping):
+            limit = t["user"].map(cutoff).fillna(np.iinfo(np.int64).max).to_numpy(np.float64)
+            kept = t[t["timestamp"].to_numpy(np.float64) < limit]
+        else:
+            kept = t[t["timestamp"] < int(cutoff)]
+        genres = top_tags(kept, n_genres)
+        items = self.items.copy()
+        items["genres"] = [genres.get(i, []) for i in items["item"]]
+        out = MusicDataset(self.name, self.kind, self.interactions, items, self.events,
+                           dict(self.report, genre_tag_events=int(len(kept))), self.tags)
+        out._user_map, out._item_map = self._user_map, self._item_map
+        return out
 
     def history(self, user: str) -> pd.DataFrame:
         """A user's interactions, heaviest first, with item metadata."""
@@ -287,6 +315,15 @@ def clean_events(events: pd.DataFrame | None) -> pd.DataFrame | None:
     return ev.sort_values(["user", "timestamp"], kind="stable").reset_index(drop=True)
 
 
+def top_tags(tags: pd.DataFrame, n: int = 3) -> dict[str, list[str]]:
+    """Each item's ``n`` most used tags (ties: tag name order), from tag events (user, item, tag, timestamp)."""
+    if tags is None or len(tags) == 0:
+        return {}
+    counts = tags.groupby(["item", "tag"]).size().rename("n").reset_index()
+    counts = counts.sort_values(["item", "n", "tag"], ascending=[True, False, True])
+    return {str(item): [str(t) for t in grp["tag"].head(n)] for item, grp in counts.groupby("item", sort=False)}
+
+
 def make_dataset(
     name: str,
     kind: str,
@@ -294,12 +331,14 @@ def make_dataset(
     items: pd.DataFrame,
     events: pd.DataFrame | None = None,
     report: dict[str, Any] | None = None,
+    tags: pd.DataFrame | None = None,
 ) -> MusicDataset:
     """The one constructor every loader ends with, so every source is cleaned the same way."""
     report = dict(report or {})
     inter = clean_interactions(raw_interactions, kind=kind, report=report, source=name)
     items = clean_items(items, inter)
-    ds = MusicDataset(name=name, kind=kind, interactions=inter, items=items, events=clean_events(events), report=report)
+    ds = MusicDataset(name=name, kind=kind, interactions=inter, items=items, events=clean_events(events), report=report,
+                      tags=tags)
     report.update({k: v for k, v in ds.summary().items() if k not in ("name", "kind")})
     log.info("%s: %s", name, report)
     return ds

@@ -84,3 +84,31 @@ def user_holdout_split(
     cols = list(frame.columns)
     return Split(f.loc[~is_test, cols].reset_index(drop=True), f.loc[is_test, cols].reset_index(drop=True),
                  f"user_holdout{test_fraction}", seed)
+
+
+def period_starts(times: np.ndarray, *, val_share: float = 0.1, test_share: float = 0.1,
+                  snap: str | None = None) -> tuple[int, int]:
+    """``(T_val, T_test)``: the unix times where the latest ``val_share + test_share`` and ``test_share`` of ``times`` begin.
+
+    ``snap`` = ``"month"`` (``"day"``) moves both back to the start of their calendar month (day), so
+    that month (day) baskets never straddle a cut. Used by the global-time split of "up next" and to
+    date the test period whose tags must not feed genres.
+    """
+    t = np.asarray(times, dtype=np.int64)
+    if len(t) == 0:
+        raise ValueError("no timestamps to cut")
+    t_val = _snap(int(np.quantile(t, 1.0 - val_share - test_share, method="lower")), snap)
+    t_test = _snap(int(np.quantile(t, 1.0 - test_share, method="lower")), snap)
+    if val_share > 0 and t_test <= t_val:
+        raise ValueError(f"the validation and test periods overlap (T_val {t_val}, T_test {t_test}); "
+                         "use larger shares or finer baskets")
+    return t_val, t_test
+
+
+def _snap(t: int, unit: str | None) -> int:
+    ts = pd.Timestamp(t, unit="s", tz="UTC")
+    if unit == "month":
+        ts = ts.normalize().replace(day=1)
+    elif unit == "day":
+        ts = ts.normalize()
+    return int(ts.timestamp())

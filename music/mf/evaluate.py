@@ -5,11 +5,15 @@ Protocols (leak-free; the test split is never used to choose anything):
 - **Top-N (implicit data)**: per-user holdout (20 % of each user's items, users with ≥ 5 items),
   full ranking over every item the user has not interacted with in train; precision@10, recall@10
   (hits / held-out items), NDCG@10, HR@10 and catalogue coverage (share of items in any top-10).
-  Hyper-parameters of MF and ALS are picked on a validation split carved from train the same way,
-  then both are refitted on the whole train split.
-- **Rating prediction (explicit data)**: fixed seeded 80/20 split of ratings; RMSE and MAE, with
-  Surprise's SVD fitted on the same train rows. MF's l2/dim/epochs are picked on a 90/10
-  validation split of train, then MF is refitted on all of train.
+  Hyper-parameters of MF, implicit's ALS and BPR are picked on one validation split carved from
+  train the same way, then each is refitted on the whole train split. Genres (for the genre
+  recommender) come from tag events dated before the test period only.
+- **Rating prediction (explicit data)**: fixed seeded 80/20 split of ratings; RMSE and MAE. MF,
+  Surprise's SVD and SVD++ are each tuned on the same 90/10 validation split of train, then
+  refitted on all of train.
+
+Every headline metric carries a 95 % bootstrap interval (``core.metrics.bootstrap_ci``): over test
+users for top-N, over test ratings for RMSE/MAE.
 """
 
 from __future__ import annotations
@@ -25,11 +29,12 @@ import numpy as np
 import pandas as pd
 
 from core.artifacts import write_json
-from music.data import MusicDataset, Split, load_dataset, ratio_split, user_holdout_split
+from core.metrics import bootstrap_ci
+from music.data import MusicDataset, Split, load_dataset, period_starts, ratio_split, user_holdout_split
 from music.mf import data as mfdata
 from music.mf.baselines import GenreRecommender, Popularity
 from music.mf.model import CatalogueRecommender, KerasMF, mf_config
-from music.mf.peers import ImplicitALS, PeerMissing, SurpriseSVD
+from music.mf.peers import ImplicitALS, ImplicitBPR, PeerMissing, SurpriseSVD, SurpriseSVDpp
 from music.recommender import top_n
 
 log = logging.getLogger(__name__)
@@ -47,18 +52,27 @@ SOFTMAX_MAX_ITEMS = 5000
 ALS_GRID = [{"factors": f, "regularization": r, "alpha": a} for f in (64, 128) for r in (0.05, 1.0)
             for a in (1.0, 5.0)]
 MF_GRID_EXPLICIT = [{"l2": 0.1, "svdpp": True}, {"l2": 0.1, "svdpp": False}]
+#: implicit's BPR on the same validation split (as many configurations as ALS).
+BPR_GRID = [{"factors": f, "learning_rate": lr, "regularization": r} for f in (64, 128) for lr in (0.01, 0.05)
+            for r in (0.01, 0.001)]
+#: Surprise SVD: learning rate, regularisation and epochs (its factors stay at the default 100, like MF's 100).
+SVD_GRID = [{"lr_all": lr, "reg_all": r, "n_epochs": e} for lr in (0.005, 0.01) for r in (0.05, 0.1) for e in (20, 40)]
+#: Surprise SVD++ is slow (minutes per fit here): four regularisation strengths at its default size and epochs.
+SVDPP_GRID = [{"reg_all": r} for r in (0.02, 0.05, 0.1, 0.15)]
 
 
 # ----------------------------------------------------------------------------------------------
 # metrics
 
 
-def topn_metrics(model: CatalogueRecommender, test: pd.DataFrame, k: int = K, batch: int = 256) -> dict[str, float]:
-    """Full-ranking top-``k`` metrics of a fitted ``model`` on held-out ``test`` interactions.
+def topn_per_user(model: CatalogueRecommender, test: pd.DataFrame, k: int = K, batch: int = 256
+                  ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Per-user full-ranking top-``k`` metrics of a fitted ``model`` on held-out ``test`` interactions.
 
     Items in the user's training history are removed from the ranking (they are not "new" picks),
     every other item competes. Test rows whose user or item the model never saw are kept as
     misses for known users (the item cannot be ranked); unknown users are skipped and counted.
+    Returns ``({metric: one value per evaluated user}, {"coverage", "users", "skipped_unknown_users"})``.
     """
     c = model.catalogue
     uidx = c.users.indices(test["user"])
@@ -73,7 +87,7 @@ def topn_metrics(model: CatalogueRecommender, test: pd.DataFrame, k: int = K, ba
     users = np.array(sorted(truth), dtype=np.int64)
     hist = c.history
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    prec = rec = ndcg = hr = 0.0
+    prec, rec, ndcg, hr = (np.zeros(len(users)) for _ in range(4))
     shown: set[int] = set()
     for start in range(0, len(users), batch):
         ub = users[start:start + batch]
@@ -86,15 +100,25 @@ def topn_metrics(model: CatalogueRecommender, test: pd.DataFrame, k: int = K, ba
             rel = np.array([t in truth[u] for t in top], dtype=float)
             hits = rel.sum()
             n_true = truth_n[u]
-            prec += hits / k
-            rec += hits / n_true
-            hr += float(hits > 0)
+            j = start + r
+            prec[j] = hits / k
+            rec[j] = hits / n_true
+            hr[j] = float(hits > 0)
             ideal = discounts[: min(n_true, k)].sum()
-            ndcg += float((rel * discounts[: len(rel)]).sum() / ideal)
-    n = max(len(users), 1)
-    return {f"precision@{k}": prec / n, f"recall@{k}": rec / n, f"ndcg@{k}": ndcg / n, f"hr@{k}": hr / n,
-            "coverage": len(shown) / c.n_items, "users": int(len(users)),
-            "skipped_unknown_users": int((~known).sum())}
+            ndcg[j] = float((rel * discounts[: len(rel)]).sum() / ideal)
+    per_user = {f"precision@{k}": prec, f"recall@{k}": rec, f"ndcg@{k}": ndcg, f"hr@{k}": hr}
+    return per_user, {"coverage": len(shown) / c.n_items, "users": int(len(users)),
+                      "skipped_unknown_users": int((~known).sum())}
+
+
+def topn_metrics(model: CatalogueRecommender, test: pd.DataFrame, k: int = K, batch: int = 256,
+                 ci: bool = False) -> dict[str, Any]:
+    """Mean full-ranking top-``k`` metrics (see ``topn_per_user``); ``ci`` adds a 95 % interval over users per metric."""
+    per_user, extra = topn_per_user(model, test, k, batch)
+    out: dict[str, Any] = {name: float(v.mean()) if len(v) else 0.0 for name, v in per_user.items()}
+    if ci:
+        out.update({f"{name}_ci95": bootstrap_ci(v) for name, v in per_user.items()})
+    return {**out, **extra}
 
 
 def val_ndcg(model: CatalogueRecommender, val: pd.DataFrame) -> float:
@@ -102,9 +126,19 @@ def val_ndcg(model: CatalogueRecommender, val: pd.DataFrame) -> float:
     return float(topn_metrics(model, val)["ndcg@10"])
 
 
-def rating_metrics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+def rating_metrics(pred: np.ndarray, truth: np.ndarray, ci: bool = False) -> dict[str, Any]:
+    """RMSE and MAE; ``ci`` adds 95 % bootstrap intervals over test ratings (``rmse_ci95``, ``mae_ci95``)."""
     err = np.asarray(pred, float) - np.asarray(truth, float)
-    return {"rmse": float(np.sqrt(np.mean(err ** 2))), "mae": float(np.mean(np.abs(err))), "n": int(len(err))}
+    out: dict[str, Any] = {"rmse": float(np.sqrt(np.mean(err ** 2))), "mae": float(np.mean(np.abs(err))),
+                           "n": int(len(err))}
+    if ci:
+        out["rmse_ci95"] = bootstrap_ci(err ** 2, statistic=_root_mean)
+        out["mae_ci95"] = bootstrap_ci(np.abs(err))
+    return out
+
+
+def _root_mean(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.sqrt(np.mean(x, axis=axis))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -129,9 +163,23 @@ def _tune(name: str, grid: list[dict[str, Any]], make: Callable[[dict[str, Any]]
     return {k: v for k, v in best.items() if k not in ("val_ndcg@10", "seconds")}, table
 
 
+def genres_before_test_period(data: MusicDataset) -> tuple[MusicDataset, str | None]:
+    """``data`` with genres from tag events dated before the test period only (where it has dated tags).
+
+    The play counts of Last.fm-2K carry no time, so the test period is dated from its tag events: the
+    latest 10 % of them, from the start of that calendar month on. No tag given then feeds the genre
+    recommender.
+    """
+    if data.tags is None or data.events is None or not len(data.events):
+        return data, None
+    _, t_test = period_starts(data.events["timestamp"].to_numpy(np.int64), val_share=0.0, snap="month")
+    return data.genres_before(t_test), str(pd.Timestamp(t_test, unit="s", tz="UTC").date())
+
+
 def evaluate_topn(data: MusicDataset, *, seed: int = 42, tune: bool = True,
                   mf_params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """MF vs popularity, genre and implicit ALS on one per-user holdout split of ``data``."""
+    """MF vs popularity, genre and implicit's ALS and BPR on one per-user holdout split of ``data``."""
+    data, genres_before = genres_before_test_period(data)
     split = user_holdout_split(data.interactions, test_fraction=0.2, min_items=5, seed=seed)
     inner = user_holdout_split(split.train, test_fraction=0.2, min_items=5, seed=seed + 1)
     methods: dict[str, dict[str, Any]] = {}
@@ -143,37 +191,53 @@ def evaluate_topn(data: MusicDataset, *, seed: int = 42, tune: bool = True,
     mf_cfg.update(best)
     t = time.time()
     mf = KerasMF(**mf_cfg).fit(data, split.train, validate=val_ndcg)
-    methods["mf"] = {**topn_metrics(mf, split.test), "fit_seconds": round(time.time() - t, 1)}
-    methods["popularity"] = topn_metrics(Popularity().fit(data, split.train), split.test)
-    methods["genre"] = topn_metrics(GenreRecommender().fit(data, split.train), split.test)
-    try:
-        als_cfg: dict[str, Any] = {}
-        if tune:
-            als_cfg, tuning["implicit_als"] = _tune("als", ALS_GRID, lambda p: ImplicitALS(**p, seed=seed),
-                                                    data, inner)
-        t = time.time()
-        als = ImplicitALS(**als_cfg, seed=seed).fit(data, split.train)
-        methods["implicit_als"] = {**topn_metrics(als, split.test), "fit_seconds": round(time.time() - t, 1)}
-    except PeerMissing as exc:
-        methods["implicit_als"] = {"error": f"not installed: {exc}"}
-    params = {"mf": mf_cfg, "implicit_als": als_cfg if "error" not in methods["implicit_als"] else None}
-    return {"methods": methods, "params": params, "tuning": tuning,
+    methods["mf"] = {**topn_metrics(mf, split.test, ci=True), "fit_seconds": round(time.time() - t, 1)}
+    methods["popularity"] = topn_metrics(Popularity().fit(data, split.train), split.test, ci=True)
+    methods["genre"] = topn_metrics(GenreRecommender().fit(data, split.train), split.test, ci=True)
+    params: dict[str, Any] = {"mf": mf_cfg}
+    budget = {"mf": len(grid) if tune else 1}
+    peers: tuple[tuple[str, Any, list[dict[str, Any]]], ...] = (
+        ("implicit_als", ImplicitALS, ALS_GRID), ("implicit_bpr", ImplicitBPR, BPR_GRID))
+    for name, cls, peer_grid in peers:
+        try:
+            cfg: dict[str, Any] = {}
+            if tune:
+                cfg, tuning[name] = _tune(name, peer_grid, lambda p, cls=cls: cls(**p, seed=seed), data, inner)
+            budget[name] = len(peer_grid) if tune else 0
+            t = time.time()
+            model = cls(**cfg, seed=seed).fit(data, split.train)
+            methods[name] = {**topn_metrics(model, split.test, ci=True), "fit_seconds": round(time.time() - t, 1)}
+            params[name] = cfg
+        except PeerMissing as exc:
+            methods[name] = {"error": f"not installed: {exc}"}
+            params[name] = None
+    return {"methods": methods, "params": params, "tuning": tuning, "tuning_budget": budget,
+            "genres_from_tags_before": genres_before,
+            "interval": "95 % percentile bootstrap over test users (scipy.stats.bootstrap, 2000 resamples)",
             "protocol": f"per-user 80/20 holdout (users with ≥5 items, seed {seed}), full ranking over unseen "
-                        f"items, k={K}; MF/ALS tuned on a validation split of train"}
+                        f"items, k={K}; MF, ALS and BPR each tuned on the same validation split of train "
+                        "(grid sizes in tuning_budget), then refitted on all of train"}
 
 
 # ----------------------------------------------------------------------------------------------
 # rating prediction
 
 
+def _rating_fit_predict(model: Any, data: MusicDataset, sp: Split) -> np.ndarray:
+    """Fit a Surprise peer on ``sp.train`` and predict ``sp.test`` (its own fallback for unseen ids)."""
+    model.fit(data, sp.train)
+    c = model.catalogue
+    return model.predict(c.users.indices(sp.test["user"]), c.items.indices(sp.test["item"]))
+
+
 def evaluate_ratings(data: MusicDataset, *, seed: int = 42, tune: bool = True,
                      mf_params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """MF (explicit mode) vs Surprise SVD and the global mean on one fixed 80/20 split."""
+    """MF (explicit mode) vs Surprise SVD and SVD++ (each tuned on the same validation split) and the global mean."""
     split = ratio_split(data.interactions, test_size=0.2, seed=seed)
     inner = ratio_split(split.train, test_size=0.1, seed=seed + 1)
     lo, hi = float(data.interactions["weight"].min()), float(data.interactions["weight"].max())
     cfg = mf_config(data.name, "explicit", mf_params)
-    tuning: list[dict[str, Any]] = []
+    tuning: dict[str, list[dict[str, Any]]] = {"mf": []}
 
     def fit_predict(params: dict[str, Any], sp: Split, val: pd.DataFrame | None) -> tuple[KerasMF, np.ndarray]:
         mf = KerasMF(**params).fit(data, sp.train, val=val)
@@ -190,26 +254,45 @@ def evaluate_ratings(data: MusicDataset, *, seed: int = 42, tune: bool = True,
         mf, pred = fit_predict(dict(cfg, **p), inner, inner.test)
         row = {**p, "val_rmse": round(rating_metrics(pred, inner.test["weight"])["rmse"], 5),
                "schedule": mf.schedule_, "seconds": round(time.time() - t, 1)}
-        tuning.append(row)
+        tuning["mf"].append(row)
         log.info("tune mf %s", row)
-    best = min(tuning, key=lambda r: r["val_rmse"])
+    best = min(tuning["mf"], key=lambda r: r["val_rmse"])
     cfg.update({k: v for k, v in best.items() if k not in ("val_rmse", "seconds")})
     t = time.time()
     _, pred = fit_predict(cfg, split, None)  # all of train, replaying the validated schedule
     truth = split.test["weight"].to_numpy()
-    methods: dict[str, dict[str, Any]] = {"mf": {**rating_metrics(pred, truth),
+    methods: dict[str, dict[str, Any]] = {"mf": {**rating_metrics(pred, truth, ci=True),
                                                  "fit_seconds": round(time.time() - t, 1)}}
-    try:
-        t = time.time()
-        svd = SurpriseSVD(seed=seed).fit(data, split.train)
-        pred = svd.predict(svd.catalogue.users.indices(split.test["user"]), svd.catalogue.items.indices(split.test["item"]))
-        methods["surprise_svd"] = {**rating_metrics(pred, truth), "fit_seconds": round(time.time() - t, 1)}
-    except PeerMissing as exc:
-        methods["surprise_svd"] = {"error": f"not installed: {exc}"}
-    methods["global_mean"] = rating_metrics(np.full(len(truth), split.train["weight"].mean()), truth)
-    return {"methods": methods, "params": {"mf": cfg, "surprise_svd": "defaults (n_factors=100, n_epochs=20)"},
-            "tuning": {"mf": tuning},
-            "protocol": f"fixed random 80/20 split of ratings (seed {seed}); MF tuned on a 90/10 split of train"}
+    params: dict[str, Any] = {"mf": cfg}
+    budget = {"mf": len(MF_GRID_EXPLICIT) if tune else 1}
+    for name, cls, grid in (("surprise_svd", SurpriseSVD, SVD_GRID), ("surprise_svdpp", SurpriseSVDpp, SVDPP_GRID)):
+        try:
+            best_p: dict[str, Any] = {}
+            if tune:
+                tuning[name] = []
+                for p in grid:
+                    t = time.time()
+                    val_pred = _rating_fit_predict(cls(seed=seed, **p), data, inner)
+                    row = {**p, "val_rmse": round(rating_metrics(val_pred, inner.test["weight"])["rmse"], 5),
+                           "seconds": round(time.time() - t, 1)}
+                    tuning[name].append(row)
+                    log.info("tune %s %s", name, row)
+                best_row = min(tuning[name], key=lambda r: r["val_rmse"])
+                best_p = {k: v for k, v in best_row.items() if k not in ("val_rmse", "seconds")}
+            budget[name] = len(grid) if tune else 0
+            t = time.time()
+            pred = _rating_fit_predict(cls(seed=seed, **best_p), data, split)
+            methods[name] = {**rating_metrics(pred, truth, ci=True), "fit_seconds": round(time.time() - t, 1)}
+            params[name] = best_p
+        except PeerMissing as exc:
+            methods[name] = {"error": f"not installed: {exc}"}
+            params[name] = None
+    methods["global_mean"] = rating_metrics(np.full(len(truth), split.train["weight"].mean()), truth, ci=True)
+    return {"methods": methods, "params": params, "tuning": tuning, "tuning_budget": budget,
+            "interval": "95 % percentile bootstrap over test ratings (scipy.stats.bootstrap, 2000 resamples); "
+                        "rmse_ci95 resamples squared errors and takes the root",
+            "protocol": f"fixed random 80/20 split of ratings (seed {seed}); MF, Surprise SVD and SVD++ each tuned "
+                        "on the same 90/10 split of train (grid sizes in tuning_budget), then refitted on all of train"}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -31,7 +31,26 @@ def _implicit() -> Any:
     return implicit.cpu
 
 
-class ImplicitALS(CatalogueRecommender):
+def _implicit_factors(model: Any, user_items: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Fit an implicit model on a users × items CSR matrix; (user factors, item factors) as float32."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, "blas"):  # implicit's own advice: BLAS threads fight its OpenMP loop
+        model.fit(user_items.tocsr(), show_progress=False)
+    return np.asarray(model.user_factors, np.float32), np.asarray(model.item_factors, np.float32)
+
+
+class _FactorPeer(CatalogueRecommender):
+    """An implicit peer: scores are user factors · item factors."""
+
+    U: np.ndarray
+    V: np.ndarray
+
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray] | None = None) -> np.ndarray:
+        return self.U[np.asarray(users)] @ self.V.T
+
+
+class ImplicitALS(_FactorPeer):
     """implicit's ``AlternatingLeastSquares`` (scores only; not saved by the app).
 
     Confidence is ``1 + alpha·log(1 + plays)`` (raw play counts on Last.fm span 1..350k, so a
@@ -49,25 +68,17 @@ class ImplicitALS(CatalogueRecommender):
         cpu = _implicit()
         conf = self.catalogue.history.copy().astype(np.float32)
         conf.data = 1.0 + self.alpha * np.log1p(conf.data)
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(1, "blas"):  # implicit's own advice: BLAS threads fight its OpenMP loop
-            model = cpu.als.AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
-                                                    iterations=self.iterations, random_state=self.seed,
-                                                    num_threads=1, calculate_training_loss=False)
-            model.fit(conf.tocsr(), show_progress=False)
-        self.U = np.asarray(model.user_factors, np.float32)
-        self.V = np.asarray(model.item_factors, np.float32)
-
-    def score(self, users: np.ndarray, histories: Sequence[np.ndarray] | None = None) -> np.ndarray:
-        return self.U[np.asarray(users)] @ self.V.T
+        model = cpu.als.AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
+                                                iterations=self.iterations, random_state=self.seed,
+                                                num_threads=1, calculate_training_loss=False)
+        self.U, self.V = _implicit_factors(model, conf)
 
     def params(self) -> dict[str, Any]:
         return {"factors": self.factors, "regularization": self.regularization, "alpha": self.alpha,
                 "iterations": self.iterations}
 
 
-class ImplicitBPR(CatalogueRecommender):
+class ImplicitBPR(_FactorPeer):
     """implicit's ``BayesianPersonalizedRanking`` on who-played-what (play counts binarised)."""
 
     name = "implicit_bpr"
@@ -79,20 +90,11 @@ class ImplicitBPR(CatalogueRecommender):
 
     def _fit(self, **kwargs: Any) -> None:
         cpu = _implicit()
-        liked = (self.catalogue.history > 0).astype(np.float32).tocsr()
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(1, "blas"):
-            model = cpu.bpr.BayesianPersonalizedRanking(factors=self.factors, learning_rate=self.learning_rate,
-                                                        regularization=self.regularization,
-                                                        iterations=self.iterations, random_state=self.seed,
-                                                        num_threads=1)
-            model.fit(liked, show_progress=False)
-        self.U = np.asarray(model.user_factors, np.float32)
-        self.V = np.asarray(model.item_factors, np.float32)
-
-    def score(self, users: np.ndarray, histories: Sequence[np.ndarray] | None = None) -> np.ndarray:
-        return self.U[np.asarray(users)] @ self.V.T
+        liked = (self.catalogue.history > 0).astype(np.float32)
+        model = cpu.bpr.BayesianPersonalizedRanking(factors=self.factors, learning_rate=self.learning_rate,
+                                                    regularization=self.regularization, iterations=self.iterations,
+                                                    random_state=self.seed, num_threads=1)
+        self.U, self.V = _implicit_factors(model, liked)
 
     def params(self) -> dict[str, Any]:
         return {"factors": self.factors, "learning_rate": self.learning_rate, "regularization": self.regularization,

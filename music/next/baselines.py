@@ -222,7 +222,12 @@ class MFAdapter(NextRecommender):
         self.model_factory = model_factory
         self.kind = kind
 
-    def fit(self, data: SequenceData, train: np.ndarray | None = None, **kwargs: Any) -> "MFAdapter":
+    def fit(self, data: SequenceData, train: np.ndarray | None = None, val_at: np.ndarray | None = None,
+            **kwargs: Any) -> "MFAdapter":
+        """Fit on baskets ``[0, train[u])``; ``val_at[u]`` (the split's validation basket, -1: none) drives early stopping.
+
+        Without ``val_at`` the basket right after training is the validation target (leave-last-out).
+        """
         seqs, upto = data, train
         rows = []
         for u in range(seqs.n_users):
@@ -234,9 +239,11 @@ class MFAdapter(NextRecommender):
         frame = pd.concat(rows, ignore_index=True)
         items = pd.DataFrame({"item": seqs.item_ids, "title": seqs.item_ids})
         self.dataset = make_dataset(f"{seqs.name}-next-train", "implicit", frame, items)
-        # the basket right after training (the validation target) drives MF's early stopping, as for the CNN
-        val = [pd.DataFrame({"user": seqs.user_ids[u], "item": [seqs.item_id(i) for i in seqs.baskets[u][int(upto[u])]],
-                             "weight": 1.0}) for u in range(seqs.n_users) if int(upto[u]) < len(seqs.baskets[u])]
+        if val_at is None:
+            val_at = np.array([int(upto[u]) if int(upto[u]) < len(seqs.baskets[u]) else -1 for u in range(seqs.n_users)])
+        # the validation basket drives MF's early stopping, as it does the CNN's
+        val = [pd.DataFrame({"user": seqs.user_ids[u], "item": [seqs.item_id(i) for i in seqs.baskets[u][int(val_at[u])]],
+                             "weight": 1.0}) for u in range(seqs.n_users) if int(val_at[u]) >= 0]
         val_frame = pd.concat(val, ignore_index=True) if val else None
         if val_frame is not None:
             val_frame = val_frame[val_frame["user"].isin(set(frame["user"]))].astype({"weight": np.float32})
