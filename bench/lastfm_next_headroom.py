@@ -2,7 +2,7 @@
 
     python bench/lastfm_next_headroom.py --path ../shared/data/lastfm-2k [--out bench/results/lastfm_next_headroom.json]
 
-Same split, same full-ranking evaluator as ``python -m music evaluate-next`` (``music.evaluate_next``):
+Same split, same full-ranking evaluator as ``python -m music evaluate-next`` (``music.next.evaluate``):
 
 * ``repeat_oracle``: share of target months that contain an artist the user tagged before, i.e. the
   highest HR@10 any method that only re-ranks the user's own history could reach;
@@ -29,9 +29,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from music.data import load_dataset  # noqa: E402
-from music.evaluate_next import Evaluator  # noqa: E402
-from music.next_baselines import NEG, PAD, RepeatRecency, _item_counts  # noqa: E402
-from music.sequence import SequenceData, from_dataset, leave_last_out  # noqa: E402
+from music.next.baselines import NEG, RepeatRecency  # noqa: E402
+from music.next.data import PAD, SequenceData, from_dataset, leave_last_out  # noqa: E402
+from music.next.evaluate import Evaluator  # noqa: E402
 
 FEATURES = ("log_count", "share_of_months", "in_last_1", "in_last_3", "in_last_6", "log_months_since_last",
             "log_months_since_first", "log_popularity", "log_history_months")
@@ -70,7 +70,7 @@ class LearnedRepeat(RepeatRecency):
 
         super().fit(seqs, upto)  # self.pop: the popularity fallback, far below any history score
         self.seqs = seqs
-        self.log_pop = np.log1p(_item_counts(seqs, upto))
+        self.log_pop = np.log1p(seqs.item_counts(upto))
         xs, ys = [], []
         for u in range(seqs.n_users):
             b = seqs.baskets[u]

@@ -1,7 +1,17 @@
-"""``python -m music <verb>``: train, recommend, evaluate (and the "up next" verbs of music.cli_next).
+"""``python -m music <verb>``: train, recommend, evaluate (music picks) and train-next, next, evaluate-next.
 
 ``--json`` prints only JSON on stdout; logs and progress bars go to stderr, so the output pipes
-into ``jq`` or a test as is.
+into ``jq`` or a test as is. Bad input (an unknown dataset, listener, genre or item, a missing
+``--path``, a non-positive ``--top``) is one ``error: ...`` line on stderr and exit status 2; a
+missing or stale trained model is one ``error: ...`` line naming the command that builds it, exit 1.
+
+    python -m music train [--dataset simulated] [--force]
+    python -m music recommend --user U --top 10 --json
+    python -m music evaluate --dataset movielens-100k --json
+    python -m music train-next [--dataset simulated] [--force]
+    python -m music next --user U --top 10 --json
+    python -m music next --items ID,ID,ID --json
+    python -m music evaluate-next --dataset lastfm-2k --path ../shared/data/lastfm-2k --json
 """
 
 from __future__ import annotations
@@ -11,11 +21,47 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 import music  # noqa: F401 - sets KERAS_BACKEND
-
 from music.data import DATASETS
+
+log = logging.getLogger(__name__)
+
+#: Exit status for input the user can fix; a missing or stale model exits 1.
+USAGE_EXIT = 2
+
+
+class BadInput(ValueError):
+    """Input the user can fix; the message says what is known instead."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose complaints are one line, ``error: ...``, exit 2 (not the usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(USAGE_EXIT)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
+    return value
 
 
 def _print_json(obj: Any) -> None:
@@ -30,7 +76,7 @@ def _load_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from music.train import train
+    from music.mf.train import train
 
     kwargs = _load_kwargs(args)
     m = train(args.dataset, args.path, force=args.force, **kwargs)
@@ -43,22 +89,27 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from music import service
-    from music.model import UnknownUser
-    from music.train import load_bundle
+    from music.mf import service
+    from music.mf.train import load_bundle
+    from music.recommender import UnknownUser
 
+    if not args.genres and args.user is None:
+        raise BadInput("give --user U or --genres g1,g2")
     bundle = load_bundle(args.dataset)
-    try:
-        if args.genres:
-            recs = service.recommend_new_listener(bundle, [g.strip() for g in args.genres.split(",")], args.top)
-        elif args.user is None:
-            print("give --user U or --genres g1,g2", file=sys.stderr)
-            return 2
-        else:
+    if args.genres:
+        wanted = [g.strip() for g in args.genres.split(",") if g.strip()]
+        known = service.genres(bundle)
+        lower = {g.lower() for g in known}
+        unknown = [g for g in wanted if g.lower() not in lower]
+        if unknown or not wanted:
+            raise BadInput(f"unknown genre(s) {', '.join(map(repr, unknown)) or repr(args.genres)} in {args.dataset}; "
+                           f"known genres: {', '.join(known[:40])}" + (" ..." if len(known) > 40 else ""))
+        recs = service.recommend_new_listener(bundle, wanted, args.top)
+    else:
+        try:
             recs = service.recommend_user(bundle, args.user, args.top, exclude_seen=not args.include_seen)
-    except UnknownUser as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        except UnknownUser as exc:
+            raise BadInput(str(exc)) from None
     if args.json:
         _print_json([r.to_dict() for r in recs])
     else:
@@ -69,11 +120,14 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from music.evaluate import evaluate
+    from music.mf.evaluate import evaluate
 
     kwargs = _load_kwargs(args)
     results = evaluate(args.dataset, args.path, seed=args.seed, tune=not args.no_tune, **kwargs)
     if args.json:
+        from core.metrics import write_result
+
+        write_result(f"music_evaluate_{args.dataset}", results)
         _print_json(results["methods"])
     else:
         print(f"{results['label']} ({results['protocol']})")
@@ -83,10 +137,138 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------------------------
+# "up next"
+
+
+def register_next(subparsers: Any) -> None:
+    """Add ``train-next``, ``next`` and ``evaluate-next`` to the ``python -m music`` parser."""
+    t = subparsers.add_parser("train-next", help="train the 'up next' CNN the app uses (skips when fresh)")
+    t.add_argument("--dataset", default="simulated", choices=DATASETS)
+    t.add_argument("--path", default=None, help="data folder or file for datasets that need one")
+    t.add_argument("--init", default="onehot", choices=("onehot", "word2vec", "text"))
+    t.add_argument("--no-repeat", action="store_true", help="plain Caser, without the repeat channel")
+    t.add_argument("--epochs", type=_positive_int, default=5, help="upper bound; validation HR@10 stops earlier")
+    t.add_argument("--force", action="store_true", help="retrain even if a fresh model exists")
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_train_next)
+
+    n = subparsers.add_parser("next", help="predicted next items for a user or a hand-built sequence")
+    n.add_argument("--dataset", default="simulated", choices=DATASETS)
+    who = n.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", default=None)
+    who.add_argument("--items", default=None, help="comma-separated item ids, oldest first")
+    n.add_argument("--top", type=_positive_int, default=10)
+    n.add_argument("--method", default="cnn", choices=("cnn", "session_knn"))
+    n.add_argument("--json", action="store_true")
+    n.set_defaults(func=cmd_next)
+
+    e = subparsers.add_parser("evaluate-next", help="every CNN variant and baseline on temporal splits")
+    e.add_argument("--dataset", default="simulated", choices=DATASETS)
+    e.add_argument("--path", default=None)
+    e.add_argument("--variants", default="onehot,word2vec,text,onehot+repeat,word2vec+repeat,text+repeat",
+                   help="comma-separated CNN variants: INIT[+repeat][+frozen]")
+    e.add_argument("--epochs", type=_positive_int, default=20, help="upper bound; validation HR@10 stops earlier")
+    e.add_argument("--L", type=_positive_int, default=5, help="input length (the last L items)")
+    e.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate of the CNN")
+    e.add_argument("--batch-size", type=_positive_int, default=256)
+    e.add_argument("--l2", type=float, default=1e-6, help="L2 on the output layer")
+    e.add_argument("--out", default=None, help="results file (default models/music/next_eval_<dataset>.json)")
+    e.add_argument("--basket", default=None, choices=("event", "session", "day", "month"))
+    e.add_argument("--no-mf", action="store_true", help="skip the music tab's MF baseline")
+    e.add_argument("--split", default="both", choices=("leave-last-out", "global-time", "both"),
+                   help="leave-last-out per user, one global time cut for everyone, or both side by side")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_evaluate_next)
+
+
+def parse_variants(text: str) -> list[tuple[str, bool, bool]]:
+    """"text+repeat,word2vec+frozen" → [(init, trainable, repeat), ...]."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        bits = part.split("+")
+        init, flags = bits[0], set(bits[1:])
+        if init not in ("onehot", "word2vec", "text") or not flags <= {"repeat", "mix", "frozen"}:
+            raise ValueError(f"bad variant {part!r}: use INIT[+repeat|+mix][+frozen] with INIT onehot, word2vec or text")
+        out.append((init, "frozen" not in flags, "mix" if "mix" in flags else "repeat" in flags))
+    return out
+
+
+def _emit(obj: Any, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    else:
+        sys.stdout.write(_table(obj) + "\n")
+
+
+def _table(obj: Any) -> str:
+    if isinstance(obj, list):
+        return "\n".join(f"{i + 1:>2}. {o['title']}" + (f" — {o['artist']}" if o.get("artist") else "")
+                         + f"  ({o['score']:.3f})  {o['reason']}" for i, o in enumerate(obj))
+    if isinstance(obj, dict) and all(isinstance(v, dict) for v in obj.values()):
+        keys = ["hr@10", "ndcg@10", "mrr", "top1"]
+        lines = [f"{'method':<28}" + "".join(f"{k:>10}" for k in keys)]
+        for name, m in obj.items():
+            lines.append(f"{name:<28}" + "".join(f"{m.get(k, float('nan')):>10.4f}" for k in keys))
+        return "\n".join(lines)
+    return json.dumps(obj, indent=2, default=str)
+
+
+def cmd_train_next(args: argparse.Namespace) -> int:
+    from music.next.train import train_bundle
+
+    out = train_bundle(args.dataset, args.path, init=args.init, repeat=not args.no_repeat,
+                       force=args.force, epochs=args.epochs)
+    _emit(out, True if args.json else False)
+    return 0
+
+
+def cmd_next(args: argparse.Namespace) -> int:
+    from music.next.service import NextBundle, UnknownListener
+
+    items = [i.strip() for i in args.items.split(",") if i.strip()] if args.items is not None else None
+    if items is not None and not items:
+        raise BadInput("--items is empty: give comma-separated item ids, oldest first")
+    bundle = NextBundle(args.dataset)
+    try:
+        picks = bundle.recommend(user=args.user, items=items, top=args.top, method=args.method)
+    except UnknownListener as exc:
+        raise BadInput(str(exc)) from None
+    _emit([p.to_dict() for p in picks], args.json)
+    return 0
+
+
+def cmd_evaluate_next(args: argparse.Namespace) -> int:
+    from core.threads import torch_threads
+    from music.next.evaluate import evaluate_next
+
+    cnn = {"epochs": args.epochs, "L": args.L, "lr": args.lr, "batch_size": args.batch_size, "l2": args.l2}
+    with torch_threads():
+        out = evaluate_next(args.dataset, args.path, split=args.split, variants=parse_variants(args.variants),
+                            cnn=cnn, basket=args.basket, with_mf=not args.no_mf, out=args.out,
+                            command=" ".join(["python -m music"] + sys.argv[1:]))
+    if args.json:
+        from core.metrics import write_result
+
+        write_result(f"music_evaluate_next_{args.dataset}", out)
+        _print_json(out)
+    else:
+        for name, run in out["splits"].items():
+            print(f"[{name}]")
+            print(_table(run["methods"]))
+    for name, run in out["splits"].items():
+        h = run["headline"]
+        if h:
+            log.info("%s: %s (validation-picked CNN) vs %s (validation-picked baseline): test HR@10 ratio %s, "
+                     "95%% CI %s (bar %sx met: %s)", name, h["best_cnn"], h["best_baseline"], h["ratio"],
+                     h["ratio_ci95"], h["bar"], h["bar_met"])
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m music", description=__doc__)
+    p = _Parser(prog="python -m music", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
-    sub = p.add_subparsers(dest="verb", required=True)
+    sub = p.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train MF, genre and popularity models (skips if fresh)")
     t.add_argument("--dataset", default="simulated", choices=DATASETS)
@@ -97,10 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     r = sub.add_parser("recommend", help="top-K picks for a user (or for picked genres)")
-    r.add_argument("--dataset", default="simulated")
+    r.add_argument("--dataset", default="simulated", choices=DATASETS)
     r.add_argument("--user", default=None)
     r.add_argument("--genres", default=None, help="comma-separated genres: new-listener picks")
-    r.add_argument("--top", type=int, default=10)
+    r.add_argument("--top", type=_positive_int, default=10)
     r.add_argument("--include-seen", action="store_true")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_recommend)
@@ -114,12 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 
-    try:
-        from music import cli_next
-
-        cli_next.register(sub)
-    except ImportError:
-        pass
+    register_next(sub)
     return p
 
 
@@ -134,9 +311,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return int(args.func(args) or 0)
-    except (ArtifactError, DataUnavailable, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    except ArtifactError as exc:  # a model to (re)build: the message names the command
+        return _fail(exc, 1)
+    except (BadInput, DataUnavailable, ValueError) as exc:
+        return _fail(exc, USAGE_EXIT)
+
+
+def _fail(exc: BaseException, status: int) -> int:
+    """One ``error: ...`` line on stderr (the first line of the message); ``status`` is returned."""
+    text = str(exc).strip().splitlines()
+    print(f"error: {text[0] if text else type(exc).__name__}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

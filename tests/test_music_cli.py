@@ -52,11 +52,12 @@ def test_recommend_without_models_says_what_to_run(tmp_path):
 
 
 def test_evaluate_writes_results_for_the_plot(tmp_path, monkeypatch):
-    from music import train as mtrain
+    from music.mf import data as mfdata
+    from music.mf import train as mtrain
     from music.data import load_dataset
-    from music.evaluate import evaluate
+    from music.mf.evaluate import evaluate
 
-    monkeypatch.setattr(mtrain, "music_dir", lambda: tmp_path / "music")
+    monkeypatch.setattr(mfdata, "music_dir", lambda: tmp_path / "music")
     data = load_dataset("simulated", n_users=120, n_songs=250, n_artists=30, seed=5)
     res = evaluate("simulated", data=data, tune=False)
     methods = res["methods"]

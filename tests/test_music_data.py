@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from music.data import IdMap, DataUnavailable, load_dataset, ratio_split, user_holdout_split
-from music.sources import parse_idomaar_line
+from music.data.sources import parse_idomaar_line
 
 FIX = Path(__file__).parent / "fixtures" / "music"
 
@@ -173,7 +173,7 @@ def test_real_lastfm_2k(lastfm_dir):
 
 def test_movielens_100k_from_the_recbole_wheel():
     from core.artifacts import DATA_DIR
-    from music.sources import movielens_cache_dir
+    from music.data.sources import movielens_cache_dir
 
     wheel = list((DATA_DIR / "wheels").glob("recbole-1.2.1-*.whl"))
     if not wheel and not (movielens_cache_dir() / "ml-100k.inter").is_file():
@@ -184,3 +184,52 @@ def test_movielens_100k_from_the_recbole_wheel():
     assert ds.interactions["weight"].between(1, 5).all()
     assert ds.item_info().loc["1", "title"] == "Toy Story (1995)"
     assert len(ds.events) == 100_000
+
+
+def test_test_period_tags_change_no_genre(tmp_path):
+    """Genres (for the genre recommender and Caser's text init) use tags dated before the test period only.
+
+    A planted tag event ("metal" on artist 89) inside a test period: user 2's last month (their
+    leave-last-out test basket) for "up next", the latest month of the data (the top-N evaluation's test
+    period) for the genre recommender. Each repeats an existing (user, artist, month), so events and
+    splits stay the same; only the evidence for genres changes. Unfiltered, it adds "metal" to artist 89.
+    """
+    import shutil
+
+    from music.mf.baselines import GenreRecommender
+    from music.mf.evaluate import genres_before_test_period
+    from music.next.caser import item_texts
+    from music.next.data import from_dataset, leave_last_out, training_cutoffs
+
+    def load(name: str, extra: str) -> object:
+        folder = tmp_path / name
+        shutil.copytree(FIX / "lastfm-2k", folder)
+        with open(folder / "user_taggedartists.dat", "a", encoding="utf-8") as f:
+            f.write("2\t89\t24\t1\t6\t2009\n" + extra)  # user 2's third month: their test basket
+        return load_dataset("lastfm-2k", folder)
+
+    clean = load("clean", "")
+    p_next = load("next", "2\t89\t1\t1\t6\t2009\n")
+    p_topn = load("topn", "7\t89\t1\t1\t3\t2010\n")
+    assert "metal" not in clean.item_info().loc["89", "genres"]
+    for planted in (p_next, p_topn):
+        assert "metal" in planted.item_info().loc["89", "genres"]  # the plant matters when nothing filters it
+        pd.testing.assert_frame_equal(clean.events, planted.events)
+
+    # "up next": cut-offs per user from the split's training baskets
+    seqs_c, seqs_p = from_dataset(clean), from_dataset(p_next)
+    cut_c, cut_p = (training_cutoffs(s, leave_last_out(s)) for s in (seqs_c, seqs_p))
+    assert cut_c == cut_p and "2" in cut_c
+    g_c, g_p = clean.genres_before(cut_c), p_next.genres_before(cut_p)
+    assert item_texts(g_c.items, seqs_c.item_ids) == item_texts(g_p.items, seqs_p.item_ids)
+    assert g_p.item_info().loc["89", "genres"] == ["pop"]
+
+    # top-N: the test period of the dated events
+    t_c, when_c = genres_before_test_period(clean)
+    t_p, when_p = genres_before_test_period(p_topn)
+    assert when_c == when_p == "2010-03-01"
+    pd.testing.assert_frame_equal(t_c.items, t_p.items)
+    rec_c, rec_p = GenreRecommender().fit(t_c), GenreRecommender().fit(t_p)
+    users = np.arange(rec_c.catalogue.n_users)
+    np.testing.assert_array_equal(rec_c.score(users), rec_p.score(users))
+    assert rec_c.genre_names == rec_p.genre_names

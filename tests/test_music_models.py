@@ -10,9 +10,10 @@ import pytest
 
 from core.artifacts import ArtifactError
 from music.data import load_dataset, ratio_split, user_holdout_split
-from music.evaluate import rating_metrics, topn_metrics
-from music.mf import KerasMF
-from music.model import GenreRecommender, Popularity, UnknownUser
+from music.mf.baselines import GenreRecommender, Popularity
+from music.mf.evaluate import rating_metrics, topn_metrics
+from music.mf.model import KerasMF
+from music.recommender import UnknownUser
 
 
 @pytest.fixture(scope="module")

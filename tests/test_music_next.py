@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from music import caser, next_caser
-from music.evaluate_next import Evaluator, basket_metrics, target_ranks
-from music.next_baselines import Popularity, RepeatRecency, SessionKNN
-from music.sequence import (
+from music.next import caser as next_caser
+from music.next import model as caser
+from music.next.baselines import Popularity, RepeatRecency, SessionKNN
+from music.next.data import (
     PAD,
     build_sequences,
     cut_sessions,
@@ -28,6 +28,7 @@ from music.sequence import (
     make_samples,
     target_of,
 )
+from music.next.evaluate import Evaluator, basket_metrics, target_ranks
 
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)  # a shared 2-core machine: one thread is ~10x faster than two under contention
@@ -109,7 +110,7 @@ def test_30music_fixture_gives_sessions() -> None:
     from pathlib import Path
 
     from music.data import load_dataset
-    from music.sequence import from_dataset
+    from music.next.data import from_dataset
 
     folder = Path(__file__).parent / "fixtures" / "music" / "30music"
     if not folder.exists():
@@ -192,7 +193,7 @@ def test_sampled_softmax_and_repeat_channel_train() -> None:
     assert np.isfinite(cnn.info["history"][-1]["loss"])
     hist = [history_before(seqs, split, 0, "test")]
     assert cnn.score(np.array([0]), hist).shape == (1, 25)
-    reason = cnn.reason(0, hist[0], int(hist[0][-1]), seqs)
+    reason = cnn.explain(0, int(hist[0][-1]), hist[0])
     assert "driven by" in reason
 
 
@@ -242,11 +243,11 @@ def test_baselines_score_shapes_and_reasons() -> None:
     rep = RepeatRecency(decay=0.5).fit(seqs, upto)
     s = rep.score(np.array([0]), hist)[0]
     assert s.shape == (5,) and s[seqs.item_index("x")] > s[seqs.item_index("y")] > s[seqs.item_index("z")]
-    assert "2 time(s)" in rep.reason(0, hist[0], seqs.item_index("x"), seqs)
+    assert "2 time(s)" in rep.explain(0, seqs.item_index("x"), hist[0])
     knn = SessionKNN(k=5, window=2).fit(seqs, upto)
     s = knn.score(np.array([0]), [np.array([seqs.item_index("y")])])[0]
     assert s[seqs.item_index("z")] > s[seqs.item_index("w")]  # z follows y in b's session; w is never played
-    assert "nearest session" in knn.reason(0, np.array([seqs.item_index("y")]), seqs.item_index("z"), seqs)
+    assert "nearest session" in knn.explain(0, seqs.item_index("z"), np.array([seqs.item_index("y")]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -255,8 +256,8 @@ def test_baselines_score_shapes_and_reasons() -> None:
 
 def test_lastfm_2k_month_baskets(lastfm_dir) -> None:
     from music.data import load_dataset
-    from music.evaluate_next import repeats_in_data
-    from music.sequence import from_dataset
+    from music.next.evaluate import repeats_in_data
+    from music.next.data import from_dataset
 
     seqs = from_dataset(load_dataset("lastfm-2k", lastfm_dir))
     assert seqs.config["basket"] == "month" and seqs.n_users == 1892
@@ -267,8 +268,8 @@ def test_lastfm_2k_month_baskets(lastfm_dir) -> None:
 
 def test_movielens_100k_single_rating_baskets() -> None:
     from music.data import DataUnavailable, load_dataset
-    from music.evaluate_next import repeats_in_data
-    from music.sequence import from_dataset
+    from music.next.evaluate import repeats_in_data
+    from music.next.data import from_dataset
 
     try:
         ds = load_dataset("movielens-100k")

@@ -17,7 +17,7 @@ SMALL = {"n_users": 40, "n_songs": 300, "n_artists": 40}
 
 @pytest.fixture(scope="module")
 def bundle_trained(models_dir):
-    from music.next_bundle import train_bundle
+    from music.next.train import train_bundle
 
     out = train_bundle("simulated", init="onehot", repeat=True, epochs=2, force=True, **SMALL)
     assert out["skipped"] is False and (models_dir / "music" / "next_simulated.keras").is_file()
@@ -27,7 +27,7 @@ def bundle_trained(models_dir):
 
 
 def test_bundle_recommends_for_user_and_sequence(bundle_trained):
-    from music.next_bundle import NextBundle, UnknownListener
+    from music.next.service import NextBundle, UnknownListener
 
     b = NextBundle("simulated")
     user = b.seqs.user_ids[0]
@@ -49,7 +49,7 @@ def test_bundle_recommends_for_user_and_sequence(bundle_trained):
 
 def test_cli_next_prints_json_only(bundle_trained, capsys):
     from music.__main__ import main
-    from music.next_bundle import NextBundle
+    from music.next.service import NextBundle
 
     user = NextBundle("simulated").seqs.user_ids[1]
     assert main(["next", "--user", user, "--top", "4", "--json"]) == 0
@@ -64,7 +64,7 @@ def test_cli_next_prints_json_only(bundle_trained, capsys):
 def test_up_next_section_apptest(bundle_trained):
     from streamlit.testing.v1 import AppTest
 
-    from music.next_bundle import NextBundle
+    from music.next.service import NextBundle
 
     user = NextBundle("simulated").seqs.user_ids[2]
 

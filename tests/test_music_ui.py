@@ -18,7 +18,7 @@ def _app() -> None:
 @pytest.fixture(scope="module")
 def bundle():
     """A small simulated bundle in the session's private models folder (conftest's RECS_MODELS_DIR)."""
-    from music.train import train
+    from music.mf.train import train
 
     data = load_dataset("simulated", n_users=80, n_songs=250, n_artists=30, seed=2)
     return train("simulated", data=data, force=True, mf_params={"epochs": 4})
@@ -66,9 +66,9 @@ def test_unknown_user_and_new_listener(bundle):
 
 
 def test_no_models_says_what_to_run(tmp_path, monkeypatch):
-    from music import train as mtrain
+    from music.mf import data as mfdata
 
-    monkeypatch.setattr(mtrain, "music_dir", lambda: tmp_path / "music")
+    monkeypatch.setattr(mfdata, "music_dir", lambda: tmp_path / "music")
     at = AppTest.from_function(_app, default_timeout=60).run()
     assert not at.exception
     assert any("python -m music train" in i.value for i in at.info)
@@ -76,7 +76,7 @@ def test_no_models_says_what_to_run(tmp_path, monkeypatch):
 
 def test_evaluation_plot_from_saved_results(bundle):
     from core.artifacts import write_json
-    from music.train import results_path
+    from music.mf.evaluate import results_path
 
     write_json(results_path("simulated"), {
         "dataset": "simulated", "label": "Simulated listening log (simulated)", "protocol": "test",

@@ -1,8 +1,8 @@
 """The Music tab: pick a trained dataset and a listener → their history and picks with reasons;
-a new listener picks genres → picks; the evaluation metrics as a chart; then "Up next" (issue 6).
+a new listener picks genres → picks; the evaluation metrics as a chart; then "Up next".
 
 Why it stays thin: all policy (blending thin histories, reasons, cold start) is in
-``music.service``; this module only lays out widgets and caches the loaded models
+``music.mf.service``; this module only lays out widgets and caches the loaded models
 (``st.tabs`` runs every tab on every rerun, so loading must be cached and cheap).
 """
 
@@ -15,11 +15,11 @@ import pandas as pd
 import streamlit as st
 
 from core.artifacts import ArtifactError
-from ui.common import RESULT_ENTRIES, RESULT_TTL, load_versioned
-from music import service
 from music.data import LABELS
-from music.model import Recommendation, UnknownUser
-from music.train import Bundle, bundle_dir, evaluated_datasets, load_bundle, load_results, trained_datasets
+from music.mf import service
+from music.mf.train import Bundle, bundle_dir, evaluated_datasets, load_bundle, load_results, trained_datasets
+from music.recommender import Recommendation, UnknownUser
+from ui.common import RESULT_ENTRIES, RESULT_TTL, load_versioned
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The "Up next" section of the Music tab: next items for the chosen listener, or for a sequence built by hand.
 
-Why it is thin: prediction, reasons and attributions live in ``music.next_bundle``; this module only
+Why it is thin: prediction, reasons and attributions live in ``music.next.service``; this module only
 lays out widgets and caches the loaded bundle (``st.tabs`` reruns every tab on every click, so the
 model is loaded once per file version through ``st.cache_resource``). It is the only "up next" module
 that imports streamlit.
@@ -15,9 +15,9 @@ import pandas as pd
 import streamlit as st
 
 from core.artifacts import ArtifactError
+from music.next.evaluate import results_path
+from music.next.service import HINT, NextBundle, UnknownListener, bundle_stem
 from ui.common import RESULT_ENTRIES, RESULT_TTL, load_versioned
-from music.evaluate_next import results_path
-from music.next_bundle import HINT, NextBundle, UnknownListener, bundle_stem
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +93,21 @@ def _quality(dataset: str) -> None:
         import json
 
         res = json.loads(path.read_text(encoding="utf-8"))
-        frame = pd.DataFrame(res["methods"]).T[["hr@10", "ndcg@10", "mrr", "top1"]].astype(float)
-    except (ValueError, KeyError, OSError) as exc:
+        runs = res["splits"]
+        frames = {name: pd.DataFrame(run["methods"]).T[["hr@10", "ndcg@10", "mrr", "top1"]].astype(float)
+                  for name, run in runs.items()}
+    except (ValueError, KeyError, OSError, TypeError) as exc:
         st.caption(f"(evaluation results unreadable: {exc})")
         return
-    with st.expander("How good is 'up next'? (held-out last baskets, full ranking)"):
-        st.dataframe(frame.round(4), width="stretch")
+    with st.expander("How good is 'up next'? (held-out baskets, full ranking)"):
+        for name, frame in frames.items():
+            st.markdown(f"**{name} split**")
+            st.dataframe(frame.round(4), width="stretch")
+            head = runs[name].get("headline")
+            if head:
+                lo, hi = head["ratio_ci95"]
+                st.caption(f"Picked on validation: {head['best_cnn']} vs {head['best_baseline']} — test HR@10 ratio "
+                           f"{head['ratio']}× (95 % interval {lo}–{hi}, {head['users']} listeners).")
         if res.get("command"):
             st.caption(f"Reproduce with `{res['command']}`")
 

@@ -15,43 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from core.artifacts import MODELS_DIR, ArtifactError, read_json, write_json
+from core.artifacts import ArtifactError, read_json, write_json
+from music.mf import data as mfdata
 from music.data import LABELS, MusicDataset, load_dataset, user_holdout_split
-from music.model import GenreRecommender, Popularity, Recommender
+from music.mf.baselines import GenreRecommender, Popularity
+from music.mf.evaluate import results_path, val_ndcg
+from music.mf.model import CatalogueRecommender, KerasMF, mf_config
 
 log = logging.getLogger(__name__)
 
 #: Bump when the bundle layout or training recipe changes: older bundles are then retrained.
 SCHEMA = 1
-#: Hyper-parameters chosen on validation splits carved from training data (see docs/music.md).
-MF_DEFAULTS: dict[str, dict[str, Any]] = {
-    # ratings: per-example SGD (Funk/Koren style), SVD++ term, learning rate cut on plateaus
-    "explicit": {"dim": 100, "l2": 0.1, "epochs": 100, "batch_size": 256, "lr": 0.01, "optimizer": "sgd",
-                 "svdpp": True, "lr_decays": 2, "patience": 2},
-    # play counts: the weighted-MF (iALS) objective with item biases, trained by Adam
-    "implicit": {"mode": "wmf", "dim": 64, "l2": 0.05, "epochs": 40, "batch_size": 1024, "lr": 1e-2, "alpha": 1.0,
-                 "patience": 3, "val_metric": "ndcg", "lr_decays": 1},
-}
-#: Per-dataset overrides, chosen on the validation split of `python -m music evaluate --dataset simulated`
-#: (weighted objective 0.137 validation NDCG@10 vs softmax 0.125 on the simulated log).
-DATASET_MF: dict[str, dict[str, Any]] = {
-    "simulated": {"mode": "wmf", "dim": 64, "l2": 0.05, "epochs": 30, "batch_size": 512, "lr": 3e-3,
-                  "alpha": 1.0, "patience": 2, "val_metric": "ndcg"},
-}
-
-
-def mf_config(dataset: str, kind: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """MF hyper-parameters: kind defaults, then the dataset's validated overrides, then the caller's."""
-    return {**MF_DEFAULTS[kind], **DATASET_MF.get(dataset, {}), **(overrides or {})}
-
-
-def music_dir() -> Path:
-    """Root of the music artifacts (follows ``RECS_MODELS_DIR`` through core.artifacts)."""
-    return MODELS_DIR / "music"
-
-
 def bundle_dir(dataset: str) -> Path:
-    return music_dir() / dataset
+    return mfdata.music_dir() / dataset
 
 
 @dataclass
@@ -60,14 +36,14 @@ class Bundle:
 
     dataset: str
     manifest: dict[str, Any]
-    models: dict[str, Recommender] = field(default_factory=dict)
+    models: dict[str, CatalogueRecommender] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
         return str(self.manifest.get("label", LABELS.get(self.dataset, self.dataset)))
 
     @property
-    def mf(self) -> Recommender:
+    def mf(self) -> CatalogueRecommender:
         return self.models["mf"]
 
     @property
@@ -75,7 +51,7 @@ class Bundle:
         return self.models["genre"]  # type: ignore[return-value]
 
     @property
-    def popularity(self) -> Recommender:
+    def popularity(self) -> CatalogueRecommender:
         return self.models["popularity"]
 
 
@@ -100,8 +76,6 @@ def train(
     **load_kwargs: Any,
 ) -> dict[str, Any]:
     """Train (or skip if fresh) popularity, genre and MF for ``dataset``; return the bundle manifest."""
-    from music.mf import KerasMF  # keras import only when training
-
     data = data or load_dataset(dataset, path, **load_kwargs)
     checksum = data.checksum()
     out = bundle_dir(dataset)
@@ -117,8 +91,8 @@ def train(
     params = mf_config(dataset, data.kind, mf_params)
     # Early stopping needs held-out data; carve it per user from the training log itself.
     split = user_holdout_split(data.interactions, test_fraction=0.05, min_items=10, seed=123)
-    mf = KerasMF(**params).fit(data, split.train, val=split.test, progress=progress)
-    models: dict[str, Recommender] = {"mf": mf, "genre": GenreRecommender().fit(data),
+    mf = KerasMF(**params).fit(data, split.train, val=split.test, progress=progress, validate=val_ndcg)
+    models: dict[str, CatalogueRecommender] = {"mf": mf, "genre": GenreRecommender().fit(data),
                                       "popularity": Popularity().fit(data)}
     # MF is served with every interaction as history (to exclude and explain), though fitted on 95 %.
     mf.catalogue = models["genre"].catalogue
@@ -138,15 +112,13 @@ def train(
 
 def trained_datasets() -> list[str]:
     """Datasets with a bundle on disk, the simulated default first."""
-    root = music_dir()
+    root = mfdata.music_dir()
     names = sorted(p.parent.name for p in root.glob("*/bundle.json")) if root.is_dir() else []
     return sorted(names, key=lambda n: (n != "simulated", n))
 
 
 def load_bundle(dataset: str) -> Bundle:
     """Load a trained bundle; ``ArtifactError`` with the command to run if missing, stale or corrupt."""
-    from music.mf import KerasMF
-
     d = bundle_dir(dataset)
     hint = f"python -m music train --dataset {dataset} --force"
     m = read_json(d / "bundle.json") if (d / "bundle.json").is_file() else None
@@ -170,10 +142,6 @@ def load_results(dataset: str) -> dict[str, Any] | None:
         return None
 
 
-def results_path(dataset: str) -> Path:
-    return music_dir() / f"evaluation-{dataset}.json"
-
-
 def evaluated_datasets() -> list[str]:
-    root = music_dir()
+    root = mfdata.music_dir()
     return sorted(p.stem.removeprefix("evaluation-") for p in root.glob("evaluation-*.json")) if root.is_dir() else []

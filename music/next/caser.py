@@ -1,8 +1,8 @@
-"""Caser behind the next-item interface the baselines share, and why it picked what it picked.
+"""Caser behind the recommender interface the baselines share, and why it picked what it picked.
 
-``CaserNext`` fits the network of ``music.caser`` on training baskets (choosing the item-table
+``CaserNext`` fits the network of ``music.next.model`` on training baskets (choosing the item-table
 start: one-hot, word2vec or text), scores histories, and turns ``explain``'s attribution into a
-sentence. ``explain`` answers "which input positions and which filters drove this score" by occlusion
+sentence. ``attribution`` answers "which input positions and which filters drove this score" by occlusion
 (blank one position) and ablation (switch off one filter group), the reason shown in the app.
 """
 
@@ -17,7 +17,9 @@ from typing import Any, Callable, Sequence
 import keras
 import numpy as np
 
-from music.caser import (
+from music.next.baselines import NextRecommender
+from music.next.data import PAD, last_items, make_samples, training_sequences
+from music.next.model import (
     INITS,
     CaserConfig,
     predict_scores,
@@ -26,14 +28,13 @@ from music.caser import (
     train_caser,
     word2vec_vectors,
 )
-from music.sequence import PAD
 
 
 # ----------------------------------------------------------------------------------------------
 # explanation: which input positions and which filter groups drove a score
 
 
-def explain(model: keras.Model, user: int, seq: np.ndarray, item: int, history: np.ndarray | None = None) -> dict[str, Any]:
+def attribution(model: keras.Model, user: int, seq: np.ndarray, item: int, history: np.ndarray | None = None) -> dict[str, Any]:
     """Why ``item`` scores high for ``seq``: position occlusion and filter-group ablation.
 
     * positions: the score drop when each input position is replaced by padding (bigger = mattered more);
@@ -102,7 +103,7 @@ def item_texts(items: Any, item_ids: Sequence[str]) -> list[str]:
     return out
 
 
-class CaserNext:
+class CaserNext(NextRecommender):
     """Caser as a ``NextRecommender``: fit on training baskets, score histories, explain a pick.
 
     ``texts`` (one per catalogue item) is needed for the ``text`` init only.
@@ -118,8 +119,6 @@ class CaserNext:
 
     def initial_table(self, seqs: Any, upto: np.ndarray) -> np.ndarray | None:
         """The item-embedding start for ``cfg.init``, from training data (word2vec) or item text only."""
-        from music.sequence import training_sequences
-
         if self.cfg.init == "onehot":
             return None
         if self.cfg.init == "word2vec":
@@ -131,10 +130,10 @@ class CaserNext:
             return text_vectors(self.texts, self.cfg.d, seed=self.cfg.seed, encoder=self.encoder)
         raise ValueError(f"init must be one of {INITS}, not {self.cfg.init!r}")
 
-    def fit(self, seqs: Any, upto: np.ndarray, validate: Callable[["CaserNext"], float] | None = None,
-            progress: Callable[[float, str], None] | None = None) -> "CaserNext":
-        from music.sequence import make_samples
-
+    def fit(self, data: Any, train: np.ndarray | None = None, validate: Callable[["CaserNext"], float] | None = None,
+            progress: Callable[[float, str], None] | None = None, **kwargs: Any) -> "CaserNext":
+        seqs, upto = data, train
+        self.seqs = seqs
         samples = make_samples(seqs, upto, L=self.cfg.L, T=self.cfg.T)
         table = self.initial_table(seqs, upto)
 
@@ -148,9 +147,8 @@ class CaserNext:
                                             progress=progress)
         return self
 
-    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
-        from music.sequence import last_items
-
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray] | None = None) -> np.ndarray:
+        histories = histories or []
         seqs_in = np.stack([last_items(h, self.cfg.L) for h in histories]) if len(histories) else np.zeros((0, self.cfg.L), np.int32)
         users = np.where(np.asarray(users) < 0, self.n_users_fallback(), np.asarray(users))
         return predict_scores(self.model, users.astype(np.int32), seqs_in, histories)
@@ -159,16 +157,16 @@ class CaserNext:
         """Unknown listeners (a hand-built sequence) use the spare user row: sequence evidence only."""
         return int(self.model.get_layer("user_embedding").input_dim) - 1
 
-    def reason(self, user: int, history: np.ndarray, item: int, seqs: Any = None, name: Any = None) -> str:
-        from music.sequence import last_items
-
+    def explain(self, user: int, item: int, history: np.ndarray | None = None, *,
+                name: Callable[[int], str] | None = None) -> str:
+        history = np.zeros(0, np.int32) if history is None else np.asarray(history)
         seq = last_items(history, self.cfg.L)
         u = user if user >= 0 else self.n_users_fallback()
-        ex = explain(self.model, u, seq, item, history)
+        ex = attribution(self.model, u, seq, item, history)
         pos = int(np.argmax(ex["positions"]))
         top_filter = max(ex["filters"], key=ex["filters"].get) if ex["filters"] else "convolution"
         ago = self.cfg.L - 1 - pos
-        name = name or (seqs.item_id if seqs is not None else str)
+        name = self._namer(name)
         when = "the latest item" if ago == 0 else f"{ago} item(s) before the latest"
         text = f"driven by {name(int(seq[pos]))} ({when}) through the {top_filter} filters"
         plays = int(np.sum(history == item))

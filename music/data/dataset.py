@@ -1,21 +1,19 @@
-"""One table shape for every music source, id maps that survive gaps and string ids, and splits.
+"""One table shape for every music source, and id maps that survive gaps and string ids.
 
-Why: the seed assumed ids 1..N without gaps and showed titles that did not belong to the predicted
-ids. Here every source is turned into the same ``MusicDataset`` (string ids everywhere), and models
-only ever see contiguous indices produced by an ``IdMap`` that travels with the model, so an index
-always maps back to the right external id and title.
+Why: ids in real data have gaps and are often strings, and a title shown beside a prediction must
+belong to the predicted id. Every source is turned into the same ``MusicDataset`` (string ids
+everywhere), and models only ever see contiguous indices produced by an ``IdMap`` that travels with
+the model, so an index always maps back to the right external id and title.
 
-Loaders for the individual formats live in ``music.sources`` and ``music.simulate``; this module
-owns the shape, the cleaning rules (malformed rows counted and skipped, duplicates merged) and the
-leak-free splits used by ``music.evaluate``.
+Loaders for the individual formats live in ``music.data.sources`` and ``music.data.simulate``; this
+module owns the shape and the cleaning rules (malformed rows counted and skipped, duplicates merged).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -120,7 +118,10 @@ class MusicDataset:
     ``interactions``: user (str), item (str), weight (float32; play count or rating), optional
     timestamp (int64 unix seconds). ``items``: item, title, artist, genres (list[str]), one row per
     item. ``events``: user, item, timestamp, sorted by user then timestamp (for sequence models).
-    ``report``: what cleaning did (malformed rows skipped, duplicates merged, ...).
+    ``report``: what cleaning did (malformed rows skipped, duplicates merged, ...). ``tags``: dated tag
+    events (user, item, tag, timestamp; tag = its name) where the source has them (Last.fm-2K), the
+    evidence item genres are read from, so an evaluation can re-derive genres from training-time
+    tags only (``genres_before``).
     """
 
     name: str
@@ -129,6 +130,7 @@ class MusicDataset:
     items: pd.DataFrame
     events: pd.DataFrame | None = None
     report: dict = field(default_factory=dict)
+    tags: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("implicit", "explicit"):
@@ -189,6 +191,30 @@ class MusicDataset:
         """All genres, most common first."""
         counts = self.items["genres"].explode().dropna().value_counts()
         return [str(g) for g in counts.index]
+
+    def genres_before(self, cutoff: int | Mapping[str, int], n_genres: int = 3) -> "MusicDataset":
+        """A copy whose item genres come only from tag events dated before ``cutoff``.
+
+        ``cutoff`` is one unix time for everyone, or a map user id → unix time (users not in the map
+        keep all their tag events: everything they did is training data). Why: genres feed the genre
+        recommender and the text that starts Caser's item table; a tag given during the test period
+        would tell a model about the future. Datasets without dated tags are returned unchanged.
+        """
+        if self.tags is None:
+            return self
+        t = self.tags
+        if isinstance(cutoff, Mapping):
+            limit = t["user"].map(cutoff).fillna(np.iinfo(np.int64).max).to_numpy(np.float64)
+            kept = t[t["timestamp"].to_numpy(np.float64) < limit]
+        else:
+            kept = t[t["timestamp"] < int(cutoff)]
+        genres = top_tags(kept, n_genres)
+        items = self.items.copy()
+        items["genres"] = [genres.get(i, []) for i in items["item"]]
+        out = MusicDataset(self.name, self.kind, self.interactions, items, self.events,
+                           dict(self.report, genre_tag_events=int(len(kept))), self.tags)
+        out._user_map, out._item_map = self._user_map, self._item_map
+        return out
 
     def history(self, user: str) -> pd.DataFrame:
         """A user's interactions, heaviest first, with item metadata."""
@@ -289,6 +315,15 @@ def clean_events(events: pd.DataFrame | None) -> pd.DataFrame | None:
     return ev.sort_values(["user", "timestamp"], kind="stable").reset_index(drop=True)
 
 
+def top_tags(tags: pd.DataFrame, n: int = 3) -> dict[str, list[str]]:
+    """Each item's ``n`` most used tags (ties: tag name order), from tag events (user, item, tag, timestamp)."""
+    if tags is None or len(tags) == 0:
+        return {}
+    counts = tags.groupby(["item", "tag"]).size().rename("n").reset_index()
+    counts = counts.sort_values(["item", "n", "tag"], ascending=[True, False, True])
+    return {str(item): [str(t) for t in grp["tag"].head(n)] for item, grp in counts.groupby("item", sort=False)}
+
+
 def make_dataset(
     name: str,
     kind: str,
@@ -296,95 +331,14 @@ def make_dataset(
     items: pd.DataFrame,
     events: pd.DataFrame | None = None,
     report: dict[str, Any] | None = None,
+    tags: pd.DataFrame | None = None,
 ) -> MusicDataset:
     """The one constructor every loader ends with, so every source is cleaned the same way."""
     report = dict(report or {})
     inter = clean_interactions(raw_interactions, kind=kind, report=report, source=name)
     items = clean_items(items, inter)
-    ds = MusicDataset(name=name, kind=kind, interactions=inter, items=items, events=clean_events(events), report=report)
+    ds = MusicDataset(name=name, kind=kind, interactions=inter, items=items, events=clean_events(events), report=report,
+                      tags=tags)
     report.update({k: v for k, v in ds.summary().items() if k not in ("name", "kind")})
     log.info("%s: %s", name, report)
     return ds
-
-
-# ----------------------------------------------------------------------------------------------
-# entry point
-
-
-def load_dataset(name: str, path: str | Path | None = None, **kwargs: Any) -> MusicDataset:
-    """Load a dataset by name. ``path`` is a folder or file where the format needs one.
-
-    ``simulated`` needs nothing (seeded, offline default). ``lastfm-2k`` needs the HetRec folder.
-    ``movielens-100k`` reads the recbole wheel in ``data/wheels`` (``download=True`` fetches it
-    with pip). ``lastfm-1k``, ``30music`` and ``csv`` read the given file or folder.
-    """
-    from music import simulate, sources
-
-    if name == "simulated":
-        return simulate.simulate(**kwargs)
-    if name in ("lastfm-2k", "lastfm2k", "hetrec-lastfm-2k"):
-        folder = sources.ensure_lastfm_2k(path, download=bool(kwargs.pop("download", False)))
-        return sources.load_lastfm_2k(_need(folder, name), **kwargs)
-    if name in ("movielens-100k", "ml-100k"):
-        return sources.load_movielens_100k(path, **kwargs)
-    if name in ("lastfm-1k", "lastfm1k"):
-        return sources.load_lastfm_1k(_need(path, name), **kwargs)
-    if name in ("30music", "30Music"):
-        return sources.load_30music(_need(path, name), **kwargs)
-    if name == "csv":
-        return sources.load_csv(_need(path, name), **kwargs)
-    raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-
-
-def _need(path: str | Path | None, name: str) -> Path:
-    if path is None:
-        raise DataUnavailable(f"dataset {name!r} needs --path (a folder or file in its format)")
-    p = Path(path)
-    if not p.exists():
-        raise DataUnavailable(f"{p} does not exist (dataset {name!r})")
-    return p
-
-
-# ----------------------------------------------------------------------------------------------
-# splits
-
-
-@dataclass
-class Split:
-    """Train/test (and optionally validation) interaction frames of one dataset."""
-
-    train: pd.DataFrame
-    test: pd.DataFrame
-    how: str
-    seed: int
-
-
-def ratio_split(frame: pd.DataFrame, *, test_size: float = 0.2, seed: int = 42) -> Split:
-    """Fixed, seeded random split of rows (the classic 80/20 for rating prediction).
-
-    Test rows whose user or item never occurs in train are kept: models must predict them with
-    their fallback (biases/global mean), as Surprise does, so the comparison stays on one split.
-    """
-    rng = np.random.default_rng(seed)
-    mask = rng.random(len(frame)) < test_size
-    return Split(frame[~mask].reset_index(drop=True), frame[mask].reset_index(drop=True), f"ratio{test_size}", seed)
-
-
-def user_holdout_split(
-    frame: pd.DataFrame, *, test_fraction: float = 0.2, min_items: int = 5, seed: int = 42
-) -> Split:
-    """Per-user holdout for top-N: each user with ≥ ``min_items`` items gives ``test_fraction`` of them.
-
-    Why per user: every evaluated user keeps history in train, and the test items are never seen
-    in training for that user (no leak); users with too little history stay wholly in train.
-    """
-    rng = np.random.default_rng(seed)
-    r = rng.random(len(frame))
-    f = frame.assign(_r=r)
-    f["_rank"] = f.groupby("user")["_r"].rank(method="first")
-    f["_n"] = f.groupby("user")["user"].transform("size")
-    n_test = np.maximum(1, np.floor(f["_n"] * test_fraction)).astype(int)
-    is_test = (f["_n"] >= min_items) & (f["_rank"] <= n_test)
-    cols = list(frame.columns)
-    return Split(f.loc[~is_test, cols].reset_index(drop=True), f.loc[is_test, cols].reset_index(drop=True),
-                 f"user_holdout{test_fraction}", seed)

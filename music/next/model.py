@@ -7,7 +7,7 @@ vertical filters are weighted sums of the ``L`` rows (point-level: "the recent i
 concatenated, passed through a dense layer, joined with a user embedding (long-term taste) and scored
 against every item in the catalogue.
 
-Three ways to start the item-embedding table, as in the seed's comparison:
+Three ways to start the item-embedding table, compared side by side in the evaluation:
 
 * ``onehot`` — random, trained from scratch (a one-hot vector times a learned matrix *is* an embedding);
 * ``word2vec`` — skip-gram vectors (gensim) learned on the *training* sequences only;
@@ -15,7 +15,7 @@ Three ways to start the item-embedding table, as in the seed's comparison:
   dimensions by PCA over the catalogue (no interaction data, so no leakage).
 
 Any of them can be trainable or frozen. Written with ``keras.ops`` only; saved as ``.keras`` plus a JSON
-manifest (never a pickle), atomically. ``music.next_caser`` wraps the network in the next-item interface
+manifest (never a pickle), atomically. ``music.next.caser`` wraps the network in the next-item interface
 the baselines share, and explains its picks.
 """
 
@@ -36,7 +36,7 @@ import numpy as np
 from keras import layers, ops
 
 from core.artifacts import ArtifactError, atomic_path, read_json, write_json
-from music.sequence import PAD, Samples
+from music.next.data import PAD, Samples
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from music.model import Recommendation, UnknownUser, top_n
-from music.train import Bundle
+from music.mf.train import Bundle
+from music.recommender import Recommendation, UnknownUser, top_n
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def recommend_user(bundle: Bundle, user: str, n: int = 10, exclude_seen: bool = 
         scores[seen] = -np.inf
     out = []
     for i in top_n(scores, n):
-        reason = mf.reason(u, i) if w * s_mf[i] >= (1 - w) * s_g[i] else bundle.genre.reason(u, i)
+        reason = mf.explain(u, i) if w * s_mf[i] >= (1 - w) * s_g[i] else bundle.genre.explain(u, i)
         out.append(mf._rec(i, scores[i], reason))
     return out
 

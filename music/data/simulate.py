@@ -2,7 +2,7 @@
 
 Why simulated: no registry ships a music listening log, and the app must work offline. The
 simulation is built to have the structure real logs have, so models have something to learn and
-sequence models (issue 6) have real sessions to cut:
+sequence models ("up next") have real sessions to cut:
 
 - genres with uneven sizes; artists with one main genre (some a second) and long-tailed
   (Zipf) popularity; songs per artist with long-tailed popularity inside the artist;
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from music.data import MusicDataset, make_dataset
+from music.data.dataset import MusicDataset, make_dataset
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Readers for real interaction formats, each ending in ``data.make_dataset`` (one shape, one cleaning).
+"""Readers for real interaction formats, each ending in ``music.data.dataset.make_dataset`` (one shape, one cleaning).
 
 Formats, exactly as distributed:
 
@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from core.artifacts import DATA_DIR, atomic_path
-from music.data import DataUnavailable, MusicDataset, make_dataset
+from music.data.dataset import DataUnavailable, MusicDataset, make_dataset, top_tags
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,10 @@ def load_lastfm_2k(folder: Path, *, n_genres: int = 3) -> MusicDataset:
     """Artist play counts (implicit); genres = each artist's ``n_genres`` most-used tags.
 
     ``events`` are the dated tag assignments (a user tagging an artist on a day), the only
-    timestamps this dataset has; one event per (user, artist, day).
+    timestamps this dataset has; one event per (user, artist, day). ``tags`` keeps every dated tag
+    assignment with its tag name, so an evaluation can re-derive genres from training-time tags only
+    (``MusicDataset.genres_before``); the genres loaded here use every dated tag, for serving.
+    Undated rows (a year before Last.fm opened) feed neither events nor genres.
     """
     folder = Path(folder)
     missing = [f for f in LASTFM_2K_FILES[:2] if not (folder / f).is_file()]
@@ -87,7 +90,7 @@ def load_lastfm_2k(folder: Path, *, n_genres: int = 3) -> MusicDataset:
     items = pd.DataFrame({"item": artists.iloc[:, 0].astype(str).str.strip(), "title": artists.iloc[:, 1]})
     items["artist"] = items["title"]
     events = None
-    genres: dict[str, list[str]] = {}
+    tag_events = None
     if (folder / "user_taggedartists.dat").is_file():
         uta = _read_tsv(folder / "user_taggedartists.dat", report, "user_taggedartists", expect=6)
         uta.columns = ["user", "item", "tag", "day", "month", "year"]
@@ -104,12 +107,13 @@ def load_lastfm_2k(folder: Path, *, n_genres: int = 3) -> MusicDataset:
         if (folder / "tags.dat").is_file():
             tags = _read_tsv(folder / "tags.dat", report, "tags", expect=2, encoding="ISO-8859-1")
             tag_name = dict(zip(tags.iloc[:, 0].astype(str).str.strip(), tags.iloc[:, 1].astype(str)))
-            counts = uta.groupby(["item", "tag"]).size().rename("n").reset_index()
-            counts = counts.sort_values(["item", "n", "tag"], ascending=[True, False, True])
-            for item, grp in counts.groupby("item", sort=False):
-                genres[str(item).strip()] = [tag_name.get(str(t).strip(), str(t)) for t in grp["tag"].head(n_genres)]
+            ids = ev["tag"].astype(str).str.strip()
+            tag_events = pd.DataFrame({"user": ev["user"].astype(str).str.strip(), "item": ev["item"].astype(str).str.strip(),
+                                       "tag": ids.map(tag_name).fillna(ids),
+                                       "timestamp": ev["timestamp"].astype(np.int64)}).reset_index(drop=True)
+    genres = top_tags(tag_events, n_genres) if tag_events is not None else {}
     items["genres"] = [genres.get(i, []) for i in items["item"]]
-    return make_dataset("lastfm-2k", "implicit", inter, items, events, report)
+    return make_dataset("lastfm-2k", "implicit", inter, items, events, report, tags=tag_events)
 
 
 def _unix_seconds(dates: pd.Series) -> pd.Series:

@@ -1,4 +1,4 @@
-"""Baselines for "up next", behind the one interface every next-item method honours.
+"""Baselines for "up next", behind the one interface every music model honours.
 
 Why these four: a sequence CNN is only worth its training time if it beats what is cheap.
 *Most popular* is the floor. *Repeat/recency* is strong in music, where people re-listen.
@@ -6,69 +6,63 @@ Why these four: a sequence CNN is only worth its training time if it beats what 
 session data (Ludewig & Jannach, 2018). *MF* is the music tab's own matrix factorisation: long-term
 taste with no notion of order.
 
-The interface (``NextRecommender``): ``fit(seqs, upto)`` learns from baskets ``[0, upto[u])`` of each
-user only; ``score(users, histories)`` returns a ``(N, n_items + 1)`` matrix (column 0 is padding)
-for users with the given item histories (everything before the basket to predict); ``reason(...)``
-explains one recommended item in words.
+The interface (``music.recommender.Recommender``, specialised by ``NextRecommender``):
+``fit(seqs, upto)`` learns from baskets ``[0, upto[u])`` of each user only; ``score(users, histories)``
+returns a ``(N, n_items + 1)`` matrix (column 0 is padding) for users with the given item histories
+(everything before the basket to predict); ``recommend`` ranks, ``explain(user, item, history)``
+explains one recommended item in words. *Most popular* is ``music.mf.baselines.Popularity`` (one
+popularity for the whole music package), fitted on the same sequences.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
+import pandas as pd
 from scipy import sparse
 
-from music.sequence import PAD, SequenceData
+from music.data import make_dataset
+from music.mf.baselines import NEG, Popularity
+from music.next.data import PAD, SequenceData
+from music.recommender import Recommender
 
 log = logging.getLogger(__name__)
 
-NEG = -1e9
+__all__ = ["NEG", "MFAdapter", "NextRecommender", "Popularity", "RepeatRecency", "SessionKNN"]
 
 
-class NextRecommender:
-    """Base class: subclasses set ``name`` and implement ``fit`` and ``score``."""
+class NextRecommender(Recommender):
+    """A ``Recommender`` over basket sequences: subclasses set ``name`` and implement ``fit`` and ``score``.
+
+    ``fit(seqs, upto)`` keeps ``seqs`` (for names in reasons); ``recommend`` returns
+    ``(item index, score, reason)`` triples, best first, never the padding item.
+    """
 
     name = "base"
+    seqs: SequenceData | None = None
 
-    def fit(self, seqs: SequenceData, upto: np.ndarray) -> "NextRecommender":
+    def fit(self, data: SequenceData, train: np.ndarray | None = None, **kwargs: Any) -> "NextRecommender":
         raise NotImplementedError
 
-    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray] | None = None) -> np.ndarray:
         raise NotImplementedError
 
-    def reason(self, user: int, history: np.ndarray, item: int, seqs: SequenceData | None = None,
-               name: Any = None) -> str:
+    def recommend(self, user: Any, n: int = 10, exclude_seen: bool = False, *, history: np.ndarray | None = None,
+                  name: Callable[[int], str] | None = None) -> list[tuple[int, float, str]]:
+        """The ``n`` best next items for user index ``user`` (-1: a listener the model does not know) after ``history``."""
+        hist = np.zeros(0, np.int32) if history is None else np.asarray(history)
+        exclude = np.r_[PAD, hist] if exclude_seen else np.array([PAD])
+        return [(i, s, self.explain(int(user), i, hist, name=name))
+                for i, s in self.top_items(int(user), n, hist, exclude)]
+
+    def explain(self, user: int, item: int, history: np.ndarray | None = None, *,
+                name: Callable[[int], str] | None = None) -> str:
         return self.name
 
-
-def _item_counts(seqs: SequenceData, upto: np.ndarray) -> np.ndarray:
-    counts = np.zeros(seqs.n_items + 1, np.float64)
-    for u in range(seqs.n_users):
-        flat = seqs.flat(u, int(upto[u]))
-        np.add.at(counts, flat, 1.0)
-    counts[PAD] = 0.0
-    return counts
-
-
-class Popularity(NextRecommender):
-    """Most-played items in the training baskets, the same list for everyone."""
-
-    name = "popularity"
-
-    def fit(self, seqs: SequenceData, upto: np.ndarray) -> "Popularity":
-        self.counts = _item_counts(seqs, upto)
-        return self
-
-    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
-        s = np.log1p(self.counts).astype(np.float32)
-        s[PAD] = NEG
-        return np.tile(s, (len(users), 1))
-
-    def reason(self, user: int, history: np.ndarray, item: int, seqs: SequenceData | None = None,
-               name: Any = None) -> str:
-        return f"popular: played {int(self.counts[item])} times in training"
+    def _namer(self, name: Callable[[int], str] | None) -> Callable[[int], str]:
+        return name or (self.seqs.item_id if self.seqs is not None else str)
 
 
 class RepeatRecency(NextRecommender):
@@ -84,12 +78,13 @@ class RepeatRecency(NextRecommender):
     def __init__(self, decay: float = 0.9) -> None:
         self.decay = decay
 
-    def fit(self, seqs: SequenceData, upto: np.ndarray) -> "RepeatRecency":
-        counts = _item_counts(seqs, upto)
+    def fit(self, data: SequenceData, train: np.ndarray | None = None, **kwargs: Any) -> "RepeatRecency":
+        self.seqs = data
+        counts = data.item_counts(train)
         self.pop = (np.log1p(counts) / max(np.log1p(counts).max(), 1.0) * 1e-3).astype(np.float32)
         return self
 
-    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray] | None = None) -> np.ndarray:
         out = np.tile(self.pop, (len(users), 1))
         for r, hist in enumerate(histories):
             if len(hist):
@@ -98,8 +93,9 @@ class RepeatRecency(NextRecommender):
         out[:, PAD] = NEG
         return out
 
-    def reason(self, user: int, history: np.ndarray, item: int, seqs: SequenceData | None = None,
-               name: Any = None) -> str:
+    def explain(self, user: int, item: int, history: np.ndarray | None = None, *,
+                name: Callable[[int], str] | None = None) -> str:
+        history = np.zeros(0, np.int32) if history is None else np.asarray(history)
         hits = np.flatnonzero(history == item)
         if len(hits):
             ago = len(history) - 1 - int(hits[-1])
@@ -121,7 +117,9 @@ class SessionKNN(NextRecommender):
     def __init__(self, k: int = 100, window: int = 5, max_len: int = 10) -> None:
         self.k, self.window, self.max_len = k, window, max_len
 
-    def fit(self, seqs: SequenceData, upto: np.ndarray) -> "SessionKNN":
+    def fit(self, data: SequenceData, train: np.ndarray | None = None, **kwargs: Any) -> "SessionKNN":
+        seqs, upto = data, train
+        self.seqs = seqs
         rows, cols, self.owner, self.session_items = [], [], [], []
         n = 0
         for u in range(seqs.n_users):
@@ -146,7 +144,7 @@ class SessionKNN(NextRecommender):
             r, c = np.concatenate(rows), np.concatenate(cols)
             self.memory = sparse.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(n, seqs.n_items + 1))
         self.norms = np.sqrt(np.asarray(self.memory.sum(axis=1)).ravel()).astype(np.float32) + 1e-9
-        self.pop = _item_counts(seqs, upto)
+        self.pop = seqs.item_counts(upto)
         self.pop = (np.log1p(self.pop) / max(np.log1p(self.pop).max(), 1.0) * 1e-4).astype(np.float32)
         log.info("session-kNN memory: %d sessions", n)
         return self
@@ -180,7 +178,8 @@ class SessionKNN(NextRecommender):
         idx = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         return idx, np.take_along_axis(sims, idx, axis=1)
 
-    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray] | None = None) -> np.ndarray:
+        histories = histories or []
         out = np.tile(self.pop, (len(histories), 1))
         for start in range(0, len(histories), 256):
             part = histories[start : start + 256]
@@ -191,9 +190,10 @@ class SessionKNN(NextRecommender):
         out[:, PAD] = NEG
         return out
 
-    def reason(self, user: int, history: np.ndarray, item: int, seqs: SequenceData | None = None,
-               name: Any = None) -> str:
-        idx, sims = self.neighbours([history])
+    def explain(self, user: int, item: int, history: np.ndarray | None = None, *,
+                name: Callable[[int], str] | None = None) -> str:
+        seqs = self.seqs
+        idx, sims = self.neighbours([np.zeros(0, np.int32) if history is None else np.asarray(history)])
         best, best_sim = None, 0.0
         for j, s in zip(idx[0], sims[0]):
             if s > best_sim and self.memory[j, item] > 0:
@@ -201,18 +201,18 @@ class SessionKNN(NextRecommender):
         if best is None:
             return "popular (no similar session contains it)"
         items = self.session_items[best]
-        name = name or (seqs.item_id if seqs is not None else str)
+        name = self._namer(name)
         names = ", ".join(name(int(i)) for i in items[:5])
         who = seqs.user_ids[self.owner[best]] if seqs is not None else str(self.owner[best])
         return f"nearest session (similarity {best_sim:.2f}, listener {who}): {names}"
 
 
 class MFAdapter(NextRecommender):
-    """The music tab's matrix factorisation (``music.model``) as an order-blind next-item baseline.
+    """The music tab's matrix factorisation (``music.mf``) as an order-blind next-item baseline.
 
     It is fitted on the same training baskets (play counts per user and item) and scores every item
     for a known user; it ignores the order of the history, which is exactly what it is here to show.
-    ``model_factory`` builds an unfitted ``music.mf.KerasMF``; the adapter uses its public interface
+    ``model_factory`` builds an unfitted ``music.mf.model.KerasMF``; the adapter uses its public interface
     (``fit(data, val=...)``, ``score(user indices)``, ``catalogue`` id maps).
     """
 
@@ -222,11 +222,13 @@ class MFAdapter(NextRecommender):
         self.model_factory = model_factory
         self.kind = kind
 
-    def fit(self, seqs: SequenceData, upto: np.ndarray) -> "MFAdapter":
-        import pandas as pd
+    def fit(self, data: SequenceData, train: np.ndarray | None = None, val_at: np.ndarray | None = None,
+            **kwargs: Any) -> "MFAdapter":
+        """Fit on baskets ``[0, train[u])``; ``val_at[u]`` (the split's validation basket, -1: none) drives early stopping.
 
-        from music.data import make_dataset
-
+        Without ``val_at`` the basket right after training is the validation target (leave-last-out).
+        """
+        seqs, upto = data, train
         rows = []
         for u in range(seqs.n_users):
             flat = seqs.flat(u, int(upto[u]))
@@ -237,9 +239,11 @@ class MFAdapter(NextRecommender):
         frame = pd.concat(rows, ignore_index=True)
         items = pd.DataFrame({"item": seqs.item_ids, "title": seqs.item_ids})
         self.dataset = make_dataset(f"{seqs.name}-next-train", "implicit", frame, items)
-        # the basket right after training (the validation target) drives MF's early stopping, as for the CNN
-        val = [pd.DataFrame({"user": seqs.user_ids[u], "item": [seqs.item_id(i) for i in seqs.baskets[u][int(upto[u])]],
-                             "weight": 1.0}) for u in range(seqs.n_users) if int(upto[u]) < len(seqs.baskets[u])]
+        if val_at is None:
+            val_at = np.array([int(upto[u]) if int(upto[u]) < len(seqs.baskets[u]) else -1 for u in range(seqs.n_users)])
+        # the validation basket drives MF's early stopping, as it does the CNN's
+        val = [pd.DataFrame({"user": seqs.user_ids[u], "item": [seqs.item_id(i) for i in seqs.baskets[u][int(val_at[u])]],
+                             "weight": 1.0}) for u in range(seqs.n_users) if int(val_at[u]) >= 0]
         val_frame = pd.concat(val, ignore_index=True) if val else None
         if val_frame is not None:
             val_frame = val_frame[val_frame["user"].isin(set(frame["user"]))].astype({"weight": np.float32})
@@ -251,7 +255,7 @@ class MFAdapter(NextRecommender):
         self.their_user = np.array([cat.users.get(uid) for uid in seqs.user_ids], dtype=np.int64)
         return self
 
-    def score(self, users: np.ndarray, histories: Sequence[np.ndarray]) -> np.ndarray:
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray] | None = None) -> np.ndarray:
         out = np.full((len(users), self.seqs.n_items + 1), NEG / 2, np.float32)
         theirs = self.their_user[np.asarray(users, np.int64)]
         known = theirs >= 0

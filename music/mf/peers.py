@@ -1,0 +1,151 @@
+"""Benchmark-only peers behind the music interface: implicit's ALS and BPR, Surprise's SVD and SVD++.
+
+Why lazily imported and here: they are pinned in ``requirements-bench.txt`` only; the app never
+imports this module, and evaluation reports "not installed" instead of failing when they are
+missing. Each peer is a ``CatalogueRecommender``, so the evaluation fits, scores and explains it
+exactly as it does our own models, on the same split and with the same tuning budget.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from music.mf.model import CatalogueRecommender
+
+log = logging.getLogger(__name__)
+
+
+class PeerMissing(ImportError):
+    """A benchmark-only package is not installed."""
+
+
+def _implicit() -> Any:
+    try:
+        import implicit.cpu.als
+        import implicit.cpu.bpr
+    except ImportError as exc:
+        raise PeerMissing("implicit is not installed (pip install -r requirements-bench.txt)") from exc
+    return implicit.cpu
+
+
+def _implicit_factors(model: Any, user_items: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Fit an implicit model on a users × items CSR matrix; (user factors, item factors) as float32."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, "blas"):  # implicit's own advice: BLAS threads fight its OpenMP loop
+        model.fit(user_items.tocsr(), show_progress=False)
+    return np.asarray(model.user_factors, np.float32), np.asarray(model.item_factors, np.float32)
+
+
+class _FactorPeer(CatalogueRecommender):
+    """An implicit peer: scores are user factors · item factors."""
+
+    U: np.ndarray
+    V: np.ndarray
+
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray] | None = None) -> np.ndarray:
+        return self.U[np.asarray(users)] @ self.V.T
+
+
+class ImplicitALS(_FactorPeer):
+    """implicit's ``AlternatingLeastSquares`` (scores only; not saved by the app).
+
+    Confidence is ``1 + alpha·log(1 + plays)`` (raw play counts on Last.fm span 1..350k, so a
+    linear confidence would let a few heavy rotations dominate).
+    """
+
+    name = "implicit_als"
+
+    def __init__(self, factors: int = 64, regularization: float = 0.05, alpha: float = 2.0,
+                 iterations: int = 15, seed: int = 0) -> None:
+        self.factors, self.regularization, self.alpha = factors, regularization, alpha
+        self.iterations, self.seed = iterations, seed
+
+    def _fit(self, **kwargs: Any) -> None:
+        cpu = _implicit()
+        conf = self.catalogue.history.copy().astype(np.float32)
+        conf.data = 1.0 + self.alpha * np.log1p(conf.data)
+        model = cpu.als.AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
+                                                iterations=self.iterations, random_state=self.seed,
+                                                num_threads=1, calculate_training_loss=False)
+        self.U, self.V = _implicit_factors(model, conf)
+
+    def params(self) -> dict[str, Any]:
+        return {"factors": self.factors, "regularization": self.regularization, "alpha": self.alpha,
+                "iterations": self.iterations}
+
+
+class ImplicitBPR(_FactorPeer):
+    """implicit's ``BayesianPersonalizedRanking`` on who-played-what (play counts binarised)."""
+
+    name = "implicit_bpr"
+
+    def __init__(self, factors: int = 64, learning_rate: float = 0.01, regularization: float = 0.01,
+                 iterations: int = 100, seed: int = 0) -> None:
+        self.factors, self.learning_rate, self.regularization = factors, learning_rate, regularization
+        self.iterations, self.seed = iterations, seed
+
+    def _fit(self, **kwargs: Any) -> None:
+        cpu = _implicit()
+        liked = (self.catalogue.history > 0).astype(np.float32)
+        model = cpu.bpr.BayesianPersonalizedRanking(factors=self.factors, learning_rate=self.learning_rate,
+                                                    regularization=self.regularization, iterations=self.iterations,
+                                                    random_state=self.seed, num_threads=1)
+        self.U, self.V = _implicit_factors(model, liked)
+
+    def params(self) -> dict[str, Any]:
+        return {"factors": self.factors, "learning_rate": self.learning_rate, "regularization": self.regularization,
+                "iterations": self.iterations}
+
+
+class SurpriseSVD(CatalogueRecommender):
+    """Surprise's ``SVD`` (biased MF by SGD) on the catalogue's training ratings.
+
+    Predictions are clipped to the rating scale, as ours are; a user or item absent from training
+    gets Surprise's own fallback (biases, then the global mean).
+    """
+
+    name = "surprise_svd"
+    algorithm = "SVD"
+
+    def __init__(self, seed: int = 0, **params: Any) -> None:
+        self.seed, self.params_ = seed, dict(params)
+
+    def _fit(self, **kwargs: Any) -> None:
+        try:
+            import surprise
+        except ImportError as exc:
+            raise PeerMissing("scikit-surprise is not installed (pip install -r requirements-bench.txt)") from exc
+        import pandas as pd
+
+        h = self.catalogue.history.tocoo()
+        lo, hi = (float(h.data.min()), float(h.data.max())) if h.nnz else (1.0, 5.0)
+        frame = pd.DataFrame({"user": h.row, "item": h.col, "rating": h.data.astype(np.float64)})
+        data = surprise.Dataset.load_from_df(frame, surprise.Reader(rating_scale=(lo, hi)))
+        self.algo = getattr(surprise, self.algorithm)(random_state=self.seed, **self.params_)
+        self.algo.fit(data.build_full_trainset())
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Pairwise predictions for user and item indices (index -1, or no training data: Surprise's fallback)."""
+        return np.array([self.algo.predict(int(u), int(i)).est for u, i in zip(users, items)], dtype=np.float64)
+
+    def score(self, users: np.ndarray, histories: Sequence[np.ndarray] | None = None) -> np.ndarray:
+        items = np.arange(self.catalogue.n_items)
+        return np.stack([self.predict(np.full(len(items), u), items) for u in np.asarray(users)])
+
+    def explain(self, user: int, item: int, history: np.ndarray | None = None, *,
+                name: Callable[[int], str] | None = None) -> str:
+        return f"predicted rating {self.predict(np.array([user]), np.array([item]))[0]:.2f} ({self.algorithm})"
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.params_)
+
+
+class SurpriseSVDpp(SurpriseSVD):
+    """Surprise's ``SVDpp`` (SVD with the implicit "who rated what" term), the peer of our ``svdpp`` MF."""
+
+    name = "surprise_svdpp"
+    algorithm = "SVDpp"
