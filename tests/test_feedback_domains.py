@@ -143,3 +143,18 @@ def test_product_search_rerank_uses_both_parts_and_drops_dislikes(fmnist_pixels,
     assert sum(r.category == wanted for r in after) > sum(r.category == wanted for r in before)
     by_likes = rerank_with_feedback(index, liked=liked, k=5, exclude=liked)
     assert [r.category for r in by_likes] == [wanted] * 5
+
+
+@pytest.mark.parametrize("package", ["fashion", "multimodal"])
+def test_evaluate_feedback_without_an_index_says_how_to_build_it(package, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-m", package, "evaluate-feedback", "--json"], cwd=root, capture_output=True,
+                         text=True, env=dict(os.environ, PYTHONPATH=str(root), RECS_MODELS_DIR=str(tmp_path),
+                                             RECS_RESULTS_DIR=str(tmp_path / "results")))
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.startswith("error: ") and f"python -m {package} index" in out.stderr
+    assert not (tmp_path / "results").exists()
