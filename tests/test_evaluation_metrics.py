@@ -48,7 +48,7 @@ def test_fashion_summary_has_intervals_and_flags_small_sets():
     rng = np.random.default_rng(0)
     labels = np.array(list("ab"))[rng.integers(0, 2, (13, 10))]
     out = summarize_methods(class_metrics(labels, np.array(["a"] * 13), np.full(13, 100), k=10))
-    assert out["queries"] == 13 and out["small_set"] is True
+    assert out["queries"] == out["n"] == 13 and out["small_set"] is True
     for name in ("precision@1", "precision@10", "map@10", "ndcg@10"):
         lo, hi = out["ci95"][name]
         assert lo <= out[name] <= hi
