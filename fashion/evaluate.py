@@ -86,6 +86,7 @@ def summarize_methods(per_query: dict[str, np.ndarray]) -> dict[str, Any]:
         ci[name] = summary["ci95"]
         n = summary["n"]
     out["queries"] = n
+    out["n"] = n  # the number of resampled units (queries), as every result with intervals reports it
     out["ci95"] = ci
     if n < metrics.SMALL_SET:
         out["small_set"] = True

@@ -120,7 +120,8 @@ def render_fashion_evaluate(result: dict, name: str) -> str:
     photos = res.get("photo:catalog_look", {})
     out.append("")
     out.append(f"{fmt(q)} test queries against the train images; 95 % bootstrap intervals over queries in brackets."
-               + (f" Colour photos: {small_set_note(photos.get('queries'), 'queries')}" if photos.get("small_set") else ""))
+               + (f" The colour photos are a small set ({fmt(photos.get('queries'))} queries): their intervals are wide."
+                  if photos.get("small_set") else ""))
     return "\n".join(out)
 
 

@@ -48,7 +48,7 @@ def test_fashion_summary_has_intervals_and_flags_small_sets():
     rng = np.random.default_rng(0)
     labels = np.array(list("ab"))[rng.integers(0, 2, (13, 10))]
     out = summarize_methods(class_metrics(labels, np.array(["a"] * 13), np.full(13, 100), k=10))
-    assert out["queries"] == 13 and out["small_set"] is True
+    assert out["queries"] == out["n"] == 13 and out["small_set"] is True
     for name in ("precision@1", "precision@10", "map@10", "ndcg@10"):
         lo, hi = out["ci95"][name]
         assert lo <= out[name] <= hi
@@ -97,3 +97,23 @@ def test_product_search_drops_queries_without_relevant_items_and_resamples_produ
     assert views["queries"] == 6 and views["n"] == 2 and views["small_set"] is True
     lo, hi = views["ci95"]["recall@10"]
     assert lo <= views["recall@10"] <= hi
+
+
+# ---------------------------------------------------------------------------------------------
+# the app's default fusion weight is the evaluated one
+
+
+def test_default_alpha_is_read_from_the_evaluation(models_dir, tmp_path, monkeypatch):
+    import json
+
+    from core.artifacts import write_json
+    from multimodal import service
+    from multimodal.model import DEFAULT_ALPHA, index_dir
+
+    monkeypatch.setattr(service, "RESULTS_DIR", tmp_path)
+    assert service.chosen_alpha("alphacheck") == DEFAULT_ALPHA  # never evaluated
+    (tmp_path / "multimodal_evaluate.json").write_text(json.dumps({"catalog": "alphacheck", "fusion": {"alpha": 0.3}}))
+    assert service.chosen_alpha("alphacheck") == 0.3  # the committed result of the default protocol
+    assert service.chosen_alpha("othercatalog") == DEFAULT_ALPHA  # made for another catalog: not used
+    write_json(index_dir() / "alphacheck-evaluation.json", {"details": {"fusion": {"alpha": 0.7}}})
+    assert service.chosen_alpha("alphacheck") == 0.7  # this index's own evaluation wins

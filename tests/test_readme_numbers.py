@@ -50,7 +50,7 @@ def test_blocks_are_generated_idempotently_and_missing_results_are_left(workspac
     assert readme_numbers.main(["--readme", str(readme), "--results", str(results)]) == 0
     once = readme.read_text()
     assert "old hand-copied table" not in once
-    assert "0.905 [0.900, 0.910]" in once and "Small set: 13 queries" in once
+    assert "0.905 [0.900, 0.910]" in once and "small set (13 queries)" in once
     assert "<!-- numbers:not_run_yet -->\nkept as it is\n<!-- /numbers -->" in once
     assert once.startswith("# Title\n") and "text between" in once
     assert readme_numbers.main(["--readme", str(readme), "--results", str(results)]) == 0

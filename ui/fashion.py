@@ -86,7 +86,7 @@ def _evaluation_panel() -> None:
         st.caption("No evaluation yet: `python -m fashion evaluate` measures precision@10 against a pixel baseline.")
         return
     table = pd.DataFrame(data).T
-    keep = [c for c in ("precision@1", "precision@10", "map@10", "queries") if c in table.columns]
+    keep = [c for c in ("precision@1", "precision@10", "map@10", "ndcg@10", "queries") if c in table.columns]
     st.markdown(
         "**How good is it?** Each Fashion-MNIST test image queries the 60,000 train images; precision@10 is the share "
         "of the 10 nearest that have the query's class. `model` = this tab's pipeline, `frozen` = ImageNet features "
