@@ -27,7 +27,7 @@ import importlib.metadata
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -213,16 +213,6 @@ def photo_grids(encoder, photos: Sequence[RealPhoto]) -> np.ndarray:
 
     return encoder.grid([load_image(p.path) for p in photos])
 
-
-def top_tags(predictions: Sequence[Prediction], k: int = 5) -> list[list[str]]:
-    """Just the tag names of each ranked list, at most ``k``."""
-    return [[t for t, _ in p[:k]] for p in predictions]
-
-
-def concept_tagger_for(encoder, params: Optional[dict] = None) -> ConceptTagger:
-    """A concept tagger with the chosen (or given) floors."""
-    params = params or {}
-    return ConceptTagger(encoder, **params)
 
 
 # ----------------------------------------------------------------------------------------------
