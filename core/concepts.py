@@ -30,7 +30,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -336,12 +336,6 @@ def garment_mass(probabilities: np.ndarray) -> np.ndarray:
 #: Paint clothes stamps against the 902 other stamps (``python bench/garment_threshold.py``; 75 % of clothes
 #: pass, 86 % of the rest are flagged; docs/hashtag.md).
 GARMENT_THRESHOLD = 0.08
-
-
-def looks_like_garment(probabilities: Sequence[float] | np.ndarray, threshold: float = GARMENT_THRESHOLD) -> bool:
-    """True when one image's ImageNet probabilities put at least ``threshold`` of their mass on garments."""
-    p = np.asarray(probabilities, np.float32).reshape(1, -1)
-    return bool(garment_mass(p)[0] >= threshold)
 
 
 @dataclass(frozen=True)

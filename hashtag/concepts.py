@@ -27,7 +27,7 @@ import importlib.metadata
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -214,16 +214,6 @@ def photo_grids(encoder, photos: Sequence[RealPhoto]) -> np.ndarray:
     return encoder.grid([load_image(p.path) for p in photos])
 
 
-def top_tags(predictions: Sequence[Prediction], k: int = 5) -> list[list[str]]:
-    """Just the tag names of each ranked list, at most ``k``."""
-    return [[t for t, _ in p[:k]] for p in predictions]
-
-
-def concept_tagger_for(encoder, params: Optional[dict] = None) -> ConceptTagger:
-    """A concept tagger with the chosen (or given) floors."""
-    params = params or {}
-    return ConceptTagger(encoder, **params)
-
 
 # ----------------------------------------------------------------------------------------------
 # choosing the fusion weight
@@ -277,4 +267,11 @@ def tune_fusion(service, *, weights: Sequence[float] = WEIGHT_GRID, tolerance: f
             "dev_images": len(gold), "val_images": len(val), "rules_tried": len(grid),
             "similarity": {"dev": np.round(np.quantile(lists["dev"][2], [0.1, 0.5, 0.9]), 3).tolist(),
                            "val": np.round(np.quantile(lists["val"][2], [0.1, 0.5, 0.9]), 3).tolist()},
-            "grid": grid}
+            "grid": summary_rows(grid)}
+
+
+def summary_rows(grid: list[dict], top: int = 30) -> list[dict]:
+    """The rows worth keeping in the result file: every single-weight rule and the ``top`` rules by dev F1@5."""
+    single = [r for r in grid if r["threshold"] == -1.0]
+    best = sorted((r for r in grid if r["threshold"] != -1.0), key=lambda r: (-r["dev_f1@5"], -r["val_f1@5"]))
+    return single + best[:top]

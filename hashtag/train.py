@@ -249,5 +249,5 @@ def train(
             from hashtag.service import HashtagService
 
             table = HashtagService(ds.root, encoder=encoder).evaluate("test")
-            log.info("test f1@5: %s", {m: r["f1@5"] for m, r in table.items()})
+            log.info("test f1@5: %s", {m: r["f1@5"] for m, r in table.items() if "f1@5" in r})
         return manifest

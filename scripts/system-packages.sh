@@ -6,7 +6,7 @@ set -uo pipefail
 # chromium(-driver): browser tests; postgresql: the feedback store's tests also run against a real server;
 # openjdk-17-jre-headless: Spark's JVM (local mode) for the batch engine.
 PACKAGES=(dataset-fashion-mnist tuxpaint-stamps-default wordnet-base chromium chromium-driver postgresql
-          openjdk-17-jre-headless)
+          openjdk-17-jre-headless mate-backgrounds lomiri-wallpapers-16.04 lomiri-wallpapers-20.04)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
