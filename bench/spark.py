@@ -114,9 +114,10 @@ def bench_als(dataset: str, path: str | None, master: str, seed: int = 42, tune:
     inner_train, inner_val = triples(inner.train), triples(inner.test)
     out: dict[str, Any] = {"dataset": dataset, "users": n_users, "items": n_items,
                            "interactions": int(len(data.interactions)), "master": master,
-                           "protocol": f"per-user 80/20 holdout (users with >=5 items, seed {seed}); parameters "
-                                       f"chosen on a validation split of train; {len(SPARK_GRID)} candidates and "
-                                       f"{ITERATIONS} iterations each; values log1p(weight)"}
+                           "protocol": f"per-user 80/20 holdout (users with >=5 items, seed {seed}); "
+                                       + (f"parameters chosen on a validation split of train; {len(SPARK_GRID)} "
+                                          "candidates" if tune else "no tuning: each solver's first candidate")
+                                       + f", {ITERATIONS} iterations; values log1p(weight)", "tuned": tune}
     # implicit's ALS
     table = []
     for p in IMPLICIT_GRID if tune else []:
