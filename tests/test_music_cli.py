@@ -42,7 +42,7 @@ def test_train_recommend_json_and_skip(tmp_path):
     assert json.loads(r.stdout)[0]["title"] == "Paranoid Android"
 
     r = _run("recommend", "--dataset", "csv", "--user", "mallory", "--json", models=tmp_path)
-    assert r.returncode == 1 and "mallory" in r.stderr and r.stdout == ""
+    assert r.returncode == 2 and r.stderr.startswith("error:") and "mallory" in r.stderr and r.stdout == ""
 
 
 def test_recommend_without_models_says_what_to_run(tmp_path):
@@ -68,3 +68,42 @@ def test_evaluate_writes_results_for_the_plot(tmp_path, monkeypatch):
     saved = json.loads((tmp_path / "music" / "evaluation-simulated.json").read_text())
     assert saved["methods"]["mf"]["ndcg@10"] == pytest.approx(methods["mf"]["ndcg@10"])
     assert mtrain.load_results("simulated")["dataset"] == "simulated"
+
+
+def _main(argv: list[str], capsys) -> tuple[int, list[str]]:
+    """Run ``python -m music`` in-process: (exit status, stderr lines)."""
+    from music.__main__ import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own complaints
+        code = int(exc.code or 0)
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_every_verb_with_a_bad_argument_is_one_error_line(capsys):
+    """Bad input: exactly one ``error: ...`` line saying what is wrong, exit 2, never a traceback."""
+    code, _ = _main(["train", "--dataset", "csv", "--path", str(CSV), "--json"], capsys)
+    assert code == 0
+    cases = [
+        (["recommend", "--dataset", "csv", "--user", "nobody"], "nobody"),
+        (["recommend", "--dataset", "csv", "--genres", "nosuchgenre"], "jazz"),  # names the known genres
+        (["recommend", "--dataset", "csv", "--genres", "rock,nosuchgenre", "--json"], "'nosuchgenre'"),
+        (["recommend", "--dataset", "csv"], "--user"),
+        (["recommend", "--dataset", "csv", "--user", "alice", "--top", "0"], "--top"),
+        (["recommend", "--dataset", "csv", "--user", "alice", "--top", "many"], "--top"),
+        (["recommend", "--dataset", "nosuch", "--user", "alice"], "nosuch"),
+        (["train", "--dataset", "nosuch"], "nosuch"),
+        (["train", "--dataset", "csv"], "--path"),
+        (["train", "--dataset", "csv", "--path", str(CSV.parent / "no-such.csv")], "does not exist"),
+        (["evaluate", "--dataset", "lastfm-1k"], "--path"),
+        (["evaluate", "--dataset", "nosuch"], "nosuch"),
+        (["evaluate", "--dataset", "csv", "--seed", "x"], "--seed"),
+        (["frobnicate"], "frobnicate"),
+    ]
+    for argv, needle in cases:
+        code, err = _main(argv, capsys)
+        errors = [line for line in err if line.startswith("error:")]
+        assert code == 2, (argv, err)
+        assert len(errors) == 1 and needle in errors[0], (argv, err)
+        assert not any("Traceback" in line for line in err), (argv, err)

@@ -225,7 +225,43 @@ def test_save_load_round_trip(tmp_path) -> None:
         caser.load(tmp_path / "mFalseFalse")
 
 
-def test_word2vec_init_uses_training_sequences_only() -> None:
+def test_training_side_ignores_a_planted_test_period_event() -> None:
+    """An extra event planted in every user's test basket changes nothing a model is fitted on.
+
+    The planted item follows the last training item in each test session, so any leak of test baskets
+    into training would give it a word2vec vector (and Caser samples, play counts, kNN sessions).
+    """
+    rows = []
+    for u in range(6):
+        for t in range(10):
+            rows.append((f"u{u}", f"i{(t + u) % 7}", t * 10_000))
+        rows.append((f"u{u}", f"i{u}", 200_000))  # validation session
+        rows.append((f"u{u}", f"i{(u + 1) % 7}", 300_000))  # test session
+    items = [f"i{i}" for i in range(7)] + ["planted"]
+    clean = build_sequences(_events(rows), items, basket="session")
+    planted_rows = rows + [(f"u{u}", "planted", 300_060) for u in range(6)]  # same session as each test target
+    planted = build_sequences(_events(planted_rows), items, basket="session")
+    sc, sp = leave_last_out(clean), leave_last_out(planted)
+    np.testing.assert_array_equal(sc.train_upto, sp.train_upto)
+    mark = planted.item_index("planted")
+    assert all(mark in target_of(planted, sp, u, "test") for u in range(6))  # the plant is in every test basket
+
+    cfg = caser.CaserConfig(init="word2vec", d=8, L=3, seed=3)
+    t_clean = next_caser.CaserNext(cfg).initial_table(clean, sc.train_upto)
+    t_planted = next_caser.CaserNext(cfg).initial_table(planted, sp.train_upto)
+    np.testing.assert_array_equal(t_clean, t_planted)
+    a, b = make_samples(clean, sc.train_upto, L=3, T=2), make_samples(planted, sp.train_upto, L=3, T=2)
+    for field in ("users", "inputs", "targets", "positions"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    np.testing.assert_array_equal(Popularity().fit(clean, sc.train_upto).counts,
+                                  Popularity().fit(planted, sp.train_upto).counts)
+    k_clean, k_planted = SessionKNN().fit(clean, sc.train_upto), SessionKNN().fit(planted, sp.train_upto)
+    assert (k_clean.memory != k_planted.memory).nnz == 0
+    # the test input history reads the validation basket, never the planted test item
+    assert all(mark not in history_before(planted, sp, u, "test") for u in range(6))
+
+
+def test_word2vec_table_is_rescaled_and_pads_with_zero() -> None:
     table = caser.word2vec_vectors([["1", "2", "3"], ["1", "2"]], n_items=5, d=8, window=2, seed=0, epochs=2)
     assert table.shape == (6, 8) and np.all(table[PAD] == 0)
     assert table[[1, 2, 3]].std() == pytest.approx(0.05, rel=1e-3)  # rescaled like the random init

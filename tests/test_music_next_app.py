@@ -58,7 +58,65 @@ def test_cli_next_prints_json_only(bundle_trained, capsys):
     items = ",".join(NextBundle("simulated").search_items()[:2])
     assert main(["next", "--items", items, "--top", "3", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 3
-    assert main(["next", "--user", "nobody-at-all", "--json"]) == 1  # a readable error, not a traceback
+    assert main(["next", "--user", "nobody-at-all", "--json"]) == 2  # bad input: one readable error line
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [err[0]] and err[0].startswith("error:") and "nobody-at-all" in err[0]
+
+
+def test_next_verbs_with_a_bad_argument_are_one_error_line(bundle_trained, capsys):
+    """train-next, next and evaluate-next: a bad argument is one ``error: ...`` line and exit 2, no traceback."""
+    from music.__main__ import main
+
+    cases = [
+        (["next", "--items", "not-an-item,also-not", "--json"], "not-an-item"),
+        (["next", "--items", ",", "--json"], "empty"),
+        (["next", "--user", "x", "--top", "0"], "--top"),
+        (["next", "--dataset", "nosuch", "--user", "x"], "nosuch"),
+        (["next"], "--user"),
+        (["train-next", "--dataset", "nosuch"], "nosuch"),
+        (["train-next", "--dataset", "lastfm-1k"], "--path"),
+        (["train-next", "--init", "bert"], "bert"),
+        (["evaluate-next", "--dataset", "csv"], "--path"),
+        (["evaluate-next", "--variants", "onehot+wings"], "onehot+wings"),
+        (["evaluate-next", "--split", "sideways"], "sideways"),
+        (["evaluate-next", "--epochs", "0"], "--epochs"),
+    ]
+    for argv, needle in cases:
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        err = capsys.readouterr().err.strip().splitlines()
+        errors = [line for line in err if line.startswith("error:")]
+        assert code == 2, (argv, err)
+        assert len(errors) == 1 and needle in errors[0], (argv, err)
+        assert not any("Traceback" in line for line in err), (argv, err)
+
+
+def test_session_knn_is_built_once_under_concurrent_first_use(bundle_trained, monkeypatch):
+    """The app shares one loaded bundle between sessions: concurrent first clicks build session-kNN once."""
+    import threading
+
+    from music.next import service
+    from music.next.service import NextBundle
+
+    fits = []
+    real_fit = service.SessionKNN.fit
+
+    def slow_fit(self, *args, **kwargs):
+        fits.append(threading.get_ident())
+        threading.Event().wait(0.2)  # widen the race window
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(service.SessionKNN, "fit", slow_fit)
+    b = NextBundle("simulated")
+    got: list = []
+    threads = [threading.Thread(target=lambda: got.append(b.knn)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(fits) == 1 and len(got) == 4 and all(k is got[0] for k in got)
 
 
 def test_up_next_section_apptest(bundle_trained):
