@@ -32,7 +32,7 @@ class ProjectionConfig:
 
     ``bf16``: the projection's matrix products run in bfloat16 where the CPU has native bf16 (AMX /
     AVX-512 BF16), normalisation, logits and loss stay in fp32. Same split, 12 epochs: precision@10 0.9063
-    vs 0.9066 in fp32, trained in 112 s vs 160 s on a loaded machine. bf16 logits as well lost 12 points
+    vs 0.9066 in fp32, trained in 192 s vs 306 s back to back on a loaded machine. bf16 logits as well lost 12 points
     (0.787), so they stay fp32.
     """
 
