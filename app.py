@@ -45,7 +45,7 @@ def _process_setup() -> int:
 @st.fragment
 def _tab(label: str, module_name: str) -> None:
     """One tab: its own fragment (reruns alone) and its own error boundary."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.thread_time()
     try:
         module = importlib.import_module(module_name)
         module.render()
@@ -57,7 +57,8 @@ def _tab(label: str, module_name: str) -> None:
         st.error(f"Something went wrong in the {label} tab (error id `{error_id}`). The other tabs still work; "
                  "reload the page to try again. The server log has the details under that id.")
     finally:
-        log.debug("render tab=%s %.3f s", label, time.perf_counter() - started)
+        log.debug("render tab=%s %.3f s wall, %.3f s CPU", label, time.perf_counter() - started,
+                  time.thread_time() - cpu)
 
 
 _process_setup()

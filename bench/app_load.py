@@ -142,11 +142,22 @@ def session_images(n: int, folder: Path) -> "list[tuple[Path, Path]]":
 
 # -- one session ----------------------------------------------------------------------------------------
 async def journey(browser: Any, url: str, index: int, images: "tuple[Path, Path]", page_timeout: float,
-                  action_timeout: float) -> dict[str, Any]:
-    """One user's journey; returns seconds per action and the errors met (a failed action ends the journey)."""
+                  action_timeout: float, pid: Optional[int] = None) -> dict[str, Any]:
+    """One user's journey; returns seconds per action and the errors met (a failed action ends the journey).
+
+    With ``pid`` (a lone session) it also records the server's CPU-seconds spent on each action.
+    """
     from playwright.async_api import TimeoutError as PlaywrightTimeout
 
-    out: dict[str, Any] = {"session": index, "times": {}, "errors": [], "page_load_timeout": False}
+    out: dict[str, Any] = {"session": index, "times": {}, "errors": [], "page_load_timeout": False, "cpu": {}}
+    marks = [cpu_seconds(pid)] if pid else []
+
+    def done(name: str, started: float) -> None:
+        out["times"][name] = time.perf_counter() - started
+        if pid:
+            marks.append(cpu_seconds(pid))
+            out["cpu"][name] = round(marks[-1] - marks[-2], 2)
+
     context = await browser.new_context(viewport={"width": 1400, "height": 1600})
     page = await context.new_page()
     page.set_default_timeout(action_timeout * 1000)
@@ -160,14 +171,14 @@ async def journey(browser: Any, url: str, index: int, images: "tuple[Path, Path]
         except PlaywrightTimeout:
             out["page_load_timeout"] = True
             raise
-        out["times"]["open"] = time.perf_counter() - start
+        done("open", start)
 
         action = "hashtags"
         start = time.perf_counter()
         await page.locator('[data-testid="stFileUploader"]').filter(has_text="Photo (jpg").locator(
             'input[type="file"]').set_input_files(str(images[0]))
         await page.locator('[data-testid="stCode"]:visible').first.wait_for()
-        out["times"]["hashtags"] = time.perf_counter() - start
+        done("hashtags", start)
 
         action = "fashion"
         await page.get_by_role("tab", name="Fashion", exact=True).click()
@@ -175,7 +186,7 @@ async def journey(browser: Any, url: str, index: int, images: "tuple[Path, Path]
         await page.locator('[data-testid="stFileUploader"]').filter(has_text="Garment photo").locator(
             'input[type="file"]').set_input_files(str(images[1]))
         await page.locator('[data-testid="stMarkdownContainer"]:visible', has_text="similarity").first.wait_for()
-        out["times"]["fashion"] = time.perf_counter() - start
+        done("fashion", start)
 
         action = "search"
         await page.get_by_role("tab", name="Product search", exact=True).click()
@@ -185,7 +196,7 @@ async def journey(browser: Any, url: str, index: int, images: "tuple[Path, Path]
         await box.fill(WORDS[index % len(WORDS)] + ("" if index < len(WORDS) else f" {index}"))
         await box.press("Enter")
         await page.get_by_role("button", name="More like this").first.wait_for()
-        out["times"]["search"] = time.perf_counter() - start
+        done("search", start)
 
         action = "listener"
         await page.get_by_role("tab", name="Music", exact=True).click()
@@ -198,7 +209,7 @@ async def journey(browser: Any, url: str, index: int, images: "tuple[Path, Path]
         name = (await option.inner_text()).strip()
         await option.click()
         await page.get_by_text(f"picks for {name}").first.wait_for()
-        out["times"]["listener"] = time.perf_counter() - start
+        done("listener", start)
 
         action = "page"
         shown = await page.locator('[data-testid="stException"]').count()
@@ -213,15 +224,15 @@ async def journey(browser: Any, url: str, index: int, images: "tuple[Path, Path]
 
 
 async def run_phase(url: str, n: int, images: "list[tuple[Path, Path]]", page_timeout: float,
-                    action_timeout: float, budget: float) -> list[dict[str, Any]]:
+                    action_timeout: float, budget: float, pid: Optional[int] = None) -> list[dict[str, Any]]:
     """N sessions at once in one headless Chromium; the phase is cut at ``budget`` seconds."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            tasks = [asyncio.create_task(journey(browser, url, i, images[i], page_timeout, action_timeout))
-                     for i in range(n)]
+            tasks = [asyncio.create_task(journey(browser, url, i, images[i], page_timeout, action_timeout,
+                                                 pid if n == 1 else None)) for i in range(n)]
             done, pending = await asyncio.wait(tasks, timeout=budget)
             for task in pending:
                 task.cancel()
@@ -254,6 +265,7 @@ def phase_summary(sessions: list[dict[str, Any]], cpu: float, wall: float, pid: 
         "completed_journeys": sum(len(s["times"]) == len(ACTIONS) and not s["errors"] for s in sessions),
         "server_cpu_s": round(cpu, 2),
         "server_cpu_s_per_journey": round(cpu / max(n, 1), 2),
+        **({"server_cpu_s_by_action": sessions[0]["cpu"]} if n == 1 and sessions and sessions[0].get("cpu") else {}),
         "wall_s": round(wall, 1),
         **rss_mb(pid),
     }
@@ -298,18 +310,21 @@ def main() -> None:
         result["server_start"] = {"server_cpu_s": round(cpu_seconds(proc.pid), 2), **rss_mb(proc.pid)}
         if not args.no_warmup:  # models load on the first journey: measured apart from the steady state
             cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
-            warm = asyncio.run(run_phase(url, 1, images, args.page_timeout * 4, args.action_timeout * 3, args.budget))
+            warm = asyncio.run(run_phase(url, 1, images, args.page_timeout * 4, args.action_timeout * 3, args.budget,
+                                       proc.pid))
             result["warmup"] = phase_summary(warm, cpu_seconds(proc.pid) - cpu0, time.perf_counter() - t0, proc.pid)
             print(f"warm-up: {result['warmup']['server_cpu_s']} CPU-s, errors {result['warmup']['errors']}",
                   file=sys.stderr)
         for n in counts:
             cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
-            sessions = asyncio.run(run_phase(url, n, images, args.page_timeout, args.action_timeout, args.budget))
+            sessions = asyncio.run(run_phase(url, n, images, args.page_timeout, args.action_timeout, args.budget,
+                                             proc.pid))
             summary = phase_summary(sessions, cpu_seconds(proc.pid) - cpu0, time.perf_counter() - t0, proc.pid)
             result["phases"][str(n)] = summary
             print(f"N={n}: {summary['server_cpu_s_per_journey']} CPU-s/journey, errors {summary['errors']}, "
                   f"page-load timeouts {summary['page_load_timeouts']}, "
-                  + ", ".join(f"{a} p50 {v['p50_s']} s" for a, v in summary["actions"].items()), file=sys.stderr)
+                  + ", ".join(f"{a} p50 {v['p50_s']} s" for a, v in summary["actions"].items())
+                  + (f"; server CPU-s by action {summary['server_cpu_s_by_action']}" if n == 1 else ""), file=sys.stderr)
         result["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     finally:
         stop_app(proc)

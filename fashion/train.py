@@ -34,7 +34,13 @@ log = logging.getLogger(__name__)
 @dataclass
 class ProjectionConfig:
     """Defaults chosen on a validation split carved from Fashion-MNIST train (3,000 queries vs the other
-    57,000; never on test): precision@10 0.883 (4 epochs, hidden 256), 0.899 (8, 512), 0.906 (12, 512)."""
+    57,000; never on test): precision@10 0.883 (4 epochs, hidden 256), 0.899 (8, 512), 0.906 (12, 512).
+
+    ``bf16``: the projection's matrix products run in bfloat16 where the CPU has native bf16 (AMX /
+    AVX-512 BF16), normalisation, logits and loss stay in fp32. Same split, 12 epochs: precision@10 0.9063
+    vs 0.9066 in fp32, trained in 192 s vs 306 s back to back on a loaded machine. bf16 logits as well lost 12 points
+    (0.787), so they stay fp32.
+    """
 
     dim: int = 128
     epochs: int = 12
@@ -44,6 +50,7 @@ class ProjectionConfig:
     scale: float = 16.0
     hidden: int = 512
     seed: int = 0
+    bf16: bool = True
 
 
 def train_projection(
@@ -75,12 +82,13 @@ def _fit(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps)
     generator = torch.Generator().manual_seed(config.seed)
     losses: list[float] = []
+    bf16 = config.bf16 and _native_bf16()
     for _epoch in track(range(config.epochs), desc="projection epochs", progress=progress):
         order = torch.randperm(len(x), generator=generator)
         total = 0.0
         for start in range(0, len(x), config.batch_size):
             idx = order[start : start + config.batch_size]
-            emb = model(x[idx])
+            emb = _embed_bf16(model, x[idx]) if bf16 else model(x[idx])
             logits = config.scale * emb @ torch.nn.functional.normalize(centers, dim=-1).T
             loss = torch.nn.functional.cross_entropy(logits, y[idx], label_smoothing=0.1)
             opt.zero_grad()
@@ -107,6 +115,23 @@ def cached_features(catalog: Catalog, config: EncoderConfig, progress: Optional[
     features = catalog_features(catalog, encoder, progress=progress)
     save_arrays(stem, {"features": features.astype(np.float16)}, {"kind": "fashion-features", **expect})
     return features
+
+
+def _native_bf16() -> bool:
+    """Whether this CPU runs bf16 matrix products natively (otherwise bf16 is slower than fp32)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _embed_bf16(model: Projection, x: torch.Tensor) -> torch.Tensor:
+    """``Projection.forward`` with its two matrix products in bf16 and the L2 normalisation in fp32."""
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        hidden = model.linear(x) + model.mlp(x)
+    return torch.nn.functional.normalize(hidden.float(), dim=-1)
+
+
 
 
 # ----------------------------------------------------------------------------------------------
