@@ -221,7 +221,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 
     grids = {  # build parameter → values tried; search settings tuned on validation for each build
         "hnsw": ("M", args.hnsw_m, [{"efSearch": ef} for ef in (16, 32, 48, 64, 96, 128, 192, 256)]),
-        "ivfpq": ("m", args.ivf_m, [{"nprobe": p, "rerank": r} for p in (8, 16, 32, 64, 128) for r in (1, 4, 10)]),
+        "ivfpq": ("m", args.ivf_m, [{"nprobe": p, "rerank": r} for p in (8, 16, 32, 64, 128) for r in (1, 10, 30, 100)]),
     }
     q_test_labels = q_labels[args.val :][:200]
     for kind, (build_key, values, settings) in grids.items():
