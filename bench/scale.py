@@ -160,6 +160,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         real, labels = load_real(args.source)
     except ArtifactError as exc:
         raise SystemExit(f"error: {exc}") from None
+    real, labels = real[: args.n], labels[: args.n]  # a catalog smaller than the real set is a slice of it
 
     # real nearest neighbours (the edges new rows are made along) and the noise scale
     flat = faiss.IndexFlatIP(real.shape[1])
@@ -218,62 +219,42 @@ def main(argv: Optional[list[str]] = None) -> None:
                 return time_queries(lambda q: ix.search(q, K)[0], queries)
         return run
 
-    if "faiss_hnsw" not in skip:
+    grids = {  # build parameter → values tried; search settings tuned on validation for each build
+        "hnsw": ("M", args.hnsw_m, [{"efSearch": ef} for ef in (16, 32, 48, 64, 96, 128, 192, 256)]),
+        "ivfpq": ("m", args.ivf_m, [{"nprobe": p, "rerank": r} for p in (8, 16, 32, 64, 128) for r in (1, 10, 30, 100)]),
+    }
+    q_test_labels = q_labels[args.val :][:200]
+    for kind, (build_key, values, settings) in grids.items():
+        name = f"faiss_{kind}"
+        if name in skip:
+            continue
         best: Optional[dict[str, Any]] = None
-        result["tuning"]["faiss_hnsw"] = []
-        for m in [int(x) for x in args.hnsw_m.split(",")]:
-            full = resolve_params("hnsw", n, dim, {"M": m})
-            index, build, grew = faiss_method("hnsw", full)
-            log.info("hnsw M=%d built in %.0f s", m, build)
-            settings = [{"efSearch": ef} for ef in (16, 32, 48, 64, 96, 128, 192, 256)]
-            chosen, table = tune(f"hnsw M={m}", settings, ann_run(index, "hnsw", full), val, val_truth)
+        result["tuning"][name] = []
+        for value in [int(x) for x in values.split(",")]:
+            full = resolve_params(kind, n, dim, {build_key: value})
+            index, build, grew = faiss_method(kind, full)
+            log.info("%s %s=%d built in %.0f s", kind, build_key, value, build)
+            chosen, table = tune(f"{kind} {build_key}={value}", settings, ann_run(index, kind, full), val, val_truth)
             for row in table:
-                row["M"] = m
-            result["tuning"]["faiss_hnsw"] += table
-            val_row = next(r for r in table if r["efSearch"] == chosen["efSearch"])
+                row[build_key] = value
+            result["tuning"][name] += table
+            val_row = next(r for r in table if all(r[key] == v for key, v in chosen.items()))
             if best is None or _better(val_row, best["val_row"]):
-                times, rows = ann_run(index, "hnsw", full)(chosen, test)
-                best = {"val_row": val_row, "summary": summarise(
-                    times, rows, test_truth, build_s=round(build, 2), index_mb=faiss_mb(index), rss_growth_mb=round(grew, 1),
-                    params={**full, **chosen})}
-                times_f, rows_f = time_queries_filtered(attach(index, "hnsw", {**full, **chosen}), test[:200],
-                                                        q_labels[args.val :][:200])
-                best["summary"].update(filtered_summary(exact, test[:200], q_labels[args.val :][:200], times_f, rows_f))
+                params = {**full, **chosen}
+                times, rows = ann_run(index, kind, full)(chosen, test)
+                structure = faiss_mb(index)
+                # IVF-PQ's re-ranking reads the float vectors, so they count as part of its index when it is on
+                extra = base.nbytes / 2**20 if kind == "ivfpq" and chosen["rerank"] > 1 else 0.0
+                summary = summarise(times, rows, test_truth, build_s=round(build, 2), index_mb=round(structure + extra, 1),
+                                    structure_mb=structure, rss_growth_mb=round(grew, 1), params=params)
+                times_f, rows_f = time_queries_filtered(attach(index, kind, params), test[:200], q_test_labels)
+                summary.update(filtered_summary(exact, test[:200], q_test_labels, times_f, rows_f))
+                best = {"val_row": val_row, "summary": summary}
             del index
             exact.faiss = None
-        methods["faiss_hnsw"] = best["summary"]
-        log.info("faiss hnsw: %s", methods["faiss_hnsw"])
+        methods[name] = best["summary"]
+        log.info("%s: %s", name, methods[name])
         write_result(args.out, result)  # partial results survive a later failure
-
-    if "faiss_ivfpq" not in skip:
-        best = None
-        result["tuning"]["faiss_ivfpq"] = []
-        for m in [int(x) for x in args.ivf_m.split(",")]:
-            full = resolve_params("ivfpq", n, dim, {"m": m})
-            index, build, grew = faiss_method("ivfpq", full)
-            log.info("ivfpq m=%d nlist=%d built in %.0f s", m, full["nlist"], build)
-            settings = [{"nprobe": p, "rerank": r} for p in (8, 16, 32, 64, 128) for r in (1, 4, 10)]
-            chosen, table = tune(f"ivfpq m={m}", settings, ann_run(index, "ivfpq", full), val, val_truth)
-            for row in table:
-                row["m"] = m
-            result["tuning"]["faiss_ivfpq"] += table
-            val_row = next(r for r in table if r["nprobe"] == chosen["nprobe"] and r["rerank"] == chosen["rerank"])
-            if best is None or _better(val_row, best["val_row"]):
-                times, rows = ann_run(index, "ivfpq", full)(chosen, test)
-                codes = faiss_mb(index)
-                # re-ranking reads the float vectors, so they count as part of the index when it is on
-                mb = codes + (round(base.nbytes / 2**20, 1) if chosen["rerank"] > 1 else 0.0)
-                best = {"val_row": val_row, "summary": summarise(
-                    times, rows, test_truth, build_s=round(build, 2), index_mb=round(mb, 1), codes_mb=codes,
-                    rss_growth_mb=round(grew, 1), params={**full, **chosen})}
-                times_f, rows_f = time_queries_filtered(attach(index, "ivfpq", {**full, **chosen}), test[:200],
-                                                        q_labels[args.val :][:200])
-                best["summary"].update(filtered_summary(exact, test[:200], q_labels[args.val :][:200], times_f, rows_f))
-            del index
-            exact.faiss = None
-        methods["faiss_ivfpq"] = best["summary"]
-        log.info("faiss ivfpq: %s", methods["faiss_ivfpq"])
-        write_result(args.out, result)
 
     with threadpool_limits(1):
         faiss.omp_set_num_threads(1)
@@ -282,7 +263,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         methods["numpy_exact"] = summarise(times, rows, test_truth, build_s=round(exact_build, 2),
                                            index_mb=round(base.nbytes / 2**20, 1))
         # filtered: one category (the query's), ~1/10 of the catalog, exact over the kept rows
-        times_f, rows_f = time_queries_filtered(exact, test[:200], q_labels[args.val :][:200])
+        times_f, rows_f = time_queries_filtered(exact, test[:200], q_test_labels)
         methods["numpy_exact"]["filtered_p50_ms"] = round(float(np.median(times_f)) * 1000, 3)
         log.info("numpy exact: %s", methods["numpy_exact"])
 
