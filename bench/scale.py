@@ -141,6 +141,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--source", type=Path, default=MODELS_DIR / "fashion" / "fashion-mnist",
                         help="the fashion index whose vectors seed the data (default: models/fashion/fashion-mnist)")
     parser.add_argument("--skip", default="", help="methods to leave out, comma-separated (e.g. sklearn_brute)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the methods of an earlier run saved under --out (same n, dim and seed, so the same "
+                             "data and queries) and add or replace the ones measured now")
     parser.add_argument("--out", default="scale", help="result name under bench/results/ (default scale)")
     parser.add_argument("--table", action="store_true", help="only print the saved result as a Markdown table")
     args = parser.parse_args(argv)
@@ -195,6 +198,15 @@ def main(argv: Optional[list[str]] = None) -> None:
         "methods": {},
         "tuning": {},
     }
+    if args.merge and (RESULTS_DIR / f"{args.out}.json").is_file():
+        earlier = json.loads((RESULTS_DIR / f"{args.out}.json").read_text())
+        if (earlier.get("n"), earlier.get("dim"), earlier.get("queries"), earlier.get("val_queries")) != (
+                n, dim, args.queries, args.val):
+            raise SystemExit(f"error: {args.out}.json was measured on other data (n, dim, queries, val); "
+                             "run without --merge")
+        result["methods"].update(earlier.get("methods", {}))
+        result["tuning"].update(earlier.get("tuning", {}))
+        result["merged_from_earlier_run"] = sorted(earlier.get("methods", {}))
     methods = result["methods"]
 
     # -- FAISS: flat, HNSW, IVF-PQ -------------------------------------------------------------------
