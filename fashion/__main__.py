@@ -4,6 +4,7 @@
     python -m fashion search IMAGE [--catalog ...] [--top 10] [--category Dress] [--json]
     python -m fashion similar ITEM_ID [--catalog ...] [--top 10] [--json]
     python -m fashion evaluate [--queries N] [--json]
+    python -m fashion evaluate-feedback [--queries N] [--json]   # second-page precision@10 with / without 👍/👎
 
 Errors a user can cause (a bad image, a missing dataset or index) print one clear line on stderr and
 exit with status 2; ``--json`` output goes to stdout alone, progress bars to stderr.
@@ -81,6 +82,15 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def cmd_evaluate_feedback(args: argparse.Namespace) -> dict[str, Any]:
+    from core.metrics import write_result
+    from fashion.evaluate_feedback import evaluate_shipped
+
+    result = evaluate_shipped(args.queries, args.val_queries)
+    write_result("fashion_feedback", result)
+    return result
+
+
 def _print(result: Any, as_json: bool) -> None:
     if as_json:
         print(json.dumps(result, indent=2))
@@ -132,6 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=None, help="evaluate on a seeded sample of N test queries (default: all 10,000)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("evaluate-feedback", help="second-page precision@10 with and without a simulated user's likes")
+    p.add_argument("--queries", type=int, default=None, help="a seeded sample of N test queries (default: all 10,000)")
+    p.add_argument("--val-queries", type=int, default=3000, help="held-out train queries the Rocchio weights are chosen on")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate_feedback)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.json else logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
         else:
             kind = {"int": int, "float": float}.get(str(f.type), str)
             t.add_argument(flag, type=kind, default=None)
+    t.add_argument("--with-feedback", action="store_true", help="also train on users' stored (image, tags) pairs")
     t.add_argument("--json", action="store_true")
 
     pr = sub.add_parser("predict", help="hashtags for one image")
@@ -116,8 +117,10 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         from core.encoders import get_image_encoder
 
         encoder = get_image_encoder(args.backbone, weights=args.weights)
-        manifest = train(args.dataset, TrainConfig(**overrides), force=args.force, out=args.model_dir, encoder=encoder)
+        manifest = train(args.dataset, TrainConfig(**overrides), force=args.force, out=args.model_dir, encoder=encoder,
+                         with_feedback=args.with_feedback)
         summary = {"model": str(args.model_dir or Path(args.dataset) / "model"), "val": manifest.get("val"),
+                   "user_pairs": manifest.get("feedback", {}).get("user_pairs", 0),
                    "best_epoch": manifest.get("best_epoch"), "train_seconds": manifest.get("train_seconds")}
         _emit(summary, args.json, f"model in {summary['model']}: val f1@5 {manifest.get('val', {}).get('f1@5')} "
                                   f"(epoch {summary['best_epoch']}, {summary['train_seconds']} s)")

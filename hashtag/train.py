@@ -143,6 +143,8 @@ def train(
     progress: Optional[ProgressFn] = None,
     out: Optional[Path] = None,
     evaluate_after: bool = True,
+    with_feedback: bool = False,
+    store=None,
 ) -> dict[str, Any]:
     """Train (or reuse) the decoder for a built dataset; returns the final manifest.
 
@@ -152,14 +154,23 @@ def train(
 
     Rerunning after an interruption (or after the time budget cut a run short) resumes from ``last.pt``;
     a run that finished (early stopping or all epochs) is reused unless ``force``.
+
+    ``with_feedback`` adds the users' stored (image, final tags) pairs (``hashtag.feedback``, from ``store`` or
+    the default feedback database) to training as their own split.
     """
     from core.encoders import get_image_encoder
 
     config = config or TrainConfig()
     t0 = time.time()
     ds = ensure_dataset(Path(dataset_root))
+    feedback = None
+    if with_feedback:
+        from hashtag.feedback import load_feedback_pairs
+
+        feedback = load_feedback_pairs(ds, store)  # users' new tags join ds.vocab before the key is taken
     encoder = encoder or get_image_encoder()
-    key = config.key(f"{ds.checksum}/{checksum_strings(ds.vocab.tags)}", encoder.spec)  # data + its vocabulary
+    key = config.key(f"{ds.checksum}/{checksum_strings(ds.vocab.tags)}{feedback.key if feedback else ''}",
+                     encoder.spec)  # data + its vocabulary (+ the users' pairs)
     out = Path(out) if out else model_dir(ds.root)
     if not force and (out / "hashtag.json").is_file():
         try:
@@ -181,6 +192,8 @@ def train(
         val_rows = [i for i, e in enumerate(ds.examples) if e.split == "val"] or train_rows[:32]
         samples = list(train_rows)
         tokens = {i: ds.vocab.encode(ds.examples[i].tags, config.max_tags) for i in train_rows}
+        if feedback is not None:
+            grids, flips = feedback.extend(ds, encoder, grids, flips, samples, tokens, config.max_tags)
 
         mcfg = DecoderConfig(vocab_size=len(ds.vocab), encoder_dim=int(grids.shape[1]), dropout=config.dropout,
                              feature_dropout=config.feature_dropout, init_pool=config.init_pool)
@@ -203,6 +216,7 @@ def train(
             "kind": "hashtag-decoder", "schema": 1, "key": key, "config": mcfg.to_json(), "train": asdict(config),
             "vocab": ds.vocab.tags, "encoder": encoder.spec, "dataset": {**ds.manifest, "root": str(ds.root)},
             "train_images": len(train_rows), "train_samples": len(samples),
+            "feedback": feedback.summary() if feedback else {"user_pairs": 0},
         }
         n_batches = (len(samples) + config.batch_size - 1) // config.batch_size
         total_epochs = config.epochs

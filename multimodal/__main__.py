@@ -6,6 +6,7 @@
     python -m multimodal search --image photo.jpg --text "hat" --alpha 0.5 --top 5 --json
     python -m multimodal search --like animals/birds/owl --top 5 --json
     python -m multimodal evaluate --json
+    python -m multimodal evaluate-feedback --json    # next-page precision@10 with / without a simulated user's 👍/👎
 
 Expected failures (bad arguments, unreadable image, missing index) print one line on stderr and exit 2;
 ``--json`` keeps stdout pure JSON (logs and progress bars go to stderr).
@@ -71,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=13)
     sp.add_argument("--no-imagenet", action="store_true", help="skip the ImageNet-label zero-shot baseline")
     sp.add_argument("--json", action="store_true", help="print only {method: metrics} as JSON")
+
+    sp = sub.add_parser("evaluate-feedback", help="next-page precision@10 with and without a simulated user's likes")
+    sp.add_argument("--name", default="tuxpaint", help="index name under models/multimodal/")
+    sp.add_argument("--json", action="store_true")
     return p
 
 
@@ -165,6 +170,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate_feedback(args: argparse.Namespace) -> int:
+    from core.metrics import write_result
+    from multimodal.feedback import evaluate_feedback
+    from multimodal.model import MultimodalIndex, default_stem
+
+    result = evaluate_feedback(MultimodalIndex.load(default_stem(args.name)))
+    write_result(f"multimodal_feedback_{args.name}", result)
+    print(json.dumps(result, indent=2) if args.json else
+          f"next-page precision@10: with feedback {result['with_feedback']['precision@10']:.3f} "
+          f"{result['with_feedback']['ci95']}, without {result['without_feedback']['precision@10']:.3f} "
+          f"{result['without_feedback']['ci95']} (weights {result['weights']})")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO if os.environ.get("RECS_VERBOSE") else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
@@ -179,7 +198,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     expected = (UsageError, ArtifactError, DataUnavailable, ImageError, CatalogError, KeyError, ValueError,
                 TextEncoderUnavailable, WeightsUnavailable)
     try:
-        return {"index": cmd_index, "search": cmd_search, "evaluate": cmd_evaluate}[args.verb](args)
+        return {"index": cmd_index, "search": cmd_search, "evaluate": cmd_evaluate,
+                "evaluate-feedback": cmd_evaluate_feedback}[args.verb](args)
     except expected as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
         print(f"error: {message}", file=sys.stderr)

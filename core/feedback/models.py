@@ -1,0 +1,98 @@
+"""The feedback store's tables, as SQLAlchemy 2 declarative models.
+
+Why these columns: every tab records the same shape of event (who, which tab, which item or image, what
+signal, an optional value such as the tag text, which model version showed it, when), so one table serves
+all four recommenders and one ``stats`` query summarises them. Hashtag images are stored as files named by
+their content hash; the table keeps one row per (profile, image) with the user's final tag list. The
+schema itself is created and upgraded only by the Alembic migrations in ``migrations/versions``; these
+classes must describe the schema at ``head``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Optional
+
+from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: Column sizes; the store validates against the same numbers before anything reaches the database.
+NAME_LEN = 64
+TAB_LEN = 16
+ITEM_LEN = 512
+SIGNAL_LEN = 16
+VALUE_LEN = 256
+VERSION_LEN = 128
+SHA_LEN = 64
+
+
+def utcnow() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+# BigInteger ids on PostgreSQL, but plain INTEGER on SQLite (its only auto-incrementing rowid type)
+_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Profile(Base):
+    """A named person on this machine (or the identity of a logged-in user when deployed)."""
+
+    __tablename__ = "profiles"
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(NAME_LEN), unique=True, nullable=False)
+    created_at: Mapped[_dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class Event(Base):
+    """One thing a user did: liked, disliked, accepted, removed or added a tag."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_profile_tab_signal", "profile_id", "tab", "signal"),
+        Index("ix_events_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), nullable=False)
+    tab: Mapped[str] = mapped_column(String(TAB_LEN), nullable=False)
+    item: Mapped[str] = mapped_column(String(ITEM_LEN), nullable=False)
+    signal: Mapped[str] = mapped_column(String(SIGNAL_LEN), nullable=False)
+    value: Mapped[Optional[str]] = mapped_column(String(VALUE_LEN), nullable=True)
+    model_version: Mapped[Optional[str]] = mapped_column(String(VERSION_LEN), nullable=True)
+    created_at: Mapped[_dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class TaggedImage(Base):
+    """An image a user tagged, stored as ``<images_dir>/<sha256>.png``, with the user's final tag list."""
+
+    __tablename__ = "tagged_images"
+    __table_args__ = (UniqueConstraint("profile_id", "sha256", name="uq_tagged_images_profile_sha256"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), nullable=False)
+    sha256: Mapped[str] = mapped_column(String(SHA_LEN), nullable=False, index=True)
+    bytes: Mapped[int] = mapped_column(Integer, nullable=False)
+    width: Mapped[int] = mapped_column(Integer, nullable=False)
+    height: Mapped[int] = mapped_column(Integer, nullable=False)
+    tags: Mapped[str] = mapped_column(Text, nullable=False)  # JSON list of normalised tags
+    model_version: Mapped[Optional[str]] = mapped_column(String(VERSION_LEN), nullable=True)
+    created_at: Mapped[_dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    updated_at: Mapped[_dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class SavedItem(Base):
+    """An item a user put on their saved list (one row per profile, tab and item)."""
+
+    __tablename__ = "saved_items"
+    __table_args__ = (UniqueConstraint("profile_id", "tab", "item", name="uq_saved_items_profile_tab_item"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), nullable=False)
+    tab: Mapped[str] = mapped_column(String(TAB_LEN), nullable=False)
+    item: Mapped[str] = mapped_column(String(ITEM_LEN), nullable=False)
+    created_at: Mapped[_dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)

@@ -1,0 +1,593 @@
+"""The feedback store: what users liked, disliked and tagged, kept in a real database.
+
+Why a database and not session state: feedback must survive a reload, be shared by every tab, and be
+written by several app processes at once when deployed. SQLite (one file under ``data/``) is the default;
+any SQLAlchemy URL in ``RECS_DATABASE_URL`` (PostgreSQL through psycopg 3 for a deployment with several
+processes) works the same way. The schema is created and upgraded by Alembic at open (``upgrade head``).
+
+Domain code and the UI talk only to ``FeedbackStore``; nothing outside this package writes SQL.
+
+Concurrency: one engine per process and URL, one session per call, so a store object may be shared by
+threads. On SQLite every write transaction starts with ``BEGIN IMMEDIATE`` (it takes the write lock first
+and waits up to the busy timeout, instead of failing when a read lock cannot be upgraded); WAL mode lets
+readers run beside the writer. ``synchronous=NORMAL`` in WAL mode keeps every committed event through a
+killed process; a power cut may lose the last few commits but never corrupts the file.
+
+Profiles: on one machine a profile is a *name*, not a login; anyone at the keyboard can pick any name.
+Deployed behind Streamlit's OIDC login (``st.login``), the UI calls ``profile_name_for(st.user.to_dict(),
+chosen)``, which ties the profile to the logged-in identity and ignores the picker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional, Union
+
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from core.artifacts import DATA_DIR, atomic_path
+from core.feedback.models import (
+    ITEM_LEN, NAME_LEN, VALUE_LEN, VERSION_LEN, Event, Profile, SavedItem, TaggedImage, utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+TABS = ("music", "fashion", "multimodal", "hashtag")
+SIGNALS = ("like", "dislike", "tag_accepted", "tag_removed", "tag_added")
+#: Uploaded images above this size are refused before decoding.
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+#: Stored images are shrunk to this many pixels on their long side (the tag model sees far fewer).
+STORED_SIDE = 512
+#: A stored (re-encoded) image file may not exceed this.
+MAX_STORED_BYTES = 2 * 1024 * 1024
+MAX_TAGS = 50
+TAG_LEN = 64
+#: Where the migration scripts live (inside the package, so they ship with it).
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+_TAG_RE = re.compile(r"^[\w][\w\-]*$", re.UNICODE)
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class FeedbackError(ValueError):
+    """Feedback that cannot be stored; the message is safe to show to the person who gave it."""
+
+
+# ----------------------------------------------------------------------------------------------
+# what callers get back (plain data, never live ORM objects)
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: int
+    profile: str
+    tab: str
+    item: str
+    signal: str
+    value: Optional[str]
+    model_version: Optional[str]
+    created_at: str
+
+
+@dataclass(frozen=True)
+class TaggedImageRecord:
+    sha256: str
+    profile: str
+    path: str
+    tags: list[str]
+    width: int
+    height: int
+    bytes: int
+    model_version: Optional[str]
+    created_at: str
+
+
+# ----------------------------------------------------------------------------------------------
+# validation
+
+
+def _short(value: str, n: int = 40) -> str:
+    return value if len(value) <= n else value[:n] + "…"
+
+
+def check_profile_name(name: Any) -> str:
+    """A profile name: 1-64 printable characters (surrounding spaces dropped)."""
+    if not isinstance(name, str):
+        raise FeedbackError("A profile name must be text.")
+    name = name.strip()
+    if not name:
+        raise FeedbackError("A profile name cannot be empty.")
+    if len(name) > NAME_LEN:
+        raise FeedbackError(f"A profile name may have at most {NAME_LEN} characters (got {len(name):,}).")
+    if _CONTROL.search(name):
+        raise FeedbackError("A profile name cannot contain control characters.")
+    return name
+
+
+def _check_choice(value: Any, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        raise FeedbackError(f"Unknown {what} {_short(str(value))!r}; use one of {', '.join(allowed)}.")
+    return str(value)
+
+
+def _check_text(value: Any, what: str, limit: int, *, optional: bool = False) -> Optional[str]:
+    if value is None and optional:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = repr(value)
+    if not isinstance(value, str):
+        raise FeedbackError(f"The {what} must be text.")
+    if not value.strip():
+        raise FeedbackError(f"The {what} cannot be empty.")
+    if len(value) > limit:
+        raise FeedbackError(f"The {what} may have at most {limit} characters (got {len(value):,}).")
+    if _CONTROL.search(value):
+        raise FeedbackError(f"The {what} cannot contain control characters.")
+    return value
+
+
+def normalize_tags(tags: Iterable[Any]) -> list[str]:
+    """A user's tag list → lower-case tags without '#', duplicates dropped, order kept; bad tags refused."""
+    if isinstance(tags, str) or not isinstance(tags, Iterable):
+        raise FeedbackError("Tags must be a list of words.")
+    out: list[str] = []
+    for raw in tags:
+        if not isinstance(raw, str):
+            raise FeedbackError("Every tag must be text.")
+        if len(raw) > TAG_LEN + 1:
+            raise FeedbackError(f"A tag may have at most {TAG_LEN} characters (got {len(raw):,}).")
+        tag = raw.strip().lstrip("#").lower()
+        if not tag:
+            continue
+        if not _TAG_RE.match(tag):
+            raise FeedbackError(f"The tag {_short(tag)!r} may contain only letters, digits, '_' and '-'.")
+        if tag not in out:
+            out.append(tag)
+        if len(out) > MAX_TAGS:
+            raise FeedbackError(f"An image may have at most {MAX_TAGS} tags.")
+    return out
+
+
+def profile_name_for(user_info: Optional[dict[str, Any]], chosen: str) -> str:
+    """The profile to use: the logged-in identity when there is one, else the name picked on this machine.
+
+    ``user_info`` is ``st.user.to_dict()`` (Streamlit's OIDC login, ``st.login``); when it says
+    ``is_logged_in`` the profile is the verified e-mail (or issuer + subject when the provider gives no
+    e-mail), so a deployed app ties feedback to the login and nobody can pick another person's profile.
+    Without a login (one machine, ``chosen`` from the picker) a profile is just a name.
+    """
+    if user_info and user_info.get("is_logged_in"):
+        ident = user_info.get("email") or (
+            f"{user_info.get('iss', '')}|{user_info['sub']}" if user_info.get("sub") else None)
+        if not ident:
+            raise FeedbackError("The login gave neither an e-mail nor a subject id to name the profile.")
+        name = str(ident).strip().lower()
+        if len(name) > NAME_LEN or _CONTROL.search(name):
+            name = "user-" + hashlib.sha256(name.encode("utf-8")).hexdigest()[: NAME_LEN - 5]
+        return name
+    return check_profile_name(chosen)
+
+
+# ----------------------------------------------------------------------------------------------
+# engines: one per process and URL
+
+
+def default_url() -> str:
+    """``RECS_DATABASE_URL``, else the SQLite file ``<data>/feedback.sqlite3``."""
+    return os.environ.get("RECS_DATABASE_URL") or f"sqlite:///{DATA_DIR / 'feedback.sqlite3'}"
+
+
+_ENGINES: dict[tuple[str, int], Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+_SQLITE_WRITE_LOCKS: dict[Engine, threading.Lock] = {}
+
+
+def _normalize_url(url: str) -> str:
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):  # psycopg 3 is the installed driver
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_events(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection
+        dbapi_conn.isolation_level = None  # transactions are begun below, so writes can take the lock first
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:  # noqa: ANN001
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("feedback_write") else "BEGIN")
+
+
+def engine_for(url: str) -> Engine:
+    """The process's engine for ``url`` (created, and the schema upgraded, on first use)."""
+    url = _normalize_url(url)
+    key = (url, os.getpid())  # a forked process must not reuse its parent's connections
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is not None:
+            return engine
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
+                                   pool_size=16, max_overflow=16)
+            _sqlite_events(engine)
+        else:
+            engine = create_engine(url, pool_size=16, max_overflow=16, pool_pre_ping=True)
+        upgrade(engine)
+        _ENGINES[key] = engine
+        return engine
+
+
+def close_engine(url: str) -> None:
+    """Dispose of this process's engine for ``url`` (its pooled connections close); the next open makes a new one."""
+    url = _normalize_url(url)
+    with _ENGINES_LOCK:
+        engine = _ENGINES.pop((url, os.getpid()), None)
+        if engine is not None:
+            _SQLITE_WRITE_LOCKS.pop(engine, None)
+            engine.dispose()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` with Alembic, holding the database's write lock meanwhile.
+
+    The lock (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL) makes processes that open
+    a fresh database at the same moment migrate it once, one after the other.
+    """
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.execution_options(feedback_write=True).begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(724513)"))
+        config.attributes["connection"] = conn
+        command.upgrade(config, revision)
+
+
+def schema_revision(engine: Engine) -> Optional[str]:
+    """The Alembic revision a database is at (None for an empty one)."""
+    from alembic.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+# ----------------------------------------------------------------------------------------------
+# the repository
+
+
+def _iso(value: _dt.datetime) -> str:
+    if value.tzinfo is None:  # SQLite hands back naive datetimes; they were written in UTC
+        value = value.replace(tzinfo=_dt.timezone.utc)
+    return value.isoformat(timespec="microseconds")
+
+
+class FeedbackStore:
+    """Profiles, feedback events, stored tagged images and saved lists; every method is one transaction."""
+
+    def __init__(self, engine: Engine, images_dir: Path) -> None:
+        self.engine = engine
+        self._writer = engine.execution_options(feedback_write=True)
+        self.images_dir = Path(images_dir)
+        # SQLite admits one writer at a time anyway; queueing this process's threads here is much faster than
+        # letting them poll the file lock through the busy handler (other processes still wait on that)
+        self._write_lock = _SQLITE_WRITE_LOCKS.setdefault(engine, threading.Lock()) \
+            if engine.dialect.name == "sqlite" else contextlib.nullcontext()
+
+    @classmethod
+    def open(cls, url: Optional[str] = None, images_dir: Optional[str | Path] = None) -> "FeedbackStore":
+        """Open (creating or upgrading) the store at ``url`` (default ``default_url()``).
+
+        Stored images go to ``images_dir`` (default ``<data>/feedback``); with several app processes on
+        PostgreSQL it must be a folder they all share.
+        """
+        try:
+            engine = engine_for(url or default_url())
+        except SQLAlchemyError as exc:
+            raise FeedbackError(f"The feedback database could not be opened ({type(exc).__name__}: {exc}).") from exc
+        except Exception as exc:  # noqa: BLE001 - a malformed URL raises ArgumentError/ValueError/ImportError
+            raise FeedbackError(f"The feedback database URL is not usable ({exc}).") from exc
+        return cls(engine, Path(images_dir) if images_dir else DATA_DIR / "feedback")
+
+    def close(self) -> None:
+        """Close the process's pooled connections to this database (other stores on the same URL reconnect)."""
+        close_engine(self.engine.url.render_as_string(hide_password=False))
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    # -- sessions -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Session]:
+        with self._write_lock, Session(self._writer, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @staticmethod
+    def _profile_id(session: Session, name: Any) -> int:
+        name = check_profile_name(name)
+        pid = session.scalar(select(Profile.id).where(Profile.name == name))
+        if pid is None:
+            raise FeedbackError(f"Unknown profile {_short(name)!r}; create it first.")
+        return int(pid)
+
+    # -- profiles -------------------------------------------------------------------------------
+    def profiles(self) -> list[str]:
+        """Profile names, oldest first."""
+        with self._read() as s:
+            return list(s.scalars(select(Profile.name).order_by(Profile.id)))
+
+    def create_profile(self, name: str) -> str:
+        """Create a profile (an existing name is simply returned: on one machine a profile is a name)."""
+        name = check_profile_name(name)
+        try:
+            with self._write() as s:
+                if s.scalar(select(Profile.id).where(Profile.name == name)) is None:
+                    s.add(Profile(name=name, created_at=utcnow()))
+        except IntegrityError:  # created by another process between our check and insert
+            pass
+        return name
+
+    def forget(self, profile: str) -> dict[str, int]:
+        """Delete the profile, all its events, saved items and tagged images (rows and, when no other
+        profile stored the same picture, the image files). Returns how many of each went."""
+        with self._write() as s:
+            pid = self._profile_id(s, profile)
+            shas = set(s.scalars(select(TaggedImage.sha256).where(TaggedImage.profile_id == pid)))
+            counts = {
+                "events": s.execute(delete(Event).where(Event.profile_id == pid)).rowcount,
+                "tagged_images": s.execute(delete(TaggedImage).where(TaggedImage.profile_id == pid)).rowcount,
+                "saved": s.execute(delete(SavedItem).where(SavedItem.profile_id == pid)).rowcount,
+            }
+            s.execute(delete(Profile).where(Profile.id == pid))
+            still_used = set(s.scalars(select(TaggedImage.sha256).where(TaggedImage.sha256.in_(shas)))) if shas else set()
+        removed = 0
+        for sha in shas - still_used:
+            path = self.image_path(sha)
+            if path.is_file():
+                path.unlink()
+                removed += 1
+        counts["files"] = removed
+        log.info("forgot profile %r: %s", profile, counts)
+        return counts
+
+    # -- events ---------------------------------------------------------------------------------
+    def record(self, profile: str, tab: str, item: str, signal: str, value: Any = None,
+               model_version: Optional[str] = None) -> int:
+        """Store one event; returns its id once it is committed. Bad input raises FeedbackError, writes nothing."""
+        tab = _check_choice(tab, TABS, "tab")
+        signal = _check_choice(signal, SIGNALS, "signal")
+        item = _check_text(item, "item key", ITEM_LEN)
+        value = _check_text(value, "value", VALUE_LEN, optional=True)
+        model_version = _check_text(model_version, "model version", VERSION_LEN, optional=True)
+        with self._write() as s:
+            return int(s.execute(insert(Event).values(
+                profile_id=self._profile_id(s, profile), tab=tab, item=item, signal=signal, value=value,
+                model_version=model_version, created_at=utcnow()).returning(Event.id)).scalar_one())
+
+    def events(self, profile: Optional[str] = None, tab: Optional[str] = None, signal: Optional[str] = None,
+               limit: Optional[int] = None) -> list[EventRecord]:
+        """Events, oldest first, optionally for one profile / tab / signal (the last ``limit`` of them)."""
+        query = select(Event, Profile.name).join(Profile, Profile.id == Event.profile_id)
+        with self._read() as s:
+            if profile is not None:
+                query = query.where(Event.profile_id == self._profile_id(s, profile))
+            if tab is not None:
+                query = query.where(Event.tab == _check_choice(tab, TABS, "tab"))
+            if signal is not None:
+                query = query.where(Event.signal == _check_choice(signal, SIGNALS, "signal"))
+            if limit is not None:
+                query = query.order_by(Event.id.desc()).limit(int(limit))
+                rows = list(s.execute(query))[::-1]
+            else:
+                rows = list(s.execute(query.order_by(Event.id)))
+        return [EventRecord(e.id, name, e.tab, e.item, e.signal, e.value, e.model_version, _iso(e.created_at))
+                for e, name in rows]
+
+    def _verdicts(self, profile: str, tab: str) -> dict[str, str]:
+        """item → its latest like/dislike (a later click overrides an earlier one), most recent first."""
+        tab = _check_choice(tab, TABS, "tab")
+        with self._read() as s:
+            rows = s.execute(select(Event.item, Event.signal)
+                             .where(Event.profile_id == self._profile_id(s, profile), Event.tab == tab,
+                                    Event.signal.in_(("like", "dislike")))
+                             .order_by(Event.id.desc()))
+            latest: dict[str, str] = {}
+            for item, signal in rows:
+                latest.setdefault(item, signal)
+        return latest
+
+    def likes(self, profile: str, tab: str) -> list[str]:
+        """Items the profile currently likes in ``tab`` (most recent first)."""
+        return [item for item, sig in self._verdicts(profile, tab).items() if sig == "like"]
+
+    def dislikes(self, profile: str, tab: str) -> list[str]:
+        """Items the profile currently dislikes in ``tab`` (most recent first)."""
+        return [item for item, sig in self._verdicts(profile, tab).items() if sig == "dislike"]
+
+    def undo(self, profile: str, tab: str, item: str) -> int:
+        """Withdraw the profile's likes and dislikes of ``item`` (the button clicked again); returns rows removed."""
+        tab = _check_choice(tab, TABS, "tab")
+        item = _check_text(item, "item key", ITEM_LEN)
+        with self._write() as s:
+            pid = self._profile_id(s, profile)
+            return s.execute(delete(Event).where(Event.profile_id == pid, Event.tab == tab, Event.item == item,
+                                                 Event.signal.in_(("like", "dislike")))).rowcount
+
+    # -- saved list -----------------------------------------------------------------------------
+    def save_item(self, profile: str, tab: str, item: str) -> None:
+        """Put ``item`` on the profile's saved list for ``tab`` (saving twice keeps one entry)."""
+        tab = _check_choice(tab, TABS, "tab")
+        item = _check_text(item, "item key", ITEM_LEN)
+        try:
+            with self._write() as s:
+                pid = self._profile_id(s, profile)
+                exists = s.scalar(select(SavedItem.id).where(SavedItem.profile_id == pid, SavedItem.tab == tab,
+                                                             SavedItem.item == item))
+                if exists is None:
+                    s.add(SavedItem(profile_id=pid, tab=tab, item=item, created_at=utcnow()))
+        except IntegrityError:
+            pass
+
+    def unsave_item(self, profile: str, tab: str, item: str) -> bool:
+        tab = _check_choice(tab, TABS, "tab")
+        with self._write() as s:
+            pid = self._profile_id(s, profile)
+            return bool(s.execute(delete(SavedItem).where(SavedItem.profile_id == pid, SavedItem.tab == tab,
+                                                          SavedItem.item == item)).rowcount)
+
+    def saved(self, profile: str, tab: str) -> list[str]:
+        """The saved list, oldest first."""
+        tab = _check_choice(tab, TABS, "tab")
+        with self._read() as s:
+            pid = self._profile_id(s, profile)
+            return list(s.scalars(select(SavedItem.item).where(SavedItem.profile_id == pid, SavedItem.tab == tab)
+                                  .order_by(SavedItem.id)))
+
+    # -- tagged images --------------------------------------------------------------------------
+    def image_path(self, sha256: str) -> Path:
+        """Where the image with this content hash lives; only a 64-hex-digit name is ever accepted."""
+        if not isinstance(sha256, str) or not _SHA_RE.match(sha256):
+            raise FeedbackError("Not an image key (a sha256 hex digest).")
+        return self.images_dir / f"{sha256}.png"
+
+    def store_tagged_image(self, profile: str, image: Union[bytes, bytearray, Any], tags: Iterable[str],
+                           model_version: Optional[str] = None) -> TaggedImageRecord:
+        """Keep an image with the user's final tag list; returns the stored record (its key is the sha256).
+
+        The upload is decoded and re-encoded (``core.images.load_image``, shrunk to ``STORED_SIDE`` px, PNG)
+        before anything is written, so the stored file is always a clean image and its name is the hash of
+        its content, never anything the uploader chose. Storing the same picture again updates its tags.
+        """
+        from PIL import Image
+
+        from core.images import ImageError, load_image
+
+        tags = normalize_tags(tags)
+        model_version = _check_text(model_version, "model version", VERSION_LEN, optional=True)
+        if isinstance(image, (bytes, bytearray)) and len(image) > MAX_IMAGE_BYTES:
+            raise FeedbackError(f"The image is {len(image) / 1e6:.1f} MB; the limit is {MAX_IMAGE_BYTES / 1e6:.0f} MB.")
+        if isinstance(image, (str, Path)):
+            raise FeedbackError("Pass the image's bytes or a decoded image, not a path.")
+        try:
+            picture = load_image(image)
+        except ImageError as exc:
+            raise FeedbackError(str(exc)) from exc
+        picture.thumbnail((STORED_SIDE, STORED_SIDE), Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+        data = buffer.getvalue()
+        if len(data) > MAX_STORED_BYTES:
+            raise FeedbackError("The image is too large to store even after shrinking it.")
+        sha = hashlib.sha256(data).hexdigest()
+        with self._read() as s:
+            self._profile_id(s, profile)  # fail before writing a file for an unknown profile
+        path = self.image_path(sha)
+        created_file = not path.is_file()
+        if created_file:
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(data)
+        try:
+            with self._write() as s:
+                pid = self._profile_id(s, profile)
+                row = s.scalar(select(TaggedImage).where(TaggedImage.profile_id == pid, TaggedImage.sha256 == sha))
+                now = utcnow()
+                if row is None:
+                    row = TaggedImage(profile_id=pid, sha256=sha, bytes=len(data), width=picture.width,
+                                      height=picture.height, created_at=now, tags="[]")
+                    s.add(row)
+                row.tags = json.dumps(tags)
+                row.model_version = model_version
+                row.updated_at = now
+                s.flush()
+                created = _iso(row.created_at)
+        except Exception:
+            if created_file and not self._sha_in_use(sha):
+                path.unlink(missing_ok=True)
+            raise
+        return TaggedImageRecord(sha, check_profile_name(profile), str(path), tags, picture.width, picture.height,
+                                 len(data), model_version, created)
+
+    def _sha_in_use(self, sha: str) -> bool:
+        with self._read() as s:
+            return s.scalar(select(func.count()).select_from(TaggedImage).where(TaggedImage.sha256 == sha)) > 0
+
+    def tagged_images(self, profile: Optional[str] = None) -> list[TaggedImageRecord]:
+        """Stored images with their final tags (all profiles, or one), oldest first."""
+        query = select(TaggedImage, Profile.name).join(Profile, Profile.id == TaggedImage.profile_id)
+        with self._read() as s:
+            if profile is not None:
+                query = query.where(TaggedImage.profile_id == self._profile_id(s, profile))
+            rows = list(s.execute(query.order_by(TaggedImage.id)))
+        return [TaggedImageRecord(t.sha256, name, str(self.image_path(t.sha256)), list(json.loads(t.tags)), t.width,
+                                  t.height, t.bytes, t.model_version, _iso(t.created_at)) for t, name in rows]
+
+    # -- summaries ------------------------------------------------------------------------------
+    def stats(self, profile: Optional[str] = None) -> dict[str, Any]:
+        """Counts per tab and signal (plus totals, profiles, stored images and saved items)."""
+        with self._read() as s:
+            pid = self._profile_id(s, profile) if profile is not None else None
+
+            def where(q, column):  # noqa: ANN001, ANN202
+                return q.where(column == pid) if pid is not None else q
+
+            by_tab: dict[str, dict[str, int]] = {}
+            for tab, signal, n in s.execute(where(select(Event.tab, Event.signal, func.count()), Event.profile_id)
+                                            .group_by(Event.tab, Event.signal)):
+                by_tab.setdefault(tab, {})[signal] = int(n)
+            images = s.scalar(where(select(func.count()).select_from(TaggedImage), TaggedImage.profile_id))
+            saved = s.scalar(where(select(func.count()).select_from(SavedItem), SavedItem.profile_id))
+            profiles = 1 if pid is not None else s.scalar(select(func.count()).select_from(Profile))
+        return {
+            "profile": profile, "profiles": int(profiles or 0),
+            "events": sum(sum(v.values()) for v in by_tab.values()),
+            "by_tab": {tab: dict(sorted(by_tab[tab].items())) for tab in sorted(by_tab)},
+            "tagged_images": int(images or 0), "saved": int(saved or 0),
+        }
+
+    def export(self, profile: Optional[str] = None) -> dict[str, Any]:
+        """Everything stored (for one profile or all) as plain JSON-able data."""
+        profiles = [check_profile_name(profile)] if profile is not None else self.profiles()
+        saved: list[dict[str, Any]] = []
+        with self._read() as s:
+            query = select(SavedItem, Profile.name).join(Profile, Profile.id == SavedItem.profile_id)
+            if profile is not None:
+                query = query.where(SavedItem.profile_id == self._profile_id(s, profile))
+            for row, name in s.execute(query.order_by(SavedItem.id)):
+                saved.append({"profile": name, "tab": row.tab, "item": row.item, "created_at": _iso(row.created_at)})
+        return {
+            "profiles": profiles,
+            "events": [asdict(e) for e in self.events(profile)],
+            "tagged_images": [asdict(t) for t in self.tagged_images(profile)],
+            "saved": saved,
+        }
