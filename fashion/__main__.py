@@ -1,6 +1,7 @@
 """``python -m fashion <verb>``: build an index, search it, evaluate it.
 
     python -m fashion index [--catalog fashion-mnist|tuxpaint-clothes|PATH] [--backbone ...] [--force]
+                            [--engine local|spark [--master URL]]
     python -m fashion search IMAGE [--catalog ...] [--top 10] [--category Dress] [--json]
     python -m fashion similar ITEM_ID [--catalog ...] [--top 10] [--json]
     python -m fashion evaluate [--queries N] [--json]
@@ -23,6 +24,7 @@ from core.artifacts import ArtifactError, write_json
 from core.datasets import DataUnavailable
 from core.encoders import BACKBONES, WeightsUnavailable
 from core.images import ImageError
+from core.spark import SparkUnavailable
 
 
 def _config(args: argparse.Namespace, grey28: bool):
@@ -37,7 +39,8 @@ def cmd_index(args: argparse.Namespace) -> dict[str, Any]:
 
     started = time.perf_counter()
     index, built = build_index(
-        args.catalog, config_for=lambda grey28: _config(args, grey28), projection=args.projection, force=args.force
+        args.catalog, config_for=lambda grey28: _config(args, grey28), projection=args.projection, force=args.force,
+        engine=args.engine, master=args.master,
     )
     return {
         "catalog": index.catalog,
@@ -47,6 +50,7 @@ def cmd_index(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - started, 1),
         "encoder": index.manifest.get("encoder"),
         "projection": index.projection is not None,
+        "engine": index.manifest.get("engine", "local"),
     }
 
 
@@ -122,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--projection", default="auto", choices=["auto", "yes", "no"],
                    help="learn a label-driven projection (auto: for 28 px grey catalogs with a train split)")
     p.add_argument("--force", action="store_true", help="rebuild even if a fresh index exists")
+    p.add_argument("--engine", default="local", choices=["local", "spark"],
+                   help="encode the catalog in this process or on Spark (mapInPandas; same vectors)")
+    p.add_argument("--master", default=None, help="Spark master URL for --engine spark (default local[*])")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_index)
 
@@ -156,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = args.func(args)
-    except (ImageError, ArtifactError, DataUnavailable, WeightsUnavailable, ValueError) as exc:
+    except (ImageError, ArtifactError, DataUnavailable, WeightsUnavailable, SparkUnavailable, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     _print(result, args.json)

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
 from core.artifacts import ArtifactError
+from core.encoders import ImageEncoder
 from core.progress import ProgressFn, track
 from core.threads import torch_threads
-from fashion.data import catalog_key, load_catalog
-from fashion.model import GREY28_INPUT_SIZE, EncoderConfig, FashionIndex, Projection, finish_features, index_stem
+from fashion.data import Catalog, catalog_key, load_catalog
+from fashion.model import (
+    GREY28_INPUT_SIZE, EncoderConfig, FashionIndex, Projection, finish_features, grey28_batch, index_stem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +105,14 @@ def build_index(
     projection: str = "auto",
     force: bool = False,
     progress: Optional[ProgressFn] = None,
+    engine: str = "local",
+    master: Optional[str] = None,
 ) -> "tuple[FashionIndex, bool]":
     """Encode a catalog (and fit the projection) unless a fresh index exists; returns (index, built).
 
     "Fresh" means the same encoder settings and the same catalog content (checksum): anything else
-    is rebuilt, so an index never silently mixes vectors from two pipelines.
+    is rebuilt, so an index never silently mixes vectors from two pipelines. ``engine="spark"`` encodes
+    the catalog on Spark (``master``: default ``local[*]``) instead of in this process; same vectors.
     """
     catalog = load_catalog(catalog_name)
     config = (config_for or default_config)(catalog.grey28)
@@ -119,13 +126,17 @@ def build_index(
             log.info("building %s index (%s)", catalog.name, exc)
     from fashion.evaluate import cached_features  # the feature cache is shared with evaluation
 
-    features = cached_features(catalog, config, progress)
+    if engine == "spark":
+        features = spark_features(catalog, config, master)
+    else:
+        features = cached_features(catalog, config, progress)
     weights, extra = None, {}
     if want_projection:
         rows = np.where(catalog.split == "train")[0] if catalog.split is not None else np.arange(len(catalog))
         weights, losses = train_projection(features[rows], [catalog.labels[i] for i in rows], progress=progress)
         log.info("projection trained on %d items, final loss %.3f", len(rows), losses[-1])
         extra = {"projection_final_loss": round(losses[-1], 4), "projection_trained_on": "train split"}
+    extra["engine"] = engine
     index = FashionIndex(catalog.name, catalog.ids, catalog.labels, catalog.titles, finish_features(features, weights),
                          config, catalog.grey28, weights, manifest={"data": catalog.checksum(), "source": catalog.source, **extra})
     index.save(stem)
@@ -140,3 +151,33 @@ def default_config(grey28: bool) -> EncoderConfig:
 def open_index(catalog_name: str = "fashion-mnist") -> FashionIndex:
     """Load a built index for searching; a missing or stale one raises ArtifactError saying how to build it."""
     return FashionIndex.load(index_stem(catalog_key(catalog_name)))
+
+
+# ----------------------------------------------------------------------------------------------
+# encoding on Spark (`python -m fashion index --engine spark`)
+
+
+def grey28_preprocess(encoder: ImageEncoder, data: pd.Series) -> np.ndarray:
+    """Executor-side preprocessing of 28 px grey items sent as 784 raw bytes: the in-process recipe exactly."""
+    pixels = np.stack([np.frombuffer(b, np.uint8).reshape(28, 28) for b in data])
+    return encoder.normalize_array(grey28_batch(pixels, encoder.input_size))
+
+
+def spark_features(
+    catalog: Catalog, config: EncoderConfig, master: Optional[str] = None, stats: Optional[dict[str, Any]] = None
+) -> np.ndarray:
+    """Pooled features of every catalog item computed on Spark, in catalog order (as ``catalog_features``).
+
+    File catalogs send image paths (on a cluster every executor must see them); 28 px grey catalogs send
+    each item's 784 bytes, so executors need no copy of the dataset.
+    """
+    from core.spark import spark_job
+    from core.spark_encode import encode_catalog
+
+    with spark_job(master, app_name=f"fashion-index-{catalog.name}") as spark:
+        if catalog.grey28:
+            sources = [row.tobytes() for row in np.ascontiguousarray(catalog.pixels)]
+            return encode_catalog(spark, sources, dict(config.__dict__), preprocess=grey28_preprocess, stats=stats)
+        if any(p is None for p in catalog.paths):
+            raise ValueError(f"{catalog.name} has items without an image file; Spark encodes files only")
+        return encode_catalog(spark, list(catalog.paths), dict(config.__dict__), stats=stats)

@@ -2,6 +2,7 @@
 
     python -m multimodal index                       # Tux Paint catalog → models/multimodal/tuxpaint (skips if fresh)
     python -m multimodal index --catalog fashion --catalog-path ~/fashion-dataset --name fashion
+    python -m multimodal index --engine spark [--master spark://host:7077] --force   # pictures encoded on Spark
     python -m multimodal search --text "red fruit" --top 5 --json
     python -m multimodal search --image photo.jpg --text "hat" --alpha 0.5 --top 5 --json
     python -m multimodal search --like animals/birds/owl --top 5 --json
@@ -53,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="rebuild even if the index is fresh")
     sp.add_argument("--no-projection", action="store_true", help="skip training the image→text projection")
     sp.add_argument("--augment", action="store_true", help="also train the projection on mirrored pictures (slower)")
+    sp.add_argument("--engine", choices=["local", "spark"], default="local",
+                    help="encode the pictures in this process or on Spark (mapInPandas; same vectors)")
+    sp.add_argument("--master", help="Spark master URL for --engine spark (default local[*])")
     sp.add_argument("--json", action="store_true")
 
     sp = sub.add_parser("search", help="query the index by text, image, both, or a catalog item")
@@ -106,7 +110,8 @@ def cmd_index(args: argparse.Namespace) -> int:
     catalog = _catalog(args)
     stem, built = build_index(catalog, force=args.force, projection=not args.no_projection, augment=args.augment,
                               text_model=args.text_model, backbone=args.backbone, pooling=args.pooling,
-                              allow_download=args.allow_download)
+                              allow_download=args.allow_download,
+                              engine=args.engine, master=args.master)
     info = {"index": str(stem), "built": built, "products": len(catalog), "skipped": catalog.skipped}
     if args.json:
         print(json.dumps(info))
@@ -194,9 +199,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from core.encoders import WeightsUnavailable
     from core.text import TextEncoderUnavailable
     from multimodal.data import CatalogError
+    from core.spark import SparkUnavailable
 
     expected = (UsageError, ArtifactError, DataUnavailable, ImageError, CatalogError, KeyError, ValueError,
-                TextEncoderUnavailable, WeightsUnavailable)
+                TextEncoderUnavailable, WeightsUnavailable, SparkUnavailable)
     try:
         return {"index": cmd_index, "search": cmd_search, "evaluate": cmd_evaluate,
                 "evaluate-feedback": cmd_evaluate_feedback}[args.verb](args)

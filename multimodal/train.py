@@ -155,6 +155,8 @@ def build_index(
     projection_config: Optional[ProjectionConfig] = None,
     augment: bool = False,
     progress: Optional[ProgressFn] = None,
+    engine: str = "local",
+    master: Optional[str] = None,
 ) -> tuple[Path, bool]:
     """Encode the catalog (text + image), save the index atomically, train + save the projection.
 
@@ -162,7 +164,8 @@ def build_index(
     unless ``force``. The projection is trained on all products that have text (the app's model; the
     evaluation trains its own on the training split only). ``augment`` adds mirrored pictures to the
     projection's training (+1 encoding pass, ~25 % of the build; validation R@10 0.615 with vs 0.608 without,
-    so ``make run`` does without).
+    so ``make run`` does without). ``engine="spark"`` encodes the pictures on Spark (``master``: default
+    ``local[*]``) with the same ONNX encoder, so the vectors equal the in-process ones.
     """
     from core.encoders import get_image_encoder
     from core.text import get_text_encoder
@@ -188,7 +191,10 @@ def build_index(
     catalog, images = drop_unreadable_images(catalog)
     texts = [p.text for p in catalog.products]
     text_vecs = text_enc.encode(texts, progress=progress, desc="encoding product text")
-    image_vecs = image_enc.encode(images, progress=progress)
+    if engine == "spark":
+        image_vecs = spark_image_vectors([p.image_path for p in catalog.products], image_enc.spec, master)
+    else:
+        image_vecs = image_enc.encode(images, progress=progress)
     index = MultimodalIndex(
         catalog.ids, [p.title for p in catalog.products], [p.category for p in catalog.products],
         [str(p.image_path) for p in catalog.products], text_vecs, image_vecs, texts=texts,
@@ -201,6 +207,7 @@ def build_index(
         "image_encoder": image_enc.spec,
         "fusion": "alpha*cos_text + (1-alpha)*cos_image (renormalised weighted concatenation)",
         "allow_download": allow_download,
+        "engine": engine,
     }
     if projection:
         views = [image_vecs] + ([image_enc.encode(hflip(images), progress=progress)] if augment else [])
@@ -211,3 +218,18 @@ def build_index(
     index.save(stem, {**manifest, "build_seconds": round(time.time() - t0, 1)})
     log.info("index %s: %d products in %.1f s", stem, len(index), time.time() - t0)
     return stem, True
+
+
+def spark_image_vectors(paths: Sequence[Path | str], spec: dict[str, Any], master: Optional[str] = None) -> np.ndarray:
+    """L2-normalised image vectors of ``paths`` computed on Spark executors, in the given order.
+
+    ``spec`` is the in-process encoder's ``spec``; its backbone, pooling and input size are what the
+    executors build (ONNX runtime, as in process). On a cluster every executor must see the paths.
+    """
+    from core.encoders import l2_normalize
+    from core.spark import spark_job
+    from core.spark_encode import encode_catalog, encoder_spec
+
+    settings = encoder_spec(str(spec["backbone"]), str(spec["pooling"]), "onnx", int(spec["input_size"]))
+    with spark_job(master, app_name="multimodal-index") as spark:
+        return l2_normalize(encode_catalog(spark, list(paths), settings))
