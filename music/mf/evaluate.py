@@ -130,7 +130,7 @@ def _tune(name: str, grid: list[dict[str, Any]], make: Callable[[dict[str, Any]]
 
 
 def evaluate_topn(data: MusicDataset, *, seed: int = 42, tune: bool = True,
-                  mf_params: dict[str, Any] | None = None) -> dict[str, Any]:
+                  mf_params: dict[str, Any] | None = None, spark: bool = True) -> dict[str, Any]:
     """MF vs popularity, genre and implicit ALS on one per-user holdout split of ``data``."""
     split = user_holdout_split(data.interactions, test_fraction=0.2, min_items=5, seed=seed)
     inner = user_holdout_split(split.train, test_fraction=0.2, min_items=5, seed=seed + 1)
@@ -157,6 +157,11 @@ def evaluate_topn(data: MusicDataset, *, seed: int = 42, tune: bool = True,
     except PeerMissing as exc:
         methods["implicit_als"] = {"error": f"not installed: {exc}"}
     params = {"mf": mf_cfg, "implicit_als": als_cfg if "error" not in methods["implicit_als"] else None}
+    if spark:  # Spark MLlib ALS, same split, same validation split and grid size as implicit's ALS
+        from music.mf.spark import spark_als_row_or_error
+
+        methods["spark_als"], params["spark_als"], tuning["spark_als"] = spark_als_row_or_error(
+            data, split, inner, topn_metrics, seed=seed, tune=tune)
     return {"methods": methods, "params": params, "tuning": tuning,
             "protocol": f"per-user 80/20 holdout (users with ≥5 items, seed {seed}), full ranking over unseen "
                         f"items, k={K}; MF/ALS tuned on a validation split of train"}
