@@ -29,7 +29,7 @@ def planted() -> MusicDataset:
         g = CLUSTERS[u % 3]
         for k in rng.choice(30, 12, replace=False):
             rows.append((f"u{u}", f"{g}{k}", float(rng.integers(1, 50))))
-        stray = CLUSTERS[(u + 1) % 3]
+        stray = CLUSTERS[(u + 1 + rng.integers(2)) % 3]  # one stray play in another cluster
         rows.append((f"u{u}", f"{stray}{rng.integers(30)}", 1.0))
     inter = pd.DataFrame(rows, columns=["user", "item", "weight"]).drop_duplicates(["user", "item"])
     inter["weight"] = inter["weight"].astype(np.float32)
@@ -63,7 +63,8 @@ def test_likes_from_one_cluster_give_picks_from_that_cluster(bundle, cluster):
     out = picks_for_likes(bundle, likes, n=10)
     assert out.source == "fold_in"
     same = sum(p.item.startswith(cluster) for p in out.picks)
-    assert same >= 8, [p.item for p in out.picks]  # chance would be ~10/3
+    # 25 unliked items of the cluster remain; a random top-10 would hold ~3.3 of them, stray plays add noise
+    assert same >= 7, [p.item for p in out.picks]
     assert not set(likes) & {p.item for p in out.picks}
     assert all(p.reason.startswith("because you liked ") for p in out.picks)
     liked_titles = {bundle.mf.catalogue.titles[bundle.mf.catalogue.items.index(i)] for i in likes}
@@ -105,7 +106,7 @@ def test_recommend_profile_cli(bundle, store, capsys):
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["source"] == "fold_in" and out["likes"] == ["folk3", "folk2", "folk1"]
     items = [p["item"] for p in out["picks"]]
-    assert "folk4" not in items and sum(i.startswith("folk") for i in items) >= 8
+    assert "folk4" not in items and sum(i.startswith("folk") for i in items) >= 7
     assert store.dislikes("cli", "music") == ["planted:folk4"]
     rc = main(["recommend", "--dataset", "planted", "--profile", "cli", "--like", "nope", "--json"])
     assert rc == 2 and "error: Unknown item" in capsys.readouterr().err
@@ -123,3 +124,12 @@ def test_foldin_solve_matches_the_objective_minimum(bundle):
     y[liked], w[liked] = 1.0, f.confidence
     grad = -2 * f.Q.T @ (w * (y - f.bi - f.Q @ p)) + 2 * f.l2 * p
     assert np.abs(grad).max() < 1e-8
+
+
+def test_search_finds_songs_to_like(bundle):
+    from music.mf.feedback import search_items
+
+    found = search_items(bundle, "JAZZ song 1", 5)
+    assert found and all("jazz song 1" in r.title.lower() for r in found)
+    assert [r.score for r in found] == sorted((r.score for r in found), reverse=True)
+    assert search_items(bundle, "   ") == [] and search_items(bundle, "zzz-nothing") == []
