@@ -133,3 +133,18 @@ def test_search_finds_songs_to_like(bundle):
     assert found and all("jazz song 1" in r.title.lower() for r in found)
     assert [r.score for r in found] == sorted((r.score for r in found), reverse=True)
     assert search_items(bundle, "   ") == [] and search_items(bundle, "zzz-nothing") == []
+
+
+def test_foldin_protocol_holds_out_whole_listeners_and_never_counts_revealed_items(planted):
+    from music.mf.evaluate_foldin import _rank_metrics, _setup, heldout_users
+
+    users = heldout_users(planted, fraction=0.1, min_items=12, seed=1)
+    assert len(users) == 15 and list(users) == list(heldout_users(planted, fraction=0.1, min_items=12, seed=1))
+    setup = _setup(planted, 42)
+    assert not set(setup["train"]["user"]) & set(setup["test_users"])  # whole listeners out of training
+    # a ranking that puts the revealed items first still finds the rest: revealed items are skipped, not hits
+    revealed, rest = [np.array([0, 1])], [np.array([2, 3])]
+    scores = np.zeros(planted.n_items)
+    scores[[0, 1, 2, 3]] = [9, 8, 7, 6]
+    ndcg, hr = _rank_metrics(lambda r: scores, revealed, rest)
+    assert ndcg[0] == pytest.approx(1.0) and hr[0] == 1.0

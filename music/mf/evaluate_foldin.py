@@ -12,8 +12,8 @@ Protocol (``python -m music evaluate-foldin``):
   on the rest of their items.
 - Beside it, on the same listeners and reveals: popularity (training listeners' counts), the genre recommender
   (genres of the revealed items), and a full retrain that includes the held-out listeners' revealed items with
-  the same like confidence, trained exactly as the main model (the upper bound; at k = 5, the bar's k, since
-  each retrain is a full MF fit).
+  the same like confidence and the main model's epochs and learning-rate steps (the upper bound; at k = 5, the
+  bar's k, since each retrain is a full MF fit).
 
 Explicit data (MovieLens ratings) is evaluated as "who rated what" (the rating as the interaction weight), the
 same top-N question. Every number has a 95 % bootstrap interval over listeners (``core.metrics``).
@@ -99,9 +99,10 @@ def _setup(data: MusicDataset, seed: int) -> dict[str, Any]:
 
 
 def retrain_metrics(data: MusicDataset, cfg: dict[str, Any], setup: dict[str, Any], like_value: float,
-                    k: int = BAR_K) -> tuple[np.ndarray, np.ndarray]:
-    """The upper bound: MF retrained, exactly as the main model (same early stopping on the same validation
-    listeners), on the training listeners plus the held-out listeners' ``k`` revealed items as likes."""
+                    schedule: list[Any], k: int = BAR_K) -> tuple[np.ndarray, np.ndarray]:
+    """The upper bound: MF retrained with the main model's hyper-parameters and its validated schedule (same
+    epochs and learning-rate steps), on the training listeners plus the held-out listeners' ``k`` revealed
+    items as likes."""
     users = setup["test_users"]
     revealed = [setup["orders"][u][:k] for u in users]
     rest = [setup["orders"][u][k:] for u in users]
@@ -109,8 +110,7 @@ def retrain_metrics(data: MusicDataset, cfg: dict[str, Any], setup: dict[str, An
                           "item": data.item_map.externals(np.concatenate(revealed)),
                           "weight": np.float32(like_value)})
     stop = setup["stop"]
-    full = KerasMF(**cfg).fit(data, pd.concat([stop.train, likes], ignore_index=True), val=stop.test,
-                              validate=val_ndcg)
+    full = KerasMF(**dict(cfg, schedule=schedule)).fit(data, pd.concat([stop.train, likes], ignore_index=True))
     scores = full.score(full.catalogue.users.indices(users))
     return _rank_metrics(lambda r: scores[r], revealed, rest)
 
@@ -147,7 +147,7 @@ def evaluate_foldin(dataset: str, path: str | None = None, *, seed: int = 42, sa
     methods["genre"] = _row(*bar["genre"], k=BAR_K)
     if retrain:
         t = time.time()
-        bar["retrain"] = retrain_metrics(data, cfg, setup, fold.like_value)
+        bar["retrain"] = retrain_metrics(data, cfg, setup, fold.like_value, mf.schedule_)
         methods["retrain"] = _row(*bar["retrain"], k=BAR_K, fit_seconds_under_load=round(time.time() - t, 1))
     out = {**methods, "meta": {
         "dataset": dataset, "label": data.label, "summary": data.summary(), "seed": seed,
