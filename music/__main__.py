@@ -126,7 +126,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from music.mf.evaluate import evaluate
 
     kwargs = _load_kwargs(args)
-    results = evaluate(args.dataset, args.path, seed=args.seed, tune=not args.no_tune, **kwargs)
+    results = evaluate(args.dataset, args.path, seed=args.seed, tune=not args.no_tune, spark=not args.no_spark,
+                       **kwargs)
     if args.json:
         from core.metrics import write_result
 
@@ -301,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=42)
     e.add_argument("--download", action="store_true", help="lastfm-2k: fetch the zip from GroupLens if needed")
     e.add_argument("--no-tune", action="store_true", help="skip the validation grid (use defaults)")
+    e.add_argument("--no-spark", action="store_true", help="leave out the Spark ALS row (no JVM is started)")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate)
 

@@ -59,7 +59,7 @@ def test_evaluate_writes_results_for_the_plot(tmp_path, monkeypatch):
 
     monkeypatch.setattr(mfdata, "music_dir", lambda: tmp_path / "music")
     data = load_dataset("simulated", n_users=120, n_songs=250, n_artists=30, seed=5)
-    res = evaluate("simulated", data=data, tune=False)
+    res = evaluate("simulated", data=data, tune=False, spark=False)  # Spark's row: tests/test_music_spark.py
     methods = res["methods"]
     assert {"mf", "popularity", "genre", "implicit_als"} <= set(methods)
     for name in ("mf", "popularity"):

@@ -305,14 +305,17 @@ def evaluate_ratings(data: MusicDataset, *, seed: int = 42, tune: bool = True,
 
 
 def evaluate(dataset: str, path: str | None = None, *, seed: int = 42, tune: bool = True, save: bool = True,
-             data: MusicDataset | None = None, **load_kwargs: Any) -> dict[str, Any]:
-    """Evaluate ``dataset``: rating metrics if explicit, top-N otherwise; save the JSON for the app."""
+             data: MusicDataset | None = None, spark: bool = True, **load_kwargs: Any) -> dict[str, Any]:
+    """Evaluate ``dataset``: rating metrics if explicit, top-N otherwise; save the JSON for the app.
+
+    ``spark=False`` leaves out the Spark ALS row of top-N data (it starts a JVM, which costs seconds).
+    """
     t = time.time()
     data = data or load_dataset(dataset, path, **load_kwargs)
     if len(data.interactions) == 0:
         raise ValueError(f"dataset {dataset!r} has no interactions to evaluate")
     res = evaluate_ratings(data, seed=seed, tune=tune) if data.kind == "explicit" else \
-        evaluate_topn(data, seed=seed, tune=tune)
+        evaluate_topn(data, seed=seed, tune=tune, spark=spark)
     res.update({"dataset": dataset, "label": data.label, "kind": data.kind, "summary": data.summary(),
                 "dataset_checksum": data.checksum(), "seed": seed, "seconds": round(time.time() - t, 1),
                 "command": "python -m music " + " ".join(shlex.quote(a) for a in sys.argv[1:])
