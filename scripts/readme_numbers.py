@@ -157,11 +157,23 @@ def render_multimodal_evaluate(result: dict, name: str) -> str:
 
 
 def render_hashtag_evaluate(result: dict, name: str) -> str:
-    methods = result.get("results") or result.get("methods") or need(result, "results")
-    cols = [c for c in ("f1@1", "f1@3", "f1@5", "bleu-1", "bleu-4") if any(c in m for m in methods.values())]
-    if not cols:
-        raise ShapeError("no f1@k columns")
-    return methods_table(methods, cols, intervals=result.get("intervals"))
+    """Two tables: the Tux Paint test split and the real-photo set, the same five methods in each."""
+    cols = ["precision@5", "recall@5", "f1@5", "hit@1"]
+    order = ("model", "knn", "most_frequent", "concepts", "fused")
+
+    def block(methods: dict, title: str) -> str:
+        rows = {m: methods[m] for m in order if isinstance(methods.get(m), dict)}
+        if not rows:
+            raise ShapeError(f"no methods for {title}")
+        n = next(iter(rows.values())).get("images")
+        small = any(r.get("small_set") for r in rows.values())
+        return (f"{title} ({fmt(n)} images{', a small set' if small else ''}):\n\n"
+                + methods_table(rows, [c for c in cols if any(c in r for r in rows.values())]))
+
+    out = [block(result.get("results") or result, "Tux Paint test split")]
+    if isinstance(result.get("real_photos"), dict):
+        out.append(block(result["real_photos"], "Real photographs (dev set)"))
+    return "\n\n".join(out)
 
 
 def _music_methods(result: dict) -> dict:
@@ -186,16 +198,104 @@ def render_music_evaluate(result: dict, name: str) -> str:
 
 
 def render_music_evaluate_next(result: dict, name: str) -> str:
-    head = need(result, "headline")
-    lines = [table(["best CNN", "best baseline", "ratio (picked on " + str(head.get("picked_on", "validation")) + ")"],
-                   [[f"`{head.get('best_cnn')}`", f"`{head.get('best_baseline')}`",
-                     with_ci(head.get("ratio"), head.get("ratio_ci95"))]])]
-    methods = result.get("methods") or result.get("results")
-    if isinstance(methods, dict):
-        cols = [c for c in ("hr@10", "ndcg@10", "mrr") if any(isinstance(m, dict) and c in m for m in methods.values())]
+    """Per split: the validation-picked headline (ratio with its paired interval) and every method's HR@10."""
+    splits = result.get("splits") or {"": result}
+    out = []
+    for split, run in splits.items():
+        head = need(run, "headline")
+        title = f"**{split}** split" if split else "headline"
+        out.append(f"{title}: best CNN `{head.get('best_cnn')}` vs best baseline `{head.get('best_baseline')}` "
+                   f"(both picked on {head.get('picked_on', 'validation')}), test HR@10 ratio "
+                   f"**{with_ci(head.get('ratio'), head.get('ratio_ci95'))}**")
+        methods = run.get("methods") or {}
+        cols = [c for c in ("hr@10", "ndcg@10", "mrr", "val_hr@10") if any(
+            isinstance(m, dict) and c in m for m in methods.values())]
         if cols:
-            lines += ["", methods_table(methods, cols, intervals=result.get("intervals"))]
-    return "\n".join(lines)
+            rows = []
+            for method, met in methods.items():
+                rows.append([f"`{method}`"] + [with_ci(met.get(c), met.get(f"{c}_ci95")) if c in met else "—"
+                                               for c in cols])
+            out.append(table(["method"] + cols, rows))
+    return "\n\n".join(out)
+
+
+def render_music_foldin(result: dict, name: str) -> str:
+    """Fold-in with k revealed likes beside popularity, genre picks and the full retrain, with intervals."""
+    rows = []
+    for method, met in result.items():
+        if isinstance(met, dict) and "ndcg@10" in met:
+            rows.append([f"`{method}`", with_ci(met.get("ndcg@10"), met.get("ndcg@10_ci95")),
+                         with_ci(met.get("hr@10"), met.get("hr@10_ci95")), fmt(met.get("users"))])
+    if not rows:
+        raise ShapeError("no methods with ndcg@10")
+    return table(["method", "ndcg@10", "hr@10", "held-out users"], rows)
+
+
+def render_feedback(result: dict, name: str) -> str:
+    """Next-page precision@10 with and without the profile's likes and dislikes."""
+    rows = []
+    for key in ("without_feedback", "with_feedback", "first_page"):
+        if isinstance(result.get(key), dict):
+            r = result[key]
+            rows.append([key.replace("_", " "), with_ci(r.get("precision@10"), r.get("ci95")),
+                         fmt(r.get("queries") or r.get("sessions"))])
+    if not rows:
+        raise ShapeError("no with/without rows")
+    out = table(["", "precision@10", "queries"], rows)
+    gain = result.get("gain")
+    if isinstance(gain, dict):
+        out += f"\n\nGain {with_ci(gain.get('mean'), gain.get('ci95'))}"
+        w = result.get("weights") or {}
+        if w:
+            out += " with Rocchio weights " + ", ".join(f"{k} = {v}" for k, v in w.items()) + " (chosen on validation)"
+        out += "."
+    return out
+
+
+def render_scale(result: dict, name: str) -> str:
+    """Vector search at catalog scale: recall@10 against exact, latency at batch 1, build time and memory."""
+    methods = need(result, "methods")
+    rows = []
+    for method, m in methods.items():
+        params = m.get("params")
+        label = f"`{method}`" + (" (" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else "")
+        rows.append([label, with_ci(m.get("recall@10"), m.get("recall@10_ci95")), fmt(m.get("p50_ms"), 2),
+                     fmt(m.get("p95_ms"), 2), fmt(m.get("build_s"), 1), fmt(m.get("index_mb"), 0)])
+    note = (f"{fmt(result.get('n'))} vectors × {result.get('dim')} dims, {fmt(result.get('queries'))} queries; "
+            f"load average before the run {result.get('load_avg_before')}.")
+    return table(["method", "recall@10", "p50 ms", "p95 ms", "build s", "index MB"], rows) + "\n\n" + note
+
+
+def render_app_load(result: dict, name: str) -> str:
+    """Concurrent browser sessions: per-action time to result, errors, server CPU per journey, RSS."""
+    phases = need(result, "phases")
+    actions = ("open", "hashtags", "fashion", "search", "listener")
+    rows = []
+    for n, ph in phases.items():
+        acts = ph.get("actions", {})
+        cells = [f"{fmt(acts[a].get('p50_s'), 1)} / {fmt(acts[a].get('p95_s'), 1)}" if a in acts else "—"
+                 for a in actions]
+        rows.append([str(n), f"{ph.get('errors', 0)} / {ph.get('page_load_timeouts', 0)}"] + cells
+                    + [fmt(ph.get("server_cpu_s_per_journey"), 2), fmt(ph.get("rss_mb"), 0)])
+    note = f"load average at start {result.get('load_avg_at_start')}, commit {result.get('commit')}."
+    return table(["sessions", "errors / page-load timeouts"] + [f"{a} p50 / p95 s" for a in actions]
+                 + ["server CPU-s per journey", "server RSS MB"], rows) + "\n\n" + note
+
+
+def render_spark_als(result: dict, name: str) -> str:
+    """Spark MLlib ALS beside implicit's ALS on the same split and validation budget."""
+    rows = []
+    for method in ("implicit_als", "spark_als"):
+        m = need(result, method)
+        rows.append([f"`{method}`", with_ci(m.get("ndcg@10"), m.get("ndcg@10_ci95")),
+                     fmt(m.get("fit_seconds") or m.get("fit_s"), 1)])
+    ratio = result.get("spark_over_implicit_ndcg@10")
+    out = table(["method", "ndcg@10", "fit seconds"], rows)
+    if isinstance(ratio, dict):
+        out += f"\n\nSpark / implicit NDCG@10: {with_ci(ratio.get('ratio') or ratio.get('mean'), ratio.get('ci95'))}"
+    elif ratio is not None:
+        out += f"\n\nSpark / implicit NDCG@10: {fmt(ratio)}"
+    return out
 
 
 def render_encoders(result: dict, name: str) -> str:
@@ -251,10 +351,12 @@ RENDERERS: list[tuple[str, Renderer]] = [
     ("music_evaluate_*", render_music_evaluate),
     ("encoders", render_encoders),
     ("search", render_search),
-    ("scale*", render_generic),
-    ("app_load*", render_generic),
-    ("music_foldin_*", render_generic),
-    ("fashion_feedback*", render_generic),
+    ("scale*", render_scale),
+    ("app_load*", render_app_load),
+    ("music_foldin_*", render_music_foldin),
+    ("fashion_feedback*", render_feedback),
+    ("multimodal_feedback*", render_feedback),
+    ("spark_als_*", render_spark_als),
     ("*", render_generic),
 ]
 
