@@ -79,7 +79,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from music.mf.train import train
 
     kwargs = _load_kwargs(args)
-    m = train(args.dataset, args.path, force=args.force, **kwargs)
+    m = train(args.dataset, args.path, force=args.force, engine=args.engine, master=args.master, **kwargs)
     if args.json:
         _print_json({k: m.get(k) for k in ("dataset", "label", "summary", "train_seconds", "skipped")})
     else:
@@ -90,12 +90,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_recommend(args: argparse.Namespace) -> int:
     from music.mf import service
+    from music.mf.feedback_cli import recommend_profile
     from music.mf.train import load_bundle
     from music.recommender import UnknownUser
 
-    if not args.genres and args.user is None:
-        raise BadInput("give --user U or --genres g1,g2")
+    if not args.genres and args.user is None and args.profile is None:
+        raise BadInput("give --user U, --genres g1,g2 or --profile NAME")
     bundle = load_bundle(args.dataset)
+    if args.profile is not None:
+        return recommend_profile(args, bundle, _print_json)
     if args.genres:
         wanted = [g.strip() for g in args.genres.split(",") if g.strip()]
         known = service.genres(bundle)
@@ -275,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--path", default=None, help="folder/file for datasets read from disk")
     t.add_argument("--force", action="store_true", help="retrain even if fresh models exist")
     t.add_argument("--download", action="store_true", help="lastfm-2k: fetch the zip from GroupLens if needed")
+    t.add_argument("--engine", default="keras", choices=("keras", "spark"), help="who fits the MF factors")
+    t.add_argument("--master", default=None, help="Spark master URL for --engine spark (default local[*])")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_train)
 
@@ -284,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--genres", default=None, help="comma-separated genres: new-listener picks")
     r.add_argument("--top", type=_positive_int, default=10)
     r.add_argument("--include-seen", action="store_true")
+    r.add_argument("--profile", default=None, help="picks from this profile's likes (feedback store), folded in")
+    r.add_argument("--like", action="append", default=[], help="with --profile: record a like of item ID first")
+    r.add_argument("--dislike", action="append", default=[], help="with --profile: record a dislike first")
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_recommend)
 
@@ -297,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     register_next(sub)
+    from music.mf.feedback_cli import register_foldin
+
+    register_foldin(sub)
     return p
 
 

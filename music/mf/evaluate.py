@@ -35,6 +35,7 @@ from music.mf import data as mfdata
 from music.mf.baselines import GenreRecommender, Popularity
 from music.mf.model import CatalogueRecommender, KerasMF, mf_config
 from music.mf.peers import ImplicitALS, ImplicitBPR, PeerMissing, SurpriseSVD, SurpriseSVDpp
+from music.mf.spark import spark_als_row_or_error
 from music.recommender import top_n
 
 log = logging.getLogger(__name__)
@@ -177,8 +178,8 @@ def genres_before_test_period(data: MusicDataset) -> tuple[MusicDataset, str | N
 
 
 def evaluate_topn(data: MusicDataset, *, seed: int = 42, tune: bool = True,
-                  mf_params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """MF vs popularity, genre and implicit's ALS and BPR on one per-user holdout split of ``data``."""
+                  mf_params: dict[str, Any] | None = None, spark: bool = True) -> dict[str, Any]:
+    """MF vs popularity, genre, implicit's ALS and BPR and Spark's ALS on one per-user holdout split of ``data``."""
     data, genres_before = genres_before_test_period(data)
     split = user_holdout_split(data.interactions, test_fraction=0.2, min_items=5, seed=seed)
     inner = user_holdout_split(split.train, test_fraction=0.2, min_items=5, seed=seed + 1)
@@ -211,6 +212,10 @@ def evaluate_topn(data: MusicDataset, *, seed: int = 42, tune: bool = True,
         except PeerMissing as exc:
             methods[name] = {"error": f"not installed: {exc}"}
             params[name] = None
+    if spark:  # Spark MLlib ALS: same split, same validation split and grid size as implicit's ALS
+        methods["spark_als"], params["spark_als"], tuning["spark_als"] = spark_als_row_or_error(
+            data, split, inner, lambda model, test: topn_metrics(model, test, ci=True), seed=seed, tune=tune)
+        budget["spark_als"] = len(tuning["spark_als"]) if tune else 0
     return {"methods": methods, "params": params, "tuning": tuning, "tuning_budget": budget,
             "genres_from_tags_before": genres_before,
             "interval": "95 % percentile bootstrap over test users (scipy.stats.bootstrap, 2000 resamples)",

@@ -414,7 +414,8 @@ class KerasMF(CatalogueRecommender):
         keys = ("mode", "dim", "l2", "epochs", "batch_size", "lr", "alpha", "seed", "n_sampled", "optimizer", "svdpp",
                 "lr_decays", "val_metric")
         return {**{k: getattr(self, k) for k in keys}, "schedule": getattr(self, "schedule_", None),
-                "history": self.history_, "keras_checksum": getattr(self, "_keras_sum", ""), "global_bias": self.mu}
+                "history": self.history_, "keras_checksum": getattr(self, "_keras_sum", ""), "global_bias": self.mu,
+                "engine": getattr(self, "engine", "keras"), "engine_params": getattr(self, "engine_params", None)}
 
     def save(self, stem: str | Path) -> Path:
         """``stem.keras`` (the Keras model) + ``stem.npz``/``stem.json`` (catalogue, manifest)."""
@@ -445,6 +446,7 @@ class KerasMF(CatalogueRecommender):
             raise ArtifactError(f"{self._keras_path} does not match its manifest (changed or half-written). {fix}")
         self.P, self.Q, self.bu, self.bi = (arrays[k].astype(np.float32) for k in ("P", "Q", "bu", "bi"))
         self.mu = float(m.get("global_bias", 0.0))
+        self.engine, self.engine_params = str(m.get("engine", "keras")), m.get("engine_params")
         self.Qn = self.Q / np.maximum(np.linalg.norm(self.Q, axis=1, keepdims=True), 1e-9)
 
     def keras_model(self) -> Any:

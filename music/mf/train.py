@@ -55,14 +55,15 @@ class Bundle:
         return self.models["popularity"]
 
 
-def is_fresh(dataset: str, checksum: str) -> bool:
-    """True if a complete bundle built from data with this checksum, by this schema, exists."""
+def is_fresh(dataset: str, checksum: str, engine: str = "keras") -> bool:
+    """True if a complete bundle built from data with this checksum, by this schema and engine, exists."""
     try:
         m = read_json(bundle_dir(dataset) / "bundle.json")
     except ArtifactError:
         return False
     files_ok = all((bundle_dir(dataset) / f"{n}.json").is_file() for n in m.get("models", []))
-    return m.get("schema") == SCHEMA and m.get("dataset_checksum") == checksum and files_ok
+    return m.get("schema") == SCHEMA and m.get("dataset_checksum") == checksum and files_ok \
+        and m.get("engine", "keras") == engine
 
 
 def train(
@@ -73,13 +74,21 @@ def train(
     data: MusicDataset | None = None,
     progress: Optional[Callable[[float, str], None]] = None,
     mf_params: dict[str, Any] | None = None,
+    engine: str = "keras",
+    master: str | None = None,
     **load_kwargs: Any,
 ) -> dict[str, Any]:
-    """Train (or skip if fresh) popularity, genre and MF for ``dataset``; return the bundle manifest."""
+    """Train (or skip if fresh) popularity, genre and MF for ``dataset``; return the bundle manifest.
+
+    ``engine="spark"`` fits the MF factors with Spark MLlib ALS on ``master`` (default ``local[*]``) and saves
+    them in the same artifact (``music.mf.spark``); ``mf_params`` are then ALS's (rank, reg, alpha, max_iter).
+    """
+    if engine not in ("keras", "spark"):
+        raise ValueError(f"engine must be 'keras' or 'spark', not {engine!r}")
     data = data or load_dataset(dataset, path, **load_kwargs)
     checksum = data.checksum()
     out = bundle_dir(dataset)
-    if not force and is_fresh(dataset, checksum):
+    if not force and is_fresh(dataset, checksum, engine):
         log.info("%s: fresh models in %s; skipping (use --force to retrain)", dataset, out)
         m = read_json(out / "bundle.json")
         m["skipped"] = True
@@ -88,10 +97,16 @@ def train(
         raise ValueError(f"dataset {dataset!r} has no interactions to train on")
     t0 = time.time()
     out.mkdir(parents=True, exist_ok=True)
-    params = mf_config(dataset, data.kind, mf_params)
-    # Early stopping needs held-out data; carve it per user from the training log itself.
-    split = user_holdout_split(data.interactions, test_fraction=0.05, min_items=10, seed=123)
-    mf = KerasMF(**params).fit(data, split.train, val=split.test, progress=progress, validate=val_ndcg)
+    if engine == "spark":  # ALS needs no early stopping: a fixed number of sweeps over all interactions
+        from music.mf.spark import fit_spark_mf
+
+        mf: KerasMF = fit_spark_mf(data, master=master, params=mf_params)
+        params = dict(mf.engine_params)
+    else:
+        params = mf_config(dataset, data.kind, mf_params)
+        # Early stopping needs held-out data; carve it per user from the training log itself.
+        split = user_holdout_split(data.interactions, test_fraction=0.05, min_items=10, seed=123)
+        mf = KerasMF(**params).fit(data, split.train, val=split.test, progress=progress, validate=val_ndcg)
     models: dict[str, CatalogueRecommender] = {"mf": mf, "genre": GenreRecommender().fit(data),
                                       "popularity": Popularity().fit(data)}
     # MF is served with every interaction as history (to exclude and explain), though fitted on 95 %.
@@ -100,7 +115,7 @@ def train(
         model.save(out / name)
     manifest = {
         "kind": "music-bundle", "schema": SCHEMA, "dataset": dataset, "label": LABELS.get(dataset, dataset),
-        "data_kind": data.kind, "dataset_checksum": checksum, "models": list(models),
+        "data_kind": data.kind, "dataset_checksum": checksum, "models": list(models), "engine": engine,
         "summary": data.summary(), "report": data.report, "mf_params": params,
         "mf_history": mf.history_, "train_seconds": round(time.time() - t0, 1),
         "source_path": str(path) if path else None,

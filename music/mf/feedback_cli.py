@@ -1,0 +1,66 @@
+"""The feedback verbs of ``python -m music``: ``recommend --profile`` (with ``--like``/``--dislike``) and
+``evaluate-foldin``. Kept beside ``music.mf.feedback`` so ``__main__`` only registers them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable
+
+from music.data import DATASETS
+
+
+def recommend_profile(args: argparse.Namespace, bundle: Any, emit: Callable[[Any], None]) -> int:
+    """``recommend --profile NAME [--like ID]... [--dislike ID]...``: record the feedback, then the picks."""
+    from core.feedback.store import FeedbackError, FeedbackStore
+    from music.mf import feedback
+
+    try:
+        store = FeedbackStore.open()
+        for item in args.like:
+            feedback.record(store, bundle, args.profile, item, "like")
+        for item in args.dislike:
+            feedback.record(store, bundle, args.profile, item, "dislike")
+        if args.profile not in store.profiles():
+            store.create_profile(args.profile)
+        genres = [g.strip() for g in args.genres.split(",")] if args.genres else None
+        out = feedback.profile_picks(store, bundle, args.profile, args.top, genres)
+    except FeedbackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        emit(out.to_dict())
+    else:
+        print(f"[{bundle.label}] {args.profile}: {out.source} ({len(out.likes)} likes, {len(out.dislikes)} dislikes)")
+        for k, r in enumerate(out.picks, 1):
+            print(f"{k:2d}. {r.title} — {r.artist} [{', '.join(r.genres)}] {r.score:.3f}  ({r.reason})")
+    return 0
+
+
+def cmd_evaluate_foldin(args: argparse.Namespace) -> int:
+    from music.mf.evaluate_foldin import evaluate_foldin
+
+    kwargs = {"download": True} if args.dataset == "movielens-100k" else {}
+    out = evaluate_foldin(args.dataset, args.path, seed=args.seed, retrain=not args.no_retrain, **kwargs)
+    if args.json:
+        sys.stdout.write(json.dumps(out, indent=2, default=str) + "\n")
+    else:
+        for name, m in out.items():
+            if name != "meta":
+                print(f"{name:12s} ndcg@10={m['ndcg@10']:.4f} {m['ndcg@10_ci95']}  hr@10={m['hr@10']:.4f}")
+        for name, b in out["meta"]["bars"].items():
+            print(f"{name}: {b['ratio']:.3f} {b['ci95']} (bar {b['bar']}, met: {b['met']})")
+    return 0
+
+
+def register_foldin(subparsers: Any) -> None:
+    """Add ``evaluate-foldin`` to the ``python -m music`` parser."""
+    e = subparsers.add_parser("evaluate-foldin", help="picks from k likes by fold-in vs popularity, genre, retrain")
+    e.add_argument("--dataset", default="lastfm-2k", choices=DATASETS)
+    e.add_argument("--path", default=None)
+    e.add_argument("--seed", type=int, default=42)
+    e.add_argument("--no-retrain", action="store_true", help="skip the full-retrain upper bound")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_evaluate_foldin)
