@@ -108,4 +108,18 @@ def profile_picks(store: FeedbackStore, bundle: Bundle, profile: str, n: int = 1
     return picks_for_likes(bundle, likes, dislikes, n, genres, profile)
 
 
-__all__ = ["TAB", "ProfilePicks", "item_key", "record", "picks_for_likes", "profile_picks"]
+def search_items(bundle: Bundle, query: str, n: int = 20) -> list[Recommendation]:
+    """Catalogue items whose title or artist contains every word of ``query`` (case-insensitive), most
+    listened first: how a new listener finds songs to like before the model knows anything about them."""
+    words = [w for w in str(query).lower().split() if w][:8]
+    if not words:
+        return []
+    c = bundle.mf.catalogue
+    plays = np.asarray((c.history != 0).sum(axis=0)).ravel()
+    hits = [i for i in range(c.n_items)
+            if all(w in f"{c.titles[i]} {c.artists[i]}".lower() for w in words)]
+    hits.sort(key=lambda i: (-plays[i], i))
+    return [bundle.mf._rec(i, float(plays[i]), f"{int(plays[i])} listeners in the data") for i in hits[:n]]
+
+
+__all__ = ["TAB", "ProfilePicks", "item_key", "record", "picks_for_likes", "profile_picks", "search_items"]
