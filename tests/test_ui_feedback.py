@@ -155,6 +155,24 @@ def test_profiles_create_switch_and_forget(music_bundle, store):
     assert any("Forgot ada" in s.value for s in at.sidebar.success)
 
 
+def test_a_login_decides_the_profile(music_bundle, store, monkeypatch):
+    """Behind Streamlit's OIDC login the profile is the account (st.user), not a name from the picker."""
+    import ui.profile
+
+    monkeypatch.setattr(ui.profile, "_login_info",
+                        lambda: {"is_logged_in": True, "email": "Ada@Example.org", "sub": "42"})
+    at = AppTest.from_function(_picker_and_music, default_timeout=180)
+    at.query_params["profile"] = "someone-else"  # a name in the URL cannot override the login
+    at.run()
+    assert not at.exception, at.exception
+    assert any("Signed in as **ada@example.org**" in m.value for m in at.sidebar.markdown)
+    assert not [s for s in at.sidebar.selectbox if (s.key or "").startswith("profile_pick")]
+    item = _mine(at)[0]
+    at.button(key=f"mrate_mine_{item}_like").click().run()
+    assert store.likes("ada@example.org", "music") == [f"simulated:{item}"]
+    assert "someone-else" not in store.profiles()
+
+
 # ---------------------------------------------------------------------------------------------
 # Fashion
 
@@ -310,19 +328,29 @@ def test_browser_music_likes_survive_a_reload(music_bundle, browser_page, app_ur
 
     def mine() -> list[str]:
         keys = page.eval_on_selector_all(
-            "[class*='st-key-mrate_mine_']",
+            ".stElementContainer[class*='st-key-mrate_mine_']",
             "els => els.map(e => Array.from(e.classList).find(c => c.startsWith('st-key-mrate_mine_')))")
-        return [k[len("st-key-mrate_mine_"):-len("_like")] for k in keys if k.endswith("_like")]
+        return list(dict.fromkeys(k[len("st-key-mrate_mine_"):-len("_like")] for k in keys if k.endswith("_like")))
 
-    before = mine()
-    assert len(before) == 10
+    def settled() -> list[str]:
+        """The picks once the rerun is over (the same ten twice in a row, a second apart)."""
+        last: list[str] = []
+        for _ in range(120):
+            now = mine()
+            if len(now) == 10 and now == last:
+                return now
+            last = now
+            page.wait_for_timeout(1000)
+        raise AssertionError(f"the picks did not settle: {last}")
+
+    before = settled()
     liked = []
     for n in (1, 2):  # like the top pick twice; each click changes the picks
-        liked.append(mine()[0])
-        page.locator(f".st-key-mrate_mine_{liked[-1]}_like button").click()
+        liked.append(settled()[0])
+        page.locator(f".stElementContainer.st-key-mrate_mine_{liked[-1]}_like button").first.click()
         music.get_by_text(re.compile(f"folded in from your {n} like")).wait_for()
-        page.wait_for_function("(k) => !document.querySelector('.st-key-mrate_mine_' + k + '_like')", arg=liked[-1])
-    after = mine()
+        page.wait_for_function("(k) => !document.querySelector('.stElementContainer.st-key-mrate_mine_' + k + '_like')", arg=liked[-1])
+    after = settled()
     assert after != before and not set(liked) & set(after)
     page.screenshot(path=str(artifacts_dir / "feedback_music.png"), full_page=True)
 
@@ -331,4 +359,4 @@ def test_browser_music_likes_survive_a_reload(music_bundle, browser_page, app_ur
     music = page.get_by_role("tabpanel", name="Music")
     music.get_by_text(re.compile("folded in from your 2 likes")).wait_for()
     assert page.url.endswith(f"profile={name}")
-    assert mine() == after
+    assert settled() == after  # the same profile, the same likes, the same picks

@@ -133,14 +133,14 @@ def _item_buttons(index: FashionIndex, item: str, liked: set[str], disliked: set
 
 def _note(note: str) -> None:
     if note:
-        st.caption(f"🔁 Results {note}: 👍 pulls the ranking toward what you liked, 👎 pushes it away and hides "
+        st.caption(f":material/sync: Results {note}: :material/thumb_up: pulls the ranking toward what you liked, :material/thumb_down: pushes it away and hides "
                    "the item.")
 
 
 def _saved_panel(catalog: Catalog, index: FashionIndex, saved: list[str], feedback: Feedback) -> None:
     with st.expander(f"Your saved list ({len(saved)})"):
         if not saved:
-            st.caption("Nothing saved yet: 💾 under a result keeps it here (under your profile).")
+            st.caption("Nothing saved yet: :material/bookmark_add: under a result keeps it here (under your profile).")
             return
         kept = [catalog.row(i) for i in saved]
         hits = [Hit(id=i, index=int(r), score=float("nan"), meta={"label": catalog.labels[r], "title": i})

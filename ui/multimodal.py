@@ -166,7 +166,7 @@ def _item_buttons(service: Any, item: str, feedback: Feedback, is_saved: bool, k
 def _saved_panel(service: Any, saved: list[str], feedback: Feedback) -> None:
     with st.expander(f"Your saved list ({len(saved)})"):
         if not saved:
-            st.caption("Nothing saved yet: 💾 under a product keeps it here (under your profile).")
+            st.caption("Nothing saved yet: :material/bookmark_add: under a product keeps it here (under your profile).")
             return
         for start in range(0, len(saved), COLUMNS):
             for col, item_id in zip(st.columns(COLUMNS), saved[start : start + COLUMNS]):
@@ -286,7 +286,7 @@ def render() -> None:
         st.error(f"Cannot search: {exc.args[0] if exc.args else exc}")
         return
     if note:
-        st.caption(f"🔁 Results {note}: 👍 pulls the ranking toward what you liked, 👎 pushes it away and hides "
+        st.caption(f":material/sync: Results {note}: :material/thumb_up: pulls the ranking toward what you liked, :material/thumb_down: pushes it away and hides "
                    "the product.")
     _grid(results, service, feedback, tuple(saved))
     _saved_panel(service, saved, feedback)

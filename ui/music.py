@@ -171,7 +171,7 @@ def _render_profile(bundle: Bundle, n: int, stamp: float, feedback: tuple[tuple[
                    "(no retraining: your taste is solved against the trained song factors); "
                    f"{len(dislikes)} disliked song{'s' if len(dislikes) != 1 else ''} never shown.")
     else:
-        st.caption("No likes yet: these are genre picks. Like a few songs (👍 here, above, or in the search) "
+        st.caption("No likes yet: these are genre picks. Like a few songs (:material/thumb_up: here, above, or in the search) "
                    "and personal picks appear at once.")
     rate_rows(bundle, mine.picks, "mine", feedback, reasons=True)
     if likes:
@@ -180,7 +180,7 @@ def _render_profile(bundle: Bundle, n: int, stamp: float, feedback: tuple[tuple[
             for item in likes:
                 if item in c.items:
                     i = c.items.index(item)
-                    st.markdown(f"👍 {c.titles[i]} — _{c.artists[i]}_")
+                    st.markdown(f":material/thumb_up: {c.titles[i]} — _{c.artists[i]}_")
 
 
 def _render_listener(bundle: Bundle, users: list[str], n: int, stamp: float,
@@ -207,7 +207,7 @@ def _render_listener(bundle: Bundle, users: list[str], n: int, stamp: float,
         else:
             recs = [r for r in recs if r.item not in feedback[1]][:n]  # a dislike is never shown again
             _show_picks(recs)
-            with st.expander("👍 / 👎 these picks"):
+            with st.expander("Rate these picks :material/thumb_up: / :material/thumb_down:"):
                 rate_rows(bundle, recs, "listener", feedback)
     st.markdown(f"**{user}'s top history**")
     if hist.empty:
@@ -234,7 +234,7 @@ def _render_new_listener(bundle: Bundle, n: int, stamp: float,
         return
     st.markdown(f"**Top {len(recs)} picks for {', '.join(chosen)}**")
     _show_picks(recs)
-    with st.expander("👍 / 👎 these picks"):
+    with st.expander("Rate these picks :material/thumb_up: / :material/thumb_down:"):
         rate_rows(bundle, recs, "genre", feedback)
 
 

@@ -117,7 +117,7 @@ def _shown(picks: list[Any], hidden: frozenset[str], top: int, rate: Optional[Ca
     picks = [p for p in picks if p.item not in hidden][:top]
     _picks_table(picks)
     if rate is not None and picks:
-        with st.expander("👍 / 👎 these 'up next' picks"):
+        with st.expander("Rate these 'up next' picks :material/thumb_up: / :material/thumb_down:"):
             rate(picks)
     return picks
 

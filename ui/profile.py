@@ -39,6 +39,14 @@ def _login_info() -> Optional[dict[str, Any]]:
     return info if info.get("is_logged_in") else None
 
 
+def _auth_configured() -> bool:
+    """True when ``.streamlit/secrets.toml`` has an ``[auth]`` section (Streamlit's OIDC login)."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # noqa: BLE001 - no secrets file: no login
+        return False
+
+
 def logged_in() -> bool:
     return _login_info() is not None
 
@@ -96,6 +104,9 @@ def render_picker() -> str:
             if st.button("Log out", key="profile_logout"):
                 st.logout()
         else:
+            if _auth_configured():
+                st.button("Log in", key="profile_login", on_click=st.login,
+                          help="Sign in with your account: your feedback is then tied to it.")
             try:
                 names = store().profiles()
             except Exception as exc:  # noqa: BLE001 - a broken database must not take the app down
@@ -112,7 +123,7 @@ def render_picker() -> str:
                 st.error(message)
         _forget(profile)
         st.caption(
-            "Your 👍 / 👎, saved items and tag edits are kept under this profile in a database and change "
+            "Your likes, dislikes, saved items and tag edits are kept under this profile in a database and change "
             "the picks at once. **On one machine a profile is a name, not a login:** anyone here can pick any "
             "name. Deployed behind a login (README, \"Profiles and login\"), the profile is your account."
         )
@@ -181,9 +192,9 @@ def rate_buttons(key: str, verdict: Optional[str], record: Callable[[FeedbackSto
     ``record(store, profile, signal)`` and ``undo(store, profile)`` run in the click's callback, so the
     event is in the database before the tab reruns (inside its fragment: the other tabs do not rerun).
     """
-    for signal, icon, what in (("like", "👍", "More like this"), ("dislike", "👎", "Never show this again")):
+    for signal, icon, what in (("like", ":material/thumb_up:", "Like: more like this"), ("dislike", ":material/thumb_down:", "Dislike: never show this again")):
         active = verdict == signal
-        st.button(icon, key=f"{key}_{signal}", type="primary" if active else "secondary",
+        st.button("", icon=icon, key=f"{key}_{signal}", type="primary" if active else "secondary",
                   help=f"{what} (click again to withdraw)" if not active else "Click again to withdraw",
                   on_click=_rate, args=(signal, active, record, undo))
 
@@ -200,8 +211,8 @@ def known() -> Optional[str]:
 def save_button(key: str, is_saved: bool, tab: str, item: str) -> None:
     """💾 puts the item on the profile's saved list (🗑 takes it off again)."""
     if is_saved:
-        st.button("🗑", key=f"{key}_unsave", help="Remove from your saved list",
+        st.button("", icon=":material/bookmark_remove:", key=f"{key}_unsave", help="Remove from your saved list",
                   on_click=write, args=(lambda db, p: db.unsave_item(p, tab, item),))
     else:
-        st.button("💾", key=f"{key}_save", help="Save to your list",
+        st.button("", icon=":material/bookmark_add:", key=f"{key}_save", help="Save to your list",
                   on_click=write, args=(lambda db, p: db.save_item(p, tab, item),))
