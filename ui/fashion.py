@@ -123,18 +123,14 @@ def _item_buttons(index: FashionIndex, item: str, liked: set[str], disliked: set
     """👍 / 👎 / 💾 under one result; each writes to the store in its click."""
     verdict = "like" if item in liked else "dislike" if item in disliked else None
     stored = feedback_key(index.catalog, item)
-    with st.container(horizontal=True, gap="small"):
-        profiles.rate_buttons(
-            f"{key}_{item}", verdict,
-            record=lambda db, p, sig: fashion_feedback.record_feedback(db, p, index, item, sig),
-            undo=lambda db, p: db.undo(p, fashion_feedback.TAB, stored))
-        profiles.save_button(f"{key}_{item}", is_saved, fashion_feedback.TAB, stored)
+    profiles.item_buttons(f"{key}_{item}", verdict,
+                          record=lambda db, p, sig: fashion_feedback.record_feedback(db, p, index, item, sig),
+                          undo=lambda db, p: db.undo(p, fashion_feedback.TAB, stored),
+                          tab=fashion_feedback.TAB, stored=stored, is_saved=is_saved)
 
 
 def _note(note: str) -> None:
-    if note:
-        st.caption(f":material/sync: Results {note}: :material/thumb_up: pulls the ranking toward what you liked, :material/thumb_down: pushes it away and hides "
-                   "the item.")
+    profiles.reranked_note(note, "item")
 
 
 def _saved_panel(catalog: Catalog, index: FashionIndex, saved: list[str], feedback: Feedback) -> None:

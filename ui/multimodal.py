@@ -155,12 +155,10 @@ def _item_buttons(service: Any, item: str, feedback: Feedback, is_saved: bool, k
     index = service.index
     verdict = "like" if item in feedback[0] else "dislike" if item in feedback[1] else None
     stored = mm_feedback.item_key(index, item)
-    with st.container(horizontal=True, gap="small"):
-        profiles.rate_buttons(
-            f"{key}_{item}", verdict,
-            record=lambda db, p, sig: mm_feedback.record_feedback(db, p, index, item, sig),
-            undo=lambda db, p: db.undo(p, mm_feedback.TAB, stored))
-        profiles.save_button(f"{key}_{item}", is_saved, mm_feedback.TAB, stored)
+    profiles.item_buttons(f"{key}_{item}", verdict,
+                          record=lambda db, p, sig: mm_feedback.record_feedback(db, p, index, item, sig),
+                          undo=lambda db, p: db.undo(p, mm_feedback.TAB, stored),
+                          tab=mm_feedback.TAB, stored=stored, is_saved=is_saved)
 
 
 def _saved_panel(service: Any, saved: list[str], feedback: Feedback) -> None:
@@ -285,8 +283,6 @@ def render() -> None:
     except (ValueError, KeyError, ImageError) as exc:
         st.error(f"Cannot search: {exc.args[0] if exc.args else exc}")
         return
-    if note:
-        st.caption(f":material/sync: Results {note}: :material/thumb_up: pulls the ranking toward what you liked, :material/thumb_down: pushes it away and hides "
-                   "the product.")
+    profiles.reranked_note(note, "product")
     _grid(results, service, feedback, tuple(saved))
     _saved_panel(service, saved, feedback)

@@ -216,3 +216,18 @@ def save_button(key: str, is_saved: bool, tab: str, item: str) -> None:
     else:
         st.button("", icon=":material/bookmark_add:", key=f"{key}_save", help="Save to your list",
                   on_click=write, args=(lambda db, p: db.save_item(p, tab, item),))
+
+
+def item_buttons(key: str, verdict: Optional[str], record: Callable[[FeedbackStore, str, str], Any],
+                 undo: Callable[[FeedbackStore, str], Any], tab: str, stored: str, is_saved: bool) -> None:
+    """Like / dislike / save in one row under a search result (fashion and product search)."""
+    with st.container(horizontal=True, gap="small"):
+        rate_buttons(key, verdict, record, undo)
+        save_button(key, is_saved, tab, stored)
+
+
+def reranked_note(note: str, what: str) -> None:
+    """The line that says the ranking moved, e.g. "Results re-ranked by your 3 likes"."""
+    if note:
+        st.caption(f":material/sync: Results {note}: :material/thumb_up: pulls the ranking toward what you liked, "
+                   f":material/thumb_down: pushes it away and hides the {what}.")
