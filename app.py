@@ -6,6 +6,10 @@ tab alone, not the other three (``st.tabs`` alone would run all four on every cl
 its own error boundary: a tab that fails to import or raises shows an error panel with a short id (the
 traceback goes to the server log under that id), and the other tabs keep working.
 
+The sidebar holds the profile picker (``ui/profile.py``): every 👍 / 👎, saved item and tag edit is
+written to the feedback store under the active profile at click time, inside the tab's fragment, so a
+click reruns only its own tab. Behind Streamlit's OIDC login the profile is the logged-in account.
+
 Run it with ``make run`` (set-up + default models + this app on http://127.0.0.1:8501).
 """
 
@@ -68,6 +72,14 @@ st.caption(
     "Four recommenders, all running on this machine's CPU. Each tab says what it shows, how it was trained "
     "and how well it does on held-out data."
 )
+
+try:
+    from ui.profile import render_picker
+
+    render_picker()
+except Exception:  # noqa: BLE001 - without the feedback store the tabs still recommend
+    log.exception("the profile picker failed")
+    st.sidebar.warning("Profiles are unavailable right now; feedback will not be saved.")
 
 for (label, module_name), tab in zip(TABS, st.tabs([label for label, _ in TABS])):
     with tab:

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 
 from core.feedback import FeedbackStore, RocchioWeights, feedback_note, rocchio
-from core.feedback.catalog import catalog_feedback, record_item_feedback
+from core.feedback.catalog import catalog_feedback, catalog_key, record_item_feedback
 from multimodal.model import DEFAULT_ALPHA, MultimodalIndex, Result
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,11 @@ FEEDBACK_WEIGHTS = RocchioWeights(alpha=1.0, beta=2.0, gamma=1.0)
 def _name(index: MultimodalIndex) -> str:
     catalog = index.manifest.get("catalog")
     return str(catalog.get("name") if isinstance(catalog, dict) else catalog or "catalog")
+
+
+def item_key(index: MultimodalIndex, item_id: str) -> str:
+    """The store's key of a product of this index (what likes, dislikes and the saved list use)."""
+    return catalog_key(_name(index), item_id)
 
 
 def _row(index: MultimodalIndex, item_id: str) -> Optional[int]:

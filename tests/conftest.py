@@ -67,7 +67,8 @@ def _free_port() -> int:
 def app_url():
     """Start ``app.py`` with Streamlit on a free loopback port; yield its URL; stop it by its own PID."""
     port = _free_port()
-    env = dict(os.environ, RECS_MODELS_DIR=str(_MODELS), PYTHONPATH=str(ROOT))
+    env = dict(os.environ, RECS_MODELS_DIR=str(_MODELS), PYTHONPATH=str(ROOT),
+               RECS_DATABASE_URL=f"sqlite:///{_MODELS / 'feedback.sqlite3'}")  # never the real feedback database
     log = open(tempfile.mktemp(prefix="streamlit-", suffix=".log"), "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",

@@ -16,11 +16,14 @@ from PIL import Image
 from core.artifacts import ArtifactError
 from core.concepts import garment_check
 from core.datasets import DataUnavailable
+from core.feedback.catalog import catalog_key as feedback_key
 from core.images import ImageError, letterbox
-from core.search import describe
+from core.search import Hit, describe
+from fashion import feedback as fashion_feedback
 from fashion import service
 from fashion.data import catalog_key
 from fashion.service import Catalog, FashionIndex
+from ui import profile as profiles
 from ui.common import (RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, locked_build,
                        progress_callback, show_error)
 
@@ -41,15 +44,45 @@ def _index(name: str, stamp: float) -> FashionIndex:
     return service.open_index(name)
 
 
+Feedback = tuple[tuple[str, ...], tuple[str, ...]]
+
+
 @st.cache_data(show_spinner="Searching…", max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
-def _search(name: str, stamp: float, digest: str, top_n: int, categories: tuple[str, ...], _image: Image.Image):
-    """Catalog items like an uploaded photo (by content hash): encoded and searched once per query."""
-    return service.search_upload(_index(name, stamp), _image, top_n, list(categories))
+def _search(name: str, stamp: float, digest: str, top_n: int, categories: tuple[str, ...], feedback: Feedback,
+            _image: Image.Image, _profile: str):
+    """Catalog items like an uploaded photo (by content hash), re-ranked by the profile's likes and dislikes
+    (``feedback`` is part of the key: a click changes the ranking at once, nothing else recomputes)."""
+    index = _index(name, stamp)
+    if not any(feedback):
+        return service.search_upload(index, _image, top_n, list(categories)), ""
+    return fashion_feedback.search_with_feedback(profiles.store(), _profile, index, image=_image, k=top_n,
+                                                 categories=list(categories) or None)
 
 
 @st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
-def _similar(name: str, stamp: float, item: str, top_n: int, categories: tuple[str, ...]):
-    return service.similar_items(_index(name, stamp), item, top_n, list(categories))
+def _similar(name: str, stamp: float, item: str, top_n: int, categories: tuple[str, ...], feedback: Feedback,
+             _profile: str):
+    index = _index(name, stamp)
+    if not any(feedback):
+        return service.similar_items(index, item, top_n, list(categories)), ""
+    return fashion_feedback.search_with_feedback(profiles.store(), _profile, index, item_id=item, k=top_n,
+                                                 categories=list(categories) or None)
+
+
+def _feedback(index: FashionIndex) -> Feedback:
+    """The active profile's (liked, disliked) ids in this catalog; empty for a profile with no feedback."""
+    profile = profiles.known()
+    if profile is None:
+        return (), ()
+    liked, disliked = fashion_feedback.profile_feedback(profiles.store(), profile, index)
+    return tuple(liked), tuple(disliked)
+
+
+def _saved(index: FashionIndex) -> list[str]:
+    profile = profiles.known()
+    prefix = feedback_key(index.catalog, "")
+    items = profiles.store().saved(profile, fashion_feedback.TAB) if profile else []
+    return [i[len(prefix):] for i in items if i.startswith(prefix)]
 
 
 @st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
@@ -69,15 +102,46 @@ def _display(catalog: Catalog, row: int, size: int = 112) -> Image.Image:
     return letterbox(img, size * 2)  # square tiles keep the grid rows even
 
 
-def _results_grid(catalog: Catalog, hits, columns: int = 5) -> None:
+def _results_grid(catalog: Catalog, hits, index: Optional[FashionIndex] = None, feedback: Feedback = ((), ()),
+                  saved: tuple[str, ...] = (), section: str = "r", columns: int = 5) -> None:
     cols = st.columns(columns)
+    liked, disliked = set(feedback[0]), set(feedback[1])
     for n, hit in enumerate(hits):
         with cols[n % columns]:
             row = catalog.row(hit.id)
             if row is not None:
                 st.image(_display(catalog, row), width="stretch")
-            st.markdown(f"**{hit.meta['label']}**  \nsimilarity {hit.score:.3f}")
+            scored = hit.score == hit.score  # saved items carry no score (NaN)
+            st.markdown(f"**{hit.meta['label']}**" + (f"  \nsimilarity {hit.score:.3f}" if scored else ""))
             st.caption(hit.meta["title"])
+            if index is not None:
+                _item_buttons(index, hit.id, liked, disliked, hit.id in saved, f"ffb_{section}")
+
+
+def _item_buttons(index: FashionIndex, item: str, liked: set[str], disliked: set[str], is_saved: bool,
+                  key: str) -> None:
+    """👍 / 👎 / 💾 under one result; each writes to the store in its click."""
+    verdict = "like" if item in liked else "dislike" if item in disliked else None
+    stored = feedback_key(index.catalog, item)
+    profiles.item_buttons(f"{key}_{item}", verdict,
+                          record=lambda db, p, sig: fashion_feedback.record_feedback(db, p, index, item, sig),
+                          undo=lambda db, p: db.undo(p, fashion_feedback.TAB, stored),
+                          tab=fashion_feedback.TAB, stored=stored, is_saved=is_saved)
+
+
+def _note(note: str) -> None:
+    profiles.reranked_note(note, "item")
+
+
+def _saved_panel(catalog: Catalog, index: FashionIndex, saved: list[str], feedback: Feedback) -> None:
+    with st.expander(f"Your saved list ({len(saved)})"):
+        if not saved:
+            st.caption("Nothing saved yet: :material/bookmark_add: under a result keeps it here (under your profile).")
+            return
+        kept = [catalog.row(i) for i in saved]
+        hits = [Hit(id=i, index=int(r), score=float("nan"), meta={"label": catalog.labels[r], "title": i})
+                for i, r in zip(saved, kept) if r is not None]
+        _results_grid(catalog, hits, index, feedback, tuple(saved), section="saved")
 
 
 def _evaluation_panel() -> None:
@@ -145,6 +209,9 @@ def render() -> None:
     with right:
         categories = st.multiselect("Only these categories", index.categories, key="fashion_categories")
 
+    profiles.show_write_error()
+    feedback = _feedback(index)
+    saved = _saved(index)
     upload_tab, pick_tab = st.tabs(["Upload a photo", "Pick a catalog item"])
     with upload_tab:
         image = image_upload("Garment photo (JPEG, PNG, WebP)", key="fashion_upload")
@@ -159,12 +226,14 @@ def render() -> None:
                 if not (garment := garment_check(image)).is_garment:
                     st.warning(garment.warning)
                 try:
-                    hits = _search(choice, stamp, image_digest(image), top_n, tuple(categories), image)
+                    hits, note = _search(choice, stamp, image_digest(image), top_n, tuple(categories), feedback,
+                                         image, profiles.current())
                 except ImageError as exc:
                     show_error(exc, "Could not use that image")
-                    hits = []
+                    hits, note = [], ""
+                _note(note)
                 if hits:
-                    _results_grid(catalog, hits)
+                    _results_grid(catalog, hits, index, feedback, tuple(saved), section="up")
                 elif categories:
                     st.warning("No catalog item in the chosen categories.")
     with pick_tab:
@@ -186,9 +255,12 @@ def render() -> None:
                 st.image(_display(catalog, row), caption=catalog.labels[row], width="stretch")
             with q2:
                 try:
-                    _results_grid(catalog, _similar(choice, stamp, item, top_n, tuple(categories)))
+                    hits, note = _similar(choice, stamp, item, top_n, tuple(categories), feedback, profiles.current())
+                    _note(note)
+                    _results_grid(catalog, hits, index, feedback, tuple(saved), section="item")
                 except ArtifactError as exc:
                     show_error(exc, "Item not in the index (rebuild it)")
 
+    _saved_panel(catalog, index, saved, feedback)
     with st.expander("Evaluation", expanded=False):
         _evaluation_panel()

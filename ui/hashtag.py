@@ -8,6 +8,7 @@ photo's hash and the options (``st.cache_data``), so a rerun with the same photo
 from __future__ import annotations
 
 import logging
+import re
 from typing import Optional
 
 import numpy as np
@@ -15,6 +16,7 @@ import streamlit as st
 from PIL import Image
 
 from core.images import letterbox
+from ui import profile as profiles
 from ui.common import (RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, locked_build,
                        progress_callback, show_error)
 
@@ -150,6 +152,41 @@ def render_results(image: Image.Image, results, *, key: str = "hashtag") -> None
                 st.image(attention_overlay(image, r.attention), caption=map_caption(r), width="stretch")
 
 
+def _typed_tags(text: str) -> list[str]:
+    """``#beach, sunset dog`` → ``["beach", "sunset", "dog"]`` (the store checks each tag)."""
+    return [t for t in re.split(r"[\s,#]+", text or "") if t]
+
+
+def _save_tags(image: Image.Image, suggested: list[str], key: str, version: str) -> None:
+    """Store the image with the final list (read from the widgets at click time, so nothing typed is lost)."""
+    from hashtag.feedback import record_tag_edits
+
+    final = list(st.session_state.get(f"{key}_keep", [])) + _typed_tags(st.session_state.get(f"{key}_add", ""))
+    record = profiles.write(lambda db, p: record_tag_edits(db, p, image, suggested, final, model_version=version))
+    if record is not None:
+        st.session_state["hashtag_saved_note"] = (f"Saved {len(record.tags)} tags with this photo under profile "
+                                                  f"{profiles.current()}; they join training with "
+                                                  "`python -m hashtag train --with-feedback`.")
+
+
+def tag_editor(image: Image.Image, results, digest: str, version: str) -> None:
+    """Remove suggested tags, add your own, and "save tags" keeps the final list with the image."""
+    suggested = [r.tag for r in results]
+    key = f"hashtag_edit_{digest[:16]}"
+    st.markdown("**Your tags**")
+    keep = st.multiselect("Suggested tags you keep (remove the wrong ones)", suggested, default=suggested,
+                          key=f"{key}_keep")
+    added = st.text_input("Add your own tags (space or comma separated)", key=f"{key}_add", max_chars=500)
+    final = list(keep) + [t for t in _typed_tags(added) if t not in keep]
+    st.code(hashtag_line(final) or "(no tags)", language=None)
+    st.button("Save tags", key=f"{key}_save", on_click=_save_tags, args=(image, suggested, key, version),
+              help="Stores the photo (shrunk, under its content hash) and this list under your profile.")
+    profiles.show_write_error()
+    note = st.session_state.pop("hashtag_saved_note", None)
+    if note:
+        st.success(note)
+
+
 def render(dataset_root: Optional[str] = None) -> None:
     """The Hashtags tab."""
     from hashtag.data import DEFAULT_DATASET
@@ -191,3 +228,5 @@ def render(dataset_root: Optional[str] = None) -> None:
         show_error(exc, "Could not tag that image")
         return
     render_results(image, results)
+    if results:
+        tag_editor(image, results, image_digest(image), f"{method}@{stamp:.0f}")

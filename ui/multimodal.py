@@ -14,7 +14,9 @@ import streamlit as st
 
 from core.artifacts import ArtifactError
 from core.images import ImageError
+from multimodal import feedback as mm_feedback
 from multimodal.model import Result, index_dir
+from ui import profile as profiles
 from ui.common import (RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, locked_build,
                        progress_callback, show_error)
 
@@ -33,20 +35,46 @@ def _service(name: str, stamp: float):
     return SearchService.load(name)
 
 
+Feedback = tuple[tuple[str, ...], tuple[str, ...]]
+
+
 @st.cache_data(show_spinner="Searching…", max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
 def _search(name: str, stamp: float, text: Optional[str], digest: Optional[str], alpha: float, k: int,
-            categories: Optional[tuple[str, ...]], picture_weight: float, _image: Any) -> list[Result]:
-    """One query's results (words, photo by content hash, options): computed once, whichever session asks."""
-    return _service(name, stamp).search(text=text, image=_image, alpha=alpha, k=k,
-                                        categories=list(categories) if categories else None,
-                                        picture_weight=picture_weight)
+            categories: Optional[tuple[str, ...]], picture_weight: float, feedback: Feedback, _image: Any,
+            _profile: str) -> tuple[list[Result], str]:
+    """One query's results (words, photo by content hash, options, the profile's likes and dislikes):
+    computed once, whichever session asks; a 👍 / 👎 changes ``feedback`` and so the ranking at once."""
+    service = _service(name, stamp)
+    cats = list(categories) if categories else None
+    if not any(feedback):
+        return service.search(text=text, image=_image, alpha=alpha, k=k, categories=cats,
+                              picture_weight=picture_weight), ""
+    return mm_feedback.search_with_feedback(profiles.store(), _profile, service, text=text, image=_image,
+                                            alpha=alpha, k=k, categories=cats)
 
 
 @st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
 def _more_like_this(name: str, stamp: float, item: str, alpha: float, k: int,
-                    categories: Optional[tuple[str, ...]]) -> list[Result]:
-    return _service(name, stamp).more_like_this(item, alpha=alpha, k=k,
-                                                categories=list(categories) if categories else None)
+                    categories: Optional[tuple[str, ...]], hidden: tuple[str, ...] = ()) -> list[Result]:
+    """Products like one product, minus the ones the profile disliked (never shown again)."""
+    results = _service(name, stamp).more_like_this(item, alpha=alpha, k=k + len(hidden),
+                                                   categories=list(categories) if categories else None)
+    return [r for r in results if r.id not in set(hidden)][:k]
+
+
+def _feedback(service: Any) -> Feedback:
+    profile = profiles.known()
+    if profile is None:
+        return (), ()
+    liked, disliked = mm_feedback.profile_feedback(profiles.store(), profile, service.index)
+    return tuple(liked), tuple(disliked)
+
+
+def _saved(service: Any) -> list[str]:
+    profile = profiles.known()
+    prefix = mm_feedback.item_key(service.index, "")
+    items = profiles.store().saved(profile, mm_feedback.TAB) if profile else []
+    return [i[len(prefix):] for i in items if i.startswith(prefix) and i[len(prefix):] in service.index.ids]
 
 
 @st.cache_data(show_spinner=False, max_entries=2000)
@@ -122,7 +150,35 @@ def _set_like(item_id: Optional[str]) -> None:
     st.session_state[f"{KEY}_like"] = item_id
 
 
-def _grid(results: list[Result], service: Any) -> None:
+def _item_buttons(service: Any, item: str, feedback: Feedback, is_saved: bool, key: str) -> None:
+    """👍 / 👎 / 💾 under one product; each writes to the store in its click."""
+    index = service.index
+    verdict = "like" if item in feedback[0] else "dislike" if item in feedback[1] else None
+    stored = mm_feedback.item_key(index, item)
+    profiles.item_buttons(f"{key}_{item}", verdict,
+                          record=lambda db, p, sig: mm_feedback.record_feedback(db, p, index, item, sig),
+                          undo=lambda db, p: db.undo(p, mm_feedback.TAB, stored),
+                          tab=mm_feedback.TAB, stored=stored, is_saved=is_saved)
+
+
+def _saved_panel(service: Any, saved: list[str], feedback: Feedback) -> None:
+    with st.expander(f"Your saved list ({len(saved)})"):
+        if not saved:
+            st.caption("Nothing saved yet: :material/bookmark_add: under a product keeps it here (under your profile).")
+            return
+        for start in range(0, len(saved), COLUMNS):
+            for col, item_id in zip(st.columns(COLUMNS), saved[start : start + COLUMNS]):
+                with col:
+                    item = service.item(item_id)
+                    thumb = _thumb(item["image_path"])
+                    if thumb is not None:
+                        st.image(thumb, width="stretch")
+                    st.markdown(f"**{item['title']}**")
+                    st.caption(item["category"])
+                    _item_buttons(service, item_id, feedback, True, f"{KEY}_fbsaved")
+
+
+def _grid(results: list[Result], service: Any, feedback: Feedback = ((), ()), saved: tuple[str, ...] = ()) -> None:
     if not results:
         st.info("No products match (try removing the category filter).")
         return
@@ -141,6 +197,7 @@ def _grid(results: list[Result], service: Any) -> None:
                     parts.append(f"text {r.text_score:.2f} · image {r.image_score:.2f}")
                 st.caption(f"{r.category} · " + " · ".join(parts))
                 st.button("More like this", key=f"{KEY}_more_{r.id}", on_click=_set_like, args=(r.id,))
+                _item_buttons(service, r.id, feedback, r.id in saved, f"{KEY}_fb")
 
 
 def _build_button(name: str) -> None:
@@ -198,7 +255,10 @@ def render() -> None:
                                    help="Mixes in how well each product's *image* matches your words, through "
                                         "the image→text projection (useful when product text is poor).")
 
+    profiles.show_write_error()
+    feedback, saved = _feedback(service), _saved(service)
     like = st.session_state.get(f"{KEY}_like")
+    note = ""
     try:
         if like:
             if like not in service.index.ids:
@@ -208,17 +268,21 @@ def render() -> None:
             info, clear = st.columns([5, 1])
             info.markdown(f"**More like:** {item['title']} · _{item['category']}_ (itself excluded)")
             clear.button("Back to search", key=f"{KEY}_clear", on_click=_set_like, args=(None,))
-            results = _more_like_this(name, stamp, like, alpha, top, tuple(categories) or None)
+            results = _more_like_this(name, stamp, like, alpha, top, tuple(categories) or None, feedback[1])
         elif text.strip() or image is not None:
             mode = "words and photo" if text.strip() and image is not None else "words" if text.strip() else "photo"
             weight = f" (weight {alpha:.2f} on words)" if mode == "words and photo" else ""
             st.caption(f"Searching by {mode}{weight}")
-            results = _search(name, stamp, text.strip() or None, image_digest(image), alpha, top,
-                              tuple(categories) or None, PICTURE_WEIGHT if use_pictures else 0.0, image)
+            results, note = _search(name, stamp, text.strip() or None, image_digest(image), alpha, top,
+                                    tuple(categories) or None, PICTURE_WEIGHT if use_pictures else 0.0, feedback,
+                                    image, profiles.current())
         else:
             st.info("Type a few words or upload a photo to search the catalog.")
+            _saved_panel(service, saved, feedback)
             return
     except (ValueError, KeyError, ImageError) as exc:
         st.error(f"Cannot search: {exc.args[0] if exc.args else exc}")
         return
-    _grid(results, service)
+    profiles.reranked_note(note, "product")
+    _grid(results, service, feedback, tuple(saved))
+    _saved_panel(service, saved, feedback)

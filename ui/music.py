@@ -16,9 +16,11 @@ import streamlit as st
 
 from core.artifacts import ArtifactError
 from music.data import LABELS
+from music.mf import feedback as mf_feedback
 from music.mf import service
 from music.mf.train import Bundle, bundle_dir, evaluated_datasets, load_bundle, load_results, trained_datasets
 from music.recommender import Recommendation, UnknownUser
+from ui import profile as profiles
 from ui.common import RESULT_ENTRIES, RESULT_TTL, load_versioned
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,46 @@ def _listener(dataset: str, stamp: float, user: str, n: int) -> "tuple[pd.DataFr
 @st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
 def _new_listener(dataset: str, stamp: float, genres: tuple[str, ...], n: int) -> list[Recommendation]:
     return service.recommend_new_listener(_bundle(dataset, stamp), list(genres), n)
+
+
+@st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
+def _profile_picks(dataset: str, stamp: float, likes: tuple[str, ...], dislikes: tuple[str, ...], n: int,
+                   genres: tuple[str, ...]) -> mf_feedback.ProfilePicks:
+    """Picks folded in from a profile's likes; keyed on the likes themselves, so a click changes them at once
+    and nothing else is recomputed."""
+    return mf_feedback.picks_for_likes(_bundle(dataset, stamp), list(likes), list(dislikes), n, list(genres) or None)
+
+
+@st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
+def _search_songs(dataset: str, stamp: float, query: str) -> list[Recommendation]:
+    return mf_feedback.search_items(_bundle(dataset, stamp), query, 10)
+
+
+def _feedback(dataset: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The active profile's (liked, disliked) item ids in this dataset, most recent first."""
+    profile = profiles.current()
+    db = profiles.store()
+    if profile not in db.profiles():
+        return (), ()
+    prefix = mf_feedback.item_key(dataset, "")
+    strip = lambda keys: tuple(k[len(prefix):] for k in keys if k.startswith(prefix))  # noqa: E731
+    return strip(db.likes(profile, mf_feedback.TAB)), strip(db.dislikes(profile, mf_feedback.TAB))
+
+
+def rate_rows(bundle: Bundle, picks: list[Any], section: str, feedback: tuple[tuple[str, ...], tuple[str, ...]],
+              reasons: bool = False) -> None:
+    """One line per pick with 👍 / 👎 (the store write happens in the click); ``reasons`` adds each "why"."""
+    liked, disliked = set(feedback[0]), set(feedback[1])
+    for p in picks:
+        verdict = "like" if p.item in liked else "dislike" if p.item in disliked else None
+        with st.container(horizontal=True, vertical_alignment="center"):
+            text = f"{p.title} — _{p.artist}_" if p.artist else p.title
+            st.markdown(text + (f"  \n:gray[{p.reason}]" if reasons else ""), width="stretch")
+            profiles.rate_buttons(
+                f"mrate_{section}_{p.item}", verdict,
+                record=lambda db, prof, sig, item=p.item: mf_feedback.record(db, bundle, prof, item, sig),
+                undo=lambda db, prof, item=p.item: db.undo(prof, mf_feedback.TAB,
+                                                           mf_feedback.item_key(bundle.dataset, item)))
 
 
 def _label(name: str) -> str:
@@ -100,15 +142,49 @@ def render() -> None:
                     key="music_mode")
     n = st.slider("How many picks", 5, 30, 10, key="music_top")
     user: str | None = None
+    profiles.show_write_error()
+    feedback = _feedback(dataset)
     if mode == "A listener in the data":
-        user = _render_listener(bundle, users, n, stamp)
+        user = _render_listener(bundle, users, n, stamp, feedback)
     else:
-        _render_new_listener(bundle, n, stamp)
+        _render_new_listener(bundle, n, stamp, feedback)
+    _render_profile(bundle, n, stamp, feedback)
     _render_evaluation(dataset)
-    _render_up_next(dataset, user)
+    _render_up_next(bundle, user, feedback)
 
 
-def _render_listener(bundle: Bundle, users: list[str], n: int, stamp: float) -> str | None:
+def _render_profile(bundle: Bundle, n: int, stamp: float, feedback: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
+    """Your picks: the active profile's likes folded into the trained model, and a search to like songs."""
+    likes, dislikes = feedback
+    st.markdown(f"**Your picks** (profile _{profiles.current()}_)")
+    query = st.text_input("Find songs you like (title or artist)", key="music_search", max_chars=100).strip()
+    if query:
+        found = [r for r in _search_songs(bundle.dataset, stamp, query) if r.item not in dislikes]
+        if found:
+            rate_rows(bundle, found, "search", feedback)
+        else:
+            st.caption(f"No song or artist matches {query!r}.")
+    genres = tuple(st.session_state.get("music_genres") or ())
+    mine = _profile_picks(bundle.dataset, stamp, likes, dislikes, n, genres)
+    if mine.source == "fold_in":
+        st.caption(f"Picks folded in from your {len(mine.likes)} like{'s' if len(mine.likes) != 1 else ''} "
+                   "(no retraining: your taste is solved against the trained song factors); "
+                   f"{len(dislikes)} disliked song{'s' if len(dislikes) != 1 else ''} never shown.")
+    else:
+        st.caption("No likes yet: these are genre picks. Like a few songs (:material/thumb_up: here, above, or in the search) "
+                   "and personal picks appear at once.")
+    rate_rows(bundle, mine.picks, "mine", feedback, reasons=True)
+    if likes:
+        with st.expander(f"Your {len(likes)} liked songs"):
+            c = bundle.mf.catalogue
+            for item in likes:
+                if item in c.items:
+                    i = c.items.index(item)
+                    st.markdown(f":material/thumb_up: {c.titles[i]} — _{c.artists[i]}_")
+
+
+def _render_listener(bundle: Bundle, users: list[str], n: int, stamp: float,
+                     feedback: tuple[tuple[str, ...], tuple[str, ...]]) -> str | None:
     left, right = st.columns([2, 1])
     with left:
         picked = st.selectbox("Listener (type to search)", users, key="music_user")
@@ -116,7 +192,7 @@ def _render_listener(bundle: Bundle, users: list[str], n: int, stamp: float) -> 
         typed = st.text_input("…or enter a listener id", key="music_user_typed").strip()
     user = typed or picked
     try:
-        hist, recs = _listener(bundle.dataset, stamp, user, n)
+        hist, recs = _listener(bundle.dataset, stamp, user, n + len(feedback[1]))
     except UnknownUser:
         st.error(f"Unknown listener {user!r}: there is no such id in {bundle.label}. "
                  "Pick one from the list, or try \"A new listener\" to start from genres.")
@@ -129,7 +205,10 @@ def _render_listener(bundle: Bundle, users: list[str], n: int, stamp: float) -> 
         if not recs:
             st.info("Nothing left to recommend: this listener has heard everything.")
         else:
+            recs = [r for r in recs if r.item not in feedback[1]][:n]  # a dislike is never shown again
             _show_picks(recs)
+            with st.expander("Rate these picks :material/thumb_up: / :material/thumb_down:"):
+                rate_rows(bundle, recs, "listener", feedback)
     st.markdown(f"**{user}'s top history**")
     if hist.empty:
         st.info("This listener has no history yet, so the picks above are simply the most popular.")
@@ -138,7 +217,8 @@ def _render_listener(bundle: Bundle, users: list[str], n: int, stamp: float) -> 
     return user
 
 
-def _render_new_listener(bundle: Bundle, n: int, stamp: float) -> None:
+def _render_new_listener(bundle: Bundle, n: int, stamp: float,
+                         feedback: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
     options = service.genres(bundle)
     if not options:
         st.info("This dataset has no genre information, so new-listener picks are not available.")
@@ -147,12 +227,15 @@ def _render_new_listener(bundle: Bundle, n: int, stamp: float) -> None:
     if not chosen:
         st.info("Pick at least one genre to get picks.")
         return
-    recs = _new_listener(bundle.dataset, stamp, tuple(chosen), n)
+    recs = [r for r in _new_listener(bundle.dataset, stamp, tuple(chosen), n + len(feedback[1]))
+            if r.item not in feedback[1]][:n]
     if not recs:
         st.info("No songs found in those genres.")
         return
     st.markdown(f"**Top {len(recs)} picks for {', '.join(chosen)}**")
     _show_picks(recs)
+    with st.expander("Rate these picks :material/thumb_up: / :material/thumb_down:"):
+        rate_rows(bundle, recs, "genre", feedback)
 
 
 def _render_evaluation(current: str | None = None) -> None:
@@ -186,9 +269,10 @@ def _render_evaluation(current: str | None = None) -> None:
             st.caption(f"Reproduce with `{res['command']}`")
 
 
-def _render_up_next(dataset: str, user: str | None) -> None:
+def _render_up_next(bundle: Bundle, user: str | None, feedback: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
     try:
         from ui.music_next import render_up_next
     except ImportError:
         return
-    render_up_next(dataset, user)
+    render_up_next(bundle.dataset, user, rate=lambda picks: rate_rows(bundle, picks, "next", feedback),
+                   hidden=frozenset(feedback[1]))

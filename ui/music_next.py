@@ -9,7 +9,7 @@ that imports streamlit.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Callable, Optional
 
 import pandas as pd
 import streamlit as st
@@ -112,8 +112,21 @@ def _quality(dataset: str) -> None:
             st.caption(f"Reproduce with `{res['command']}`")
 
 
-def render_up_next(dataset_name: str, user: str | None) -> None:
-    """Draw "Up next" for ``dataset_name``: the chosen ``user``'s next items, and a build-your-own sequence."""
+def _shown(picks: list[Any], hidden: frozenset[str], top: int, rate: Optional[Callable[[list[Any]], None]]) -> list[Any]:
+    """The picks minus the profile's dislikes (never shown again), as a table with 👍 / 👎 rows."""
+    picks = [p for p in picks if p.item not in hidden][:top]
+    _picks_table(picks)
+    if rate is not None and picks:
+        with st.expander("Rate these 'up next' picks :material/thumb_up: / :material/thumb_down:"):
+            rate(picks)
+    return picks
+
+
+def render_up_next(dataset_name: str, user: str | None, rate: Optional[Callable[[list[Any]], None]] = None,
+                   hidden: frozenset[str] = frozenset()) -> None:
+    """Draw "Up next" for ``dataset_name``: the chosen ``user``'s next items, and a build-your-own sequence.
+
+    ``rate(picks)`` draws the 👍 / 👎 controls; ``hidden`` are item ids the profile disliked."""
     st.subheader("Up next")
     if dataset_name == "simulated":
         st.caption("Simulated listening log: the sequences are generated, not real listening history.")
@@ -138,8 +151,7 @@ def render_up_next(dataset_name: str, user: str | None) -> None:
             return
         latest = [bundle.label(i) for i in hist[-bundle.cfg.L:]]
         st.caption("Latest items (oldest → latest): " + " → ".join(latest))
-        picks = _recommend(dataset_name, stamp, user, None, top, method)
-        _picks_table(picks)
+        picks = _shown(_recommend(dataset_name, stamp, user, None, top + len(hidden), method), hidden, top, rate)
         if method == "cnn" and picks:
             _attribution(bundle, picks[0], user=user, items=None, stamp=stamp)
     else:
@@ -150,8 +162,8 @@ def render_up_next(dataset_name: str, user: str | None) -> None:
         if not chosen:
             st.info("Pick at least one item to see what the model would play next.")
             return
-        picks = _recommend(dataset_name, stamp, None, tuple(chosen), top, method)
-        _picks_table(picks)
+        picks = _shown(_recommend(dataset_name, stamp, None, tuple(chosen), top + len(hidden), method), hidden, top,
+                       rate)
         if method == "cnn" and picks:
             _attribution(bundle, picks[0], user=None, items=chosen, stamp=stamp)
     _quality(dataset_name)

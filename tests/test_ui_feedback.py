@@ -1,0 +1,362 @@
+"""Feedback in the app: 👍 / 👎 / save / tag edits write to the store at click time and change what each tab
+shows at once; the profile picker switches and forgets profiles; a real browser keeps likes over a reload.
+
+Each AppTest uses its own SQLite store in a temp folder (``ui.profile.store`` points at it), so nothing
+here touches the real ``data/feedback.sqlite3``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.feedback import FeedbackStore
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    """A private store, and the app's one store pointed at it."""
+    import ui.profile
+
+    db = FeedbackStore.open(f"sqlite:///{tmp_path / 'feedback.sqlite3'}", images_dir=tmp_path / "images")
+    monkeypatch.setattr(ui.profile, "store", lambda: db)
+    yield db
+    db.close()
+
+
+def _texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "info", "error", "warning", "success")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def _keys(at: AppTest, prefix: str) -> list[str]:
+    return [b.key for b in at.button if b.key and b.key.startswith(prefix)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Music
+
+
+@pytest.fixture(scope="module")
+def music_bundle():
+    from music.data import load_dataset
+    from music.mf.train import train
+
+    data = load_dataset("simulated", n_users=80, n_songs=250, n_artists=30, seed=2)
+    return train("simulated", data=data, force=True, mf_params={"epochs": 4})
+
+
+def _music() -> None:
+    import ui.music
+
+    ui.music.render()
+
+
+def _mine(at: AppTest) -> list[str]:
+    """Item ids of "Your picks", in order (from their 👍 buttons' keys)."""
+    return [k[len("mrate_mine_"):-len("_like")] for k in _keys(at, "mrate_mine_") if k.endswith("_like")]
+
+
+def test_music_likes_fold_in_dislikes_disappear(music_bundle, store):
+    at = AppTest.from_function(_music, default_timeout=180).run()
+    assert not at.exception, at.exception
+    assert "No likes yet" in _texts(at)
+    before = _mine(at)
+    assert len(before) == 10
+
+    liked = []
+    for n in (1, 2):  # like the top pick, twice: each click changes the picks at once
+        liked.append(_mine(at)[0])
+        at.button(key=f"mrate_mine_{liked[-1]}_like").click().run()
+        assert not at.exception, at.exception
+        assert set(store.likes("guest", "music")) == {f"simulated:{i}" for i in liked}  # written at click time
+        assert f"Picks folded in from your {n} like" in _texts(at)
+    after = _mine(at)
+    assert len(after) == 10 and after != before and not set(liked) & set(after)  # new picks, likes not re-offered
+
+    # a dislike of a listener's pick: gone from every list at once, and stays gone
+    user = at.selectbox(key="music_user").value
+    listener_pick = at.dataframe[0].value["title"].iloc[0]
+    item = next(k for k in _keys(at, "mrate_listener_") if k.endswith("_dislike"))
+    item = item[len("mrate_listener_"):-len("_dislike")]
+    at.button(key=f"mrate_listener_{item}_dislike").click().run()
+    assert store.dislikes("guest", "music") == [f"simulated:{item}"]
+    assert listener_pick not in list(at.dataframe[0].value["title"])
+    assert len(at.dataframe[0].value) == 10  # refilled from further down the list
+    assert not any(item in k for k in _keys(at, "mrate_"))  # not in picks, search or "up next"
+    assert at.selectbox(key="music_user").value == user
+
+    # the new-listener view keeps the profile's picks; the mode switch writes nothing
+    at.radio(key="music_mode").set_value("A new listener").run()
+    assert not at.exception
+    assert "Picks folded in from your 2 likes" in _texts(at)
+    assert len(store.likes("guest", "music")) == 2 and len(store.events()) == 3
+
+
+def test_music_search_lets_a_new_listener_like_songs(music_bundle, store):
+    at = AppTest.from_function(_music, default_timeout=180).run()
+    at.radio(key="music_mode").set_value("A new listener").run()
+    from music.mf.train import load_bundle
+
+    catalogue = load_bundle("simulated").mf.catalogue
+    artist = catalogue.artists[0]
+    at.text_input(key="music_search").set_value(artist).run()
+    found = [k[len("mrate_search_"):-len("_like")] for k in _keys(at, "mrate_search_") if k.endswith("_like")]
+    assert found and all(catalogue.artists[catalogue.items.index(i)] == artist for i in found)
+    at.button(key=f"mrate_search_{found[0]}_like").click().run()
+    assert store.likes("guest", "music") == [f"simulated:{found[0]}"]
+    assert "Picks folded in from your 1 like " in _texts(at)
+
+
+# ---------------------------------------------------------------------------------------------
+# The profile picker
+
+
+def _picker_and_music() -> None:
+    from ui.profile import render_picker
+
+    render_picker()
+    import ui.music
+
+    ui.music.render()
+
+
+def test_profiles_create_switch_and_forget(music_bundle, store):
+    at = AppTest.from_function(_picker_and_music, default_timeout=180).run()
+    assert not at.exception, at.exception
+    assert at.query_params.get("profile") == ["guest"] or at.query_params.get("profile") == "guest"
+    at.sidebar.text_input(key="profile_new_name").set_value("ada")
+    at.sidebar.button[0].click().run()  # the form's "Create and switch"
+    assert "ada" in store.profiles()
+    assert "profile _ada_" in _texts(at)
+    item = _mine(at)[0]
+    at.button(key=f"mrate_mine_{item}_like").click().run()
+    assert store.likes("ada", "music") == [f"simulated:{item}"]
+    assert store.profiles() == ["ada"]  # "guest" never wrote anything, so it was never created
+
+    # switch to a fresh name: ada's likes do not apply
+    at.sidebar.text_input(key="profile_new_name").set_value("bob")
+    at.sidebar.button[0].click().run()
+    assert "profile _bob_" in _texts(at) and "No likes yet" in _texts(at)
+
+    # back to ada, then forget her (needs the confirmation first)
+    at.sidebar.selectbox(key="profile_pick_bob").set_value("ada").run()
+    assert "Picks folded in from your 1 like " in _texts(at)
+    assert at.sidebar.button(key="profile_forget").disabled
+    at.sidebar.checkbox(key="profile_forget_sure").check().run()
+    at.sidebar.button(key="profile_forget").click().run()
+    assert not at.exception, at.exception
+    assert "ada" not in store.profiles()
+    assert store.events() == []
+    assert any("Forgot ada" in s.value for s in at.sidebar.success)
+
+
+def test_a_login_decides_the_profile(music_bundle, store, monkeypatch):
+    """Behind Streamlit's OIDC login the profile is the account (st.user), not a name from the picker."""
+    import ui.profile
+
+    monkeypatch.setattr(ui.profile, "_login_info",
+                        lambda: {"is_logged_in": True, "email": "Ada@Example.org", "sub": "42"})
+    at = AppTest.from_function(_picker_and_music, default_timeout=180)
+    at.query_params["profile"] = "someone-else"  # a name in the URL cannot override the login
+    at.run()
+    assert not at.exception, at.exception
+    assert any("Signed in as **ada@example.org**" in m.value for m in at.sidebar.markdown)
+    assert not [s for s in at.sidebar.selectbox if (s.key or "").startswith("profile_pick")]
+    item = _mine(at)[0]
+    at.button(key=f"mrate_mine_{item}_like").click().run()
+    assert store.likes("ada@example.org", "music") == [f"simulated:{item}"]
+    assert "someone-else" not in store.profiles()
+
+
+# ---------------------------------------------------------------------------------------------
+# Fashion
+
+
+@pytest.fixture(scope="module")
+def clothes_index(models_dir):
+    from fashion.service import build
+
+    return build("tuxpaint-clothes")
+
+
+def _fashion() -> None:
+    import ui.fashion
+
+    ui.fashion.render()
+
+
+def _grid_ids(at: AppTest, section: str) -> list[str]:
+    prefix = f"ffb_{section}_"
+    return [k[len(prefix):-len("_like")] for k in _keys(at, prefix) if k.endswith("_like")]
+
+
+def test_fashion_like_reranks_dislike_hides_save_lists(clothes_index, store):
+    at = AppTest.from_function(_fashion, default_timeout=240).run()
+    at.selectbox(key="fashion_catalog").set_value("tuxpaint-clothes").run()
+    at.text_input(key="fashion_item").set_value("clothes/bluejeans1").run()
+    assert not at.exception, at.exception
+    before = _grid_ids(at, "item")
+    assert len(before) == 10 and "re-ranked" not in _texts(at)
+
+    liked = before[-1]  # like the last result: the ranking moves toward it
+    at.button(key=f"ffb_item_{liked}_like").click().run()
+    assert not at.exception, at.exception
+    assert store.likes("guest", "fashion") == [f"tuxpaint-clothes/{liked}"]
+    assert "re-ranked by your 1 like" in _texts(at)
+    after = _grid_ids(at, "item")
+    assert after != before and after.index(liked) < before.index(liked)
+
+    gone = after[0]
+    at.button(key=f"ffb_item_{gone}_dislike").click().run()
+    assert store.dislikes("guest", "fashion") == [f"tuxpaint-clothes/{gone}"]
+    assert gone not in _grid_ids(at, "item") and "1 dislike" in _texts(at)
+
+    keep = _grid_ids(at, "item")[1]
+    at.button(key=f"ffb_item_{keep}_save").click().run()
+    assert store.saved("guest", "fashion") == [f"tuxpaint-clothes/{keep}"]
+    assert _grid_ids(at, "saved") == [keep]
+    at.button(key=f"ffb_saved_{keep}_unsave").click().run()
+    assert store.saved("guest", "fashion") == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Product search
+
+
+@pytest.fixture(scope="module")
+def tiny_catalog(models_dir):
+    from multimodal.data import load_tuxpaint_catalog
+    from multimodal.train import ProjectionConfig, build_index
+
+    try:
+        catalog = load_tuxpaint_catalog(limit=40)
+    except Exception as exc:  # noqa: BLE001 - no Tux Paint stamps on this machine
+        pytest.skip(f"Tux Paint stamps unavailable: {exc}")
+    build_index(catalog, projection_config=ProjectionConfig(epochs=40))
+    return catalog
+
+
+def _products() -> None:
+    import ui.multimodal
+
+    ui.multimodal.render()
+
+
+def _products_shown(at: AppTest) -> list[str]:
+    return [k[len("mm_fb_"):-len("_like")] for k in _keys(at, "mm_fb_") if k.endswith("_like")]
+
+
+def test_product_search_like_reranks_dislike_hides(tiny_catalog, store):
+    at = AppTest.from_function(_products, default_timeout=240).run()
+    item = tiny_catalog.products[3]
+    at.text_input(key="mm_text").set_value(item.title).run()
+    assert not at.exception, at.exception
+    before = _products_shown(at)
+    assert len(before) == 10
+
+    liked = before[-1]
+    at.button(key=f"mm_fb_{liked}_like").click().run()
+    assert not at.exception, at.exception
+    assert [k.split("/", 1)[1] for k in store.likes("guest", "multimodal")] == [liked]
+    assert "re-ranked by your 1 like" in _texts(at)
+    after = _products_shown(at)
+    assert after != before and after.index(liked) < before.index(liked)
+
+    gone = after[0]
+    at.button(key=f"mm_fb_{gone}_dislike").click().run()
+    assert gone not in _products_shown(at) and "1 dislike" in _texts(at)
+    keep = _products_shown(at)[0]
+    at.button(key=f"mm_fb_{keep}_save").click().run()
+    assert [k.split("/", 1)[1] for k in store.saved("guest", "multimodal")] == [keep]
+    assert f"mm_fbsaved_{keep}_unsave" in _keys(at, "mm_fbsaved_")  # listed in "Your saved list"
+
+
+# ---------------------------------------------------------------------------------------------
+# Hashtags: the tag editor under the suggestions
+
+
+def _tag_editor() -> None:
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    import ui.hashtag
+
+    image = Image.new("RGB", (64, 48), (200, 30, 30))
+    suggested = [SimpleNamespace(tag=t) for t in ("cat", "animal", "red")]
+    ui.hashtag.tag_editor(image, suggested, "d" * 40, "fused@1")
+
+
+def test_hashtag_remove_add_and_save_tags(store):
+    at = AppTest.from_function(_tag_editor, default_timeout=60).run()
+    key = "hashtag_edit_" + "d" * 16
+    at.multiselect(key=f"{key}_keep").set_value(["cat", "red"])
+    at.text_input(key=f"{key}_add").set_value("#kitten, sofa")
+    at.button(key=f"{key}_save").click().run()
+    assert not at.exception, at.exception
+    [record] = store.tagged_images("guest")
+    assert record.tags == ["cat", "red", "kitten", "sofa"]
+    assert store.image_path(record.sha256).is_file()
+    signals = {(e.signal, e.value) for e in store.events("guest", "hashtag")}
+    assert signals == {("tag_accepted", "cat"), ("tag_accepted", "red"), ("tag_removed", "animal"),
+                       ("tag_added", "kitten"), ("tag_added", "sofa")}
+    assert any("Saved 4 tags" in s.value for s in at.success)
+
+    at.text_input(key=f"{key}_add").set_value("bad tag!!")
+    at.button(key=f"{key}_save").click().run()
+    assert any("not saved" in e.value for e in at.error)  # a refused tag: a message, nothing written
+    assert len(store.tagged_images("guest")) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# A real browser: like two songs, the picks change; reload, the likes are still there
+
+
+@pytest.mark.browser
+def test_browser_music_likes_survive_a_reload(music_bundle, browser_page, app_url, artifacts_dir):
+    page = browser_page
+    name = f"bt-{uuid.uuid4().hex[:6]}"
+    page.goto(f"{app_url}/?profile={name}")
+    page.get_by_role("tab", name="Music").click()
+    music = page.get_by_role("tabpanel", name="Music")
+    music.get_by_text("No likes yet").wait_for()
+
+    def mine() -> list[str]:
+        keys = page.eval_on_selector_all(
+            ".stElementContainer[class*='st-key-mrate_mine_']",
+            "els => els.map(e => Array.from(e.classList).find(c => c.startsWith('st-key-mrate_mine_')))")
+        return list(dict.fromkeys(k[len("st-key-mrate_mine_"):-len("_like")] for k in keys if k.endswith("_like")))
+
+    def settled() -> list[str]:
+        """The picks once the rerun is over (the same ten twice in a row, a second apart)."""
+        last: list[str] = []
+        for _ in range(120):
+            now = mine()
+            if len(now) == 10 and now == last:
+                return now
+            last = now
+            page.wait_for_timeout(1000)
+        raise AssertionError(f"the picks did not settle: {last}")
+
+    before = settled()
+    liked = []
+    for n in (1, 2):  # like the top pick twice; each click changes the picks
+        liked.append(settled()[0])
+        page.locator(f".stElementContainer.st-key-mrate_mine_{liked[-1]}_like button").first.click()
+        music.get_by_text(re.compile(f"folded in from your {n} like")).wait_for()
+        page.wait_for_function("(k) => !document.querySelector('.stElementContainer.st-key-mrate_mine_' + k + '_like')", arg=liked[-1])
+    after = settled()
+    assert after != before and not set(liked) & set(after)
+    page.screenshot(path=str(artifacts_dir / "feedback_music.png"), full_page=True)
+
+    page.reload()
+    page.get_by_role("tab", name="Music").click()
+    music = page.get_by_role("tabpanel", name="Music")
+    music.get_by_text(re.compile("folded in from your 2 likes")).wait_for()
+    assert page.url.endswith(f"profile={name}")
+    assert settled() == after  # the same profile, the same likes, the same picks
