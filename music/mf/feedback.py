@@ -100,26 +100,27 @@ def picks_for_likes(bundle: Bundle, likes: Sequence[str], dislikes: Sequence[str
     return ProfilePicks(profile, bundle.dataset, source, picks, list(known), list(dislikes), ignored)
 
 
+def search_items(bundle: Bundle, query: str, n: int = 20) -> list[Recommendation]:
+    """Catalogue items whose title or artist contains ``query`` (case-insensitive), most listened first:
+    the search box where a new listener finds songs to like."""
+    q = (query or "").strip().lower()
+    if not q:
+        return []
+    c = bundle.mf.catalogue
+    hits = np.array([i for i in range(c.n_items) if q in c.titles[i].lower() or q in c.artists[i].lower()], np.int64)
+    if len(hits) == 0:
+        return []
+    listeners = np.asarray(bundle.popularity.counts, np.float64)  # type: ignore[attr-defined]
+    order = hits[np.argsort(-listeners[hits], kind="stable")][:n]
+    return [bundle.mf._rec(int(i), listeners[i], f"{int(listeners[i])} listeners") for i in order]
+
+
 def profile_picks(store: FeedbackStore, bundle: Bundle, profile: str, n: int = 10,
                   genres: Sequence[str] | None = None) -> ProfilePicks:
     """Picks for a stored profile: its current likes folded in, its dislikes filtered (see ``picks_for_likes``)."""
     likes = _items_of(store.likes(profile, TAB), bundle.dataset)
     dislikes = _items_of(store.dislikes(profile, TAB), bundle.dataset)
     return picks_for_likes(bundle, likes, dislikes, n, genres, profile)
-
-
-def search_items(bundle: Bundle, query: str, n: int = 20) -> list[Recommendation]:
-    """Catalogue items whose title or artist contains every word of ``query`` (case-insensitive), most
-    listened first: how a new listener finds songs to like before the model knows anything about them."""
-    words = [w for w in str(query).lower().split() if w][:8]
-    if not words:
-        return []
-    c = bundle.mf.catalogue
-    plays = np.asarray((c.history != 0).sum(axis=0)).ravel()
-    hits = [i for i in range(c.n_items)
-            if all(w in f"{c.titles[i]} {c.artists[i]}".lower() for w in words)]
-    hits.sort(key=lambda i: (-plays[i], i))
-    return [bundle.mf._rec(i, float(plays[i]), f"{int(plays[i])} listeners in the data") for i in hits[:n]]
 
 
 __all__ = ["TAB", "ProfilePicks", "item_key", "record", "picks_for_likes", "profile_picks", "search_items"]
