@@ -152,7 +152,19 @@ def ratio_ci(
 
     res = stats.bootstrap((a, b), ratio, paired=True, confidence_level=confidence, n_resamples=n_resamples,
                           method="percentile", vectorized=True, random_state=np.random.default_rng(seed))
-    return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
+    lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    if np.isfinite(lo) and np.isfinite(hi):
+        return [lo, hi]
+    # Small sets: a few resamples draw no hit at all for the denominator, their ratio is undefined and scipy's
+    # percentile turns the whole interval into NaN. The same paired percentile bootstrap over the defined ratios:
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), size=(n_resamples, len(a)))
+    ratios = ratio(a[idx], b[idx], axis=1)
+    ratios = ratios[np.isfinite(ratios)]
+    if not len(ratios):
+        return [float("nan"), float("nan")]
+    tail = (1 - confidence) / 2 * 100
+    return [float(np.percentile(ratios, tail)), float(np.percentile(ratios, 100 - tail))]
 
 
 def summarize(values: Sequence[float] | np.ndarray, *, seed: int = 0) -> dict[str, Any]:

@@ -109,3 +109,13 @@ def test_write_result_is_json_in_the_results_folder(tmp_path) -> None:
     assert json.loads(path.read_text())["model"]["f1@5"] == 0.5
     with pytest.raises(ValueError):
         metrics.write_result("../escape", {}, results_dir=tmp_path)
+
+
+def test_ratio_interval_stays_defined_when_some_resamples_have_no_denominator_hit() -> None:
+    # 69 users, 7 baseline hits: about one resample in a thousand draws none of them
+    base = np.zeros(69)
+    base[:7] = 1
+    model = np.zeros(69)
+    model[3:8] = 1
+    lo, hi = metrics.ratio_ci(model, base, n_resamples=5000)
+    assert np.isfinite(lo) and np.isfinite(hi) and lo < 5 / 7 < hi
