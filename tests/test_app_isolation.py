@@ -24,6 +24,19 @@ def _renders(log: Path) -> Counter:
     return Counter(m.group(1) for m in re.finditer(r"render tab=(.+?) \d", log.read_text(errors="replace")))
 
 
+def _settled(log: Path, quiet: float = 3.0, timeout: float = 90.0) -> Counter:
+    """Render counts once no tab has rendered for ``quiet`` seconds (the page's own start-up reruns are over)."""
+    last, since, deadline = _renders(log), time.time(), time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(0.3)
+        now = _renders(log)
+        if now != last:
+            last, since = now, time.time()
+        elif time.time() - since >= quiet:
+            break
+    return last
+
+
 def _wait_for(predicate, timeout: float = 90.0) -> bool:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -52,16 +65,14 @@ def test_a_click_in_one_tab_does_not_run_the_others(models_dir):
             page.goto(url)
             page.get_by_text("Similar garments").wait_for(state="attached")
             assert _wait_for(lambda: all(_renders(log)[t] >= 1 for t in TABS)), _renders(log)
-            time.sleep(1.0)
-            before = _renders(log)
+            before = _settled(log)
 
             page.get_by_role("tab", name="Fashion", exact=True).click()
             page.get_by_role("combobox", name="Catalog").click()
             page.get_by_role("option", name=re.compile("Tux Paint clothes")).click()
             assert _wait_for(lambda: _renders(log)["Fashion"] > before["Fashion"]), _renders(log)
             page.get_by_text(re.compile("tuxpaint-clothes|Tux Paint clothes")).first.wait_for()
-            time.sleep(2.0)  # anything else the click triggered has had time to log
-            after = _renders(log)
+            after = _settled(log)  # anything else the click triggered has had time to log
             browser.close()
     finally:
         stop_app(proc)
