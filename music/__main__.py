@@ -44,6 +44,16 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(USAGE_EXIT)
 
 
+def _trained_name(text: str) -> str:
+    """A dataset name, or the name of any bundle trained on disk (a catalogue trained under its own name)."""
+    from music.mf.train import trained_datasets
+
+    if text in DATASETS or text in trained_datasets():
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is neither a dataset ({', '.join(DATASETS)}) nor a trained model "
+                                     f"({', '.join(trained_datasets()) or 'none yet'})")
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -285,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     r = sub.add_parser("recommend", help="top-K picks for a user (or for picked genres)")
-    r.add_argument("--dataset", default="simulated", choices=DATASETS)
+    r.add_argument("--dataset", default="simulated", type=_trained_name)
     r.add_argument("--user", default=None)
     r.add_argument("--genres", default=None, help="comma-separated genres: new-listener picks")
     r.add_argument("--top", type=_positive_int, default=10)

@@ -102,7 +102,7 @@ def test_fashion_mnist_style_query():
 
 @pytest.fixture(scope="session")
 def clothes_index(models_dir):
-    index, built = build_index("tuxpaint-clothes")
+    index, built = build_index("tuxpaint-clothes", force=True)  # another test module may have built it already
     assert built
     return index
 
