@@ -1,7 +1,7 @@
 """The music data layer: every source in one ``MusicDataset`` shape, id maps, and the one ``Split`` type.
 
 Rooms: ``dataset`` (the shape, cleaning, ``IdMap``), ``sources`` (real formats: Last.fm-2K,
-MovieLens-100K, Last.fm-1K, 30Music, CSV), ``simulate`` (the seeded offline default), ``splits``
+MovieLens-100K, Last.fm-1K, 30Music, CSV), ``simulate`` (the offline default, reproducible from a fixed random seed), ``splits``
 (``Split`` and the interaction splits). ``load_dataset`` is the one entry point by name.
 """
 
