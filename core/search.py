@@ -24,17 +24,16 @@ uploaded photo keeps its best match.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
 from core.artifacts import ArtifactError, atomic_path, checksum_files
+from core.threads import faiss_threads
 
 log = logging.getLogger(__name__)
 
@@ -135,23 +134,6 @@ def describe(info: Mapping[str, Any]) -> str:
         line += f"; recall@10 {info['recall@10']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
         line += f" against exact search, measured at build time on {info.get('recall_queries', 'held-out queries')}"
     return line + "."
-
-
-@contextlib.contextmanager
-def faiss_threads(n: Optional[int] = None) -> Iterator[None]:
-    """Run the block on ``n`` FAISS OpenMP threads (default ``RECS_FAISS_THREADS`` or 2), then restore.
-
-    Why: OpenMP threads spin while waiting, and on shared 2-core machines more threads than cores
-    make builds slower, not faster. Single queries use one thread whatever this says.
-    """
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(max(1, int(n if n is not None else os.environ.get("RECS_FAISS_THREADS", "2"))))
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
 
 
 def build_faiss(vectors: np.ndarray, kind: str, params: Mapping[str, Any], *, seed: int = 0) -> Any:

@@ -57,22 +57,39 @@ def set_torch_threads(n: int) -> None:
 
 
 @contextlib.contextmanager
-def torch_threads(n: Optional[int] = None) -> Iterator[None]:
-    """Run the block on ``n`` torch threads (default ``RECS_TORCH_THREADS`` or 1), then restore.
+def _threads_for_block(get, set_, n: Optional[int], env: str, default: str) -> Iterator[None]:
+    """Set a library's process-wide thread count for the block, then restore it.
 
-    A no-op outside the main thread or once the process pinned its threads (see the module docstring).
+    A no-op outside the main thread or once the process pinned its threads: the count is one setting for
+    the whole process, so a request thread must never change it under its neighbours.
     """
     if not _may_change():
         yield
         return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(n if n is not None else os.environ.get("RECS_TORCH_THREADS", "1"))))
+    before = get()
+    set_(max(1, int(n if n is not None else os.environ.get(env, default))))
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        set_(before)
+
+
+def torch_threads(n: Optional[int] = None) -> "contextlib.AbstractContextManager[None]":
+    """Run the block on ``n`` torch threads (default ``RECS_TORCH_THREADS`` or 1), then restore."""
+    import torch
+
+    return _threads_for_block(torch.get_num_threads, torch.set_num_threads, n, "RECS_TORCH_THREADS", "1")
+
+
+def faiss_threads(n: Optional[int] = None) -> "contextlib.AbstractContextManager[None]":
+    """Run the block on ``n`` FAISS OpenMP threads (default ``RECS_FAISS_THREADS`` or 2), then restore.
+
+    OpenMP threads spin while waiting; on a shared 2-core machine more threads than cores make index builds
+    slower, not faster. Single queries use one thread whatever this says.
+    """
+    import faiss
+
+    return _threads_for_block(faiss.omp_get_max_threads, faiss.omp_set_num_threads, n, "RECS_FAISS_THREADS", "2")
 
 
 def pinned() -> Optional[int]:

@@ -123,18 +123,22 @@ def test_lazy_value_is_built_once_when_many_threads_ask_together():
 
 
 def test_request_threads_leave_process_settings_alone():
+    import faiss
     import torch
     from PIL import Image
 
     from core.images import ImageError, load_image
-    from core.threads import torch_threads
+    from core.threads import faiss_threads, torch_threads
 
     before_threads, before_pixels = torch.get_num_threads(), Image.MAX_IMAGE_PIXELS
+    before_faiss = faiss.omp_get_max_threads()
     inside = []
 
     def request():
         with torch_threads(max(1, before_threads + 3)):
             inside.append(torch.get_num_threads())
+        with faiss_threads(max(1, before_faiss + 3)):  # an index built from a session's "build now" button
+            inside.append(faiss.omp_get_max_threads())
         try:
             load_image(b"\x89PNG\r\n\x1a\n" + b"0" * 10, max_pixels=1000)
         except ImageError:
@@ -144,7 +148,7 @@ def test_request_threads_leave_process_settings_alone():
     t = threading.Thread(target=request)
     t.start()
     t.join()
-    assert inside == [before_threads, before_pixels]
+    assert inside == [before_threads, before_faiss, before_pixels]
     assert torch.get_num_threads() == before_threads
 
 
