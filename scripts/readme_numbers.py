@@ -173,6 +173,8 @@ def render_hashtag_evaluate(result: dict, name: str) -> str:
     out = [block(result.get("results") or result, "Tux Paint test split")]
     if isinstance(result.get("real_photos"), dict):
         out.append(block(result["real_photos"], "Real photographs (dev set)"))
+    if isinstance(result.get("real_photos_check"), dict):
+        out.append(block(result["real_photos_check"], "Real object photographs (held-out check set, never tuned on)"))
     return "\n\n".join(out)
 
 

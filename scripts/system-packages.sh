@@ -5,8 +5,9 @@ set -uo pipefail
 # dataset-fashion-mnist, tuxpaint-stamps-default: shipped datasets; wordnet-base: WordNet 3.0 for concept hashtags;
 # chromium(-driver): browser tests; postgresql: the feedback store's tests also run against a real server;
 # openjdk-17-jre-headless: Spark's JVM (local mode) for the batch engine.
+# mate-backgrounds, lomiri-wallpapers-*: the hashtag real-photo dev set; opencv-doc: its held-out object photos.
 PACKAGES=(dataset-fashion-mnist tuxpaint-stamps-default wordnet-base chromium chromium-driver postgresql
-          openjdk-17-jre-headless mate-backgrounds lomiri-wallpapers-16.04 lomiri-wallpapers-20.04)
+          openjdk-17-jre-headless mate-backgrounds lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 opencv-doc)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

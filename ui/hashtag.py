@@ -142,7 +142,8 @@ def render_results(image: Image.Image, results, *, key: str = "hashtag") -> None
         st.markdown("  \n".join(chip(r) for r in results))
         st.code(hashtag_line([r.tag for r in results]), language=None)
         st.caption("Score — learned: how much of the decoder's beam-search probability mass contains the tag; "
-                   "concept: the ImageNet probability of the classes under the word; fused tags weigh both.")
+                   "concept: the ImageNet probability of the classes under the word (whole photo and its regions), "
+                   "scaled down for rare or very broad words; fused tags weigh both.")
     with_maps = [r for r in results if r.attention is not None]
     if with_maps:
         st.markdown("**Where each tag came from in the picture**")
