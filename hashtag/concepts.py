@@ -65,9 +65,9 @@ class FusionRule:
 
 
 #: Chosen with ``python -m hashtag tune-fusion`` (see ``tune_fusion``; numbers in docs/hashtag.md): the decoder
-#: weighs 0.2 on pictures whose nearest training image has cosine ≥ 0.532, 0 elsewhere (it then only adds
-#: 0.2 × its score to the concept tags it also proposes). Dev P@5 0.151, F1@5 0.128 (concepts alone 0.124),
-#: Tux Paint val F1@5 0.554 against the decoder's 0.537.
+#: weighs 0.2 on pictures whose nearest training image has cosine ≥ 0.532 (nearly all Tux Paint validation images,
+#: about half of the dev photos), 0 elsewhere, where it only adds 0.2 × its score to the concept tags it also
+#: proposes. Dev P@5 0.151, F1@5 0.128 (concepts alone 0.124), Tux Paint val F1@5 0.554 (decoder 0.537).
 FUSION = FusionRule(near=0.2, far=0.0, threshold=0.532, agree=0.2)
 #: How many tags each side proposes before fusion (more than the 5 shown, so a tag both sides rank 6th
 #: can still win on their summed score).
@@ -320,12 +320,13 @@ def tune_fusion(service, *, ranking: Optional[ConceptRanking] = None, tolerance:
 
     Only rules that keep the training corpus's validation F1@5 within ``tolerance`` of the decoder alone and
     the dev photos' F1@5 at least at the concept tagger's are eligible (clip-art users must not lose
-    anything, photo users must not lose to the concepts alone); the test splits are never looked at. Thresholds
+    anything, photo users must not lose to the concepts alone); the test splits are never looked at.
+    Among the eligible rules within ``margin`` of the best dev objective (45 photos cannot tell smaller
+    gains from noise), the one with the best validation F1@5 wins. Thresholds
     are tried at the quantiles of the dev and validation images' nearest-neighbour similarities, plus
     "no gate" (one weight everywhere); on photos (below the threshold) the decoder's weight is 0, so its own
     tags only fill empty places, and ``agree`` lifts the concept tags it also proposes. 45 photos cannot tell gains below
-    ``margin`` from noise, so among the rules within ``margin`` of the best dev objective the one with
-    the best validation F1@5 wins. ``service`` is a ``HashtagService``.
+    ``margin`` from noise. ``service`` is a ``HashtagService``.
     """
     from hashtag.evaluate import per_image_scores
 
