@@ -302,7 +302,7 @@ def test_csv_dataset_trains_predicts_and_evaluates_end_to_end(hashtag_model, tmp
     service = HashtagService(ds.root)
     tags = [r.tag for r in service.predict(fixture / "images" / "cat.png", method="model", k=3)]
     assert tags and set(tags) <= {"cat", "animal", "pet", "beach", "sea", "summer", "tree", "nature"}
-    table = service.evaluate(photo_set=None)
+    table = service.evaluate(photo_set=None, check_set=None)
     from hashtag.service import EVALUATED
 
     assert set(table) == set(EVALUATED)
