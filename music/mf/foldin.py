@@ -208,11 +208,28 @@ class FoldInModel:
             return s
         return _z(s) + g * _z(self.similarity(user.liked))
 
-    def similarity(self, liked: np.ndarray) -> np.ndarray:
-        """Mean cosine similarity of every item to the liked items, in the item-factor space."""
+    def scores_many(self, users: Sequence[FoldIn]) -> np.ndarray:
+        """``scores`` for many folded-in listeners at once (one matrix product): shape (len(users), n_items)."""
+        P = np.stack([u.p for u in users]) if len(users) else np.zeros((0, self.Q.shape[1]))
+        S = P @ self.Q.T + self.constants.bias_weight * self.bi + np.array([u.bu for u in users])[:, None] + self.mu
+        g = self.constants.similarity_weight
+        if g == 0:
+            return S
+        Qn = self._normed()
+        has = np.array([len(u.liked) > 0 for u in users])
+        M = np.stack([Qn[u.liked].mean(axis=0) if len(u.liked) else np.zeros(Qn.shape[1]) for u in users])
+        mixed = _z(S, axis=1) + g * _z(M @ Qn.T, axis=1)
+        return np.where(has[:, None], mixed, S)
+
+    def _normed(self) -> np.ndarray:
         if self._Qn is None:
             self._Qn = self.Q / (np.linalg.norm(self.Q, axis=1, keepdims=True) + 1e-12)
-        return self._Qn @ self._Qn[np.asarray(liked, np.int64)].mean(axis=0)
+        return self._Qn
+
+    def similarity(self, liked: np.ndarray) -> np.ndarray:
+        """Mean cosine similarity of every item to the liked items, in the item-factor space."""
+        Qn = self._normed()
+        return Qn @ Qn[np.asarray(liked, np.int64)].mean(axis=0)
 
     def top(self, liked: Sequence[int], n: int = 10, exclude: Sequence[int] = ()) -> list[tuple[int, float]]:
         """Best ``n`` (item, score) for a listener who liked ``liked``; liked and ``exclude`` items left out."""
@@ -232,8 +249,9 @@ class FoldInModel:
         return f"because you liked {c.titles[j]}{who}"
 
 
-def _z(x: np.ndarray) -> np.ndarray:
-    return (x - x.mean()) / (x.std() + 1e-12)
+def _z(x: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """z-scores over the catalogue (per row with ``axis=1``)."""
+    return (x - x.mean(axis=axis, keepdims=True)) / (x.std(axis=axis, keepdims=True) + 1e-12)
 
 
 def describe(model: Any) -> dict[str, Any]:
