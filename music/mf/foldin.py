@@ -137,13 +137,11 @@ class FoldInModel:
         w = mf.catalogue.history.data
         w = w[w != 0]
         median = float(np.median(np.abs(w))) if len(w) else 1.0
-        #: weight of one like: the median training interaction (plays, or a rating)
+        #: weight of one like as training data: the median training interaction (plays, or a rating)
         self.like_value = median if mf.catalogue.kind != "explicit" else float(np.quantile(w, 0.9)) if len(w) else 5.0
         self.confidence = 1.0 + self.alpha * np.log1p(self.like_value)
         if self.constants.confidence is not None and self.mode != "explicit":
             self.confidence = float(self.constants.confidence)
-            # the play count that gets this confidence (what a retrain is given as the like's weight)
-            self.like_value = float(np.expm1((self.confidence - 1.0) / max(self.alpha, 1e-12)))
         #: λ of the solve (the chosen one, else the model's training λ)
         self.lam = float(self.constants.l2) if self.constants.l2 is not None else self.l2
         self._Qn: np.ndarray | None = None
