@@ -323,7 +323,7 @@ def evaluate_foldin(dataset: str, path: str | None = None, *, seed: int = 42, sa
                      f"{seed + VAL_SEED_OFFSET}); the fold-in's constants (like confidence, λ, item-bias weight, "
                      f"factor-similarity weight) chosen on the validation listeners with an MF trained without "
                      f"test and validation listeners; test reported with the MF trained on every other listener "
-                     f"(as before) and the chosen constants; k ∈ {list(REVEAL)} items revealed as binary likes; "
+                     f"and the chosen constants; k ∈ {list(REVEAL)} items revealed as binary likes; "
                      f"full ranking over all items except the revealed ones; NDCG@{K}/HR@{K} on the rest; "
                      f"popularity, genre and retrain at k={BAR_K}"),
         "seconds_under_load": round(time.time() - t0, 1)}}

@@ -18,8 +18,8 @@ restricted to that one user, which for the least-squares objectives is a d × d 
 
 A like carries one confidence for every liked item, because a like says "I like this", not how often it was
 played. Its value and three more constants are chosen on validation listeners by ``python -m music
-evaluate-foldin`` (``FoldInConstants``) and saved beside the dataset's models as ``foldin-<dataset>.json``; the
-product and the evaluation's test side both read that one file:
+evaluate-foldin`` (``FoldInConstants``), which reports its test rows with them and saves them beside the
+dataset's models as ``foldin-<dataset>.json``; the tab and ``recommend --profile`` read that one file:
 
 - ``confidence`` c of a like (default: the confidence of the *median* training interaction,
   ``1 + α·log(1 + median plays)``);
