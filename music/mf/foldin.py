@@ -103,7 +103,9 @@ def load_constants(dataset: str, mode: str, engine: str) -> FoldInConstants:
         log.warning("fold-in constants in %s were chosen for %s/%s, the model is %s/%s; using the model's own",
                     path, m.get("mode"), m.get("engine"), mode, engine)
         return FoldInConstants()
-    return FoldInConstants.from_dict(m["constants"])
+    constants = FoldInConstants.from_dict(m["constants"])
+    log.info("fold-in constants for %s from %s: %s", dataset, path, constants)
+    return constants
 
 
 @dataclass
