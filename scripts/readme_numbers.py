@@ -230,7 +230,16 @@ def render_music_foldin(result: dict, name: str) -> str:
                          with_ci(met.get("hr@10"), met.get("hr@10_ci95")), fmt(met.get("users"))])
     if not rows:
         raise ShapeError("no methods with ndcg@10")
-    return table(["method", "ndcg@10", "hr@10", "held-out users"], rows)
+    out = table(["method", "ndcg@10", "hr@10", "held-out users"], rows)
+    meta = result.get("meta") or {}
+    for bar, b in (meta.get("bars") or {}).items():
+        out += (f"\n\n`{bar}` = {with_ci(b.get('ratio'), b.get('ci95'))} (bar {fmt(b.get('bar'))}: "
+                f"{'met' if b.get('met') else 'not met'}).")
+    chosen = (meta.get("validation") or {}).get("chosen")
+    if chosen:
+        out += ("\n\nFold-in constants chosen on " + fmt(meta["validation"].get("users")) + " validation users: "
+                + ", ".join(f"{k} = {fmt(v)}" for k, v in chosen.items()) + ".")
+    return out
 
 
 def render_feedback(result: dict, name: str) -> str:

@@ -17,23 +17,28 @@ from music.data import MusicDataset
 CLUSTERS = ("rock", "jazz", "folk")
 
 
-@pytest.fixture(scope="module")
-def planted() -> MusicDataset:
+def make_planted(plays: int = 12, users: int = 150) -> MusicDataset:
+    """Listeners of one cluster each: ``plays`` items of it and one stray play."""
     rng = np.random.default_rng(3)
     items = pd.DataFrame({"item": [f"{g}{k}" for g in CLUSTERS for k in range(30)],
                           "title": [f"{g.title()} song {k}" for g in CLUSTERS for k in range(30)],
                           "artist": [f"{g} band {k % 5}" for g in CLUSTERS for k in range(30)],
                           "genres": [[g] for g in CLUSTERS for _ in range(30)]})
     rows = []
-    for u in range(150):
+    for u in range(users):
         g = CLUSTERS[u % 3]
-        for k in rng.choice(30, 12, replace=False):
+        for k in rng.choice(30, plays, replace=False):
             rows.append((f"u{u}", f"{g}{k}", float(rng.integers(1, 50))))
         stray = CLUSTERS[(u + 1 + rng.integers(2)) % 3]  # one stray play in another cluster
         rows.append((f"u{u}", f"{stray}{rng.integers(30)}", 1.0))
     inter = pd.DataFrame(rows, columns=["user", "item", "weight"]).drop_duplicates(["user", "item"])
     inter["weight"] = inter["weight"].astype(np.float32)
     return MusicDataset("planted", "implicit", inter.reset_index(drop=True), items)
+
+
+@pytest.fixture(scope="module")
+def planted() -> MusicDataset:
+    return make_planted()
 
 
 @pytest.fixture(scope="module")
@@ -112,18 +117,92 @@ def test_recommend_profile_cli(bundle, store, capsys):
     assert rc == 2 and "error: Unknown item" in capsys.readouterr().err
 
 
-def test_foldin_solve_matches_the_objective_minimum(bundle):
-    """The closed form is the minimiser of the weighted objective: its gradient there is zero."""
-    from music.mf.foldin import FoldInModel
+@pytest.mark.parametrize("constants", [None, {"confidence": 20.0, "l2": 3.0}])
+def test_foldin_solve_matches_the_objective_minimum(bundle, constants):
+    """The closed form is the minimiser of the weighted objective (with the chosen c and λ): zero gradient."""
+    from music.mf.foldin import FoldInConstants, FoldInModel
 
-    f = FoldInModel(bundle.mf)
+    f = FoldInModel(bundle.mf, FoldInConstants(**constants) if constants else None)
     liked = np.array([0, 5, 7])
     p = f.solve(liked).p
     y = np.zeros(len(f.Q))
     w = np.ones(len(f.Q))
     y[liked], w[liked] = 1.0, f.confidence
-    grad = -2 * f.Q.T @ (w * (y - f.bi - f.Q @ p)) + 2 * f.l2 * p
+    lam = constants["l2"] if constants else f.l2
+    assert f.confidence == (constants["confidence"] if constants else pytest.approx(1 + np.log1p(f.like_value)))
+    grad = -2 * f.Q.T @ (w * (y - f.bi - f.Q @ p)) + 2 * lam * p
     assert np.abs(grad).max() < 1e-8
+
+
+def test_ranking_constants_weigh_item_bias_and_factor_similarity(bundle):
+    """β scales the item bias in the score; γ adds the liked items' factor-space similarity (z-scored)."""
+    from music.mf.foldin import FoldInConstants, FoldInModel
+
+    liked = np.array([0, 1, 2])
+    plain = FoldInModel(bundle.mf)
+    no_bias = FoldInModel(bundle.mf, FoldInConstants(bias_weight=0.0))
+    u = plain.solve(liked)
+    assert np.allclose(plain.scores(u) - no_bias.scores(u), plain.bi)
+    sim_only = FoldInModel(bundle.mf, FoldInConstants(similarity_weight=1e6))
+    s = sim_only.scores(sim_only.solve(liked))
+    assert np.argsort(-s)[:10].tolist() == np.argsort(-sim_only.similarity(liked))[:10].tolist()
+
+
+def test_the_product_uses_the_constants_chosen_for_its_dataset(bundle):
+    """``foldin-<dataset>.json`` beside the models is what the tab folds in with; another objective's file is
+    ignored (the model's own values)."""
+    from music.mf import feedback
+    from music.mf.foldin import FoldInConstants, constants_path, load_constants, save_constants
+
+    chosen = FoldInConstants(confidence=9.0, l2=2.0, bias_weight=0.5, similarity_weight=0.25)
+    try:
+        save_constants("planted", chosen, mode=str(bundle.mf.mode), engine="keras", chosen_on={"test": True})
+        bundle._foldin = None
+        f = feedback._foldin(bundle)
+        assert f.constants == chosen and f.confidence == 9.0 and f.lam == 2.0
+        assert load_constants("planted", "explicit", "keras") == FoldInConstants()
+    finally:
+        constants_path("planted").unlink(missing_ok=True)
+        bundle._foldin = None
+    assert feedback._foldin(bundle).constants == FoldInConstants()
+
+
+def test_evaluate_foldin_chooses_on_validation_listeners_and_reports_test(tmp_path, monkeypatch):
+    """Constants are chosen on validation listeners disjoint from the test ones (with an MF that saw neither),
+    written beside the models, and the test rows carry intervals and the paired ratio to popularity."""
+    from music.mf import evaluate_foldin as ev
+    from music.mf.foldin import FoldInConstants, constants_path, load_constants
+
+    planted = make_planted(plays=18)  # held-out listeners need ≥ 15 items
+    monkeypatch.setattr("core.metrics.RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(ev, "GRID", {"confidence": (3.0, 30.0), "l2": (0.1, 10.0), "bias_weight": (0.0, 1.0),
+                                     "similarity_weight": (0.0, 1.0)})
+    setup = ev._setup(planted, 42)
+    test_users, val_users = set(setup["test_users"]), set(setup["val_users"])
+    assert val_users and not test_users & val_users
+    assert not set(setup["train_val"]["user"]) & (test_users | val_users)
+    params = {"dim": 8, "epochs": 15, "lr": 0.03, "patience": 3}
+    out = ev.evaluate_foldin("planted", data=planted, retrain=False, mf_params=params, fits_dir=tmp_path / "fits")
+    try:
+        for key in ("fold_in_k1", "fold_in_k3", "fold_in_k5", "fold_in_k10", "popularity", "genre"):
+            lo, hi = out[key]["ndcg@10_ci95"]
+            assert lo <= out[key]["ndcg@10"] <= hi and "hr@10" in out[key]
+        ratio = out["meta"]["bars"]["fold_in_k5_over_popularity"]
+        assert ratio["ci95"][0] <= ratio["ratio"] <= ratio["ci95"][1]
+        v = out["meta"]["validation"]
+        chosen = FoldInConstants.from_dict(v["chosen"])
+        # the winner is the best candidate on validation, at least as good as the model's own constants
+        best = max(c["val_ndcg@10_mean"] for c in v["candidates"])
+        assert v["fold_in_chosen"]["val_ndcg@10_mean"] == best >= v["fold_in_model_defaults"]["val_ndcg@10_mean"]
+        assert load_constants("planted", "wmf", "keras") == chosen
+        assert out["meta"]["foldin"]["l2"] == chosen.l2
+        # a second run reuses both fits and chooses the same
+        again = ev.evaluate_foldin("planted", data=planted, retrain=False, mf_params=params, save=False,
+                                   fits_dir=tmp_path / "fits")
+        assert again["meta"]["validation"]["chosen"] == v["chosen"]
+        assert again["fold_in_k5"]["ndcg@10"] == out["fold_in_k5"]["ndcg@10"]
+    finally:
+        constants_path("planted").unlink(missing_ok=True)
 
 
 def test_search_finds_songs_to_like(bundle):

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from core.feedback.store import FeedbackError, FeedbackStore
-from music.mf.foldin import FoldInModel
+from music.mf.foldin import FoldInModel, load_constants
 from music.mf.service import genres as bundle_genres
 from music.mf.train import Bundle
 from music.recommender import Recommendation
@@ -56,10 +56,14 @@ class ProfilePicks:
 
 
 def _foldin(bundle: Bundle) -> FoldInModel:
-    """One ``FoldInModel`` per loaded bundle (its Gram matrix is computed once)."""
+    """One ``FoldInModel`` per loaded bundle (its Gram matrix is computed once), with the constants chosen on
+    validation listeners for this dataset (``foldin-<dataset>.json`` beside the models; the model's own
+    values when none were chosen)."""
     cached = getattr(bundle, "_foldin", None)
     if cached is None or cached.mf is not bundle.mf:
-        cached = FoldInModel(bundle.mf)  # type: ignore[arg-type]
+        mf = bundle.mf
+        constants = load_constants(bundle.dataset, str(mf.mode), str(getattr(mf, "engine", "keras")))  # type: ignore[attr-defined]
+        cached = FoldInModel(mf, constants)  # type: ignore[arg-type]
         bundle._foldin = cached  # type: ignore[attr-defined]
     return cached
 

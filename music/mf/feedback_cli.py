@@ -43,7 +43,8 @@ def cmd_evaluate_foldin(args: argparse.Namespace) -> int:
     from music.mf.evaluate_foldin import evaluate_foldin
 
     kwargs = {"download": True} if args.dataset == "movielens-100k" else {}
-    out = evaluate_foldin(args.dataset, args.path, seed=args.seed, retrain=not args.no_retrain, **kwargs)
+    out = evaluate_foldin(args.dataset, args.path, seed=args.seed, retrain=not args.no_retrain,
+                          fits_dir=args.fits, **kwargs)
     if args.json:
         sys.stdout.write(json.dumps(out, indent=2, default=str) + "\n")
     else:
@@ -62,5 +63,7 @@ def register_foldin(subparsers: Any) -> None:
     e.add_argument("--path", default=None)
     e.add_argument("--seed", type=int, default=42)
     e.add_argument("--no-retrain", action="store_true", help="skip the full-retrain upper bound")
+    e.add_argument("--fits", default=None, metavar="DIR",
+                   help="keep the two MF fits (validation and test side) in DIR and reuse them when they match")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_evaluate_foldin)

@@ -16,19 +16,35 @@ restricted to that one user, which for the least-squares objectives is a d × d 
 - **softmax / bpr** (not least squares): 100 gradient steps on the model's full-catalogue softmax
   log-likelihood of the liked items plus ``λ‖p‖²``, from ``p = 0`` (the objective is convex in ``p``).
 
-A like carries one confidence for every liked item: the confidence the model gave the *median* training
-interaction (``1 + α·log(1 + median plays)``), because a like says "I like this", not how often it was played.
+A like carries one confidence for every liked item, because a like says "I like this", not how often it was
+played. Its value and three more constants are chosen on validation listeners by ``python -m music
+evaluate-foldin`` (``FoldInConstants``), which reports its test rows with them and saves them beside the
+dataset's models as ``foldin-<dataset>.json``; the tab and ``recommend --profile`` read that one file:
+
+- ``confidence`` c of a like (default: the confidence of the *median* training interaction,
+  ``1 + α·log(1 + median plays)``);
+- ``l2``, the λ of the solve (default: the model's training λ). A few likes pin a 64-d factor down poorly,
+  so a λ larger than the training one (more shrinkage toward the item biases) can rank better;
+- ``bias_weight`` β, the weight of the trained item bias ``b_i`` in the ranking score (default 1, the model's
+  own rule): how much plain item popularity the picks keep;
+- ``similarity_weight`` γ: the ranking adds γ × the liked items' mean cosine similarity to each item in the
+  item-factor space, both z-scored over the catalogue (default 0): item-to-item neighbours of the likes,
+  which a few likes can express more directly than a solved factor.
+
 Dislikes are not folded in; callers remove them from the ranking (a disliked item is never shown again).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from core.artifacts import ArtifactError, read_json, write_json
+from music.mf.data import music_dir
 from music.mf.model import KerasMF
 from music.recommender import top_n
 
@@ -36,6 +52,60 @@ log = logging.getLogger(__name__)
 
 #: Gradient steps for the objectives without a closed form (softmax, bpr).
 GRADIENT_STEPS = 100
+
+
+@dataclass(frozen=True)
+class FoldInConstants:
+    """The fold-in's constants (see the module docstring); ``None`` means the model's own value."""
+
+    confidence: float | None = None
+    l2: float | None = None
+    bias_weight: float = 1.0
+    similarity_weight: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FoldInConstants":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: (None if v is None else float(v)) for k, v in d.items() if k in names})
+
+
+def constants_path(dataset: str) -> Path:
+    """Where the chosen constants of ``dataset`` live: beside its trained models."""
+    return music_dir() / f"foldin-{dataset}.json"
+
+
+def save_constants(dataset: str, constants: FoldInConstants, *, mode: str, engine: str,
+                   chosen_on: dict[str, Any]) -> Path:
+    """Record the constants chosen on validation for ``dataset``'s models (objective ``mode``, ``engine``)."""
+    path = constants_path(dataset)
+    write_json(path, {"kind": "music-foldin-constants", "schema": 1, "dataset": dataset, "mode": mode,
+                      "engine": engine, "constants": constants.to_dict(), "chosen_on": chosen_on,
+                      "made_by": f"python -m music evaluate-foldin --dataset {dataset}"})
+    return path
+
+
+def load_constants(dataset: str, mode: str, engine: str) -> FoldInConstants:
+    """The chosen constants for ``dataset``'s models; the model's own values when none were chosen for this
+    objective and engine (logged, so a missing choice is visible)."""
+    path = constants_path(dataset)
+    if not path.is_file():
+        log.info("no fold-in constants for %s at %s; using the model's own (run `python -m music evaluate-foldin "
+                 "--dataset %s`)", dataset, path, dataset)
+        return FoldInConstants()
+    m = read_json(path)
+    if m.get("kind") != "music-foldin-constants" or "constants" not in m:
+        raise ArtifactError(f"{path} is not a fold-in constants file; rebuild it with "
+                            f"`python -m music evaluate-foldin --dataset {dataset}`.")
+    if (m.get("mode"), m.get("engine", "keras")) != (mode, engine):
+        log.warning("fold-in constants in %s were chosen for %s/%s, the model is %s/%s; using the model's own",
+                    path, m.get("mode"), m.get("engine"), mode, engine)
+        return FoldInConstants()
+    constants = FoldInConstants.from_dict(m["constants"])
+    log.info("fold-in constants for %s from %s: %s", dataset, path, constants)
+    return constants
 
 
 @dataclass
@@ -54,8 +124,9 @@ class FoldInModel:
     object): Keras factors use the objective named by ``mode``; Spark factors use ALS's objective.
     """
 
-    def __init__(self, mf: KerasMF) -> None:
+    def __init__(self, mf: KerasMF, constants: FoldInConstants | None = None) -> None:
         self.mf = mf
+        self.constants = constants or FoldInConstants()
         self.Q = np.asarray(mf.Q, np.float64)
         self.bi = np.asarray(mf.bi, np.float64)
         self.mu = float(getattr(mf, "mu", 0.0))
@@ -68,16 +139,22 @@ class FoldInModel:
         w = mf.catalogue.history.data
         w = w[w != 0]
         median = float(np.median(np.abs(w))) if len(w) else 1.0
-        #: weight of one like: the median training interaction (plays, or a rating)
+        #: weight of one like as training data: the median training interaction (plays, or a rating)
         self.like_value = median if mf.catalogue.kind != "explicit" else float(np.quantile(w, 0.9)) if len(w) else 5.0
         self.confidence = 1.0 + self.alpha * np.log1p(self.like_value)
+        if self.constants.confidence is not None and self.mode != "explicit":
+            self.confidence = float(self.constants.confidence)
+        #: λ of the solve (the chosen one, else the model's training λ)
+        self.lam = float(self.constants.l2) if self.constants.l2 is not None else self.l2
+        self._Qn: np.ndarray | None = None
 
     # ------------------------------------------------------------------------------------------
     def solve(self, liked: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray | None = None) -> FoldIn:
         """The listener's factor (and user bias) from liked item indices; zero factor for no likes.
 
-        ``values`` (plays or ratings, one per liked item) replaces the single like weight: with a listener's
-        whole training history it reproduces the model's own user step (how the tests check the solver).
+        ``values`` (plays or ratings, one per liked item) replaces the single like confidence: with a listener's
+        whole training history (and the default constants) it reproduces the model's own user step (how the
+        tests check the solver).
         """
         liked = np.asarray(liked, np.int64)
         if values is None:
@@ -94,8 +171,8 @@ class FoldInModel:
         if self.mode in ("softmax", "bpr"):
             return FoldIn(self._gradient(liked), 0.0, liked)
         # weighted MF / implicit ALS: the iALS user step with the item bias as a fixed offset
-        c = 1.0 + self.alpha * np.log1p(np.abs(v))
-        lam = self.l2 * len(liked) if self.engine == "spark" else self.l2
+        c = np.full(len(liked), self.confidence) if values is None else 1.0 + self.alpha * np.log1p(np.abs(v))
+        lam = self.lam * len(liked) if self.engine == "spark" else self.lam
         A = self.gram + (Ql.T * (c - 1.0)) @ Ql + lam * np.eye(d)
         b = Ql.T @ (c * (1.0 - self.bi[liked]) + self.bi[liked]) - self.qb
         return FoldIn(np.linalg.solve(A, b), 0.0, liked)
@@ -104,26 +181,55 @@ class FoldInModel:
         y = v - self.mu - self.bi[liked]
         spark = self.engine == "spark"
         X = Ql if spark else np.hstack([Ql, np.ones((len(liked), 1))])
-        lam = self.l2 * len(liked) if spark else self.l2
+        lam = self.lam * len(liked) if spark else self.lam
         sol = np.linalg.solve(X.T @ X + lam * np.eye(X.shape[1]), X.T @ y)
         return FoldIn(sol, 0.0, liked) if spark else FoldIn(sol[:-1], float(sol[-1]), liked)
 
     def _gradient(self, liked: np.ndarray) -> np.ndarray:
         """Minimise −mean log softmax(liked) + λ‖p‖² over p by gradient descent (convex; step 1/L bound)."""
         p = np.zeros(self.Q.shape[1])
-        step = 1.0 / (np.linalg.eigvalsh(self.gram / len(self.Q)).max() * 2 + 2 * self.l2 + 1e-9)
+        step = 1.0 / (np.linalg.eigvalsh(self.gram / len(self.Q)).max() * 2 + 2 * self.lam + 1e-9)
         for _ in range(GRADIENT_STEPS):
             s = self.Q @ p + self.bi
             e = np.exp(s - s.max())
             prob = e / e.sum()
-            grad = self.Q.T @ prob - self.Q[liked].mean(axis=0) + 2 * self.l2 * p
+            grad = self.Q.T @ prob - self.Q[liked].mean(axis=0) + 2 * self.lam * p
             p -= step * grad
         return p
 
     # ------------------------------------------------------------------------------------------
     def scores(self, user: FoldIn) -> np.ndarray:
-        """Scores of every item for a folded-in listener (same rule as the trained model)."""
-        return self.Q @ user.p + self.bi + user.bu + self.mu
+        """Ranking scores of every item for a folded-in listener: the model's rule ``q_i·p + β·b_i + b_u + μ``,
+        plus γ × the liked items' mean factor-space similarity when ``similarity_weight`` γ is set (both
+        z-scored over the catalogue, so γ weighs two comparable scales)."""
+        s = self.Q @ user.p + self.constants.bias_weight * self.bi + user.bu + self.mu
+        g = self.constants.similarity_weight
+        if g == 0 or len(user.liked) == 0:
+            return s
+        return _z(s) + g * _z(self.similarity(user.liked))
+
+    def scores_many(self, users: Sequence[FoldIn]) -> np.ndarray:
+        """``scores`` for many folded-in listeners at once (one matrix product): shape (len(users), n_items)."""
+        P = np.stack([u.p for u in users]) if len(users) else np.zeros((0, self.Q.shape[1]))
+        S = P @ self.Q.T + self.constants.bias_weight * self.bi + np.array([u.bu for u in users])[:, None] + self.mu
+        g = self.constants.similarity_weight
+        if g == 0:
+            return S
+        Qn = self._normed()
+        has = np.array([len(u.liked) > 0 for u in users])
+        M = np.stack([Qn[u.liked].mean(axis=0) if len(u.liked) else np.zeros(Qn.shape[1]) for u in users])
+        mixed = _z(S, axis=1) + g * _z(M @ Qn.T, axis=1)
+        return np.where(has[:, None], mixed, S)
+
+    def _normed(self) -> np.ndarray:
+        if self._Qn is None:
+            self._Qn = self.Q / (np.linalg.norm(self.Q, axis=1, keepdims=True) + 1e-12)
+        return self._Qn
+
+    def similarity(self, liked: np.ndarray) -> np.ndarray:
+        """Mean cosine similarity of every item to the liked items, in the item-factor space."""
+        Qn = self._normed()
+        return Qn @ Qn[np.asarray(liked, np.int64)].mean(axis=0)
 
     def top(self, liked: Sequence[int], n: int = 10, exclude: Sequence[int] = ()) -> list[tuple[int, float]]:
         """Best ``n`` (item, score) for a listener who liked ``liked``; liked and ``exclude`` items left out."""
@@ -143,10 +249,16 @@ class FoldInModel:
         return f"because you liked {c.titles[j]}{who}"
 
 
+def _z(x: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """z-scores over the catalogue (per row with ``axis=1``)."""
+    return (x - x.mean(axis=axis, keepdims=True)) / (x.std(axis=axis, keepdims=True) + 1e-12)
+
+
 def describe(model: Any) -> dict[str, Any]:
     """Which fold-in a model gets, for manifests and result files."""
     f = model if isinstance(model, FoldInModel) else FoldInModel(model)
     kind = {"explicit": "ridge on the liked items' rating", "softmax": "gradient steps on the softmax objective",
             "bpr": "gradient steps on the softmax objective"}.get(f.mode, "closed-form iALS user step")
-    return {"engine": f.engine, "mode": f.mode, "method": kind, "l2": f.l2,
-            "l2_scaled_by_likes": f.engine == "spark", "like_confidence": round(float(f.confidence), 4)}
+    return {"engine": f.engine, "mode": f.mode, "method": kind, "l2": f.lam, "training_l2": f.l2,
+            "l2_scaled_by_likes": f.engine == "spark", "like_confidence": round(float(f.confidence), 4),
+            "bias_weight": f.constants.bias_weight, "similarity_weight": f.constants.similarity_weight}
