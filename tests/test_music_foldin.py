@@ -167,6 +167,25 @@ def test_the_product_uses_the_constants_chosen_for_its_dataset(bundle):
     assert feedback._foldin(bundle).constants == FoldInConstants()
 
 
+def test_a_fresh_machine_folds_in_with_the_committed_evaluations_constants(tmp_path, monkeypatch):
+    """Without ``foldin-<dataset>.json`` beside the models (models just built, evaluation never run here) the
+    constants recorded in ``bench/results/music_foldin_<dataset>.json`` are used, but only for the objective
+    and engine they were chosen for."""
+    from core.artifacts import write_json
+    from music.mf import foldin
+
+    monkeypatch.setattr(foldin, "RESULTS_DIR", tmp_path)
+    assert foldin.load_constants("planted", "wmf", "keras") == foldin.FoldInConstants()  # no result at all
+    chosen = {"confidence": 64.0, "l2": 30.0, "bias_weight": 2.0, "similarity_weight": 0.5}
+    write_json(tmp_path / "music_foldin_planted.json",
+               {"meta": {"foldin": {"mode": "wmf", "engine": "keras"}, "validation": {"chosen": chosen}}})
+    assert foldin.load_constants("planted", "wmf", "keras") == foldin.FoldInConstants.from_dict(chosen)
+    assert foldin.load_constants("planted", "explicit", "keras") == foldin.FoldInConstants()
+    assert foldin.load_constants("planted", "wmf", "spark") == foldin.FoldInConstants()
+    (tmp_path / "music_foldin_planted.json").write_text("{not json")
+    assert foldin.load_constants("planted", "wmf", "keras") == foldin.FoldInConstants()
+
+
 def test_evaluate_foldin_chooses_on_validation_listeners_and_reports_test(tmp_path, monkeypatch):
     """Constants are chosen on validation listeners disjoint from the test ones (with an MF that saw neither),
     written beside the models, and the test rows carry intervals and the paired ratio to popularity."""

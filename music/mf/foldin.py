@@ -19,7 +19,9 @@ restricted to that one user, which for the least-squares objectives is a d × d 
 A like carries one confidence for every liked item, because a like says "I like this", not how often it was
 played. Its value and three more constants are chosen on validation listeners by ``python -m music
 evaluate-foldin`` (``FoldInConstants``), which reports its test rows with them and saves them beside the
-dataset's models as ``foldin-<dataset>.json``; the tab and ``recommend --profile`` read that one file:
+dataset's models as ``foldin-<dataset>.json``; the tab and ``recommend --profile`` read that file, or, on a
+machine where the evaluation was not run, the constants recorded in the committed evaluation result
+(``bench/results/music_foldin_<dataset>.json``) when they were chosen for the same objective and engine:
 
 - ``confidence`` c of a like (default: the confidence of the *median* training interaction,
   ``1 + α·log(1 + median plays)``);
@@ -44,6 +46,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from core.artifacts import ArtifactError, read_json, write_json
+from core.metrics import RESULTS_DIR
 from music.mf.data import music_dir
 from music.mf.model import KerasMF
 from music.recommender import top_n
@@ -87,14 +90,34 @@ def save_constants(dataset: str, constants: FoldInConstants, *, mode: str, engin
     return path
 
 
+def _constants_from_results(dataset: str, mode: str, engine: str) -> FoldInConstants:
+    """The constants the committed evaluation chose (``bench/results/music_foldin_<dataset>.json``), so a fresh
+    machine whose models were just built folds in the same way the published numbers were measured; the model's
+    own values when that evaluation is absent or was made for another objective or engine."""
+    path = RESULTS_DIR / f"music_foldin_{dataset}.json"
+    try:
+        meta = read_json(path)["meta"]
+        made_for = (meta["foldin"]["mode"], meta["foldin"].get("engine", "keras"))
+        chosen = meta["validation"]["chosen"]
+    except (ArtifactError, OSError, KeyError, TypeError, ValueError):
+        log.info("no fold-in constants for %s; using the model's own (run `python -m music evaluate-foldin "
+                 "--dataset %s`)", dataset, dataset)
+        return FoldInConstants()
+    if made_for != (mode, engine):
+        log.info("the evaluated fold-in constants for %s were chosen for %s/%s, the model is %s/%s; using the "
+                 "model's own", dataset, *made_for, mode, engine)
+        return FoldInConstants()
+    constants = FoldInConstants.from_dict(chosen)
+    log.info("fold-in constants for %s from the evaluation %s: %s", dataset, path, constants)
+    return constants
+
+
 def load_constants(dataset: str, mode: str, engine: str) -> FoldInConstants:
     """The chosen constants for ``dataset``'s models; the model's own values when none were chosen for this
     objective and engine (logged, so a missing choice is visible)."""
     path = constants_path(dataset)
     if not path.is_file():
-        log.info("no fold-in constants for %s at %s; using the model's own (run `python -m music evaluate-foldin "
-                 "--dataset %s`)", dataset, path, dataset)
-        return FoldInConstants()
+        return _constants_from_results(dataset, mode, engine)
     m = read_json(path)
     if m.get("kind") != "music-foldin-constants" or "constants" not in m:
         raise ArtifactError(f"{path} is not a fold-in constants file; rebuild it with "
