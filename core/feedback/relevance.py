@@ -16,9 +16,8 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
-from core.feedback.rerank import POOL, FeedbackMethod, feedback_scores
+from core.feedback.rerank import POOL, FeedbackMethod, feedback_scores, one_blas_thread
 from core.feedback.rocchio import RocchioWeights, rocchio_batch
 from core.metrics import precision_at_k
 
@@ -141,7 +140,7 @@ def method_pages(
     position = {int(r): i for i, r in enumerate(catalog_rows)}
     pool = min(pool, len(catalog_rows) - PAGE - 1)
     out: list[list[np.ndarray]] = [[] for _ in methods]
-    with threadpool_limits(1, user_api="blas"):  # thousands of tiny products: BLAS threads only spin (13× slower)
+    with one_blas_thread():  # thousands of small products
         _method_blocks(unit, labels, catalog, catalog_labels, position, query_rows, pool_weights, methods, pool,
                        block, out)
     return [np.stack(v) for v in out]
