@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("evaluate-feedback", help="second-page precision@10 with and without a simulated user's likes")
     p.add_argument("--queries", type=int, default=None, help="a seeded sample of N test queries (default: all 10,000)")
-    p.add_argument("--val-queries", type=int, default=3000, help="held-out train queries the Rocchio weights are chosen on")
+    p.add_argument("--val-queries", type=int, default=3000,
+                   help="held-out train queries the Rocchio weights and the re-ranker are chosen on")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate_feedback)
 

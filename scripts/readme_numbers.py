@@ -243,12 +243,16 @@ def render_music_foldin(result: dict, name: str) -> str:
 
 
 def render_feedback(result: dict, name: str) -> str:
-    """Next-page precision@10 with and without the profile's likes and dislikes."""
+    """Next-page precision@10 with and without the profile's likes and dislikes (and Rocchio, the peer)."""
+    method = result.get("method") or {}
+    labels = {"without_feedback": "without feedback", "first_page": "first page",
+              "with_feedback": "with feedback" + (f" ({_method_label(method)}, the tab's)" if method else ""),
+              "rocchio": "with feedback (Rocchio, peer)"}
     rows = []
-    for key in ("without_feedback", "with_feedback", "first_page"):
-        if isinstance(result.get(key), dict):
+    for key in ("without_feedback", "with_feedback", "rocchio", "first_page"):
+        if isinstance(result.get(key), dict) and (key != "rocchio" or method.get("kind") != "rocchio"):
             r = result[key]
-            rows.append([key.replace("_", " "), with_ci(r.get("precision@10"), r.get("ci95")),
+            rows.append([labels[key], with_ci(r.get("precision@10"), r.get("ci95")),
                          fmt(r.get("queries") or r.get("sessions"))])
     if not rows:
         raise ShapeError("no with/without rows")
@@ -257,10 +261,26 @@ def render_feedback(result: dict, name: str) -> str:
     if isinstance(gain, dict):
         out += f"\n\nGain {with_ci(gain.get('mean'), gain.get('ci95'))}"
         w = result.get("weights") or {}
+        if method:
+            out += f" with {_method_label(method)}"
         if w:
-            out += " with Rocchio weights " + ", ".join(f"{k} = {v}" for k, v in w.items()) + " (chosen on validation)"
+            out += (" on the candidates of the Rocchio query" if method and method.get("kind") != "rocchio"
+                    else "") + " (Rocchio weights " + ", ".join(f"{k} = {v}" for k, v in w.items()) + ")"
+        out += ", chosen on validation"
+        peer = (result.get("rocchio") or {}).get("gain")
+        if isinstance(peer, dict) and method.get("kind") != "rocchio":
+            out += f"; Rocchio alone {with_ci(peer.get('mean'), peer.get('ci95'))}"
         out += "."
     return out
+
+
+def _method_label(method: dict) -> str:
+    """'linear SVM (C = 1, λ = 2)' from a re-ranker's description."""
+    kind = method.get("kind")
+    names = {"svm": "linear SVM", "fusion": "per-example fusion", "rocchio": "Rocchio"}
+    params = ", ".join(f"{'λ' if k == 'lam' else 'τ' if k == 'tau' else k} = {v}"
+                       for k, v in method.items() if k != "kind")
+    return f"{names.get(kind, kind)}" + (f" ({params})" if params and kind != "rocchio" else "")
 
 
 def render_scale(result: dict, name: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -312,3 +313,69 @@ def test_rocchio_moves_toward_likes_and_away_from_dislikes():
         rocchio(None, None, None, w)
     assert feedback_note(3, 1) == "re-ranked by your 3 likes and 1 dislike"
     assert feedback_note(0, 0) == ""
+
+
+def _unit_rows(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_fusion_scores_are_per_example_and_reduce_to_rocchio_with_the_mean():
+    from core.feedback.rerank import FeedbackMethod, feedback_scores
+
+    rng = np.random.default_rng(1)
+    items = _unit_rows(rng.normal(size=(50, 8)))
+    q, liked, disliked = rng.normal(size=8), rng.normal(size=(3, 8)), rng.normal(size=(2, 8))
+    lu, du = _unit_rows(liked), _unit_rows(disliked)
+    base = items @ _unit_rows(q)
+    mean = feedback_scores(items, q, liked, disliked, FeedbackMethod("fusion", beta=2.0, gamma=0.5, tau=math.inf))
+    np.testing.assert_allclose(mean, base + 2.0 * items @ lu.mean(0) - 0.5 * items @ du.mean(0), atol=1e-5)
+    top = feedback_scores(items, q, liked, disliked, FeedbackMethod("fusion", beta=1.0, gamma=1.0, tau=0.0))
+    np.testing.assert_allclose(top, base + (items @ lu.T).max(1) - (items @ du.T).max(1), atol=1e-5)
+    smooth = feedback_scores(items, q, liked, disliked, FeedbackMethod("fusion", beta=1.0, gamma=1.0, tau=1e-4))
+    np.testing.assert_allclose(smooth, top, atol=1e-3)  # a small temperature is the max
+    with pytest.raises(ValueError):
+        feedback_scores(items, None, None, disliked, FeedbackMethod("fusion"))
+    with pytest.raises(ValueError):
+        FeedbackMethod("knn")
+
+
+def test_svm_feedback_puts_the_liked_look_alike_first():
+    from core.feedback.rerank import FeedbackMethod, feedback_scores
+
+    # Two tight look-alike kinds side by side along axis 1, and a far third kind: the means of the liked
+    # (kind A) and disliked (kind B) items are nearly the same direction, the SVM still finds the boundary.
+    rng = np.random.default_rng(2)
+    a = _unit_rows(np.c_[np.full(40, 5.0), np.full(40, 0.3), rng.normal(0, 0.05, size=(40, 6))])
+    b = _unit_rows(np.c_[np.full(40, 5.0), np.full(40, -0.3), rng.normal(0, 0.05, size=(40, 6))])
+    items = np.vstack([a, b])
+    q = b[0] * 0.5 + a[0] * 0.5  # a query in between
+    liked, disliked = a[:3], b[:7]
+    svm = feedback_scores(items, q, liked, disliked, FeedbackMethod("svm", c=1.0, lam=4.0))
+    top = np.argsort(-svm)[:20]
+    assert (top < 40).all()  # every one of the 20 best is of the liked kind
+    # the liked side always outscores the disliked side under the SVM term
+    assert svm[:40].min() > svm[40:].max()
+    no_dislikes = feedback_scores(items, q, liked, None, FeedbackMethod("svm", c=1.0, lam=4.0))
+    np.testing.assert_allclose(no_dislikes, feedback_scores(items, q, liked, None,
+                                                            FeedbackMethod("rocchio", beta=1.0, gamma=0.0)), atol=1e-6)
+
+
+def test_rerank_pool_never_returns_blocked_rows_and_rocchio_keeps_its_ranking():
+    from core.feedback.rerank import FeedbackMethod, rerank
+
+    rng = np.random.default_rng(3)
+    items = _unit_rows(rng.normal(size=(300, 8))).astype(np.float32)
+    q = items[0]
+    liked, disliked = np.array([1, 2, 3]), np.array([4, 5])
+    blocked = np.zeros(300, bool)
+    blocked[[0, 4, 5, 10]] = True
+    w = RocchioWeights(1.0, 1.0, 1.0)
+    rows, scores = rerank(items, q, liked, disliked, FeedbackMethod("rocchio", beta=1.0, gamma=1.0), w,
+                          blocked=blocked, pool=1000)
+    assert len(rows) == 296 and not set(rows) & {0, 4, 5, 10}
+    full = items @ rocchio(q, items[liked], items[disliked], w)
+    full[blocked] = -np.inf
+    np.testing.assert_array_equal(rows[:20], np.argsort(-full, kind="stable")[:20])
+    assert (np.diff(scores) <= 0).all()
+    rows, _ = rerank(items, q, liked, disliked, FeedbackMethod("svm"), w, blocked=blocked, pool=50)
+    assert len(rows) == 50 and set(rows) <= set(np.argsort(-full)[:50])  # only the pool is re-ranked

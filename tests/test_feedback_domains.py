@@ -1,4 +1,5 @@
-"""Feedback used by the tabs: fashion re-ranking (Rocchio) and hashtag training on users' tagged images.
+"""Feedback used by the tabs: fashion and product-search re-ranking (Rocchio, fusion, SVM) and hashtag
+training on users' tagged images.
 
 Small real data: Fashion-MNIST pixels (the Debian dataset) for the relevance-feedback protocol, the
 hashtag CSV fixture and its three pictures for training with users' pairs.
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from core.feedback import FeedbackError, FeedbackStore, RocchioWeights
+from core.feedback.rerank import FeedbackMethod
 from core.feedback.store import close_engine
 
 FIXTURE = Path(__file__).parent / "fixtures" / "hashtag" / "csv"
@@ -56,6 +58,18 @@ def test_relevance_feedback_improves_the_second_page_on_fashion_mnist(fmnist_pix
     chosen = (result["weights"]["beta"], result["weights"]["gamma"])
     assert grid[chosen] == max(grid.values())  # chosen on validation, as documented
     assert grid[(0.0, 0.0)] == result["validation"]["without_feedback"] or grid[(0.0, 0.0)] <= grid[chosen]
+    # every re-ranker had the same budget on the same validation queries, and the best of them is the tab's
+    candidates = result["validation"]["candidates"]
+    assert {k: c["settings"] for k, c in candidates.items()} == {"rocchio": 35, "fusion": 35, "svm": 35}
+    assert candidates["rocchio"]["precision@10"] == grid[chosen]
+    best = max(candidates.values(), key=lambda c: c["precision@10"])
+    assert result["method"] == result["with_feedback"]["method"] == best["best"]
+    for kind in ("fusion", "svm"):
+        assert candidates[kind]["precision@10"] == max(g["precision@10"] for g in candidates[kind]["grid"])
+    # Rocchio stays reported beside the chosen re-ranker, on the same test queries
+    assert result["rocchio"]["queries"] == 400
+    assert result["rocchio"]["gain"]["mean"] == pytest.approx(
+        result["rocchio"]["precision@10"] - without["precision@10"], abs=2e-4)
 
 
 def test_fashion_rerank_moves_toward_likes_and_never_shows_dislikes(fmnist_pixels, store):
@@ -84,6 +98,14 @@ def test_fashion_rerank_moves_toward_likes_and_never_shows_dislikes(fmnist_pixel
     assert n_wanted > sum(labels[ids.index(i)] == wanted for i in before)
     store.create_profile("bob")  # another profile's feedback changes nothing for bob
     assert search_with_feedback(store, "bob", index, item_id=query_id, k=10) == (index.similar(query_id, 10), "")
+    for method in (FeedbackMethod("svm", c=1.0, lam=4.0), FeedbackMethod("fusion", beta=2.0, gamma=1.0, tau=0.05),
+                   FeedbackMethod("rocchio", beta=1.0, gamma=1.0)):
+        hits = rerank_with_feedback(index, index.vectors[0], liked, [before[0]], 10, exclude=[query_id],
+                                    method=method)
+        got = [h.id for h in hits]
+        assert len(got) == 10 and before[0] not in got and query_id not in got, method
+        assert sum(labels[ids.index(i)] == wanted for i in got) > sum(labels[ids.index(i)] == wanted
+                                                                     for i in before), method
     only_likes = rerank_with_feedback(index, None, liked, [], 10, exclude=liked)
     assert all(labels[ids.index(h.id)] == wanted for h in only_likes)
 
@@ -141,6 +163,14 @@ def test_product_search_rerank_uses_both_parts_and_drops_dislikes(fmnist_pixels,
                                  weights=RocchioWeights(1.0, 4.0, 0.5))  # strong enough to reach another class
     assert before[0].id not in [r.id for r in after] and ids[query] not in [r.id for r in after]
     assert sum(r.category == wanted for r in after) > sum(r.category == wanted for r in before)
+    for method in (FeedbackMethod("svm", c=1.0, lam=4.0), FeedbackMethod("fusion", beta=4.0, gamma=0.5, tau=0.05)):
+        reranked = rerank_with_feedback(index, text_vec=index.text[query], image_vec=index.image[query],
+                                        liked=got_liked, disliked=got_disliked, k=10, exclude=[ids[query]],
+                                        weights=RocchioWeights(1.0, 4.0, 0.5), method=method)
+        got = [r.id for r in reranked]
+        assert len(got) == 10 and before[0].id not in got and ids[query] not in got, method
+        assert sum(r.category == wanted for r in reranked) > sum(r.category == wanted for r in before), method
+        assert all(a.score >= b.score for a, b in zip(reranked, reranked[1:]))  # the re-ranker's order
     by_likes = rerank_with_feedback(index, liked=liked, k=5, exclude=liked)
     assert [r.category for r in by_likes] == [wanted] * 5
 

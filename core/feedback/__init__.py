@@ -2,7 +2,8 @@
 
 ``FeedbackStore`` (store.py) keeps profiles, likes / dislikes / tag edits, stored hashtag images and
 saved lists in SQLite or any SQLAlchemy database (``RECS_DATABASE_URL``); ``rocchio`` (rocchio.py)
-turns likes and dislikes into a better query. Nothing outside this package writes SQL.
+turns likes and dislikes into a better query, and rerank.py re-ranks its candidates with every liked and
+disliked item (per-example fusion, a linear SVM). Nothing outside this package writes SQL.
 """
 
 from core.feedback.rocchio import RocchioWeights, feedback_note, rocchio
