@@ -30,6 +30,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import streamlit as st  # noqa: E402
 
+from ui.common import TAB_VISIT  # noqa: E402
+
 logging.basicConfig(level=os.environ.get("RECS_LOG_LEVEL", "INFO").upper(),
                     format="%(asctime)s %(name)s %(levelname)s %(message)s")
 log = logging.getLogger("recs.app")
@@ -124,7 +126,11 @@ except Exception:  # noqa: BLE001 - without the feedback store the tabs still re
     log.exception("the profile picker failed")
     st.sidebar.warning("Profiles are unavailable right now; feedback will not be saved.")
 
-for (label, module_name), tab in zip(TABS, st.tabs([label for label, _ in TABS], key=TAB_KEY, on_change="rerun")):
+tabs = st.tabs([label for label, _ in TABS], key=TAB_KEY, on_change="rerun")
+if st.session_state.get("_recs_open_tab") != st.session_state.get(TAB_KEY):  # a tab switch (or the first run)
+    st.session_state["_recs_open_tab"] = st.session_state.get(TAB_KEY)
+    st.session_state[TAB_VISIT] = st.session_state.get(TAB_VISIT, 0) + 1
+for (label, module_name), tab in zip(TABS, tabs):
     if tab.open:  # a closed tab runs nothing; switching to it reruns the page with it open
         with tab:
             _tab(label, module_name)
