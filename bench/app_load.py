@@ -165,8 +165,8 @@ async def journey(browser: Any, url: str, index: int, images: "tuple[Path, Path]
     action = "open"
     try:
         start = time.perf_counter()
-        await page.goto(url, timeout=page_timeout * 1000)
-        try:
+        try:  # the page's own load (HTML, scripts) and the first tab's content: both are the page load
+            await page.goto(url, timeout=page_timeout * 1000)
             await page.get_by_text("Hashtags for a photo").wait_for(timeout=page_timeout * 1000)
             await page.locator('[data-testid="stFileUploader"]').first.wait_for(timeout=page_timeout * 1000)
         except PlaywrightTimeout:
