@@ -1,8 +1,9 @@
 """Recs Studio: four recommenders in one Streamlit app, all on a CPU.
 
 This file only composes the tabs; each tab's widgets live in ``ui/<tab>.py`` and its logic in the
-tab's domain package. Each tab renders inside its own ``st.fragment``: a click in one tab reruns that
-tab alone, not the other three (``st.tabs`` alone would run all four on every click). Each tab is also
+tab's domain package. The tabs are lazy (``st.tabs(..., on_change="rerun")``): only the open tab runs,
+so opening the app costs one tab, not four, and switching tabs runs the tab switched to. Each tab also
+renders inside its own ``st.fragment``: a click in one tab reruns that tab alone. Each tab is also
 its own error boundary: a tab that fails to import or raises shows an error panel with a short id (the
 traceback goes to the server log under that id), and the other tabs keep working.
 
@@ -15,16 +16,21 @@ Run it with ``make run`` (set-up + default models + this app on http://127.0.0.1
 
 from __future__ import annotations
 
+import cProfile
 import importlib
 import logging
 import os
+import sys
 import time
 import uuid
+from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import streamlit as st  # noqa: E402
+
+from ui.common import TAB_VISIT  # noqa: E402
 
 logging.basicConfig(level=os.environ.get("RECS_LOG_LEVEL", "INFO").upper(),
                     format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -36,14 +42,54 @@ TABS = [
     ("Fashion", "ui.fashion"),
     ("Product search", "ui.multimodal"),
 ]
+#: Session-state key of the open tab's label (``st.session_state[TAB_KEY] = "Music"`` opens Music).
+TAB_KEY = "recs_tab"
+
+
+def _close_pyplot_figures() -> None:
+    """What Streamlit's after-run clean-up still does here: close pyplot figures left open by a run."""
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is not None:
+        plt.close("all")
 
 
 @st.cache_resource(show_spinner=False)
 def _process_setup() -> int:
-    """Once per server process: fix torch's thread count before any session does work (core.threads)."""
+    """Once per server process, before any session does work.
+
+    - torch's thread count is fixed (core.threads).
+    - Streamlit's after-run clean-up stops calling ``keras.backend.clear_session()``. It did so after
+      every script and fragment run: Keras then replaces its process-wide state trackers (under other
+      sessions' model calls in flight) and runs a full ``gc.collect()`` over a heap of loaded models,
+      about 0.5 CPU-s of every click. No model here is built in a run, so there is nothing to clear.
+      (The forced collection Streamlit itself runs after each run is off in ``.streamlit/config.toml``,
+      ``runner.postScriptGC``; Python's own collector still runs.)
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
     from core.threads import pin_process_threads
 
+    script_runner._clean_problem_modules = _close_pyplot_figures
     return pin_process_threads()
+
+
+#: ``RECS_PROFILE=<folder>``: each tab render is run under cProfile and its stats written to
+#: ``<folder>/<tab>-<time>.pstats`` (read them with ``python -m pstats``), to find what a click costs.
+PROFILE_DIR = os.environ.get("RECS_PROFILE")
+
+
+def _render(module_name: str, label: str) -> None:
+    module = importlib.import_module(module_name)
+    if not PROFILE_DIR:
+        module.render()
+        return
+    profiler = cProfile.Profile()
+    try:
+        profiler.runcall(module.render)
+    finally:
+        folder = Path(PROFILE_DIR)
+        folder.mkdir(parents=True, exist_ok=True)
+        profiler.dump_stats(folder / f"{label.replace(' ', '_')}-{time.time():.3f}.pstats")
 
 
 @st.fragment
@@ -51,8 +97,7 @@ def _tab(label: str, module_name: str) -> None:
     """One tab: its own fragment (reruns alone) and its own error boundary."""
     started, cpu = time.perf_counter(), time.thread_time()
     try:
-        module = importlib.import_module(module_name)
-        module.render()
+        _render(module_name, label)
     except ImportError as exc:
         st.warning(f"The {label} tab is not available: {exc}")
     except Exception:  # noqa: BLE001 - one failing tab must not take the others down
@@ -81,6 +126,11 @@ except Exception:  # noqa: BLE001 - without the feedback store the tabs still re
     log.exception("the profile picker failed")
     st.sidebar.warning("Profiles are unavailable right now; feedback will not be saved.")
 
-for (label, module_name), tab in zip(TABS, st.tabs([label for label, _ in TABS])):
-    with tab:
-        _tab(label, module_name)
+tabs = st.tabs([label for label, _ in TABS], key=TAB_KEY, on_change="rerun")
+if st.session_state.get("_recs_open_tab") != st.session_state.get(TAB_KEY):  # a tab switch (or the first run)
+    st.session_state["_recs_open_tab"] = st.session_state.get(TAB_KEY)
+    st.session_state[TAB_VISIT] = st.session_state.get(TAB_VISIT, 0) + 1
+for (label, module_name), tab in zip(TABS, tabs):
+    if tab.open:  # a closed tab runs nothing; switching to it reruns the page with it open
+        with tab:
+            _tab(label, module_name)

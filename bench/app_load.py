@@ -14,7 +14,8 @@ errors (timeouts, Python exceptions shown in the page, error panels), the page-l
 server's CPU-seconds per journey (utime + stime of the server process from ``/proc/<pid>/stat``
 around the phase, divided by N) and the server's RSS after each phase. Every session uploads its own
 images (a per-session shift of the photo) and searches its own words, so results cached for one
-session do not make another's free. Bounded: at most ``--max-sessions`` sessions, each action has a
+session do not make another's free; the warm-up and each phase use inputs no earlier journey used (a
+phase measures the work each click needs, not results cached by the previous phase). Bounded: at most ``--max-sessions`` sessions, each action has a
 timeout and each phase a time budget. Writes ``bench/results/<out>.json``.
 
 Chromium runs on the same machine as the server, so on a small machine the browsers' own CPU slows
@@ -164,8 +165,8 @@ async def journey(browser: Any, url: str, index: int, images: "tuple[Path, Path]
     action = "open"
     try:
         start = time.perf_counter()
-        await page.goto(url, timeout=page_timeout * 1000)
-        try:
+        try:  # the page's own load (HTML, scripts) and the first tab's content: both are the page load
+            await page.goto(url, timeout=page_timeout * 1000)
             await page.get_by_text("Hashtags for a photo").wait_for(timeout=page_timeout * 1000)
             await page.locator('[data-testid="stFileUploader"]').first.wait_for(timeout=page_timeout * 1000)
         except PlaywrightTimeout:
@@ -224,14 +225,16 @@ async def journey(browser: Any, url: str, index: int, images: "tuple[Path, Path]
 
 
 async def run_phase(url: str, n: int, images: "list[tuple[Path, Path]]", page_timeout: float,
-                    action_timeout: float, budget: float, pid: Optional[int] = None) -> list[dict[str, Any]]:
-    """N sessions at once in one headless Chromium; the phase is cut at ``budget`` seconds."""
+                    action_timeout: float, budget: float, pid: Optional[int] = None,
+                    first: int = 0) -> list[dict[str, Any]]:
+    """N sessions at once in one headless Chromium, on inputs ``first`` … ``first + n - 1`` (photos, words,
+    listener); the phase is cut at ``budget`` seconds."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            tasks = [asyncio.create_task(journey(browser, url, i, images[i], page_timeout, action_timeout,
+            tasks = [asyncio.create_task(journey(browser, url, first + i, images[first + i], page_timeout, action_timeout,
                                                  pid if n == 1 else None)) for i in range(n)]
             done, pending = await asyncio.wait(tasks, timeout=budget)
             for task in pending:
@@ -239,7 +242,7 @@ async def run_phase(url: str, n: int, images: "list[tuple[Path, Path]]", page_ti
             results = [t.result() for t in tasks if t in done and not t.cancelled()]
             for i, task in enumerate(tasks):
                 if task in pending:
-                    results.append({"session": i, "times": {}, "page_load_timeout": False,
+                    results.append({"session": first + i, "times": {}, "page_load_timeout": False,
                                     "errors": [{"action": "phase", "error": f"cut at the {budget:.0f} s budget"}]})
             return results
         finally:
@@ -296,7 +299,7 @@ def main() -> None:
     env = {**os.environ, "RECS_MODELS_DIR": str(Path(args.models).resolve()), "KERAS_BACKEND": "torch",
            "HF_HUB_OFFLINE": "1", "RECS_NO_TQDM": "1"}
     work = Path(tempfile.mkdtemp(prefix="app-load-"))
-    images = session_images(max(counts), work)
+    images = session_images(1 + sum(counts), work)  # the warm-up's and every phase's own inputs
     log_path = work / "streamlit.log"
     proc, url = start_app(app_dir, env, log_path)
     git = subprocess.run(["git", "-C", str(app_dir), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
@@ -315,10 +318,12 @@ def main() -> None:
             result["warmup"] = phase_summary(warm, cpu_seconds(proc.pid) - cpu0, time.perf_counter() - t0, proc.pid)
             print(f"warm-up: {result['warmup']['server_cpu_s']} CPU-s, errors {result['warmup']['errors']}",
                   file=sys.stderr)
+        first = 1  # input 0 is the warm-up's
         for n in counts:
             cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
             sessions = asyncio.run(run_phase(url, n, images, args.page_timeout, args.action_timeout, args.budget,
-                                             proc.pid))
+                                             proc.pid, first=first))
+            first += n
             summary = phase_summary(sessions, cpu_seconds(proc.pid) - cpu0, time.perf_counter() - t0, proc.pid)
             result["phases"][str(n)] = summary
             print(f"N={n}: {summary['server_cpu_s_per_journey']} CPU-s/journey, errors {summary['errors']}, "

@@ -218,11 +218,13 @@ def test_app_tab_upload_filter_and_bad_file(clothes_index):
 def test_browser_upload_shows_similar_items(clothes_index, browser_page, wait_images, artifacts_dir, tmp_path):
     page = browser_page
     page.get_by_role("tab", name="Fashion").click()
-    page.get_by_role("tabpanel", name="Fashion").get_by_role("combobox").first.click()
+    panel = page.get_by_role("tabpanel", name="Fashion")  # the tabs are lazy: the Fashion tab runs on this click
+    panel.get_by_role("combobox").first.click()
     page.get_by_role("option", name="Tux Paint clothes").click()
     query = tmp_path / "garment.png"
     load_catalog("tuxpaint-clothes").image(4).save(query)
-    page.locator('input[type="file"]').first.set_input_files(str(query))
+    panel.get_by_text("Garment photo").wait_for()
+    panel.locator('input[type="file"]').first.set_input_files(str(query))
     # results stream in: wait until the default 10 have rendered (fails by timeout if they never do)
     page.wait_for_function("() => (document.body.innerText.match(/similarity \\d/g) || []).length >= 10")
     wait_images(page, 10)

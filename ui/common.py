@@ -25,24 +25,42 @@ IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"]
 #: Bounds of the per-input result caches: enough for every open session's last few queries, no more.
 RESULT_ENTRIES = 256
 RESULT_TTL = "1h"
+#: The tabs are lazy (only the open one runs), and Streamlit forgets the value of a widget that a run did
+#: not draw: every tab's settings keep ``persist_state=PERSIST`` so a user's choices survive a tab switch.
+PERSIST = "session"
+#: Session-state counter app.py raises on every tab switch: an uploader that comes back empty in a later
+#: visit was re-created (Streamlit cannot keep a file upload across a run that did not draw it), not
+#: cleared, so ``image_upload`` keeps showing the last photo.
+TAB_VISIT = "recs_tab_visit"
 
 
 def image_upload(label: str, key: str, help: Optional[str] = None) -> Optional[Image.Image]:
     """A file uploader that returns a decoded RGB image, or None (with a clear message on bad input).
 
-    The message appears under the widget and the rest of the tab keeps working.
+    The message appears under the widget and the rest of the tab keeps working. After a switch to
+    another tab and back, the last photo is still used (with a button to remove it).
     """
     uploaded = st.file_uploader(label, type=IMAGE_TYPES, key=key, help=help)
+    memo_key, visit = f"_{key}_decoded", st.session_state.get(TAB_VISIT, 0)
+    memo = st.session_state.get(memo_key)  # (sha1, image, tab visit, restored after a tab switch)
     if uploaded is None:
-        return None
+        if memo is None:
+            return None
+        if memo[2] == visit and not memo[3]:  # the user removed the file: forget it
+            del st.session_state[memo_key]
+            return None
+        # The tab was closed since the upload, so the uploader came back empty: keep the photo.
+        st.session_state[memo_key] = (memo[0], memo[1], visit, True)
+        st.caption("Showing your last photo (upload another to replace it).")
+        st.button("Remove this photo", key=f"{key}_forget", on_click=st.session_state.pop, args=(memo_key, None))
+        return memo[1]
     data = uploaded.getvalue()
     if len(data) > MAX_BYTES:
         st.error(f"That file is {len(data) / 1e6:.1f} MB; the limit is {MAX_BYTES / 1e6:.0f} MB.")
         return None
     digest = hashlib.sha1(data).hexdigest()
-    memo_key = f"_{key}_decoded"
-    memo = st.session_state.get(memo_key)
     if memo is not None and memo[0] == digest:  # the same upload on a rerun: no second decode
+        st.session_state[memo_key] = (digest, memo[1], visit, False)
         return memo[1]
     try:
         image = load_image(data)
@@ -50,7 +68,7 @@ def image_upload(label: str, key: str, help: Optional[str] = None) -> Optional[I
         st.error(f"Could not use that file: {exc}")
         return None
     image.info["sha1"] = digest
-    st.session_state[memo_key] = (digest, image)  # one decoded image per uploader and session
+    st.session_state[memo_key] = (digest, image, visit, False)  # one decoded image per uploader and session
     return image
 
 

@@ -24,7 +24,7 @@ from fashion import service
 from fashion.data import catalog_key
 from fashion.service import Catalog, FashionIndex
 from ui import profile as profiles
-from ui.common import (RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, locked_build,
+from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, locked_build,
                        progress_callback, show_error)
 
 CATALOG_LABELS = {
@@ -166,7 +166,8 @@ def render() -> None:
         "Upload a garment photo, or pick a catalog item, and get the most visually similar catalog items."
     )
     names = list(CATALOG_LABELS)
-    choice = st.selectbox("Catalog", names, format_func=lambda n: CATALOG_LABELS.get(n, n), key="fashion_catalog")
+    choice = st.selectbox("Catalog", names, format_func=lambda n: CATALOG_LABELS.get(n, n), key="fashion_catalog",
+                          persist_state=PERSIST)
     try:
         catalog = _catalog(choice)
     except DataUnavailable as exc:
@@ -205,9 +206,10 @@ def render() -> None:
     st.caption(describe(index.search_info))
     left, right = st.columns([1, 1])
     with left:
-        top_n = st.slider("How many results", 5, 50, 10, step=5, key="fashion_top")
+        top_n = st.slider("How many results", 5, 50, 10, step=5, key="fashion_top", persist_state=PERSIST)
     with right:
-        categories = st.multiselect("Only these categories", index.categories, key="fashion_categories")
+        categories = st.multiselect("Only these categories", index.categories, key="fashion_categories",
+                                    persist_state=PERSIST)
 
     profiles.show_write_error()
     feedback = _feedback(index)
@@ -245,7 +247,8 @@ def render() -> None:
             if st.button("Random item", key="fashion_random"):
                 st.session_state["fashion_item"] = random.choice(catalog.ids)
         with c1:
-            item = st.text_input("Catalog item id", key="fashion_item", help="e.g. test-00042 for Fashion-MNIST")
+            item = st.text_input("Catalog item id", key="fashion_item",
+                                 persist_state=PERSIST, help="e.g. test-00042 for Fashion-MNIST")
         row = catalog.row(item)
         if row is None:
             st.warning(f"{item!r} is not an item of this catalog.")

@@ -17,7 +17,7 @@ from PIL import Image
 
 from core.images import letterbox
 from ui import profile as profiles
-from ui.common import (RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, locked_build,
+from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, locked_build,
                        progress_callback, show_error)
 
 log = logging.getLogger(__name__)
@@ -176,8 +176,9 @@ def tag_editor(image: Image.Image, results, digest: str, version: str) -> None:
     key = f"hashtag_edit_{digest[:16]}"
     st.markdown("**Your tags**")
     keep = st.multiselect("Suggested tags you keep (remove the wrong ones)", suggested, default=suggested,
-                          key=f"{key}_keep")
-    added = st.text_input("Add your own tags (space or comma separated)", key=f"{key}_add", max_chars=500)
+                          key=f"{key}_keep", persist_state=PERSIST)
+    added = st.text_input("Add your own tags (space or comma separated)", key=f"{key}_add",
+                          persist_state=PERSIST, max_chars=500)
     final = list(keep) + [t for t in _typed_tags(added) if t not in keep]
     st.code(hashtag_line(final) or "(no tags)", language=None)
     st.button("Save tags", key=f"{key}_save", on_click=_save_tags, args=(image, suggested, key, version),
@@ -211,8 +212,9 @@ def render(dataset_root: Optional[str] = None) -> None:
     _about(service)
     c1, c2 = st.columns([3, 1])
     with c2:
-        k = st.slider("How many hashtags", 1, 10, 5, key="hashtag_k")
+        k = st.slider("How many hashtags", 1, 10, 5, key="hashtag_k", persist_state=PERSIST)
         method = st.selectbox("Method", ["fused", "model", "concepts", "knn", "most_frequent"], key="hashtag_method",
+                              persist_state=PERSIST,
                               format_func=lambda m: {"fused": "Fused: learned + concepts",
                                                      "model": "Attention LSTM (learned)",
                                                      "concepts": "ImageNet concepts (WordNet)",

@@ -17,7 +17,7 @@ from core.images import ImageError
 from multimodal import feedback as mm_feedback
 from multimodal.model import Result, index_dir
 from ui import profile as profiles
-from ui.common import (RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, locked_build,
+from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, locked_build,
                        progress_callback, show_error)
 
 log = logging.getLogger(__name__)
@@ -228,7 +228,7 @@ def render() -> None:
         st.warning("No product index yet. Build it with `python -m multimodal index` (what `make run` does).")
         _build_button("tuxpaint")
         return
-    name = names[0] if len(names) == 1 else st.selectbox("Catalog", names, key=f"{KEY}_catalog")
+    name = names[0] if len(names) == 1 else st.selectbox("Catalog", names, key=f"{KEY}_catalog", persist_state=PERSIST)
     manifest = index_dir() / f"{name}.json"
     try:
         stamp = manifest.stat().st_mtime
@@ -241,17 +241,19 @@ def render() -> None:
 
     left, right = st.columns([3, 2])
     with left:
-        text = st.text_input("Search words", key=f"{KEY}_text", placeholder="e.g. red fruit, winter hat, fire engine",
+        text = st.text_input("Search words", key=f"{KEY}_text",
+                             persist_state=PERSIST, placeholder="e.g. red fruit, winter hat, fire engine",
                              max_chars=300, on_change=_set_like, args=(None,))  # new words end "more like this"
         image = image_upload("…or a photo of a product", key=f"{KEY}_image")
     with right:
         alpha = st.slider("Weight of words vs. photo (used when you give both)", 0.0, 1.0, float(service.alpha), 0.05,
-                          key=f"{KEY}_alpha", help="1 = words only, 0 = photo only")
-        categories = st.multiselect("Categories", service.categories, key=f"{KEY}_cats",
+                          key=f"{KEY}_alpha", persist_state=PERSIST, help="1 = words only, 0 = photo only")
+        categories = st.multiselect("Categories", service.categories, key=f"{KEY}_cats", persist_state=PERSIST,
                                     placeholder="All categories")
-        top = st.slider("Results", 5, 30, 10, 5, key=f"{KEY}_top")
+        top = st.slider("Results", 5, 30, 10, 5, key=f"{KEY}_top", persist_state=PERSIST)
         use_pictures = st.checkbox("Words also match pictures (learned projection)", value=False,
-                                   key=f"{KEY}_pictures", disabled=service.index.projection is None,
+                                   key=f"{KEY}_pictures", persist_state=PERSIST,
+                                   disabled=service.index.projection is None,
                                    help="Mixes in how well each product's *image* matches your words, through "
                                         "the image→text projection (useful when product text is poor).")
 

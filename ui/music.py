@@ -3,7 +3,7 @@ a new listener picks genres → picks; the evaluation metrics as a chart; then "
 
 Why it stays thin: all policy (blending thin histories, reasons, cold start) is in
 ``music.mf.service``; this module only lays out widgets and caches the loaded models
-(``st.tabs`` runs every tab on every rerun, so loading must be cached and cheap).
+(every click in the tab reruns it, so loading must be cached and cheap).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from music.mf import service
 from music.mf.train import Bundle, bundle_dir, evaluated_datasets, load_bundle, load_results, trained_datasets
 from music.recommender import Recommendation, UnknownUser
 from ui import profile as profiles
-from ui.common import RESULT_ENTRIES, RESULT_TTL, load_versioned
+from ui.common import PERSIST, RESULT_ENTRIES, RESULT_TTL, load_versioned
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def render() -> None:
                 "minute) or `make run`, then reload this page.")
         _render_evaluation()
         return
-    dataset = st.selectbox("Dataset", datasets, format_func=_label, key="music_dataset")
+    dataset = st.selectbox("Dataset", datasets, format_func=_label, key="music_dataset", persist_state=PERSIST)
     if dataset == "simulated":
         st.caption(SIMULATED_NOTE)
     try:
@@ -139,8 +139,8 @@ def render() -> None:
                f"{summary.get('items', 0):,} items, {summary.get('interactions', 0):,} interactions.")
 
     mode = st.radio("Who is listening?", ["A listener in the data", "A new listener"], horizontal=True,
-                    key="music_mode")
-    n = st.slider("How many picks", 5, 30, 10, key="music_top")
+                    key="music_mode", persist_state=PERSIST)
+    n = st.slider("How many picks", 5, 30, 10, key="music_top", persist_state=PERSIST)
     user: str | None = None
     profiles.show_write_error()
     feedback = _feedback(dataset)
@@ -157,7 +157,8 @@ def _render_profile(bundle: Bundle, n: int, stamp: float, feedback: tuple[tuple[
     """Your picks: the active profile's likes folded into the trained model, and a search to like songs."""
     likes, dislikes = feedback
     st.markdown(f"**Your picks** (profile _{profiles.current()}_)")
-    query = st.text_input("Find songs you like (title or artist)", key="music_search", max_chars=100).strip()
+    query = st.text_input("Find songs you like (title or artist)", key="music_search",
+                          persist_state=PERSIST, max_chars=100).strip()
     if query:
         found = [r for r in _search_songs(bundle.dataset, stamp, query) if r.item not in dislikes]
         if found:
@@ -187,9 +188,9 @@ def _render_listener(bundle: Bundle, users: list[str], n: int, stamp: float,
                      feedback: tuple[tuple[str, ...], tuple[str, ...]]) -> str | None:
     left, right = st.columns([2, 1])
     with left:
-        picked = st.selectbox("Listener (type to search)", users, key="music_user")
+        picked = st.selectbox("Listener (type to search)", users, key="music_user", persist_state=PERSIST)
     with right:
-        typed = st.text_input("…or enter a listener id", key="music_user_typed").strip()
+        typed = st.text_input("…or enter a listener id", key="music_user_typed", persist_state=PERSIST).strip()
     user = typed or picked
     try:
         hist, recs = _listener(bundle.dataset, stamp, user, n + len(feedback[1]))
@@ -223,7 +224,8 @@ def _render_new_listener(bundle: Bundle, n: int, stamp: float,
     if not options:
         st.info("This dataset has no genre information, so new-listener picks are not available.")
         return
-    chosen = st.multiselect("Pick a few genres you like", options, default=options[:2], key="music_genres")
+    chosen = st.multiselect("Pick a few genres you like", options, default=options[:2], key="music_genres",
+                            persist_state=PERSIST)
     if not chosen:
         st.info("Pick at least one genre to get picks.")
         return
@@ -246,7 +248,7 @@ def _render_evaluation(current: str | None = None) -> None:
             st.info("No evaluation results yet. Run `python -m music evaluate --dataset simulated` "
                     "(or lastfm-2k / movielens-100k).")
             return
-        name = st.selectbox("Evaluation of", names, format_func=_label, key="music_eval_dataset")
+        name = st.selectbox("Evaluation of", names, format_func=_label, key="music_eval_dataset", persist_state=PERSIST)
         res: dict[str, Any] | None = load_results(name)
         if not res:
             st.warning("The results file could not be read.")

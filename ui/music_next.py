@@ -1,8 +1,8 @@
 """The "Up next" section of the Music tab: next items for the chosen listener, or for a sequence built by hand.
 
 Why it is thin: prediction, reasons and attributions live in ``music.next.service``; this module only
-lays out widgets and caches the loaded bundle (``st.tabs`` reruns every tab on every click, so the
-model is loaded once per file version through ``st.cache_resource``). It is the only "up next" module
+lays out widgets and caches the loaded bundle (every click in the tab reruns it, so the model is
+loaded once per file version through ``st.cache_resource``). It is the only "up next" module
 that imports streamlit.
 """
 
@@ -17,7 +17,7 @@ import streamlit as st
 from core.artifacts import ArtifactError
 from music.next.evaluate import results_path
 from music.next.service import HINT, NextBundle, UnknownListener, bundle_stem
-from ui.common import RESULT_ENTRIES, RESULT_TTL, load_versioned
+from ui.common import PERSIST, RESULT_ENTRIES, RESULT_TTL, load_versioned
 
 log = logging.getLogger(__name__)
 
@@ -134,11 +134,12 @@ def render_up_next(dataset_name: str, user: str | None, rate: Optional[Callable[
     if loaded is None:
         return
     bundle, stamp = loaded
-    method_label = st.radio("Method", list(METHODS), horizontal=True, key=f"next_method_{dataset_name}")
+    method_label = st.radio("Method", list(METHODS), horizontal=True, key=f"next_method_{dataset_name}",
+                            persist_state=PERSIST)
     method = METHODS[method_label]
-    top = st.slider("How many", 3, 20, 10, key=f"next_top_{dataset_name}")
+    top = st.slider("How many", 3, 20, 10, key=f"next_top_{dataset_name}", persist_state=PERSIST)
     mode = st.radio("From", ["This listener's latest items", "A sequence I build"], horizontal=True,
-                    key=f"next_mode_{dataset_name}")
+                    key=f"next_mode_{dataset_name}", persist_state=PERSIST)
 
     if mode == "This listener's latest items":
         if not user:
@@ -158,7 +159,8 @@ def render_up_next(dataset_name: str, user: str | None, rate: Optional[Callable[
         options = bundle.search_items()[:2000]
         chosen = st.multiselect("Pick a few items in the order you'd play them", options,
                                 format_func=lambda i: bundle.label(bundle.seqs.item_index(i)),
-                                max_selections=bundle.cfg.L * 2, key=f"next_items_{dataset_name}")
+                                max_selections=bundle.cfg.L * 2, key=f"next_items_{dataset_name}",
+                                    persist_state=PERSIST)
         if not chosen:
             st.info("Pick at least one item to see what the model would play next.")
             return
