@@ -69,7 +69,11 @@ def _process_setup() -> int:
 
     from core.threads import pin_process_threads
 
-    script_runner._clean_problem_modules = _close_pyplot_figures
+    if hasattr(script_runner, "_clean_problem_modules"):
+        script_runner._clean_problem_modules = _close_pyplot_figures
+    else:  # another Streamlit than the pinned one: clicks cost more, nothing breaks
+        log.warning("Streamlit's after-run clean-up hook was not found; every click will also run keras' "
+                    "clear_session and a full garbage collection")
     return pin_process_threads()
 
 

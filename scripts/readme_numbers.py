@@ -308,7 +308,13 @@ def render_app_load(result: dict, name: str) -> str:
                  for a in actions]
         rows.append([str(n), f"{ph.get('errors', 0)} / {ph.get('page_load_timeouts', 0)}"] + cells
                     + [fmt(ph.get("server_cpu_s_per_journey"), 2), fmt(ph.get("rss_mb"), 0)])
-    note = f"load average at start {result.get('load_avg_at_start')}, commit {result.get('commit')}."
+    note = (f"load average at start {result.get('load_avg_at_start')}, at end {result.get('load_avg_at_end')}, "
+            f"commit {result.get('commit')}.")
+    for n, ph in phases.items():
+        by_action = ph.get("server_cpu_s_by_action")
+        if by_action:
+            note += (f" Server CPU-s by action at {n} session(s): "
+                     + ", ".join(f"{a} {fmt(v, 2)}" for a, v in by_action.items()) + ".")
     return table(["sessions", "errors / page-load timeouts"] + [f"{a} p50 / p95 s" for a in actions]
                  + ["server CPU-s per journey", "server RSS MB"], rows) + "\n\n" + note
 
