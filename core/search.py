@@ -11,7 +11,7 @@ One module serves fashion and multimodal search. Every index keeps its vectors i
   itself comes back first.
 
 ``choose_kind(n)`` picks exact below ``EXACT_BELOW`` items, where exact search still answers one query
-within the 5 ms budget, and HNSW above it (docs/scale.md has the measurements and the arithmetic).
+within the 5 ms budget, and HNSW above it (measured by bench/scale_threshold.py; docs/scale.md).
 
 Filters: FAISS searches only the rows a filter keeps (an ``IDSelectorBitmap``); when a filter keeps
 fewer than ``EXACT_BELOW`` rows, the kept rows are scanned exactly instead (a graph or a coarse
@@ -39,10 +39,12 @@ log = logging.getLogger(__name__)
 
 #: Index kinds, in order of exactness.
 KINDS = ("exact", "flat", "hnsw", "ivfpq")
-#: Below this many items (or rows kept by a filter) search is exact. Exact search is linear in n; measured
-#: 1.36 ms p50 per 128-d query at 70,000 items on a quiet 2-core machine (bench/search.py), so the 5 ms budget
-#: holds up to ≈ 257,000 items; 200,000 keeps a margin (docs/scale.md; bench/scale.py's exact_sweep re-measures).
-EXACT_BELOW = 200_000
+#: Below this many items (or rows kept by a filter) search is exact. Measured, not extrapolated:
+#: bench/results/scale_threshold.json (``python bench/scale_threshold.py``) times exact, FAISS flat and HNSW per
+#: 128-d query at 10,000 … 1,000,000 items; this is the smallest size where exact search's p50 exceeded the
+#: 5 ms budget (75,000 items: within it) while HNSW at recall@10 ≥ 0.95 was faster. Measured on 2 shared
+#: cores (the load average is in the file); docs/scale.md has the table.
+EXACT_BELOW = 100_000
 #: FAISS defaults chosen on validation queries of bench/scale.py at 1M items (recall@10 ≥ 0.95 at the
 #: lowest latency); ``efSearch`` / ``nprobe`` grow with k and with how much of the index a filter removes.
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
