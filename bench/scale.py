@@ -62,6 +62,42 @@ def load_real(stem: Path) -> "tuple[np.ndarray, np.ndarray]":
     return vectors, arrays["labels"]
 
 
+def common_args(parser: argparse.ArgumentParser, out: str) -> None:
+    """--source, --out and --table: the options every scale benchmark shares."""
+    parser.add_argument("--source", type=Path, default=MODELS_DIR / "fashion" / "fashion-mnist",
+                        help="the fashion index whose vectors seed the data (default: models/fashion/fashion-mnist)")
+    parser.add_argument("--out", default=out, help=f"result name under bench/results/ (default {out})")
+    parser.add_argument("--table", action="store_true", help="only print the saved result as a Markdown table")
+
+
+def table_only(args: argparse.Namespace, render: Callable[[dict[str, Any]], str]) -> bool:
+    """With --table print the saved result through ``render`` and return True; otherwise set up run logging."""
+    if args.table:
+        print(render(json.loads((RESULTS_DIR / f"{args.out}.json").read_text())))
+        return True
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    return False
+
+
+def seed_data(source: Path, n: int) -> "tuple[np.ndarray, np.ndarray, np.ndarray, float, float]":
+    """The real vectors (at most ``n``) and what rows are grown from: (vectors, labels, each one's 10 real nearest
+    neighbours, the noise σ, the median real nearest-neighbour distance). Exits with one error line if the
+    fashion index is missing or stale."""
+    import faiss
+
+    try:
+        real, labels = load_real(source)
+    except ArtifactError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    real, labels = real[:n], labels[:n]  # a catalog smaller than the real set is a slice of it
+    flat = faiss.IndexFlatIP(real.shape[1])
+    flat.add(real)
+    nn_scores, nn_rows = flat.search(real, K + 1)  # the first hit is the item itself
+    d1 = np.sqrt(np.maximum(0, 2 - 2 * nn_scores[:, 1]))
+    sigma = float(0.25 * np.median(d1) / np.sqrt(real.shape[1]))
+    return real, labels, nn_rows[:, 1:], sigma, float(np.median(d1))
+
+
 def grow(real: np.ndarray, labels: np.ndarray, n: int, rng: np.random.Generator, *, keep_real: bool,
          neighbours: np.ndarray, sigma: float) -> "tuple[np.ndarray, np.ndarray]":
     """``n`` unit vectors: the real ones first (if ``keep_real``), then interpolations along real
@@ -139,21 +175,16 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--hnsw-m", default="16,32", help="HNSW M values to try (comma-separated)")
     parser.add_argument("--ivf-builds", default="1024x32,1024x64,4096x64",
                         help="IVF-PQ builds to try as NLISTxM (coarse cells × sub-quantisers, 8-bit codes), comma-separated")
-    parser.add_argument("--source", type=Path, default=MODELS_DIR / "fashion" / "fashion-mnist",
-                        help="the fashion index whose vectors seed the data (default: models/fashion/fashion-mnist)")
     parser.add_argument("--skip", default="",
                         help="methods to leave out, comma-separated: faiss_hnsw, faiss_ivfpq, numpy_exact, sklearn_brute, "
                              "faiss_flat, exact_sweep (with --merge an earlier run's numbers for them are kept)")
     parser.add_argument("--merge", action="store_true",
                         help="keep the methods of an earlier run saved under --out (same n, dim and seed, so the same "
                              "data and queries) and add or replace the ones measured now")
-    parser.add_argument("--out", default="scale", help="result name under bench/results/ (default scale)")
-    parser.add_argument("--table", action="store_true", help="only print the saved result as a Markdown table")
+    common_args(parser, "scale")
     args = parser.parse_args(argv)
-    if args.table:
-        print(markdown_table(json.loads((RESULTS_DIR / f"{args.out}.json").read_text())))
+    if table_only(args, markdown_table):
         return
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     import faiss
     from threadpoolctl import threadpool_limits
 
@@ -162,25 +193,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     started = time.time()
     load_before = os.getloadavg()
     rng = np.random.default_rng(0)
-    try:
-        real, labels = load_real(args.source)
-    except ArtifactError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    real, labels = real[: args.n], labels[: args.n]  # a catalog smaller than the real set is a slice of it
-
     # real nearest neighbours (the edges new rows are made along) and the noise scale
-    flat = faiss.IndexFlatIP(real.shape[1])
-    flat.add(real)
-    nn_scores, nn_rows = flat.search(real, K + 1)  # the first hit is the item itself
-    nn_scores, nn_rows = nn_scores[:, 1:], nn_rows[:, 1:]
-    d1 = np.sqrt(np.maximum(0, 2 - 2 * nn_scores[:, 0]))
-    sigma = float(0.25 * np.median(d1) / np.sqrt(real.shape[1]))
-    del flat
+    real, labels, nn_rows, sigma, d1 = seed_data(args.source, args.n)
     base, base_labels = grow(real, labels, args.n, rng, keep_real=True, neighbours=nn_rows, sigma=sigma)
     qs, q_labels = grow(real, labels, args.val + args.queries, rng, keep_real=False, neighbours=nn_rows, sigma=sigma)
     val, test = qs[: args.val], qs[args.val :]
     n, dim = base.shape
-    log.info("data: %d × %d (σ = %.4f, median real 1-NN distance %.3f)", n, dim, sigma, float(np.median(d1)))
+    log.info("data: %d × %d (σ = %.4f, median real 1-NN distance %.3f)", n, dim, sigma, d1)
 
     # ground truth: exact top-10 for every query
     t = time.perf_counter()

@@ -43,9 +43,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("RECS_NO_TQDM", "1")
 
-from bench.scale import K, TARGET_RECALL, grow, load_real, recall_per_query  # noqa: E402
-from core.artifacts import MODELS_DIR, ArtifactError  # noqa: E402
-from core.metrics import RESULTS_DIR, bootstrap_ci, write_result  # noqa: E402
+from bench.scale import K, TARGET_RECALL, common_args, grow, recall_per_query, seed_data, table_only  # noqa: E402
+from core.metrics import bootstrap_ci, write_result  # noqa: E402
 from core.search import DEFAULT_PARAMS, EXACT_BELOW, VectorIndex, factory_string  # noqa: E402
 
 log = logging.getLogger("bench.scale_threshold")
@@ -92,36 +91,22 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--queries", type=int, default=300, help="timed queries per size (default 300)")
     parser.add_argument("--budget-ms", type=float, default=5.0, help="exact search's p50 budget per query (default 5 ms)")
     parser.add_argument("--threads", type=int, default=1, help="FAISS threads for growing the HNSW graph (queries use 1)")
-    parser.add_argument("--source", type=Path, default=MODELS_DIR / "fashion" / "fashion-mnist",
-                        help="the fashion index whose vectors seed the data (default: models/fashion/fashion-mnist)")
-    parser.add_argument("--out", default="scale_threshold", help="result name under bench/results/")
-    parser.add_argument("--table", action="store_true", help="only print the saved result as a Markdown table")
+    common_args(parser, "scale_threshold")
     args = parser.parse_args(argv)
-    if args.table:
-        print(markdown_table(json.loads((RESULTS_DIR / f"{args.out}.json").read_text())))
+    if table_only(args, markdown_table):
         return
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     import faiss
     from threadpoolctl import threadpool_limits
 
     sizes = sorted(int(s) for s in args.sizes.split(","))
     started, load_before = time.time(), os.getloadavg()
     rng = np.random.default_rng(0)  # bench/scale.py's seed and order: the same catalog rows
-    try:
-        real, labels = load_real(args.source)
-    except ArtifactError as exc:
-        raise SystemExit(f"error: {exc}") from None
     n_max = max(sizes)
-    flat = faiss.IndexFlatIP(real.shape[1])
-    flat.add(real)
-    nn_scores, nn_rows = flat.search(real, K + 1)
-    d1 = np.sqrt(np.maximum(0, 2 - 2 * nn_scores[:, 1]))
-    sigma = float(0.25 * np.median(d1) / np.sqrt(real.shape[1]))
-    del flat
-    base, _ = grow(real, labels, n_max, rng, keep_real=True, neighbours=nn_rows[:, 1:], sigma=sigma)
+    real, labels, nn_rows, sigma, _ = seed_data(args.source, n_max)  # as bench/scale.py --n n_max
+    base, _ = grow(real, labels, n_max, rng, keep_real=True, neighbours=nn_rows, sigma=sigma)
     # queries from an independent stream, so none of them is one of bench/scale.py's validation or test queries
     queries, _ = grow(real, labels, args.queries, np.random.default_rng(1), keep_real=False,
-                      neighbours=nn_rows[:, 1:], sigma=sigma)
+                      neighbours=nn_rows, sigma=sigma)
     hnsw_params = dict(DEFAULT_PARAMS["hnsw"])
     result: dict[str, Any] = {
         "dim": int(base.shape[1]), "k": K, "queries": args.queries, "budget_ms": args.budget_ms,
