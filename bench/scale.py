@@ -41,7 +41,7 @@ os.environ.setdefault("RECS_NO_TQDM", "1")
 
 from core.artifacts import MODELS_DIR, ArtifactError, load_arrays  # noqa: E402
 from core.metrics import RESULTS_DIR, bootstrap_ci, write_result  # noqa: E402
-from core.search import VectorIndex, build_faiss, resolve_params  # noqa: E402
+from core.search import VectorIndex, build_faiss, ivf_train_sample, resolve_params  # noqa: E402
 
 log = logging.getLogger("bench.scale")
 K = 10
@@ -60,6 +60,42 @@ def load_real(stem: Path) -> "tuple[np.ndarray, np.ndarray]":
     vectors = arrays["vectors"].astype(np.float32)
     log.info("real vectors: %s from %s (%s)", vectors.shape, stem, manifest.get("catalog"))
     return vectors, arrays["labels"]
+
+
+def common_args(parser: argparse.ArgumentParser, out: str) -> None:
+    """--source, --out and --table: the options every scale benchmark shares."""
+    parser.add_argument("--source", type=Path, default=MODELS_DIR / "fashion" / "fashion-mnist",
+                        help="the fashion index whose vectors seed the data (default: models/fashion/fashion-mnist)")
+    parser.add_argument("--out", default=out, help=f"result name under bench/results/ (default {out})")
+    parser.add_argument("--table", action="store_true", help="only print the saved result as a Markdown table")
+
+
+def table_only(args: argparse.Namespace, render: Callable[[dict[str, Any]], str]) -> bool:
+    """With --table print the saved result through ``render`` and return True; otherwise set up run logging."""
+    if args.table:
+        print(render(json.loads((RESULTS_DIR / f"{args.out}.json").read_text())))
+        return True
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    return False
+
+
+def seed_data(source: Path, n: int) -> "tuple[np.ndarray, np.ndarray, np.ndarray, float, float]":
+    """The real vectors (at most ``n``) and what rows are grown from: (vectors, labels, each one's 10 real nearest
+    neighbours, the noise σ, the median real nearest-neighbour distance). Exits with one error line if the
+    fashion index is missing or stale."""
+    import faiss
+
+    try:
+        real, labels = load_real(source)
+    except ArtifactError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    real, labels = real[:n], labels[:n]  # a catalog smaller than the real set is a slice of it
+    flat = faiss.IndexFlatIP(real.shape[1])
+    flat.add(real)
+    nn_scores, nn_rows = flat.search(real, K + 1)  # the first hit is the item itself
+    d1 = np.sqrt(np.maximum(0, 2 - 2 * nn_scores[:, 1]))
+    sigma = float(0.25 * np.median(d1) / np.sqrt(real.shape[1]))
+    return real, labels, nn_rows[:, 1:], sigma, float(np.median(d1))
 
 
 def grow(real: np.ndarray, labels: np.ndarray, n: int, rng: np.random.Generator, *, keep_real: bool,
@@ -137,20 +173,18 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--val", type=int, default=300, help="validation queries for tuning (default 300)")
     parser.add_argument("--threads", type=int, default=2, help="FAISS/BLAS threads for building (queries use 1)")
     parser.add_argument("--hnsw-m", default="16,32", help="HNSW M values to try (comma-separated)")
-    parser.add_argument("--ivf-m", default="32,64", help="IVF-PQ sub-quantiser counts to try (comma-separated)")
-    parser.add_argument("--source", type=Path, default=MODELS_DIR / "fashion" / "fashion-mnist",
-                        help="the fashion index whose vectors seed the data (default: models/fashion/fashion-mnist)")
-    parser.add_argument("--skip", default="", help="methods to leave out, comma-separated (e.g. sklearn_brute)")
+    parser.add_argument("--ivf-builds", default="1024x32,1024x64,4096x64",
+                        help="IVF-PQ builds to try as NLISTxM (coarse cells × sub-quantisers, 8-bit codes), comma-separated")
+    parser.add_argument("--skip", default="",
+                        help="methods to leave out, comma-separated: faiss_hnsw, faiss_ivfpq, numpy_exact, sklearn_brute, "
+                             "faiss_flat, exact_sweep (with --merge an earlier run's numbers for them are kept)")
     parser.add_argument("--merge", action="store_true",
                         help="keep the methods of an earlier run saved under --out (same n, dim and seed, so the same "
                              "data and queries) and add or replace the ones measured now")
-    parser.add_argument("--out", default="scale", help="result name under bench/results/ (default scale)")
-    parser.add_argument("--table", action="store_true", help="only print the saved result as a Markdown table")
+    common_args(parser, "scale")
     args = parser.parse_args(argv)
-    if args.table:
-        print(markdown_table(json.loads((RESULTS_DIR / f"{args.out}.json").read_text())))
+    if table_only(args, markdown_table):
         return
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     import faiss
     from threadpoolctl import threadpool_limits
 
@@ -159,25 +193,13 @@ def main(argv: Optional[list[str]] = None) -> None:
     started = time.time()
     load_before = os.getloadavg()
     rng = np.random.default_rng(0)
-    try:
-        real, labels = load_real(args.source)
-    except ArtifactError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    real, labels = real[: args.n], labels[: args.n]  # a catalog smaller than the real set is a slice of it
-
     # real nearest neighbours (the edges new rows are made along) and the noise scale
-    flat = faiss.IndexFlatIP(real.shape[1])
-    flat.add(real)
-    nn_scores, nn_rows = flat.search(real, K + 1)  # the first hit is the item itself
-    nn_scores, nn_rows = nn_scores[:, 1:], nn_rows[:, 1:]
-    d1 = np.sqrt(np.maximum(0, 2 - 2 * nn_scores[:, 0]))
-    sigma = float(0.25 * np.median(d1) / np.sqrt(real.shape[1]))
-    del flat
+    real, labels, nn_rows, sigma, d1 = seed_data(args.source, args.n)
     base, base_labels = grow(real, labels, args.n, rng, keep_real=True, neighbours=nn_rows, sigma=sigma)
     qs, q_labels = grow(real, labels, args.val + args.queries, rng, keep_real=False, neighbours=nn_rows, sigma=sigma)
     val, test = qs[: args.val], qs[args.val :]
     n, dim = base.shape
-    log.info("data: %d × %d (σ = %.4f, median real 1-NN distance %.3f)", n, dim, sigma, float(np.median(d1)))
+    log.info("data: %d × %d (σ = %.4f, median real 1-NN distance %.3f)", n, dim, sigma, d1)
 
     # ground truth: exact top-10 for every query
     t = time.perf_counter()
@@ -207,6 +229,11 @@ def main(argv: Optional[list[str]] = None) -> None:
         result["methods"].update(earlier.get("methods", {}))
         result["tuning"].update(earlier.get("tuning", {}))
         result["merged_from_earlier_run"] = sorted(earlier.get("methods", {}))
+        # the earlier run's conditions stay with the numbers they describe
+        result["earlier_run"] = {key: earlier[key] for key in ("load_avg_before", "load_avg_after", "minutes", "threads")
+                                 if key in earlier}
+        if "exact_sweep" in earlier:
+            result["exact_sweep"] = earlier["exact_sweep"]
     methods = result["methods"]
 
     # -- FAISS: flat, HNSW, IVF-PQ -------------------------------------------------------------------
@@ -231,24 +258,27 @@ def main(argv: Optional[list[str]] = None) -> None:
                 return time_queries(lambda q: ix.search(q, K)[0], queries)
         return run
 
-    grids = {  # build parameter → values tried; search settings tuned on validation for each build
-        "hnsw": ("M", args.hnsw_m, [{"efSearch": ef} for ef in (16, 32, 48, 64, 96, 128, 192, 256)]),
-        "ivfpq": ("m", args.ivf_m, [{"nprobe": p, "rerank": r} for p in (8, 16, 32, 64, 128) for r in (1, 10, 30, 100)]),
+    grids = {  # builds tried; search settings tuned on the validation queries for each build
+        "hnsw": ([{"M": int(v)} for v in args.hnsw_m.split(",")],
+                 [{"efSearch": ef} for ef in (16, 32, 48, 64, 96, 128, 192, 256)]),
+        # re-rank r: the exact vectors re-score r × 10 PQ candidates (r = 1: PQ's own order)
+        "ivfpq": ([{"nlist": int(a), "m": int(b), "nbits": 8} for a, b in (v.split("x") for v in args.ivf_builds.split(","))],
+                  [{"nprobe": p, "rerank": r} for p in (8, 16, 32, 64, 128) for r in (1, 10, 30, 100, 200)]),
     }
     q_test_labels = q_labels[args.val :][:200]
-    for kind, (build_key, values, settings) in grids.items():
+    for kind, (builds, settings) in grids.items():
         name = f"faiss_{kind}"
         if name in skip:
             continue
         best: Optional[dict[str, Any]] = None
         result["tuning"][name] = []
-        for value in [int(x) for x in values.split(",")]:
-            full = resolve_params(kind, n, dim, {build_key: value})
+        for build_params in builds:
+            full = resolve_params(kind, n, dim, build_params)
             index, build, grew = faiss_method(kind, full)
-            log.info("%s %s=%d built in %.0f s", kind, build_key, value, build)
-            chosen, table = tune(f"{kind} {build_key}={value}", settings, ann_run(index, kind, full), val, val_truth)
+            log.info("%s %s built in %.0f s", kind, build_params, build)
+            chosen, table = tune(f"{kind} {build_params}", settings, ann_run(index, kind, full), val, val_truth)
             for row in table:
-                row[build_key] = value
+                row.update(build_params, build_s=round(build, 1))
             result["tuning"][name] += table
             val_row = next(r for r in table if all(r[key] == v for key, v in chosen.items()))
             if best is None or _better(val_row, best["val_row"]):
@@ -258,26 +288,30 @@ def main(argv: Optional[list[str]] = None) -> None:
                 # IVF-PQ's re-ranking reads the float vectors, so they count as part of its index when it is on
                 extra = base.nbytes / 2**20 if kind == "ivfpq" and chosen["rerank"] > 1 else 0.0
                 summary = summarise(times, rows, test_truth, build_s=round(build, 2), index_mb=round(structure + extra, 1),
-                                    structure_mb=structure, rss_growth_mb=round(grew, 1), params=params)
+                                    structure_mb=structure, rss_growth_mb=round(grew, 1), params=params,
+                                    load_avg=[round(x, 2) for x in os.getloadavg()])
                 times_f, rows_f = time_queries_filtered(attach(index, kind, params), test[:200], q_test_labels)
                 summary.update(filtered_summary(exact, test[:200], q_test_labels, times_f, rows_f))
                 best = {"val_row": val_row, "summary": summary}
             del index
             exact.faiss = None
         methods[name] = best["summary"]
+        if kind == "ivfpq":
+            methods[name]["train_sample"] = ivf_train_sample(n, params)
         log.info("%s: %s", name, methods[name])
         write_result(args.out, result)  # partial results survive a later failure
 
     with threadpool_limits(1):
         faiss.omp_set_num_threads(1)
         # -- numpy exact (today's search) ------------------------------------------------------------
-        times, rows = time_queries(lambda q: exact.search(q, K)[0], test)
-        methods["numpy_exact"] = summarise(times, rows, test_truth, build_s=round(exact_build, 2),
-                                           index_mb=round(base.nbytes / 2**20, 1))
-        # filtered: one category (the query's), ~1/10 of the catalog, exact over the kept rows
-        times_f, rows_f = time_queries_filtered(exact, test[:200], q_test_labels)
-        methods["numpy_exact"]["filtered_p50_ms"] = round(float(np.median(times_f)) * 1000, 3)
-        log.info("numpy exact: %s", methods["numpy_exact"])
+        if "numpy_exact" not in skip:
+            times, rows = time_queries(lambda q: exact.search(q, K)[0], test)
+            methods["numpy_exact"] = summarise(times, rows, test_truth, build_s=round(exact_build, 2),
+                                               index_mb=round(base.nbytes / 2**20, 1))
+            # filtered: one category (the query's), ~1/10 of the catalog, exact over the kept rows
+            times_f, rows_f = time_queries_filtered(exact, test[:200], q_test_labels)
+            methods["numpy_exact"]["filtered_p50_ms"] = round(float(np.median(times_f)) * 1000, 3)
+            log.info("numpy exact: %s", methods["numpy_exact"])
 
         # -- scikit-learn NearestNeighbors, brute force, euclidean on unit vectors -----------------
         if "sklearn_brute" not in skip:
@@ -309,7 +343,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     # -- where exact stops being fast enough: numpy exact p50 on the first n' rows -------------------
     sweep = {}
     with threadpool_limits(1):
-        for size in (25_000, 50_000, 100_000, 200_000, 400_000, 1_000_000):
+        for size in () if "exact_sweep" in skip else (25_000, 50_000, 100_000, 200_000, 400_000, 1_000_000):
             if size > n:
                 break
             sub = VectorIndex(base[:size], [str(i) for i in range(size)], normalize=False)
@@ -317,7 +351,9 @@ def main(argv: Optional[list[str]] = None) -> None:
             sweep[str(size)] = {"p50_ms": round(float(np.median(times)) * 1000, 3),
                                 "p95_ms": round(float(np.percentile(times, 95)) * 1000, 3)}
             log.info("exact at %d: %s", size, sweep[str(size)])
-    result["exact_sweep"] = sweep
+    if sweep:
+        result["exact_sweep"] = sweep
+    result["measured_in_last_run"] = [name for name in methods if name not in skip]
     result["meets_bar"] = [name for name, m in methods.items()
                            if m["recall@10"] >= TARGET_RECALL and m["p50_ms"] <= 5 and m["index_mb"] <= 1024]
     result["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]

@@ -11,7 +11,7 @@ One module serves fashion and multimodal search. Every index keeps its vectors i
   itself comes back first.
 
 ``choose_kind(n)`` picks exact below ``EXACT_BELOW`` items, where exact search still answers one query
-within the 5 ms budget, and HNSW above it (docs/scale.md has the measurements and the arithmetic).
+within the 5 ms budget, and HNSW above it (measured by bench/scale_threshold.py; docs/scale.md).
 
 Filters: FAISS searches only the rows a filter keeps (an ``IDSelectorBitmap``); when a filter keeps
 fewer than ``EXACT_BELOW`` rows, the kept rows are scanned exactly instead (a graph or a coarse
@@ -39,17 +39,19 @@ log = logging.getLogger(__name__)
 
 #: Index kinds, in order of exactness.
 KINDS = ("exact", "flat", "hnsw", "ivfpq")
-#: Below this many items (or rows kept by a filter) search is exact. Exact search is linear in n; measured
-#: 1.36 ms p50 per 128-d query at 70,000 items on a quiet 2-core machine (bench/search.py), so the 5 ms budget
-#: holds up to ≈ 257,000 items; 200,000 keeps a margin (docs/scale.md; bench/scale.py's exact_sweep re-measures).
-EXACT_BELOW = 200_000
+#: Below this many items (or rows kept by a filter) search is exact. Measured, not extrapolated:
+#: bench/results/scale_threshold.json (``python bench/scale_threshold.py``) times exact, FAISS flat and HNSW per
+#: 128-d query at 10,000 … 1,000,000 items; this is the smallest size where exact search's p50 exceeded the
+#: 5 ms budget (75,000 items: within it) while HNSW at recall@10 ≥ 0.95 was faster. Measured on 2 shared
+#: cores (the load average is in the file); docs/scale.md has the table.
+EXACT_BELOW = 100_000
 #: FAISS defaults chosen on validation queries of bench/scale.py at 1M items (recall@10 ≥ 0.95 at the
 #: lowest latency); ``efSearch`` / ``nprobe`` grow with k and with how much of the index a filter removes.
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "exact": {},
     "flat": {},
     "hnsw": {"M": 32, "efConstruction": 80, "efSearch": 64},
-    "ivfpq": {"nprobe": 32, "rerank": 10, "nbits": 8},
+    "ivfpq": {"nprobe": 8, "rerank": 10, "nbits": 8},
 }
 #: The parameters each kind accepts (build: M, efConstruction, nlist, m, nbits; search: the others).
 PARAM_NAMES: dict[str, tuple[str, ...]] = {
@@ -84,8 +86,10 @@ def choose_kind(n: int, requested: str = "auto") -> str:
 def resolve_params(kind: str, n: int, dim: int, params: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
     """Full build/search parameters for ``kind`` at ``n`` items of dimension ``dim`` (explicit ones win).
 
-    IVF-PQ sizes itself: ~4·√n coarse cells (at most n/39 so k-means has enough points per cell),
-    sub-quantisers of 4 dimensions, 8-bit codes when there are ≥ 39·256 training points (else 4-bit).
+    IVF-PQ sizes itself as chosen at 1M items (bench/results/scale.json): ~√n coarse cells (1,024 there; at
+    most n/39 so k-means has enough points per cell), sub-quantisers of 2 dimensions (4-dimensional ones lost
+    too much: validation recall@10 ≤ 0.94 even re-ranking 2,000 candidates), 8-bit codes when there are
+    ≥ 39·256 training points (else 4-bit).
     """
     unknown = set(params or {}) - set(PARAM_NAMES[kind])
     if unknown:
@@ -93,8 +97,8 @@ def resolve_params(kind: str, n: int, dim: int, params: Optional[Mapping[str, An
                          f"it takes {', '.join(PARAM_NAMES[kind]) or 'none'}")
     out = dict(DEFAULT_PARAMS[kind])
     if kind == "ivfpq":
-        out["nlist"] = int(max(1, min(4 * math.sqrt(n), n // 39)))
-        m = dim // 4 if dim % 4 == 0 else dim
+        out["nlist"] = int(max(1, min(math.sqrt(n), n // 39)))
+        m = dim // 2 if dim % 2 == 0 else dim
         while dim % m:
             m -= 1
         out["m"] = m
@@ -136,6 +140,16 @@ def describe(info: Mapping[str, Any]) -> str:
     return line + "."
 
 
+def ivf_train_sample(n: int, params: Mapping[str, Any]) -> int:
+    """How many of ``n`` vectors train IVF-PQ's coarse k-means and PQ codebooks: 40 per cell, at least 100,000.
+
+    Why a sample: training on every vector of a million-item catalog costs far more than it gains (FAISS's
+    own guidance is 30–256 points per cell, and it warns below 39); 100,000 also gives each 8-bit PQ
+    codebook ~400 points per centroid. At 1M items with 4,096 cells that is 163,840 vectors.
+    """
+    return int(min(n, max(40 * int(params["nlist"]), 100_000, 39 << int(params["nbits"]))))
+
+
 def build_faiss(vectors: np.ndarray, kind: str, params: Mapping[str, Any], *, seed: int = 0) -> Any:
     """A FAISS index of ``kind`` over ``vectors`` (float32, rows = ids 0..n-1), inner-product metric."""
     import faiss
@@ -145,10 +159,15 @@ def build_faiss(vectors: np.ndarray, kind: str, params: Mapping[str, Any], *, se
     if kind == "hnsw":
         index.hnsw.efConstruction = int(params["efConstruction"])
     if kind == "ivfpq":
-        # k-means on a sample: 64 points per cell is plenty and keeps training time flat in n
-        sample = min(len(vectors), max(int(params["nlist"]) * 64, 39 << int(params["nbits"])))
+        sample = ivf_train_sample(len(vectors), params)
         rows = np.random.default_rng(seed).choice(len(vectors), sample, replace=False)
         index.cp.seed = seed
+        # No polysemous training: it re-orders PQ codes for Hamming-distance pre-filtering, which this search
+        # never uses, and it was most of a build's time (~200 of 240 s training on 20,000 vectors).
+        index.do_polysemous_training = False
+        # PQ codebooks: 100 points per centroid and 10 k-means iterations (the coarse quantiser's own count)
+        # instead of FAISS's 256 and 25: sub-vectors of 2-4 dimensions are clustered without BLAS.
+        index.pq.cp.max_points_per_centroid, index.pq.cp.niter, index.pq.cp.seed = 100, 10, seed
         index.train(vectors[np.sort(rows)])
     index.add(vectors)
     return index

@@ -294,7 +294,32 @@ def render_scale(result: dict, name: str) -> str:
                      fmt(m.get("p95_ms"), 2), fmt(m.get("build_s"), 1), fmt(m.get("index_mb"), 0)])
     note = (f"{fmt(result.get('n'))} vectors × {result.get('dim')} dims, {fmt(result.get('queries'))} queries; "
             f"load average before the run {result.get('load_avg_before')}.")
+    if result.get("earlier_run"):
+        fresh = result.get("measured_in_last_run") or [m for m in methods if m not in result.get("merged_from_earlier_run", [])]
+        note += (f" Measured in parts on the same data and queries: {', '.join(f'`{m}`' for m in fresh) or 'none'} in the"
+                 f" last run, the others earlier (load average {result['earlier_run'].get('load_avg_before')}).")
     return table(["method", "recall@10", "p50 ms", "p95 ms", "build s", "index MB"], rows) + "\n\n" + note
+
+
+def render_scale_threshold(result: dict, name: str) -> str:
+    """Exact vs FAISS flat vs HNSW per query by catalog size, and the size where search switches to HNSW."""
+    sizes = need(result, "sizes")
+    budget = need(result, "budget_ms")
+    rows = []
+    for n, row in sizes.items():
+        exact, flat, hnsw = need(row, "numpy_exact"), need(row, "faiss_flat"), need(row, "faiss_hnsw")
+        rows.append([fmt(int(n)), fmt(exact.get("cpu_p50_ms"), 2), fmt(flat.get("cpu_p50_ms"), 2),
+                     fmt(hnsw.get("cpu_p50_ms"), 2), with_ci(hnsw.get("recall@10"), hnsw.get("recall@10_ci95")),
+                     "yes" if exact.get("cpu_p50_ms", float("inf")) <= budget else "no"])
+    threshold = result.get("threshold")
+    note = (f"p50 CPU ms per query (batch 1, one thread; wall times in the JSON), {fmt(result.get('queries'))} queries per "
+            f"size, HNSW at {', '.join(f'{k}={v}' for k, v in result.get('hnsw_params', {}).items())}; "
+            f"load average {result.get('load_avg_before')} → {result.get('load_avg_after')}"
+            + (" (**under load**)" if result.get("under_load") else "") + ". "
+            + (f"Exact search is switched to HNSW at **{fmt(threshold)} items** (`EXACT_BELOW`): rule: {result.get('rule')}."
+               if threshold else f"No measured size crossed the rule ({result.get('rule')})."))
+    return table(["items", "exact p50 ms", "FAISS flat p50 ms", "HNSW p50 ms", "HNSW recall@10",
+                  f"exact ≤ {fmt(float(budget), 0)} ms"], rows) + "\n\n" + note
 
 
 def render_app_load(result: dict, name: str) -> str:
@@ -388,6 +413,7 @@ RENDERERS: list[tuple[str, Renderer]] = [
     ("music_evaluate_*", render_music_evaluate),
     ("encoders", render_encoders),
     ("search", render_search),
+    ("scale_threshold*", render_scale_threshold),
     ("scale*", render_scale),
     ("app_load*", render_app_load),
     ("music_foldin_*", render_music_foldin),

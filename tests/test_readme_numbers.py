@@ -83,3 +83,22 @@ def test_the_committed_readme_and_docs_are_up_to_date():
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "readme_numbers.py"), "--check"],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_scale_threshold_block_shows_each_size_and_the_switch(tmp_path):
+    """The exact/HNSW threshold table: one row per measured size, the budget verdict, the chosen threshold."""
+    row = lambda exact, hnsw, rec: {"numpy_exact": {"cpu_p50_ms": exact}, "faiss_flat": {"cpu_p50_ms": exact * 0.9},  # noqa: E731
+                                    "faiss_hnsw": {"cpu_p50_ms": hnsw, "recall@10": rec, "recall@10_ci95": [rec - 0.01, rec]}}
+    result = {"budget_ms": 5.0, "queries": 300, "threshold": 150000, "rule": "exact while p50 ≤ 5 ms",
+              "hnsw_params": {"M": 32}, "load_avg_before": [3.0], "load_avg_after": [4.0], "under_load": True,
+              "sizes": {"50000": row(1.5, 0.2, 0.99), "150000": row(7.25, 0.3, 0.98)}}
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "scale_threshold.json").write_text(json.dumps(result))
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- numbers:scale_threshold -->\nhand-copied table\n<!-- /numbers -->\n")
+    readme_numbers.main(["--readme", str(readme), "--results", str(results)])
+    text = readme.read_text()
+    assert "| 50,000 | 1.50 | 1.35 | 0.20 | 0.990 [0.980, 0.990] | yes |" in text
+    assert "| 150,000 | 7.25 |" in text and text.count("| no |") == 1
+    assert "**150,000 items**" in text and "hand-copied" not in text
