@@ -29,7 +29,7 @@ def test_app_renders_every_tab_and_only_the_open_one(models_dir):
 def _upload_in_a_lazy_tab() -> None:
     import streamlit as st
 
-    from ui.common import TAB_VISIT, image_upload
+    from ui.common import image_upload
 
     if st.session_state.get("tab_open", True):  # a closed lazy tab draws nothing
         image = image_upload("Photo", key="photo")
