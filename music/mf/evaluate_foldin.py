@@ -56,8 +56,8 @@ MIN_ITEMS = 15
 SEARCH_ROUNDS = 3
 #: The search grid: confidence c of a like, λ of the solve, item-bias weight β, factor-similarity weight γ.
 GRID: dict[str, tuple[float, ...]] = {
-    "confidence": (2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0),
-    "l2": (0.05, 0.2, 1.0, 5.0, 20.0, 100.0, 300.0, 1000.0),
+    "confidence": (2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0),
+    "l2": (0.05, 0.2, 1.0, 5.0, 20.0, 100.0, 300.0, 1000.0, 3000.0),
     "bias_weight": (0.0, 0.5, 1.0, 1.5, 2.0, 3.0),
     "similarity_weight": (0.0, 0.25, 0.5, 1.0, 2.0),
 }
