@@ -140,3 +140,27 @@ def test_user_catalogs_index_and_search_end_to_end(kind, path, tmp_path) -> None
     hits = service.search(image=str(first.image_path), k=2)
     assert hits[0].id == first.id and hits[0].score == pytest.approx(1.0, abs=1e-3)
     assert first.id not in [h.id for h in service.more_like_this(first.id, k=len(catalog))]
+
+
+def test_grid_thumbnails_send_svg_markup_and_png_thumbnails(tmp_path) -> None:
+    """An SVG product picture goes to the browser as its own markup (no server-side rasterising, the costly
+    part of a search); a raster picture becomes a small PNG; an SVG that is not SVG markup is rasterised or
+    refused, never sent as text."""
+    from PIL import Image
+
+    from multimodal.data import load_tuxpaint_catalog
+    from ui.multimodal import SVG_MARKUP, _thumb
+
+    svg = next(p.image_path for p in load_tuxpaint_catalog().products if str(p.image_path).endswith(".svg"))
+    markup = _thumb(str(svg))
+    assert isinstance(markup, str) and SVG_MARKUP.search(markup)
+    png = tmp_path / "big.png"
+    Image.new("RGB", (800, 600), "red").save(png)
+    thumb = _thumb(str(png))
+    assert isinstance(thumb, bytes) and thumb[:8] == b"\x89PNG\r\n\x1a\n"
+    from io import BytesIO
+
+    assert max(Image.open(BytesIO(thumb)).size) <= 200
+    fake = tmp_path / "not.svg"
+    fake.write_text("hello, not a picture")
+    assert not isinstance(_thumb(str(fake)), str)
