@@ -316,7 +316,7 @@ def render_scale_threshold(result: dict, name: str) -> str:
             f"size, HNSW at {', '.join(f'{k}={v}' for k, v in result.get('hnsw_params', {}).items())}; "
             f"load average {result.get('load_avg_before')} → {result.get('load_avg_after')}"
             + (" (**under load**)" if result.get("under_load") else "") + ". "
-            + (f"Exact search is switched to HNSW at **{fmt(threshold)} items** (`EXACT_BELOW`): rule: {result.get('rule')}."
+            + (f"This run puts the switch to HNSW at **{fmt(threshold)} items**; rule: {result.get('rule')}."
                if threshold else f"No measured size crossed the rule ({result.get('rule')})."))
     return table(["items", "exact p50 ms", "FAISS flat p50 ms", "HNSW p50 ms", "HNSW recall@10",
                   f"exact ≤ {fmt(float(budget), 0)} ms"], rows) + "\n\n" + note
