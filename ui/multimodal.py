@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+from pathlib import Path
 from typing import Any, Optional
 
 import streamlit as st
@@ -95,7 +96,7 @@ def _thumb(path: str) -> Optional[bytes | str]:
 
     if path.lower().endswith(".svg"):
         try:
-            text = open(path, encoding="utf-8").read()
+            text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             text = ""
         if SVG_MARKUP.search(text):
