@@ -192,12 +192,18 @@ def test_the_product_uses_the_constants_chosen_for_its_dataset(bundle):
     from music.mf import feedback
     from music.mf.foldin import FoldInConstants, constants_path, load_constants, save_constants
 
-    chosen = FoldInConstants(confidence=9.0, l2=2.0, bias_weight=0.5, similarity_weight=0.25)
+    chosen = FoldInConstants(confidence=9.0, l2=2.0, bias_weight=0.5, similarity_weight=0.25,
+                             colistening_weight=0.5, colistening_alpha=0.9)
     try:
         save_constants("planted", chosen, mode=str(bundle.mf.mode), engine="keras", chosen_on={"test": True})
         bundle._foldin = None
         f = feedback._foldin(bundle)
         assert f.constants == chosen and f.confidence == 9.0 and f.lam == 2.0
+        liked = np.array([0, 1, 2])
+        want = f.scores(f.solve(liked))
+        want[liked] = -np.inf
+        top = feedback.picks_for_likes(bundle, list(bundle.mf.catalogue.items.externals(liked)), n=5).picks
+        assert [p.item for p in top] == list(bundle.mf.catalogue.items.externals(np.argsort(-want, kind="stable")[:5]))
         assert load_constants("planted", "explicit", "keras") == FoldInConstants()
     finally:
         constants_path("planted").unlink(missing_ok=True)
@@ -214,7 +220,8 @@ def test_a_fresh_machine_folds_in_with_the_committed_evaluations_constants(tmp_p
 
     monkeypatch.setattr(foldin, "RESULTS_DIR", tmp_path)
     assert foldin.load_constants("planted", "wmf", "keras") == foldin.FoldInConstants()  # no result at all
-    chosen = {"confidence": 64.0, "l2": 30.0, "bias_weight": 2.0, "similarity_weight": 0.5}
+    chosen = {"confidence": 64.0, "l2": 30.0, "bias_weight": 2.0, "similarity_weight": 0.5,
+              "colistening_weight": 0.25, "colistening_alpha": 1.0}
     write_json(tmp_path / "music_foldin_planted.json",
                {"meta": {"foldin": {"mode": "wmf", "engine": "keras"}, "validation": {"chosen": chosen}}})
     assert foldin.load_constants("planted", "wmf", "keras") == foldin.FoldInConstants.from_dict(chosen)
