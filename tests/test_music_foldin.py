@@ -227,6 +227,14 @@ def test_a_fresh_machine_folds_in_with_the_committed_evaluations_constants(tmp_p
     assert foldin.load_constants("planted", "wmf", "keras") == foldin.FoldInConstants.from_dict(chosen)
     assert foldin.load_constants("planted", "explicit", "keras") == foldin.FoldInConstants()
     assert foldin.load_constants("planted", "wmf", "spark") == foldin.FoldInConstants()
+    # a constants file beside the models from an older search (no co-listening) gives way to the evaluation's
+    old = {"kind": "music-foldin-constants", "schema": 1, "dataset": "planted", "mode": "wmf", "engine": "keras",
+           "constants": {"confidence": 1024.0, "l2": 3000.0, "bias_weight": 1.0, "similarity_weight": 1.0}}
+    try:
+        write_json(foldin.constants_path("planted"), old)
+        assert foldin.load_constants("planted", "wmf", "keras") == foldin.FoldInConstants.from_dict(chosen)
+    finally:
+        foldin.constants_path("planted").unlink(missing_ok=True)
     (tmp_path / "music_foldin_planted.json").write_text("{not json")
     assert foldin.load_constants("planted", "wmf", "keras") == foldin.FoldInConstants()
 

@@ -5,11 +5,11 @@ Protocol (``python -m music evaluate-foldin``):
 - Hold out whole listeners: a seeded ``HOLDOUT`` share of all users, drawn from those with at least
   ``MIN_ITEMS`` items (so that after revealing 10 there are still ≥ 5 to find): the *test* listeners. Another
   seeded ``HOLDOUT`` share, disjoint from them and eligible the same way: the *validation* listeners.
-- Validation side: an MF trained on every listener but the test and validation ones (the kind's
-  hyper-parameters, early stopping on a split carved from its own training listeners); the fold-in's constants
+- Validation side: an MF trained on every listener but the test and validation ones (the kind's hyper-
+  parameters, early stopping on a split carved from its own training listeners); the fold-in's constants
   (``music.mf.foldin.FoldInConstants``: like confidence, λ of the solve, item-bias weight, factor-similarity
-  weight, co-listening weight and its exponent) are chosen by a coordinate search on the validation listeners' NDCG@10, averaged over k. The test
-  listeners choose nothing.
+  weight, co-listening weight and its exponent) are chosen by a coordinate search on the validation listeners'
+  NDCG@10, averaged over k. The test listeners choose nothing.
 - Test side: the MF trained on every listener but the test ones, exactly as ``python -m music train`` does.
   For each test listener, shuffle their items (seeded) and reveal the first k = 1, 3, 5, 10 as likes (binary:
   what a 👍 says); fold them in with the chosen constants; rank every item except the revealed ones; NDCG@10
@@ -333,8 +333,9 @@ def evaluate_foldin(dataset: str, path: str | None = None, *, seed: int = 42, sa
         "protocol": (f"{HOLDOUT:.0%} of users held out whole as test listeners (seed {seed}; users with ≥ "
                      f"{MIN_ITEMS} items) and another {HOLDOUT:.0%}, disjoint, as validation listeners (seed "
                      f"{seed + VAL_SEED_OFFSET}); the fold-in's constants (like confidence, λ, item-bias weight, "
-                     f"factor-similarity weight, co-listening weight and exponent) chosen on the validation listeners with an MF trained without "
-                     f"test and validation listeners; test reported with the MF trained on every other listener "
+                     f"factor-similarity weight, co-listening weight and exponent) chosen on the validation "
+                     f"listeners with an MF trained without test and validation listeners; test reported with the "
+                     f"MF trained on every other listener "
                      f"and the chosen constants; k ∈ {list(REVEAL)} items revealed as binary likes; "
                      f"full ranking over all items except the revealed ones; NDCG@{K}/HR@{K} on the rest; "
                      f"popularity, genre and retrain at k={BAR_K}"),

@@ -84,6 +84,11 @@ class FoldInConstants:
         return cls(**{k: (None if v is None else float(v)) for k, v in d.items() if k in names})
 
 
+#: Version of ``foldin-<dataset>.json``. 2: the search includes the co-listening constants; a file of an older
+#: search holds a different method's winner, so the committed evaluation's constants are used instead.
+CONSTANTS_SCHEMA = 2
+
+
 def constants_path(dataset: str) -> Path:
     """Where the chosen constants of ``dataset`` live: beside its trained models."""
     return music_dir() / f"foldin-{dataset}.json"
@@ -93,8 +98,8 @@ def save_constants(dataset: str, constants: FoldInConstants, *, mode: str, engin
                    chosen_on: dict[str, Any]) -> Path:
     """Record the constants chosen on validation for ``dataset``'s models (objective ``mode``, ``engine``)."""
     path = constants_path(dataset)
-    write_json(path, {"kind": "music-foldin-constants", "schema": 1, "dataset": dataset, "mode": mode,
-                      "engine": engine, "constants": constants.to_dict(), "chosen_on": chosen_on,
+    write_json(path, {"kind": "music-foldin-constants", "schema": CONSTANTS_SCHEMA, "dataset": dataset,
+                      "mode": mode, "engine": engine, "constants": constants.to_dict(), "chosen_on": chosen_on,
                       "made_by": f"python -m music evaluate-foldin --dataset {dataset}"})
     return path
 
@@ -131,6 +136,10 @@ def load_constants(dataset: str, mode: str, engine: str) -> FoldInConstants:
     if m.get("kind") != "music-foldin-constants" or "constants" not in m:
         raise ArtifactError(f"{path} is not a fold-in constants file; rebuild it with "
                             f"`python -m music evaluate-foldin --dataset {dataset}`.")
+    if m.get("schema", 1) < CONSTANTS_SCHEMA:
+        log.warning("fold-in constants in %s come from an older search; using the committed evaluation's (rerun "
+                    "`python -m music evaluate-foldin --dataset %s` to choose them here)", path, dataset)
+        return _constants_from_results(dataset, mode, engine)
     if (m.get("mode"), m.get("engine", "keras")) != (mode, engine):
         log.warning("fold-in constants in %s were chosen for %s/%s, the model is %s/%s; using the model's own",
                     path, m.get("mode"), m.get("engine"), mode, engine)
