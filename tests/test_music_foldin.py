@@ -134,6 +134,44 @@ def test_foldin_solve_matches_the_objective_minimum(bundle, constants):
     assert np.abs(grad).max() < 1e-8
 
 
+def test_foldin_solve_is_implicits_recalculate_user_without_item_bias(bundle):
+    """With the item biases at zero the solve is the standard iALS user step: implicit's ALS
+    ``recalculate_user`` (confidence c on the liked items, 1 on every other, λ) gives the same factor."""
+    from implicit.cpu.als import AlternatingLeastSquares
+    from scipy import sparse
+
+    from music.mf.foldin import FoldInConstants, FoldInModel
+
+    f = FoldInModel(bundle.mf, FoldInConstants(confidence=40.0, l2=2.5))
+    f.bi = np.zeros_like(f.bi)
+    f.qb = np.zeros_like(f.qb)
+    liked = np.array([3, 17, 44, 60])
+    als = AlternatingLeastSquares(factors=f.Q.shape[1], regularization=2.5, dtype=np.float64)
+    als.item_factors = f.Q.copy()
+    row = sparse.csr_matrix((np.full(len(liked), 40.0), (np.zeros(len(liked), int), liked)), shape=(1, len(f.Q)))
+    assert np.allclose(f.solve(liked).p, als.recalculate_user(0, row), atol=1e-6)
+
+
+def test_colistening_weight_adds_the_liked_items_neighbours_in_the_training_history(bundle):
+    """δ adds the asymmetric cosine of co-listening counts, counted on the model's own training history."""
+    from music.mf.foldin import CoListening, FoldInConstants, FoldInModel
+
+    h = bundle.mf.catalogue.history
+    b = (h.toarray() != 0).astype(float)
+    co = CoListening(h)
+    liked = np.array([0, 4, 9])
+    n = np.maximum(b.sum(axis=0), 1)
+    both = b[:, liked].T @ b  # listeners with both items
+    for alpha in (0.5, 1.0):
+        want = (both / (n[liked, None] ** alpha * n[None, :] ** (1 - alpha))).mean(axis=0)
+        assert np.allclose(co.similarity(liked, alpha), want)
+    only = FoldInModel(bundle.mf, FoldInConstants(bias_weight=0.0, colistening_weight=1e6, colistening_alpha=1.0))
+    s = only.scores(only.solve(liked))
+    assert np.argsort(-s)[:10].tolist() == np.argsort(-co.similarity(liked, 1.0), kind="stable")[:10].tolist()
+    plain = FoldInModel(bundle.mf)
+    assert np.allclose(plain.scores_many([plain.solve(liked)])[0], plain.scores(plain.solve(liked)))
+
+
 def test_ranking_constants_weigh_item_bias_and_factor_similarity(bundle):
     """β scales the item bias in the score; γ adds the liked items' factor-space similarity (z-scored)."""
     from music.mf.foldin import FoldInConstants, FoldInModel
@@ -154,12 +192,18 @@ def test_the_product_uses_the_constants_chosen_for_its_dataset(bundle):
     from music.mf import feedback
     from music.mf.foldin import FoldInConstants, constants_path, load_constants, save_constants
 
-    chosen = FoldInConstants(confidence=9.0, l2=2.0, bias_weight=0.5, similarity_weight=0.25)
+    chosen = FoldInConstants(confidence=9.0, l2=2.0, bias_weight=0.5, similarity_weight=0.25,
+                             colistening_weight=0.5, colistening_alpha=0.9)
     try:
         save_constants("planted", chosen, mode=str(bundle.mf.mode), engine="keras", chosen_on={"test": True})
         bundle._foldin = None
         f = feedback._foldin(bundle)
         assert f.constants == chosen and f.confidence == 9.0 and f.lam == 2.0
+        liked = np.array([0, 1, 2])
+        want = f.scores(f.solve(liked))
+        want[liked] = -np.inf
+        top = feedback.picks_for_likes(bundle, list(bundle.mf.catalogue.items.externals(liked)), n=5).picks
+        assert [p.item for p in top] == list(bundle.mf.catalogue.items.externals(np.argsort(-want, kind="stable")[:5]))
         assert load_constants("planted", "explicit", "keras") == FoldInConstants()
     finally:
         constants_path("planted").unlink(missing_ok=True)
@@ -176,12 +220,21 @@ def test_a_fresh_machine_folds_in_with_the_committed_evaluations_constants(tmp_p
 
     monkeypatch.setattr(foldin, "RESULTS_DIR", tmp_path)
     assert foldin.load_constants("planted", "wmf", "keras") == foldin.FoldInConstants()  # no result at all
-    chosen = {"confidence": 64.0, "l2": 30.0, "bias_weight": 2.0, "similarity_weight": 0.5}
+    chosen = {"confidence": 64.0, "l2": 30.0, "bias_weight": 2.0, "similarity_weight": 0.5,
+              "colistening_weight": 0.25, "colistening_alpha": 1.0}
     write_json(tmp_path / "music_foldin_planted.json",
                {"meta": {"foldin": {"mode": "wmf", "engine": "keras"}, "validation": {"chosen": chosen}}})
     assert foldin.load_constants("planted", "wmf", "keras") == foldin.FoldInConstants.from_dict(chosen)
     assert foldin.load_constants("planted", "explicit", "keras") == foldin.FoldInConstants()
     assert foldin.load_constants("planted", "wmf", "spark") == foldin.FoldInConstants()
+    # a constants file beside the models from an older search (no co-listening) gives way to the evaluation's
+    old = {"kind": "music-foldin-constants", "schema": 1, "dataset": "planted", "mode": "wmf", "engine": "keras",
+           "constants": {"confidence": 1024.0, "l2": 3000.0, "bias_weight": 1.0, "similarity_weight": 1.0}}
+    try:
+        write_json(foldin.constants_path("planted"), old)
+        assert foldin.load_constants("planted", "wmf", "keras") == foldin.FoldInConstants.from_dict(chosen)
+    finally:
+        foldin.constants_path("planted").unlink(missing_ok=True)
     (tmp_path / "music_foldin_planted.json").write_text("{not json")
     assert foldin.load_constants("planted", "wmf", "keras") == foldin.FoldInConstants()
 
@@ -195,7 +248,8 @@ def test_evaluate_foldin_chooses_on_validation_listeners_and_reports_test(tmp_pa
     planted = make_planted(plays=18)  # held-out listeners need ≥ 15 items
     monkeypatch.setattr("core.metrics.RESULTS_DIR", tmp_path)
     monkeypatch.setattr(ev, "GRID", {"confidence": (3.0, 30.0), "l2": (0.1, 10.0), "bias_weight": (0.0, 1.0),
-                                     "similarity_weight": (0.0, 1.0)})
+                                     "similarity_weight": (0.0, 1.0), "colistening_weight": (0.0, 1.0),
+                                     "colistening_alpha": (0.5, 1.0)})
     setup = ev._setup(planted, 42)
     test_users, val_users = set(setup["test_users"]), set(setup["val_users"])
     assert val_users and not test_users & val_users

@@ -5,11 +5,11 @@ Protocol (``python -m music evaluate-foldin``):
 - Hold out whole listeners: a seeded ``HOLDOUT`` share of all users, drawn from those with at least
   ``MIN_ITEMS`` items (so that after revealing 10 there are still ≥ 5 to find): the *test* listeners. Another
   seeded ``HOLDOUT`` share, disjoint from them and eligible the same way: the *validation* listeners.
-- Validation side: an MF trained on every listener but the test and validation ones (the kind's
-  hyper-parameters, early stopping on a split carved from its own training listeners); the fold-in's constants
+- Validation side: an MF trained on every listener but the test and validation ones (the kind's hyper-
+  parameters, early stopping on a split carved from its own training listeners); the fold-in's constants
   (``music.mf.foldin.FoldInConstants``: like confidence, λ of the solve, item-bias weight, factor-similarity
-  weight) are chosen by a coordinate search on the validation listeners' NDCG@10, averaged over k. The test
-  listeners choose nothing.
+  weight, co-listening weight and its exponent) are chosen by a coordinate search on the validation listeners'
+  NDCG@10, averaged over k. The test listeners choose nothing.
 - Test side: the MF trained on every listener but the test ones, exactly as ``python -m music train`` does.
   For each test listener, shuffle their items (seeded) and reveal the first k = 1, 3, 5, 10 as likes (binary:
   what a 👍 says); fold them in with the chosen constants; rank every item except the revealed ones; NDCG@10
@@ -54,12 +54,18 @@ HOLDOUT = 0.10
 MIN_ITEMS = 15
 #: Rounds of the coordinate search over the fold-in's constants (it stops early once a round changes nothing).
 SEARCH_ROUNDS = 3
-#: The search grid: confidence c of a like, λ of the solve, item-bias weight β, factor-similarity weight γ.
+#: The search grid: confidence c of a like, λ of the solve, item-bias weight β, factor-similarity weight γ,
+#: co-listening weight δ and exponent a. The (c, λ) grid reaches c = 4096 and λ = 10000: on Last.fm-2K the
+#: validation optimum sat at c = 1024, λ = 3000, where the solve is already in its large-c, large-λ limit
+#: (p ∝ Σ_liked q_l (1 − b_l): only c/λ matters; up to c = 65536 at the same ratios, validation NDCG@10
+#: moved by < 0.001).
 GRID: dict[str, tuple[float, ...]] = {
-    "confidence": (2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0),
-    "l2": (0.05, 0.2, 1.0, 5.0, 20.0, 100.0, 300.0, 1000.0, 3000.0),
+    "confidence": (2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0),
+    "l2": (0.05, 0.2, 1.0, 5.0, 20.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0),
     "bias_weight": (0.0, 0.5, 1.0, 1.5, 2.0, 3.0),
     "similarity_weight": (0.0, 0.25, 0.5, 1.0, 2.0),
+    "colistening_weight": (0.0, 0.125, 0.25, 0.5, 1.0, 2.0),
+    "colistening_alpha": (0.5, 0.7, 0.8, 0.9, 1.0),
 }
 #: The validation listeners are drawn with the evaluation's seed plus this offset.
 VAL_SEED_OFFSET = 1000
@@ -207,17 +213,18 @@ def choose_constants(mf: KerasMF, orders: dict[str, np.ndarray], users: np.ndarr
                      rounds: int = SEARCH_ROUNDS) -> tuple[FoldInConstants, list[dict[str, Any]]]:
     """Coordinate search over the fold-in's constants on the validation listeners.
 
-    Each round searches (confidence × λ) on a grid with β and γ fixed, then (β × γ) with confidence and λ
-    fixed, starting from the model's own values; a candidate replaces the incumbent only if it is better on
+    Each round searches (confidence × λ) on a grid with the rest fixed, then (β × γ), then (δ × a), starting
+    from the model's own values; a candidate replaces the incumbent only if it is better on
     the criterion. Returns the winner and every evaluated candidate (for the result file).
     """
     base = FoldInModel(mf)
+    colistening = base.colistening()  # counted once, shared by every candidate
     best = FoldInConstants(confidence=float(base.confidence), l2=float(base.l2))
     tried: dict[FoldInConstants, dict[str, float]] = {}
 
     def score(c: FoldInConstants) -> float:
         if c not in tried:
-            tried[c] = _criterion(FoldInModel(mf, c), orders, users)
+            tried[c] = _criterion(FoldInModel(mf, c, colistening), orders, users)
         return tried[c]["mean"]
 
     score(best)
@@ -229,6 +236,10 @@ def choose_constants(mf: KerasMF, orders: dict[str, np.ndarray], users: np.ndarr
                 best = cand
         for cand in [replace(best, bias_weight=b, similarity_weight=g) for b in GRID["bias_weight"]
                      for g in GRID["similarity_weight"]]:
+            if score(cand) > score(best):
+                best = cand
+        for cand in [replace(best, colistening_weight=w, colistening_alpha=a) for w in GRID["colistening_weight"]
+                     for a in GRID["colistening_alpha"]]:
             if score(cand) > score(best):
                 best = cand
         log.info("fold-in search: %s -> validation NDCG@%d %.4f (%d candidates)", best, K, score(best), len(tried))
@@ -265,6 +276,7 @@ def evaluate_foldin(dataset: str, path: str | None = None, *, seed: int = 42, sa
         "chosen": chosen.to_dict(), "criterion": f"mean over k of validation NDCG@{K}",
         "fold_in_chosen": trail[0], "fold_in_model_defaults": next(
             r for r in trail if r["bias_weight"] == 1.0 and r["similarity_weight"] == 0.0
+            and r["colistening_weight"] == 0.0 and r["colistening_alpha"] == FoldInConstants.colistening_alpha
             and r["confidence"] == FoldInModel(mf_val).confidence and r["l2"] == mf_val.l2),
         "by_k": {}, "candidates": trail, "mf_fit_seconds_under_load": val_fit_seconds}
     val_fold = FoldInModel(mf_val, chosen)
@@ -321,8 +333,9 @@ def evaluate_foldin(dataset: str, path: str | None = None, *, seed: int = 42, sa
         "protocol": (f"{HOLDOUT:.0%} of users held out whole as test listeners (seed {seed}; users with ≥ "
                      f"{MIN_ITEMS} items) and another {HOLDOUT:.0%}, disjoint, as validation listeners (seed "
                      f"{seed + VAL_SEED_OFFSET}); the fold-in's constants (like confidence, λ, item-bias weight, "
-                     f"factor-similarity weight) chosen on the validation listeners with an MF trained without "
-                     f"test and validation listeners; test reported with the MF trained on every other listener "
+                     f"factor-similarity weight, co-listening weight and exponent) chosen on the validation "
+                     f"listeners with an MF trained without test and validation listeners; test reported with the "
+                     f"MF trained on every other listener "
                      f"and the chosen constants; k ∈ {list(REVEAL)} items revealed as binary likes; "
                      f"full ranking over all items except the revealed ones; NDCG@{K}/HR@{K} on the rest; "
                      f"popularity, genre and retrain at k={BAR_K}"),

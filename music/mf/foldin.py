@@ -31,7 +31,13 @@ machine where the evaluation was not run, the constants recorded in the committe
   own rule): how much plain item popularity the picks keep;
 - ``similarity_weight`` γ: the ranking adds γ × the liked items' mean cosine similarity to each item in the
   item-factor space, both z-scored over the catalogue (default 0): item-to-item neighbours of the likes,
-  which a few likes can express more directly than a solved factor.
+  which a few likes can express more directly than a solved factor;
+- ``colistening_weight`` δ and ``colistening_alpha`` a: the ranking also adds δ × the liked items' mean
+  co-listening similarity to each item, z-scored like the others (default 0). Co-listening is counted on the
+  model's own training history (how many training listeners have both items), as an asymmetric cosine
+  ``|U_l ∩ U_j| / (|U_l|^a · |U_j|^(1−a))`` (a = 0.5 is the cosine, a = 1 the share of the liked item's
+  listeners who also have j): the item-to-item signal of the raw data, which the 64-d factors only
+  approximate and which a few likes express directly.
 
 Dislikes are not folded in; callers remove them from the ranking (a disliked item is never shown again).
 """
@@ -44,6 +50,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from scipy import sparse
 
 from core.artifacts import ArtifactError, read_json, write_json
 from core.metrics import RESULTS_DIR
@@ -65,6 +72,8 @@ class FoldInConstants:
     l2: float | None = None
     bias_weight: float = 1.0
     similarity_weight: float = 0.0
+    colistening_weight: float = 0.0
+    colistening_alpha: float = 0.5
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,6 +82,11 @@ class FoldInConstants:
     def from_dict(cls, d: dict[str, Any]) -> "FoldInConstants":
         names = {f.name for f in fields(cls)}
         return cls(**{k: (None if v is None else float(v)) for k, v in d.items() if k in names})
+
+
+#: Version of ``foldin-<dataset>.json``. 2: the search includes the co-listening constants; a file of an older
+#: search holds a different method's winner, so the committed evaluation's constants are used instead.
+CONSTANTS_SCHEMA = 2
 
 
 def constants_path(dataset: str) -> Path:
@@ -84,8 +98,8 @@ def save_constants(dataset: str, constants: FoldInConstants, *, mode: str, engin
                    chosen_on: dict[str, Any]) -> Path:
     """Record the constants chosen on validation for ``dataset``'s models (objective ``mode``, ``engine``)."""
     path = constants_path(dataset)
-    write_json(path, {"kind": "music-foldin-constants", "schema": 1, "dataset": dataset, "mode": mode,
-                      "engine": engine, "constants": constants.to_dict(), "chosen_on": chosen_on,
+    write_json(path, {"kind": "music-foldin-constants", "schema": CONSTANTS_SCHEMA, "dataset": dataset,
+                      "mode": mode, "engine": engine, "constants": constants.to_dict(), "chosen_on": chosen_on,
                       "made_by": f"python -m music evaluate-foldin --dataset {dataset}"})
     return path
 
@@ -122,6 +136,10 @@ def load_constants(dataset: str, mode: str, engine: str) -> FoldInConstants:
     if m.get("kind") != "music-foldin-constants" or "constants" not in m:
         raise ArtifactError(f"{path} is not a fold-in constants file; rebuild it with "
                             f"`python -m music evaluate-foldin --dataset {dataset}`.")
+    if m.get("schema", 1) < CONSTANTS_SCHEMA:
+        log.warning("fold-in constants in %s come from an older search; using the committed evaluation's (rerun "
+                    "`python -m music evaluate-foldin --dataset %s` to choose them here)", path, dataset)
+        return _constants_from_results(dataset, mode, engine)
     if (m.get("mode"), m.get("engine", "keras")) != (mode, engine):
         log.warning("fold-in constants in %s were chosen for %s/%s, the model is %s/%s; using the model's own",
                     path, m.get("mode"), m.get("engine"), mode, engine)
@@ -147,7 +165,8 @@ class FoldInModel:
     object): Keras factors use the objective named by ``mode``; Spark factors use ALS's objective.
     """
 
-    def __init__(self, mf: KerasMF, constants: FoldInConstants | None = None) -> None:
+    def __init__(self, mf: KerasMF, constants: FoldInConstants | None = None,
+                 colistening: "CoListening | None" = None) -> None:
         self.mf = mf
         self.constants = constants or FoldInConstants()
         self.Q = np.asarray(mf.Q, np.float64)
@@ -170,6 +189,8 @@ class FoldInModel:
         #: λ of the solve (the chosen one, else the model's training λ)
         self.lam = float(self.constants.l2) if self.constants.l2 is not None else self.l2
         self._Qn: np.ndarray | None = None
+        #: co-listening counts of the training history (built on first use; shareable between constants)
+        self._co = colistening
 
     # ------------------------------------------------------------------------------------------
     def solve(self, liked: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray | None = None) -> FoldIn:
@@ -223,26 +244,34 @@ class FoldInModel:
     # ------------------------------------------------------------------------------------------
     def scores(self, user: FoldIn) -> np.ndarray:
         """Ranking scores of every item for a folded-in listener: the model's rule ``q_i·p + β·b_i + b_u + μ``,
-        plus γ × the liked items' mean factor-space similarity when ``similarity_weight`` γ is set (both
-        z-scored over the catalogue, so γ weighs two comparable scales)."""
-        s = self.Q @ user.p + self.constants.bias_weight * self.bi + user.bu + self.mu
-        g = self.constants.similarity_weight
-        if g == 0 or len(user.liked) == 0:
-            return s
-        return _z(s) + g * _z(self.similarity(user.liked))
+        plus γ × the liked items' mean factor-space similarity and δ × their mean co-listening similarity when
+        those weights are set (each z-scored over the catalogue, so the weights compare like scales)."""
+        return self.scores_many([user])[0]
 
     def scores_many(self, users: Sequence[FoldIn]) -> np.ndarray:
         """``scores`` for many folded-in listeners at once (one matrix product): shape (len(users), n_items)."""
         P = np.stack([u.p for u in users]) if len(users) else np.zeros((0, self.Q.shape[1]))
         S = P @ self.Q.T + self.constants.bias_weight * self.bi + np.array([u.bu for u in users])[:, None] + self.mu
-        g = self.constants.similarity_weight
-        if g == 0:
+        g, delta = self.constants.similarity_weight, self.constants.colistening_weight
+        if g == 0 and delta == 0:
             return S
-        Qn = self._normed()
         has = np.array([len(u.liked) > 0 for u in users])
-        M = np.stack([Qn[u.liked].mean(axis=0) if len(u.liked) else np.zeros(Qn.shape[1]) for u in users])
-        mixed = _z(S, axis=1) + g * _z(M @ Qn.T, axis=1)
+        mixed = _z(S, axis=1)
+        if g != 0:
+            Qn = self._normed()
+            M = np.stack([Qn[u.liked].mean(axis=0) if len(u.liked) else np.zeros(Qn.shape[1]) for u in users])
+            mixed += g * _z(M @ Qn.T, axis=1)
+        if delta != 0:
+            co = self.colistening()
+            a = self.constants.colistening_alpha
+            mixed += delta * _z(np.stack([co.similarity(u.liked, a) for u in users]), axis=1)
         return np.where(has[:, None], mixed, S)
+
+    def colistening(self) -> "CoListening":
+        """The co-listening counts of the model's training history (computed once per model)."""
+        if self._co is None:
+            self._co = CoListening(self.mf.catalogue.history)
+        return self._co
 
     def _normed(self) -> np.ndarray:
         if self._Qn is None:
@@ -272,6 +301,28 @@ class FoldInModel:
         return f"because you liked {c.titles[j]}{who}"
 
 
+class CoListening:
+    """Item-to-item co-listening counts of a training history: how many listeners have both items.
+
+    ``BᵀB`` of the binary listener × item matrix, kept sparse (Last.fm-2K: a few million non-zeros), so a
+    listener's similarity row is a sparse row sum, not a pass over the catalogue.
+    """
+
+    def __init__(self, history: Any) -> None:
+        b = (sparse.csr_matrix(history) != 0).astype(np.float32)
+        self.counts = (b.T @ b).tocsr()
+        self.listeners = np.maximum(np.asarray(b.sum(axis=0)).ravel(), 1.0)
+
+    def similarity(self, liked: np.ndarray, alpha: float) -> np.ndarray:
+        """Mean over the liked items l of ``|U_l ∩ U_j| / (|U_l|^α |U_j|^(1−α))`` for every item j."""
+        liked = np.asarray(liked, np.int64)
+        if len(liked) == 0:
+            return np.zeros(len(self.listeners))
+        w = self.listeners[liked] ** -alpha / len(liked)
+        row = np.asarray(self.counts[liked].T @ w).ravel()
+        return row * self.listeners ** (alpha - 1.0)
+
+
 def _z(x: np.ndarray, axis: int | None = None) -> np.ndarray:
     """z-scores over the catalogue (per row with ``axis=1``)."""
     return (x - x.mean(axis=axis, keepdims=True)) / (x.std(axis=axis, keepdims=True) + 1e-12)
@@ -284,4 +335,5 @@ def describe(model: Any) -> dict[str, Any]:
             "bpr": "gradient steps on the softmax objective"}.get(f.mode, "closed-form iALS user step")
     return {"engine": f.engine, "mode": f.mode, "method": kind, "l2": f.lam, "training_l2": f.l2,
             "l2_scaled_by_likes": f.engine == "spark", "like_confidence": round(float(f.confidence), 4),
-            "bias_weight": f.constants.bias_weight, "similarity_weight": f.constants.similarity_weight}
+            "bias_weight": f.constants.bias_weight, "similarity_weight": f.constants.similarity_weight,
+            "colistening_weight": f.constants.colistening_weight, "colistening_alpha": f.constants.colistening_alpha}
