@@ -51,10 +51,11 @@ data: $(STAMPS)/venv $(STAMPS)/system
 # Default models for the app; each command skips when its artifact is fresh (use --force to rebuild).
 # They are built in two lanes at once, one per core: the image lane (Fashion-MNIST index, Tux Paint clothes,
 # product search) and the training lane (hashtags, music), each step after the previous one of its lane.
-# Most of the training lane runs on one thread, so sequentially one core sat idle for about half the build
-# (docs/setup.md has the measured times). Each job gets an equal share of the cores (1 thread each on 2 cores:
-# more threads than cores made both lanes slower), and --output-sync prints a step's output, progress bars
-# included, in one piece when it ends instead of interleaving the lanes. MODEL_JOBS=1 builds one step at a time.
+# Most of the training lane runs on one thread, so one step at a time left a core idle for about half the
+# build (README, "Two commands", has the measured times). Each job gets an equal share of the cores: one
+# ONNX thread did 338 Fashion-MNIST images per CPU-second on a busy machine against 203 for two. --output-sync
+# prints a step's output, progress bars included, in one piece when it ends instead of interleaving the lanes.
+# MODEL_JOBS=1 builds one step at a time (on all cores).
 MODEL_JOBS ?= 2
 MODEL_THREADS := $(shell n=$$(nproc 2>/dev/null || echo 2); t=$$(( n / $(MODEL_JOBS) )); echo $$(( t > 0 ? t : 1 )))
 MODEL_ENV := RECS_THREADS=$(MODEL_THREADS) OMP_NUM_THREADS=$(MODEL_THREADS)
