@@ -29,7 +29,7 @@ def _planned(*args: str) -> list[str]:
 
 @pytest.mark.parametrize("jobs", ["2", "1"])
 def test_models_target_builds_every_default_model_once(jobs):
-    planned = _planned("model-multimodal", "model-music-next", f"MODEL_JOBS={jobs}")
+    planned = _planned("models", f"MODEL_JOBS={jobs}")  # set-up steps are listed too, but not run
     assert sorted(planned) == sorted(DEFAULT_MODELS)
 
 
