@@ -93,3 +93,16 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
 def test_object_arrays_are_refused(tmp_path):
     with pytest.raises(ValueError, match="object"):
         save_arrays(tmp_path / "o", {"x": np.array([{"a": 1}], dtype=object)}, {"kind": "t"})
+
+
+def test_manifest_versions_do_not_import_the_libraries():
+    """Recording versions reads package metadata: importing sentence-transformers, keras and timm just for a
+    version string made every build step that saved an artifact seconds slower."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from core.artifacts import environment; v = environment(); "
+            "heavy = [m for m in ('torch', 'keras', 'sentence_transformers', 'timm', 'torchvision') if m in sys.modules]; "
+            "assert not heavy, heavy; assert v['torch'] and v['keras'] and v['timm'], v")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
