@@ -57,39 +57,16 @@ data: $(STAMPS)/venv $(STAMPS)/system
 		echo "darknet .deb not downloaded (apt-get download darknet into data/debs): the check photo set will name it as missing" >&2
 
 # Default models for the app; each command skips when its artifact is fresh (use --force to rebuild).
-# They are built in two lanes at once, one per core: the image lane (Fashion-MNIST index, Tux Paint clothes,
-# product search) and the training lane (hashtags, music), each step after the previous one of its lane.
-# Most of the training lane runs on one thread, so one step at a time left a core idle for about half the
-# build (README, "Two commands", has the measured times). Each job gets an equal share of the cores: one
-# ONNX thread did 338 Fashion-MNIST images per CPU-second on a busy machine against 203 for two. --output-sync
-# prints a step's output, progress bars included, in one piece when it ends instead of interleaving the lanes.
-# MODEL_JOBS=1 builds one step at a time (on all cores).
+# scripts/build_models.py builds them in two lanes at once, one per core: the image lane (Fashion-MNIST index,
+# Tux Paint clothes, product search) and the training lane (hashtags, music). Most of the training lane runs on
+# one thread, so one step at a time left a core idle for about half the build (README, "Two commands", has the
+# measured times). Each job gets an equal share of the cores: one ONNX thread did 338 Fashion-MNIST images per
+# CPU-second on a busy machine against 203 for two. Each lane shows its running step's progress line; full
+# output goes to models/build-logs/. MODEL_JOBS=1 builds one step at a time (on all cores).
 MODEL_JOBS ?= 2
-MODEL_THREADS := $(shell n=$$(nproc 2>/dev/null || echo 2); t=$$(( n / $(MODEL_JOBS) )); echo $$(( t > 0 ? t : 1 )))
-MODEL_ENV := RECS_THREADS=$(MODEL_THREADS) OMP_NUM_THREADS=$(MODEL_THREADS)
-IMAGE_LANE := model-fashion-mnist model-tuxpaint-clothes model-multimodal
-TRAIN_LANE := model-hashtag-dataset model-hashtag model-music model-music-next
-.PHONY: $(IMAGE_LANE) $(TRAIN_LANE)
 
 models: setup
-	@echo "building the default models, $(MODEL_JOBS) steps at a time on $(MODEL_THREADS) thread(s) each;" \
-		"a step's output appears when it ends (about 5 min 30 s in all on 2 idle cores)"
-	@$(MAKE) --no-print-directory -j$(MODEL_JOBS) --output-sync=target $(lastword $(IMAGE_LANE)) $(lastword $(TRAIN_LANE))
-
-model-fashion-mnist:
-	$(MODEL_ENV) $(PY) -m fashion index
-model-tuxpaint-clothes: model-fashion-mnist
-	$(MODEL_ENV) $(PY) -m fashion index --catalog tuxpaint-clothes
-model-multimodal: model-tuxpaint-clothes
-	$(MODEL_ENV) $(PY) -m multimodal index
-model-hashtag-dataset:
-	$(MODEL_ENV) $(PY) -m hashtag build-dataset
-model-hashtag: model-hashtag-dataset
-	$(MODEL_ENV) $(PY) -m hashtag train
-model-music: model-hashtag
-	$(MODEL_ENV) $(PY) -m music train
-model-music-next: model-music
-	$(MODEL_ENV) $(PY) -m music train-next
+	$(PY) scripts/build_models.py --jobs $(MODEL_JOBS)
 
 # Evaluations behind the README's numbers (minutes each); peers come from requirements-bench.txt.
 # Last.fm-2K is read from LASTFM_DIR (the unzipped hetrec2011-lastfm-2k folder); it is skipped when absent.

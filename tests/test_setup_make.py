@@ -1,44 +1,103 @@
-"""`make run`'s model step: every default model is still built, once, whether the lanes run side by side or not."""
+"""`make run`'s model step: every default model is built once, lanes keep their order, and a failing step is loud.
+
+The runner itself is exercised with tiny real subprocesses (progress bars drawn with carriage returns, a step that
+fails) so that its bookkeeping, not just its plan, is under test.
+"""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import build_models  # noqa: E402
+
 #: What the app needs before it starts (one command per default artifact, each skipped when fresh).
 DEFAULT_MODELS = [
     "-m fashion index", "-m fashion index --catalog tuxpaint-clothes", "-m multimodal index", "-m music train",
     "-m music train-next", "-m hashtag build-dataset", "-m hashtag train",
 ]
 
-pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 
-
-def _planned(*args: str) -> list[str]:
-    """The model commands `make -n` would run (a dry run: nothing is built)."""
-    out = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(ROOT), *args],
+def _plan(jobs: int) -> dict:
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_models.py"), "--jobs", str(jobs), "--dry-run"],
                          capture_output=True, text=True, check=True).stdout
-    return [line.split("python ", 1)[1].strip() for line in out.splitlines()
-            if "python -m " in line and any(f"-m {tab} " in line for tab in ("fashion", "multimodal", "music", "hashtag"))]
+    return json.loads(out)
 
 
-@pytest.mark.parametrize("jobs", ["2", "1"])
-def test_models_target_builds_every_default_model_once(jobs):
-    planned = _planned("models", f"MODEL_JOBS={jobs}")  # set-up steps are listed too, but not run
-    assert sorted(planned) == sorted(DEFAULT_MODELS)
+@pytest.mark.parametrize("jobs", [2, 1])
+def test_every_default_model_is_built_once_and_threads_share_the_cores(jobs):
+    plan = _plan(jobs)
+    built = [" ".join(args) for lane in plan["lanes"].values() for args in lane]
+    assert sorted(built) == sorted(DEFAULT_MODELS)
+    assert plan["threads"] == max(1, len(os.sched_getaffinity(0)) // jobs)
+    # a step that reads another step's artifact comes after it, in the same lane
+    lanes = {lane: [" ".join(a) for a in steps] for lane, steps in plan["lanes"].items()}
+    images, training = lanes["images"], lanes["training"]
+    assert images.index("-m fashion index") < images.index("-m fashion index --catalog tuxpaint-clothes")
+    assert training.index("-m hashtag build-dataset") < training.index("-m hashtag train")
 
 
-def test_each_lane_keeps_its_order_and_threads_share_the_cores():
-    planned = _planned("model-multimodal", "model-music-next", "MODEL_JOBS=1")
-    # a dry run lists each lane's steps in the order they depend on each other
-    assert planned.index("-m fashion index") < planned.index("-m fashion index --catalog tuxpaint-clothes")
-    assert planned.index("-m hashtag build-dataset") < planned.index("-m hashtag train")
-    out = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(ROOT), "model-fashion-mnist", "MODEL_JOBS=2"],
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_models_runs_the_builder():
+    out = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(ROOT), "models", "MODEL_JOBS=1"],
                          capture_output=True, text=True, check=True).stdout
-    share = max(1, len(os.sched_getaffinity(0)) // 2)  # what `nproc` counts
-    assert f"RECS_THREADS={share} " in out and f"OMP_NUM_THREADS={share} " in out
+    assert "scripts/build_models.py --jobs 1" in out
+
+
+def _step(name: str, code: str) -> build_models.Step:
+    return build_models.Step(name, ("-c", code))
+
+
+BAR = "import sys,time\nfor i in range(3):\n    sys.stdout.write(f'\\rencoding {i+1}/3'); sys.stdout.flush(); time.sleep(0.05)\n"
+
+
+def test_lanes_run_side_by_side_and_report_each_step(tmp_path):
+    order = tmp_path / "order.txt"
+    write = f"open({str(order)!r}, 'a').write('{{}}\\n')"
+    lanes = {
+        "a": (_step("a1", BAR + write.format("a1")), _step("a2", write.format("a2"))),
+        "b": (_step("b1", "import time; time.sleep(0.3);" + write.format("b1")),),
+    }
+    out = io.StringIO()
+    code = build_models.Builder(lanes, jobs=2, log_dir=tmp_path / "logs", python=sys.executable, out=out,
+                                live=False).run(poll=0.02, heartbeat=0.05)
+    assert code == 0
+    done = order.read_text().split()
+    assert sorted(done) == ["a1", "a2", "b1"] and done.index("a1") < done.index("a2")
+    text = out.getvalue()
+    assert "a1: done" in text and "encoding 3/3" in text  # the last progress line, not the whole redraw history
+    assert "default models ready" in text
+    assert (tmp_path / "logs" / "a1.log").read_bytes().count(b"\r") == 3  # the full output is kept in the log
+
+
+def test_a_failing_step_stops_its_lane_shows_its_log_and_fails_the_build(tmp_path):
+    lanes = {
+        "a": (_step("broken", "import sys; print('index is corrupt: rebuild with --force'); sys.exit(3)"),
+              _step("after", "open('never', 'w')")),
+        "b": (_step("slow", "import time; time.sleep(0.3); print('built')"),),
+    }
+    out = io.StringIO()
+    code = build_models.Builder(lanes, jobs=2, log_dir=tmp_path / "logs", python=sys.executable, out=out,
+                                live=False).run(poll=0.02)
+    text = out.getvalue()
+    assert code == 1
+    assert "broken: FAILED (exit 3)" in text and "index is corrupt: rebuild with --force" in text
+    assert "slow: done" in text  # the other lane finished its running step rather than being cut mid-write
+    assert not (tmp_path / "logs" / "after.log").exists() and not (ROOT / "never").exists()
+    assert "model build failed at broken" in text
+
+
+def test_last_progress_line_reads_the_latest_redraw(tmp_path):
+    log = tmp_path / "x.log"
+    log.write_bytes(b"loading\n 10%|#   | 1/10\r 50%|#####  | 5/10\r\x1b[A")
+    assert build_models.last_progress_line(log) == "50%|#####  | 5/10"
+    assert build_models.last_progress_line(tmp_path / "missing.log") == ""
