@@ -107,6 +107,9 @@ PHOTO_SETS = {
     "check": Path(__file__).resolve().parent / "realphotos_check.csv",
     "scenes": Path(__file__).resolve().parent / "realphotos_scenes.csv",
 }
+#: Judged tag lists for the real photos (``package,path,acceptable``): every tag a person would plausibly post
+#: for the photo, written without seeing any prediction; a superset of the gold tags.
+ACCEPTABLE = Path(__file__).resolve().parent / "realphotos_acceptable.csv"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -259,6 +262,29 @@ def load_photo_set(name_or_csv: str | Path = "dev", *, require_all: bool = True)
             raise DataUnavailable(msg)
         log.warning(msg)
     return photos
+
+
+def acceptable_tags(photos: Sequence[RealPhoto], csv_path: Path = ACCEPTABLE) -> list[Optional[list[str]]]:
+    """Per photo: its judged acceptable tags (with its gold tags added), or ``None`` when it has no row.
+
+    Rows are matched by ``path``: the row's package and path resolve to the photo's file, or the photo's file
+    ends with the row's path (files unpacked from an archive keep their relative path). No file: all ``None``.
+    """
+    if not csv_path.is_file():
+        return [None] * len(photos)
+    by_file: dict[str, list[str]] = {}
+    suffixes: list[tuple[str, list[str]]] = []
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            tags = row["acceptable"].split()
+            by_file[str(_resolve(row["package"], row["path"]))] = tags
+            suffixes.append(("/" + row["path"].lstrip("/"), tags))
+    out: list[Optional[list[str]]] = []
+    for photo in photos:
+        name = str(photo.path)
+        tags = by_file.get(name) or next((t for end, t in suffixes if name.endswith(end)), None)
+        out.append(None if tags is None else list(dict.fromkeys([*tags, *photo.tags])))
+    return out
 
 
 def photo_grids(encoder, photos: Sequence[RealPhoto]) -> np.ndarray:

@@ -15,9 +15,11 @@ from core.artifacts import ArtifactError, read_json, write_json
 from core.datasets import DataUnavailable
 from core.images import ImageSource, load_image
 from core.locks import LazyValue
-from hashtag.concepts import CANDIDATES, FUSION, ConceptTagger, FusionRule, fuse, load_photo_set, photo_grids
+from hashtag.concepts import (CANDIDATES, FUSION, ConceptTagger, FusionRule, acceptable_tags, fuse, load_photo_set,
+                              photo_grids)
 from hashtag.data import DEFAULT_DATASET, HashtagDataset, Vocab, grid_cache, load_dataset
-from hashtag.evaluate import MostFrequent, Prediction, headline_scores, pool_grids, score_predictions, tune_knn
+from hashtag.evaluate import (MostFrequent, Prediction, headline_scores, judged_scores, pool_grids, score_predictions,
+                              tune_knn)
 from hashtag.model import TRAIN_HINT, ModelTagger, TagResult, load_checkpoint, model_dir
 
 log = logging.getLogger(__name__)
@@ -144,8 +146,15 @@ class HashtagService:
 
     def real_photo_grids(self, photo_set: str = "dev") -> "tuple[np.ndarray, list[list[str]], list[str]]":
         """(grids, gold tags, ids) of a real-photo set, read from the installed packages."""
+        grids, gold, ids, _ = self.real_photo_set(photo_set)
+        return grids, gold, ids
+
+    def real_photo_set(self, photo_set: str = "dev"
+                       ) -> "tuple[np.ndarray, list[list[str]], list[str], list[Optional[list[str]]]]":
+        """(grids, gold tags, ids, judged acceptable tags or ``None`` per photo) of a real-photo set."""
         photos = load_photo_set(photo_set)
-        return photo_grids(self.encoder, photos), [p.tags for p in photos], [p.id for p in photos]
+        return (photo_grids(self.encoder, photos), [p.tags for p in photos], [p.id for p in photos],
+                acceptable_tags(photos))
 
     def evaluate(self, split: str = "test", photo_set: Optional[str] = "dev",
                  check_set: Optional[str] = "check") -> dict[str, Any]:
@@ -169,17 +178,17 @@ class HashtagService:
                 "concept_ranking": self.concepts.ranking.to_json()}
         real = None
         if photo_set:
-            grids, photo_gold, _ = self.real_photo_grids(photo_set)
-            real = self._score_all(grids, photo_gold)
+            grids, photo_gold, _, judged = self.real_photo_set(photo_set)
+            real = self._score_all(grids, photo_gold, judged)
             table["real_photos"] = real
             info["real_photos"] = {"set": photo_set, "images": len(photo_gold)}
         if check_set and check_set != photo_set:
             try:
-                grids, check_gold, _ = self.real_photo_grids(check_set)
+                grids, check_gold, _, judged = self.real_photo_set(check_set)
             except DataUnavailable as exc:
                 log.warning("no held-out photo check: %s", exc)
             else:
-                table["real_photos_check"] = self._score_all(grids, check_gold)
+                table["real_photos_check"] = self._score_all(grids, check_gold, judged)
                 info["real_photos_check"] = {"set": check_set, "images": len(check_gold)}
         if split == "test":
             write_json(model_dir(self.dataset.root) / "evaluate.json",
@@ -187,10 +196,18 @@ class HashtagService:
                         "real_photos_check": table.get("real_photos_check"), "info": info})
         return table
 
-    def _score_all(self, grids: np.ndarray, gold: list[list[str]]) -> dict[str, dict[str, Any]]:
+    def _score_all(self, grids: np.ndarray, gold: list[list[str]],
+                   acceptable: Optional[list[Optional[list[str]]]] = None) -> dict[str, dict[str, Any]]:
+        """Every method's metrics; with judged ``acceptable`` lists also ``precision@5_acceptable``/``hit@1_acceptable``."""
         preds = self.predictions(grids, 5)
-        return {name: {**score_predictions(preds[name], gold), **headline_scores(preds[name], gold)}
-                for name in EVALUATED}
+        table = {name: {**score_predictions(preds[name], gold), **headline_scores(preds[name], gold)}
+                 for name in EVALUATED}
+        if acceptable is not None and any(a is not None for a in acceptable):
+            for name, row in table.items():
+                judged = judged_scores(preds[name], acceptable)
+                row.update({k: v for k, v in judged.items() if k != "ci95"})
+                row["ci95"].update(judged["ci95"])
+        return table
 
 
 def saved_evaluation(dataset_root: str | Path = DEFAULT_DATASET) -> Optional[dict[str, Any]]:

@@ -212,3 +212,38 @@ def test_headline_scores_have_intervals_and_flag_small_sets():
     assert out["small_set"] and out["images"] == 3
     lo, hi = out["ci95"]["hit@1"]
     assert 0.0 <= lo <= out["hit@1"] <= hi <= 1.0
+
+
+def test_judged_precision_uses_acceptable_tags_and_skips_unjudged_photos(tmp_path):
+    """``precision@5_acceptable``: a judged list (a superset of gold) is matched by path; unjudged photos are skipped."""
+    from hashtag.concepts import acceptable_tags, load_photo_set
+    from hashtag.evaluate import headline_scores, judged_scores
+
+    photo_set = tmp_path / "set.csv"
+    photo_set.write_text("package,path,hashtags\n"
+                         "scikit-image,skimage/data/chelsea.png,cat kitten pet animal tabby\n"
+                         "scikit-image,skimage/data/coffee.png,coffee espresso cup cafe saucer\n"
+                         "scikit-image,skimage/data/astronaut.png,astronaut space nasa woman flag\n")
+    judged_csv = tmp_path / "acceptable.csv"
+    judged_csv.write_text("package,path,acceptable\n"
+                          "scikit-image,skimage/data/chelsea.png,cat kitten pet animal tabby feline whiskers\n"
+                          "scikit-image,skimage/data/coffee.png,coffee espresso cup drink\n"
+                          "scikit-image,skimage/data/not-in-the-set.png,anything\n")
+    photos = load_photo_set(photo_set, require_all=False)
+    if len(photos) < 3:
+        pytest.skip("scikit-image's sample photos are not installed")
+    judged = acceptable_tags(photos, judged_csv)
+    assert judged[2] is None  # the astronaut has no row
+    assert "feline" in judged[0] and "saucer" in judged[1]  # judged tags plus the gold ones
+    preds = [[("feline", 1.0), ("cat", 0.9), ("dog", 0.5), ("sofa", 0.4), ("whiskers", 0.3)],
+             [("mug", 1.0), ("drink", 0.8)],
+             [("astronaut", 1.0)]]
+    out = judged_scores(preds, judged)
+    assert out["images_acceptable"] == 2
+    assert out["precision@5_acceptable"] == pytest.approx((3 / 5 + 1 / 5) / 2)
+    assert out["hit@1_acceptable"] == pytest.approx(0.5)  # #feline is acceptable though not gold
+    lo, hi = out["ci95"]["precision@5_acceptable"]
+    assert lo <= out["precision@5_acceptable"] <= hi
+    assert headline_scores(preds, [p.tags for p in photos])["hit@1"] == pytest.approx(1 / 3, abs=1e-3)  # gold is stricter
+    assert acceptable_tags(photos, tmp_path / "missing.csv") == [None, None, None]
+    assert judged_scores(preds, [None, None, None])["precision@5_acceptable"] is None
