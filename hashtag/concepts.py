@@ -33,7 +33,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from core.concepts import NAME_FLOOR, WORD_FLOOR, class_probabilities, concept_table
+from core.concepts import MAX_SENSE, NAME_FLOOR, WORD_FLOOR, class_probabilities, concept_table
 from core.datasets import DataUnavailable
 from hashtag.evaluate import Prediction
 
@@ -83,6 +83,8 @@ class ConceptRanking:
     * ``top_classes``: only the most probable classes contribute mass (the long tail of 1,000 small
       probabilities otherwise lifts broad words such as #animal on every photo);
     * ``word_floor``: wordfreq Zipf floor for hypernym words (jargon such as mammal or feline is below it);
+    * ``max_sense``: a hypernym's word counts only if the hypernym is among the word's first ``max_sense`` noun
+      senses (or is named by it first): #coach is not a bus, #cycle not a bicycle (``core.concepts.MAX_SENSE``);
     * the rank score is ``mass × (zipf / 6) ** everyday × breadth ** -breadth_penalty``: among words with
       the same supporting mass (cat, feline, animal on a cat photo) the everyday word people post wins, and a
       word covering hundreds of classes (#animal) needs more mass than one covering a handful (#cat).
@@ -92,6 +94,7 @@ class ConceptRanking:
     pool: str = "mean"
     top_classes: int = 20
     word_floor: float = WORD_FLOOR
+    max_sense: int = MAX_SENSE
     everyday: float = 2.0
     breadth_penalty: float = 0.1
 
@@ -136,7 +139,7 @@ class ConceptTagger:
     def __init__(self, encoder, *, ranking: ConceptRanking = RANKING, name_floor: float = NAME_FLOOR) -> None:
         self.encoder = encoder
         self.ranking = ranking
-        self.table = concept_table(ranking.word_floor, name_floor)
+        self.table = concept_table(ranking.word_floor, name_floor, ranking.max_sense)
         freq = np.clip(self.table.frequency / 6.0, 0.05, 1.0)
         self.prior = (freq ** ranking.everyday * np.maximum(self.table.breadth, 1.0) ** -ranking.breadth_penalty
                       ).astype(np.float32)
@@ -301,7 +304,7 @@ def photo_grids(encoder, photos: Sequence[RealPhoto]) -> np.ndarray:
 WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))
 #: The grid ``tune_concepts`` searches (the defaults of ``ConceptRanking`` come first, so they win ties).
 RANKING_GRID = {"local": (0.0, 0.25, 0.5, 0.75), "pool": ("max", "top3", "mean"), "top_classes": (10, 20),
-                "word_floor": (3.0, 3.5, 4.0), "everyday": (0.0, 1.0, 2.0, 3.0), "breadth_penalty": (0.0, 0.1, 0.2)}
+                "word_floor": (3.0, 3.5, 4.0), "max_sense": (2, 1, 3, 99), "everyday": (0.0, 1.0, 2.0, 3.0), "breadth_penalty": (0.0, 0.1, 0.2)}
 
 
 def dev_objective(predictions: Sequence[Prediction], gold: Sequence[Sequence[str]]) -> dict[str, float]:
@@ -323,10 +326,10 @@ def tune_concepts(encoder, grids: np.ndarray, gold: Sequence[Sequence[str]], *,
     overall = class_probabilities(encoder, grids)
     pooled = {p: class_probabilities(encoder, grids, local=1.0, pool=p) for p in grid["pool"]}
     rows = []
-    for local, pool, top, floor, everyday, breadth in itertools.product(*grid.values()):
+    for local, pool, top, floor, sense, everyday, breadth in itertools.product(*grid.values()):
         if local == 0.0 and pool != grid["pool"][0]:
             continue  # no regional share: the pooling does not matter
-        ranking = ConceptRanking(local, pool, top, floor, everyday, breadth)
+        ranking = ConceptRanking(local, pool, top, floor, sense, everyday, breadth)
         tagger = ConceptTagger(encoder, ranking=ranking)
         probs = truncate((1 - local) * overall + local * pooled[pool], top)
         scores = tagger.word_scores(probs)

@@ -74,6 +74,30 @@ def test_concept_table_keeps_everyday_words_and_drops_jargon():
     assert len(ids) == table.support.shape[0] == 1000
 
 
+@needs_wordnet
+def test_hypernym_words_are_names_not_clippings_or_rare_senses():
+    """Toy dogs never give #toy (a clipping of toy_dog), a minibus gives #bus not #coach (bus is coach's 5th sense)."""
+    from core.concepts import concept_table, imagenet_synset_ids, wordnet
+
+    table = concept_table()
+    ids = imagenet_synset_ids()
+
+    def words(wnid: str) -> set[str]:
+        return {table.words[j] for j in np.nonzero(table.support[ids.index(wnid)])[0]}
+
+    wn = wordnet()
+    toy_dogs = [wnid for wnid in ids if wn.synset("toy_dog.n.01") in
+                wn.synset_from_pos_and_offset("n", int(wnid[1:])).closure(lambda s: s.hypernyms())]
+    assert len(toy_dogs) >= 5  # Chihuahua, Maltese, Pekinese, Shih-Tzu, papillon, toy terrier ...
+    for wnid in toy_dogs:
+        assert "toy" not in words(wnid) and "dog" in words(wnid), words(wnid)
+    minibus = words("n03769881")
+    assert "bus" in minibus and "coach" not in minibus, minibus
+    mountain_bike = words("n03792782")
+    assert "bike" in mountain_bike and "cycle" not in mountain_bike, mountain_bike
+    assert "plant" in words("n11939491")  # daisy: "plant" (sense 2 of plant, beside flora, plant_life) stays
+
+
 def test_grid_probabilities_match_the_classifier(encoder, chelsea_grid):
     from PIL import Image
     from skimage import data as skdata
