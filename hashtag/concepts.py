@@ -29,7 +29,7 @@ import importlib.metadata
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Container, Optional, Sequence
 
 import numpy as np
 
@@ -55,13 +55,27 @@ class FusionRule:
     far: float = 0.3
     threshold: float = 0.7
     agree: float = 0.0
+    #: A stricter gate for the decoder's tags that no ImageNet class can ever support (#cartoon, #seasonal,
+    #: #town: words of the clip-art corpus): they get ``near`` only at similarity ≥ ``strict``, else ``far``.
+    #: Below ``threshold`` it has no effect.
+    strict: float = -1.0
+    #: Basic-level top slot: when the top tag is a concept word and a more specific concept word in the list
+    #: holds at least this share of its ImageNet mass (#cat under #animal on a cat photo), the specific one
+    #: goes first (repeatedly, so #animal → #cat but not → #tabby unless the breed is sure). 0: off.
+    basic: float = 0.0
 
     def weights(self, similarity: np.ndarray) -> np.ndarray:
         """Per image: the decoder's weight given the cosine similarity to its nearest training image."""
         return np.where(np.asarray(similarity) >= self.threshold, self.near, self.far)
 
+    def foreign_weights(self, similarity: np.ndarray) -> np.ndarray:
+        """Per image: the decoder's weight for its tags outside the concept vocabulary (``strict``)."""
+        sim = np.asarray(similarity)
+        return np.where((sim >= self.threshold) & (sim >= self.strict), self.near, self.far)
+
     def to_json(self) -> dict[str, float]:
-        return {"near": self.near, "far": self.far, "threshold": self.threshold, "agree": self.agree}
+        return {"near": self.near, "far": self.far, "threshold": self.threshold, "agree": self.agree,
+                "strict": self.strict, "basic": self.basic}
 
 
 #: Chosen with ``python -m hashtag tune-fusion`` (see ``tune_fusion``; numbers in docs/hashtag.md): the decoder
@@ -159,6 +173,43 @@ class ConceptTagger:
         """(N, 1000) class weights → (N, W) rank scores (supporting mass × everyday prior)."""
         return self.table.scores(probs) * self.prior
 
+    @property
+    def vocabulary(self) -> frozenset[str]:
+        """Every word some ImageNet class supports (a decoder tag outside it can never be confirmed)."""
+        return frozenset(self.table.words)
+
+    def masses(self, grids: np.ndarray) -> np.ndarray:
+        """(N, W) each word's supporting ImageNet mass (no prior): what ``basic_level_first`` compares."""
+        return self.table.scores(self.probabilities(grids))
+
+    def basic_level_first(self, tags: Sequence[str], mass: np.ndarray, share: float) -> list[str]:
+        """``tags`` with the basic-level word first: while a more specific concept word in the list holds at
+        least ``share`` of the top word's mass, the one with the most mass moves to the top. Only hypernym
+        words move up, never an ImageNet class's own name (#egyptiancat, #daisy: a breed or species is
+        below the basic level); "more specific" is fewer classes, or the same classes and closer to them in
+        WordNet (#flower before #plant when the daisy is all that supports either).
+
+        The concept ranking already prefers everyday words, but in a fused list the decoder's agreement can
+        lift a broad word (#animal) over the one people post first (#cat); Rosch's basic level is the most
+        specific word that still carries most of its parent's evidence.
+        """
+        out = list(tags)
+        if share <= 0 or not out:
+            return out
+        index = {w: j for j, w in enumerate(self.table.words)}
+        support, breadth, depth = self.table.support, self.table.breadth, self.table.depth
+        while out[0] in index:
+            top = index[out[0]]
+            below = [t for t in out[1:] if t in index and mass[index[t]] >= share * mass[top] > 0
+                     and depth[index[t]] > 0 and not (support[:, index[t]] > support[:, top]).any()
+                     and (breadth[index[t]], depth[index[t]]) < (breadth[top], depth[top])]
+            if not below:
+                break
+            best = max(below, key=lambda t: mass[index[t]])
+            out.remove(best)
+            out.insert(0, best)
+        return out
+
     def predict_grids(self, grids: np.ndarray, k: int = 10) -> list[Prediction]:
         scores = self.word_scores(self.probabilities(grids))
         return [[(self.table.words[j], float(row[j])) for j in self._rank(row, k)] for row in scores]
@@ -188,21 +239,26 @@ def truncate(probs: np.ndarray, top: int) -> np.ndarray:
 
 
 def fuse(learned: Sequence[tuple[str, float]], concepts: Sequence[tuple[str, float]], *,
-         weight: float, k: int = 10, agree: float = 0.0) -> list[tuple[str, float, str]]:
+         weight: float, k: int = 10, agree: float = 0.0, foreign_weight: Optional[float] = None,
+         known: Container[str] = ()) -> list[tuple[str, float, str]]:
     """One ranked list ``(tag, score, source)`` from the decoder's and the concept tagger's lists.
 
     score = weight · learned score + (1 − weight) · concept score, plus ``agree`` · learned score for a tag
     both propose; source says who proposed the tag. With ``weight`` 0 the decoder's own tags score 0 and
-    only fill places the concept tagger leaves empty. Ties keep the concept tagger's order first when
-    ``weight`` < 0.5, the decoder's otherwise.
+    only fill places the concept tagger leaves empty. A decoder tag outside ``known`` (the concept
+    vocabulary) gets ``foreign_weight`` instead of ``weight`` when that is given. Ties keep the concept
+    tagger's order first when ``weight`` < 0.5, the decoder's otherwise.
     """
     score: dict[str, float] = {}
     source: dict[str, str] = {}
     order: dict[str, int] = {}
     first, second = ((learned, "learned"), (concepts, "concept"))[:: 1 if weight >= 0.5 else -1]
     for rank_list, name in (first, second):
-        w = weight if name == "learned" else 1.0 - weight
         for tag, s in rank_list:
+            if name == "concept":
+                w = 1.0 - weight
+            else:
+                w = weight if foreign_weight is None or tag in known else foreign_weight
             score[tag] = score.get(tag, 0.0) + w * float(s)
             source[tag] = "both" if tag in source and source[tag] != name else name
             order.setdefault(tag, len(order))
@@ -212,6 +268,26 @@ def fuse(learned: Sequence[tuple[str, float]], concepts: Sequence[tuple[str, flo
                 score[tag] += agree * float(s)
     ranked = sorted(score, key=lambda t: (-round(score[t], 9), order[t]))[:k]
     return [(t, score[t], source[t]) for t in ranked]
+
+
+def fuse_all(learned: Sequence[Prediction], concepts: Sequence[Prediction], similarity: np.ndarray,
+             masses: np.ndarray, tagger: ConceptTagger, rule: FusionRule = FUSION, k: int = 10
+             ) -> list[list[tuple[str, float, str]]]:
+    """``fuse`` for many images under one ``FusionRule``: its gates, its agreement bonus and its basic-level top slot.
+
+    ``similarity``: each image's cosine to the nearest training image; ``masses``: ``tagger.masses`` of the
+    same images.
+    """
+    out = []
+    known = tagger.vocabulary
+    for a, c, w, fw, mass in zip(learned, concepts, rule.weights(similarity), rule.foreign_weights(similarity),
+                                 masses):
+        fused = fuse(a, c, weight=float(w), k=k, agree=rule.agree, foreign_weight=float(fw), known=known)
+        if rule.basic > 0:
+            by_tag = {t: (t, sc, src) for t, sc, src in fused}
+            fused = [by_tag[t] for t in tagger.basic_level_first([t for t, _, _ in fused], mass, rule.basic)]
+        out.append(fused)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -302,6 +378,8 @@ def photo_grids(encoder, photos: Sequence[RealPhoto]) -> np.ndarray:
 # choosing the concept ranking and the fusion rule (on the real-photo dev set only)
 
 WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))
+#: Basic-level shares ``tune_fusion`` tries for the top slot (0: off).
+BASIC_GRID = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)
 #: The grid ``tune_concepts`` searches (the defaults of ``ConceptRanking`` come first, so they win ties).
 RANKING_GRID = {"local": (0.0, 0.25, 0.5, 0.75), "pool": ("max", "top3", "mean"), "top_classes": (10, 20),
                 "word_floor": (3.0, 3.5, 4.0), "max_sense": (2, 1, 3, 99), "everyday": (0.0, 1.0, 2.0, 3.0), "breadth_penalty": (0.0, 0.1, 0.2)}
@@ -350,12 +428,17 @@ def tune_fusion(service, *, ranking: Optional[ConceptRanking] = None, tolerance:
     Only rules that keep the training corpus's validation F1@5 within ``tolerance`` of the decoder alone and
     the dev photos' F1@5 at least at the concept tagger's are eligible (clip-art users must not lose
     anything, photo users must not lose to the concepts alone); the test splits are never looked at.
-    Among the eligible rules within ``margin`` of the best dev objective (45 photos cannot tell smaller
-    gains from noise), the one with the best validation F1@5 wins. Thresholds
-    are tried at the quantiles of the dev and validation images' nearest-neighbour similarities, plus
-    "no gate" (one weight everywhere); on photos (below the threshold) the decoder's weight is 0, so its own
-    tags only fill empty places, and ``agree`` lifts the concept tags it also proposes. 45 photos cannot tell gains below
-    ``margin`` from noise. ``service`` is a ``HashtagService``.
+    Thresholds are tried at the quantiles of the dev and validation images' nearest-neighbour similarities,
+    plus "no gate" (one weight everywhere); on photos (below the threshold) the decoder's weight is 0, so its
+    own tags only fill empty places, and ``agree`` lifts the concept tags it also proposes. The ``strict``
+    gate for decoder tags outside the concept vocabulary is tried at the upper quantiles.
+
+    Among the eligible rules within ``margin`` of the best dev objective (45 photos cannot tell smaller gains
+    from noise), the one that lets the fewest unconfirmable decoder tags (#cartoon, #seasonal …) into the dev
+    photos' top 5 wins, provided its validation F1@5 is at least the decoder's own (the strict gate may not
+    cost the clip-art users anything); then the best validation F1@5. Last, the basic-level share (``basic``)
+    is chosen on dev hit@1 (it only reorders the top 5, so P@5 and F1@5 do not change); among ties the
+    largest share, the most cautious. ``service`` is a ``HashtagService``.
     """
     from hashtag.evaluate import per_image_scores
 
@@ -366,16 +449,19 @@ def tune_fusion(service, *, ranking: Optional[ConceptRanking] = None, tolerance:
         c = concept_tuning["chosen"]
         ranking = ConceptRanking(**{k: c[k] for k in ConceptRanking.__dataclass_fields__})
     concepts = ConceptTagger(service.encoder, ranking=ranking)
+    known = concepts.vocabulary
     examples = service.dataset.examples
     val = [i for i, e in enumerate(examples) if e.split == "val"]
     sets = {"dev": (grids, gold), "val": (service.baselines()["grids"][val], [examples[i].tags for i in val])}
     lists = {name: (service.tagger.predict_grids(g, CANDIDATES), concepts.predict_grids(g, CANDIDATES),
-                    service.nearest_similarity(g)) for name, (g, _) in sets.items()}
+                    service.nearest_similarity(g), concepts.masses(g)) for name, (g, _) in sets.items()}
 
-    def fused(name: str, rule: FusionRule) -> list[Prediction]:
-        learned, concept_lists, sims = lists[name]
-        return [[(t, s) for t, s, _ in fuse(a, c, weight=float(wi), k=5, agree=rule.agree)]
-                for a, c, wi in zip(learned, concept_lists, rule.weights(sims))]
+    def fused(name: str, rule: FusionRule) -> list[list[tuple[str, float, str]]]:
+        learned, concept_lists, sims, masses = lists[name]
+        return fuse_all(learned, concept_lists, sims, masses, concepts, rule, 5)
+
+    def plain(lists_: list[list[tuple[str, float, str]]]) -> list[Prediction]:
+        return [[(t, sc) for t, sc, _ in f] for f in lists_]
 
     def val_f1(preds: list[Prediction]) -> float:
         return float(per_image_scores(preds, sets["val"][1])["f1@5"].mean()) if len(preds) else 0.0
@@ -383,6 +469,7 @@ def tune_fusion(service, *, ranking: Optional[ConceptRanking] = None, tolerance:
     model_val = val_f1(lists["val"][0])
     sims = np.concatenate([lists["dev"][2], lists["val"][2]])
     thresholds = sorted({-1.0, *np.round(np.quantile(sims, np.linspace(0.05, 0.95, 19)), 3).tolist()})
+    stricts = sorted(set(np.round(np.quantile(sims, np.linspace(0.5, 0.95, 10)), 3).tolist()))
     # on photos unlike the training images the decoder's own tags must not push concept tags out: far = 0,
     # and the decoder only lifts the concept tags it agrees with (``agree``)
     near_grid, far_grid, agree_grid = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), (0.0,), (0.0, 0.2, 0.5, 1.0)
@@ -391,11 +478,15 @@ def tune_fusion(service, *, ranking: Optional[ConceptRanking] = None, tolerance:
         for near in near_grid:
             for far in (far_grid if t > -1.0 else (near,)):
                 for agree in agree_grid:
-                    rule = FusionRule(float(near), float(far), float(t), float(agree))
-                    dev = dev_objective(fused("dev", rule), gold)
-                    grid.append({**rule.to_json(), "dev_objective": dev["objective"], "dev_f1@5": dev["f1@5"],
-                                 "dev_precision@5": dev["precision@5"], "dev_hit@1": dev["hit@1"],
-                                 "val_f1@5": round(val_f1(fused("val", rule)), 4)})
+                    for strict in [-1.0, *(x for x in stricts if x > t)]:
+                        rule = FusionRule(float(near), float(far), float(t), float(agree), float(strict))
+                        dev_lists = fused("dev", rule)
+                        dev = dev_objective(plain(dev_lists), gold)
+                        grid.append({**rule.to_json(), "dev_objective": dev["objective"], "dev_f1@5": dev["f1@5"],
+                                     "dev_precision@5": dev["precision@5"], "dev_hit@1": dev["hit@1"],
+                                     "dev_foreign": sum(src == "learned" and tag not in known
+                                                        for f in dev_lists for tag, _, src in f),
+                                     "val_f1@5": round(val_f1(plain(fused("val", rule))), 4)})
     # eligible: the clip-art users lose at most ``tolerance``, and on the dev photos the fused list is at least
     # as good as the concept tagger alone (F1@5); if no rule manages both, the clip-art condition alone
     concept_dev = dev_objective([c[:5] for c in lists["dev"][1]], gold)
@@ -404,13 +495,28 @@ def tune_fusion(service, *, ranking: Optional[ConceptRanking] = None, tolerance:
                 or [max(grid, key=lambda r: r["val_f1@5"])])
     best_dev = max(r["dev_objective"] for r in eligible)
     near_best = [r for r in eligible if r["dev_objective"] >= best_dev - margin - 1e-9]
-    chosen = max(near_best, key=lambda r: (r["val_f1@5"], r["dev_objective"], -r["far"]))
+    chosen = min(near_best, key=lambda r: (r["dev_foreign"] if r["val_f1@5"] >= model_val else 10**9,
+                                           -r["val_f1@5"], -r["dev_objective"], r["far"]))
+    base = FusionRule(**{k: chosen[k] for k in ("near", "far", "threshold", "agree", "strict")})
+    basic_rows = []
+    for share in BASIC_GRID:
+        rule = FusionRule(**{**base.to_json(), "basic": share})
+        dev = dev_objective(plain(fused("dev", rule)), gold)
+        basic_rows.append({"basic": share, "dev_hit@1": dev["hit@1"], "dev_objective": dev["objective"],
+                           "val_hit@1": round(float(per_image_scores(plain(fused("val", rule)), sets["val"][1])
+                                                    ["hit@1"].mean()), 4)})
+    best_basic = max(basic_rows, key=lambda r: (r["dev_hit@1"], r["basic"]))
+    final = FusionRule(**{**base.to_json(), "basic": best_basic["basic"]})
+    dev = dev_objective(plain(fused("dev", final)), gold)
+    chosen = {**chosen, **final.to_json(), "dev_objective": dev["objective"], "dev_f1@5": dev["f1@5"],
+              "dev_precision@5": dev["precision@5"], "dev_hit@1": dev["hit@1"],
+              "val_f1@5": round(val_f1(plain(fused("val", final))), 4)}
     single = max([r for r in eligible if r["threshold"] == -1.0] or eligible,
                  key=lambda r: (r["dev_objective"], r["val_f1@5"]))
     return {"chosen": chosen, "ranking": ranking.to_json(), "concept_tuning": concept_tuning,
             "model_val_f1@5": round(model_val, 4), "concepts_dev": concept_dev, "tolerance": tolerance,
-            "margin": margin, "eligible_rules": len(eligible),
-            "best_dev_objective": best_dev, "best_single_weight": single,
+            "margin": margin, "eligible_rules": len(eligible), "near_best_rules": len(near_best),
+            "best_dev_objective": best_dev, "best_single_weight": single, "basic_level": basic_rows,
             "dev_images": len(gold), "val_images": len(val), "rules_tried": len(grid),
             "similarity": {"dev": np.round(np.quantile(lists["dev"][2], [0.1, 0.5, 0.9]), 3).tolist(),
                            "val": np.round(np.quantile(lists["val"][2], [0.1, 0.5, 0.9]), 3).tolist()},
@@ -419,6 +525,6 @@ def tune_fusion(service, *, ranking: Optional[ConceptRanking] = None, tolerance:
 
 def summary_rows(grid: list[dict], top: int = 30) -> list[dict]:
     """The rows worth keeping in the result file: every single-weight rule and the ``top`` rules by dev objective."""
-    single = [r for r in grid if r["threshold"] == -1.0]
+    single = [r for r in grid if r["threshold"] == -1.0 and r.get("strict", -1.0) == -1.0]
     best = sorted((r for r in grid if r["threshold"] != -1.0), key=lambda r: (-r["dev_objective"], -r["val_f1@5"]))
     return single + best[:top]

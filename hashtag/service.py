@@ -15,7 +15,7 @@ from core.artifacts import ArtifactError, read_json, write_json
 from core.datasets import DataUnavailable
 from core.images import ImageSource, load_image
 from core.locks import LazyValue
-from hashtag.concepts import (CANDIDATES, FUSION, ConceptTagger, FusionRule, acceptable_tags, fuse, load_photo_set,
+from hashtag.concepts import (CANDIDATES, FUSION, ConceptTagger, FusionRule, acceptable_tags, fuse_all, load_photo_set,
                               photo_grids)
 from hashtag.data import DEFAULT_DATASET, HashtagDataset, Vocab, grid_cache, load_dataset
 from hashtag.evaluate import (MostFrequent, Prediction, headline_scores, judged_scores, pool_grids, score_predictions,
@@ -111,13 +111,13 @@ class HashtagService:
 
     def _fused_results(self, grid: np.ndarray, k: int) -> list[TagResult]:
         n = max(k, CANDIDATES)
-        weight = float(FUSION.weights(self.nearest_similarity(grid[None]))[0])
         learned = {r.tag: r for r in self.tagger.explain_grid(grid, n)}
         concepts = {c.tag: c for c in self.concepts.explain_grid(grid, n)}
+        fused = fuse_all([[(r.tag, r.score) for r in learned.values()]], [[(c.tag, c.score) for c in concepts.values()]],
+                         self.nearest_similarity(grid[None]), self.concepts.masses(grid[None]), self.concepts,
+                         FUSION, k)[0]
         out = []
-        for tag, score, source in fuse([(r.tag, r.score) for r in learned.values()],
-                                       [(c.tag, c.score) for c in concepts.values()], weight=weight, k=k,
-                                       agree=FUSION.agree):
+        for tag, score, source in fused:
             if source == "learned":
                 heat = learned[tag].attention
             else:  # concept or both: the classifier's evidence is the map that holds on photos
@@ -139,9 +139,9 @@ class HashtagService:
         out = {"model": self.tagger.predict_grids(grids, max(k, CANDIDATES)), "knn": b["knn"].predict_grids(grids, k),
                "most_frequent": b["most_frequent"].predict_grids(grids, k),
                "concepts": self.concepts.predict_grids(grids, max(k, CANDIDATES))}
-        weights = rule.weights(self.nearest_similarity(grids)) if len(grids) else []
-        out["fused"] = [[(t, s) for t, s, _ in fuse(a, c, weight=float(w), k=k, agree=rule.agree)]
-                        for a, c, w in zip(out["model"], out["concepts"], weights)]
+        fused = fuse_all(out["model"], out["concepts"], self.nearest_similarity(grids), self.concepts.masses(grids),
+                         self.concepts, rule, k) if len(grids) else []
+        out["fused"] = [[(t, s) for t, s, _ in f] for f in fused]
         return {name: [p[:k] for p in out[name]] for name in EVALUATED}
 
     def real_photo_grids(self, photo_set: str = "dev") -> "tuple[np.ndarray, list[list[str]], list[str]]":

@@ -271,3 +271,40 @@ def test_judged_precision_uses_acceptable_tags_and_skips_unjudged_photos(tmp_pat
     assert headline_scores(preds, [p.tags for p in photos])["hit@1"] == pytest.approx(1 / 3, abs=1e-3)  # gold is stricter
     assert acceptable_tags(photos, tmp_path / "missing.csv") == [None, None, None]
     assert judged_scores(preds, [None, None, None])["precision@5_acceptable"] is None
+
+
+@needs_wordnet
+def test_basic_level_top_slot_puts_cat_before_animal_on_the_cat_photo(encoder, chelsea_grid):
+    """The decoder agreeing on #animal lifts it over #cat in the fused list; the basic-level rule puts #cat back on top."""
+    from hashtag.concepts import ConceptTagger, FusionRule, fuse_all
+
+    tagger = ConceptTagger(encoder)
+    concepts = tagger.predict_grids(chelsea_grid[None], 10)
+    learned = [[("animal", 0.95), ("mammal", 0.6), ("cartoon", 0.4)]]  # what the clip-art decoder writes on it
+    masses = tagger.masses(chelsea_grid[None])
+    sims = np.array([0.6])
+    plain = FusionRule(near=0.2, far=0.0, threshold=0.5, agree=1.0)
+    assert fuse_all(learned, concepts, sims, masses, tagger, plain, 5)[0][0][0] == "animal"
+    fused = fuse_all(learned, concepts, sims, masses, tagger, FusionRule(**{**plain.to_json(), "basic": 0.8}), 5)[0]
+    tags = [t for t, _, _ in fused]
+    assert tags[0] == "cat" and "animal" in tags, tags
+    assert tagger.basic_level_first(["animal", "egyptiancat", "cat"], masses[0], 0.5)[0] == "cat"  # never a breed
+
+
+@needs_wordnet
+def test_strict_gate_keeps_unconfirmable_decoder_tags_off_photo_like_pictures(encoder, chelsea_grid):
+    """#cartoon (no ImageNet class supports it) needs a picture much closer to the clip art than #animal does."""
+    from hashtag.concepts import ConceptTagger, FusionRule, fuse_all
+
+    tagger = ConceptTagger(encoder)
+    assert "cartoon" not in tagger.vocabulary and "animal" in tagger.vocabulary
+    concepts = tagger.predict_grids(chelsea_grid[None], 10)
+    learned = [[("cartoon", 1.0), ("animal", 0.9)]]
+    masses = tagger.masses(chelsea_grid[None])
+    rule = FusionRule(near=0.5, far=0.0, threshold=0.5, agree=0.0, strict=0.7)
+    photo_like = [t for t, _, _ in fuse_all(learned, concepts, np.array([0.6]), masses, tagger, rule, 5)[0]]
+    clip_art = [t for t, _, _ in fuse_all(learned, concepts, np.array([0.8]), masses, tagger, rule, 5)[0]]
+    assert "cartoon" not in photo_like and "animal" in photo_like, photo_like
+    assert "cartoon" in clip_art, clip_art
+    no_gate = FusionRule(**{**rule.to_json(), "strict": -1.0})
+    assert "cartoon" in [t for t, _, _ in fuse_all(learned, concepts, np.array([0.6]), masses, tagger, no_gate, 5)[0]]
