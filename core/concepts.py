@@ -224,7 +224,35 @@ class ConceptTable:
 
 
 #: Bump when the cached class → word facts change shape or meaning.
-_FACTS_VERSION = 2
+_FACTS_VERSION = 3
+
+#: A hypernym's word is used only when this node is among the word's ``MAX_SENSE`` most frequent noun senses
+#: (WordNet numbers senses by frequency) or is the node's own first lemma: "coach" is bus only in its 5th sense,
+#: "house" a theater in its 11th, "cycle" a bicycle in its 6th, "cat" a big cat in its 7th. Chosen on the
+#: real-photo dev set (``python -m hashtag tune-fusion``).
+MAX_SENSE = 2
+
+
+def _naming_lemmas(wn, node) -> list[tuple[str, int]]:
+    """The single-word lemmas of ``node`` that name it, each with its sense number (1 = the node is its own name).
+
+    Left out: multi-word lemmas (their words come from other nodes), and a single word that is the modifier
+    of a compound lemma listed before it ("toy" after toy_dog, "springer" after springer_spaniel): it is a
+    clipping of the compound's name, and on its own it means something else (but "plant" of plant, flora,
+    plant_life stays). The sense number
+    is 1 when the lemma is the node's first (its name), else the node's position among the word's noun senses.
+    """
+    names = [lm.name() for lm in node.lemmas()]
+    out = []
+    for i, name in enumerate(names):
+        # a modifier of a compound listed before it: the compound is the name, the word a clipping
+        modifiers = {part.lower() for earlier in names[:i] for part in re.split(r"[_-]", earlier)[:-1]}
+        if "_" in name or "-" in name or name.lower() in modifiers:
+            continue
+        senses = [s.name() for s in wn.synsets(name, "n")]
+        sense = 1 if i == 0 else (senses.index(node.name()) + 1 if node.name() in senses else 99)
+        out.append((name, sense))
+    return out
 
 
 def _facts_path() -> Path:
@@ -266,10 +294,8 @@ def class_facts() -> dict:
         lemmas = [lm.name() for lm in synset.lemmas()]
         words = []
         for distance, node in ancestors:
-            single = [lm.name() for lm in node.lemmas() if "_" not in lm.name() and "-" not in lm.name()]
-            if single:
-                best = max(single, key=zipf)
-                words.append([word_of(best), distance, round(zipf(best), 2), node.name()])
+            for lemma, sense in _naming_lemmas(wn, node):
+                words.append([word_of(lemma), distance, round(zipf(lemma), 2), node.name(), sense])
         classes.append({
             "synset": synset.name(),
             "lemmas": [[lm, round(zipf(lm), 2)] for lm in lemmas],
@@ -281,9 +307,15 @@ def class_facts() -> dict:
     return facts
 
 
-@functools.lru_cache(maxsize=8)
-def concept_table(word_floor: float = WORD_FLOOR, name_floor: float = NAME_FLOOR) -> ConceptTable:
-    """The class → word table for one pair of frequency floors (built from the cached WordNet facts)."""
+@functools.lru_cache(maxsize=16)
+def concept_table(word_floor: float = WORD_FLOOR, name_floor: float = NAME_FLOOR,
+                  max_sense: int = MAX_SENSE) -> ConceptTable:
+    """The class → word table for frequency floors and a sense limit (built from the cached WordNet facts).
+
+    A hypernym gives its most frequent single-word lemma that names it (``_naming_lemmas``: sense number ≤
+    ``max_sense``, or the synset's own first lemma) when that word's Zipf is ≥ ``word_floor``; nothing when
+    its most frequent lemma of all is one of ``ABSTRACT_WORDS``.
+    """
     word_index: dict[str, int] = {}
     freq: dict[str, float] = {}
     rows: list[list[tuple[int, int]]] = []
@@ -296,9 +328,17 @@ def concept_table(word_floor: float = WORD_FLOOR, name_floor: float = NAME_FLOOR
             w = word_of(own[0])
             freq.setdefault(w, own[1])
             entries.append((word_index.setdefault(w, len(word_index)), 0))
-        for word, distance, z, node in cls["ancestors"]:
-            if node in ABSTRACT or word in ABSTRACT_WORDS or z < word_floor:
+        lemmas: dict[str, list[tuple[float, str, int, int]]] = {}
+        for word, distance, z, node, sense in cls["ancestors"]:
+            if node not in ABSTRACT:
+                lemmas.setdefault(node, []).append((z, word, distance, sense))
+        for candidates in lemmas.values():
+            if max(candidates)[1] in ABSTRACT_WORDS:  # the node's usual word is a sense nobody means here
                 continue
+            named = [c for c in candidates if c[3] <= max_sense]  # words that mean this node
+            if not named or max(named)[0] < word_floor:
+                continue
+            z, word, distance, _ = max(named)
             freq.setdefault(word, z)
             entries.append((word_index.setdefault(word, len(word_index)), distance))
         rows.append(entries)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Protocol, Sequence
+from typing import Optional, Protocol, Sequence
 
 import numpy as np
 
@@ -182,4 +182,36 @@ def headline_scores(predictions: Sequence[Prediction], gold: Sequence[Sequence[s
     out["ci95"] = intervals
     out["images"] = len(gold)
     out["small_set"] = small
+    return out
+
+
+#: The judged metrics: against every tag a person would plausibly post for the photo, not only its gold tags.
+JUDGED = ("precision@5_acceptable", "hit@1_acceptable")
+
+
+def judged_scores(predictions: Sequence[Prediction], acceptable: Sequence[Optional[Sequence[str]]]
+                  ) -> dict[str, object]:
+    """``JUDGED`` means with 95 % bootstrap intervals over the photos that have a judged tag list.
+
+    Gold tags are what one person wrote; many other tags are fine too (#fruit for an apple whose gold says
+    #apple #red …), so the gold P@5 understates what a user sees. ``acceptable[i]`` is photo i's judged list
+    (a superset of its gold tags) or ``None`` when nobody judged it: such photos are skipped, and
+    ``images_acceptable`` says how many counted.
+    """
+    from core.metrics import summarize
+
+    pairs = [([t for t, _ in p], set(a)) for p, a in zip(predictions, acceptable) if a is not None]
+    prec = np.array([len(set(p[:5]) & a) / 5 for p, a in pairs])
+    hit1 = np.array([float(bool(p) and p[0] in a) for p, a in pairs])
+    out: dict[str, object] = {"images_acceptable": len(pairs)}
+    intervals: dict[str, list[float]] = {}
+    for name, values in zip(JUDGED, (prec, hit1)):
+        if len(values):
+            s = summarize(values)
+            out[name] = round(s["mean"], 4)
+            intervals[name] = [round(v, 4) for v in s["ci95"]]
+        else:
+            out[name] = None
+            intervals[name] = [None, None]
+    out["ci95"] = intervals
     return out

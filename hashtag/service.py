@@ -15,9 +15,11 @@ from core.artifacts import ArtifactError, read_json, write_json
 from core.datasets import DataUnavailable
 from core.images import ImageSource, load_image
 from core.locks import LazyValue
-from hashtag.concepts import CANDIDATES, FUSION, ConceptTagger, FusionRule, fuse, load_photo_set, photo_grids
+from hashtag.concepts import (CANDIDATES, FUSION, ConceptTagger, FusionRule, acceptable_tags, fuse_all, load_photo_set,
+                              photo_grids)
 from hashtag.data import DEFAULT_DATASET, HashtagDataset, Vocab, grid_cache, load_dataset
-from hashtag.evaluate import MostFrequent, Prediction, headline_scores, pool_grids, score_predictions, tune_knn
+from hashtag.evaluate import (MostFrequent, Prediction, headline_scores, judged_scores, pool_grids, score_predictions,
+                              tune_knn)
 from hashtag.model import TRAIN_HINT, ModelTagger, TagResult, load_checkpoint, model_dir
 
 log = logging.getLogger(__name__)
@@ -109,13 +111,13 @@ class HashtagService:
 
     def _fused_results(self, grid: np.ndarray, k: int) -> list[TagResult]:
         n = max(k, CANDIDATES)
-        weight = float(FUSION.weights(self.nearest_similarity(grid[None]))[0])
         learned = {r.tag: r for r in self.tagger.explain_grid(grid, n)}
         concepts = {c.tag: c for c in self.concepts.explain_grid(grid, n)}
+        fused = fuse_all([[(r.tag, r.score) for r in learned.values()]], [[(c.tag, c.score) for c in concepts.values()]],
+                         self.nearest_similarity(grid[None]), self.concepts.masses(grid[None]), self.concepts,
+                         FUSION, k)[0]
         out = []
-        for tag, score, source in fuse([(r.tag, r.score) for r in learned.values()],
-                                       [(c.tag, c.score) for c in concepts.values()], weight=weight, k=k,
-                                       agree=FUSION.agree):
+        for tag, score, source in fused:
             if source == "learned":
                 heat = learned[tag].attention
             else:  # concept or both: the classifier's evidence is the map that holds on photos
@@ -137,15 +139,22 @@ class HashtagService:
         out = {"model": self.tagger.predict_grids(grids, max(k, CANDIDATES)), "knn": b["knn"].predict_grids(grids, k),
                "most_frequent": b["most_frequent"].predict_grids(grids, k),
                "concepts": self.concepts.predict_grids(grids, max(k, CANDIDATES))}
-        weights = rule.weights(self.nearest_similarity(grids)) if len(grids) else []
-        out["fused"] = [[(t, s) for t, s, _ in fuse(a, c, weight=float(w), k=k, agree=rule.agree)]
-                        for a, c, w in zip(out["model"], out["concepts"], weights)]
+        fused = fuse_all(out["model"], out["concepts"], self.nearest_similarity(grids), self.concepts.masses(grids),
+                         self.concepts, rule, k) if len(grids) else []
+        out["fused"] = [[(t, s) for t, s, _ in f] for f in fused]
         return {name: [p[:k] for p in out[name]] for name in EVALUATED}
 
     def real_photo_grids(self, photo_set: str = "dev") -> "tuple[np.ndarray, list[list[str]], list[str]]":
         """(grids, gold tags, ids) of a real-photo set, read from the installed packages."""
+        grids, gold, ids, _ = self.real_photo_set(photo_set)
+        return grids, gold, ids
+
+    def real_photo_set(self, photo_set: str = "dev"
+                       ) -> "tuple[np.ndarray, list[list[str]], list[str], list[Optional[list[str]]]]":
+        """(grids, gold tags, ids, judged acceptable tags or ``None`` per photo) of a real-photo set."""
         photos = load_photo_set(photo_set)
-        return photo_grids(self.encoder, photos), [p.tags for p in photos], [p.id for p in photos]
+        return (photo_grids(self.encoder, photos), [p.tags for p in photos], [p.id for p in photos],
+                acceptable_tags(photos))
 
     def evaluate(self, split: str = "test", photo_set: Optional[str] = "dev",
                  check_set: Optional[str] = "check") -> dict[str, Any]:
@@ -169,17 +178,17 @@ class HashtagService:
                 "concept_ranking": self.concepts.ranking.to_json()}
         real = None
         if photo_set:
-            grids, photo_gold, _ = self.real_photo_grids(photo_set)
-            real = self._score_all(grids, photo_gold)
+            grids, photo_gold, _, judged = self.real_photo_set(photo_set)
+            real = self._score_all(grids, photo_gold, judged)
             table["real_photos"] = real
             info["real_photos"] = {"set": photo_set, "images": len(photo_gold)}
         if check_set and check_set != photo_set:
             try:
-                grids, check_gold, _ = self.real_photo_grids(check_set)
+                grids, check_gold, _, judged = self.real_photo_set(check_set)
             except DataUnavailable as exc:
                 log.warning("no held-out photo check: %s", exc)
             else:
-                table["real_photos_check"] = self._score_all(grids, check_gold)
+                table["real_photos_check"] = self._score_all(grids, check_gold, judged)
                 info["real_photos_check"] = {"set": check_set, "images": len(check_gold)}
         if split == "test":
             write_json(model_dir(self.dataset.root) / "evaluate.json",
@@ -187,10 +196,18 @@ class HashtagService:
                         "real_photos_check": table.get("real_photos_check"), "info": info})
         return table
 
-    def _score_all(self, grids: np.ndarray, gold: list[list[str]]) -> dict[str, dict[str, Any]]:
+    def _score_all(self, grids: np.ndarray, gold: list[list[str]],
+                   acceptable: Optional[list[Optional[list[str]]]] = None) -> dict[str, dict[str, Any]]:
+        """Every method's metrics; with judged ``acceptable`` lists also ``precision@5_acceptable``/``hit@1_acceptable``."""
         preds = self.predictions(grids, 5)
-        return {name: {**score_predictions(preds[name], gold), **headline_scores(preds[name], gold)}
-                for name in EVALUATED}
+        table = {name: {**score_predictions(preds[name], gold), **headline_scores(preds[name], gold)}
+                 for name in EVALUATED}
+        if acceptable is not None and any(a is not None for a in acceptable):
+            for name, row in table.items():
+                judged = judged_scores(preds[name], acceptable)
+                row.update({k: v for k, v in judged.items() if k != "ci95"})
+                row["ci95"].update(judged["ci95"])
+        return table
 
 
 def saved_evaluation(dataset_root: str | Path = DEFAULT_DATASET) -> Optional[dict[str, Any]]:

@@ -157,8 +157,9 @@ def render_multimodal_evaluate(result: dict, name: str) -> str:
 
 
 def render_hashtag_evaluate(result: dict, name: str) -> str:
-    """Two tables: the Tux Paint test split and the real-photo set, the same five methods in each."""
-    cols = ["precision@5", "recall@5", "f1@5", "hit@1"]
+    """Two tables: the Tux Paint test split and the real-photo set, the same five methods in each (with the
+    judged ``precision@5_acceptable``/``hit@1_acceptable`` columns where the photos have judged tag lists)."""
+    cols = ["precision@5", "recall@5", "f1@5", "hit@1", "precision@5_acceptable", "hit@1_acceptable"]
     order = ("model", "knn", "most_frequent", "concepts", "fused")
 
     def block(methods: dict, title: str) -> str:

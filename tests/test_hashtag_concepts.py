@@ -74,6 +74,30 @@ def test_concept_table_keeps_everyday_words_and_drops_jargon():
     assert len(ids) == table.support.shape[0] == 1000
 
 
+@needs_wordnet
+def test_hypernym_words_are_names_not_clippings_or_rare_senses():
+    """Toy dogs never give #toy (a clipping of toy_dog), a minibus gives #bus not #coach (bus is coach's 5th sense)."""
+    from core.concepts import concept_table, imagenet_synset_ids, wordnet
+
+    table = concept_table()
+    ids = imagenet_synset_ids()
+
+    def words(wnid: str) -> set[str]:
+        return {table.words[j] for j in np.nonzero(table.support[ids.index(wnid)])[0]}
+
+    wn = wordnet()
+    toy_dogs = [wnid for wnid in ids if wn.synset("toy_dog.n.01") in
+                wn.synset_from_pos_and_offset("n", int(wnid[1:])).closure(lambda s: s.hypernyms())]
+    assert len(toy_dogs) >= 5  # Chihuahua, Maltese, Pekinese, Shih-Tzu, papillon, toy terrier ...
+    for wnid in toy_dogs:
+        assert "toy" not in words(wnid) and "dog" in words(wnid), words(wnid)
+    minibus = words("n03769881")
+    assert "bus" in minibus and "coach" not in minibus, minibus
+    mountain_bike = words("n03792782")
+    assert "bike" in mountain_bike and "cycle" not in mountain_bike, mountain_bike
+    assert "plant" in words("n11939491")  # daisy: "plant" (sense 2 of plant, beside flora, plant_life) stays
+
+
 def test_grid_probabilities_match_the_classifier(encoder, chelsea_grid):
     from PIL import Image
     from skimage import data as skdata
@@ -212,3 +236,75 @@ def test_headline_scores_have_intervals_and_flag_small_sets():
     assert out["small_set"] and out["images"] == 3
     lo, hi = out["ci95"]["hit@1"]
     assert 0.0 <= lo <= out["hit@1"] <= hi <= 1.0
+
+
+def test_judged_precision_uses_acceptable_tags_and_skips_unjudged_photos(tmp_path):
+    """``precision@5_acceptable``: a judged list (a superset of gold) is matched by path; unjudged photos are skipped."""
+    from hashtag.concepts import acceptable_tags, load_photo_set
+    from hashtag.evaluate import headline_scores, judged_scores
+
+    photo_set = tmp_path / "set.csv"
+    photo_set.write_text("package,path,hashtags\n"
+                         "scikit-image,skimage/data/chelsea.png,cat kitten pet animal tabby\n"
+                         "scikit-image,skimage/data/coffee.png,coffee espresso cup cafe saucer\n"
+                         "scikit-image,skimage/data/astronaut.png,astronaut space nasa woman flag\n")
+    judged_csv = tmp_path / "acceptable.csv"
+    judged_csv.write_text("package,path,acceptable\n"
+                          "scikit-image,skimage/data/chelsea.png,cat kitten pet animal tabby feline whiskers\n"
+                          "scikit-image,skimage/data/coffee.png,coffee espresso cup drink\n"
+                          "scikit-image,skimage/data/not-in-the-set.png,anything\n")
+    photos = load_photo_set(photo_set, require_all=False)
+    if len(photos) < 3:
+        pytest.skip("scikit-image's sample photos are not installed")
+    judged = acceptable_tags(photos, judged_csv)
+    assert judged[2] is None  # the astronaut has no row
+    assert "feline" in judged[0] and "saucer" in judged[1]  # judged tags plus the gold ones
+    preds = [[("feline", 1.0), ("cat", 0.9), ("dog", 0.5), ("sofa", 0.4), ("whiskers", 0.3)],
+             [("mug", 1.0), ("drink", 0.8)],
+             [("astronaut", 1.0)]]
+    out = judged_scores(preds, judged)
+    assert out["images_acceptable"] == 2
+    assert out["precision@5_acceptable"] == pytest.approx((3 / 5 + 1 / 5) / 2)
+    assert out["hit@1_acceptable"] == pytest.approx(0.5)  # #feline is acceptable though not gold
+    lo, hi = out["ci95"]["precision@5_acceptable"]
+    assert lo <= out["precision@5_acceptable"] <= hi
+    assert headline_scores(preds, [p.tags for p in photos])["hit@1"] == pytest.approx(1 / 3, abs=1e-3)  # gold is stricter
+    assert acceptable_tags(photos, tmp_path / "missing.csv") == [None, None, None]
+    assert judged_scores(preds, [None, None, None])["precision@5_acceptable"] is None
+
+
+@needs_wordnet
+def test_basic_level_top_slot_puts_cat_before_animal_on_the_cat_photo(encoder, chelsea_grid):
+    """The decoder agreeing on #animal lifts it over #cat in the fused list; the basic-level rule puts #cat back on top."""
+    from hashtag.concepts import ConceptTagger, FusionRule, fuse_all
+
+    tagger = ConceptTagger(encoder)
+    concepts = tagger.predict_grids(chelsea_grid[None], 10)
+    learned = [[("animal", 0.95), ("mammal", 0.6), ("cartoon", 0.4)]]  # what the clip-art decoder writes on it
+    masses = tagger.masses(chelsea_grid[None])
+    sims = np.array([0.6])
+    plain = FusionRule(near=0.2, far=0.0, threshold=0.5, agree=1.0)
+    assert fuse_all(learned, concepts, sims, masses, tagger, plain, 5)[0][0][0] == "animal"
+    fused = fuse_all(learned, concepts, sims, masses, tagger, FusionRule(**{**plain.to_json(), "basic": 0.8}), 5)[0]
+    tags = [t for t, _, _ in fused]
+    assert tags[0] == "cat" and "animal" in tags, tags
+    assert tagger.basic_level_first(["animal", "egyptiancat", "cat"], masses[0], 0.5)[0] == "cat"  # never a breed
+
+
+@needs_wordnet
+def test_strict_gate_keeps_unconfirmable_decoder_tags_off_photo_like_pictures(encoder, chelsea_grid):
+    """#cartoon (no ImageNet class supports it) needs a picture much closer to the clip art than #animal does."""
+    from hashtag.concepts import ConceptTagger, FusionRule, fuse_all
+
+    tagger = ConceptTagger(encoder)
+    assert "cartoon" not in tagger.vocabulary and "animal" in tagger.vocabulary
+    concepts = tagger.predict_grids(chelsea_grid[None], 10)
+    learned = [[("cartoon", 1.0), ("animal", 0.9)]]
+    masses = tagger.masses(chelsea_grid[None])
+    rule = FusionRule(near=0.5, far=0.0, threshold=0.5, agree=0.0, strict=0.7)
+    photo_like = [t for t, _, _ in fuse_all(learned, concepts, np.array([0.6]), masses, tagger, rule, 5)[0]]
+    clip_art = [t for t, _, _ in fuse_all(learned, concepts, np.array([0.8]), masses, tagger, rule, 5)[0]]
+    assert "cartoon" not in photo_like and "animal" in photo_like, photo_like
+    assert "cartoon" in clip_art, clip_art
+    no_gate = FusionRule(**{**rule.to_json(), "strict": -1.0})
+    assert "cartoon" in [t for t, _, _ in fuse_all(learned, concepts, np.array([0.6]), masses, tagger, no_gate, 5)[0]]
