@@ -244,10 +244,11 @@ def train(
         log.info("trained in %.0f s; best val f1@5 %.4f at epoch %d", time.time() - t0, state["best_f1"],
                  state["best_epoch"])
         if evaluate_after and out == model_dir(ds.root):
-            # one test-split evaluation of the finished model next to both baselines, for the app to show;
-            # nothing is chosen from it
+            # one test-split and dev-photo evaluation of the finished model next to both baselines, for the app
+            # to show; nothing is chosen from it. The held-out photo check is left to `python -m hashtag evaluate`
+            # (it reads package files that only the tests and evaluations download).
             from hashtag.service import HashtagService
 
-            table = HashtagService(ds.root, encoder=encoder).evaluate("test")
+            table = HashtagService(ds.root, encoder=encoder).evaluate("test", check_set=None)
             log.info("test f1@5: %s", {m: r["f1@5"] for m, r in table.items() if "f1@5" in r})
         return manifest
