@@ -345,6 +345,22 @@ def render_app_load(result: dict, name: str) -> str:
                  + ["server CPU-s per journey", "server RSS MB"], rows) + "\n\n" + note
 
 
+def render_first_run(result: dict, name: str) -> str:
+    """The first `make run` of a fresh clone: each model step by lane, and the time until the app answers."""
+    steps = need(result, "steps")
+    rows = [[s["lane"], f"`{s['step']}`", f"{s['seconds']} s"] for s in steps]
+    rows.append(["both lanes side by side", "**all default models**", f"**{result.get('models_seconds')} s**"])
+    rows.append(["", "set-up (venv, Debian check, datasets) and app start",
+                 f"{fmt(result.get('setup_and_app_start_seconds'), 0)} s"])
+    total = result.get("seconds_to_healthy")
+    verdict = "met" if total is not None and total <= result.get("bar_seconds", 480) else "not met"
+    rows.append(["", "**to a healthy app**", f"**{fmt(total, 0)} s** (bar {result.get('bar_seconds', 480)} s: {verdict})"])
+    note = (f"Commit {str(result.get('commit'))[:10]}, {result.get('cpus')} cores, load {result.get('load_at_start')} "
+            f"at start; wheels installed with {result.get('installer')}, uv cache {result.get('uv_cache')}, "
+            f"pip cache {result.get('pip_cache')}.")
+    return table(["lane", "step", "wall time"], rows) + "\n\n" + note
+
+
 def render_spark_als(result: dict, name: str) -> str:
     """Spark MLlib ALS beside implicit's ALS on the same split and validation budget."""
     rows = []
@@ -421,6 +437,7 @@ RENDERERS: list[tuple[str, Renderer]] = [
     ("fashion_feedback*", render_feedback),
     ("multimodal_feedback*", render_feedback),
     ("spark_als_*", render_spark_als),
+    ("first_run", render_first_run),
     ("*", render_generic),
 ]
 

@@ -101,3 +101,18 @@ def test_last_progress_line_reads_the_latest_redraw(tmp_path):
     log.write_bytes(b"loading\n 10%|#   | 1/10\r 50%|#####  | 5/10\r\x1b[A")
     assert build_models.last_progress_line(log) == "50%|#####  | 5/10"
     assert build_models.last_progress_line(tmp_path / "missing.log") == ""
+
+
+def test_first_run_benchmark_reads_the_runners_report(tmp_path):
+    """bench/first_run.py times each step from the runner's own lines: the two must keep speaking the same format."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import first_run
+
+    lanes = {"images": (_step("fashion-mnist", "print('ok')"),), "training": (_step("hashtag", "print('ok')"),)}
+    out = io.StringIO()
+    assert build_models.Builder(lanes, jobs=2, log_dir=tmp_path, python=sys.executable, out=out,
+                                live=False).run(poll=0.02) == 0
+    parsed = first_run.parse_log(out.getvalue())
+    assert sorted((s["lane"], s["step"]) for s in parsed["steps"]) == [("images", "fashion-mnist"),
+                                                                       ("training", "hashtag")]
+    assert parsed["models_seconds"] is not None
