@@ -223,7 +223,8 @@ def test_browser_upload_shows_similar_items(clothes_index, browser_page, wait_im
     page.get_by_role("option", name="Tux Paint clothes").click()
     query = tmp_path / "garment.png"
     load_catalog("tuxpaint-clothes").image(4).save(query)
-    panel.get_by_text("Garment photo").wait_for()
+    # the uploader's own label: a bare "Garment photo" also matches the tab's intro line ("Upload a garment photo")
+    panel.get_by_text("Garment photo (JPEG, PNG, WebP)", exact=True).wait_for()
     panel.locator('input[type="file"]').first.set_input_files(str(query))
     # results stream in: wait until the default 10 have rendered (fails by timeout if they never do)
     page.wait_for_function("() => (document.body.innerText.match(/similarity \\d/g) || []).length >= 10")
