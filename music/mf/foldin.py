@@ -53,6 +53,7 @@ import numpy as np
 from scipy import sparse
 
 from core.artifacts import ArtifactError, read_json, write_json
+from core.locks import LazyValue
 from core.metrics import RESULTS_DIR
 from music.mf.data import music_dir
 from music.mf.model import KerasMF
@@ -188,9 +189,12 @@ class FoldInModel:
             self.confidence = float(self.constants.confidence)
         #: λ of the solve (the chosen one, else the model's training λ)
         self.lam = float(self.constants.l2) if self.constants.l2 is not None else self.l2
-        self._Qn: np.ndarray | None = None
-        #: co-listening counts of the training history (built on first use; shareable between constants)
-        self._co = colistening
+        # both built on first use, once, even when several sessions score with this model at the same moment
+        self._Qn: LazyValue[np.ndarray] = LazyValue(
+            lambda: self.Q / (np.linalg.norm(self.Q, axis=1, keepdims=True) + 1e-12))
+        #: co-listening counts of the training history (shareable between models with other constants)
+        self._co: LazyValue[CoListening] = LazyValue(
+            lambda: colistening if colistening is not None else CoListening(self.mf.catalogue.history))
 
     # ------------------------------------------------------------------------------------------
     def solve(self, liked: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray | None = None) -> FoldIn:
@@ -269,14 +273,10 @@ class FoldInModel:
 
     def colistening(self) -> "CoListening":
         """The co-listening counts of the model's training history (computed once per model)."""
-        if self._co is None:
-            self._co = CoListening(self.mf.catalogue.history)
-        return self._co
+        return self._co.get()
 
     def _normed(self) -> np.ndarray:
-        if self._Qn is None:
-            self._Qn = self.Q / (np.linalg.norm(self.Q, axis=1, keepdims=True) + 1e-12)
-        return self._Qn
+        return self._Qn.get()
 
     def similarity(self, liked: np.ndarray) -> np.ndarray:
         """Mean cosine similarity of every item to the liked items, in the item-factor space."""
