@@ -161,7 +161,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         write_result("hashtag_fusion_tuning", result)
         c = result["chosen"]
         _emit(result, args.json, f"concept ranking {result['ranking']}; fusion: decoder weight {c['near']} near "
-                                 f"its training images (cosine ≥ {c['threshold']}), {c['far']} elsewhere, agreement "
+                                 f"its training images ({result['gate']} ≥ {c['threshold']}), {c['far']} elsewhere, agreement "
                                  f"bonus {c['agree']}; dev P@5 {c['dev_precision@5']} hit@1 {c['dev_hit@1']} F1@5 "
                                  f"{c['dev_f1@5']}, val F1@5 {c['val_f1@5']} (decoder alone "
                                  f"{result['model_val_f1@5']})")
@@ -179,7 +179,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     for group, rows in [("", {m: r for m, r in table.items() if m not in groups}),
                         *((f"{g} ", table.get(g) or {}) for g in groups)]:
         lines += [f"{group}{m:14s} " + " ".join(f"{k}={v}" for k, v in row.items() if k != "ci95")
-                  for m, row in rows.items()]
+                  for m, row in rows.items() if isinstance(row, dict)]
     _emit(table, args.json, "\n".join(lines))
     return 0
 

@@ -215,3 +215,21 @@ def judged_scores(predictions: Sequence[Prediction], acceptable: Sequence[Option
             intervals[name] = [None, None]
     out["ci95"] = intervals
     return out
+
+
+def candidate_ceiling(candidates: Sequence[Sequence[str]], acceptable: Sequence[Optional[Sequence[str]]]
+                      ) -> dict[str, object]:
+    """The best judged precision@5 any ranking of ``candidates`` could reach: per photo, min(5, acceptable
+    candidates) / 5, with a 95 % bootstrap interval over the judged photos.
+
+    What fusion and ranking can do is bounded by what the two taggers propose at all; when this ceiling is below
+    a target, no rule over these candidates meets it and new candidates (another vocabulary) are needed.
+    """
+    from core.metrics import summarize
+
+    values = np.array([min(5, len(set(c) & set(a))) / 5 for c, a in zip(candidates, acceptable) if a is not None])
+    if not len(values):
+        return {"precision@5_acceptable": None, "images_acceptable": 0}
+    s = summarize(values)
+    return {"precision@5_acceptable": round(s["mean"], 4), "images_acceptable": len(values),
+            "ci95": {"precision@5_acceptable": [round(v, 4) for v in s["ci95"]]}}

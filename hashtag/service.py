@@ -15,14 +15,20 @@ from core.artifacts import ArtifactError, read_json, write_json
 from core.datasets import DataUnavailable
 from core.images import ImageSource, load_image
 from core.locks import LazyValue
-from hashtag.concepts import (CANDIDATES, FUSION, ConceptTagger, FusionRule, acceptable_tags, fuse_all, load_photo_set,
-                              photo_grids)
+from hashtag.concepts import (CANDIDATES, FUSION, FUSION_SIMILARITY, ConceptTagger, FusionRule, acceptable_tags,
+                              fuse_all, load_photo_set, photo_grids)
 from hashtag.data import DEFAULT_DATASET, HashtagDataset, Vocab, grid_cache, load_dataset
-from hashtag.evaluate import (MostFrequent, Prediction, headline_scores, judged_scores, pool_grids, score_predictions,
+from hashtag.gate import PhotoGate, load_or_fit, out_of_fold
+from hashtag.evaluate import (MostFrequent, Prediction, candidate_ceiling, headline_scores, judged_scores, pool_grids, score_predictions,
                               tune_knn)
 from hashtag.model import TRAIN_HINT, ModelTagger, TagResult, load_checkpoint, model_dir
 
 log = logging.getLogger(__name__)
+
+#: Fewest installed dev photos the photo gate is fitted on (fewer: the similarity rule).
+MIN_GATE_PHOTOS = 10
+#: How many concept candidates the evaluation's ``ceiling`` counts (the product fuses the top ``CANDIDATES``).
+CEILING_CONCEPTS = 40
 
 METHODS = ("fused", "model", "concepts", "knn", "most_frequent")
 #: The five methods every evaluation table reports, in the order the docs print them.
@@ -54,6 +60,7 @@ class HashtagService:
                                   max_len=int(train_cfg.get("max_tags", 8)))
         self._baselines: LazyValue[dict[str, Any]] = LazyValue(self._build_baselines)
         self._concepts: LazyValue[ConceptTagger] = LazyValue(lambda: ConceptTagger(self.encoder))
+        self._gate: LazyValue[Optional[PhotoGate]] = LazyValue(self._build_gate)
 
     # -- baselines (built lazily: they need the cached grids) -------------------------------------
     def baselines(self) -> dict[str, Any]:
@@ -69,6 +76,41 @@ class HashtagService:
         knn = tune_knn(grids[tr], [ex[i].tags for i in tr], [ex[i].id for i in tr], grids[va],
                        [ex[i].tags for i in va])
         return {"grids": grids, "knn": knn, "most_frequent": MostFrequent([ex[i].tags for i in tr])}
+
+    # -- the photo gate (is this picture like the decoder's training images?) ---------------------
+    def gate(self) -> Optional[PhotoGate]:
+        """The model's photo gate (``hashtag.gate``), fitted on first use if the checkpoint has none; ``None``
+        when fewer than ``MIN_GATE_PHOTOS`` dev photos are installed (fusion then uses the similarity rule)."""
+        return self._gate.get()
+
+    def _build_gate(self) -> Optional[PhotoGate]:
+        photos = load_photo_set("dev", require_all=False)
+        if len(photos) < MIN_GATE_PHOTOS:
+            log.warning("only %d real dev photos are installed (the photo gate needs %d): fused hashtags use the "
+                        "nearest-image similarity rule instead", len(photos), MIN_GATE_PHOTOS)
+            return None
+        return load_or_fit(model_dir(self.dataset.root), str(self.manifest.get("key")), self.training_grids(),
+                           [p.id for p in photos], lambda: photo_grids(self.encoder, photos))
+
+    def training_grids(self) -> np.ndarray:
+        """The decoder's training-split grids (the gate's "like the training images" class)."""
+        rows = [i for i, e in enumerate(self.dataset.examples) if e.split == "train"]
+        return np.asarray(self.baselines()["grids"][rows], np.float32)
+
+    def fusion_rule(self) -> FusionRule:
+        """``FUSION`` when the photo gate exists, else the rule chosen for the similarity gate."""
+        return FUSION if self.gate() is not None else FUSION_SIMILARITY
+
+    def likeness(self, grids: np.ndarray) -> np.ndarray:
+        """Per grid: the score the fusion rule's threshold reads (the gate's probability, or the similarity)."""
+        gate = self.gate()
+        return gate(grids) if gate is not None else self.nearest_similarity(grids)
+
+    def dev_likeness(self, grids: np.ndarray) -> np.ndarray:
+        """``likeness`` for the dev photos themselves: cross-fitted, since they are the gate's own examples."""
+        if self.gate() is None:
+            return self.nearest_similarity(grids)
+        return out_of_fold(self.training_grids(), np.asarray(grids, np.float32))
 
     @property
     def concepts(self) -> ConceptTagger:
@@ -114,8 +156,8 @@ class HashtagService:
         learned = {r.tag: r for r in self.tagger.explain_grid(grid, n)}
         concepts = {c.tag: c for c in self.concepts.explain_grid(grid, n)}
         fused = fuse_all([[(r.tag, r.score) for r in learned.values()]], [[(c.tag, c.score) for c in concepts.values()]],
-                         self.nearest_similarity(grid[None]), self.concepts.masses(grid[None]), self.concepts,
-                         FUSION, k)[0]
+                         self.likeness(grid[None]), self.concepts.masses(grid[None]), self.concepts,
+                         self.fusion_rule(), k)[0]
         out = []
         for tag, score, source in fused:
             if source == "learned":
@@ -132,17 +174,31 @@ class HashtagService:
         _, sims = knn.index.search(pool_grids(grids, knn.pooling), 1)
         return np.asarray(sims, np.float32)[:, 0]
 
-    def predictions(self, grids: np.ndarray, k: int = 10, *, rule: FusionRule = FUSION
-                    ) -> dict[str, list[Prediction]]:
-        """Ranked lists of all five methods for the same grids (the decoder's beam search runs once)."""
+    def predictions(self, grids: np.ndarray, k: int = 10, *, rule: Optional[FusionRule] = None,
+                    likeness: Optional[np.ndarray] = None) -> dict[str, list[Prediction]]:
+        """Ranked lists of all five methods for the same grids (the decoder's beam search runs once).
+
+        ``rule``/``likeness``: the fusion rule and the gate scores (default: the service's own).
+        """
+        lists, _ = self._all_lists(grids, k, rule=rule, likeness=likeness)
+        return {name: [p[:k] for p in lists[name]] for name in EVALUATED}
+
+    def _all_lists(self, grids: np.ndarray, k: int, *, rule: Optional[FusionRule] = None,
+                   likeness: Optional[np.ndarray] = None, candidates: int = CANDIDATES
+                   ) -> "tuple[dict[str, list[Prediction]], list[list[tuple[str, float, str]]]]":
+        """Every method's list (the concept tagger's ``candidates`` long, for the evaluation's ceiling) and the
+        fused lists with each tag's source."""
         b = self.baselines()
-        out = {"model": self.tagger.predict_grids(grids, max(k, CANDIDATES)), "knn": b["knn"].predict_grids(grids, k),
+        m = max(k, CANDIDATES)  # the decoder and fusion see the product's candidate count
+        out = {"model": self.tagger.predict_grids(grids, m), "knn": b["knn"].predict_grids(grids, k),
                "most_frequent": b["most_frequent"].predict_grids(grids, k),
-               "concepts": self.concepts.predict_grids(grids, max(k, CANDIDATES))}
-        fused = fuse_all(out["model"], out["concepts"], self.nearest_similarity(grids), self.concepts.masses(grids),
-                         self.concepts, rule, k) if len(grids) else []
+               "concepts": self.concepts.predict_grids(grids, max(m, candidates))}
+        likeness = self.likeness(grids) if likeness is None else likeness
+        fused = fuse_all(out["model"], [p[:m] for p in out["concepts"]], likeness,
+                         self.concepts.masses(grids),
+                         self.concepts, rule or self.fusion_rule(), k) if len(grids) else []
         out["fused"] = [[(t, s) for t, s, _ in f] for f in fused]
-        return {name: [p[:k] for p in out[name]] for name in EVALUATED}
+        return out, fused
 
     def real_photo_grids(self, photo_set: str = "dev") -> "tuple[np.ndarray, list[list[str]], list[str]]":
         """(grids, gold tags, ids) of a real-photo set, read from the installed packages."""
@@ -174,21 +230,24 @@ class HashtagService:
         table: dict[str, Any] = self._score_all(b["grids"][rows], gold)
         info = {"split": split, "images": len(rows), "knn_neighbours": b["knn"].neighbours,
                 "beam": self.tagger.beam, "dataset": self.dataset.manifest.get("name"),
-                "model_key": self.manifest.get("key"), "fusion": FUSION.to_json(),
+                "model_key": self.manifest.get("key"), "fusion": self.fusion_rule().to_json(),
+                "fusion_gate": "photo gate" if self.gate() is not None else "nearest-image similarity",
                 "concept_ranking": self.concepts.ranking.to_json()}
         real = None
         if photo_set:
             grids, photo_gold, _, judged = self.real_photo_set(photo_set)
-            real = self._score_all(grids, photo_gold, judged)
+            # the dev photos are the gate's own examples: each is scored by a gate fitted without it
+            likeness = self.dev_likeness(grids) if photo_set == "dev" else None
+            real = self._score_all(grids, photo_gold, judged, likeness)
             table["real_photos"] = real
             info["real_photos"] = {"set": photo_set, "images": len(photo_gold)}
         if check_set and check_set != photo_set:
             try:
-                grids, check_gold, _, judged = self.real_photo_set(check_set)
+                grids, check_gold, check_ids, judged = self.real_photo_set(check_set)
             except DataUnavailable as exc:
                 log.warning("no held-out photo check: %s", exc)
             else:
-                table["real_photos_check"] = self._score_all(grids, check_gold, judged)
+                table["real_photos_check"] = self._score_all(grids, check_gold, judged, ids=check_ids)
                 info["real_photos_check"] = {"set": check_set, "images": len(check_gold)}
         if split == "test":
             write_json(model_dir(self.dataset.root) / "evaluate.json",
@@ -197,16 +256,27 @@ class HashtagService:
         return table
 
     def _score_all(self, grids: np.ndarray, gold: list[list[str]],
-                   acceptable: Optional[list[Optional[list[str]]]] = None) -> dict[str, dict[str, Any]]:
-        """Every method's metrics; with judged ``acceptable`` lists also ``precision@5_acceptable``/``hit@1_acceptable``."""
-        preds = self.predictions(grids, 5)
-        table = {name: {**score_predictions(preds[name], gold), **headline_scores(preds[name], gold)}
-                 for name in EVALUATED}
+                   acceptable: Optional[list[Optional[list[str]]]] = None,
+                   likeness: Optional[np.ndarray] = None, ids: Optional[list[str]] = None) -> dict[str, Any]:
+        """Every method's metrics; with judged ``acceptable`` lists also ``precision@5_acceptable``/``hit@1_acceptable``
+        and the ``ceiling`` of any ranking over both taggers' candidates; with ``ids`` the fused top 5 per photo."""
+        lists, fused = self._all_lists(grids, 5, likeness=likeness, candidates=CEILING_CONCEPTS)
+        preds = {name: [p[:5] for p in lists[name]] for name in EVALUATED}
+        table: dict[str, Any] = {name: {**score_predictions(preds[name], gold), **headline_scores(preds[name], gold)}
+                                 for name in EVALUATED}
         if acceptable is not None and any(a is not None for a in acceptable):
-            for name, row in table.items():
+            for name in EVALUATED:
                 judged = judged_scores(preds[name], acceptable)
-                row.update({k: v for k, v in judged.items() if k != "ci95"})
-                row["ci95"].update(judged["ci95"])
+                table[name].update({k: v for k, v in judged.items() if k != "ci95"})
+                table[name]["ci95"].update(judged["ci95"])
+            # how far any fusion rule could go: a perfect ranking of everything both taggers propose
+            pool = [[t for t, _ in c] + [t for t, _ in m] for c, m in zip(lists["concepts"], lists["model"])]
+            table["ceiling"] = {**candidate_ceiling(pool, acceptable),
+                                "candidates": f"concept tagger's top {CEILING_CONCEPTS} and decoder's top {CANDIDATES}"}
+        if ids is not None:
+            table["per_photo"] = [{"photo": pid, "fused": [[t, src] for t, _, src in f[:5]],
+                                   "acceptable": None if a is None else sum(t in set(a) for t, _, _ in f[:5])}
+                                  for pid, f, a in zip(ids, fused, acceptable or [None] * len(ids))]
         return table
 
 

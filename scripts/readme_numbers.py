@@ -171,11 +171,31 @@ def render_hashtag_evaluate(result: dict, name: str) -> str:
         return (f"{title} ({fmt(n)} images{', a small set' if small else ''}):\n\n"
                 + methods_table(rows, [c for c in cols if any(c in r for r in rows.values())]))
 
+    def ceiling(methods: dict) -> list[str]:
+        c = methods.get("ceiling")
+        if not isinstance(c, dict) or c.get("precision@5_acceptable") is None:
+            return []
+        ci = (c.get("ci95") or {}).get("precision@5_acceptable")
+        return [f"Ceiling: a perfect ranking of everything the two taggers propose ({c.get('candidates')}) would "
+                f"reach `precision@5_acceptable` {with_ci(c['precision@5_acceptable'], ci)}."]
+
+    def per_photo(methods: dict) -> list[str]:
+        rows = methods.get("per_photo")
+        if not isinstance(rows, list) or not rows:
+            return []
+        mark = {"concept": "c", "learned": "l", "both": "b"}
+        body = [[f"`{r['photo']}`", " ".join(f"#{t}({mark.get(src, src)})" for t, src in r["fused"]),
+                 "—" if r.get("acceptable") is None else str(r["acceptable"])] for r in rows]
+        return ["Fused top 5 per held-out photo (c = concept, l = learned, b = both; judged = how many of the five "
+                "are in the photo's judged list):\n\n" + table(["photo", "fused top 5", "judged"], body)]
+
     out = [block(result.get("results") or result, "Tux Paint test split")]
     if isinstance(result.get("real_photos"), dict):
-        out.append(block(result["real_photos"], "Real photographs (dev set)"))
+        out += [block(result["real_photos"], "Real photographs (dev set)"), *ceiling(result["real_photos"])]
     if isinstance(result.get("real_photos_check"), dict):
-        out.append(block(result["real_photos_check"], "Real object photographs (held-out check set, never tuned on)"))
+        check = result["real_photos_check"]
+        out += [block(check, "Real object photographs (held-out check set, never tuned on)"), *ceiling(check),
+                *per_photo(check)]
     return "\n\n".join(out)
 
 

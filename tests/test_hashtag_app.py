@@ -98,12 +98,19 @@ def test_evaluate_json_reports_all_methods_and_metrics(hashtag_model):
 
     table = hashtag_model["table"]
     assert set(table) - {"real_photos_check"} == set(EVALUATED) | {"real_photos"}
-    assert set(table["real_photos"]) == set(EVALUATED)
+    assert set(table["real_photos"]) == set(EVALUATED) | {"ceiling"}
     if "real_photos_check" in table:  # the held-out object photos (Debian opencv-doc) when installed
-        assert set(table["real_photos_check"]) == set(EVALUATED)
-        assert table["real_photos_check"]["fused"]["images"] >= 12
-    for row in ([table[m] for m in EVALUATED] + list(table["real_photos"].values())
-                + list(table.get("real_photos_check", {}).values())):
+        check = table["real_photos_check"]
+        assert set(check) == set(EVALUATED) | {"ceiling", "per_photo"}
+        assert check["fused"]["images"] >= 12 and len(check["per_photo"]) == check["fused"]["images"]
+        assert all(len(r["fused"]) == 5 and {s for _, s in r["fused"]} <= {"learned", "concept", "both"}
+                   for r in check["per_photo"])
+    for group in ("real_photos", "real_photos_check"):
+        if group in table:  # no ranking of the candidates beats a perfect one: the ceiling bounds the fused list
+            ceiling = table[group]["ceiling"]["precision@5_acceptable"]
+            assert table[group]["fused"]["precision@5_acceptable"] <= ceiling <= 1.0
+    for row in ([table[m] for m in EVALUATED] + [table["real_photos"][m] for m in EVALUATED]
+                + [table["real_photos_check"][m] for m in EVALUATED if "real_photos_check" in table]):
         for k in (1, 3, 5):
             for name in ("precision", "recall", "f1"):
                 assert 0.0 <= row[f"{name}@{k}"] <= 1.0
@@ -126,6 +133,33 @@ def test_predict_scores_ranked_without_repeats_and_attention_maps(hashtag_model,
     for method in ("knn", "most_frequent"):
         base = service.predict(chelsea_png, method=method, k=3)
         assert len(base) == 3 and base[0].attention is None
+
+
+def test_photo_gate_tells_training_pictures_from_real_photos(hashtag_model, chelsea_png):
+    """The model's photo gate is saved beside it with a manifest; held-out clip art scores above the fusion
+    threshold and real photos (cross-fitted, never scored by a gate that saw them) below it, so on the cat
+    photo no decoder-only tag reaches the fused list."""
+    import numpy as np
+
+    from hashtag.concepts import FUSION
+    from hashtag.model import model_dir
+
+    service = hashtag_model["service"]
+    gate = service.gate()
+    assert gate is not None and len(gate.photos) >= 10
+    folder = model_dir(hashtag_model["dataset"].root)
+    manifest = json.loads((folder / "photo_gate.json").read_text())
+    assert manifest["kind"] == "hashtag-photo-gate" and manifest["key"] == gate.key
+    assert (folder / "photo_gate.npz").is_file()
+    ex = service.dataset.examples
+    val = [i for i, e in enumerate(ex) if e.split in ("val", "test")]
+    clip_art = service.likeness(service.baselines()["grids"][val])
+    photos, _, _ = service.real_photo_grids("dev")
+    real = service.dev_likeness(photos)
+    assert np.median(clip_art) >= FUSION.threshold > np.median(real)
+    assert service.fusion_rule() == FUSION
+    sources = {r.source for r in service.predict(chelsea_png, k=5)}
+    assert sources <= {"concept", "both"}, sources
 
 
 def test_tags_follow_the_picture_where_most_frequent_cannot(hashtag_model, chelsea_png):

@@ -86,7 +86,8 @@ def _about(service) -> None:
         rows = " · ".join(f"{name.replace('_', '-')}: **{res[name]['f1@5']:.3f}**" for name in res)
         st.caption(f"Test F1@5 on {ev['info'].get('images', '?')} held-out images — {rows} "
                    f"(`python -m hashtag evaluate --json`).")
-        real = ev.get("real_photos") or {}
+        real = {name: row for name, row in (ev.get("real_photos") or {}).items()
+                if isinstance(row, dict) and "f1@5" in row}  # methods only (not the ceiling)
         if real:
             rows = " · ".join(f"{name.replace('_', '-')}: **{real[name]['f1@5']:.3f}**" for name in real)
             n = next(iter(real.values())).get("images", "?")
