@@ -148,8 +148,14 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
             raise FileNotFoundError(f"No such image file: {path}")
         image = load_image(path)  # bad input fails here, before the model is loaded
         service = _service(args)
-        results = service.predict(image, method=args.method, k=args.top_k)
+        picture = None
+        if args.method == "fused":
+            results, picture = service.predict_fused(image, k=args.top_k)
+        else:
+            results = service.predict(image, method=args.method, k=args.top_k)
         obj = {"image": str(path), "method": args.method, "hashtags": [r.to_json() for r in results]}
+        if picture is not None:
+            obj["picture"] = picture.to_json()
         _emit(obj, args.json, " ".join(f"#{r.tag}({r.score:.2f})" for r in results))
         return 0
 

@@ -6,6 +6,7 @@ The CLI and the Streamlit tab both call ``HashtagService``; neither reaches into
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -33,6 +34,33 @@ CEILING_CONCEPTS = 40
 METHODS = ("fused", "model", "concepts", "knn", "most_frequent")
 #: The five methods every evaluation table reports, in the order the docs print them.
 EVALUATED = ("model", "knn", "most_frequent", "concepts", "fused")
+
+
+@dataclass(frozen=True)
+class Picture:
+    """What the fusion made of one picture: its gate score and the decoder's share that follows from it."""
+
+    likeness: float
+    threshold: float
+    decoder_weight: float
+    gate: str
+
+    @property
+    def is_photo(self) -> bool:
+        return self.likeness < self.threshold
+
+    def sentence(self) -> str:
+        """One line for the tab: why learned tags do or do not take part in the fused list."""
+        score = f"{self.gate} {self.likeness:.2f}, threshold {self.threshold:.2f}"
+        if self.decoder_weight <= 0:
+            return (f"Looks like a real photo ({score}): the hashtags come from the ImageNet concepts; the "
+                    f"decoder, which learned from clip art, adds its own words only where the concepts run out.")
+        return (f"Looks like the pictures the decoder learned from ({score}): its learned tags weigh "
+                f"{self.decoder_weight:.0%} beside the concepts.")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"likeness": round(self.likeness, 4), "threshold": self.threshold, "gate": self.gate,
+                "decoder_weight": self.decoder_weight, "is_photo": self.is_photo}
 
 
 class HashtagService:
@@ -144,20 +172,26 @@ class HashtagService:
         if method == "concepts":
             return self._concept_results(grid, k)
         if method == "fused":
-            return self._fused_results(grid, k)
+            return self._fused_results(grid, k)[0]
         return [TagResult(t, s, source="baseline") for t, s in self.method(method).predict_grids(grid[None], k)[0]]
 
     def _concept_results(self, grid: np.ndarray, k: int) -> list[TagResult]:
         tags = self.concepts.explain_grid(grid, k)
         return [TagResult(c.tag, c.score, self.concepts.activation_map(grid, c), "concept") for c in tags]
 
-    def _fused_results(self, grid: np.ndarray, k: int) -> list[TagResult]:
+    def predict_fused(self, image: ImageSource, k: int = 5) -> "tuple[list[TagResult], Picture]":
+        """The fused hashtags and what the photo gate made of the picture (the tab shows both)."""
+        return self._fused_results(self.grid(image), k)
+
+    def _fused_results(self, grid: np.ndarray, k: int) -> "tuple[list[TagResult], Picture]":
         n = max(k, CANDIDATES)
         learned = {r.tag: r for r in self.tagger.explain_grid(grid, n)}
         concepts = {c.tag: c for c in self.concepts.explain_grid(grid, n)}
+        likeness, rule = self.likeness(grid[None]), self.fusion_rule()
         fused = fuse_all([[(r.tag, r.score) for r in learned.values()]], [[(c.tag, c.score) for c in concepts.values()]],
-                         self.likeness(grid[None]), self.concepts.masses(grid[None]), self.concepts,
-                         self.fusion_rule(), k)[0]
+                         likeness, self.concepts.masses(grid[None]), self.concepts, rule, k)[0]
+        picture = Picture(float(likeness[0]), rule.threshold, float(rule.weights(likeness)[0]),
+                          "photo gate" if self.gate() is not None else "nearest-image similarity")
         out = []
         for tag, score, source in fused:
             if source == "learned":
@@ -165,7 +199,7 @@ class HashtagService:
             else:  # concept or both: the classifier's evidence is the map that holds on photos
                 heat = self.concepts.activation_map(grid, concepts[tag])
             out.append(TagResult(tag, score, heat, source))
-        return out
+        return out, picture
 
     # -- evaluation -------------------------------------------------------------------------------
     def nearest_similarity(self, grids: np.ndarray) -> np.ndarray:

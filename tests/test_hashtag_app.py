@@ -195,6 +195,20 @@ def test_cli_predict_json(hashtag_model, chelsea_png, capsys):
     assert 1 <= len(out["hashtags"]) <= 3
     assert all(set(h) == {"tag", "score", "source"} for h in out["hashtags"])
     assert {h["source"] for h in out["hashtags"]} <= {"learned", "concept", "both"}
+    assert out["picture"]["is_photo"] and out["picture"]["decoder_weight"] == 0.0  # the gate's verdict, explained
+
+
+def test_fused_prediction_says_whether_the_picture_is_a_photo(hashtag_model, chelsea_png):
+    """A real photo gets the concept-only sentence; a held-out stamp of the training corpus gets the decoder's share."""
+    service = hashtag_model["service"]
+    _, photo = service.predict_fused(chelsea_png)
+    assert photo.is_photo and "real photo" in photo.sentence()
+    stamps = [e for e in service.dataset.examples if e.split == "val"]
+    from core.images import load_any
+
+    verdicts = [service.predict_fused(load_any(e.image), k=5)[1] for e in stamps[:6]]
+    clip_art = [v for v in verdicts if not v.is_photo]
+    assert len(clip_art) >= 4 and all(v.decoder_weight > 0 and "learned tags weigh" in v.sentence() for v in clip_art)
 
 
 def test_cli_predict_with_other_encoder_weights_says_retrain(hashtag_model, chelsea_png, tmp_path, capsys):
@@ -272,6 +286,7 @@ def test_tab_upload_shows_hashtags_line_and_heatmaps(hashtag_model, chelsea_png)
     assert any("· concept ·" in m.value or "· learned + concept ·" in m.value for m in at.markdown)  # with source
     assert len(at.image) >= 2  # the photo and at least one attention map
     assert any("1,000 ImageNet concepts" in c.value and "people" in c.value for c in at.caption)
+    assert any(c.value.startswith("Looks like a real photo") for c in at.caption)  # why no learned tags
 
 
 def test_tab_bad_file_shows_a_message(hashtag_model):

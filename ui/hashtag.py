@@ -39,6 +39,12 @@ def _predict(dataset_root: str, stamp: float, digest: str, method: str, k: int, 
     return _service(dataset_root, stamp).predict(_image, method=method, k=k)
 
 
+@st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
+def _predict_fused(dataset_root: str, stamp: float, digest: str, k: int, _image: Image.Image) -> tuple:
+    """Fused hashtags and the photo gate's verdict for one photo (by content hash), computed once."""
+    return _service(dataset_root, stamp).predict_fused(_image, k=k)
+
+
 def _checkpoint_stamp(dataset_root: str) -> Optional[float]:
     from hashtag.train import model_dir
 
@@ -227,10 +233,16 @@ def render(dataset_root: Optional[str] = None) -> None:
         return
     try:
         with st.spinner("Writing hashtags…"):
-            results = _predict(root, stamp, image_digest(image), method, k, image)
+            picture = None
+            if method == "fused":
+                results, picture = _predict_fused(root, stamp, image_digest(image), k, image)
+            else:
+                results = _predict(root, stamp, image_digest(image), method, k, image)
     except Exception as exc:  # noqa: BLE001 - one readable message instead of a traceback
         show_error(exc, "Could not tag that image")
         return
+    if picture is not None:
+        st.caption(picture.sentence())
     render_results(image, results)
     if results:
         tag_editor(image, results, image_digest(image), f"{method}@{stamp:.0f}")
