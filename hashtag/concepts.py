@@ -479,6 +479,12 @@ def tune_fusion(service, *, ranking: Optional[ConceptRanking] = None, tolerance:
     if service.gate() is not None:
         gate_tuning = tune_gate(service.training_grids(), np.asarray(sets["val"][0], np.float32),
                                 np.asarray(grids, np.float32))
+        from sklearn.metrics import roc_auc_score
+
+        # the signal the gate replaced, on the same images: nearest-training-image cosine
+        sims = np.r_[service.nearest_similarity(sets["val"][0]), service.nearest_similarity(grids)]
+        gate_tuning["similarity_auc"] = round(float(roc_auc_score(
+            np.r_[np.ones(len(sets["val"][0])), np.zeros(len(grids))], sims)), 4)
         if gate_tuning["chosen_C"] != GATE_C:
             log.warning("the photo gate's C %s is not the one tune_gate chooses (%s): update hashtag.gate.GATE_C",
                         GATE_C, gate_tuning["chosen_C"])
