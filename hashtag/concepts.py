@@ -548,7 +548,7 @@ def tune_fusion(service, *, ranking: Optional[ConceptRanking] = None, tolerance:
     single = max([r for r in eligible if r["threshold"] == -1.0] or eligible,
                  key=lambda r: (r["dev_objective"], r["val_f1@5"]))
     return {"chosen": chosen, "ranking": ranking.to_json(), "concept_tuning": concept_tuning,
-            "gate": "photo gate" if service.gate() is not None else "nearest-image similarity",
+            "gate": service.gate_name(),
             "gate_tuning": gate_tuning,
             "model_val_f1@5": round(model_val, 4), "concepts_dev": concept_dev, "tolerance": tolerance,
             "margin": margin, "eligible_rules": len(eligible), "near_best_rules": len(near_best),

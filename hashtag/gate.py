@@ -17,10 +17,11 @@ not see it (``out_of_fold``): the rule is chosen on honest gate scores, and ``py
 reports the dev table the same way. The validation and test splits are never among the gate's examples (only
 the training split is), and neither are the held-out check photos.
 
-The gate is part of the trained model: ``hashtag train`` fits it when it evaluates the finished model (otherwise
-the first fused prediction does; about a second on top of encoding 45 photos) and writes ``photo_gate.npz`` with its manifest ``photo_gate.json`` beside the checkpoint (keyed by the checkpoint,
-C and the photos it saw; stale or damaged files are refitted on first use). Without
-the dev photos (their packages not installed) there is no gate and fusion falls back to the similarity rule.
+The gate is part of the trained model: ``hashtag train`` fits it when it evaluates the finished model
+(otherwise the first fused prediction does; about a second on top of encoding 45 photos) and writes
+``photo_gate.npz`` with its manifest ``photo_gate.json`` beside the checkpoint, keyed by the checkpoint, C and
+the photos it saw; stale or damaged files are refitted on first use. Without the dev photos (their packages
+not installed) there is no gate and fusion falls back to the similarity rule.
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ class PhotoGate:
         except (KeyError, IndexError, TypeError) as exc:
             raise ArtifactError(f"The photo gate in {folder} lacks {exc}. Rebuild it with `{REBUILD_HINT}`.") from exc
         if not (gate.mean.shape == gate.scale.shape == gate.coef.shape):
-            raise ArtifactError(f"The photo gate in {folder} has inconsistent shapes. Rebuild it with `{REBUILD_HINT}`.")
+            raise ArtifactError(f"The photo gate in {folder} has inconsistent shapes. "
+                                f"Rebuild it with `{REBUILD_HINT}`.")
         return gate
 
 

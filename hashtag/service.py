@@ -19,9 +19,9 @@ from core.locks import LazyValue
 from hashtag.concepts import (CANDIDATES, FUSION, FUSION_SIMILARITY, ConceptTagger, FusionRule, acceptable_tags,
                               fuse_all, load_photo_set, photo_grids)
 from hashtag.data import DEFAULT_DATASET, HashtagDataset, Vocab, grid_cache, load_dataset
+from hashtag.evaluate import (MostFrequent, Prediction, candidate_ceiling, headline_scores, judged_scores, pool_grids,
+                              score_predictions, tune_knn)
 from hashtag.gate import PhotoGate, load_or_fit, out_of_fold
-from hashtag.evaluate import (MostFrequent, Prediction, candidate_ceiling, headline_scores, judged_scores, pool_grids, score_predictions,
-                              tune_knn)
 from hashtag.model import TRAIN_HINT, ModelTagger, TagResult, load_checkpoint, model_dir
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,10 @@ class HashtagService:
         rows = [i for i, e in enumerate(self.dataset.examples) if e.split == "train"]
         return np.asarray(self.baselines()["grids"][rows], np.float32)
 
+    def gate_name(self) -> str:
+        """Which signal the fusion rule thresholds: the photo gate, or the similarity fallback."""
+        return "photo gate" if self.gate() is not None else "nearest-image similarity"
+
     def fusion_rule(self) -> FusionRule:
         """``FUSION`` when the photo gate exists, else the rule chosen for the similarity gate."""
         return FUSION if self.gate() is not None else FUSION_SIMILARITY
@@ -188,10 +192,10 @@ class HashtagService:
         learned = {r.tag: r for r in self.tagger.explain_grid(grid, n)}
         concepts = {c.tag: c for c in self.concepts.explain_grid(grid, n)}
         likeness, rule = self.likeness(grid[None]), self.fusion_rule()
-        fused = fuse_all([[(r.tag, r.score) for r in learned.values()]], [[(c.tag, c.score) for c in concepts.values()]],
-                         likeness, self.concepts.masses(grid[None]), self.concepts, rule, k)[0]
-        picture = Picture(float(likeness[0]), rule.threshold, float(rule.weights(likeness)[0]),
-                          "photo gate" if self.gate() is not None else "nearest-image similarity")
+        fused = fuse_all([[(r.tag, r.score) for r in learned.values()]],
+                         [[(c.tag, c.score) for c in concepts.values()]], likeness,
+                         self.concepts.masses(grid[None]), self.concepts, rule, k)[0]
+        picture = Picture(float(likeness[0]), rule.threshold, float(rule.weights(likeness)[0]), self.gate_name())
         out = []
         for tag, score, source in fused:
             if source == "learned":
@@ -265,7 +269,7 @@ class HashtagService:
         info = {"split": split, "images": len(rows), "knn_neighbours": b["knn"].neighbours,
                 "beam": self.tagger.beam, "dataset": self.dataset.manifest.get("name"),
                 "model_key": self.manifest.get("key"), "fusion": self.fusion_rule().to_json(),
-                "fusion_gate": "photo gate" if self.gate() is not None else "nearest-image similarity",
+                "fusion_gate": self.gate_name(),
                 "concept_ranking": self.concepts.ranking.to_json()}
         real = None
         if photo_set:
