@@ -88,8 +88,9 @@ class FusionRule:
 #: validation images score 0.91, the median dev photo 0.12, cross-fitted), 0 elsewhere, where its tags only fill
 #: places the concept tagger leaves empty; no agreement bonus or stricter gate; the top slot goes to the
 #: basic-level word holding ≥ 0.9 of the top word's mass. Dev P@5 0.147, hit@1 0.400 (concepts alone 0.147,
-#: 0.311), Tux Paint val F1@5 0.559 (decoder 0.550); 10 unconfirmable decoder tags in the dev top 5s (44 with
-#: the similarity gate).
+#: 0.311), Tux Paint val F1@5 0.559 (decoder 0.550); 10 unconfirmable decoder tags in the dev top 5s. The
+#: similarity rule below, on the same model: 51 such tags, dev P@5 0.160, hit@1 0.356 (``similarity_rule`` in
+#: the tuning result).
 FUSION = FusionRule(near=0.4, far=0.0, threshold=0.71, agree=0.0, strict=-1.0, basic=0.9)
 #: The rule for models without a photo gate (fewer than ``MIN_GATE_PHOTOS`` dev photos installed), where the gate
 #: score is the cosine similarity to the nearest training image: the decoder weighs 0.2 on pictures whose
@@ -479,21 +480,19 @@ def tune_fusion(service, *, ranking: Optional[ConceptRanking] = None, tolerance:
     if service.gate() is not None:
         gate_tuning = tune_gate(service.training_grids(), np.asarray(sets["val"][0], np.float32),
                                 np.asarray(grids, np.float32))
-        from sklearn.metrics import roc_auc_score
-
-        # the signal the gate replaced, on the same images: nearest-training-image cosine
-        sims = np.r_[service.nearest_similarity(sets["val"][0]), service.nearest_similarity(grids)]
-        gate_tuning["similarity_auc"] = round(float(roc_auc_score(
-            np.r_[np.ones(len(sets["val"][0])), np.zeros(len(grids))], sims)), 4)
         if gate_tuning["chosen_C"] != GATE_C:
             log.warning("the photo gate's C %s is not the one tune_gate chooses (%s): update hashtag.gate.GATE_C",
                         GATE_C, gate_tuning["chosen_C"])
     lists = {name: (service.tagger.predict_grids(g, CANDIDATES), concepts.predict_grids(g, CANDIDATES),
                     likeness[name], concepts.masses(g)) for name, (g, _) in sets.items()}
 
-    def fused(name: str, rule: FusionRule) -> list[list[tuple[str, float, str]]]:
-        learned, concept_lists, sims, masses = lists[name]
-        return fuse_all(learned, concept_lists, sims, masses, concepts, rule, 5)
+    def fused(name: str, rule: FusionRule, scores: Optional[np.ndarray] = None) -> list[list[tuple[str, float, str]]]:
+        learned, concept_lists, gate_scores, masses = lists[name]
+        return fuse_all(learned, concept_lists, gate_scores if scores is None else scores, masses, concepts, rule, 5)
+
+    def foreign(lists_: list[list[tuple[str, float, str]]]) -> int:
+        """Decoder-only tags no ImageNet class can confirm (#cartoon, #seasonal…) in the top 5s."""
+        return sum(src == "learned" and tag not in known for f in lists_ for tag, _, src in f)
 
     def plain(lists_: list[list[tuple[str, float, str]]]) -> list[Prediction]:
         return [[(t, sc) for t, sc, _ in f] for f in lists_]
@@ -519,8 +518,7 @@ def tune_fusion(service, *, ranking: Optional[ConceptRanking] = None, tolerance:
                         dev = dev_objective(plain(dev_lists), gold)
                         grid.append({**rule.to_json(), "dev_objective": dev["objective"], "dev_f1@5": dev["f1@5"],
                                      "dev_precision@5": dev["precision@5"], "dev_hit@1": dev["hit@1"],
-                                     "dev_foreign": sum(src == "learned" and tag not in known
-                                                        for f in dev_lists for tag, _, src in f),
+                                     "dev_foreign": foreign(dev_lists),
                                      "val_f1@5": round(val_f1(plain(fused("val", rule))), 4)})
     # eligible: the clip-art users lose at most ``tolerance``, and on the dev photos the fused list is at least
     # as good as the concept tagger alone (F1@5); if no rule manages both, the clip-art condition alone
@@ -545,11 +543,24 @@ def tune_fusion(service, *, ranking: Optional[ConceptRanking] = None, tolerance:
     chosen = {**chosen, **final.to_json(), "dev_objective": dev["objective"], "dev_f1@5": dev["f1@5"],
               "dev_precision@5": dev["precision@5"], "dev_hit@1": dev["hit@1"],
               "val_f1@5": round(val_f1(plain(fused("val", final))), 4)}
+    replaced = None
+    if service.gate() is not None:  # the similarity rule the gate replaced, on the same model and photos
+        from sklearn.metrics import roc_auc_score
+
+        sims = {name: service.nearest_similarity(g) for name, (g, _) in sets.items()}
+        gate_tuning["similarity_auc"] = round(float(roc_auc_score(  # the same AUC as the gate's, for the cosine
+            np.r_[np.ones(len(sims["val"])), np.zeros(len(sims["dev"]))], np.r_[sims["val"], sims["dev"]])), 4)
+        old_dev = fused("dev", FUSION_SIMILARITY, sims["dev"])
+        d = dev_objective(plain(old_dev), gold)
+        replaced = {**FUSION_SIMILARITY.to_json(), "dev_objective": d["objective"], "dev_f1@5": d["f1@5"],
+                    "dev_precision@5": d["precision@5"], "dev_hit@1": d["hit@1"], "dev_foreign": foreign(old_dev),
+                    "val_f1@5": round(val_f1(plain(fused("val", FUSION_SIMILARITY, sims["val"]))), 4)}
+        chosen["dev_foreign"] = foreign(fused("dev", final))
     single = max([r for r in eligible if r["threshold"] == -1.0] or eligible,
                  key=lambda r: (r["dev_objective"], r["val_f1@5"]))
     return {"chosen": chosen, "ranking": ranking.to_json(), "concept_tuning": concept_tuning,
             "gate": service.gate_name(),
-            "gate_tuning": gate_tuning,
+            "gate_tuning": gate_tuning, "similarity_rule": replaced,
             "model_val_f1@5": round(model_val, 4), "concepts_dev": concept_dev, "tolerance": tolerance,
             "margin": margin, "eligible_rules": len(eligible), "near_best_rules": len(near_best),
             "best_dev_objective": best_dev, "best_single_weight": single, "basic_level": basic_rows,

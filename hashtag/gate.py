@@ -160,23 +160,26 @@ def tune_gate(training: np.ndarray, validation: np.ndarray, photos: np.ndarray,
             "training_images": len(training)}
 
 
-def load_or_fit(folder: Path, model_key: str, training: np.ndarray, photo_ids: Sequence[str],
+def load_or_fit(folder: Path, model_key: str, training_grids: Callable[[], np.ndarray], photo_ids: Sequence[str],
                 photo_grids: Callable[[], np.ndarray], *, c: float = GATE_C) -> PhotoGate:
     """The saved gate if it matches this checkpoint and these photos, else a freshly fitted (and saved) one.
 
-    ``photo_grids``: a callable giving the photos' grids, called only when fitting (encoding takes seconds).
-    Fitting runs under the model folder's build lock, so two processes never write the files at once.
+    ``training_grids``/``photo_grids``: callables giving the two classes' grids, called only when fitting (the
+    training grids are hundreds of megabytes in float32 and the photos take seconds to encode; a saved gate
+    needs neither). Fitting runs under a build lock of this model folder, so two processes never write the
+    files at once.
     """
     from core.locks import build_lock
 
     key = gate_key(model_key, photo_ids, c)
     folder = Path(folder)
-    with build_lock(f"hashtag-gate-{folder.name}"):
+    with build_lock(f"hashtag-gate-{checksum_strings([str(folder.resolve())])[:12]}"):
         if (folder / f"{GATE_STEM}.json").is_file():
             try:
                 return PhotoGate.load(folder, key)
             except ArtifactError as exc:
                 log.info("refitting the photo gate: %s", exc)
+        training = training_grids()
         gate = PhotoGate.fit(training, photo_grids(), c=c, key=key, photo_ids=photo_ids)
         gate.save(folder, {"model_key": model_key, "C": c, "training_images": len(training)})
         return gate

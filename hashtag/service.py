@@ -117,7 +117,7 @@ class HashtagService:
             log.warning("only %d real dev photos are installed (the photo gate needs %d): fused hashtags use the "
                         "nearest-image similarity rule instead", len(photos), MIN_GATE_PHOTOS)
             return None
-        return load_or_fit(model_dir(self.dataset.root), str(self.manifest.get("key")), self.training_grids(),
+        return load_or_fit(model_dir(self.dataset.root), str(self.manifest.get("key")), self.training_grids,
                            [p.id for p in photos], lambda: photo_grids(self.encoder, photos))
 
     def training_grids(self) -> np.ndarray:

@@ -54,11 +54,15 @@ def test_gate_artifact_round_trip_stale_and_corrupt(sets, tmp_path):
     calls = []
 
     def photo_grids():
-        calls.append(1)
+        calls.append("photos")
         return photos
 
-    refit = load_or_fit(tmp_path, "model", training, ["a", "b"], photo_grids)  # corrupt: refitted and saved
-    again = load_or_fit(tmp_path, "model", training, ["a", "b"], photo_grids)  # fresh: loaded, photos not encoded
-    assert calls == [1] and again.key == refit.key
-    load_or_fit(tmp_path, "other model", training, ["a", "b"], photo_grids)  # stale: refitted
-    assert calls == [1, 1]
+    def training_grids():
+        calls.append("training")
+        return training
+
+    refit = load_or_fit(tmp_path, "model", training_grids, ["a", "b"], photo_grids)  # corrupt: refitted and saved
+    again = load_or_fit(tmp_path, "model", training_grids, ["a", "b"], photo_grids)  # fresh: loaded, nothing encoded
+    assert calls == ["training", "photos"] and again.key == refit.key
+    load_or_fit(tmp_path, "other model", training_grids, ["a", "b"], photo_grids)  # stale: refitted
+    assert calls == ["training", "photos"] * 2
