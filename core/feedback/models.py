@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 from typing import Optional
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Column sizes; the store validates against the same numbers before anything reaches the database.
@@ -96,3 +96,35 @@ class SavedItem(Base):
     tab: Mapped[str] = mapped_column(String(TAB_LEN), nullable=False)
     item: Mapped[str] = mapped_column(String(ITEM_LEN), nullable=False)
     created_at: Mapped[_dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+class Job(Base):
+    """One unit of heavy work (a catalog build, a training run) in the shared queue.
+
+    Why in the database: every session and every app process must see the same queue, progress must
+    survive a page reload, and a worker on another process (or machine, on PostgreSQL) claims work from it.
+    ``handler`` is a dotted ``module:function`` the worker runs in a subprocess; ``params`` and ``result`` are
+    JSON. ``status`` is one of queued, running, done, failed, cancelled; ``heartbeat_at`` lets a restarted
+    worker tell a running job from one whose worker died.
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(64), nullable=False)
+    handler: Mapped[str] = mapped_column(String(200), nullable=False)
+    title: Mapped[str] = mapped_column(String(200), nullable=False)
+    params: Mapped[str] = mapped_column(Text, nullable=False)  # JSON object
+    owner: Mapped[Optional[str]] = mapped_column(String(NAME_LEN), nullable=True)  # profile key of who asked
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    progress: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    message: Mapped[Optional[str]] = mapped_column(Text, nullable=True)  # the stage, or why it failed
+    eta_seconds: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    result: Mapped[Optional[str]] = mapped_column(Text, nullable=True)  # JSON object
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    worker: Mapped[Optional[str]] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[_dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    started_at: Mapped[Optional[_dt.datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
+    heartbeat_at: Mapped[Optional[_dt.datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[Optional[_dt.datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
