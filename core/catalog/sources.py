@@ -191,6 +191,12 @@ class _Collector:
         self._ids.add(item.id)
         self.items.append(item)
 
+    def replace(self, items: list[Item], whats: list[str]) -> None:
+        """Start the item list again from ``items`` (their ids may have changed), re-checking for duplicates."""
+        self.items, self._ids = [], set()
+        for item, what in zip(items, whats):
+            self.add(item, what)
+
     def report(self, kind: str, root: Path, columns: list[str]) -> SourceReport:
         if not self.items:
             raise _nothing_usable(self.display, self.skipped)
@@ -452,12 +458,8 @@ def _merge_meta(meta: Path, collect: _Collector, limits: Limits) -> list[str]:
             raise CatalogError(f"{meta.name} has neither an image nor an id column (columns found: {found[:200]}); "
                                "add a column named image with each photo's path relative to the folder.")
         merged = _meta_rows(meta.name, rows, roles, collect)
-    paths = [item.id for item in collect.items]
-    items = [merged.get(i, item) for i, item in enumerate(collect.items)]
-    collect.items.clear()
-    collect._ids.clear()
-    for item, path in zip(items, paths):  # a row's id may now clash with another image's path id
-        collect.add(item, path)
+    # a row's id may now clash with another image's path id: the later one is skipped as a duplicate
+    collect.replace([merged.get(i, item) for i, item in enumerate(collect.items)], [i.id for i in collect.items])
     return header
 
 
