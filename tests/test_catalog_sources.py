@@ -520,3 +520,24 @@ def test_builtin_unknown_refused():
     with pytest.raises(CatalogError) as exc:
         builtin_source("../etc")
     assert "tuxpaint-clothes, tuxpaint" in refusal(exc)
+
+
+# ----------------------------------------------------------------------------------------------
+# committed fixture in the real Kaggle format
+
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "catalog" / "kaggle"
+
+
+def test_kaggle_fixture_reads_as_folder_and_as_zip(tmp_path):
+    from core.images import load_any
+
+    entries = {f"kaggle/{p.relative_to(FIXTURE).as_posix()}": p.read_bytes() for p in FIXTURE.rglob("*") if p.is_file()}
+    zipped = read_source(make_zip(tmp_path / "kaggle.zip", entries), workdir=tmp_path / "work")
+    for report, kind in ((read_source(FIXTURE), "kaggle"), (zipped, "zip:kaggle")):
+        assert report.kind == kind and report.skipped == []
+        assert [(i.id, i.category) for i in report.items] == [
+            ("15970", "Shirts"), ("39386", "Jeans"), ("59263", "Watches")]
+        assert report.items[2].title == "Titan Women Silver, Gold Dial Watch"
+        assert report.items[2].attributes["baseColour"] == "Silver"
+        assert all(load_any(i.image).size == (40, 48) for i in report.items)
