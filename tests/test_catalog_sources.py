@@ -387,10 +387,27 @@ def test_csv_utf16_refused(tmp_path):
 
 def test_folder_with_one_csv_is_a_csv_catalog(tmp_path):
     root = tmp_path / "shop"
-    csv_shop(root, "id,image,title\n1,a.png,Scarf\n2,b.png,Boots\n")
+    rows = "id,image,title\n1,a.png,Scarf\n2,b.png,Boots\n2,c.png,Boots again\n"
+    csv_shop(root, rows, images=("a.png", "b.png", "c.png", "d.png"))
     report = read_source(root)
     assert report.kind == "csv" and [i.id for i in report.items] == ["1", "2"]
-    assert reasons(report) == {"c.png": "not listed in shop.csv"}
+    assert reasons(report) == {"row 4": "duplicate id 2", "d.png": "not listed in shop.csv"}
+
+
+def test_folder_with_one_csv_of_ids_describes_the_images(tmp_path):
+    root = tmp_path / "shop"
+    csv_shop(root, "sku,title\na,Scarf\nb,Boots\n")
+    report = read_source(root)
+    assert report.kind == "folder" and report.columns == ["sku", "title"]
+    assert {(i.id, i.title) for i in report.items} == {("a", "Scarf"), ("b", "Boots"), ("c.png", "")}
+
+
+def test_folder_with_an_unrelated_csv_lists_it(tmp_path):
+    root = tmp_path / "shop"
+    csv_shop(root, "title,price\nScarf,10\n")
+    report = read_source(root)
+    assert report.kind == "folder" and [i.id for i in report.items] == ["a.png", "b.png", "c.png"]
+    assert reasons(report) == {"shop.csv": "not used: no image or id column (columns found: title, price)"}
 
 
 # ----------------------------------------------------------------------------------------------

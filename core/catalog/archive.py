@@ -103,7 +103,8 @@ def _end_record(path: Path, size: int) -> tuple[int, int]:
             raise CatalogError(f"{path.name} is not a zip archive; upload a .zip file.")
         entries, cd_size = struct.unpack("<HI", tail[at + 10 : at + 16])
         locator = at - 20
-        if (entries == 0xFFFF or cd_size == 0xFFFFFFFF) and locator >= 0 and tail[locator : locator + 4] == b"PK\x06\x07":
+        zip64 = entries == 0xFFFF or cd_size == 0xFFFFFFFF
+        if zip64 and locator >= 0 and tail[locator : locator + 4] == b"PK\x06\x07":
             (zip64_at,) = struct.unpack("<Q", tail[locator + 8 : locator + 16])
             f.seek(zip64_at)
             record = f.read(56)

@@ -177,6 +177,7 @@ class _Collector:
         self.items: list[Item] = []
         self.skipped: list[Skipped] = []
         self._ids: set[str] = set()
+        self.named: set[Path] = set()  # every existing image a row named, used or not
 
     def skip(self, what: str, reason: str) -> None:
         self.skipped.append(Skipped(what, reason))
@@ -357,6 +358,7 @@ def _table_rows(csv_path: Path, rows: _CsvRows, root: Path, collect: _Collector,
         if image is None:
             collect.skip(what, why)
             continue
+        collect.named.add(image)
         bad = _image_problem(image, limits)
         if bad:
             collect.skip(what, f"{bad}: {rel[:80]}")
@@ -365,16 +367,23 @@ def _table_rows(csv_path: Path, rows: _CsvRows, root: Path, collect: _Collector,
     return header
 
 
-def _read_csv(csv_path: Path, kind: str, limits: Limits) -> SourceReport:
-    """A CSV with an image column; image paths are relative to the CSV's folder and must stay inside it."""
+def _read_csv(csv_path: Path, kind: str, limits: Limits, *, list_unlisted: bool = False) -> SourceReport:
+    """A CSV with an image column; image paths are relative to the CSV's folder and must stay inside it.
+
+    ``list_unlisted`` (when the user handed over the whole folder) also lists the images no row names.
+    """
     root = csv_path.parent
     collect = _Collector(limits, csv_path.name)
     header = _read_table(csv_path, root, collect, lambda cells, roles: cells[roles["image"]], limits=limits)
-    return collect.report(kind, root, header)
+    report = collect.report(kind, root, header)
+    if list_unlisted:
+        _unlisted(root, report, collect.named, csv_path.name)
+    return report
 
 
 def _read_kaggle(root: Path, kind: str, limits: Limits) -> SourceReport:
-    """Kaggle "Fashion Product Images": ``styles.csv`` (id, ..., articleType, ..., productDisplayName) + ``images/<id>.jpg``."""
+    """Kaggle "Fashion Product Images": ``styles.csv`` (id, ..., articleType, ..., productDisplayName) and
+    ``images/<id>.jpg``; the category is articleType, the title productDisplayName, the rest attributes."""
     styles = root / KAGGLE_STYLES
 
     def image_of(cells: list[str], roles: dict) -> str:
@@ -497,38 +506,44 @@ def _meta_rows(name: str, rows: _CsvRows, roles: dict[str, int], collect: _Colle
     return merged
 
 
-def _unlisted(root: Path, report: SourceReport, csv_name: str) -> None:
+def _unlisted(root: Path, report: SourceReport, named: set[Path], csv_name: str) -> None:
     """List images in a CSV source's folder that no row names (likely forgotten rows), without opening them."""
-    used = {item.image for item in report.items}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not is_ignored([d]))
         for name in sorted(filenames):
             path = Path(dirpath) / name
-            if not is_ignored([name]) and path.suffix.lower() in IMAGE_SUFFIXES and path.resolve() not in used:
+            if not is_ignored([name]) and path.suffix.lower() in IMAGE_SUFFIXES and path.resolve() not in named:
                 report.skipped.append(Skipped(path.relative_to(root).as_posix(), f"not listed in {csv_name}"))
 
 
 def _read_dir(root: Path, meta: Optional[Path], limits: Limits, prefix: str, display: str) -> SourceReport:
-    """A folder: the Kaggle layout, a folder with one CSV listing its images, or a plain folder of images."""
-    has_kaggle = (root / KAGGLE_STYLES).is_file() and (root / KAGGLE_IMAGES).is_dir()
-    csvs = sorted(p for p in root.iterdir() if p.suffix.lower() == ".csv" and p.is_file() and not is_ignored([p.name]))
-    if meta is None and has_kaggle:
+    """A folder: the Kaggle layout, a folder with one CSV, or a plain folder of images (``meta`` merged in).
+
+    A single top-level CSV with an image column makes a CSV catalog (the folder's images that no row names
+    are listed as skipped); one with only an id column describes the folder's images like ``meta``; one with
+    neither is listed as skipped and the folder is read as plain images.
+    """
+    collect = _Collector(limits, display)
+    if meta is None and (root / KAGGLE_STYLES).is_file() and (root / KAGGLE_IMAGES).is_dir():
         return _read_kaggle(root, prefix + "kaggle", limits)
+    csvs = sorted(p for p in root.iterdir() if p.suffix.lower() == ".csv" and p.is_file() and not is_ignored([p.name]))
     if meta is None and len(csvs) > 1:
         names = ", ".join(p.name for p in csvs[:5])
         raise CatalogError(f"{display} has {len(csvs)} CSV files at its top level ({names}); keep only the one that "
                            "lists the images.")
+    exclude = {meta.resolve()} if meta is not None else set()
     if meta is None and len(csvs) == 1:
         with _CsvRows(csvs[0], limits) as rows:
-            lists_images = "image" in _roles(rows.header)
-        if lists_images:
-            report = _read_csv(csvs[0], prefix + "csv", limits)
-            _unlisted(root, report, csvs[0].name)
-            return report
-        meta = csvs[0]  # no image column: the CSV describes the folder's images by id
-    collect = _Collector(limits, display)
-    meta_inside = frozenset({meta.resolve()}) if meta is not None else frozenset()
-    _scan_folder(root, collect, limits, exclude=meta_inside)
+            header, roles = rows.header, _roles(rows.header)
+        if "image" in roles:
+            return _read_csv(csvs[0], prefix + "csv", limits, list_unlisted=True)
+        if "id" in roles:
+            meta = csvs[0]  # the CSV describes the folder's images by id (file name without suffix)
+        else:
+            found = ", ".join(h for h in header if h) or "none"
+            collect.skip(csvs[0].name, f"not used: no image or id column (columns found: {found[:200]})")
+        exclude.add(csvs[0].resolve())
+    _scan_folder(root, collect, limits, exclude=frozenset(exclude))
     columns: list[str] = []
     if meta is not None:
         if not collect.items:
