@@ -41,6 +41,7 @@ TABS = [
     ("Music", "ui.music"),
     ("Fashion", "ui.fashion"),
     ("Product search", "ui.multimodal"),
+    ("Data", "ui.data"),
 ]
 #: Session-state key of the open tab's label (``st.session_state[TAB_KEY] = "Music"`` opens Music).
 TAB_KEY = "recs_tab"
@@ -58,6 +59,8 @@ def _process_setup() -> int:
     """Once per server process, before any session does work.
 
     - torch's thread count is fixed (core.threads).
+    - the job worker (``python -m core.jobs worker``) is started beside the server unless one is running; it
+      runs catalog builds in its own processes and exits when this server does.
     - Streamlit's after-run clean-up stops calling ``keras.backend.clear_session()``. It did so after
       every script and fragment run: Keras then replaces its process-wide state trackers (under other
       sessions' model calls in flight) and runs a full ``gc.collect()`` over a heap of loaded models,
@@ -74,7 +77,14 @@ def _process_setup() -> int:
     else:  # another Streamlit than the pinned one: clicks cost more, nothing breaks
         log.warning("Streamlit's after-run clean-up hook was not found; every click will also run keras' "
                     "clear_session and a full garbage collection")
-    return pin_process_threads()
+    threads = pin_process_threads()
+    try:  # catalog builds and training run in a worker process beside the server, started with it
+        from core.jobs import ensure_worker
+
+        ensure_worker()
+    except Exception:  # noqa: BLE001 - without a worker the tabs still work; the Data page says builds wait
+        log.exception("could not start the job worker")
+    return threads
 
 
 #: ``RECS_PROFILE=<folder>``: each tab render is run under cProfile and its stats written to

@@ -3,6 +3,8 @@
     python -m core prepare [--json]            # check (and install through apt where usable) the shipped datasets
     python -m core classify IMAGE [--json]     # ImageNet top-5 of the default encoder: are the weights real?
     python -m core backbones [--json]          # the registered image backbones and whether their weights are here
+    python -m core catalog add NAME SOURCE [--meta CSV] [--json]           # your own catalog (folder, CSV, zip)
+    python -m core catalog list|show NAME|remove NAME [--json]
     python -m core feedback stats|export|forget [--profile NAME] [--json]   # the feedback store
 """
 
@@ -99,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("backbones", help="list image backbones and whether their weights are present")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_backbones)
+    from core.catalog.cli import add_parser as add_catalog_parser
     from core.feedback.cli import add_parser as add_feedback_parser
 
+    add_catalog_parser(sub)
     add_feedback_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

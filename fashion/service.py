@@ -12,18 +12,42 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from core.artifacts import ArtifactError, read_json
+from core.catalog import store as own_catalogs
+from core.catalog.sources import CatalogError
+from core.catalog.store import BuiltCatalog
 from core.images import ImageSource
 from core.progress import ProgressFn
 from core.search import Hit
-from fashion.data import Catalog, catalog_key, load_catalog
+from fashion.data import CATALOGS, Catalog, catalog_key, load_catalog
 from fashion.evaluate import evaluation_path
 from fashion.model import FashionIndex, index_stem, to_fashion_mnist_style
 from fashion.train import build_index, open_index
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Catalog", "FashionIndex", "Hit", "build", "catalog", "catalog_look", "index_stamp", "open_index",
-           "saved_evaluation", "search_upload", "similar_items"]
+__all__ = ["BuiltCatalog", "Catalog", "CatalogError", "FashionIndex", "Hit", "build", "catalog", "catalog_look", "catalog_names",
+           "index_stamp", "is_own", "open_index", "own_catalog", "own_version", "saved_evaluation", "search_upload",
+           "similar_items"]
+
+
+def catalog_names() -> list[str]:
+    """Every catalog the tab can search: the shipped ones, then the ones people built on the Data page."""
+    return list(CATALOGS) + [n for n in own_catalogs.catalog_names() if n not in CATALOGS]
+
+
+def is_own(name: str) -> bool:
+    """True for a catalog built from someone's own photos (``core.catalog``), searched by its image vectors."""
+    return name not in CATALOGS
+
+
+def own_version(name: str) -> Optional[float]:
+    """The built catalog's version (manifest mtime) or None when it is gone: the cache key of its results."""
+    return own_catalogs.version(name)
+
+
+def own_catalog(name: str) -> BuiltCatalog:
+    """A built catalog, opened once per build and shared by every session; ``CatalogError`` when absent."""
+    return own_catalogs.open_catalog(name)
 
 
 def catalog(name: str) -> Catalog:

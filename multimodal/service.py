@@ -13,11 +13,29 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from core.artifacts import ArtifactError, read_json
+from core.catalog import store as own_catalogs
+from core.catalog.sources import CatalogError
+from core.catalog.store import BuiltCatalog
 from core.images import ImageError, ImageSource, load_image
 from core.metrics import RESULTS_DIR
 from multimodal.model import DEFAULT_ALPHA, MultimodalIndex, Result, default_stem, index_dir
 
 log = logging.getLogger(__name__)
+
+
+def own_catalog_names() -> list[str]:
+    """Catalogs people built on the Data page (``core.catalog``): searched by words, photo or both."""
+    return own_catalogs.catalog_names()
+
+
+def own_version(name: str) -> Optional[float]:
+    """The built catalog's version (manifest mtime) or None when it is gone: the cache key of its results."""
+    return own_catalogs.version(name)
+
+
+def own_catalog(name: str) -> BuiltCatalog:
+    """A built catalog, opened once per build and shared by every session; ``CatalogError`` when absent."""
+    return own_catalogs.open_catalog(name)
 
 
 class SearchService:

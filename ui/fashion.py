@@ -22,7 +22,8 @@ from core.search import Hit, describe
 from fashion import feedback as fashion_feedback
 from fashion import service
 from fashion.data import catalog_key
-from fashion.service import Catalog, FashionIndex
+from fashion.service import Catalog, CatalogError, FashionIndex
+from ui import catalog_view
 from ui import profile as profiles
 from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, locked_build,
                        progress_callback, show_error)
@@ -160,14 +161,31 @@ def _evaluation_panel() -> None:
     st.dataframe(table[keep], width="stretch")
 
 
+def _own_catalog(name: str) -> None:
+    """A catalog built on the Data page: search it by photo through the shared catalog view."""
+    stamp = service.own_version(name)
+    if stamp is None:
+        st.warning(f"The catalog {name} was just removed.")
+        return
+    try:
+        catalog = service.own_catalog(name)
+    except (CatalogError, ArtifactError) as exc:
+        show_error(exc, "The catalog cannot be used")
+        return
+    catalog_view.render("fashion", catalog, stamp, words=False)
+
+
 def render() -> None:
     st.subheader("Similar garments")
     st.write(
         "Upload a garment photo, or pick a catalog item, and get the most visually similar catalog items."
     )
-    names = list(CATALOG_LABELS)
-    choice = st.selectbox("Catalog", names, format_func=lambda n: CATALOG_LABELS.get(n, n), key="fashion_catalog",
-                          persist_state=PERSIST)
+    names = service.catalog_names()
+    choice = st.selectbox("Catalog", names, format_func=lambda n: CATALOG_LABELS.get(n, f"{n} (your catalog)"),
+                          key="fashion_catalog", persist_state=PERSIST)
+    if service.is_own(choice):
+        _own_catalog(choice)
+        return
     try:
         catalog = _catalog(choice)
     except DataUnavailable as exc:

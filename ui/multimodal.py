@@ -18,6 +18,8 @@ from core.artifacts import ArtifactError
 from core.images import ImageError
 from multimodal import feedback as mm_feedback
 from multimodal.model import Result, index_dir
+from multimodal.service import CatalogError, own_catalog, own_catalog_names, own_version
+from ui import catalog_view
 from ui import profile as profiles
 from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, locked_build,
                        progress_callback, show_error)
@@ -108,6 +110,20 @@ def _thumb(path: str) -> Optional[bytes | str]:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _own_catalog(name: str) -> None:
+    """A catalog built on the Data page: words, photo or both, through the shared catalog view."""
+    stamp = own_version(name)
+    if stamp is None:
+        st.warning(f"The catalog {name} was just removed.")
+        return
+    try:
+        catalog = own_catalog(name)
+    except (CatalogError, ArtifactError) as exc:
+        show_error(exc, "The catalog cannot be used")
+        return
+    catalog_view.render("multimodal", catalog, stamp, words=True)
 
 
 def _indexes() -> list[str]:
@@ -241,12 +257,19 @@ def render() -> None:
     """The "Product search" tab."""
     st.subheader("Multimodal product search")
     st.caption("Search by words, by a photo, or both. Each result offers “more like this”.")
-    names = _indexes()
-    if not names:
-        st.warning("No product index yet. Build it with `python -m multimodal index` (what `make run` does).")
+    names, own = _indexes(), own_catalog_names()
+    if not names and not own:
+        st.warning("No product index yet. Build it with `python -m multimodal index` (what `make run` does), "
+                   "or add your own catalog on the Data tab.")
         _build_button("tuxpaint")
         return
-    name = names[0] if len(names) == 1 else st.selectbox("Catalog", names, key=f"{KEY}_catalog", persist_state=PERSIST)
+    choices = names + [n for n in own if n not in names]
+    name = choices[0] if len(choices) == 1 else st.selectbox(
+        "Catalog", choices, key=f"{KEY}_catalog", persist_state=PERSIST,
+        format_func=lambda n: f"{n} (your catalog)" if n in own and n not in names else n)
+    if name not in names:
+        _own_catalog(name)
+        return
     manifest = index_dir() / f"{name}.json"
     try:
         stamp = manifest.stat().st_mtime

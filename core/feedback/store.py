@@ -382,6 +382,23 @@ class FeedbackStore:
         log.info("forgot profile %r: %s", profile, counts)
         return counts
 
+    def forget_items(self, prefix: str, tabs: Iterable[str]) -> dict[str, int]:
+        """Delete every profile's events and saved entries whose item key starts with ``prefix`` in ``tabs``.
+
+        What removing a catalog does with the likes, dislikes and saved items of its items (keyed
+        ``<catalog>/<id>``), so a catalog rebuilt later under the same name starts without them.
+        """
+        prefix = _check_text(prefix, "item prefix", ITEM_LEN)
+        tabs = [_check_choice(t, TABS, "tab") for t in tabs]
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self._write() as s:
+            return {
+                "events": s.execute(delete(Event).where(Event.tab.in_(tabs),
+                                                        Event.item.like(pattern, escape="\\"))).rowcount,
+                "saved": s.execute(delete(SavedItem).where(SavedItem.tab.in_(tabs),
+                                                           SavedItem.item.like(pattern, escape="\\"))).rowcount,
+            }
+
     # -- events ---------------------------------------------------------------------------------
     def record(self, profile: str, tab: str, item: str, signal: str, value: Any = None,
                model_version: Optional[str] = None) -> int:

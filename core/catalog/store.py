@@ -1,0 +1,275 @@
+"""Built catalogs: list, open, search, remove. What Fashion, Product search, the Data page and the CLI share.
+
+    for info in list_catalogs(): ...
+    catalog = open_catalog("my-shop")            # cached per build; safe to share between sessions
+    catalog.search(text="red dress", k=10)        # words: titles and, for untitled photos, concept words
+    catalog.search(image=upload, k=10)            # photo: nearest image vectors
+    catalog.search(text="dog", image=upload)      # both, fused
+
+How word search works without titles: each image carries the WordNet concept words its ImageNet classes
+support, with their probability mass (``core.catalog.build``). A query is embedded with MiniLM, compared
+with every concept word's embedding, and an image scores the mass of its best-matching word times how well
+that word matches (exact words match fully). Titles, where a catalog has them, add their own MiniLM cosine.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+import shutil
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from core.artifacts import ArtifactError
+from core.catalog.build import catalogs_dir, read_manifest
+from core.catalog.sources import CatalogError, check_name
+from core.encoders import get_image_encoder
+from core.images import ImageSource, load_image
+from core.search import VectorIndex
+from core.text import get_text_encoder
+
+log = logging.getLogger(__name__)
+
+#: A concept word counts for a query when their MiniLM cosine is at least this (below: no match at all).
+WORD_MATCH_MIN = 0.55
+#: Weight of the concept-word score beside the title score in a titled catalog.
+CONCEPT_WEIGHT = 0.5
+#: Text weight when a query has both words and a photo.
+DEFAULT_ALPHA = 0.5
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class CatalogHit:
+    """One result: the catalog's own id, a score, what to show and why it was found."""
+
+    id: str
+    row: int
+    score: float
+    title: str
+    category: str
+    thumbnail: Path
+    words: tuple[str, ...] = ()
+    reason: str = ""
+    attributes: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def as_json(self) -> dict[str, Any]:
+        out = {"id": self.id, "score": round(self.score, 4), "words": list(self.words), "reason": self.reason}
+        if self.title:
+            out["title"] = self.title
+        if self.category:
+            out["category"] = self.category
+        return out
+
+
+class BuiltCatalog:
+    """A built catalog loaded for searching: image index, text and concept-word arrays, items and thumbnails."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.manifest = read_manifest(folder)
+        self.name = str(self.manifest["name"])
+        self.items: list[dict] = _read_json_list(folder / "items.json")
+        self.vocabulary: list[str] = _read_json_list(folder / "words.json")
+        try:
+            with np.load(folder / "arrays.npz", allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError, KeyError) as exc:
+            raise ArtifactError(f"The catalog {self.name} is damaged ({exc}); rebuild it.") from exc
+        self.text_vectors = arrays["text"]
+        self.word_ids, self.word_mass = arrays["word_ids"], arrays["word_mass"]
+        self.vocabulary_vectors = arrays["vocabulary"]
+        if len(self.items) != len(arrays["image"]) or len(self.vocabulary) != len(self.vocabulary_vectors):
+            raise ArtifactError(f"The catalog {self.name} is inconsistent (items and arrays differ); rebuild it.")
+        self.ids = [str(item["id"]) for item in self.items]
+        self.index = VectorIndex(arrays["image"], self.ids, {"category": [i["category"] for i in self.items]},
+                                 normalize=False)
+        self.index.load_faiss(folder / "image.faiss", self.manifest["search"], hint=f"python -m core catalog add {self.name} ...")
+        self.titled = bool(int(self.manifest.get("titled", 0)))
+        self._word_index = {w: i for i, w in enumerate(self.vocabulary)}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def categories(self) -> list[str]:
+        return list(self.manifest.get("categories", []))
+
+    def thumbnail(self, row: int) -> Path:
+        return self.folder / "thumbs" / f"{row:06d}.jpg"
+
+    def words_of(self, row: int, top: int = 5, floor: float = 0.05) -> tuple[str, ...]:
+        """The strongest concept words of an image (what the catalog 'sees' in it)."""
+        pairs = zip(self.word_ids[row], self.word_mass[row])
+        return tuple(self.vocabulary[int(j)] for j, m in pairs if m >= floor)[:top]
+
+    # -- queries --------------------------------------------------------------------------------------
+    def search(self, *, text: Optional[str] = None, image: Optional[ImageSource] = None, k: int = 10,
+               alpha: float = DEFAULT_ALPHA, categories: Optional[Sequence[str]] = None,
+               exclude: Sequence[str] = ()) -> list[CatalogHit]:
+        """Words, a photo, or both (text weight ``alpha``); a bad photo raises ``ImageError``."""
+        text = (text or "").strip()
+        if not text and image is None:
+            raise ValueError("Type some words, upload a photo, or both.")
+        if len(text) > 1000:
+            raise ValueError("The search text is longer than 1,000 characters; shorten it.")
+        keep = self._keep(categories, exclude)
+        scores = np.zeros(len(self), np.float32)
+        reasons: dict[int, str] = {}
+        if text:
+            text_scores, reasons = self.word_scores(text)
+            scores += (alpha if image is not None else 1.0) * text_scores
+        if image is not None:
+            scores += (1.0 - alpha if text else 1.0) * self.image_scores(image)
+        return self._top(scores, keep, k, reasons, "looks alike" if image is not None and not text else "")
+
+    def similar_items(self, item_id: str, k: int = 10, categories: Optional[Sequence[str]] = None) -> list[CatalogHit]:
+        """Items that look most like catalog item ``item_id`` (itself excluded); ``KeyError`` if unknown."""
+        row = self.index.position(item_id)
+        hits = self.index.query(self.index.vectors[row], k, filters={"category": list(categories or [])} or None,
+                                exclude_id=item_id)
+        return [self._hit(h.index, h.score, "looks alike") for h in hits]
+
+    def image_vector(self, image: ImageSource) -> np.ndarray:
+        spec = self.manifest["image_encoder"]
+        encoder = get_image_encoder(spec["backbone"], spec["pooling"], input_size=spec["input_size"])
+        if encoder.spec.get("weights") != spec.get("weights"):
+            raise ArtifactError(f"The catalog {self.name} was built with other image weights; rebuild it.")
+        return encoder.encode([load_image(image)])[0]
+
+    def image_scores(self, image: ImageSource) -> np.ndarray:
+        return self.index.vectors @ self.image_vector(image)
+
+    def word_scores(self, text: str) -> tuple[np.ndarray, dict[int, str]]:
+        """(per-item score, per-item reason) for a word query: titles where present, concept words always."""
+        query = get_text_encoder().encode([text])[0]
+        match = self._word_match(text, query)
+        per_slot = match[self.word_ids] * self.word_mass  # (N, words per image)
+        best = per_slot.argmax(axis=1)
+        concept = per_slot[np.arange(len(self)), best]
+        reasons = {int(i): f"sees {self.vocabulary[int(self.word_ids[i, best[i]])]} ({concept[i]:.2f})"
+                   for i in np.flatnonzero(concept > 0)}
+        if not self.titled:
+            return concept.astype(np.float32), reasons
+        title = self.text_vectors @ query
+        for i in np.flatnonzero(title > CONCEPT_WEIGHT * concept):
+            reasons[int(i)] = "title matches"
+        return (title + CONCEPT_WEIGHT * concept).astype(np.float32), reasons
+
+    def _word_match(self, text: str, query: np.ndarray) -> np.ndarray:
+        """(vocabulary,) how well each concept word matches the query: 1 for a word typed, else scaled cosine."""
+        cos = self.vocabulary_vectors @ query
+        match = np.clip((cos - WORD_MATCH_MIN) / (1.0 - WORD_MATCH_MIN), 0.0, 1.0)
+        for token in _TOKEN.findall(text.lower()):
+            for form in (token, token[:-1] if token.endswith("s") else token):
+                if form in self._word_index:
+                    match[self._word_index[form]] = 1.0
+        return match.astype(np.float32)
+
+    def _keep(self, categories: Optional[Sequence[str]], exclude: Sequence[str]) -> np.ndarray:
+        unknown = sorted(set(categories or ()) - set(self.categories))
+        if unknown:
+            raise ValueError(f"Unknown category {', '.join(unknown)}; see the catalog's categories.")
+        keep = self.index.mask({"category": list(categories)}) if categories else None
+        keep = np.ones(len(self), bool) if keep is None else keep.copy()
+        for item_id in exclude:
+            if item_id in self.index._pos:
+                keep[self.index.position(item_id)] = False
+        return keep
+
+    def _top(self, scores: np.ndarray, keep: np.ndarray, k: int, reasons: dict[int, str], default: str) -> list[CatalogHit]:
+        scores = np.where(keep, scores, -np.inf)
+        k = min(k, int(keep.sum()))
+        if k <= 0:
+            return []
+        rows = np.argpartition(-scores, k - 1)[:k]
+        rows = rows[np.argsort(-scores[rows], kind="stable")]
+        return [self._hit(int(r), float(scores[r]), reasons.get(int(r), default)) for r in rows]
+
+    def _hit(self, row: int, score: float, reason: str) -> CatalogHit:
+        item = self.items[row]
+        return CatalogHit(id=self.ids[row], row=row, score=score, title=item.get("title", ""),
+                          category=item.get("category", ""), thumbnail=self.thumbnail(row), words=self.words_of(row),
+                          reason=reason, attributes=dict(item.get("attributes", {})))
+
+    def duplicate_groups(self) -> list[list[str]]:
+        """Groups of near-identical images found at build time, as catalog ids."""
+        return [[self.ids[r] for r in group] for group in self.manifest.get("duplicates", {}).get("groups", [])]
+
+
+def _read_json_list(path: Path) -> list:
+    from core.artifacts import read_json
+
+    value = read_json(path)
+    if not isinstance(value, list):
+        raise ArtifactError(f"{path} is not a list; rebuild the catalog.")
+    return value
+
+
+# ----------------------------------------------------------------------------------------------
+# the shelf of built catalogs
+
+
+def folder_of(name: str) -> Path:
+    """The folder of catalog ``name`` (a checked name, never raw user text)."""
+    return catalogs_dir() / check_name(name)
+
+
+def list_catalogs() -> list[dict]:
+    """Every built catalog's manifest, newest first; damaged ones are listed with an ``error`` instead."""
+    root = catalogs_dir()
+    out = []
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if folder.name.startswith(".") or not folder.is_dir():
+            continue
+        try:
+            out.append(read_manifest(folder))
+        except ArtifactError as exc:
+            out.append({"name": folder.name, "error": str(exc)})
+    return sorted(out, key=lambda m: m.get("created", ""), reverse=True)
+
+
+def catalog_names() -> list[str]:
+    return [m["name"] for m in list_catalogs() if "error" not in m]
+
+
+def version(name: str) -> Optional[float]:
+    """The built catalog's manifest modification time (a cache key that changes on rebuild), or None."""
+    path = folder_of(name) / "manifest.json"
+    return path.stat().st_mtime if path.is_file() else None
+
+
+_OPEN_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=8)
+def _open(name: str, stamp: float) -> BuiltCatalog:
+    return BuiltCatalog(folder_of(name))
+
+
+def open_catalog(name: str) -> BuiltCatalog:
+    """A built catalog, loaded once per build (threads share it); ``CatalogError`` when there is none."""
+    stamp = version(name)
+    if stamp is None:
+        raise CatalogError(f"There is no catalog named {name}; build one with `python -m core catalog add`.")
+    with _OPEN_LOCK:
+        return _open(name, stamp)
+
+
+def remove_catalog(name: str) -> None:
+    """Delete a built catalog's files: renamed away first, so no reader ever sees half a folder."""
+    folder = folder_of(name)
+    if not folder.is_dir():
+        raise CatalogError(f"There is no catalog named {name}.")
+    trash = folder.with_name(f".removing-{folder.name}-{uuid.uuid4().hex[:8]}")
+    os.replace(folder, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+    with _OPEN_LOCK:
+        _open.cache_clear()

@@ -1,0 +1,174 @@
+"""Building a catalog from real photos: every artifact, word search without titles, near-duplicates, atomicity.
+
+The photos are scikit-image's real samples (a cat, a cup of coffee, an astronaut, a rocket), written to a
+folder as a person's shop would be, with a resized JPEG copy of the cat, a damaged JPEG and a text file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+from core.catalog import build as catalog_build
+from core.catalog.jobs import add_catalog
+from core.catalog.sources import CatalogError, read_source
+from core.catalog.store import list_catalogs, open_catalog, remove_catalog, version
+from core.feedback.store import FeedbackStore
+
+PHOTOS = {"animals/cat.png": "chelsea", "food/coffee.png": "coffee", "people/astronaut.png": "astronaut",
+          "space/rocket.png": "rocket"}
+
+
+def _shop(folder: Path) -> Path:
+    for rel, sample in PHOTOS.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(getattr(skdata, sample)()).save(folder / rel)
+    cat = Image.fromarray(skdata.chelsea())
+    cat.resize((cat.width * 7 // 10, cat.height * 7 // 10)).save(folder / "animals" / "cat-copy.jpg", quality=80)
+    buf = io.BytesIO()
+    Image.fromarray(skdata.coffee()).save(buf, format="JPEG")
+    (folder / "food" / "broken.jpg").write_bytes(buf.getvalue()[:600])  # a valid header, then nothing
+    (folder / "notes.txt").write_text("not a photo")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory) -> Path:
+    return _shop(tmp_path_factory.mktemp("shop"))
+
+
+@pytest.fixture(scope="module")
+def built(shop) -> dict:
+    return add_catalog("test-shop", shop)
+
+
+def test_build_reports_items_skips_and_writes_thumbnails(built, shop):
+    assert built["items"] == 5
+    skipped = {f["what"]: f["reason"] for f in built["skipped"]["files"]}
+    assert "notes.txt" in skipped and "food/broken.jpg" in skipped
+    catalog = open_catalog("test-shop")
+    assert sorted(catalog.ids) == sorted(["animals/cat.png", "animals/cat-copy.jpg", "food/coffee.png",
+                                          "people/astronaut.png", "space/rocket.png"])
+    assert catalog.categories == ["animals", "food", "people", "space"]
+    for row in range(len(catalog)):
+        with Image.open(catalog.thumbnail(row)) as thumb:
+            assert max(thumb.size) <= catalog_build.THUMB_SIDE
+    assert not any(p.name.startswith(".") for p in catalog_build.catalogs_dir().iterdir())
+
+
+def test_photo_search_finds_the_photo_itself_first(built):
+    catalog = open_catalog("test-shop")
+    hits = catalog.search(image=skdata.coffee(), k=3)
+    assert hits[0].id == "food/coffee.png" and hits[0].score > 0.99
+
+
+def test_word_search_finds_untitled_photos_by_what_they_show(built):
+    catalog = open_catalog("test-shop")
+    assert catalog.manifest["titled"] == 0
+    top = [h.id for h in catalog.search(text="cat", k=2)]
+    assert set(top) == {"animals/cat.png", "animals/cat-copy.jpg"}
+    assert catalog.search(text="coffee", k=1)[0].id == "food/coffee.png"
+    assert "cat" in catalog.search(text="cat", k=1)[0].reason
+
+
+def test_near_duplicates_group_the_resized_copy(built):
+    groups = open_catalog("test-shop").duplicate_groups()
+    assert sorted(map(sorted, groups)) == [["animals/cat-copy.jpg", "animals/cat.png"]]
+
+
+def test_filters_and_exclusions(built):
+    catalog = open_catalog("test-shop")
+    assert {h.category for h in catalog.search(text="cat", k=5, categories=["food"])} == {"food"}
+    assert "animals/cat.png" not in [h.id for h in catalog.search(text="cat", k=5, exclude=["animals/cat.png"])]
+    with pytest.raises(ValueError):
+        catalog.search(text="cat", categories=["nope"])
+
+
+def test_titles_are_searched_where_a_csv_gives_them(tmp_path):
+    folder = _shop(tmp_path / "titled")
+    rows = ["image,title", "animals/cat.png,Striped kitten portrait", "food/coffee.png,Espresso in a white cup",
+            "people/astronaut.png,Woman in a space suit", "space/rocket.png,Launch vehicle on the pad",
+            "animals/cat-copy.jpg,Small kitten photo"]
+    (folder / "catalog.csv").write_text("\n".join(rows) + "\n")
+    add_catalog("test-titled", folder / "catalog.csv")
+    catalog = open_catalog("test-titled")
+    assert catalog.manifest["titled"] == 5
+    assert catalog.search(text="space suit", k=1)[0].id == "people/astronaut.png"
+    remove_catalog("test-titled")
+
+
+def test_a_failed_build_leaves_nothing_behind(shop, monkeypatch):
+    monkeypatch.setattr(catalog_build, "BATCH", 2)
+    calls = {"n": 0}
+    real = catalog_build.ImageEncoder.grid_batch
+
+    def failing(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("the worker was stopped")
+        return real(self, batch)
+
+    monkeypatch.setattr(catalog_build.ImageEncoder, "grid_batch", failing)
+    with pytest.raises(RuntimeError):
+        add_catalog("half-built", shop)
+    assert version("half-built") is None
+    assert not [p for p in catalog_build.catalogs_dir().iterdir() if "half-built" in p.name]
+
+
+def test_names_are_checked_and_never_reused_silently(shop, built):
+    with pytest.raises(CatalogError, match="already exists"):
+        add_catalog("test-shop", shop)
+    with pytest.raises(CatalogError, match="shipped catalog"):
+        add_catalog("fashion-mnist", shop)
+    with pytest.raises(CatalogError):
+        add_catalog("../escape", shop)
+
+
+def test_cli_add_list_show_remove(shop, capsys, tmp_path):
+    from core.__main__ import main
+
+    assert main(["catalog", "add", "cli-shop", str(shop), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["name"] == "cli-shop" and out["items"] == 5 and out["skipped"]["count"] == 2
+    assert main(["catalog", "list", "--json"]) == 0
+    assert "cli-shop" in [r["name"] for r in json.loads(capsys.readouterr().out)]
+    assert main(["catalog", "show", "cli-shop", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["items"] == 5
+    assert main(["catalog", "add", "x", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+    assert main(["catalog", "remove", "cli-shop", "--json"]) == 0
+    assert "cli-shop" not in [m["name"] for m in list_catalogs()]
+
+
+def test_removing_a_catalog_forgets_its_items_feedback(shop, tmp_path):
+    from core.catalog.service import remove
+
+    add_catalog("gone-shop", shop)
+    store = FeedbackStore.open(f"sqlite:///{tmp_path / 'fb.sqlite3'}", tmp_path / "images")
+    store.create_profile("ann")
+    store.record("ann", "fashion", "gone-shop/animals/cat.png", "like")
+    store.record("ann", "multimodal", "gone-shop/food/coffee.png", "dislike")
+    store.record("ann", "fashion", "gone-shop-2/animals/cat.png", "like")  # another catalog's item stays
+    store.save_item("ann", "fashion", "gone-shop/space/rocket.png")
+    removed = remove("gone-shop", store)
+    assert removed == {"events": 2, "saved": 1}
+    assert store.likes("ann", "fashion") == ["gone-shop-2/animals/cat.png"]
+    assert version("gone-shop") is None
+
+
+def test_vocabulary_embeddings_are_cached(built):
+    words, first = catalog_build.vocabulary_embeddings()
+    _, again = catalog_build.vocabulary_embeddings()
+    assert len(words) == len(first) and np.array_equal(first, again)
+
+
+def test_read_source_rejects_an_empty_folder(tmp_path):
+    with pytest.raises(CatalogError):
+        read_source(tmp_path)

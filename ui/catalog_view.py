@@ -1,0 +1,125 @@
+"""One result grid for a person's own catalog, shared by Fashion (search by photo) and Product search (words,
+photo or both).
+
+The catalog comes from the tab's service (``service.own_catalog(name)``); this module only draws. Results are
+cached on their inputs (catalog version, words, photo hash, weights), so a rerun with the same query is free,
+and a 👍 / 👎 reruns only the tab's fragment. Catalog text (titles, categories, attributes) is shown through
+widgets that render plain text, never Markdown: a title can contain anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import streamlit as st
+
+
+from core.feedback.catalog import catalog_feedback, catalog_key, record_item_feedback
+from core.feedback.store import FeedbackError
+from core.images import ImageError
+from ui import profile as profiles
+from ui.common import PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload
+
+COLUMNS = 5
+
+
+@st.cache_data(show_spinner="Searching…", max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
+def _search(name: str, stamp: float, text: str, digest: Optional[str], alpha: float, k: int,
+            categories: tuple[str, ...], exclude: tuple[str, ...], _catalog: Any,
+            _image: Any) -> list:
+    return _catalog.search(text=text or None, image=_image, k=k, alpha=alpha, categories=categories,
+                           exclude=exclude)
+
+
+@st.cache_data(show_spinner="Finding similar items…", max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
+def _similar(name: str, stamp: float, item: str, k: int, categories: tuple[str, ...],
+             _catalog: Any) -> list:
+    return _catalog.similar_items(item, k, categories)
+
+
+def render(tab: str, catalog: Any, stamp: float, *, words: bool) -> None:
+    """The search panel of catalog ``catalog`` in tab ``tab`` (``fashion`` or ``multimodal``)."""
+    key = f"{tab}_own"
+    m = catalog.manifest
+    st.caption(f"Your catalog: {len(catalog):,} images ({m.get('titled', 0):,} with titles), built "
+               f"{m.get('created', '?')}. Photo search compares CNN image vectors; word search reads titles "
+               "where there are any and, for every photo, the ImageNet concepts the CNN sees in it.")
+    left, right = st.columns([3, 2])
+    with left:
+        text = st.text_input("Search words", key=f"{key}_text", max_chars=300, persist_state=PERSIST,
+                             placeholder="e.g. dog, red shoe, mountain") if words else ""
+        image = image_upload("Photo to match (JPEG, PNG, WebP)", key=f"{key}_image")
+    with right:
+        alpha = st.slider("Weight of words vs. photo (when you give both)", 0.0, 1.0, 0.5, 0.05,
+                          key=f"{key}_alpha", persist_state=PERSIST) if words else 0.0
+        categories = st.multiselect("Only these categories", catalog.categories, key=f"{key}_cats",
+                                    persist_state=PERSIST) if catalog.categories else []
+        top = st.slider("Results", 5, 30, 10, 5, key=f"{key}_top", persist_state=PERSIST)
+    liked, disliked = _feedback(tab, catalog)
+    more = st.session_state.get(f"{key}_more")
+    if more and more in catalog.ids:
+        info, back = st.columns([5, 1])
+        info.write(f"More like {more} (itself excluded):")
+        back.button("Back to search", key=f"{key}_back", on_click=st.session_state.pop, args=(f"{key}_more", None))
+        hits = _similar(catalog.name, stamp, more, top, tuple(categories), catalog)
+    elif (text or "").strip() or image is not None:
+        try:
+            hits = _search(catalog.name, stamp, (text or "").strip(), image_digest(image), alpha if image is not None
+                           else 1.0, top, tuple(categories), tuple(disliked), catalog, image)
+        except (ValueError, ImageError) as exc:
+            st.error(f"Cannot search: {exc}")
+            return
+    else:
+        st.info("Type a few words or upload a photo to search your catalog." if words
+                else "Upload a photo to find the most similar items of your catalog.")
+        return
+    _grid(tab, catalog, hits, liked, disliked)
+
+
+def _feedback(tab: str, catalog: Any) -> tuple[list[str], list[str]]:
+    profile = profiles.current()
+    if not profile:
+        return [], []
+    ids = set(catalog.ids)
+    return catalog_feedback(profiles.store(), profile, tab, catalog.name, ids.__contains__)
+
+
+def _grid(tab: str, catalog: Any, hits: list, liked: list[str], disliked: list[str]) -> None:
+    if not hits:
+        st.info("Nothing matches (try removing the category filter).")
+        return
+    for start in range(0, len(hits), COLUMNS):
+        for col, hit in zip(st.columns(COLUMNS), hits[start : start + COLUMNS]):
+            with col:
+                st.image(str(hit.thumbnail), width="stretch", caption=hit.title or hit.id)
+                st.text(f"{hit.category + ' · ' if hit.category else ''}score {hit.score:.3f}")
+                st.text(hit.reason or ", ".join(hit.words[:3]))
+                _buttons(tab, catalog, hit.id, liked, disliked)
+
+
+def _buttons(tab: str, catalog: Any, item: str, liked: list[str], disliked: list[str]) -> None:
+    key = f"{tab}_own_{item}"
+    a, b, c = st.columns(3)
+    a.button("More like this", key=f"{key}_more", on_click=st.session_state.__setitem__, args=(f"{tab}_own_more", item))
+    profile = profiles.current()
+    if not profile:
+        return
+    for col, signal, label in ((b, "like", "👍"), (c, "dislike", "👎")):
+        chosen = item in (liked if signal == "like" else disliked)
+        if col.button(label, key=f"{key}_{signal}", type="primary" if chosen else "secondary",
+                      help="Withdraw" if chosen else f"{signal.capitalize()} this item"):
+            _record(tab, catalog, item, signal, profile, chosen)
+
+
+def _record(tab: str, catalog: Any, item: str, signal: str, profile: str, withdraw: bool) -> None:
+    store = profiles.store()
+    try:
+        if withdraw:
+            store.undo(profile, tab, catalog_key(catalog.name, item))
+        else:
+            record_item_feedback(store, profile, tab, catalog.name, item, signal, exists=set(catalog.ids).__contains__,
+                                 model_version=f"catalog:{catalog.name}:{catalog.manifest.get('created', '')}")
+    except FeedbackError as exc:
+        st.error(str(exc))
+        return
+    st.rerun(scope="fragment")

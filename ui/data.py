@@ -1,0 +1,173 @@
+"""Data tab: add your own catalog of photos, watch it build, inspect it, remove it.
+
+Nothing heavy runs here: "Build" checks the name and the archive's directory, keeps the upload under a random
+name and queues a job that a worker process runs (``core.catalog.service``). The job list is shared by every
+session and refreshes itself while a build runs; a finished build appears at once in the catalog pickers of
+Fashion and Product search, for everyone.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core.catalog import service as catalogs
+from core.catalog.sources import CatalogError
+from core.jobs import JobError
+from ui import profile as profiles
+
+log = logging.getLogger(__name__)
+
+#: Largest archive the page accepts (Streamlit's own upload cap is ``server.maxUploadSize``).
+MAX_UPLOAD_MB = 1024
+KEY = "data"
+
+
+def _server_paths_allowed() -> bool:
+    """Folder paths on the server are offered only when the operator says so (they can read any folder)."""
+    return os.environ.get("RECS_ALLOW_SERVER_PATHS", "") == "1"
+
+
+def render() -> None:
+    st.subheader("Your data")
+    st.write("Add a catalog of your own photos: a **.zip** of a folder of images (sub-folders become categories), "
+             "of a CSV with an image column (plus title, category, description, any other columns), or of the "
+             "Kaggle *Fashion Product Images* layout (`styles.csv` + `images/`). It builds in the background; "
+             "then Fashion and Product search offer it in their catalog pickers, for everyone using this app.")
+    _add_form()
+    _jobs_panel()
+    _catalogs_panel()
+
+
+def _add_form() -> None:
+    with st.form(f"{KEY}_add", clear_on_submit=True, border=True):
+        name = st.text_input("Catalog name", max_chars=64, key=f"{KEY}_name",
+                             help="1–64 letters, digits, '-' or '_' (e.g. my-shop)")
+        upload = st.file_uploader("Photos (.zip)", type=["zip"], key=f"{KEY}_zip")
+        path = st.text_input("…or a folder, CSV or zip on the server", key=f"{KEY}_path") \
+            if _server_paths_allowed() else ""
+        submitted = st.form_submit_button("Build this catalog")
+    if not submitted:
+        return
+    try:
+        if upload is not None and upload.size > MAX_UPLOAD_MB * 1024 * 1024:
+            raise CatalogError(f"The archive is {upload.size / 1e6:,.0f} MB; the limit is {MAX_UPLOAD_MB} MB.")
+        job = catalogs.queue_build(name, upload=upload.getvalue() if upload is not None else None,
+                                   path=path.strip() or None, label=upload.name if upload is not None else path,
+                                   owner=profiles.current() or None)
+    except (CatalogError, JobError) as exc:
+        st.error(str(exc))
+        return
+    st.success(f"Queued build #{job}. It appears below; the catalog is usable once it says done.")
+
+
+@st.fragment(run_every=2)
+def _jobs_panel() -> None:
+    """The shared job list; reruns itself every 2 s, and the whole tab once a build finishes."""
+    jobs = catalogs.jobs(limit=10)
+    if not jobs:
+        return
+    st.markdown("**Builds**")
+    for job in jobs:
+        _job_row(job)
+    finished = {j.id for j in jobs if not j.active}
+    seen = st.session_state.setdefault(f"{KEY}_finished", set(finished))
+    if finished - seen:
+        st.session_state[f"{KEY}_finished"] = finished
+        st.rerun()  # a new catalog: refresh the list below and the pickers
+
+
+def _job_row(job: Any) -> None:
+    left, right = st.columns([5, 1])
+    with left:
+        eta = f", about {_duration(job.eta_seconds)} left" if job.status == "running" and job.eta_seconds else ""
+        label = f"#{job.id} {job.title} — {job.status}{eta}"
+        if job.status in ("queued", "running"):
+            st.progress(min(max(job.progress, 0.0), 1.0), text=f"{label}: {job.message or 'waiting for a worker'}")
+        elif job.status == "done":
+            r = job.result
+            st.success(f"{label}: {r.get('items', 0):,} images in {r.get('seconds', 0):.0f} s, "
+                       f"{r.get('skipped', {}).get('count', 0)} skipped")
+        else:
+            st.error(f"{label}: {job.message or ''}")
+    with right:
+        if job.active and st.button("Cancel", key=f"{KEY}_cancel_{job.id}"):
+            try:
+                catalogs.cancel(job.id)
+            except JobError as exc:
+                st.error(str(exc))
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def _catalogs_panel() -> None:
+    rows = catalogs.catalogs()
+    if not rows:
+        st.info("No catalog of your own yet.")
+        return
+    st.markdown("**Catalogs**")
+    table = pd.DataFrame([{
+        "name": r["name"], "images": r.get("items"), "titled": r.get("titled"),
+        "skipped": r.get("skipped", {}).get("count"), "near-duplicate groups": r.get("duplicate_groups"),
+        "source": r.get("source", {}).get("label", ""), "built": r.get("created"), "problem": r.get("error", ""),
+    } for r in rows])
+    st.dataframe(table, hide_index=True, width="stretch")
+    names = [r["name"] for r in rows]
+    name = st.selectbox("Inspect a catalog", names, key=f"{KEY}_inspect")
+    if name:
+        _inspect(name)
+
+
+def _inspect(name: str) -> None:
+    try:
+        manifest = catalogs.details(name)
+    except (CatalogError, Exception) as exc:  # noqa: BLE001 - a damaged catalog can still be removed
+        st.error(f"{name} cannot be read: {exc}")
+        manifest = None
+    if manifest:
+        skipped = manifest.get("skipped", [])
+        with st.expander(f"Skipped: {manifest.get('skipped_count', 0)} file(s) or row(s)", expanded=False):
+            if skipped:
+                st.dataframe(pd.DataFrame(skipped), hide_index=True, width="stretch")
+        _duplicates(name)
+        phases = manifest.get("phases", {})
+        st.caption(f"Built in {manifest.get('seconds', 0):.1f} s ({manifest.get('images_per_s', 0)} images/s); "
+                   + ", ".join(f"{k} {v:.1f} s" for k, v in phases.items()))
+    _remove(name)
+
+
+def _duplicates(name: str) -> None:
+    try:
+        catalog = catalogs.open_catalog(name)
+    except Exception as exc:  # noqa: BLE001 - shown, not raised: the page keeps working
+        st.error(f"{name} cannot be opened: {exc}")
+        return
+    groups = catalog.duplicate_groups()
+    threshold = catalog.manifest.get("duplicates", {}).get("cosine")
+    with st.expander(f"Near-duplicates: {len(groups)} group(s) (image cosine ≥ {threshold})", expanded=bool(groups)):
+        if not groups:
+            st.write("No near-identical images.")
+        for group in groups[:20]:
+            cols = st.columns(min(len(group), 6))
+            for col, item in zip(cols, group[:6]):
+                col.image(str(catalog.thumbnail(catalog.index.position(item))), caption=item, width="stretch")
+
+
+def _remove(name: str) -> None:
+    with st.expander(f"Remove {name}"):
+        sure = st.checkbox(f"Yes, delete {name}: its files and everyone's likes of its items", key=f"{KEY}_sure_{name}")
+        if st.button("Delete catalog", key=f"{KEY}_delete_{name}", disabled=not sure, type="primary"):
+            try:
+                removed = catalogs.remove(name, profiles.store())
+            except CatalogError as exc:
+                st.error(str(exc))
+                return
+            log.info("removed catalog %s (%s) at %s", name, removed, _dt.datetime.now().isoformat(timespec="seconds"))
+            st.rerun()
