@@ -10,9 +10,9 @@ import pytest
 
 from core.datasets import DataUnavailable
 from core.images import load_image
-from hashtag import photo_archives
+from core import photo_archives
 from hashtag.concepts import PHOTO_SETS, load_photo_set
-from hashtag.photo_archives import ArchiveSpecError, is_archive_spec, member_file, parse_spec
+from core.photo_archives import ArchiveSpecError, is_archive_spec, member_file, parse_spec
 
 ACCEPTABLE = PHOTO_SETS["dev"].parent / "realphotos_acceptable.csv"
 
