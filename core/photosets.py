@@ -14,6 +14,7 @@ set's photos by random crops, flips and scales, one at a time, so 10,000 of them
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import importlib.metadata
 import json
@@ -21,6 +22,7 @@ import logging
 import math
 import random
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
@@ -144,22 +146,50 @@ def split_by_hash(rows: Sequence[dict[str, str]], min_test: int = MIN_TEST_PER_L
     return dev, test
 
 
-def _variant(source: Path, rng: random.Random, size: int):
-    """One random crop (60-100% of each side), maybe mirrored, scaled to about ``size`` px on the long side."""
+#: Crops keep 60-100% of each side and outputs are up to 1.1 x size: a source never needs more than this.
+_CROP_MIN, _SCALE_MAX = 0.6, 1.1
+
+
+def _load_rgb(source: Path, long_side: int):
+    """``source`` upright in RGB, shrunk to at most ``long_side`` px (JPEGs decode at a reduced scale)."""
     from PIL import Image, ImageOps
 
     with Image.open(source) as im:
-        im.draft("RGB", (2 * size, 2 * size))  # JPEG sources decode at a reduced scale: much faster
+        im.draft("RGB", (long_side, long_side))
         im = ImageOps.exif_transpose(im).convert("RGB")
+    if max(im.size) > long_side:
+        im.thumbnail((long_side, long_side), Image.Resampling.BICUBIC, reducing_gap=2.0)
+    return im
+
+
+def _variant(source: Path, rng: random.Random, size: int):
+    """One random crop (60-100% of each side), maybe mirrored, scaled to about ``size`` px on the long side."""
+    from PIL import Image
+
+    im = _load_rgb(source, math.ceil(size * _SCALE_MAX / _CROP_MIN))
     w, h = im.size
-    cw, ch = max(1, round(w * rng.uniform(0.6, 1.0))), max(1, round(h * rng.uniform(0.6, 1.0)))
+    cw, ch = max(1, round(w * rng.uniform(_CROP_MIN, 1.0))), max(1, round(h * rng.uniform(_CROP_MIN, 1.0)))
     x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
     im = im.crop((x, y, x + cw, y + ch))
     if rng.random() < 0.5:
         im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    long_side = max(8, round(size * rng.uniform(0.9, 1.1)))
+    long_side = max(8, round(size * rng.uniform(0.9, _SCALE_MAX)))
     scale = long_side / max(cw, ch)
-    return im.resize((max(1, round(cw * scale)), max(1, round(ch * scale))), Image.Resampling.BICUBIC)
+    return im.resize((max(1, round(cw * scale)), max(1, round(ch * scale))), Image.Resampling.BICUBIC,
+                     reducing_gap=2.0)
+
+
+def _shrunk_pool(photos: Sequence[Photo], folder: Path, size: int) -> list[Photo]:
+    """Each photo once, shrunk to the largest size a variant can need and saved as a JPEG in ``folder``, so the
+    thousands of variants decode a small JPEG instead of the full-size original (a 1920 px WebP or a 6000 px
+    wallpaper) every time."""
+    long_side = math.ceil(size * _SCALE_MAX / _CROP_MIN)
+    pool = []
+    for i, photo in enumerate(photos):
+        out = folder / f"{i:05d}.jpg"
+        _load_rgb(photo.path, long_side).save(out, format="JPEG", quality=95)
+        pool.append(dataclasses.replace(photo, path=out))
+    return pool
 
 
 def materialize_jpegs(photos: Sequence[Photo], out_dir: str | Path, n: int, size: int = 600,
@@ -167,7 +197,8 @@ def materialize_jpegs(photos: Sequence[Photo], out_dir: str | Path, n: int, size
     """``n`` JPEGs of about ``size`` px on the long side in ``out_dir/<label>/``, made from ``photos``.
 
     Each pass over the pool uses every photo once in a seeded random order, so the labels stay balanced; every
-    output is a different random crop/flip/scale. One image is decoded at a time (streamed), each file is
+    output is a different random crop/flip/scale. Each photo is first shrunk once to the largest size a variant
+    can need (a temporary folder, not memory); then one image is decoded at a time (streamed), each file is
     written atomically, and ``manifest.json`` records what made the folder. Same inputs and seed: same files.
     """
     if not photos:
@@ -177,11 +208,13 @@ def materialize_jpegs(photos: Sequence[Photo], out_dir: str | Path, n: int, size
     out_dir = Path(out_dir)
     rng = random.Random(seed)
     paths: list[Path] = []
-    for i, photo in enumerate(_passes(photos, n, rng)):
-        out = out_dir / photo.label / f"{i:06d}.jpg"
-        with atomic_path(out) as tmp:
-            _variant(photo.path, rng, size).save(tmp, format="JPEG", quality=90)
-        paths.append(out)
+    with tempfile.TemporaryDirectory(prefix="photopool-") as folder:
+        pool = _shrunk_pool(photos, Path(folder), size)
+        for i, photo in enumerate(_passes(pool, n, rng)):
+            out = out_dir / photo.label / f"{i:06d}.jpg"
+            with atomic_path(out) as tmp:
+                _variant(photo.path, rng, size).save(tmp, format="JPEG", quality=90)
+            paths.append(out)
     manifest = {"n": n, "size": size, "seed": seed, "pool": len(photos),
                 "labels": sorted({p.label for p in photos}),
                 "made_by": "core.photosets.materialize_jpegs: random crop 60-100% per side, mirror p=0.5, "
