@@ -182,3 +182,15 @@ def test_photo_inside_a_qt_resource_file_inside_a_deb_is_read(archives, version)
     with pytest.raises(ArchiveSpecError, match="bare file name"):
         parse_spec("deb:game_*.deb!usr/share/game/pics.rcc!../pics/packed.png")
     assert member_file("deb:absentgame_*.deb!usr/share/game/pics.rcc!pics/packed.png") is None
+
+
+def test_a_debs_data_is_decompressed_once_for_many_members(archives, monkeypatch):
+    tmp_path, png = archives
+    deb = _ar({"debian-binary": b"2.0\n", "data.tar.xz": _tar({"./usr/a.png": png, "./usr/b.png": png[::-1]}, "w:xz")})
+    (tmp_path / "data" / "debs" / "two_1.0_all.deb").write_bytes(deb)
+    calls = []
+    real = photo_archives._deb_data
+    monkeypatch.setattr(photo_archives, "_deb_data", lambda blob: calls.append(1) or real(blob))
+    assert member_file("deb:two_*.deb!usr/a.png").read_bytes() == png
+    assert member_file("deb:two_*.deb!usr/b.png").read_bytes() == png[::-1]
+    assert len(calls) == 1
