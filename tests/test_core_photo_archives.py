@@ -10,9 +10,9 @@ import pytest
 
 from core.datasets import DataUnavailable
 from core.images import load_image
-from hashtag import photo_archives
+from core import photo_archives
 from hashtag.concepts import PHOTO_SETS, load_photo_set
-from hashtag.photo_archives import ArchiveSpecError, is_archive_spec, member_file, parse_spec
+from core.photo_archives import ArchiveSpecError, is_archive_spec, member_file, parse_spec
 
 ACCEPTABLE = PHOTO_SETS["dev"].parent / "realphotos_acceptable.csv"
 
@@ -133,3 +133,64 @@ def test_acceptable_tags_cover_every_real_photo_and_contain_its_gold():
         assert len(tags) >= 8 and len(set(tags)) == len(tags)
         assert all(re.fullmatch(r"[a-z0-9]+", t) for t in tags)
         assert not {"photooftheday", "instagood", "nofilter", "beautiful", "love"} & set(tags)
+
+
+def _rcc(files: dict[str, bytes], version: int = 2) -> bytes:
+    """A Qt resource file (the rcc binary layout) holding ``files``: one folder level, the second file zlib-packed."""
+    import struct
+    import zlib
+
+    tree_names = ["", "pics"] + list(files)
+    names, name_offsets = b"", []
+    for name in tree_names[1:]:
+        name_offsets.append(len(names))
+        names += struct.pack(">HI", len(name), 0) + name.encode("utf-16-be")
+    data, data_offsets, flags = b"", [], []
+    for i, blob in enumerate(files.values()):
+        packed = struct.pack(">I", len(blob)) + zlib.compress(blob) if i == 1 else blob
+        data_offsets.append(len(data))
+        flags.append(1 if i == 1 else 0)
+        data += struct.pack(">I", len(packed)) + packed
+    pad = b"\0" * 8 if version >= 2 else b""
+    tree = struct.pack(">IHII", 0, 2, 1, 1) + pad  # root: one child (node 1)
+    tree += struct.pack(">IHII", name_offsets[0], 2, len(files), 2) + pad  # "pics": nodes 2..
+    for i in range(len(files)):
+        tree += struct.pack(">IHHHI", name_offsets[i + 1], flags[i], 0, 0, data_offsets[i]) + pad
+    header_size = 20 + (4 if version >= 3 else 0)
+    tree_at = header_size
+    data_at = tree_at + len(tree)
+    names_at = data_at + len(data)
+    header = b"qres" + struct.pack(">IIII", version, tree_at, data_at, names_at)
+    header += struct.pack(">I", 0) if version >= 3 else b""
+    return header + tree + data + names
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_photo_inside_a_qt_resource_file_inside_a_deb_is_read(archives, version):
+    tmp_path, png = archives
+    rcc = _rcc({"plain.png": png, "packed.png": png, "note.txt": b"hello"}, version)
+    assert photo_archives.read_qt_resource(rcc, "pics/plain.png") == png
+    assert photo_archives.read_qt_resource(rcc, "pics/packed.png") == png  # zlib-compressed entry
+    deb = _ar({"debian-binary": b"2.0\n", "data.tar.xz": _tar({"./usr/share/game/pics.rcc": rcc}, "w:xz")})
+    (tmp_path / "data" / "debs" / "game_1.0_all.deb").write_bytes(deb)
+    path = member_file("deb:game_*.deb!usr/share/game/pics.rcc!pics/packed.png")
+    assert path.name == "packed.png" and load_image(path).size == (40, 30)
+    with pytest.raises(ArchiveSpecError, match="no member 'pics/absent.png'"):
+        member_file("deb:game_*.deb!usr/share/game/pics.rcc!pics/absent.png")
+    with pytest.raises(ArchiveSpecError, match="only a .rcc resource file"):
+        parse_spec("deb:game_*.deb!usr/share/game/pics.tar!pics/packed.png")
+    with pytest.raises(ArchiveSpecError, match="bare file name"):
+        parse_spec("deb:game_*.deb!usr/share/game/pics.rcc!../pics/packed.png")
+    assert member_file("deb:absentgame_*.deb!usr/share/game/pics.rcc!pics/packed.png") is None
+
+
+def test_a_debs_data_is_decompressed_once_for_many_members(archives, monkeypatch):
+    tmp_path, png = archives
+    deb = _ar({"debian-binary": b"2.0\n", "data.tar.xz": _tar({"./usr/a.png": png, "./usr/b.png": png[::-1]}, "w:xz")})
+    (tmp_path / "data" / "debs" / "two_1.0_all.deb").write_bytes(deb)
+    calls = []
+    real = photo_archives._deb_data
+    monkeypatch.setattr(photo_archives, "_deb_data", lambda blob: calls.append(1) or real(blob))
+    assert member_file("deb:two_*.deb!usr/a.png").read_bytes() == png
+    assert member_file("deb:two_*.deb!usr/b.png").read_bytes() == png[::-1]
+    assert len(calls) == 1
