@@ -54,11 +54,18 @@ def build_folder(params: dict, progress: Progress) -> dict:
     work = progress.scratch / "build"
     work.mkdir()
     steps = int(params.get("steps", 5))
-    for i in range(steps):
-        (work / f"part-{i}.txt").write_text(f"part {i}\n")
-        time.sleep(float(params.get("sleep", 0.1)))
-        progress((i + 1) / steps, f"wrote part {i + 1} of {steps}")
-    os.replace(work, target)
+    try:
+        for i in range(steps):
+            try:  # a build skips a bad item and goes on; a cancel must still get through
+                (work / f"part-{i}.txt").write_text(f"part {i}\n")
+                time.sleep(float(params.get("sleep", 0.1)))
+            except Exception:  # noqa: BLE001
+                continue
+            progress((i + 1) / steps, f"wrote part {i + 1} of {steps}")
+        os.replace(work, target)
+    finally:
+        if params.get("cleanup_file"):
+            Path(params["cleanup_file"]).write_text("cleaned up")
     return {"target": str(target), "parts": steps}
 
 

@@ -244,10 +244,10 @@ def test_two_sessions_and_a_terminal_see_the_same_progress(sqlite_url):
 @pytest.mark.parametrize("handler", ["build_folder", "stubborn"])
 def test_cancel_running_job_stops_its_process_and_builds_nothing(sqlite_url, tmp_path, handler):
     q = JobQueue(sqlite_url)
-    target, pid_file = tmp_path / "catalog", tmp_path / "job.pid"
-    job_id = q.submit("build", H + handler, "long build",
-                      {"target": str(target), "steps": 100, "sleep": 0.2, "pid_file": str(pid_file)})
-    worker = start_worker(sqlite_url, "--once", "--grace", "1")
+    target, pid_file, cleanup = tmp_path / "catalog", tmp_path / "job.pid", tmp_path / "cleanup"
+    job_id = q.submit("build", H + handler, "long build", {"target": str(target), "steps": 100, "sleep": 0.2,
+                                                           "pid_file": str(pid_file), "cleanup_file": str(cleanup)})
+    worker = start_worker(sqlite_url, "--once", "--grace", "3")
     try:
         pid = read_pid(pid_file)
         wait_for(lambda: q.get(job_id).progress > 0, what="first progress")
@@ -258,6 +258,8 @@ def test_cancel_running_job_stops_its_process_and_builds_nothing(sqlite_url, tmp
         stop(worker)
     assert view.status == "cancelled" and "Cancelled" in view.message
     assert not pid_alive(pid) and not target.exists() and not scratch_path(job_id).exists()
+    # build_folder's `finally` ran (SIGTERM became JobCancelled, past its `except Exception`); stubborn needed SIGKILL
+    assert cleanup.exists() == (handler == "build_folder")
 
 
 def test_killed_worker_leaves_a_failed_job_and_no_half_built_folder(sqlite_url, tmp_path):

@@ -1,6 +1,6 @@
 """``python -m core.jobs <verb>``: the job queue from a terminal, and the worker the app starts.
 
-    python -m core.jobs worker [--once] [--poll 1.0] [--parent-pid PID] [--grace 5] [--no-lock]
+    python -m core.jobs worker [--once] [--poll 1.0] [--parent-pid PID] [--grace 5] [--lock-file F | --no-lock]
     python -m core.jobs list [--limit 50] [--status running ...] [--json]
     python -m core.jobs show ID [--json]
     python -m core.jobs cancel ID [--json]
@@ -17,6 +17,8 @@ import logging
 import sys
 from dataclasses import asdict
 from typing import TYPE_CHECKING
+
+from filelock import FileLock, Timeout
 
 from core.cli import Parser, fail
 
@@ -42,12 +44,20 @@ def _print(views: list[JobView], as_json: bool) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from core.jobs.worker import Worker
-
     if args.poll <= 0 or args.grace < 0:
         return fail("--poll must be above 0 and --grace at least 0.")
+    lock = None
+    if args.lock_file and not args.no_lock:  # taken before the database stack loads: the app waits a moment only
+        lock = FileLock(args.lock_file, timeout=0, thread_local=False)
+        try:
+            lock.acquire()
+        except Timeout:
+            logging.getLogger("core.jobs.worker").info("another worker holds %s; exiting", args.lock_file)
+            return 0
+    from core.jobs.worker import Worker
+
     return Worker(poll=args.poll, parent_pid=args.parent_pid, grace=args.grace,
-                  use_lock=not args.no_lock).run(once=args.once)
+                  use_lock=not args.no_lock).run(once=args.once, held_lock=lock)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -86,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--poll", type=float, default=1.0, help="seconds between looks at an empty queue")
     p.add_argument("--parent-pid", type=int, default=None, help="exit when this process is gone (the app)")
     p.add_argument("--grace", type=float, default=5.0, help="seconds a cancelled job has to clean up")
+    p.add_argument("--lock-file", default=None, help="the worker lock to hold (default: the one for the database)")
     p.add_argument("--no-lock", action="store_true",
                    help="run beside the machine's locked worker (an extra worker sharing the queue)")
     p.set_defaults(func=_worker)

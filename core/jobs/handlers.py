@@ -41,8 +41,12 @@ CHANNEL_ENV, SCRATCH_ENV = "RECS_JOB_CHANNEL_FD", "RECS_JOB_SCRATCH"
 _MESSAGE_LEN = 500
 
 
-class JobCancelled(Exception):
-    """The job was cancelled (or its worker is stopping); a handler lets it through after its own cleanup."""
+class JobCancelled(BaseException):
+    """The job was cancelled (or its worker is stopping); a handler lets it through after its own cleanup.
+
+    A ``BaseException`` like ``KeyboardInterrupt``, so a handler's ``except Exception`` (skipping one bad
+    image, say) does not swallow a cancel.
+    """
 
 
 class JobFailed(RuntimeError):

@@ -37,7 +37,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from core import artifacts
 from core.jobs.handlers import CHANNEL_ENV, SCRATCH_ENV
 from core.jobs.queue import INTERRUPTED, JobError, JobQueue, JobView, worker_name
-from core.locks import build_lock
+from core.locks import build_lock, lock_path
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,11 @@ def worker_lock(queue: JobQueue, timeout: float = 0) -> FileLock:
     return build_lock(_lock_name(queue), timeout=timeout)
 
 
+def worker_lock_path(queue: JobQueue) -> Path:
+    """Where that lock lives (``<models>/.locks/jobs-worker-<hash of the URL>.lock``)."""
+    return lock_path(_lock_name(queue))
+
+
 def worker_running(queue: JobQueue) -> bool:
     """True when a worker on this machine holds the lock for this database."""
     lock = worker_lock(queue)
@@ -134,10 +139,14 @@ class Worker:
         self._stop: Optional[str] = None
 
     # -- the loop -------------------------------------------------------------------------------
-    def run(self, once: bool = False) -> int:
-        """Work until stopped (SIGTERM/SIGINT, or the parent process is gone); ``once``: until the queue is empty."""
-        lock = worker_lock(self.queue) if self.use_lock else None
-        if lock is not None:
+    def run(self, once: bool = False, held_lock: Optional[FileLock] = None) -> int:
+        """Work until stopped (SIGTERM/SIGINT, or the parent process is gone); ``once``: until the queue is empty.
+
+        ``held_lock`` is the worker lock when the caller has taken it already (the command line takes it
+        before the database stack loads, so an app waiting in ``ensure_worker`` waits a moment only).
+        """
+        lock = held_lock or (worker_lock(self.queue) if self.use_lock else None)
+        if lock is not None and not lock.is_locked:
             try:
                 lock.acquire()
             except Timeout:
@@ -367,7 +376,8 @@ def ensure_worker(url: Optional[str] = None, *, wait: float = 20.0) -> bool:
         job_dir().mkdir(parents=True, exist_ok=True)
         with open(job_dir() / "worker.log", "ab") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "core.jobs", "worker", "--parent-pid", str(os.getpid())], cwd=ROOT,
+                [sys.executable, "-m", "core.jobs", "worker", "--parent-pid", str(os.getpid()),
+                 "--lock-file", str(worker_lock_path(queue))], cwd=ROOT,
                 env=child_env(queue), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
         _SPAWNED.append(proc)
