@@ -15,7 +15,6 @@ import streamlit as st
 
 
 from core.feedback.catalog import catalog_feedback, catalog_key, record_item_feedback
-from core.feedback.store import FeedbackError
 from core.images import ImageError
 from ui import profile as profiles
 from ui.common import PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload
@@ -77,11 +76,10 @@ def render(tab: str, catalog: Any, stamp: float, *, words: bool) -> None:
 
 
 def _feedback(tab: str, catalog: Any) -> tuple[list[str], list[str]]:
-    profile = profiles.current()
-    if not profile:
+    profile = profiles.known()
+    if profile is None:
         return [], []
-    ids = set(catalog.ids)
-    return catalog_feedback(profiles.store(), profile, tab, catalog.name, ids.__contains__)
+    return catalog_feedback(profiles.store(), profile, tab, catalog.name, set(catalog.ids).__contains__)
 
 
 def _grid(tab: str, catalog: Any, hits: list, liked: list[str], disliked: list[str]) -> None:
@@ -98,28 +96,14 @@ def _grid(tab: str, catalog: Any, hits: list, liked: list[str], disliked: list[s
 
 
 def _buttons(tab: str, catalog: Any, item: str, liked: list[str], disliked: list[str]) -> None:
+    """More like this, then 👍 / 👎 / save through the profile's shared buttons (a click reruns this tab only)."""
     key = f"{tab}_own_{item}"
-    a, b, c = st.columns(3)
-    a.button("More like this", key=f"{key}_more", on_click=st.session_state.__setitem__, args=(f"{tab}_own_more", item))
-    profile = profiles.current()
-    if not profile:
-        return
-    for col, signal, label in ((b, "like", "👍"), (c, "dislike", "👎")):
-        chosen = item in (liked if signal == "like" else disliked)
-        if col.button(label, key=f"{key}_{signal}", type="primary" if chosen else "secondary",
-                      help="Withdraw" if chosen else f"{signal.capitalize()} this item"):
-            _record(tab, catalog, item, signal, profile, chosen)
-
-
-def _record(tab: str, catalog: Any, item: str, signal: str, profile: str, withdraw: bool) -> None:
-    store = profiles.store()
-    try:
-        if withdraw:
-            store.undo(profile, tab, catalog_key(catalog.name, item))
-        else:
-            record_item_feedback(store, profile, tab, catalog.name, item, signal, exists=set(catalog.ids).__contains__,
-                                 model_version=f"catalog:{catalog.name}:{catalog.manifest.get('created', '')}")
-    except FeedbackError as exc:
-        st.error(str(exc))
-        return
-    st.rerun(scope="fragment")
+    st.button("More like this", key=f"{key}_more", on_click=st.session_state.__setitem__, args=(f"{tab}_own_more", item))
+    stored = catalog_key(catalog.name, item)
+    verdict = "like" if item in liked else "dislike" if item in disliked else None
+    version = f"catalog:{catalog.name}:{catalog.manifest.get('created', '')}"
+    profiles.item_buttons(
+        key, verdict,
+        record=lambda db, p, sig: record_item_feedback(db, p, tab, catalog.name, item, sig,
+                                                       exists=set(catalog.ids).__contains__, model_version=version),
+        undo=lambda db, p: db.undo(p, tab, stored), tab=tab, stored=stored, is_saved=False)

@@ -23,8 +23,9 @@ from ui import profile as profiles
 
 log = logging.getLogger(__name__)
 
-#: Largest archive the page accepts (Streamlit's own upload cap is ``server.maxUploadSize``).
-MAX_UPLOAD_MB = 1024
+#: Largest archive the page accepts (photo uploads elsewhere keep ``server.maxUploadSize``, 20 MB); the upload
+#: is held in memory until it is written to disk for the build, so this also bounds a session's memory.
+MAX_UPLOAD_MB = 500
 KEY = "data"
 
 
@@ -48,7 +49,7 @@ def _add_form() -> None:
     with st.form(f"{KEY}_add", clear_on_submit=True, border=True):
         name = st.text_input("Catalog name", max_chars=64, key=f"{KEY}_name",
                              help="1–64 letters, digits, '-' or '_' (e.g. my-shop)")
-        upload = st.file_uploader("Photos (.zip)", type=["zip"], key=f"{KEY}_zip")
+        upload = st.file_uploader("Photos (.zip)", type=["zip"], key=f"{KEY}_zip", max_upload_size=MAX_UPLOAD_MB)
         path = st.text_input("…or a folder, CSV or zip on the server", key=f"{KEY}_path") \
             if _server_paths_allowed() else ""
         submitted = st.form_submit_button("Build this catalog")

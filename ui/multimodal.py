@@ -264,7 +264,7 @@ def render() -> None:
         _build_button("tuxpaint")
         return
     choices = names + [n for n in own if n not in names]
-    name = choices[0] if len(choices) == 1 else st.selectbox(
+    name = choices[0] if len(choices) == 1 and not own else st.selectbox(
         "Catalog", choices, key=f"{KEY}_catalog", persist_state=PERSIST,
         format_func=lambda n: f"{n} (your catalog)" if n in own and n not in names else n)
     if name not in names:

@@ -40,7 +40,7 @@ from core.encoders import ENCODER_CACHE, ImageEncoder, get_image_encoder
 from core.progress import ProgressFn
 from core.images import MAX_PIXELS, ImageError, letterbox, load_image, load_svg
 from core.search import VectorIndex
-from core.text import get_text_encoder
+from core.text import DEFAULT_TEXT_MODEL, get_text_encoder
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +198,7 @@ def vocabulary_embeddings() -> tuple[list[str], np.ndarray]:
     every catalog, so they live beside the encoder cache, keyed by the words and the text model.
     """
     words = list(concept_table().words)
-    encoder = get_text_encoder()
-    key = artifacts.checksum_strings([encoder.name, str(encoder.dim), *words])
+    key = artifacts.checksum_strings([DEFAULT_TEXT_MODEL, *words])
     path = ENCODER_CACHE / f"concept-words-{key}.npz"
     if path.is_file():
         try:
@@ -207,7 +206,7 @@ def vocabulary_embeddings() -> tuple[list[str], np.ndarray]:
                 return words, data["vectors"]
         except (OSError, ValueError, KeyError):
             log.warning("re-embedding the damaged concept-word cache %s", path)
-    vectors = encoder.encode([w.replace("_", " ") for w in words], desc="embedding concept words")
+    vectors = get_text_encoder().encode([w.replace("_", " ") for w in words], desc="embedding concept words")
     with artifacts.atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, vectors=vectors)
@@ -246,10 +245,12 @@ def _write_catalog(tmp: Path, acc: _Accumulator, encoder: ImageEncoder, progress
     started = time.perf_counter()
     vectors = np.concatenate(acc.vectors).astype(np.float32)
     texts = [_text_of(item) for item in acc.items]
-    text_encoder = get_text_encoder()
-    progress(0.92, "embedding titles and descriptions")
-    text_vectors = text_encoder.encode(texts)
     vocabulary, vocabulary_vectors = vocabulary_embeddings()
+    text_spec = {"name": DEFAULT_TEXT_MODEL, "dim": int(vocabulary_vectors.shape[1])}
+    text_vectors = np.zeros((len(texts), text_spec["dim"]), np.float32)
+    if any(texts):  # an untitled catalog needs no text model at all: its words come from the concept cache
+        progress(0.92, "embedding titles and descriptions")
+        text_vectors = get_text_encoder().encode(texts)
     phases = {"text": time.perf_counter() - started}
     started = time.perf_counter()
     progress(0.96, "building the search index")
@@ -267,7 +268,7 @@ def _write_catalog(tmp: Path, acc: _Accumulator, encoder: ImageEncoder, progress
     artifacts.write_json(tmp / "words.json", vocabulary)
     titled = sum(bool((it.title or it.description).strip()) for it in acc.items)
     return {"search": search_info, "duplicates": groups, "phases": phases, "titled": titled,
-            "text_encoder": text_encoder.spec}
+            "text_encoder": text_spec}
 
 
 def build_catalog(name: str, report: SourceReport, *, progress: Optional[ProgressFn] = None,
