@@ -110,9 +110,10 @@ def test_login_and_link_profiles_are_never_listed_nor_created_by_name(store):
     store.create_profile("legacy")
     assert store.profiles() == ["legacy"]
     assert set(store.profiles(include_reserved=True)) == {"legacy", ann.key, link.key}
-    for reserved in (ann.key, link.key, "oidc:anything", "p-planted"):
+    for reserved in (login_key(ISS, "not-yet-logged-in"), anonymous_profile("x").key, "oidc:anything", "p-planted"):
         with pytest.raises(FeedbackError):
-            store.create_profile(reserved)
+            store.create_profile(reserved)  # nobody plants a profile someone logging in later would inherit
+    assert store.create_profile(ann.key) == ann.key  # an existing one is returned as is
     for not_a_key in ("alice", "p-short", "oidc:" + "g" * 40):
         with pytest.raises(FeedbackError):
             store.open_profile(not_a_key, "x")

@@ -351,11 +351,14 @@ class FeedbackStore:
     def create_profile(self, name: str) -> str:
         """Create a plain named profile (command line, tests); an existing name is simply returned.
 
-        Names in the login and link namespaces are refused: those profiles are opened only through
-        ``open_profile`` with a key from a login or a link, never by typing a name.
+        Names in the login and link namespaces are never created here (an existing one is returned as is):
+        those profiles come only from ``open_profile`` with a key from a login or a link, so nobody can
+        plant a profile that a person logging in later would inherit.
         """
         name = check_profile_name(name)
         if is_reserved(name):
+            if self.has_profile(name):
+                return name
             raise FeedbackError(f"Profile names may not start with {' or '.join(RESERVED_PREFIXES)}.")
         self._insert_profile(name, None)
         return name
