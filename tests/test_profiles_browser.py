@@ -15,12 +15,11 @@ import io
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -226,8 +225,6 @@ def login_app(oidc_issuer, models_dir, tmp_path_factory):
                 time.sleep(0.5)
         yield {"url": url, "database": database, "data": folder / "data", "issuer": oidc_issuer}
     finally:
-        import signal
-
         try:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=10)

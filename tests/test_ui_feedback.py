@@ -215,6 +215,47 @@ def test_before_logging_in_nothing_is_read_or_written(music_bundle, store, monke
     assert store.profiles(include_reserved=True) == [] and store.events() == []
 
 
+def _review() -> None:
+    import ui.review
+
+    ui.review.render()
+
+
+def test_the_review_page_checks_the_admin_again_at_click_time(store, monkeypatch):
+    """Only an admin sees pending edits; a click from a page drawn while admin is refused once that ends."""
+    import io
+
+    from PIL import Image
+
+    import ui.profile
+
+    settings = {"admins": ["boss@example.org"]}
+    monkeypatch.setattr(ui.profile, "login_configured", lambda: True)
+    monkeypatch.setattr(ui.profile, "settings", lambda: settings)
+    monkeypatch.setattr(ui.profile, "_login_info", lambda: {
+        "is_logged_in": True, "iss": "https://id", "sub": "boss", "email": "boss@example.org", "email_verified": True})
+    author = ui.profile.anonymous_profile("Ann")
+    store.open_profile(author.key, author.display)
+    buf = io.BytesIO()
+    Image.new("RGB", (30, 20), (10, 20, 200)).save(buf, format="PNG")
+    edit = store.store_tagged_image(author.key, buf.getvalue(), ["sky"])
+
+    at = AppTest.from_function(_review, default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert [t.value for t in at.text][:2] == ["#sky", "Ann"]
+    settings["admins"] = []  # no longer an admin, the page still shows the button
+    at.button(key=f"review_accept_{edit.id}").click().run()
+    assert any("Only administrators" in e.value for e in at.error)
+    assert [r.review for r in store.tagged_images()] == ["pending"]
+    assert not at.button  # and the page now shows nothing to decide
+
+    settings["admins"] = ["boss@example.org"]
+    at = AppTest.from_function(_review, default_timeout=60).run()
+    at.button(key=f"review_reject_{edit.id}").click().run()
+    assert [r.review for r in store.tagged_images()] == ["rejected"]
+    assert any("No tag edits are waiting" in i.value for i in at.info)
+
+
 # ---------------------------------------------------------------------------------------------
 # Fashion
 

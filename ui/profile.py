@@ -256,7 +256,7 @@ def _link(key: str) -> str:
         base = str(st.context.url).split("?", 1)[0]
     except Exception:  # noqa: BLE001 - no request context (tests): the relative link
         base = ""
-    return f"{base}?{PARAM}={key}"
+    return f"{base.rstrip('/')}/?{PARAM}={key}"
 
 
 def _counts(profile: str) -> str:
