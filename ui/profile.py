@@ -167,7 +167,8 @@ def write(action: Callable[[FeedbackStore, str], Any]) -> Any:
     try:
         db = store()
         if who.logged_in:
-            db.open_profile(who.key, who.display)  # again after "forget me"; an existing profile is kept
+            if not db.has_profile(who.key):  # opened at login; again after "forget me"
+                db.open_profile(who.key, who.display)
         elif not who.has_profile:
             if login_configured():
                 raise FeedbackError("Log in to keep likes, saved items and tag edits.")
