@@ -9,7 +9,8 @@ traceback goes to the server log under that id), and the other tabs keep working
 
 The sidebar holds the profile picker (``ui/profile.py``): every 👍 / 👎, saved item and tag edit is
 written to the feedback store under the active profile at click time, inside the tab's fragment, so a
-click reruns only its own tab. Behind Streamlit's OIDC login the profile is the logged-in account.
+click reruns only its own tab. Behind Streamlit's OIDC login the profile is the logged-in account; without
+one it is opened by its link (docs/deployment.md). Administrators also get a Review tab.
 
 Run it with ``make run`` (set-up + default models + this app on http://127.0.0.1:8501).
 """
@@ -132,19 +133,21 @@ st.caption(
     "and how well it does on held-out data."
 )
 
+shown = list(TABS)
 try:
-    from ui.profile import render_picker
+    from ui.profile import admin_tabs, render_picker
 
     render_picker()
+    shown += admin_tabs()  # pages only administrators see (each checks the permission again)
 except Exception:  # noqa: BLE001 - without the feedback store the tabs still recommend
     log.exception("the profile picker failed")
     st.sidebar.warning("Profiles are unavailable right now; feedback will not be saved.")
 
-tabs = st.tabs([label for label, _ in TABS], key=TAB_KEY, on_change="rerun")
+tabs = st.tabs([label for label, _ in shown], key=TAB_KEY, on_change="rerun")
 if st.session_state.get("_recs_open_tab") != st.session_state.get(TAB_KEY):  # a tab switch (or the first run)
     st.session_state["_recs_open_tab"] = st.session_state.get(TAB_KEY)
     st.session_state[TAB_VISIT] = st.session_state.get(TAB_VISIT, 0) + 1
-for (label, module_name), tab in zip(TABS, tabs):
+for (label, module_name), tab in zip(shown, tabs):
     if tab.open:  # a closed tab runs nothing; switching to it reruns the page with it open
         with tab:
             _tab(label, module_name)

@@ -2,8 +2,10 @@
 
 Why: a tag a user removes was wrong and a tag they add was missing; both are exactly the labels the model
 lacks. ``record_tag_edits`` stores the picture (content-addressed, size-capped, under ``data/feedback/``)
-with the final list and logs each accepted / removed / added tag as an event; ``python -m hashtag train
---with-feedback`` then adds every stored (image, final tags) pair to training as its own split ("user"),
+with the final list and logs each accepted / removed / added tag as an event. A stored edit waits in the
+review list until an administrator accepts or rejects it (``review_edit``: one person's labels must not
+steer everyone's model unchecked); ``python -m hashtag train --with-feedback`` then adds every *accepted*
+(image, final tags) pair to training as its own split ("user"),
 adds tags users introduced to the vocabulary, and records in the model's manifest how many pairs came
 from users. Validation and test stay the dataset's own, so scores remain comparable.
 """
@@ -18,6 +20,7 @@ import numpy as np
 
 from core.artifacts import checksum_strings
 from core.feedback import FeedbackError, FeedbackStore, TaggedImageRecord, normalize_tags
+from core.identity import Identity
 from core.images import ImageSource
 from hashtag.data import HashtagDataset, Vocab
 
@@ -43,6 +46,21 @@ def record_tag_edits(store: FeedbackStore, profile: str, image: ImageSource, sug
         if tag not in suggested_tags:
             store.record(profile, TAB, record.sha256, "tag_added", value=tag, model_version=model_version)
     return record
+
+
+def pending_edits(store: FeedbackStore) -> list[TaggedImageRecord]:
+    """Stored tag edits nobody has reviewed yet, oldest first (the review list)."""
+    return store.tagged_images(review="pending")
+
+
+def review_edit(store: FeedbackStore, image_id: int, decision: str, reviewer: Identity,
+                permission: tuple[bool, str]) -> str:
+    """Accept or reject one stored tag edit; ``permission`` is ``core.identity.may_run_heavy`` for the reviewer,
+    taken at the moment of the decision, and a refusal writes nothing."""
+    allowed, why = permission
+    if not allowed:
+        raise FeedbackError(why or "Only administrators may review tag edits.")
+    return store.review_tag_edit(image_id, decision, reviewer.key or "this-machine")
 
 
 @dataclass
@@ -85,10 +103,11 @@ class FeedbackPairs:
 
 
 def load_feedback_pairs(ds: HashtagDataset, store: Optional[FeedbackStore] = None) -> FeedbackPairs:
-    """Every stored tagged image with at least one tag; tags users introduced join ``ds.vocab`` (in memory)."""
+    """Every accepted stored tagged image with at least one tag; tags users introduced join ``ds.vocab``
+    (in memory). Pending and rejected edits are never trained on."""
     store = store or FeedbackStore.open()
     records = []
-    for record in store.tagged_images():
+    for record in store.tagged_images(review="accepted"):
         try:
             store.image_path(record.sha256)
         except FeedbackError:

@@ -22,6 +22,7 @@ from hashtag.data import DEFAULT_DATASET, HashtagDataset, Vocab, grid_cache, loa
 from hashtag.evaluate import (MostFrequent, Prediction, candidate_ceiling, headline_scores, judged_scores, pool_grids,
                               score_predictions, tune_knn)
 from hashtag.gate import PhotoGate, load_or_fit, out_of_fold
+from hashtag.feedback import pending_edits, review_edit  # noqa: F401 - the review page's entry points
 from hashtag.model import TRAIN_HINT, ModelTagger, TagResult, load_checkpoint, model_dir
 
 log = logging.getLogger(__name__)

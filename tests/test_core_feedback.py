@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import create_engine, text
 
-from core.feedback import FeedbackError, FeedbackStore, RocchioWeights, feedback_note, profile_name_for, rocchio
+from core.feedback import FeedbackError, FeedbackStore, RocchioWeights, feedback_note, rocchio
 from core.feedback.store import MAX_IMAGE_BYTES, close_engine, schema_revision, upgrade
 from tests.pg_fixture import postgres_server  # noqa: F401 - the fixture
 
@@ -142,13 +142,30 @@ def test_database_at_first_revision_upgrades_with_data_kept(db_url, tmp_path):
     engine.dispose()
 
     store = FeedbackStore.open(db_url, images_dir=tmp_path / "images")
-    assert schema_revision(store.engine) == "0002"
+    assert schema_revision(store.engine) == "0004"
     assert store.profiles() == ["old"]
     assert store.likes("old", "music") == [f"s{i}" for i in reversed(range(5))]
     record = store.store_tagged_image("old", _png(), ["cat"])  # a table only the second revision has
     assert [t.sha256 for t in store.tagged_images("old")] == [record.sha256]
+    assert [t.review for t in store.tagged_images("old")] == ["pending"]  # waits for an administrator
     store.save_item("old", "fashion", "x1")
     assert store.saved("old", "fashion") == ["x1"]
+
+
+def test_tag_edits_stored_before_reviews_existed_wait_for_review(db_url, tmp_path):
+    engine = create_engine(db_url)
+    upgrade(engine, "0003")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO profiles (name, created_at) VALUES ('old', CURRENT_TIMESTAMP)"))
+        pid = conn.execute(text("SELECT id FROM profiles WHERE name = 'old'")).scalar_one()
+        conn.execute(text("INSERT INTO tagged_images (profile_id, sha256, bytes, width, height, tags, created_at, "
+                          "updated_at) VALUES (:p, :sha, 1, 1, 1, '[\"cat\"]', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"),
+                     {"p": pid, "sha": "a" * 64})
+    engine.dispose()
+    store = FeedbackStore.open(db_url, images_dir=tmp_path / "images")
+    assert schema_revision(store.engine) == "0004"
+    assert [(t.tags, t.review) for t in store.tagged_images()] == [(["cat"], "pending")]
+    assert store.tagged_images(review="accepted") == [] and store.display_name("old") == ""
 
 
 def test_malformed_or_oversized_feedback_writes_nothing(store):
@@ -277,20 +294,6 @@ def test_cli_stats_export_forget(tmp_path):
 
 # ----------------------------------------------------------------------------------------------
 # pure functions
-
-
-def test_profile_name_for_uses_the_login_when_there_is_one():
-    assert profile_name_for(None, " Ann ") == "Ann"
-    assert profile_name_for({"is_logged_in": False}, "Ann") == "Ann"
-    assert profile_name_for({"is_logged_in": True, "email": "Ann@Example.org", "sub": "1"}, "Bob") == "ann@example.org"
-    assert profile_name_for({"is_logged_in": True, "iss": "https://id", "sub": "42"}, "Bob") == "https://id|42"
-    long_mail = "a" * 80 + "@example.org"
-    name = profile_name_for({"is_logged_in": True, "email": long_mail}, "Bob")
-    assert len(name) <= 64 and name == profile_name_for({"is_logged_in": True, "email": long_mail}, "x")
-    with pytest.raises(FeedbackError):
-        profile_name_for({"is_logged_in": True}, "Bob")
-    with pytest.raises(FeedbackError):
-        profile_name_for(None, "")
 
 
 def test_rocchio_moves_toward_likes_and_away_from_dislikes():

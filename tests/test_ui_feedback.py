@@ -8,7 +8,6 @@ here touches the real ``data/feedback.sqlite3``.
 from __future__ import annotations
 
 import re
-import uuid
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -25,6 +24,12 @@ def store(tmp_path, monkeypatch):
     monkeypatch.setattr(ui.profile, "store", lambda: db)
     yield db
     db.close()
+
+
+def _me(store: FeedbackStore) -> str:
+    """The key of the one profile the session created (its first click makes one; no name selects it)."""
+    [key] = store.profiles(include_reserved=True)
+    return key
 
 
 def _texts(at: AppTest) -> str:
@@ -73,7 +78,7 @@ def test_music_likes_fold_in_dislikes_disappear(music_bundle, store):
         liked.append(_mine(at)[0])
         at.button(key=f"mrate_mine_{liked[-1]}_like").click().run()
         assert not at.exception, at.exception
-        assert set(store.likes("guest", "music")) == {f"simulated:{i}" for i in liked}  # written at click time
+        assert set(store.likes(_me(store), "music")) == {f"simulated:{i}" for i in liked}  # written at click time
         assert f"Picks folded in from your {n} like" in _texts(at)
     after = _mine(at)
     assert len(after) == 10 and after != before and not set(liked) & set(after)  # new picks, likes not re-offered
@@ -84,7 +89,7 @@ def test_music_likes_fold_in_dislikes_disappear(music_bundle, store):
     item = next(k for k in _keys(at, "mrate_listener_") if k.endswith("_dislike"))
     item = item[len("mrate_listener_"):-len("_dislike")]
     at.button(key=f"mrate_listener_{item}_dislike").click().run()
-    assert store.dislikes("guest", "music") == [f"simulated:{item}"]
+    assert store.dislikes(_me(store), "music") == [f"simulated:{item}"]
     assert listener_pick not in list(at.dataframe[0].value["title"])
     assert len(at.dataframe[0].value) == 10  # refilled from further down the list
     assert not any(item in k for k in _keys(at, "mrate_"))  # not in picks, search or "up next"
@@ -94,7 +99,7 @@ def test_music_likes_fold_in_dislikes_disappear(music_bundle, store):
     at.radio(key="music_mode").set_value("A new listener").run()
     assert not at.exception
     assert "Picks folded in from your 2 likes" in _texts(at)
-    assert len(store.likes("guest", "music")) == 2 and len(store.events()) == 3
+    assert len(store.likes(_me(store), "music")) == 2 and len(store.events()) == 3
 
 
 def test_music_search_lets_a_new_listener_like_songs(music_bundle, store):
@@ -108,7 +113,7 @@ def test_music_search_lets_a_new_listener_like_songs(music_bundle, store):
     found = [k[len("mrate_search_"):-len("_like")] for k in _keys(at, "mrate_search_") if k.endswith("_like")]
     assert found and all(catalogue.artists[catalogue.items.index(i)] == artist for i in found)
     at.button(key=f"mrate_search_{found[0]}_like").click().run()
-    assert store.likes("guest", "music") == [f"simulated:{found[0]}"]
+    assert store.likes(_me(store), "music") == [f"simulated:{found[0]}"]
     assert "Picks folded in from your 1 like " in _texts(at)
 
 
@@ -128,49 +133,127 @@ def _picker_and_music() -> None:
 def test_profiles_create_switch_and_forget(music_bundle, store):
     at = AppTest.from_function(_picker_and_music, default_timeout=180).run()
     assert not at.exception, at.exception
-    assert at.query_params.get("profile") == ["guest"] or at.query_params.get("profile") == "guest"
+    assert "p" not in at.query_params and "profile: none yet" in _texts(at)
     at.sidebar.text_input(key="profile_new_name").set_value("ada")
     at.sidebar.button[0].click().run()  # the form's "Create and switch"
-    assert "ada" in store.profiles()
-    assert "profile _ada_" in _texts(at)
+    ada = _me(store)
+    assert ada.startswith("p-") and "ada" not in ada and store.profiles() == []  # keyed, never listed by name
+    assert list(at.query_params["p"]) == [ada] or at.query_params["p"] == ada
+    assert "profile: ada" in _texts(at) and "ada" in [t.value for t in at.sidebar.text]
     item = _mine(at)[0]
     at.button(key=f"mrate_mine_{item}_like").click().run()
-    assert store.likes("ada", "music") == [f"simulated:{item}"]
-    assert store.profiles() == ["ada"]  # "guest" never wrote anything, so it was never created
+    assert store.likes(ada, "music") == [f"simulated:{item}"]
 
-    # switch to a fresh name: ada's likes do not apply
+    # a new profile named "bob": ada's likes do not apply
     at.sidebar.text_input(key="profile_new_name").set_value("bob")
     at.sidebar.button[0].click().run()
-    assert "profile _bob_" in _texts(at) and "No likes yet" in _texts(at)
+    bob = next(k for k in store.profiles(include_reserved=True) if k != ada)
+    assert "profile: bob" in _texts(at) and "No likes yet" in _texts(at)
 
-    # back to ada, then forget her (needs the confirmation first)
-    at.sidebar.selectbox(key="profile_pick_bob").set_value("ada").run()
+    # back to ada (the picker lists the two profiles this session opened), then forget her
+    assert at.sidebar.selectbox(key=f"profile_pick_{bob}").options == ["ada (…" + ada[-4:] + ")",
+                                                                          "bob (…" + bob[-4:] + ")"]
+    at.sidebar.selectbox(key=f"profile_pick_{bob}").set_value(ada).run()
     assert "Picks folded in from your 1 like " in _texts(at)
     assert at.sidebar.button(key="profile_forget").disabled
     at.sidebar.checkbox(key="profile_forget_sure").check().run()
     at.sidebar.button(key="profile_forget").click().run()
     assert not at.exception, at.exception
-    assert "ada" not in store.profiles()
-    assert store.events() == []
+    assert store.profiles(include_reserved=True) == [bob] and store.events() == []
     assert any("Forgot ada" in s.value for s in at.sidebar.success)
 
 
-def test_a_login_decides_the_profile(music_bundle, store, monkeypatch):
-    """Behind Streamlit's OIDC login the profile is the account (st.user), not a name from the picker."""
-    import ui.profile
+def test_a_name_in_the_url_opens_nothing(music_bundle, store):
+    """``?profile=NAME`` and ``?p=NAME`` select nothing; only a known link key opens its profile."""
+    store.create_profile("alice")
+    store.record("alice", "music", "simulated:1", "like")
+    for param, value in (("profile", "alice"), ("p", "alice"), ("p", "p-" + "A" * 22)):
+        at = AppTest.from_function(_picker_and_music, default_timeout=180)
+        at.query_params[param] = value
+        at.run()
+        assert not at.exception, at.exception
+        assert "profile: none yet" in _texts(at) and "No likes yet" in _texts(at)
+        assert param not in at.query_params and at.sidebar.error  # dropped, with a message
+    assert store.likes("alice", "music") == ["simulated:1"]
 
-    monkeypatch.setattr(ui.profile, "_login_info",
-                        lambda: {"is_logged_in": True, "email": "Ada@Example.org", "sub": "42"})
+
+def test_a_login_decides_the_profile(music_bundle, store, monkeypatch):
+    """Behind Streamlit's OIDC login the profile is the account (st.user), never a name or a link."""
+    import ui.profile
+    from core.identity import login_key
+
+    monkeypatch.setattr(ui.profile, "login_configured", lambda: True)
+    monkeypatch.setattr(ui.profile, "_login_info", lambda: {
+        "is_logged_in": True, "iss": "https://id", "sub": "Ada-42", "email": "Ada@Example.org",
+        "email_verified": True})
+    other = ui.profile.anonymous_profile("someone else")
+    store.open_profile(other.key, other.display)
     at = AppTest.from_function(_picker_and_music, default_timeout=180)
-    at.query_params["profile"] = "someone-else"  # a name in the URL cannot override the login
+    at.query_params["p"] = other.key  # a link in the URL cannot override the login
+    at.query_params["profile"] = "someone-else"
     at.run()
     assert not at.exception, at.exception
-    assert any("Signed in as **ada@example.org**" in m.value for m in at.sidebar.markdown)
+    assert [t.value for t in at.sidebar.text] == ["ada@example.org"]
     assert not [s for s in at.sidebar.selectbox if (s.key or "").startswith("profile_pick")]
     item = _mine(at)[0]
     at.button(key=f"mrate_mine_{item}_like").click().run()
-    assert store.likes("ada@example.org", "music") == [f"simulated:{item}"]
-    assert "someone-else" not in store.profiles()
+    assert store.likes(login_key("https://id", "Ada-42"), "music") == [f"simulated:{item}"]
+    assert store.events(other.key) == [] and "p" not in at.query_params
+
+
+def test_before_logging_in_nothing_is_read_or_written(music_bundle, store, monkeypatch):
+    import ui.profile
+
+    monkeypatch.setattr(ui.profile, "login_configured", lambda: True)
+    monkeypatch.setattr(ui.profile, "_login_info", lambda: None)
+    at = AppTest.from_function(_picker_and_music, default_timeout=180).run()
+    assert not at.exception, at.exception
+    assert at.sidebar.button(key="profile_login") and not at.sidebar.text_input
+    item = _mine(at)[0]
+    at.button(key=f"mrate_mine_{item}_like").click().run()
+    assert any("Log in to keep likes" in e.value for e in at.error)
+    assert store.profiles(include_reserved=True) == [] and store.events() == []
+
+
+def _review() -> None:
+    import ui.review
+
+    ui.review.render()
+
+
+def test_the_review_page_checks_the_admin_again_at_click_time(store, monkeypatch):
+    """Only an admin sees pending edits; a click from a page drawn while admin is refused once that ends."""
+    import io
+
+    from PIL import Image
+
+    import ui.profile
+
+    settings = {"admins": ["boss@example.org"]}
+    monkeypatch.setattr(ui.profile, "login_configured", lambda: True)
+    monkeypatch.setattr(ui.profile, "settings", lambda: settings)
+    monkeypatch.setattr(ui.profile, "_login_info", lambda: {
+        "is_logged_in": True, "iss": "https://id", "sub": "boss", "email": "boss@example.org", "email_verified": True})
+    author = ui.profile.anonymous_profile("Ann")
+    store.open_profile(author.key, author.display)
+    buf = io.BytesIO()
+    Image.new("RGB", (30, 20), (10, 20, 200)).save(buf, format="PNG")
+    edit = store.store_tagged_image(author.key, buf.getvalue(), ["sky"])
+
+    at = AppTest.from_function(_review, default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert [t.value for t in at.text][:2] == ["#sky", "Ann"]
+    settings["admins"] = []  # no longer an admin, the page still shows the button
+    at.button(key=f"review_accept_{edit.id}").click().run()
+    assert any("Only administrators" in e.value for e in at.error)
+    assert [r.review for r in store.tagged_images()] == ["pending"]
+    assert not at.button  # and the page now shows nothing to decide
+
+    settings["admins"] = ["boss@example.org"]
+    at = AppTest.from_function(_review, default_timeout=60).run()
+    at.button(key=f"review_reject_{edit.id}").click().run()
+    assert [r.review for r in store.tagged_images()] == ["rejected"]
+    assert any("No tag edits are waiting" in i.value for i in at.info)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,22 +289,22 @@ def test_fashion_like_reranks_dislike_hides_save_lists(clothes_index, store):
     liked = before[-1]  # like the last result: the ranking moves toward it
     at.button(key=f"ffb_item_{liked}_like").click().run()
     assert not at.exception, at.exception
-    assert store.likes("guest", "fashion") == [f"tuxpaint-clothes/{liked}"]
+    assert store.likes(_me(store), "fashion") == [f"tuxpaint-clothes/{liked}"]
     assert "re-ranked by your 1 like" in _texts(at)
     after = _grid_ids(at, "item")
     assert after != before and after.index(liked) < before.index(liked)
 
     gone = after[0]
     at.button(key=f"ffb_item_{gone}_dislike").click().run()
-    assert store.dislikes("guest", "fashion") == [f"tuxpaint-clothes/{gone}"]
+    assert store.dislikes(_me(store), "fashion") == [f"tuxpaint-clothes/{gone}"]
     assert gone not in _grid_ids(at, "item") and "1 dislike" in _texts(at)
 
     keep = _grid_ids(at, "item")[1]
     at.button(key=f"ffb_item_{keep}_save").click().run()
-    assert store.saved("guest", "fashion") == [f"tuxpaint-clothes/{keep}"]
+    assert store.saved(_me(store), "fashion") == [f"tuxpaint-clothes/{keep}"]
     assert _grid_ids(at, "saved") == [keep]
     at.button(key=f"ffb_saved_{keep}_unsave").click().run()
-    assert store.saved("guest", "fashion") == []
+    assert store.saved(_me(store), "fashion") == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,7 +345,7 @@ def test_product_search_like_reranks_dislike_hides(tiny_catalog, store):
     liked = before[-1]
     at.button(key=f"mm_fb_{liked}_like").click().run()
     assert not at.exception, at.exception
-    assert [k.split("/", 1)[1] for k in store.likes("guest", "multimodal")] == [liked]
+    assert [k.split("/", 1)[1] for k in store.likes(_me(store), "multimodal")] == [liked]
     assert "re-ranked by your 1 like" in _texts(at)
     after = _products_shown(at)
     assert after != before and after.index(liked) < before.index(liked)
@@ -272,7 +355,7 @@ def test_product_search_like_reranks_dislike_hides(tiny_catalog, store):
     assert gone not in _products_shown(at) and "1 dislike" in _texts(at)
     keep = _products_shown(at)[0]
     at.button(key=f"mm_fb_{keep}_save").click().run()
-    assert [k.split("/", 1)[1] for k in store.saved("guest", "multimodal")] == [keep]
+    assert [k.split("/", 1)[1] for k in store.saved(_me(store), "multimodal")] == [keep]
     assert f"mm_fbsaved_{keep}_unsave" in _keys(at, "mm_fbsaved_")  # listed in "Your saved list"
 
 
@@ -299,10 +382,10 @@ def test_hashtag_remove_add_and_save_tags(store):
     at.text_input(key=f"{key}_add").set_value("#kitten, sofa")
     at.button(key=f"{key}_save").click().run()
     assert not at.exception, at.exception
-    [record] = store.tagged_images("guest")
+    [record] = store.tagged_images(_me(store))
     assert record.tags == ["cat", "red", "kitten", "sofa"]
     assert store.image_path(record.sha256).is_file()
-    signals = {(e.signal, e.value) for e in store.events("guest", "hashtag")}
+    signals = {(e.signal, e.value) for e in store.events(_me(store), "hashtag")}
     assert signals == {("tag_accepted", "cat"), ("tag_accepted", "red"), ("tag_removed", "animal"),
                        ("tag_added", "kitten"), ("tag_added", "sofa")}
     assert any("Saved 4 tags" in s.value for s in at.success)
@@ -310,7 +393,7 @@ def test_hashtag_remove_add_and_save_tags(store):
     at.text_input(key=f"{key}_add").set_value("bad tag!!")
     at.button(key=f"{key}_save").click().run()
     assert any("not saved" in e.value for e in at.error)  # a refused tag: a message, nothing written
-    assert len(store.tagged_images("guest")) == 1
+    assert len(store.tagged_images(_me(store))) == 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,8 +403,7 @@ def test_hashtag_remove_add_and_save_tags(store):
 @pytest.mark.browser
 def test_browser_music_likes_survive_a_reload(music_bundle, browser_page, app_url, artifacts_dir):
     page = browser_page
-    name = f"bt-{uuid.uuid4().hex[:6]}"
-    page.goto(f"{app_url}/?profile={name}")
+    page.goto(app_url)
     page.get_by_role("tab", name="Music").click()
     music = page.get_by_role("tabpanel", name="Music")
     music.get_by_text("No likes yet").wait_for()
@@ -354,9 +436,10 @@ def test_browser_music_likes_survive_a_reload(music_bundle, browser_page, app_ur
     assert after != before and not set(liked) & set(after)
     page.screenshot(path=str(artifacts_dir / "feedback_music.png"), full_page=True)
 
+    assert re.search(r"[?&]p=p-", page.url), page.url  # the first like created a profile and its link
     page.reload()
     page.get_by_role("tab", name="Music").click()
     music = page.get_by_role("tabpanel", name="Music")
     music.get_by_text(re.compile("folded in from your 2 likes")).wait_for()
-    assert page.url.endswith(f"profile={name}")
+    assert re.search(r"[?&]p=p-[A-Za-z0-9_-]{22}$", page.url), page.url  # the profile's link
     assert settled() == after  # the same profile, the same likes, the same picks

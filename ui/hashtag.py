@@ -173,7 +173,8 @@ def _save_tags(image: Image.Image, suggested: list[str], key: str, version: str)
     record = profiles.write(lambda db, p: record_tag_edits(db, p, image, suggested, final, model_version=version))
     if record is not None:
         st.session_state["hashtag_saved_note"] = (f"Saved {len(record.tags)} tags with this photo under profile "
-                                                  f"{profiles.current()}; they join training with "
+                                                  f"{profiles.display_markdown()}; once an administrator accepts "
+                                                  "them they join training with "
                                                   "`python -m hashtag train --with-feedback`.")
 
 

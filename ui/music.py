@@ -64,10 +64,10 @@ def _search_songs(dataset: str, stamp: float, query: str) -> list[Recommendation
 
 def _feedback(dataset: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The active profile's (liked, disliked) item ids in this dataset, most recent first."""
-    profile = profiles.current()
-    db = profiles.store()
-    if profile not in db.profiles():
+    profile = profiles.known()
+    if profile is None:
         return (), ()
+    db = profiles.store()
     prefix = mf_feedback.item_key(dataset, "")
     strip = lambda keys: tuple(k[len(prefix):] for k in keys if k.startswith(prefix))  # noqa: E731
     return strip(db.likes(profile, mf_feedback.TAB)), strip(db.dislikes(profile, mf_feedback.TAB))
@@ -156,7 +156,7 @@ def render() -> None:
 def _render_profile(bundle: Bundle, n: int, stamp: float, feedback: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
     """Your picks: the active profile's likes folded into the trained model, and a search to like songs."""
     likes, dislikes = feedback
-    st.markdown(f"**Your picks** (profile _{profiles.current()}_)")
+    st.markdown(f"**Your picks** (profile: {profiles.display_markdown()})")
     query = st.text_input("Find songs you like (title or artist)", key="music_search",
                           persist_state=PERSIST, max_chars=100).strip()
     if query:

@@ -9,10 +9,9 @@ disliked item (per-example fusion, a linear SVM). Nothing outside this package w
 from core.feedback.rocchio import RocchioWeights, feedback_note, rocchio
 from core.feedback.store import (
     SIGNALS, TABS, EventRecord, FeedbackError, FeedbackStore, TaggedImageRecord, default_url, normalize_tags,
-    profile_name_for,
 )
 
 __all__ = [
     "SIGNALS", "TABS", "EventRecord", "FeedbackError", "FeedbackStore", "RocchioWeights", "TaggedImageRecord",
-    "default_url", "feedback_note", "normalize_tags", "profile_name_for", "rocchio",
+    "default_url", "feedback_note", "normalize_tags", "rocchio",
 ]

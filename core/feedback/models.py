@@ -39,12 +39,17 @@ _ID = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Profile(Base):
-    """A named person on this machine (or the identity of a logged-in user when deployed)."""
+    """One person's feedback: keyed by a login (``oidc:``) or a profile link's secret (``p-``), see core.identity.
+
+    Profiles created by name before keys existed (or from the command line) keep their plain names; the app
+    neither lists nor opens them.
+    """
 
     __tablename__ = "profiles"
 
     id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(NAME_LEN), unique=True, nullable=False)
+    name: Mapped[str] = mapped_column(String(NAME_LEN), unique=True, nullable=False)  # the key (core.identity)
+    display_name: Mapped[Optional[str]] = mapped_column(String(NAME_LEN), nullable=True)  # shown, never a key
     created_at: Mapped[_dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
 
 
@@ -83,6 +88,11 @@ class TaggedImage(Base):
     model_version: Mapped[Optional[str]] = mapped_column(String(VERSION_LEN), nullable=True)
     created_at: Mapped[_dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
     updated_at: Mapped[_dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+    # pending until an administrator accepts or rejects it; only accepted edits are trained on
+    review: Mapped[str] = mapped_column(String(16), nullable=False, default="pending", server_default="pending",
+                                        index=True)
+    reviewed_by: Mapped[Optional[str]] = mapped_column(String(NAME_LEN), nullable=True)  # the admin's profile key
+    reviewed_at: Mapped[Optional[_dt.datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class SavedItem(Base):

@@ -13,9 +13,14 @@ and waits up to the busy timeout, instead of failing when a read lock cannot be 
 readers run beside the writer. ``synchronous=NORMAL`` in WAL mode keeps every committed event through a
 killed process; a power cut may lose the last few commits but never corrupts the file.
 
-Profiles: on one machine a profile is a *name*, not a login; anyone at the keyboard can pick any name.
-Deployed behind Streamlit's OIDC login (``st.login``), the UI calls ``profile_name_for(st.user.to_dict(),
-chosen)``, which ties the profile to the logged-in identity and ignores the picker.
+Profiles: the app keys a profile by a login (``oidc:`` + a hash of issuer and subject) or by the secret in
+its link (``p-`` + 128 random bits), both made by ``core.identity``; the name people chose is only a
+``display_name``. ``profiles()`` never lists those two namespaces and ``create_profile`` refuses them, so a
+name typed anywhere cannot reach another person's feedback; ``open_profile`` is the one way in, and the
+UI calls it only with a key from the login or from a well-formed link.
+
+Tag edits wait for review: a stored (image, tags) pair is "pending" until an administrator accepts or
+rejects it (``review_tag_edit``); storing the same picture again with new tags makes it pending again.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from core.artifacts import DATA_DIR, atomic_path
+from core.identity import RESERVED_PREFIXES, is_link_key, is_login_key, is_reserved
 from core.feedback.models import (
     ITEM_LEN, NAME_LEN, VALUE_LEN, VERSION_LEN, Event, Profile, SavedItem, TaggedImage, utcnow,
 )
@@ -54,6 +60,8 @@ STORED_SIDE = 512
 #: A stored (re-encoded) image file may not exceed this.
 MAX_STORED_BYTES = 2 * 1024 * 1024
 MAX_TAGS = 50
+#: The review states of a stored tag edit; only "accepted" ones are trained on.
+REVIEWS = ("pending", "accepted", "rejected")
 TAG_LEN = 64
 #: Where the migration scripts live (inside the package, so they ship with it).
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -94,6 +102,9 @@ class TaggedImageRecord:
     bytes: int
     model_version: Optional[str]
     created_at: str
+    id: int = 0
+    review: str = "pending"
+    display: str = ""  # the profile's display name (plain text; shown to reviewers)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -160,26 +171,6 @@ def normalize_tags(tags: Iterable[Any]) -> list[str]:
         if len(out) > MAX_TAGS:
             raise FeedbackError(f"An image may have at most {MAX_TAGS} tags.")
     return out
-
-
-def profile_name_for(user_info: Optional[dict[str, Any]], chosen: str) -> str:
-    """The profile to use: the logged-in identity when there is one, else the name picked on this machine.
-
-    ``user_info`` is ``st.user.to_dict()`` (Streamlit's OIDC login, ``st.login``); when it says
-    ``is_logged_in`` the profile is the verified e-mail (or issuer + subject when the provider gives no
-    e-mail), so a deployed app ties feedback to the login and nobody can pick another person's profile.
-    Without a login (one machine, ``chosen`` from the picker) a profile is just a name.
-    """
-    if user_info and user_info.get("is_logged_in"):
-        ident = user_info.get("email") or (
-            f"{user_info.get('iss', '')}|{user_info['sub']}" if user_info.get("sub") else None)
-        if not ident:
-            raise FeedbackError("The login gave neither an e-mail nor a subject id to name the profile.")
-        name = str(ident).strip().lower()
-        if len(name) > NAME_LEN or _CONTROL.search(name):
-            name = "user-" + hashlib.sha256(name.encode("utf-8")).hexdigest()[: NAME_LEN - 5]
-        return name
-    return check_profile_name(chosen)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -342,21 +333,61 @@ class FeedbackStore:
         return int(pid)
 
     # -- profiles -------------------------------------------------------------------------------
-    def profiles(self) -> list[str]:
-        """Profile names, oldest first."""
+    def profiles(self, *, include_reserved: bool = False) -> list[str]:
+        """Profile names, oldest first; login (``oidc:``) and link (``p-``) profiles only when asked for
+        (the command line's export); nothing that lists profiles for a person ever asks."""
+        query = select(Profile.name).order_by(Profile.id)
+        if not include_reserved:
+            for prefix in RESERVED_PREFIXES:
+                query = query.where(~Profile.name.startswith(prefix, autoescape=True))
         with self._read() as s:
-            return list(s.scalars(select(Profile.name).order_by(Profile.id)))
+            return list(s.scalars(query))
+
+    def has_profile(self, key: str) -> bool:
+        """True when the profile exists (it has been opened or has recorded something)."""
+        with self._read() as s:
+            return s.scalar(select(Profile.id).where(Profile.name == check_profile_name(key))) is not None
 
     def create_profile(self, name: str) -> str:
-        """Create a profile (an existing name is simply returned: on one machine a profile is a name)."""
+        """Create a plain named profile (command line, tests); an existing name is simply returned.
+
+        Names in the login and link namespaces are never created here (an existing one is returned as is):
+        those profiles come only from ``open_profile`` with a key from a login or a link, so nobody can
+        plant a profile that a person logging in later would inherit.
+        """
         name = check_profile_name(name)
+        if is_reserved(name):
+            if self.has_profile(name):
+                return name
+            raise FeedbackError(f"Profile names may not start with {' or '.join(RESERVED_PREFIXES)}.")
+        self._insert_profile(name, None)
+        return name
+
+    def open_profile(self, key: str, display: Optional[str] = None) -> str:
+        """Create (or find) the profile of a login or link key; ``display`` updates its shown name."""
+        if not (is_login_key(key) or is_link_key(key)):
+            raise FeedbackError("Not a profile key.")
+        if display is not None:
+            display = check_profile_name(display)
+        self._insert_profile(key, display)
+        return key
+
+    def _insert_profile(self, name: str, display: Optional[str]) -> None:
         try:
             with self._write() as s:
-                if s.scalar(select(Profile.id).where(Profile.name == name)) is None:
-                    s.add(Profile(name=name, created_at=utcnow()))
+                row = s.scalar(select(Profile).where(Profile.name == name))
+                if row is None:
+                    s.add(Profile(name=name, display_name=display, created_at=utcnow()))
+                elif display is not None and row.display_name != display:
+                    row.display_name = display
         except IntegrityError:  # created by another process between our check and insert
             pass
-        return name
+
+    def display_name(self, key: str) -> Optional[str]:
+        """The profile's shown name ("" when it has none), or None when no such profile exists."""
+        with self._read() as s:
+            row = s.execute(select(Profile.display_name).where(Profile.name == check_profile_name(key))).first()
+        return None if row is None else (row[0] or "")
 
     def forget(self, profile: str) -> dict[str, int]:
         """Delete the profile, all its events, saved items and tagged images (rows and, when no other
@@ -544,31 +575,53 @@ class FeedbackStore:
                     row = TaggedImage(profile_id=pid, sha256=sha, bytes=len(data), width=picture.width,
                                       height=picture.height, created_at=now, tags="[]")
                     s.add(row)
+                if row.tags != json.dumps(tags):
+                    row.review, row.reviewed_by, row.reviewed_at = "pending", None, None  # new tags: review again
                 row.tags = json.dumps(tags)
                 row.model_version = model_version
                 row.updated_at = now
                 s.flush()
-                created = _iso(row.created_at)
+                created, row_id = _iso(row.created_at), int(row.id)
         except Exception:
             if created_file and not self._sha_in_use(sha):
                 path.unlink(missing_ok=True)
             raise
         return TaggedImageRecord(sha, check_profile_name(profile), str(path), tags, picture.width, picture.height,
-                                 len(data), model_version, created)
+                                 len(data), model_version, created, row_id, "pending")
 
     def _sha_in_use(self, sha: str) -> bool:
         with self._read() as s:
             return s.scalar(select(func.count()).select_from(TaggedImage).where(TaggedImage.sha256 == sha)) > 0
 
-    def tagged_images(self, profile: Optional[str] = None) -> list[TaggedImageRecord]:
-        """Stored images with their final tags (all profiles, or one), oldest first."""
-        query = select(TaggedImage, Profile.name).join(Profile, Profile.id == TaggedImage.profile_id)
+    def tagged_images(self, profile: Optional[str] = None, review: Optional[str] = None) -> list[TaggedImageRecord]:
+        """Stored images with their final tags (all profiles, or one; any review state, or one), oldest first."""
+        query = select(TaggedImage, Profile.name, Profile.display_name).join(
+            Profile, Profile.id == TaggedImage.profile_id)
         with self._read() as s:
             if profile is not None:
                 query = query.where(TaggedImage.profile_id == self._profile_id(s, profile))
+            if review is not None:
+                query = query.where(TaggedImage.review == _check_choice(review, REVIEWS, "review state"))
             rows = list(s.execute(query.order_by(TaggedImage.id)))
         return [TaggedImageRecord(t.sha256, name, str(self.image_path(t.sha256)), list(json.loads(t.tags)), t.width,
-                                  t.height, t.bytes, t.model_version, _iso(t.created_at)) for t, name in rows]
+                                  t.height, t.bytes, t.model_version, _iso(t.created_at), int(t.id), t.review,
+                                  display or "") for t, name, display in rows]
+
+    def review_tag_edit(self, image_id: int, decision: str, reviewer: str) -> str:
+        """Mark one stored tag edit "accepted" (it joins training) or "rejected"; returns the decision.
+
+        Who may call this is decided before (``core.identity.may_run_heavy``, checked again by the caller at
+        click time); ``reviewer`` is the deciding profile key, kept with the decision.
+        """
+        decision = _check_choice(decision, REVIEWS[1:], "review decision")
+        reviewer = check_profile_name(reviewer)
+        with self._write() as s:
+            row = s.get(TaggedImage, int(image_id))
+            if row is None:
+                raise FeedbackError("That tag edit no longer exists (its profile may have been forgotten).")
+            row.review, row.reviewed_by, row.reviewed_at = decision, reviewer, utcnow()
+        log.info("tag edit %d %s by %s", image_id, decision, reviewer)
+        return decision
 
     # -- summaries ------------------------------------------------------------------------------
     def stats(self, profile: Optional[str] = None) -> dict[str, Any]:
@@ -595,7 +648,7 @@ class FeedbackStore:
 
     def export(self, profile: Optional[str] = None) -> dict[str, Any]:
         """Everything stored (for one profile or all) as plain JSON-able data."""
-        profiles = [check_profile_name(profile)] if profile is not None else self.profiles()
+        profiles = [check_profile_name(profile)] if profile is not None else self.profiles(include_reserved=True)
         saved: list[dict[str, Any]] = []
         with self._read() as s:
             query = select(SavedItem, Profile.name).join(Profile, Profile.id == SavedItem.profile_id)
