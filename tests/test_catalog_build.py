@@ -157,7 +157,10 @@ def test_removing_a_catalog_forgets_its_items_feedback(shop, tmp_path):
     store.record("ann", "multimodal", "gone-shop/food/coffee.png", "dislike")
     store.record("ann", "fashion", "gone-shop-2/animals/cat.png", "like")  # another catalog's item stays
     store.save_item("ann", "fashion", "gone-shop/space/rocket.png")
-    removed = remove("gone-shop", store)
+    with pytest.raises(CatalogError, match="administrators"):
+        remove("gone-shop", permission=(False, "Only administrators may remove shared catalogs."), store=store)
+    assert version("gone-shop") is not None
+    removed = remove("gone-shop", permission=(True, ""), store=store)
     assert removed == {"events": 2, "saved": 1}
     assert store.likes("ann", "fashion") == ["gone-shop-2/animals/cat.png"]
     assert version("gone-shop") is None

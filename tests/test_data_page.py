@@ -103,3 +103,24 @@ def test_data_page_builds_a_catalog_both_tabs_search(photo_zip, browser_page, wa
             picker.click()
             assert page.get_by_role("option", name="browser-shop (your catalog)").count() == 0
             page.keyboard.press("Escape")
+
+
+def test_builds_and_removals_need_permission(tmp_path, monkeypatch, photo_zip):
+    """Someone heavy work is not open to sees why instead of the form, and the service refuses them anyway."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.catalog import service
+    from core.catalog.sources import CatalogError
+
+    monkeypatch.setenv("RECS_DATABASE_URL", f"sqlite:///{tmp_path / 'jobs.sqlite3'}")
+    script = ("from ui import data, profile\n"
+              "profile.heavy_permission = lambda: (False, 'only administrators build catalogs.')\n"
+              "data.render()\n")
+    at = AppTest.from_string(script, default_timeout=60).run()
+    assert not at.exception
+    assert any("only administrators build catalogs" in i.value for i in at.info)
+    assert not at.get("form")
+    with pytest.raises(CatalogError, match="administrators"):
+        service.queue_build("nope", permission=(False, "Only administrators may build catalogs."),
+                            upload=photo_zip.read_bytes())
+    assert service.jobs() == []

@@ -46,6 +46,10 @@ def render() -> None:
 
 
 def _add_form() -> None:
+    allowed, why = profiles.heavy_permission()
+    if not allowed:
+        st.info(f"Building catalogs is not open to you here: {why}")
+        return
     with st.form(f"{KEY}_add", clear_on_submit=True, border=True):
         name = st.text_input("Catalog name", max_chars=64, key=f"{KEY}_name",
                              help="1–64 letters, digits, '-' or '_' (e.g. my-shop)")
@@ -58,9 +62,10 @@ def _add_form() -> None:
     try:
         if upload is not None and upload.size > MAX_UPLOAD_MB * 1024 * 1024:
             raise CatalogError(f"The archive is {upload.size / 1e6:,.0f} MB; the limit is {MAX_UPLOAD_MB} MB.")
-        job = catalogs.queue_build(name, upload=upload.getvalue() if upload is not None else None,
+        job = catalogs.queue_build(name, permission=profiles.heavy_permission(),
+                                   upload=upload.getvalue() if upload is not None else None,
                                    path=path.strip() or None, label=upload.name if upload is not None else path,
-                                   owner=profiles.current() or None)
+                                   owner=profiles.identity().key or None)
     except (CatalogError, JobError) as exc:
         st.error(str(exc))
         return
@@ -99,8 +104,8 @@ def _job_row(job: Any) -> None:
     with right:
         if job.active and st.button("Cancel", key=f"{KEY}_cancel_{job.id}"):
             try:
-                catalogs.cancel(job.id)
-            except JobError as exc:
+                catalogs.cancel(job.id, permission=profiles.heavy_permission())
+            except (CatalogError, JobError) as exc:
                 st.error(str(exc))
 
 
@@ -162,11 +167,13 @@ def _duplicates(name: str) -> None:
 
 
 def _remove(name: str) -> None:
+    if not profiles.heavy_permission()[0]:
+        return
     with st.expander(f"Remove {name}"):
         sure = st.checkbox(f"Yes, delete {name}: its files and everyone's likes of its items", key=f"{KEY}_sure_{name}")
         if st.button("Delete catalog", key=f"{KEY}_delete_{name}", disabled=not sure, type="primary"):
             try:
-                removed = catalogs.remove(name, profiles.store())
+                removed = catalogs.remove(name, permission=profiles.heavy_permission(), store=profiles.store())
             except CatalogError as exc:
                 st.error(str(exc))
                 return

@@ -43,9 +43,24 @@ def details(name: str) -> dict[str, Any]:
     return read_manifest(folder)
 
 
-def queue_build(name: str, *, upload: Optional[bytes] = None, path: Optional[str] = None, label: str = "",
-                owner: Optional[str] = None, replace: bool = False, queue: Optional[JobQueue] = None) -> int:
-    """Check the request, keep the upload, queue the build; returns the job id. ``CatalogError`` when refused."""
+Permission = tuple[bool, str]
+
+
+def _allowed(permission: Permission, what: str) -> None:
+    """Refuse a heavy or shared action unless ``core.identity.may_run_heavy`` allowed it for this person."""
+    allowed, why = permission
+    if not allowed:
+        raise CatalogError(why or f"Only administrators may {what}.")
+
+
+def queue_build(name: str, *, permission: Permission, upload: Optional[bytes] = None, path: Optional[str] = None,
+                label: str = "", owner: Optional[str] = None, replace: bool = False,
+                queue: Optional[JobQueue] = None) -> int:
+    """Check the request, keep the upload, queue the build; returns the job id. ``CatalogError`` when refused.
+
+    ``permission`` is ``core.identity.may_run_heavy`` for the person asking, taken at the moment they ask.
+    """
+    _allowed(permission, "build catalogs")
     name = check_name(name)
     if name in RESERVED:
         raise CatalogError(f"{name} is the name of a shipped catalog; choose another name.")
@@ -81,12 +96,14 @@ def jobs(limit: int = 20, queue: Optional[JobQueue] = None) -> list[JobView]:
     return [j for j in (queue or JobQueue()).list(limit=limit) if j.kind == KIND]
 
 
-def cancel(job_id: int, queue: Optional[JobQueue] = None) -> JobView:
+def cancel(job_id: int, *, permission: Permission, queue: Optional[JobQueue] = None) -> JobView:
+    _allowed(permission, "cancel builds")
     return (queue or JobQueue()).cancel(job_id)
 
 
-def remove(name: str, store: Optional[FeedbackStore] = None) -> dict[str, int]:
+def remove(name: str, *, permission: Permission, store: Optional[FeedbackStore] = None) -> dict[str, int]:
     """Delete a catalog's files and every like, dislike and saved item of its items; returns the rows removed."""
+    _allowed(permission, "remove shared catalogs")
     remove_catalog(name)
     if store is None:
         return {}
