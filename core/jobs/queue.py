@@ -298,7 +298,8 @@ class JobQueue:
         """The job failed; ``message`` (one sentence a person can act on) is what the queue shows."""
         return self._end(job_id, FAILED, message or "The job failed.")
 
-    def mark_cancelled(self, job_id: int, message: str = "Cancelled while running; nothing half-built was kept.") -> bool:
+    def mark_cancelled(self, job_id: int,
+                       message: str = "Cancelled while running; nothing half-built was kept.") -> bool:
         """A running job was stopped because a cancel was asked for."""
         return self._end(job_id, CANCELLED, message)
 
