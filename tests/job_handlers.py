@@ -47,6 +47,15 @@ def crash(params: dict, progress: Progress) -> dict:
 
 
 @job_handler
+def die(params: dict, progress: Progress) -> dict:
+    """Die the way the kernel's out-of-memory killer ends a process: SIGKILL, no goodbye."""
+    progress(0.3, "about to die")
+    progress.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+    return {}
+
+
+@job_handler
 def build_folder(params: dict, progress: Progress) -> dict:
     """Write ``steps`` files into the scratch folder, then rename it onto ``params["target"]``."""
     _note(params)

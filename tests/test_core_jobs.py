@@ -177,10 +177,12 @@ def test_recover_stale_fails_only_jobs_without_a_recent_heartbeat(sqlite_url):
 # the worker
 
 
-def test_worker_runs_a_job_to_done_and_a_crash_to_a_failure_with_an_error_id(sqlite_url):
+def test_worker_runs_a_job_to_done_and_survives_a_crash_and_a_killed_job(sqlite_url):
     q = JobQueue(sqlite_url)
     ok = q.submit("build", H + "count", "count", {"steps": 3, "sleep": 0.2}, owner="ann")
     crashed = q.submit("build", H + "crash", "crash")
+    killed = q.submit("build", H + "die", "die")
+    after = q.submit("build", H + "count", "after the crashes", {"steps": 1})
     worker = start_worker(sqlite_url, "--once")
     assert worker.wait(timeout=120) == 0
     stop(worker)
@@ -192,6 +194,9 @@ def test_worker_runs_a_job_to_done_and_a_crash_to_a_failure_with_an_error_id(sql
     error_id = crash.message.split("error id ")[1][:8]
     job_log = log_path(crashed).read_text()
     assert error_id in job_log and "KeyError" in job_log
+    died = q.get(killed)
+    assert died.status == "failed" and "killed by SIGKILL" in died.message
+    assert q.get(after).status == "done"  # the worker outlived both
 
 
 @pytest.mark.parametrize("handler, params, expected", [

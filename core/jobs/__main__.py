@@ -54,10 +54,14 @@ def _worker(args: argparse.Namespace) -> int:
         except Timeout:
             logging.getLogger("core.jobs.worker").info("another worker holds %s; exiting", args.lock_file)
             return 0
+    from core.jobs.queue import JobError
     from core.jobs.worker import Worker
 
-    return Worker(poll=args.poll, parent_pid=args.parent_pid, grace=args.grace,
-                  use_lock=not args.no_lock).run(once=args.once, held_lock=lock)
+    try:
+        worker = Worker(poll=args.poll, parent_pid=args.parent_pid, grace=args.grace, use_lock=not args.no_lock)
+    except JobError as exc:
+        return fail(str(exc))
+    return worker.run(once=args.once, held_lock=lock)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -117,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verb in ("worker", "run") else logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its per-start migration chatter
-    if args.verb == "run":
+    if args.verb in ("run", "worker"):  # no database stack before the job starts / the worker takes its lock
         return args.func(args)
     from sqlalchemy.exc import SQLAlchemyError
 

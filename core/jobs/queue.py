@@ -99,7 +99,7 @@ def _aware(value: Optional[_dt.datetime]) -> Optional[_dt.datetime]:
 
 def _iso(value: Optional[_dt.datetime]) -> Optional[str]:
     value = _aware(value)
-    return value.isoformat(timespec="seconds") if value is not None else None
+    return value.isoformat(timespec="milliseconds") if value is not None else None
 
 
 def clip_text(value: Any, limit: int) -> str:
@@ -237,6 +237,9 @@ class JobQueue:
     # -- the worker's side ----------------------------------------------------------------------
     def claim(self, worker_id: str) -> Optional[JobView]:
         """Atomically take the oldest queued job for ``worker_id`` (it becomes ``running``); None when none waits."""
+        with self._read() as s:  # an idle worker polls: look first, so SQLite's write lock is taken only for work
+            if s.scalar(select(Job.id).where(Job.status == QUEUED).limit(1)) is None:
+                return None
         now = utcnow()
         with self._write() as s:
             job_id = s.scalar(select(Job.id).where(Job.status == QUEUED)
@@ -295,7 +298,8 @@ class JobQueue:
         """The job failed; ``message`` (one sentence a person can act on) is what the queue shows."""
         return self._end(job_id, FAILED, message or "The job failed.")
 
-    def mark_cancelled(self, job_id: int, message: str = "Cancelled while running; nothing half-built was kept.") -> bool:
+    def mark_cancelled(self, job_id: int,
+                       message: str = "Cancelled while running; nothing half-built was kept.") -> bool:
         """A running job was stopped because a cancel was asked for."""
         return self._end(job_id, CANCELLED, message)
 

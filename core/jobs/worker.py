@@ -241,7 +241,10 @@ class Worker:
 
     def _watch(self, job: JobView, proc: subprocess.Popen, fd: int) -> tuple[Optional[dict], Optional[str]]:
         """Relay the child's reports until it exits: the latest progress (or a heartbeat) to the database each
-        ``heartbeat`` seconds; a cancel or a stopping worker kills the child. Returns (its outcome, why we stopped it)."""
+        ``heartbeat`` seconds; a cancel or a stopping worker kills the child.
+
+        Returns the child's outcome message (None if it sent none) and why the worker stopped it (or None).
+        """
         messages = _Lines(fd)
         outcome: Optional[dict] = None
         stopped: Optional[str] = None
