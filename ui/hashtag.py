@@ -18,7 +18,7 @@ from PIL import Image
 from core.images import letterbox
 from ui import profile as profiles
 from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, locked_build,
-                       progress_callback, show_error)
+                       progress_callback, show_error, Busy, heavy_slot, md_code, md_text)
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ CONCEPT_LIMITS = ("Concept tags come from the 1,000 ImageNet concepts the encode
 
 def chip(result) -> str:
     """One tag as the tab shows it: ``#dog`` · concept · 87 %."""
-    return f"`#{result.tag}` · {SOURCE_LABELS.get(result.source, result.source)} · {result.score:.0%}"
+    return f"{md_code('#' + result.tag)} · {SOURCE_LABELS.get(result.source, result.source)} · {result.score:.0%}"
 
 
 def map_caption(result) -> str:
@@ -173,7 +173,7 @@ def _save_tags(image: Image.Image, suggested: list[str], key: str, version: str)
     record = profiles.write(lambda db, p: record_tag_edits(db, p, image, suggested, final, model_version=version))
     if record is not None:
         st.session_state["hashtag_saved_note"] = (f"Saved {len(record.tags)} tags with this photo under profile "
-                                                  f"{profiles.current()}; they join training with "
+                                                  f"{md_text(profiles.current())}; they join training with "
                                                   "`python -m hashtag train --with-feedback`.")
 
 
@@ -232,12 +232,15 @@ def render(dataset_root: Optional[str] = None) -> None:
     if image is None:
         return
     try:
-        with st.spinner("Writing hashtags…"):
+        with st.spinner("Writing hashtags…"), heavy_slot():
             picture = None
             if method == "fused":
                 results, picture = _predict_fused(root, stamp, image_digest(image), k, image)
             else:
                 results = _predict(root, stamp, image_digest(image), method, k, image)
+    except Busy as exc:
+        st.info(str(exc))
+        return
     except Exception as exc:  # noqa: BLE001 - one readable message instead of a traceback
         show_error(exc, "Could not tag that image")
         return
