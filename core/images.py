@@ -41,6 +41,8 @@ def _read_bytes(source: ImageSource) -> bytes:
         return bytes(source)
     if isinstance(source, (str, Path)):
         path = Path(source)
+        if path.is_dir():
+            raise ImageError(f"{path} is a folder, not an image file.")
         if not path.is_file():
             raise ImageError(f"No such image file: {path}")
         size = path.stat().st_size
