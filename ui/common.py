@@ -153,19 +153,27 @@ def show_error(exc: BaseException, what: str) -> None:
 # ------------------------------------------------------------------------------------------------
 # Text from users is text
 
-#: Characters Markdown (CommonMark, GitHub's extensions, Streamlit's ``:colour[...]`` / ``:material/...:``
-#: directives and ``$`` maths) or HTML give a meaning to. Each is backslash-escaped: CommonMark shows any
-#: escaped ASCII punctuation as itself.
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&\"'=^])")
+#: Characters that start Markdown (CommonMark, GitHub's extensions, Streamlit's ``:colour[...]`` /
+#: ``:material/...:`` directives and ``$`` maths) or HTML anywhere in a line: emphasis, code, links and images,
+#: tags and entities, tables, strike-through, directives, maths, e-mail autolinks. Each is backslash-escaped
+#: (CommonMark shows any escaped ASCII punctuation as itself); the rest stays as typed, so ``it's`` and
+#: ``T-shirt`` read the same in the source.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>!#|~$:&@])")
+#: What only means something at the start of a line: list bullets, ``1.`` / ``1)`` list numbers.
+_MD_LEADING = re.compile(r"^([-+])|^(\d+)([.)])")
+#: GitHub's bare ``www.`` autolinks (``http://`` ones are already broken by the escaped colon).
+_MD_WWW = re.compile(r"(?i)\b(www)\.")
 
 
 def md_text(value: Any) -> str:
-    """``value`` as literal text inside ``st.markdown`` / ``st.caption``: no link, image, directive or HTML.
+    """``value`` as literal text inside ``st.markdown`` / ``st.caption`` / captions: no link, image, directive
+    or HTML.
 
     Line breaks become spaces, so a title cannot start a heading, a list or a block of its own.
     """
-    text = " ".join(str(value).split())
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    text = _MD_SPECIAL.sub(r"\\\1", " ".join(str(value).split()))
+    text = _MD_LEADING.sub(lambda m: f"\\{m.group(1)}" if m.group(1) else f"{m.group(2)}\\{m.group(3)}", text)
+    return _MD_WWW.sub(r"\1\\.", text)
 
 
 def md_code(value: Any) -> str:

@@ -259,7 +259,7 @@ def render() -> None:
         else:
             q1, q2 = st.columns([1, 4])
             with q1:
-                st.image(_display(catalog, row), caption=catalog.labels[row], width="stretch")
+                st.image(_display(catalog, row), caption=md_text(catalog.labels[row]), width="stretch")
             with q2:
                 try:
                     hits, note = _similar(choice, stamp, item, top_n, tuple(categories), feedback, profiles.current())

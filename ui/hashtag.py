@@ -134,7 +134,7 @@ def chip(result) -> str:
 def map_caption(result) -> str:
     """What the heat map under a tag is: the decoder's attention, or the classifier's class activation map."""
     kind = "attention" if result.source == "learned" else "class activation map"
-    return f"#{result.tag} ({SOURCE_LABELS.get(result.source, result.source)}: {kind})"
+    return f"{md_text('#' + result.tag)} ({SOURCE_LABELS.get(result.source, result.source)}: {kind})"
 
 
 def render_results(image: Image.Image, results, *, key: str = "hashtag") -> None:
