@@ -31,7 +31,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import streamlit as st  # noqa: E402
 
-from ui.common import TAB_VISIT  # noqa: E402
+from ui.common import TAB_VISIT, warn_if_exposed  # noqa: E402
 
 logging.basicConfig(level=os.environ.get("RECS_LOG_LEVEL", "INFO").upper(),
                     format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -68,6 +68,7 @@ def _process_setup() -> int:
       about 0.5 CPU-s of every click. No model here is built in a run, so there is nothing to clear.
       (The forced collection Streamlit itself runs after each run is off in ``.streamlit/config.toml``,
       ``runner.postScriptGC``; Python's own collector still runs.)
+    - One warning in the log when the server listens beyond loopback without a login.
     """
     from streamlit.runtime.scriptrunner import script_runner
 
@@ -78,6 +79,7 @@ def _process_setup() -> int:
     else:  # another Streamlit than the pinned one: clicks cost more, nothing breaks
         log.warning("Streamlit's after-run clean-up hook was not found; every click will also run keras' "
                     "clear_session and a full garbage collection")
+    warn_if_exposed()
     threads = pin_process_threads()
     try:  # catalog builds and training run in a worker process beside the server, started with it
         from core.jobs import ensure_worker

@@ -15,7 +15,7 @@ import json
 import logging
 import sys
 
-from core.cli import Parser
+from core.cli import Parser, run
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -108,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     add_feedback_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return args.func(args)
+    from core.artifacts import ArtifactError
+    from core.datasets import DataUnavailable
+
+    return run(lambda: args.func(args), expected=(ArtifactError, DataUnavailable))
 
 
 if __name__ == "__main__":

@@ -44,12 +44,13 @@ def apt_usable() -> bool:
     return subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0
 
 
-def ensure_debian_package(package: str, marker: Path, *, install: bool = True) -> Path:
+def ensure_debian_package(package: str, marker: Path, *, install: bool = False) -> Path:
     """Make sure the Debian package that provides ``marker`` is installed; return ``marker``.
 
-    Installs it through apt when that is usable and ``install`` is set; otherwise raises
-    ``DataUnavailable`` with the exact command to run (or the environment variable to point
-    elsewhere), instead of a bare FileNotFoundError deep inside a loader.
+    Installs it through apt only when ``install`` is set, which only ``python -m core prepare`` (run by
+    ``make setup``) does: a web server or a command that reads data must never run apt-get as a side effect
+    (as root, on every rerun of a page). Otherwise raises ``DataUnavailable`` with the exact command to run
+    (or the environment variable to point elsewhere), instead of a bare FileNotFoundError deep inside a loader.
     """
     if marker.exists():
         return marker
@@ -66,8 +67,8 @@ def ensure_debian_package(package: str, marker: Path, *, install: bool = True) -
             return marker
         log.warning("apt-get install %s failed: %s", package, result.stderr.strip()[-500:])
     raise DataUnavailable(
-        f"{marker} is missing. Install the Debian package with `sudo apt-get install {package}` "
-        f"(or point the loader at a copy of the files)."
+        f"{marker} is missing. Install it with `make setup` (or `sudo apt-get install -y --no-install-recommends "
+        f"{package}`), or point the loader at a copy of the files."
     )
 
 
@@ -131,7 +132,7 @@ def load_tuxpaint(
     root: str | Path | None = None,
     *,
     categories: Iterable[str] | None = None,
-    install: bool = True,
+    install: bool = False,
     one_per_stamp: bool = False,
 ) -> list[Stamp]:
     """Read every stamp under ``root`` (default: the Debian package's folder), sorted by id.

@@ -24,6 +24,7 @@ import importlib
 import logging
 import os
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -95,6 +96,37 @@ def map_lite_state_dict(source: dict, target_keys: Sequence[str]) -> dict:
     return {d: source[s] for s, d in zip(src, dst)}
 
 
+# torch's safe unpickler notes every pickle protocol it did not write; beside the one-line refusal below it is noise.
+warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+
+
+def load_state_dict_file(path: Path) -> "dict[str, torch.Tensor]":
+    """A state dict from ``path`` (``torch.save`` zip or ``.safetensors``), or ``WeightsUnavailable`` in one sentence.
+
+    Only tensors are read (``weights_only``): a pickle of arbitrary objects, a folder, a truncated download or
+    a file of something else is refused with what to give instead, never a traceback from the unpickler.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsUnavailable(f"--weights {path} {'is a folder' if path.is_dir() else 'does not exist'}; "
+                                 "give a .pt/.pth state-dict or .safetensors file.")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - the unpickler and safetensors raise many unrelated types
+        log.debug("cannot load weights %s", path, exc_info=True)
+        raise WeightsUnavailable(f"--weights {path} is not a state-dict file that can be loaded safely (a pickle "
+                                 "of objects is refused); save it with torch.save(model.state_dict(), PATH) or "
+                                 "as .safetensors.") from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsUnavailable(f"--weights {path} holds {type(state).__name__}, not a state dict of tensors.")
+    return state
+
+
 def _build_lite(variant: int) -> Callable[[Optional[str], bool], "tuple[torch.nn.Module, str]"]:
     def build(weights: Optional[str], allow_download: bool) -> "tuple[torch.nn.Module, str]":
         import timm
@@ -102,9 +134,12 @@ def _build_lite(variant: int) -> Callable[[Optional[str], bool], "tuple[torch.nn
         path = Path(weights) if weights else _lite_weights_path(variant)
         arch = f"tf_efficientnet_lite{variant}"
         model = timm.create_model(arch, pretrained=False)
-        source = torch.load(path, map_location="cpu", weights_only=True)
+        source = load_state_dict_file(path)
         target = model.state_dict()
-        mapped = map_lite_state_dict(source, list(target))
+        try:
+            mapped = map_lite_state_dict(source, list(target))
+        except (KeyError, ValueError, IndexError) as exc:
+            raise WeightsUnavailable(f"--weights {path} does not hold {arch} weights ({exc}).") from exc
         for key, tensor in mapped.items():
             if tuple(tensor.shape) != tuple(target[key].shape):
                 raise ValueError(f"weights do not fit {arch} at {key}: {tuple(tensor.shape)}")
@@ -123,11 +158,7 @@ def _torchvision_weights_file(arch: str, weights: Optional[str], allow_download:
         path = Path(weights).expanduser()
         if not path.is_file():
             raise WeightsUnavailable(f"--weights {path} does not exist.")
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path)), str(path)
-        return torch.load(path, map_location="cpu", weights_only=True), str(path)
+        return load_state_dict_file(path), str(path)
     cache = Path(torch.hub.get_dir()) / "checkpoints"
     for member in enum:  # IMAGENET1K_V2 first where it exists, then V1
         candidate = cache / Path(member.url).name

@@ -41,6 +41,8 @@ def _read_bytes(source: ImageSource) -> bytes:
         return bytes(source)
     if isinstance(source, (str, Path)):
         path = Path(source)
+        if path.is_dir():
+            raise ImageError(f"{path} is a folder, not an image file.")
         if not path.is_file():
             raise ImageError(f"No such image file: {path}")
         size = path.stat().st_size
@@ -55,25 +57,83 @@ def _read_bytes(source: ImageSource) -> bytes:
     raise ImageError(f"Unsupported image source of type {type(source).__name__}.")
 
 
+#: Bytes one decoded pixel takes in each Pillow mode: what the budget below counts before decoding. A palette
+#: image is counted at the size of its RGB(A) conversion, the first copy made of it.
+MODE_BYTES = {"1": 1, "L": 1, "P": 3, "LA": 2, "PA": 4, "La": 2, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2,
+              "I": 4, "F": 4, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3, "RGBA": 4, "RGBa": 4, "RGBX": 4,
+              "CMYK": 4}
+#: Memory one decoded frame may take (a 64-megapixel 8-bit RGB photo, or 96 MP of 16-bit grey). A 32-bit float
+#: or CMYK image gets fewer pixels than an 8-bit one: the limit is on bytes, counted from the header.
+MAX_DECODED_BYTES = 192 * 1024 * 1024
+#: Long side of the returned image. No consumer needs more (encoders read 224–260 px, displays at most ~1,000),
+#: and reducing right after decoding keeps every later copy (mode conversion, EXIF rotation) small.
+MAX_SIDE = 2048
+#: Rows converted at once when a 16-bit frame is brought to 8 bits (bounds the temporary copies to a few MB).
+_ROWS = 256
+_ORIENTATION = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+                4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270,
+                7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
+
+
+def decoded_bytes(mode: str, size: tuple[int, int]) -> int:
+    """Bytes the decoded frame of an image of this mode and size takes (4 per pixel for unknown modes)."""
+    return size[0] * size[1] * MODE_BYTES.get(mode, 4)
+
+
+def _stretch_16bit(img: Image.Image) -> Image.Image:
+    """16-bit grey → 8-bit ``L``, stretched over the image's own range, a few rows at a time.
+
+    Why rows: a float64 copy of a 64-megapixel frame is 512 MB; here the temporaries are ``_ROWS`` rows of
+    uint32 and the result is the 8-bit frame itself.
+    """
+    lo, hi = img.getextrema()
+    width, height = img.size
+    out = np.zeros((height, width), np.uint8)
+    if hi > lo:
+        for top in range(0, height, _ROWS):
+            rows = np.asarray(img.crop((0, top, width, min(top + _ROWS, height)))).astype(np.uint32)
+            out[top:top + len(rows)] = (rows - lo) * 255 // (hi - lo)
+    return Image.fromarray(out)
+
+
+def _stretch_wide(img: Image.Image) -> Image.Image:
+    """32-bit integer or float grey (already reduced to at most ``MAX_SIDE``) → 8-bit ``L`` over its own range."""
+    arr = np.nan_to_num(np.asarray(img, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = float(arr.min()), float(arr.max())
+    if hi > lo:
+        arr -= lo
+        arr *= 255.0 / (hi - lo)
+        return Image.fromarray(arr.astype(np.uint8))
+    return Image.fromarray(np.zeros(arr.shape, np.uint8))
+
+
+def _reduce(img: Image.Image, max_side: int) -> Image.Image:
+    """Box-average by a whole factor so the long side is at most ``max_side`` (modes Pillow can reduce)."""
+    factor = -(-max(img.size) // max_side)
+    if factor <= 1:
+        return img
+    if img.mode.startswith("I;16"):
+        img = _stretch_16bit(img)  # 8-bit grey, a third of an RGB copy
+    elif img.mode == "1":
+        img = img.convert("L")
+    elif img.mode in ("P", "PA"):
+        img = img.convert("RGBA" if "transparency" in img.info or img.mode == "PA" else "RGB")
+    return img.reduce(factor)
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
-    """Bring any Pillow mode to 8-bit RGB, compositing transparency onto white.
+    """Bring any Pillow mode to 8-bit RGB, compositing transparency onto white; never through float64.
 
     White, because product photos and clip-art are shot or drawn on white; black would turn a
     transparent-background PNG into a dark blob that matches nothing.
     """
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        img = Image.fromarray(arr.astype(np.uint8), mode="L")
-    elif img.mode == "F":
-        arr = np.nan_to_num(np.asarray(img, dtype=np.float64))
-        lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        img = Image.fromarray(arr.astype(np.uint8), mode="L")
+    if img.mode.startswith("I;16"):
+        img = _stretch_16bit(img)
+    elif img.mode in ("I", "F"):
+        img = _stretch_wide(img)
     if img.mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    if img.mode in ("LA", "PA"):
+    if img.mode in ("LA", "PA", "La", "RGBa"):
         img = img.convert("RGBA")
     if img.mode == "RGBA":
         background = Image.new("RGB", img.size, (255, 255, 255))
@@ -84,15 +144,29 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img
 
 
-def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode ``source`` into an upright 8-bit RGB image, or raise ``ImageError``.
+def _check_budget(img: Image.Image, max_pixels: int) -> None:
+    """Refuse, from the header alone, an image whose pixels or decoded bytes exceed the limits."""
+    width, height = img.size
+    if width * height > max_pixels:
+        raise ImageError(f"The image is {width}×{height} pixels; the limit is {max_pixels / 1e6:.0f} megapixels.")
+    need = decoded_bytes(img.mode, img.size)
+    if need > MAX_DECODED_BYTES:
+        raise ImageError(
+            f"The image is {width}×{height} pixels in mode {img.mode} and would take {need / 2**20:.0f} MB to "
+            f"decode; the limit is {MAX_DECODED_BYTES / 2**20:.0f} MB (save it as an 8-bit JPEG or PNG, or smaller)."
+        )
+
+
+def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS, max_side: int = MAX_SIDE) -> Image.Image:
+    """Decode ``source`` into an upright 8-bit RGB image of at most ``max_side`` px, or raise ``ImageError``.
 
     Accepts raw bytes, a path, a binary file object, a PIL image or an ``(H, W[, C])`` uint8 array.
-    Applies the EXIF orientation, takes the first frame of animations, refuses decompression bombs
-    and truncated files, and never trusts a filename (only the bytes are inspected).
+    Applies the EXIF orientation, takes the first frame of animations, refuses decompression bombs,
+    images whose decoded frame would pass ``MAX_DECODED_BYTES`` and truncated files, and never trusts a
+    filename (only the bytes are inspected).
     """
     if isinstance(source, Image.Image):
-        return _to_rgb(ImageOps.exif_transpose(source) or source)
+        return _to_rgb(_reduce(ImageOps.exif_transpose(source) or source, max_side))
     if isinstance(source, np.ndarray):
         arr = source
         if arr.dtype != np.uint8:
@@ -101,28 +175,30 @@ def load_image(source: ImageSource, *, max_pixels: int = MAX_PIXELS) -> Image.Im
             arr = arr[:, :, 0]
         if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
             raise ImageError(f"Image arrays must be (H, W), (H, W, 3) or (H, W, 4); got {arr.shape}.")
-        return _to_rgb(Image.fromarray(arr))
+        return _to_rgb(_reduce(Image.fromarray(arr), max_side))
 
     data = _read_bytes(source)
     if len(data) == 0:
         raise ImageError("The file is empty (0 bytes).")
-    # The limit is checked here, on the header's size and before any pixel is decoded, instead of through
-    # Pillow's process-wide MAX_IMAGE_PIXELS: the app decodes uploads from many sessions' threads at once,
-    # and a per-call change of that global (or of the warnings filters) would leak into the others.
+    # The limits are checked here, on the header's size and mode and before any pixel is decoded, instead of
+    # through Pillow's process-wide MAX_IMAGE_PIXELS: the app decodes uploads from many sessions' threads at
+    # once, and a per-call change of that global (or of the warnings filters) would leak into the others.
     # Pillow's own guard stays on as a second line (it refuses images past twice its default limit).
     try:
         img = Image.open(io.BytesIO(data))
         fmt = img.format or "unknown"
         if fmt not in ALLOWED_FORMATS:
             raise ImageError(f"Unsupported image format {fmt}; use JPEG, PNG, WebP or GIF.")
-        width, height = img.size
-        if width * height > max_pixels:
-            raise ImageError(
-                f"The image is {width}×{height} pixels; the limit is {max_pixels / 1e6:.0f} megapixels."
-            )
+        _check_budget(img, max_pixels)
         img.seek(0)  # first frame of GIF / WebP animations
+        orientation = img.getexif().get(0x0112)
+        if fmt in ("JPEG", "MPO") and max(img.size) > max_side:
+            img.draft("RGB", (max(1, img.size[0] * max_side // max(img.size)),
+                              max(1, img.size[1] * max_side // max(img.size))))  # the decoder scales by 1/2–1/8
         img.load()
-        img = ImageOps.exif_transpose(img) or img
+        img = _reduce(img, max_side)
+        if orientation in _ORIENTATION:
+            img = img.transpose(_ORIENTATION[orientation])
         return _to_rgb(img)
     except ImageError:
         raise

@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from core.artifacts import ArtifactError, write_json
-from core.cli import Parser
+from core.cli import Parser, run
 from core.datasets import DataUnavailable
 from core.encoders import BACKBONES, WeightsUnavailable
 from core.images import ImageError
@@ -185,13 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "top", 1) < 1:
         print("error: --top must be at least 1", file=sys.stderr)
         return 2
-    try:
-        result = args.func(args)
-    except (ImageError, ArtifactError, DataUnavailable, WeightsUnavailable, SparkUnavailable, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    _print(result, args.json)
-    return 0
+    return run(lambda: _print(args.func(args), args.json),
+               expected=(ImageError, ArtifactError, DataUnavailable, WeightsUnavailable, SparkUnavailable))
 
 
 if __name__ == "__main__":

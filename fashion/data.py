@@ -132,8 +132,11 @@ def read_idx(path: Path) -> np.ndarray:
     return arr.reshape(shape)
 
 
-def load_fashion_mnist(root: str | Path | None = None, *, install: bool = True) -> Catalog:
-    """All 70,000 Fashion-MNIST items; ``split`` marks the official 60k train / 10k test."""
+def load_fashion_mnist(root: str | Path | None = None, *, install: bool = False) -> Catalog:
+    """All 70,000 Fashion-MNIST items; ``split`` marks the official 60k train / 10k test.
+
+    A missing dataset raises ``DataUnavailable`` naming the command that installs it; the app never installs.
+    """
     if root is None:
         ensure_debian_package(FASHION_MNIST_PACKAGE, FASHION_MNIST_DIR / "t10k-labels-idx1-ubyte.gz", install=install)
         root = FASHION_MNIST_DIR

@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 
 from core.artifacts import MODELS_DIR, ArtifactError, load_arrays, save_arrays
+from core.training import check_loss
 from core.encoders import ImageEncoder
 from core.progress import ProgressFn, track
 from core.search import choose_kind
@@ -82,6 +83,7 @@ def _fit(
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps)
     generator = torch.Generator().manual_seed(config.seed)
     losses: list[float] = []
+    first: Optional[float] = None
     bf16 = config.bf16 and _native_bf16()
     for _epoch in track(range(config.epochs), desc="projection epochs", progress=progress):
         order = torch.randperm(len(x), generator=generator)
@@ -91,11 +93,13 @@ def _fit(
             emb = _embed_bf16(model, x[idx]) if bf16 else model(x[idx])
             logits = config.scale * emb @ torch.nn.functional.normalize(centers, dim=-1).T
             loss = torch.nn.functional.cross_entropy(logits, y[idx], label_smoothing=0.1)
+            value = check_loss(loss.detach(), "fashion projection", f"epoch {_epoch + 1}", first)  # before a NaN step
+            first = value if first is None else first
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss.detach()) * len(idx)
+            total += value * len(idx)
         losses.append(total / len(x))
         log.debug("projection epoch %d loss %.4f", _epoch, losses[-1])
     weights = {f"projection.{k}": v.detach().numpy().copy() for k, v in model.state_dict().items()}

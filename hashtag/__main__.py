@@ -198,19 +198,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from core.images import ImageError
     from hashtag.data import DatasetError
 
-    try:
-        return run(argv)
-    except (ImageError, ArtifactError, DataUnavailable, DatasetError, FileNotFoundError, ValueError,
-            WeightsUnavailable) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - last resort: still one line, details with -v
-        log.debug("unexpected failure", exc_info=True)
-        print(f"error: {type(exc).__name__}: {exc} (rerun with -v for details)", file=sys.stderr)
-        return 1
+    from core.cli import run as run_cli
+
+    return run_cli(lambda: run(argv),
+                   expected=(ImageError, ArtifactError, DataUnavailable, DatasetError, WeightsUnavailable))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from core.artifacts import ArtifactError, atomic_path, checksum_strings, read_json, write_json
+from core.training import check_loss
 from core.progress import ProgressFn, track
 from core.threads import torch_threads
 from hashtag.data import DEFAULT_DATASET, HashtagDataset, ensure_dataset, grid_cache
@@ -184,6 +185,7 @@ def train(
         n_batches = (len(samples) + config.batch_size - 1) // config.batch_size
         total_epochs = config.epochs
         out_of_time = False
+        first_loss: Optional[float] = None
         while state["epoch"] < total_epochs and state["bad_epochs"] < config.patience:
             epoch = state["epoch"] + 1
             model.train()
@@ -214,6 +216,9 @@ def train(
                                            sample_prob=config.sample_prob * min(1.0, (epoch - 1) / 10), generator=gen)
                 loss, ce = masked_loss(logits.float(), alphas.float(), tok[:, 1:], alpha_c=config.alpha_c,
                                        label_smoothing=config.label_smoothing)
+                # A diverged batch stops here, before its step and before this epoch writes any checkpoint.
+                value = check_loss(loss.detach(), "hashtag decoder", f"epoch {epoch}, batch {b + 1}", first_loss)
+                first_loss = value if first_loss is None else first_loss
                 opt.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from core.cli import Parser
+from core.cli import Parser, run
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -212,20 +212,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from multimodal.data import CatalogError
     from core.spark import SparkUnavailable
 
-    expected = (UsageError, ArtifactError, DataUnavailable, ImageError, CatalogError, KeyError, ValueError,
-                TextEncoderUnavailable, WeightsUnavailable, SparkUnavailable)
-    try:
-        return {"index": cmd_index, "search": cmd_search, "evaluate": cmd_evaluate,
-                "evaluate-feedback": cmd_evaluate_feedback}[args.verb](args)
-    except expected as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-        print(f"error: {message}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # noqa: BLE001 - e.g. a text model that cannot load: one line, not a traceback
-        if os.environ.get("RECS_DEBUG"):
-            raise
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    verb = {"index": cmd_index, "search": cmd_search, "evaluate": cmd_evaluate,
+            "evaluate-feedback": cmd_evaluate_feedback}[args.verb]
+    return run(lambda: verb(args), expected=(UsageError, ArtifactError, DataUnavailable, ImageError, CatalogError,
+                                             TextEncoderUnavailable, WeightsUnavailable, SparkUnavailable))
 
 
 if __name__ == "__main__":

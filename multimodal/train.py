@@ -19,6 +19,7 @@ import numpy as np
 from core.artifacts import read_json
 from core.progress import ProgressFn
 from core.threads import torch_threads
+from core.training import check_loss
 from multimodal.data import Catalog, drop_unreadable_images
 from multimodal.model import INDEX_KIND, SCHEMA, MultimodalIndex, Projection, default_stem, l2n
 
@@ -95,6 +96,7 @@ def train_projection(
         mask = torch.from_numpy(positive_mask(texts))
         dropout = torch.nn.Dropout(cfg.input_dropout)
         losses: list[float] = []
+        first: Optional[float] = None
         start = time.time()
         for epoch in range(cfg.epochs):
             linear.train()
@@ -108,10 +110,12 @@ def train_projection(
                 x = stacked[pick, idx]
                 pred = torch.nn.functional.normalize(linear(dropout(x)), dim=1)
                 loss = info_nce(pred, target[idx], mask[idx][:, idx], cfg.temperature)
+                value = check_loss(loss.detach(), "product projection", f"epoch {epoch + 1}", first)
+                first = value if first is None else first
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += float(loss.detach())
+                total += value
                 batches += 1
             losses.append(total / max(batches, 1))
             if progress is not None:

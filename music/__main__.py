@@ -330,21 +330,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "json", False):
         os.environ.setdefault("RECS_NO_TQDM", "1")
     from core.artifacts import ArtifactError
+    from core.cli import run
     from music.data import DataUnavailable
 
-    try:
-        return int(args.func(args) or 0)
-    except ArtifactError as exc:  # a model to (re)build: the message names the command
-        return _fail(exc, 1)
-    except (BadInput, DataUnavailable, ValueError) as exc:
-        return _fail(exc, USAGE_EXIT)
-
-
-def _fail(exc: BaseException, status: int) -> int:
-    """One ``error: ...`` line on stderr (the first line of the message); ``status`` is returned."""
-    text = str(exc).strip().splitlines()
-    print(f"error: {text[0] if text else type(exc).__name__}", file=sys.stderr)
-    return status
+    # A model to (re)build exits 1 (the message names the command); bad input of any kind exits 2.
+    return run(lambda: args.func(args), expected=(BadInput, DataUnavailable), statuses={ArtifactError: 1})
 
 
 if __name__ == "__main__":

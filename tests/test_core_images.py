@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from skimage import data
 
-from core.images import MAX_BYTES, ImageError, load_image
+from core.images import MAX_BYTES, MAX_DECODED_BYTES, MAX_SIDE, ImageError, decoded_bytes, load_image
 
 
 def _bytes(img: Image.Image, fmt: str, **kw) -> bytes:
@@ -104,3 +109,83 @@ def test_arrays_and_paths(tmp_path, cat):
     assert load_image(path).size == cat.size
     with pytest.raises(ImageError, match="No such image"):
         load_image(tmp_path / "missing.png")
+
+
+# ------------------------------------------------------------------------------------------------
+# The decoding budget: small files that decode into huge frames, measured in a process of their own.
+
+#: Peak resident memory a decode may reach, interpreter and imports included.
+PEAK_MB = 600
+ROOT = Path(__file__).resolve().parent.parent
+# The outer process only waits for the decoder, so its RUSAGE_CHILDREN is the decoder's peak alone (the test
+# process's own children, such as a Streamlit server started by another test, do not count).
+_MEASURE = """
+import json, resource, subprocess, sys
+code = ("import sys\\nfrom core.images import ImageError, load_image\\n"
+        "try:\\n    im = load_image(sys.argv[1]); print('ok', im.size[0], im.size[1])\\n"
+        "except ImageError as exc:\\n    print('refused', exc)")
+out = subprocess.run([sys.executable, "-c", code, sys.argv[1]], capture_output=True, text=True)
+print(json.dumps({"stdout": out.stdout.strip(), "stderr": out.stderr[-2000:], "rc": out.returncode,
+                  "peak_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+"""
+
+
+def _decode_in_child(path: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", _MEASURE, str(path)], capture_output=True, text=True, env=env,
+                         timeout=300)
+    result = json.loads(out.stdout)
+    assert result["rc"] == 0, result["stderr"]
+    return result
+
+
+def _float_tiff(path: Path, width: int, height: int) -> Path:
+    """Three flat bands and a NaN block: a few hundred KB on disk, 4 bytes a pixel once decoded."""
+    f = np.zeros((height, width), np.float32)
+    f[:, width // 3:] = 0.5
+    f[:, 2 * width // 3:] = 1.0
+    f[height // 2:, : width // 4] = np.nan
+    Image.fromarray(f, mode="F").save(path, compression="tiff_adobe_deflate")
+    return path
+
+
+def test_small_16_bit_png_of_64_megapixels_decodes_within_the_budget(tmp_path):
+    ramp = np.tile((np.arange(8000, dtype=np.uint32) * 8).astype(np.uint16), (8000, 1))
+    path = tmp_path / "big16.png"
+    Image.fromarray(ramp).save(path, compress_level=9)
+    del ramp
+    assert path.stat().st_size < 1_000_000  # a small upload...
+    result = _decode_in_child(path)
+    state, *size = result["stdout"].split()
+    assert state == "ok", result
+    assert max(map(int, size)) <= MAX_SIDE
+    assert result["peak_mb"] < PEAK_MB, result  # ...that took 1.1 GB when decoded through float64
+
+
+def test_float_tiff_past_the_byte_budget_is_refused_before_decoding(tmp_path):
+    path = _float_tiff(tmp_path / "bigf.tif", 8000, 8000)
+    assert decoded_bytes("F", (8000, 8000)) > MAX_DECODED_BYTES >= decoded_bytes("RGB", (8000, 8000))
+    result = _decode_in_child(path)
+    assert result["stdout"].startswith("refused") and "\n" not in result["stdout"], result
+    assert "mode F" in result["stdout"] and "MB" in result["stdout"]
+    assert result["peak_mb"] < PEAK_MB, result
+
+
+def test_float_tiff_within_the_budget_decodes_without_float64_copies(tmp_path):
+    path = _float_tiff(tmp_path / "midf.tif", 7000, 6000)  # 160 MB as float32: inside the budget
+    result = _decode_in_child(path)
+    assert result["stdout"].split()[0] == "ok", result
+    assert result["peak_mb"] < PEAK_MB, result
+    out = np.asarray(load_image(_float_tiff(tmp_path / "small.tif", 60, 40)))
+    assert out.min() == 0 and out.max() == 255 and out.shape == (40, 60, 3)  # NaN → lowest, bands stretched
+
+
+def test_large_images_come_back_bounded_and_upright(cat):
+    big = cat.resize((cat.size[0] * 8, cat.size[1] * 8))  # 3,608 × 2,704
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    for fmt, kw in (("JPEG", {"exif": exif.tobytes()}), ("PNG", {"exif": exif.tobytes()})):
+        out = load_image(_bytes(big, fmt, **kw))
+        assert max(out.size) <= MAX_SIDE and out.size[1] > out.size[0], (fmt, out.size)  # rotated to portrait
+    assert load_image(_bytes(big.convert("P"), "PNG")).size[0] <= MAX_SIDE
+    assert load_image(_bytes(big.convert("CMYK"), "TIFF")).mode == "RGB"

@@ -17,7 +17,7 @@ import streamlit as st
 from core.feedback.catalog import catalog_feedback, catalog_key, record_item_feedback
 from core.images import ImageError
 from ui import profile as profiles
-from ui.common import PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload
+from ui.common import PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, md_text
 
 COLUMNS = 5
 
@@ -66,7 +66,7 @@ def render(tab: str, catalog: Any, stamp: float, *, words: bool) -> None:
             hits = _search(catalog.name, stamp, (text or "").strip(), image_digest(image), alpha if image is not None
                            else 1.0, top, tuple(categories), tuple(disliked), catalog, image)
         except (ValueError, ImageError) as exc:
-            st.error(f"Cannot search: {exc}")
+            st.error(f"Cannot search: {md_text(str(exc))}")
             return
     else:
         st.info("Type a few words or upload a photo to search your catalog." if words
@@ -89,7 +89,7 @@ def _grid(tab: str, catalog: Any, hits: list, liked: list[str], disliked: list[s
     for start in range(0, len(hits), COLUMNS):
         for col, hit in zip(st.columns(COLUMNS), hits[start : start + COLUMNS]):
             with col:
-                st.image(str(hit.thumbnail), width="stretch", caption=hit.title or hit.id)
+                st.image(str(hit.thumbnail), width="stretch", caption=md_text(hit.title or hit.id))
                 st.text(f"{hit.category + ' · ' if hit.category else ''}score {hit.score:.3f}")
                 st.text(hit.reason or ", ".join(hit.words[:3]))
                 _buttons(tab, catalog, hit.id, liked, disliked)

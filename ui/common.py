@@ -3,15 +3,25 @@
 Uploads are read as bytes and decoded by ``core.images.load_image``; the uploaded file's name is
 shown to the user at most, never used to build a path. A decoded upload carries the SHA-1 of its bytes
 in ``image.info["sha1"]``: the tabs key their ``st.cache_data`` results on it, so a rerun with the same
-photo (another widget moved, the tab switched) recomputes nothing.
+photo (another widget moved, the tab switched) recomputes nothing. Session state keeps that upload at
+``UPLOAD_SIDE`` px at most, never the full decoded photo.
+
+Text that came from people or files (catalog titles, CSV fields, tags, listener ids) goes through
+``md_text`` before it reaches ``st.markdown`` / ``st.caption``: it is shown as typed, never as a link,
+an image, a colour directive or HTML. Model calls a click starts go through ``heavy_slot``: one at a
+time per session, a second says "busy" instead of queueing behind the first.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
+import re
 import threading
-from typing import Any, Callable, Hashable, Optional
+import weakref
+from contextlib import contextmanager
+from typing import Any, Callable, Hashable, Iterator, Optional
 
 import streamlit as st
 from PIL import Image
@@ -32,6 +42,10 @@ PERSIST = "session"
 #: visit was re-created (Streamlit cannot keep a file upload across a run that did not draw it), not
 #: cleared, so ``image_upload`` keeps showing the last photo.
 TAB_VISIT = "recs_tab_visit"
+#: Long side of the upload a session keeps (and the tabs use): the encoders read 224–260 px, displays less.
+UPLOAD_SIDE = 1024
+#: Model calls one session may run at once; a further click is told to wait instead of piling up work.
+HEAVY_PER_SESSION = 1
 
 
 def image_upload(label: str, key: str, help: Optional[str] = None) -> Optional[Image.Image]:
@@ -65,10 +79,12 @@ def image_upload(label: str, key: str, help: Optional[str] = None) -> Optional[I
     try:
         image = load_image(data)
     except ImageError as exc:
-        st.error(f"Could not use that file: {exc}")
+        st.error(f"Could not use that file: {md_text(exc)}")
         return None
+    if max(image.size) > UPLOAD_SIDE:  # what the session keeps is bounded, whatever was uploaded
+        image.thumbnail((UPLOAD_SIDE, UPLOAD_SIDE), Image.Resampling.LANCZOS)
     image.info["sha1"] = digest
-    st.session_state[memo_key] = (digest, image, visit, False)  # one decoded image per uploader and session
+    st.session_state[memo_key] = (digest, image, visit, False)  # one bounded image per uploader and session
     return image
 
 
@@ -131,4 +147,118 @@ def progress_callback(text: str) -> "tuple[Callable[[float, str], None], object]
 def show_error(exc: BaseException, what: str) -> None:
     """A readable error panel for expected failures (missing artifact, bad input) instead of a traceback."""
     log.info("%s: %s", what, exc)
-    st.error(f"{what}: {exc}")
+    st.error(f"{what}: {md_text(exc)}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Text from users is text
+
+#: Characters that start Markdown (CommonMark, GitHub's extensions, Streamlit's ``:colour[...]`` /
+#: ``:material/...:`` directives and ``$`` maths) or HTML anywhere in a line: emphasis, code, links and images,
+#: tags and entities, tables, strike-through, directives, maths, e-mail autolinks. Each is backslash-escaped
+#: (CommonMark shows any escaped ASCII punctuation as itself); the rest stays as typed, so ``it's`` and
+#: ``T-shirt`` read the same in the source.
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>!#|~$:&@])")
+#: What only means something at the start of a line: list bullets, ``1.`` / ``1)`` list numbers.
+_MD_LEADING = re.compile(r"^([-+])|^(\d+)([.)])")
+#: GitHub's bare ``www.`` autolinks (``http://`` ones are already broken by the escaped colon).
+_MD_WWW = re.compile(r"(?i)\b(www)\.")
+
+
+def md_text(value: Any) -> str:
+    """``value`` as literal text inside ``st.markdown`` / ``st.caption`` / captions: no link, image, directive
+    or HTML.
+
+    Line breaks become spaces, so a title cannot start a heading, a list or a block of its own.
+    """
+    text = _MD_SPECIAL.sub(r"\\\1", " ".join(str(value).split()))
+    text = _MD_LEADING.sub(lambda m: f"\\{m.group(1)}" if m.group(1) else f"{m.group(2)}\\{m.group(3)}", text)
+    return _MD_WWW.sub(r"\1\\.", text)
+
+
+def md_code(value: Any) -> str:
+    """``value`` as an inline code span, whatever backticks it holds (the fence is longer than any run in it)."""
+    text = " ".join(str(value).split())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Heavy work per session
+
+class Busy(RuntimeError):
+    """This session already runs a model call; the message asks the person to try again."""
+
+
+_slots: "weakref.WeakValueDictionary[str, threading.BoundedSemaphore]" = weakref.WeakValueDictionary()
+_slots_lock = threading.Lock()
+
+
+def _session_id() -> str:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx  # the running session, if any
+
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else "no-session"
+
+
+@contextmanager
+def heavy_slot() -> Iterator[None]:
+    """Hold one of this session's ``HEAVY_PER_SESSION`` model-call slots, or raise ``Busy`` at once.
+
+    Why not wait: a person who clicks again while a photo is being encoded would otherwise stack a second
+    encode (and a third) behind the first on a 2-core server shared by every session. A slot lives only
+    while someone holds it (a weak map), so sessions that ended leave nothing behind.
+    """
+    sid = _session_id()
+    with _slots_lock:
+        slot = _slots.get(sid)
+        if slot is None:
+            slot = threading.BoundedSemaphore(HEAVY_PER_SESSION)
+            _slots[sid] = slot
+    if not slot.acquire(blocking=False):
+        raise Busy("Still working on your previous request: busy, try again in a moment.")
+    try:
+        yield
+    finally:
+        slot.release()
+
+
+# ------------------------------------------------------------------------------------------------
+# Where the app listens
+
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+def is_loopback(address: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    host = address.strip().strip("[]")
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost, or empty (every interface)
+        return False
+
+
+def login_configured() -> bool:
+    """True when ``[auth]`` is in Streamlit's secrets (the OIDC login that ``st.login`` uses)."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # noqa: BLE001 - no secrets file (or an unreadable one) means no login
+        return False
+
+
+def warn_if_exposed() -> Optional[str]:
+    """Log one warning when the server listens beyond loopback without a login; returns it (None when fine).
+
+    The repo's ``.streamlit/config.toml`` binds 127.0.0.1; someone who serves on another address on purpose
+    should know that every visitor can then reach every profile and start builds.
+    """
+    address = str(st.get_option("server.address") or "")
+    if is_loopback(address) or login_configured():
+        return None
+    message = (f"Serving on {address or 'every interface'} without a login ([auth] in .streamlit/secrets.toml): "
+               "anyone who can reach this address can use every profile and start builds.")
+    log.warning(message)
+    return message

@@ -20,6 +20,7 @@ from core.catalog import service as catalogs
 from core.catalog.sources import CatalogError
 from core.jobs import JobError
 from ui import profile as profiles
+from ui.common import md_text
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def render() -> None:
 def _add_form() -> None:
     allowed, why = profiles.heavy_permission()
     if not allowed:
-        st.info(f"Building catalogs is not open to you here: {why}")
+        st.info(f"Building catalogs is not open to you here: {md_text(why)}")
         return
     with st.form(f"{KEY}_add", clear_on_submit=True, border=True):
         name = st.text_input("Catalog name", max_chars=64, key=f"{KEY}_name",
@@ -67,7 +68,7 @@ def _add_form() -> None:
                                    path=path.strip() or None, label=upload.name if upload is not None else path,
                                    owner=profiles.identity().key or None)
     except (CatalogError, JobError) as exc:
-        st.error(str(exc))
+        st.error(md_text(str(exc)))
         return
     st.success(f"Queued build #{job}. It appears below; the catalog is usable once it says done.")
 
@@ -94,19 +95,19 @@ def _job_row(job: Any) -> None:
         eta = f", about {_duration(job.eta_seconds)} left" if job.status == "running" and job.eta_seconds else ""
         label = f"#{job.id} {job.title} — {job.status}{eta}"
         if job.status in ("queued", "running"):
-            st.progress(min(max(job.progress, 0.0), 1.0), text=f"{label}: {job.message or 'waiting for a worker'}")
+            st.progress(min(max(job.progress, 0.0), 1.0), text=f"{label}: {md_text(job.message or 'waiting for a worker')}")
         elif job.status == "done":
             r = job.result
             st.success(f"{label}: {r.get('items', 0):,} images in {r.get('seconds', 0):.0f} s, "
                        f"{r.get('skipped', {}).get('count', 0)} skipped")
         else:
-            st.error(f"{label}: {job.message or ''}")
+            st.error(f"{label}: {md_text(job.message or '')}")
     with right:
         if job.active and st.button("Cancel", key=f"{KEY}_cancel_{job.id}"):
             try:
                 catalogs.cancel(job.id, permission=profiles.heavy_permission())
             except (CatalogError, JobError) as exc:
-                st.error(str(exc))
+                st.error(md_text(str(exc)))
 
 
 def _duration(seconds: float) -> str:
@@ -135,7 +136,7 @@ def _inspect(name: str) -> None:
     try:
         manifest = catalogs.details(name)
     except (CatalogError, Exception) as exc:  # noqa: BLE001 - a damaged catalog can still be removed
-        st.error(f"{name} cannot be read: {exc}")
+        st.error(f"{name} cannot be read: {md_text(str(exc))}")
         manifest = None
     if manifest:
         skipped = manifest.get("skipped", [])
@@ -153,7 +154,7 @@ def _duplicates(name: str) -> None:
     try:
         catalog = catalogs.open_catalog(name)
     except Exception as exc:  # noqa: BLE001 - shown, not raised: the page keeps working
-        st.error(f"{name} cannot be opened: {exc}")
+        st.error(f"{name} cannot be opened: {md_text(str(exc))}")
         return
     groups = catalog.duplicate_groups()
     threshold = catalog.manifest.get("duplicates", {}).get("cosine")
@@ -163,7 +164,7 @@ def _duplicates(name: str) -> None:
         for group in groups[:20]:
             cols = st.columns(min(len(group), 6))
             for col, item in zip(cols, group[:6]):
-                col.image(str(catalog.thumbnail(catalog.index.position(item))), caption=item, width="stretch")
+                col.image(str(catalog.thumbnail(catalog.index.position(item))), caption=md_text(item), width="stretch")
 
 
 def _remove(name: str) -> None:
@@ -175,7 +176,7 @@ def _remove(name: str) -> None:
             try:
                 removed = catalogs.remove(name, permission=profiles.heavy_permission(), store=profiles.store())
             except CatalogError as exc:
-                st.error(str(exc))
+                st.error(md_text(str(exc)))
                 return
             log.info("removed catalog %s (%s) at %s", name, removed, _dt.datetime.now().isoformat(timespec="seconds"))
             st.rerun()

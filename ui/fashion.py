@@ -26,7 +26,7 @@ from fashion.service import Catalog, CatalogError, FashionIndex
 from ui import catalog_view
 from ui import profile as profiles
 from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, locked_build,
-                       progress_callback, show_error)
+                       progress_callback, show_error, Busy, heavy_slot, md_text)
 
 CATALOG_LABELS = {
     "fashion-mnist": "Fashion-MNIST — 70,000 Zalando product photos (28 px, grey, 10 classes)",
@@ -113,8 +113,8 @@ def _results_grid(catalog: Catalog, hits, index: Optional[FashionIndex] = None, 
             if row is not None:
                 st.image(_display(catalog, row), width="stretch")
             scored = hit.score == hit.score  # saved items carry no score (NaN)
-            st.markdown(f"**{hit.meta['label']}**" + (f"  \nsimilarity {hit.score:.3f}" if scored else ""))
-            st.caption(hit.meta["title"])
+            st.markdown(f"**{md_text(hit.meta['label'])}**" + (f"  \nsimilarity {hit.score:.3f}" if scored else ""))
+            st.caption(md_text(hit.meta["title"]))
             if index is not None:
                 _item_buttons(index, hit.id, liked, disliked, hit.id in saved, f"ffb_{section}")
 
@@ -243,11 +243,15 @@ def render() -> None:
                     st.image(_catalog_look(image_digest(image), image), caption="as the catalog sees it",
                              width="stretch")
             with q2:
-                if not (garment := garment_check(image)).is_garment:
-                    st.warning(garment.warning)
                 try:
-                    hits, note = _search(choice, stamp, image_digest(image), top_n, tuple(categories), feedback,
-                                         image, profiles.current())
+                    with heavy_slot():
+                        if not (garment := garment_check(image)).is_garment:
+                            st.warning(garment.warning)
+                        hits, note = _search(choice, stamp, image_digest(image), top_n, tuple(categories), feedback,
+                                             image, profiles.current())
+                except Busy as exc:
+                    st.info(str(exc))
+                    hits, note = [], ""
                 except ImageError as exc:
                     show_error(exc, "Could not use that image")
                     hits, note = [], ""
@@ -269,11 +273,11 @@ def render() -> None:
                                  persist_state=PERSIST, help="e.g. test-00042 for Fashion-MNIST")
         row = catalog.row(item)
         if row is None:
-            st.warning(f"{item!r} is not an item of this catalog.")
+            st.warning(f"{md_text(repr(item))} is not an item of this catalog.")
         else:
             q1, q2 = st.columns([1, 4])
             with q1:
-                st.image(_display(catalog, row), caption=catalog.labels[row], width="stretch")
+                st.image(_display(catalog, row), caption=md_text(catalog.labels[row]), width="stretch")
             with q2:
                 try:
                     hits, note = _similar(choice, stamp, item, top_n, tuple(categories), feedback, profiles.current())

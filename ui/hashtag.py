@@ -18,7 +18,7 @@ from PIL import Image
 from core.images import letterbox
 from ui import profile as profiles
 from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, locked_build,
-                       progress_callback, show_error)
+                       progress_callback, show_error, Busy, heavy_slot, md_code, md_text)
 
 log = logging.getLogger(__name__)
 
@@ -128,13 +128,13 @@ CONCEPT_LIMITS = ("Concept tags come from the 1,000 ImageNet concepts the encode
 
 def chip(result) -> str:
     """One tag as the tab shows it: ``#dog`` · concept · 87 %."""
-    return f"`#{result.tag}` · {SOURCE_LABELS.get(result.source, result.source)} · {result.score:.0%}"
+    return f"{md_code('#' + result.tag)} · {SOURCE_LABELS.get(result.source, result.source)} · {result.score:.0%}"
 
 
 def map_caption(result) -> str:
     """What the heat map under a tag is: the decoder's attention, or the classifier's class activation map."""
     kind = "attention" if result.source == "learned" else "class activation map"
-    return f"#{result.tag} ({SOURCE_LABELS.get(result.source, result.source)}: {kind})"
+    return f"{md_text('#' + result.tag)} ({SOURCE_LABELS.get(result.source, result.source)}: {kind})"
 
 
 def render_results(image: Image.Image, results, *, key: str = "hashtag") -> None:
@@ -233,12 +233,15 @@ def render(dataset_root: Optional[str] = None) -> None:
     if image is None:
         return
     try:
-        with st.spinner("Writing hashtags…"):
+        with st.spinner("Writing hashtags…"), heavy_slot():
             picture = None
             if method == "fused":
                 results, picture = _predict_fused(root, stamp, image_digest(image), k, image)
             else:
                 results = _predict(root, stamp, image_digest(image), method, k, image)
+    except Busy as exc:
+        st.info(str(exc))
+        return
     except Exception as exc:  # noqa: BLE001 - one readable message instead of a traceback
         show_error(exc, "Could not tag that image")
         return

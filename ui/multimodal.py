@@ -22,7 +22,7 @@ from multimodal.service import CatalogError, own_catalog, own_catalog_names, own
 from ui import catalog_view
 from ui import profile as profiles
 from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, locked_build,
-                       progress_callback, show_error)
+                       progress_callback, show_error, Busy, heavy_slot, md_code, md_text)
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def _explain(name: str, service: Any) -> None:
                 "with `python -m multimodal index --catalog fashion|csv --catalog-path …`."
             )
         else:
-            st.markdown(f"**Catalog:** `{catalog.get('source', name)}`, {len(service.index)} products.")
+            st.markdown(f"**Catalog:** {md_code(catalog.get('source', name))}, {len(service.index)} products.")
         st.markdown(
             "**How:** product text (" + ", ".join(catalog.get("text_fields", [])) + ") → all-MiniLM-L6-v2; "
             "product image → EfficientNet-Lite0 (ImageNet). Text-only queries compare with the text part, photos "
@@ -207,8 +207,8 @@ def _saved_panel(service: Any, saved: list[str], feedback: Feedback) -> None:
                     thumb = _thumb(item["image_path"])
                     if thumb is not None:
                         st.image(thumb, width="stretch")
-                    st.markdown(f"**{item['title']}**")
-                    st.caption(item["category"])
+                    st.markdown(f"**{md_text(item['title'])}**")
+                    st.caption(md_text(item["category"]))
                     _item_buttons(service, item_id, feedback, True, f"{KEY}_fbsaved")
 
 
@@ -225,11 +225,11 @@ def _grid(results: list[Result], service: Any, feedback: Feedback = ((), ()), sa
                     st.image(thumb, width="stretch")
                 else:
                     st.caption("(image unavailable)")
-                st.markdown(f"**{r.title}**")
+                st.markdown(f"**{md_text(r.title)}**")
                 parts = [f"score {r.score:.3f}"]
                 if r.text_score is not None and r.image_score is not None:
                     parts.append(f"text {r.text_score:.2f} · image {r.image_score:.2f}")
-                st.caption(f"{r.category} · " + " · ".join(parts))
+                st.caption(f"{md_text(r.category)} · " + " · ".join(parts))
                 st.button("More like this", key=f"{KEY}_more_{r.id}", on_click=_set_like, args=(r.id,))
                 _item_buttons(service, r.id, feedback, r.id in saved, f"{KEY}_fb")
 
@@ -309,20 +309,24 @@ def render() -> None:
                 st.rerun()
             item = service.item(like)
             info, clear = st.columns([5, 1])
-            info.markdown(f"**More like:** {item['title']} · _{item['category']}_ (itself excluded)")
+            info.markdown(f"**More like:** {md_text(item['title'])} · _{md_text(item['category'])}_ (itself excluded)")
             clear.button("Back to search", key=f"{KEY}_clear", on_click=_set_like, args=(None,))
             results = _more_like_this(name, stamp, like, alpha, top, tuple(categories) or None, feedback[1])
         elif text.strip() or image is not None:
             mode = "words and photo" if text.strip() and image is not None else "words" if text.strip() else "photo"
             weight = f" (weight {alpha:.2f} on words)" if mode == "words and photo" else ""
             st.caption(f"Searching by {mode}{weight}")
-            results, note = _search(name, stamp, text.strip() or None, image_digest(image), alpha, top,
-                                    tuple(categories) or None, PICTURE_WEIGHT if use_pictures else 0.0, feedback,
-                                    image, profiles.current())
+            with heavy_slot():
+                results, note = _search(name, stamp, text.strip() or None, image_digest(image), alpha, top,
+                                        tuple(categories) or None, PICTURE_WEIGHT if use_pictures else 0.0,
+                                        feedback, image, profiles.current())
         else:
             st.info("Type a few words or upload a photo to search the catalog.")
             _saved_panel(service, saved, feedback)
             return
+    except Busy as exc:
+        st.info(str(exc))
+        return
     except (ValueError, KeyError, ImageError) as exc:
         st.error(f"Cannot search: {exc.args[0] if exc.args else exc}")
         return

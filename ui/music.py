@@ -21,7 +21,7 @@ from music.mf import service
 from music.mf.train import Bundle, bundle_dir, evaluated_datasets, load_bundle, load_results, trained_datasets
 from music.recommender import Recommendation, UnknownUser
 from ui import profile as profiles
-from ui.common import PERSIST, RESULT_ENTRIES, RESULT_TTL, load_versioned
+from ui.common import PERSIST, RESULT_ENTRIES, RESULT_TTL, load_versioned, md_text
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,8 @@ def rate_rows(bundle: Bundle, picks: list[Any], section: str, feedback: tuple[tu
     for p in picks:
         verdict = "like" if p.item in liked else "dislike" if p.item in disliked else None
         with st.container(horizontal=True, vertical_alignment="center"):
-            text = f"{p.title} — _{p.artist}_" if p.artist else p.title
-            st.markdown(text + (f"  \n:gray[{p.reason}]" if reasons else ""), width="stretch")
+            text = f"{md_text(p.title)} — _{md_text(p.artist)}_" if p.artist else md_text(p.title)
+            st.markdown(text + (f"  \n:gray[{md_text(p.reason)}]" if reasons else ""), width="stretch")
             profiles.rate_buttons(
                 f"mrate_{section}_{p.item}", verdict,
                 record=lambda db, prof, sig, item=p.item: mf_feedback.record(db, bundle, prof, item, sig),
@@ -164,7 +164,7 @@ def _render_profile(bundle: Bundle, n: int, stamp: float, feedback: tuple[tuple[
         if found:
             rate_rows(bundle, found, "search", feedback)
         else:
-            st.caption(f"No song or artist matches {query!r}.")
+            st.caption(f"No song or artist matches {md_text(repr(query))}.")
     genres = tuple(st.session_state.get("music_genres") or ())
     mine = _profile_picks(bundle.dataset, stamp, likes, dislikes, n, genres)
     if mine.source == "fold_in":
@@ -181,7 +181,7 @@ def _render_profile(bundle: Bundle, n: int, stamp: float, feedback: tuple[tuple[
             for item in likes:
                 if item in c.items:
                     i = c.items.index(item)
-                    st.markdown(f":material/thumb_up: {c.titles[i]} — _{c.artists[i]}_")
+                    st.markdown(f":material/thumb_up: {md_text(c.titles[i])} — _{md_text(c.artists[i])}_")
 
 
 def _render_listener(bundle: Bundle, users: list[str], n: int, stamp: float,
@@ -195,12 +195,12 @@ def _render_listener(bundle: Bundle, users: list[str], n: int, stamp: float,
     try:
         hist, recs = _listener(bundle.dataset, stamp, user, n + len(feedback[1]))
     except UnknownUser:
-        st.error(f"Unknown listener {user!r}: there is no such id in {bundle.label}. "
+        st.error(f"Unknown listener {md_text(repr(user))}: there is no such id in {bundle.label}. "
                  "Pick one from the list, or try \"A new listener\" to start from genres.")
         return None
     # Stacked, not side by side: the reasons are sentences and need the full width.
     with st.container():
-        st.markdown(f"**Top {n} picks for {user}**")
+        st.markdown(f"**Top {n} picks for {md_text(user)}**")
         if len(hist) and len(hist) < service.BLEND_BELOW:
             st.caption("A short history: personal picks are blended with picks from this listener's genres.")
         if not recs:
@@ -210,7 +210,7 @@ def _render_listener(bundle: Bundle, users: list[str], n: int, stamp: float,
             _show_picks(recs)
             with st.expander("Rate these picks :material/thumb_up: / :material/thumb_down:"):
                 rate_rows(bundle, recs, "listener", feedback)
-    st.markdown(f"**{user}'s top history**")
+    st.markdown(f"**{md_text(user)}'s top history**")
     if hist.empty:
         st.info("This listener has no history yet, so the picks above are simply the most popular.")
     else:
@@ -234,7 +234,7 @@ def _render_new_listener(bundle: Bundle, n: int, stamp: float,
     if not recs:
         st.info("No songs found in those genres.")
         return
-    st.markdown(f"**Top {len(recs)} picks for {', '.join(chosen)}**")
+    st.markdown(f"**Top {len(recs)} picks for {md_text(', '.join(chosen))}**")
     _show_picks(recs)
     with st.expander("Rate these picks :material/thumb_up: / :material/thumb_down:"):
         rate_rows(bundle, recs, "genre", feedback)
@@ -253,11 +253,11 @@ def _render_evaluation(current: str | None = None) -> None:
         if not res:
             st.warning("The results file could not be read.")
             return
-        st.caption(f"{res.get('label', name)} — {res.get('protocol', '')}")
+        st.caption(f"{md_text(res.get('label', name))} — {md_text(res.get('protocol', ''))}")
         methods = res.get("methods", {})
         for method, m in methods.items():
             if "error" in m:
-                st.caption(f"{method}: {m['error']}")
+                st.caption(f"{md_text(method)}: {md_text(m['error'])}")
         frame = pd.DataFrame({k: v for k, v in methods.items() if "error" not in v}).T
         frame = frame[[c for c in METRICS if c in frame.columns]].astype(float)
         if frame.empty:

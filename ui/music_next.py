@@ -17,7 +17,7 @@ import streamlit as st
 from core.artifacts import ArtifactError
 from music.next.evaluate import results_path
 from music.next.service import HINT, NextBundle, UnknownListener, bundle_stem
-from ui.common import PERSIST, RESULT_ENTRIES, RESULT_TTL, load_versioned
+from ui.common import PERSIST, RESULT_ENTRIES, RESULT_TTL, load_versioned, md_text
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def _attribution(bundle: NextBundle, pick: Any, *, user: str | None, items: list
                  stamp: float) -> None:
     """Which input positions and filter groups drove the top pick (score drop when each is removed)."""
     ex = _explain(bundle.dataset, stamp, user, tuple(items) if items else None, pick.item)
-    st.caption(f"Why **{pick.title}** first: how much its score drops when one input position is blanked, "
+    st.caption(f"Why **{md_text(pick.title)}** first: how much its score drops when one input position is blanked, "
                "or one group of convolution filters is switched off.")
     left, right = st.columns(2)
     with left:
@@ -148,10 +148,10 @@ def render_up_next(dataset_name: str, user: str | None, rate: Optional[Callable[
         try:
             hist = bundle.history(user)
         except UnknownListener as exc:
-            st.warning(f"{exc}.")
+            st.warning(f"{md_text(exc)}.")
             return
         latest = [bundle.label(i) for i in hist[-bundle.cfg.L:]]
-        st.caption("Latest items (oldest → latest): " + " → ".join(latest))
+        st.caption("Latest items (oldest → latest): " + " → ".join(md_text(t) for t in latest))
         picks = _shown(_recommend(dataset_name, stamp, user, None, top + len(hidden), method), hidden, top, rate)
         if method == "cnn" and picks:
             _attribution(bundle, picks[0], user=user, items=None, stamp=stamp)

@@ -25,6 +25,7 @@ import streamlit as st
 from core.feedback import FeedbackError, FeedbackStore
 from core.identity import (NOBODY, Identity, IdentityError, admins_setting, anonymous_profile, from_login,
                            is_link_key, may_run_heavy)
+from ui.common import md_text
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +38,6 @@ LEGACY_PARAM = "profile"
 #: The display name of a profile created by a first click (renamed by creating a named one).
 FIRST_NAME = "My profile"
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:&])")
-
-
-def md_escape(text: str) -> str:
-    """``text`` as literal characters inside Markdown (no links, images, emphasis, icons or HTML)."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text))
 
 
 @st.cache_resource(show_spinner=False)
@@ -106,7 +101,7 @@ def current() -> str:
 def display_markdown() -> str:
     """The active profile's name, escaped for Markdown (or a note that none is open)."""
     who = identity()
-    return md_escape(who.display) if who.has_profile else "none yet"
+    return md_text(who.display) if who.has_profile else "none yet"
 
 
 def heavy_permission() -> tuple[bool, str]:
@@ -300,7 +295,7 @@ def _do_forget() -> None:
         counts = {"events": 0, "files": 0}
     log.info("a profile was forgotten from the app: %s", counts)
     st.session_state["profile_forget_sure"] = False
-    st.session_state["profile_forgotten"] = (f"Forgot {md_escape(who.display)}: {counts.get('events', 0)} events "
+    st.session_state["profile_forgotten"] = (f"Forgot {md_text(who.display)}: {counts.get('events', 0)} events "
                                              f"and {counts.get('files', 0)} stored images deleted.")
     if not who.logged_in:
         st.session_state.get(OPENED_KEY, {}).pop(who.key, None)

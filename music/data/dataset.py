@@ -21,6 +21,7 @@ from scipy import sparse
 
 from core.artifacts import checksum_arrays
 from core.datasets import DataUnavailable  # noqa: F401 - one exception for every missing dataset, re-exported
+from core.training import BadTrainingData
 
 log = logging.getLogger(__name__)
 
@@ -342,3 +343,32 @@ def make_dataset(
     report.update({k: v for k, v in ds.summary().items() if k not in ("name", "kind")})
     log.info("%s: %s", name, report)
     return ds
+
+
+# ----------------------------------------------------------------------------------------------
+# what training needs
+
+#: The least a dataset needs before factors mean anything: two listeners, two items, a few interactions.
+MIN_USERS, MIN_ITEMS, MIN_INTERACTIONS = 2, 2, 3
+
+
+def check_trainable(data: MusicDataset, dataset: str) -> None:
+    """``BadTrainingData`` (one sentence) when ``data`` cannot train factors: too small, or explicit and constant.
+
+    Checked before any training, evaluation or writing, by every music trainer: a one-row file used to train
+    NaN factors, exit 0, and then recommend nothing. Value ranges are the loaders' business
+    (``music.data.sources.load_csv``).
+    """
+    summary = data.summary()
+    users, items, rows = summary["users"], data.interactions["item"].nunique(), summary["interactions"]
+    if users < MIN_USERS or items < MIN_ITEMS or rows < MIN_INTERACTIONS:
+        raise BadTrainingData(
+            f"dataset {dataset!r} is too small to train on: {rows} usable interaction(s) from {users} listener(s) "
+            f"and {items} item(s); it needs at least {MIN_INTERACTIONS} interactions, {MIN_USERS} listeners and "
+            f"{MIN_ITEMS} items" + (f" ({data.report['malformed_rows']} malformed rows were skipped)"
+                                    if data.report.get("malformed_rows") else ""))
+    if data.kind == "explicit":
+        weights = data.interactions["weight"]
+        if float(weights.max()) == float(weights.min()):
+            raise BadTrainingData(f"every rating in dataset {dataset!r} is {float(weights.min()):g}: "
+                                  "constant ratings carry no preference to learn")

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from core.artifacts import DATA_DIR, atomic_path
+from core.training import BadTrainingData
 from music.data.dataset import DataUnavailable, MusicDataset, make_dataset, top_tags
 
 log = logging.getLogger(__name__)
@@ -351,11 +352,18 @@ def load_30music(folder: Path) -> MusicDataset:
 # generic CSV
 
 WEIGHT_COLUMNS = ("weight", "rating", "count", "plays", "playcount")
+#: Values a CSV may hold: ratings on any common scale (1–5, 1–10, 0–100, -1/+1), play counts up to a billion.
+#: Past these, squared errors overflow float32 and training turns every factor into NaN.
+RATING_RANGE = (-100.0, 100.0)
+MAX_PLAYS = 1e9
 
 
 def load_csv(path: Path, *, sep: str = ",", kind: str | None = None) -> MusicDataset:
     """``user,item`` + a weight column; ``kind`` defaults to explicit iff the column is ``rating``."""
     path = Path(path)
+    if not path.is_file():
+        raise DataUnavailable(f"{path} is {'a folder' if path.is_dir() else 'not a file'}: --dataset csv needs "
+                              "the path of a CSV file")
     text = path.read_text(encoding="utf-8-sig", errors="replace")
     df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, on_bad_lines="skip",
                      engine="python")
@@ -377,6 +385,7 @@ def load_csv(path: Path, *, sep: str = ",", kind: str | None = None) -> MusicDat
         # Events only from rows that are valid interactions (a malformed row is not a play either).
         w = pd.to_numeric(raw["weight"], errors="coerce")
         events = raw.loc[w.notna() & (w > 0), ["user", "item", "timestamp"]].dropna()
+    _check_range(raw["weight"], kind, path, wcol)
     items = pd.DataFrame({"item": df["item"]})
     items["title"] = df["title"] if "title" in df.columns else ""
     items["artist"] = df["artist"] if "artist" in df.columns else ""
@@ -384,3 +393,17 @@ def load_csv(path: Path, *, sep: str = ",", kind: str | None = None) -> MusicDat
     items["genres"] = [[g.strip() for g in s.split("|") if g.strip()] for s in gen]
     items = items[items["item"] != ""]
     return make_dataset("csv", kind, raw, items, events, report)
+
+
+def _check_range(weights: pd.Series, kind: str, path: Path, column: str | None) -> None:
+    """``ValueError`` naming the first offending row when a rating or play count is outside what training can use."""
+    values = pd.to_numeric(weights, errors="coerce")
+    lo, hi = RATING_RANGE if kind == "explicit" else (0.0, MAX_PLAYS)
+    # Text that is not a number is a malformed row (skipped and counted); a number out of range, or a written
+    # NaN / infinity, is a file that would train nonsense, so it is refused.
+    nan_text = weights.astype(str).str.strip().str.lower().isin(("nan", "+nan", "-nan"))
+    bad = (values.notna() & ((values < lo) | (values > hi))) | nan_text
+    if bad.any():
+        first = int(np.flatnonzero(bad.to_numpy())[0])
+        raise BadTrainingData(f"{path.name}: {int(bad.sum())} {column or 'weight'} value(s) are not finite numbers "
+                              f"in {lo:g}..{hi:g} (row {first + 1}: {weights.iloc[first]}); fix or remove them")

@@ -31,6 +31,7 @@ import pandas as pd
 from core.artifacts import write_json
 from core.metrics import bootstrap_ci
 from music.data import MusicDataset, Split, load_dataset, period_starts, ratio_split, user_holdout_split
+from music.data.dataset import check_trainable
 from music.mf import data as mfdata
 from music.mf.baselines import GenreRecommender, Popularity
 from music.mf.model import CatalogueRecommender, KerasMF, mf_config
@@ -312,6 +313,7 @@ def evaluate(dataset: str, path: str | None = None, *, seed: int = 42, tune: boo
     """
     t = time.time()
     data = data or load_dataset(dataset, path, **load_kwargs)
+    check_trainable(data, dataset)
     if len(data.interactions) == 0:
         raise ValueError(f"dataset {dataset!r} has no interactions to evaluate")
     res = evaluate_ratings(data, seed=seed, tune=tune) if data.kind == "explicit" else \

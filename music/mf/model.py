@@ -44,6 +44,7 @@ import pandas as pd
 from scipy import sparse
 
 from core.artifacts import ArtifactError, atomic_path, checksum_files, load_arrays, save_arrays
+from core.training import check_loss, keras_loss_guard
 from core.threads import torch_threads
 from core.progress import track
 from music.data import MusicDataset
@@ -288,6 +289,7 @@ class KerasMF(CatalogueRecommender):
         lr0, factor, phase_start, best_at, stopped = self.lr, 1.0, 0, -1, False
         self.schedule_: list[tuple[float, int]] = []
         rng = np.random.default_rng(self.seed)
+        guard = keras_loss_guard(f"MF ({self.mode})")  # raises on a NaN / exploding batch: nothing gets saved
         for epoch in track(range(total), desc=f"MF ({self.mode})", progress=progress, unit="epoch"):
             if replay and phases[epoch] != factor:
                 factor = phases[epoch]
@@ -295,8 +297,9 @@ class KerasMF(CatalogueRecommender):
             if self.mode == "bpr":  # fresh negatives every epoch
                 x[:, 2] = rng.integers(0, c.n_items, len(x))
             hist = self.model.fit(x, y, sample_weight=sw, batch_size=self.batch_size, epochs=1, verbose=0,
-                                  shuffle=True)
-            rec = {"epoch": epoch + 1, "loss": float(hist.history["loss"][-1]), "lr_factor": factor}
+                                  shuffle=True, callbacks=[guard])
+            rec = {"epoch": epoch + 1, "lr_factor": factor,
+                   "loss": check_loss(hist.history["loss"][-1], f"MF ({self.mode})", f"epoch {epoch + 1}")}
             if vdata is not None:
                 if self.mode == "explicit":  # the metric itself, without the L2 term evaluate() adds
                     self._extract()

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from core.artifacts import ArtifactError, read_json, write_json
+from core.training import check_finite_arrays
 from music.mf import data as mfdata
 from music.data import LABELS, MusicDataset, load_dataset, user_holdout_split
+from music.data.dataset import check_trainable
 from music.mf.baselines import GenreRecommender, Popularity
 from music.mf.evaluate import results_path, val_ndcg
 from music.mf.model import CatalogueRecommender, KerasMF, mf_config
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 
 #: Bump when the bundle layout or training recipe changes: older bundles are then retrained.
 SCHEMA = 1
+
 def bundle_dir(dataset: str) -> Path:
     return mfdata.music_dir() / dataset
 
@@ -93,10 +96,8 @@ def train(
         m = read_json(out / "bundle.json")
         m["skipped"] = True
         return m
-    if len(data.interactions) == 0:
-        raise ValueError(f"dataset {dataset!r} has no interactions to train on")
+    check_trainable(data, dataset)
     t0 = time.time()
-    out.mkdir(parents=True, exist_ok=True)
     if engine == "spark":  # ALS needs no early stopping: a fixed number of sweeps over all interactions
         from music.mf.spark import fit_spark_mf
 
@@ -111,6 +112,8 @@ def train(
                                       "popularity": Popularity().fit(data)}
     # MF is served with every interaction as history (to exclude and explain), though fitted on 95 %.
     mf.catalogue = models["genre"].catalogue
+    check_finite_arrays(f"{dataset} MF", **{k: getattr(mf, k, None) for k in ("P", "Q", "bu", "bi")})  # before anything is written
+    out.mkdir(parents=True, exist_ok=True)
     for name, model in models.items():
         model.save(out / name)
     manifest = {

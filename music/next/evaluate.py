@@ -39,6 +39,7 @@ import numpy as np
 from core.artifacts import MODELS_DIR, write_json
 from core.metrics import bootstrap_ci, ratio_ci
 from music.data import MusicDataset, Split, load_dataset
+from music.data.dataset import check_trainable
 from music.mf.model import KerasMF
 from music.next.baselines import MFAdapter, NextRecommender, Popularity, RepeatRecency, SessionKNN
 from music.next.caser import CaserNext, item_texts
@@ -301,6 +302,7 @@ def evaluate_next(
         if name not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)} or both, not {name!r}")
     ds = dataset or load_dataset(dataset_name, path)
+    check_trainable(ds, dataset_name)
     seqs = from_dataset(ds, basket=basket)
     runs = {}
     for name in names:

@@ -36,6 +36,7 @@ import numpy as np
 from keras import layers, ops
 
 from core.artifacts import ArtifactError, atomic_path, read_json, write_json
+from core.training import check_loss, keras_loss_guard
 from music.next.data import PAD, Samples
 
 log = logging.getLogger(__name__)
@@ -332,21 +333,27 @@ def train_caser(
     rng = np.random.default_rng(cfg.seed)
     history: list[dict[str, float]] = []
     best, best_weights, bad = -np.inf, None, 0
+    guard = keras_loss_guard(cfg.variant)  # a NaN / exploding batch raises: the caller saves nothing
+    first: float | None = None
     t0 = time.time()
     for epoch in range(cfg.epochs):
         order = rng.permutation(len(samples))
         if sampled is not None:
             fit = _sampled_epoch(sampled, samples, flats, n_items, cfg, order, rng)
         elif cfg.repeat:
-            fit = model.fit(_RepeatBatches(samples, flats, n_items, cfg.batch_size, order), epochs=1, verbose=0)
+            fit = model.fit(_RepeatBatches(samples, flats, n_items, cfg.batch_size, order), epochs=1, verbose=0,
+                            callbacks=[guard])
         else:
             fit = model.fit(
                 {"seq": samples.inputs[order], "user": samples.users[order]},
                 samples.targets[order].astype(np.float32),
-                batch_size=cfg.batch_size, epochs=1, shuffle=False, verbose=0,
+                batch_size=cfg.batch_size, epochs=1, shuffle=False, verbose=0, callbacks=[guard],
             )
         losses = fit.history.get("loss", [])
         entry = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else float("nan")}
+        if losses:  # the sampled path has no callbacks: its epoch mean is checked here, like every path's
+            check_loss(entry["loss"], cfg.variant, f"epoch {epoch + 1}", first)
+            first = entry["loss"] if first is None else first
         if validate is not None:
             entry["val"] = float(validate(model))
             if entry["val"] > best + 1e-6:

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from core.artifacts import ArtifactError, read_json, save_arrays
 from core.threads import torch_threads
 from music.data import load_dataset
+from music.data.dataset import check_trainable
 from music.next import caser, model
 from music.next.data import from_dataset, leave_last_out, sequences_to_arrays
 from music.next.evaluate import Evaluator, repeats_in_data
@@ -43,6 +44,7 @@ def train_bundle(
     ``load_kwargs`` go to ``load_dataset`` (e.g. a smaller simulated log in tests).
     """
     ds = load_dataset(dataset, path, **load_kwargs)
+    check_trainable(ds, dataset)
     checksum = ds.checksum()
     stem = bundle_stem(dataset)
     # a higher learning rate and patience 1 keep `make run` under a minute on the simulated log
