@@ -147,10 +147,15 @@ class BuiltCatalog:
     def image_scores(self, image: ImageSource) -> np.ndarray:
         return self.index.vectors @ self.image_vector(image)
 
-    def word_scores(self, text: str) -> tuple[np.ndarray, dict[int, str]]:
-        """(per-item score, per-item reason) for a word query: titles where present, concept words always."""
+    def word_scores(self, text: str, *, match_min: float = WORD_MATCH_MIN,
+                    concept_weight: float = CONCEPT_WEIGHT) -> tuple[np.ndarray, dict[int, str]]:
+        """(per-item score, per-item reason) for a word query: titles where present, concept words always.
+
+        ``match_min`` and ``concept_weight`` default to the values chosen on the dev catalog
+        (``bench/catalog_quality.py``), which passes others while it searches for them.
+        """
         query = get_text_encoder().encode([text])[0]
-        match = self._word_match(text, query)
+        match = self._word_match(text, query, match_min)
         per_slot = match[self.word_ids] * self.word_mass  # (N, words per image)
         best = per_slot.argmax(axis=1)
         concept = per_slot[np.arange(len(self)), best]
@@ -159,14 +164,14 @@ class BuiltCatalog:
         if not self.titled:
             return concept.astype(np.float32), reasons
         title = self.text_vectors @ query
-        for i in np.flatnonzero(title > CONCEPT_WEIGHT * concept):
+        for i in np.flatnonzero(title > concept_weight * concept):
             reasons[int(i)] = "title matches"
-        return (title + CONCEPT_WEIGHT * concept).astype(np.float32), reasons
+        return (title + concept_weight * concept).astype(np.float32), reasons
 
-    def _word_match(self, text: str, query: np.ndarray) -> np.ndarray:
+    def _word_match(self, text: str, query: np.ndarray, match_min: float) -> np.ndarray:
         """(vocabulary,) how well each concept word matches the query: 1 for a word typed, else scaled cosine."""
         cos = self.vocabulary_vectors @ query
-        match = np.clip((cos - WORD_MATCH_MIN) / (1.0 - WORD_MATCH_MIN), 0.0, 1.0)
+        match = np.clip((cos - match_min) / (1.0 - match_min), 0.0, 1.0)
         for token in _TOKEN.findall(text.lower()):
             for form in (token, token[:-1] if token.endswith("s") else token):
                 if form in self._word_index:

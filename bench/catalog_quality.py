@@ -1,0 +1,204 @@
+"""How well a catalog built from someone's own photos answers: word search with and without titles, photo search.
+
+    python bench/catalog_quality.py            # tune on the dev photos, report on the test photos
+    → bench/results/catalog_quality.json
+
+The photos are ``bench/checksets/catalog_{dev,test}.csv``: real photos from Debian and PyPI packages that no
+model of this product was fitted on, each labelled (``fish``, ``windmill``, ``hammer`` …) by a person looking
+at it before any result was seen. Each split is built twice with ``core.catalog``: *untitled* (files renamed
+``photo-NNN.jpg`` in one flat folder, so neither a name nor a folder gives the label away) and *titled* (a CSV
+with the person's short title, e.g. "Northern harrier in flight", which need not contain the label word).
+
+- Word search: the query is the label word; precision@5 is the share of the 5 results with that label, the
+  mean over labels (every test label has at least 5 photos). Titled vs untitled shows what titles add.
+- Photo search ("more like this"): each photo queries the rest; precision@5 = share of the same label,
+  by label and overall, beside the Fashion tab's own index over the same folder (``fashion.train``).
+- Near-duplicates: edited copies of each photo (70 % resize, JPEG quality 60, 90 % crop) against pairs of
+  distinct photos of the same label; the cosine threshold maximising F1 on dev is reported on test.
+
+Choices (the word-match floor and the title/concept weight, the duplicate threshold) are made on dev only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+# every catalog and index this evaluation builds lives in a private folder, never the app's models/
+os.environ["RECS_MODELS_DIR"] = tempfile.mkdtemp(prefix="catalog-quality-models-")
+os.environ.setdefault("RECS_ENCODER_CACHE", str(ROOT / "models" / "encoders"))
+
+from core import artifacts  # noqa: E402
+from core.catalog import store  # noqa: E402
+from core.catalog.jobs import add_catalog  # noqa: E402
+from core.encoders import get_image_encoder  # noqa: E402
+from core.metrics import bootstrap_ci, write_result  # noqa: E402
+from core.photosets import Photo, load_photoset  # noqa: E402
+
+log = logging.getLogger("catalog_quality")
+CHECKSETS = ROOT / "bench" / "checksets"
+MATCH_MIN_GRID = (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8)
+CONCEPT_WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0)
+K = 5
+
+
+def write_copies(photos: list[Photo], folder: Path) -> dict[str, str]:
+    """The untitled copy (flat ``photo-NNN.jpg``) and a ``titled.csv`` beside it; returns catalog id → label."""
+    folder.mkdir(parents=True, exist_ok=True)
+    labels, rows = {}, [["image", "title"]]
+    for i, photo in enumerate(photos):
+        name = f"photo-{i:03d}.jpg"
+        with Image.open(photo.path) as img:
+            img.convert("RGB").save(folder / name, quality=92)
+        labels[name] = photo.label
+        rows.append([name, photo.title])
+    with open(folder.parent / f"{folder.name}-titled.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    return labels
+
+
+def precision_at_k(ids: list[str], labels: dict[str, str], wanted: str, k: int = K) -> float:
+    return sum(labels[i] == wanted for i in ids[:k]) / k
+
+
+def word_precision(catalog: store.BuiltCatalog, labels: dict[str, str], *, match_min: float,
+                   concept_weight: float, ideal: bool = False) -> dict[str, float]:
+    """Label word → precision@5 of the word search (``ideal``: divided by min(5, photos of the label), for dev)."""
+    out = {}
+    for label in sorted(set(labels.values())):
+        scores, _ = catalog.word_scores(label, match_min=match_min, concept_weight=concept_weight)
+        top = [catalog.ids[r] for r in np.argsort(-scores, kind="stable")[:K]]
+        hits = sum(labels[i] == label for i in top)
+        out[label] = hits / (min(K, sum(v == label for v in labels.values())) if ideal else K)
+    return out
+
+
+def photo_precision(neighbours, labels: dict[str, str]) -> dict[str, list[float]]:
+    """Label → per-photo precision@5 of "more like this" (``neighbours(id)`` gives the ranked ids, self excluded)."""
+    out: dict[str, list[float]] = {}
+    for item, label in labels.items():
+        out.setdefault(label, []).append(precision_at_k(neighbours(item), labels, label))
+    return out
+
+
+def fashion_neighbours(folder: Path):
+    """The Fashion tab's own index over the same folder, as the baseline for photo search."""
+    from fashion.train import build_index
+
+    index, _ = build_index(str(folder))
+    return lambda item: [h.id for h in index.similar(Path(item).with_suffix("").as_posix(), K)]
+
+
+def tune_words(catalogs: dict[str, store.BuiltCatalog], labels: dict[str, str]) -> dict:
+    """The word-match floor on the untitled dev catalog, then the title weight on the titled one."""
+    untitled = {m: np.mean(list(word_precision(catalogs["untitled"], labels, match_min=m, concept_weight=0.0,
+                                                ideal=True).values())) for m in MATCH_MIN_GRID}
+    match_min = max(untitled, key=lambda m: (untitled[m], -abs(m - store.WORD_MATCH_MIN)))
+    titled = {w: np.mean(list(word_precision(catalogs["titled"], labels, match_min=match_min, concept_weight=w,
+                                             ideal=True).values())) for w in CONCEPT_WEIGHT_GRID}
+    weight = max(titled, key=lambda w: (titled[w], -abs(w - store.CONCEPT_WEIGHT)))
+    return {"match_min": match_min, "concept_weight": weight,
+            "grid_untitled": {str(k): round(float(v), 4) for k, v in untitled.items()},
+            "grid_titled": {str(k): round(float(v), 4) for k, v in titled.items()}}
+
+
+def duplicate_scores(photos: list[Photo]) -> tuple[np.ndarray, np.ndarray]:
+    """Cosines of (photo, edited copy) pairs and of (photo, other photo of the same label) pairs."""
+    encoder = get_image_encoder("efficientnet_lite0", "max")
+    originals = [Image.open(p.path).convert("RGB") for p in photos]
+    copies = []
+    for img in originals:
+        w, h = img.size
+        small = img.resize((max(1, w * 7 // 10), max(1, h * 7 // 10)))
+        crop = small.crop((small.width // 20, small.height // 20, small.width * 19 // 20, small.height * 19 // 20))
+        buf = tempfile.SpooledTemporaryFile()
+        crop.save(buf, format="JPEG", quality=60)
+        buf.seek(0)
+        copies.append(Image.open(buf).convert("RGB"))
+    a, b = encoder.encode(originals), encoder.encode(copies)
+    positives = np.sum(a * b, axis=1)
+    negatives = [float(a[i] @ a[j]) for i, j in itertools.combinations(range(len(photos)), 2)
+                 if photos[i].label == photos[j].label]
+    return positives, np.asarray(negatives)
+
+
+def best_threshold(pos: np.ndarray, neg: np.ndarray) -> float:
+    grid = np.round(np.arange(0.70, 0.995, 0.01), 2)
+    f1 = [2 * (pos >= t).sum() / max(1, 2 * (pos >= t).sum() + (pos < t).sum() + (neg >= t).sum()) for t in grid]
+    return float(grid[int(np.argmax(f1))])
+
+
+def duplicate_report(pos: np.ndarray, neg: np.ndarray, t: float) -> dict:
+    return {"threshold": t, "copies_found": round(float((pos >= t).mean()), 4),
+            "distinct_pairs_flagged": round(float((neg >= t).mean()), 4), "copies": len(pos), "distinct_pairs": len(neg)}
+
+
+def build_split(split: str, work: Path) -> tuple[dict[str, str], dict[str, store.BuiltCatalog], list[Photo], dict]:
+    photos = load_photoset(CHECKSETS / f"catalog_{split}.csv")
+    labels = write_copies(photos, work / split)
+    untitled = add_catalog(f"q-{split}-untitled", work / split)
+    titled = add_catalog(f"q-{split}-titled", work / f"{split}-titled.csv")
+    built = {"untitled": store.open_catalog(f"q-{split}-untitled"), "titled": store.open_catalog(f"q-{split}-titled")}
+    skipped = {"untitled": untitled["skipped"]["count"], "titled": titled["skipped"]["count"]}
+    return labels, built, photos, {"photos": len(photos), "skipped": skipped,
+                                   "build_seconds": {"untitled": untitled["seconds"], "titled": titled["seconds"]}}
+
+
+def summary(per_label: dict[str, float]) -> dict:
+    values = np.array(list(per_label.values()))
+    return {"mean": round(float(values.mean()), 4), "ci95": [round(v, 4) for v in bootstrap_ci(values)],
+            "by_label": {k: round(v, 4) for k, v in per_label.items()}}
+
+
+def photo_summary(per_label: dict[str, list[float]]) -> dict:
+    flat = np.array([v for values in per_label.values() for v in values])
+    return {"mean": round(float(flat.mean()), 4), "ci95": [round(v, 4) for v in bootstrap_ci(flat)],
+            "by_label": {k: round(float(np.mean(v)), 4) for k, v in per_label.items()}, "queries": len(flat)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="catalog_quality")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    work = Path(tempfile.mkdtemp(prefix="catalog-quality-"))
+    dev_labels, dev, dev_photos, dev_info = build_split("dev", work)
+    chosen = tune_words(dev, dev_labels)
+    threshold = best_threshold(*duplicate_scores(dev_photos))
+    labels, test, test_photos, test_info = build_split("test", work)
+    words = {kind: summary(word_precision(test[kind], labels, match_min=chosen["match_min"],
+                                          concept_weight=chosen["concept_weight"])) for kind in ("untitled", "titled")}
+    catalog = test["untitled"]
+    photo = {"catalog": photo_summary(photo_precision(lambda i: [h.id for h in catalog.similar_items(i, K)], labels)),
+             "fashion_index": photo_summary(photo_precision(fashion_neighbours(work / "test"), labels))}
+    result = {
+        "protocol": "bench/checksets/catalog_{dev,test}.csv; word query = the label; precision@5; chosen on dev",
+        "dev": {**dev_info, "chosen": chosen, "duplicate_threshold": threshold},
+        "test": {**test_info, "word_search": words, "photo_search": photo,
+                 "duplicates": duplicate_report(*duplicate_scores(test_photos), threshold)},
+        "bars": {"untitled_word_p@5>=0.5": words["untitled"]["mean"] >= 0.5,
+                 "titled_word_p@5>=0.9": words["titled"]["mean"] >= 0.9,
+                 "photo_p@5>=fashion_index": photo["catalog"]["mean"] >= photo["fashion_index"]["mean"]},
+        "environment": artifacts.environment(),
+    }
+    write_result(args.out, result)
+    print(f"word P@5 untitled {words['untitled']['mean']:.3f} {words['untitled']['ci95']}, titled "
+          f"{words['titled']['mean']:.3f}; photo P@5 {photo['catalog']['mean']:.3f} vs fashion index "
+          f"{photo['fashion_index']['mean']:.3f}; chosen {chosen['match_min']}, {chosen['concept_weight']}, "
+          f"duplicates ≥ {threshold}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
