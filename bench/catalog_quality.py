@@ -50,19 +50,20 @@ log = logging.getLogger("catalog_quality")
 CHECKSETS = ROOT / "bench" / "checksets"
 MATCH_MIN_GRID = (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8)
 CONCEPT_WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0)
+LEXICAL_WEIGHT_GRID = (0.0, 0.1, 0.25, 0.5, 1.0)
 K = 5
 
 
 def write_copies(photos: list[Photo], folder: Path) -> dict[str, str]:
     """The untitled copy (flat ``photo-NNN.jpg``) and a ``titled.csv`` beside it; returns catalog id → label."""
     folder.mkdir(parents=True, exist_ok=True)
-    labels, rows = {}, [["image", "title"]]
+    labels, rows = {}, [["id", "image", "title"]]
     for i, photo in enumerate(photos):
         name = f"photo-{i:03d}.jpg"
         with Image.open(photo.path) as img:
             img.convert("RGB").save(folder / name, quality=92)
         labels[name] = photo.label
-        rows.append([name, photo.title])
+        rows.append([name, f"{folder.name}/{name}", photo.title])
     with open(folder.parent / f"{folder.name}-titled.csv", "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows(rows)
     return labels
@@ -73,11 +74,12 @@ def precision_at_k(ids: list[str], labels: dict[str, str], wanted: str, k: int =
 
 
 def word_precision(catalog: store.BuiltCatalog, labels: dict[str, str], *, match_min: float,
-                   concept_weight: float, ideal: bool = False) -> dict[str, float]:
+                   concept_weight: float, lexical_weight: float = 0.0, ideal: bool = False) -> dict[str, float]:
     """Label word → precision@5 of the word search (``ideal``: divided by min(5, photos of the label), for dev)."""
     out = {}
     for label in sorted(set(labels.values())):
-        scores, _ = catalog.word_scores(label, match_min=match_min, concept_weight=concept_weight)
+        scores, _ = catalog.word_scores(label, match_min=match_min, concept_weight=concept_weight,
+                                        lexical_weight=lexical_weight)
         top = [catalog.ids[r] for r in np.argsort(-scores, kind="stable")[:K]]
         hits = sum(labels[i] == label for i in top)
         out[label] = hits / (min(K, sum(v == label for v in labels.values())) if ideal else K)
@@ -97,7 +99,7 @@ def fashion_neighbours(folder: Path):
     from fashion.train import build_index
 
     index, _ = build_index(str(folder))
-    return lambda item: [h.id for h in index.similar(Path(item).with_suffix("").as_posix(), K)]
+    return lambda item: [f"{h.id}.jpg" for h in index.similar(Path(item).with_suffix("").as_posix(), K)]
 
 
 def tune_words(catalogs: dict[str, store.BuiltCatalog], labels: dict[str, str]) -> dict:
@@ -105,12 +107,14 @@ def tune_words(catalogs: dict[str, store.BuiltCatalog], labels: dict[str, str]) 
     untitled = {m: np.mean(list(word_precision(catalogs["untitled"], labels, match_min=m, concept_weight=0.0,
                                                 ideal=True).values())) for m in MATCH_MIN_GRID}
     match_min = max(untitled, key=lambda m: (untitled[m], -abs(m - store.WORD_MATCH_MIN)))
-    titled = {w: np.mean(list(word_precision(catalogs["titled"], labels, match_min=match_min, concept_weight=w,
-                                             ideal=True).values())) for w in CONCEPT_WEIGHT_GRID}
-    weight = max(titled, key=lambda w: (titled[w], -abs(w - store.CONCEPT_WEIGHT)))
-    return {"match_min": match_min, "concept_weight": weight,
+    titled = {(w, x): np.mean(list(word_precision(catalogs["titled"], labels, match_min=match_min, concept_weight=w,
+                                                  lexical_weight=x, ideal=True).values()))
+              for w in CONCEPT_WEIGHT_GRID for x in LEXICAL_WEIGHT_GRID}
+    weight, lexical = max(titled, key=lambda wx: (titled[wx], -abs(wx[0] - store.CONCEPT_WEIGHT),
+                                                  -abs(wx[1] - store.LEXICAL_WEIGHT)))
+    return {"match_min": match_min, "concept_weight": weight, "lexical_weight": lexical,
             "grid_untitled": {str(k): round(float(v), 4) for k, v in untitled.items()},
-            "grid_titled": {str(k): round(float(v), 4) for k, v in titled.items()}}
+            "grid_titled": {f"concept {w}, lexical {x}": round(float(v), 4) for (w, x), v in titled.items()}}
 
 
 def duplicate_scores(photos: list[Photo]) -> tuple[np.ndarray, np.ndarray]:
@@ -178,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     threshold = best_threshold(*duplicate_scores(dev_photos))
     labels, test, test_photos, test_info = build_split("test", work)
     words = {kind: summary(word_precision(test[kind], labels, match_min=chosen["match_min"],
-                                          concept_weight=chosen["concept_weight"])) for kind in ("untitled", "titled")}
+                                          concept_weight=chosen["concept_weight"],
+                                          lexical_weight=chosen["lexical_weight"] if kind == "titled" else 0.0))
+             for kind in ("untitled", "titled")}
     catalog = test["untitled"]
     photo = {"catalog": photo_summary(photo_precision(lambda i: [h.id for h in catalog.similar_items(i, K)], labels)),
              "fashion_index": photo_summary(photo_precision(fashion_neighbours(work / "test"), labels))}
@@ -196,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"word P@5 untitled {words['untitled']['mean']:.3f} {words['untitled']['ci95']}, titled "
           f"{words['titled']['mean']:.3f}; photo P@5 {photo['catalog']['mean']:.3f} vs fashion index "
           f"{photo['fashion_index']['mean']:.3f}; chosen {chosen['match_min']}, {chosen['concept_weight']}, "
+          f"{chosen['lexical_weight']}, "
           f"duplicates ≥ {threshold}")
     return 0
 

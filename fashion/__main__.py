@@ -77,7 +77,17 @@ def _hits(hits) -> list[dict[str, Any]]:
 def cmd_search(args: argparse.Namespace) -> list[dict[str, Any]]:
     from fashion import service
 
+    if service.is_built_catalog(args.catalog):  # a catalog of someone's own photos (python -m core catalog add)
+        hits = service.own_catalog(args.catalog).search(image=_photo(args.image), k=args.top, categories=args.category)
+        return [h.as_json() for h in hits]
     return _hits(service.search_upload(service.open_index(args.catalog), args.image, args.top, args.category))
+
+
+def _photo(path: str):
+    """A query photo from a path, decoded once with the shared loader (a clear ImageError when it is not one)."""
+    from core.images import load_image
+
+    return load_image(path)
 
 
 def cmd_similar(args: argparse.Namespace) -> list[dict[str, Any]]:

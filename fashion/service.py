@@ -26,7 +26,7 @@ from fashion.train import build_index, open_index
 log = logging.getLogger(__name__)
 
 __all__ = ["BuiltCatalog", "Catalog", "CatalogError", "FashionIndex", "Hit", "build", "catalog", "catalog_look", "catalog_names",
-           "index_stamp", "is_own", "open_index", "own_catalog", "own_version", "saved_evaluation", "search_upload",
+           "index_stamp", "is_built_catalog", "is_own", "open_index", "own_catalog", "own_version", "saved_evaluation", "search_upload",
            "similar_items"]
 
 
@@ -38,6 +38,14 @@ def catalog_names() -> list[str]:
 def is_own(name: str) -> bool:
     """True for a catalog built from someone's own photos (``core.catalog``), searched by its image vectors."""
     return name not in CATALOGS
+
+
+def is_built_catalog(name: str) -> bool:
+    """True when ``name`` is a catalog built with ``python -m core catalog add`` or on the Data page."""
+    try:
+        return own_catalogs.version(name) is not None
+    except CatalogError:  # a path or another string that is no catalog name
+        return False
 
 
 def own_version(name: str) -> Optional[float]:

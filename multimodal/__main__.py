@@ -72,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--category", action="append", help="keep only this category (repeatable)")
     sp.add_argument("--top", type=int, default=10)
     sp.add_argument("--name", default="tuxpaint", help="index name under models/multimodal/")
+    sp.add_argument("--catalog", default=None,
+                    help="search a catalog built with `python -m core catalog add` (or the Data tab) instead")
     sp.add_argument("--json", action="store_true")
 
     sp = sub.add_parser("evaluate", help="precision/recall@1/5/10, NDCG@10 and MRR per mode, with baselines")
@@ -141,6 +143,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError("--like takes no --text or --image")
     if args.image and not Path(args.image).is_file():  # before loading any model: fail fast
         raise UsageError(f"No such image file: {args.image}")
+    if args.catalog:
+        return _search_own_catalog(args, text)
     service = SearchService.load(args.name)
     alpha = service.alpha if args.alpha is None else args.alpha
     if args.like:
@@ -153,6 +157,25 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         for i, r in enumerate(results, 1):
             print(f"{i:>3}. {r.score:6.3f}  {r.title}  [{r.category}]  {r.id}")
+    return 0
+
+
+def _search_own_catalog(args: argparse.Namespace, text: str | None) -> int:
+    """Words, photo or both over a built catalog; each hit has its catalog id, score, title, and why it was found."""
+    from core.images import load_image
+    from multimodal.service import own_catalog
+
+    catalog = own_catalog(args.catalog)
+    if args.like:
+        hits = catalog.similar_items(args.like, args.top, args.category)
+    else:
+        hits = catalog.search(text=text, image=load_image(args.image) if args.image else None, k=args.top,
+                              alpha=0.5 if args.alpha is None else args.alpha, categories=args.category)
+    if args.json:
+        print(json.dumps([h.as_json() for h in hits], ensure_ascii=False))
+    else:
+        for i, h in enumerate(hits, 1):
+            print(f"{i:>3}. {h.score:6.3f}  {h.title or h.id}  [{h.category}]  {h.reason}")
     return 0
 
 
@@ -210,12 +233,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from core.encoders import WeightsUnavailable
     from core.text import TextEncoderUnavailable
     from multimodal.data import CatalogError
+    from core.catalog.sources import CatalogError as OwnCatalogError
     from core.spark import SparkUnavailable
 
     verb = {"index": cmd_index, "search": cmd_search, "evaluate": cmd_evaluate,
             "evaluate-feedback": cmd_evaluate_feedback}[args.verb]
     return run(lambda: verb(args), expected=(UsageError, ArtifactError, DataUnavailable, ImageError, CatalogError,
-                                             TextEncoderUnavailable, WeightsUnavailable, SparkUnavailable))
+                                             OwnCatalogError, TextEncoderUnavailable, WeightsUnavailable,
+                                             SparkUnavailable))
 
 
 if __name__ == "__main__":

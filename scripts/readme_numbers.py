@@ -427,6 +427,37 @@ def render_search(result: dict, name: str) -> str:
                  [[f"`{k}`"] + [p(result[s].get(k)) for s in sizes] for k in keys])
 
 
+def render_catalog_quality(result: dict, name: str) -> str:
+    """Word and photo search precision@5 on the test catalog, by label, with what dev chose."""
+    test = need(result, "test")
+    words, photo = need(test, "word_search"), need(test, "photo_search")
+    labels = sorted(need(words, "untitled", "by_label"))
+    rows = [[label, fmt(words["untitled"]["by_label"][label]), fmt(words["titled"]["by_label"][label]),
+             fmt(photo["catalog"]["by_label"].get(label)), fmt(photo["fashion_index"]["by_label"].get(label))]
+            for label in labels]
+    rows.append(["**mean**", with_ci(words["untitled"]["mean"], words["untitled"]["ci95"]),
+                 with_ci(words["titled"]["mean"], words["titled"]["ci95"]),
+                 with_ci(photo["catalog"]["mean"], photo["catalog"]["ci95"]),
+                 with_ci(photo["fashion_index"]["mean"], photo["fashion_index"]["ci95"])])
+    chosen, dup = need(result, "dev", "chosen"), need(test, "duplicates")
+    return (table(["label (test photos)", "word search, untitled", "word search, titled", "photo search",
+                   "photo search, Fashion index"], rows)
+            + f"\n\n{test['photos']} test photos ({result['dev']['photos']} dev), precision@5. Chosen on dev: word-match "
+              f"floor {chosen['match_min']}, concept weight {chosen['concept_weight']}, title-word weight "
+              f"{chosen['lexical_weight']}. Near-duplicates at cosine ≥ {dup['threshold']}: {fmt(dup['copies_found'])} "
+              f"of {dup['copies']} edited copies found, {fmt(dup['distinct_pairs_flagged'])} of {dup['distinct_pairs']} "
+              "distinct same-label pairs flagged.\n")
+
+
+def render_catalog_build(result: dict, name: str) -> str:
+    """Seconds, images/s and peak memory of a catalog build per size, beside the bare encoder."""
+    sizes = need(result, "sizes")
+    rows = [[fmt(int(n)), fmt(r.get("seconds"), 1), fmt(r.get("images_per_s"), 1), fmt(r.get("peak_rss_mb"), 0),
+             fmt(r.get("encoder_images_per_s"), 1)] for n, r in sizes.items()]
+    return table(["photos (~600 px JPEG)", "seconds, add → searchable", "images/s", "peak RSS (MB)",
+                  "bare encoder images/s"], rows) + "\n"
+
+
 def render_generic(result: dict, name: str) -> str:
     """Any ``{method: {metric: number}}`` result (under ``methods``/``results`` or at the top level)."""
     methods = result.get("methods") or result.get("results") or result
@@ -458,6 +489,8 @@ RENDERERS: list[tuple[str, Renderer]] = [
     ("multimodal_feedback*", render_feedback),
     ("spark_als_*", render_spark_als),
     ("first_run", render_first_run),
+    ("catalog_quality", render_catalog_quality),
+    ("catalog_build", render_catalog_build),
     ("*", render_generic),
 ]
 

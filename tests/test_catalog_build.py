@@ -175,3 +175,19 @@ def test_vocabulary_embeddings_are_cached(built):
 def test_read_source_rejects_an_empty_folder(tmp_path):
     with pytest.raises(CatalogError):
         read_source(tmp_path)
+
+
+def test_tab_clis_search_a_built_catalog(built, shop, capsys):
+    """``python -m fashion search PHOTO --catalog NAME`` and ``python -m multimodal search --catalog NAME``."""
+    from fashion.__main__ import main as fashion_main
+    from multimodal.__main__ import main as multimodal_main
+
+    assert fashion_main(["search", str(shop / "food" / "coffee.png"), "--catalog", "test-shop", "--top", "3",
+                         "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert hits[0]["id"] == "food/coffee.png" and {"id", "score"} <= set(hits[0])
+    assert multimodal_main(["search", "--catalog", "test-shop", "--text", "cat", "--top", "2", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert {h["id"] for h in hits} == {"animals/cat.png", "animals/cat-copy.jpg"}
+    assert multimodal_main(["search", "--catalog", "no-such-shop", "--text", "cat", "--json"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")

@@ -37,10 +37,13 @@ from core.text import get_text_encoder
 
 log = logging.getLogger(__name__)
 
-#: A concept word counts for a query when their MiniLM cosine is at least this (below: no match at all).
-WORD_MATCH_MIN = 0.55
+#: A concept word counts for a query when their MiniLM cosine is at least this (below: no match at all). This and
+#: the two weights below are chosen on the dev photos by ``bench/catalog_quality.py`` (its JSON has the grids).
+WORD_MATCH_MIN = 0.45
 #: Weight of the concept-word score beside the title score in a titled catalog.
 CONCEPT_WEIGHT = 0.5
+#: Weight of an exact word match in a title (query words found as words of the item's text) in a titled catalog.
+LEXICAL_WEIGHT = 0.25
 #: Text weight when a query has both words and a photo.
 DEFAULT_ALPHA = 0.5
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -93,6 +96,8 @@ class BuiltCatalog:
                                  normalize=False)
         self.index.load_faiss(folder / "image.faiss", self.manifest["search"], hint=f"python -m core catalog add {self.name} ...")
         self.titled = bool(int(self.manifest.get("titled", 0)))
+        self._tokens = [frozenset(_words(" ".join((i.get("title", ""), i.get("category", ""), i.get("description", "")))))
+                        for i in self.items]
         self._word_index = {w: i for i, w in enumerate(self.vocabulary)}
 
     def __len__(self) -> int:
@@ -147,11 +152,13 @@ class BuiltCatalog:
     def image_scores(self, image: ImageSource) -> np.ndarray:
         return self.index.vectors @ self.image_vector(image)
 
-    def word_scores(self, text: str, *, match_min: float = WORD_MATCH_MIN,
-                    concept_weight: float = CONCEPT_WEIGHT) -> tuple[np.ndarray, dict[int, str]]:
+    def word_scores(self, text: str, *, match_min: float = WORD_MATCH_MIN, concept_weight: float = CONCEPT_WEIGHT,
+                    lexical_weight: float = LEXICAL_WEIGHT) -> tuple[np.ndarray, dict[int, str]]:
         """(per-item score, per-item reason) for a word query: titles where present, concept words always.
 
-        ``match_min`` and ``concept_weight`` default to the values chosen on the dev catalog
+        A titled item scores its title's MiniLM cosine, plus ``lexical_weight`` × the share of the query's words
+        found as words of its text (what a shopper expects of "tower" in "Clock tower at dusk"), plus
+        ``concept_weight`` × its concept score. The defaults are the values chosen on the dev catalog
         (``bench/catalog_quality.py``), which passes others while it searches for them.
         """
         query = get_text_encoder().encode([text])[0]
@@ -163,19 +170,25 @@ class BuiltCatalog:
                    for i in np.flatnonzero(concept > 0)}
         if not self.titled:
             return concept.astype(np.float32), reasons
-        title = self.text_vectors @ query
+        title = self.text_vectors @ query + lexical_weight * self._lexical(text)
         for i in np.flatnonzero(title > concept_weight * concept):
             reasons[int(i)] = "title matches"
         return (title + concept_weight * concept).astype(np.float32), reasons
+
+    def _lexical(self, text: str) -> np.ndarray:
+        """(N,) share of the query's words that are words of each item's title, category or description."""
+        wanted = set(_words(text))
+        if not wanted:
+            return np.zeros(len(self), np.float32)
+        return np.array([len(wanted & tokens) / len(wanted) for tokens in self._tokens], np.float32)
 
     def _word_match(self, text: str, query: np.ndarray, match_min: float) -> np.ndarray:
         """(vocabulary,) how well each concept word matches the query: 1 for a word typed, else scaled cosine."""
         cos = self.vocabulary_vectors @ query
         match = np.clip((cos - match_min) / (1.0 - match_min), 0.0, 1.0)
-        for token in _TOKEN.findall(text.lower()):
-            for form in (token, token[:-1] if token.endswith("s") else token):
-                if form in self._word_index:
-                    match[self._word_index[form]] = 1.0
+        for word in _words(text):
+            if word in self._word_index:
+                match[self._word_index[word]] = 1.0
         return match.astype(np.float32)
 
     def _keep(self, categories: Optional[Sequence[str]], exclude: Sequence[str]) -> np.ndarray:
@@ -207,6 +220,12 @@ class BuiltCatalog:
     def duplicate_groups(self) -> list[list[str]]:
         """Groups of near-identical images found at build time, as catalog ids."""
         return [[self.ids[r] for r in group] for group in self.manifest.get("duplicates", {}).get("groups", [])]
+
+
+def _words(text: str) -> list[str]:
+    """Lower-case words of ``text``, a plural's final ``s`` dropped (``towers`` → ``tower``), for exact matching."""
+    return [t[:-1] if len(t) > 3 and t.endswith("s") and not t.endswith("ss") else t
+            for t in _TOKEN.findall(str(text).lower())]
 
 
 def _read_json_list(path: Path) -> list:
