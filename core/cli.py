@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 #: The exit status for input a user can fix (a missing file, a bad option value, an unknown name).
 USAGE_EXIT = 2
 #: The longest ``error:`` line printed; a message quoting a file's content is cut there.
-MESSAGE_CHARS = 300
+MESSAGE_CHARS = 1000
 
 
 def fail(message: str) -> int:
