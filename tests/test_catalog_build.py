@@ -191,3 +191,39 @@ def test_tab_clis_search_a_built_catalog(built, shop, capsys):
     assert {h["id"] for h in hits} == {"animals/cat.png", "animals/cat-copy.jpg"}
     assert multimodal_main(["search", "--catalog", "no-such-shop", "--text", "cat", "--json"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_killing_the_worker_mid_build_leaves_no_catalog(tmp_path):
+    """A real catalog build job, its worker SIGKILLed half-way: the job ends failed, no catalog appears, and the
+    next build of the same name starts clean (the hidden half-built folder is swept)."""
+    import os
+    import signal
+    import time
+
+    from core.catalog.jobs import HANDLER
+    from core.feedback.store import close_engine
+    from core.jobs import INTERRUPTED, JobQueue, Worker
+    from test_core_jobs import start_worker, stop, wait_for
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    cat = Image.fromarray(skdata.chelsea())
+    for i in range(160):  # enough batches that the kill lands mid-pass on a busy machine
+        cat.rotate(i % 360).save(folder / f"cat-{i:03d}.jpg", quality=70)
+    url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
+    queue = JobQueue(url)
+    job = queue.submit("catalog.build", HANDLER, "Build catalog killed-shop", {"name": "killed-shop", "path": str(folder)})
+    worker = start_worker(url)
+    try:
+        wait_for(lambda: queue.get(job).progress > 0.05, timeout=240, what="the build to make progress")
+        os.killpg(os.getpgid(worker.pid), signal.SIGKILL) if os.getpgid(worker.pid) != os.getpgrp() \
+            else os.kill(worker.pid, signal.SIGKILL)
+    finally:
+        stop(worker)
+    time.sleep(1.5)
+    Worker(url, stale_after=1.0).recover()
+    view = queue.get(job)
+    close_engine(url)
+    assert (view.status, view.message) == ("failed", INTERRUPTED)
+    assert version("killed-shop") is None
+    assert "killed-shop" not in [m["name"] for m in list_catalogs()]

@@ -39,6 +39,7 @@ from core.concepts import class_probabilities, concept_table
 from core.encoders import ENCODER_CACHE, ImageEncoder, get_image_encoder
 from core.progress import ProgressFn
 from core.images import MAX_PIXELS, ImageError, letterbox, load_image, load_svg
+from core.locks import BuildInProgress, build_lock
 from core.search import VectorIndex
 from core.text import DEFAULT_TEXT_MODEL, get_text_encoder
 
@@ -280,14 +281,25 @@ def build_catalog(name: str, report: SourceReport, *, progress: Optional[Progres
     used. Unreadable images are skipped and listed in the manifest beside what the source reader skipped.
     """
     name = check_name(name)
-    progress = progress or (lambda fraction, message: None)
+    if not report.items:
+        raise CatalogError("The source has no usable images.")
+    try:
+        with build_lock(f"catalog-{name}", timeout=0):
+            return _build_locked(name, report, progress or (lambda fraction, message: None), source_label, replace,
+                                 encoder or get_image_encoder("efficientnet_lite0", "max"))
+    except BuildInProgress as exc:
+        raise CatalogError(f"The catalog {name} is being built right now; wait for that build to end.") from exc
+
+
+def _build_locked(name: str, report: SourceReport, progress: ProgressFn, source_label: str, replace: bool,
+                  encoder: ImageEncoder) -> dict:
+    """The build itself, with this name's lock held: no other build of it writes beside this one."""
     root = catalogs_dir()
     final = root / name
     if final.exists() and not replace:
         raise CatalogError(f"A catalog named {name} already exists; remove it first or choose another name.")
-    if not report.items:
-        raise CatalogError("The source has no usable images.")
-    encoder = encoder or get_image_encoder("efficientnet_lite0", "max")
+    for leftover in root.glob(f".building-{name}-*"):  # a build of this name that was killed mid-way
+        shutil.rmtree(leftover, ignore_errors=True)
     tmp = root / f".building-{name}-{uuid.uuid4().hex[:8]}"
     (tmp / "thumbs").mkdir(parents=True)
     try:
