@@ -193,7 +193,7 @@ def test_tab_clis_search_a_built_catalog(built, shop, capsys):
     assert capsys.readouterr().err.startswith("error: ")
 
 
-def test_killing_the_worker_mid_build_leaves_no_catalog(tmp_path):
+def test_killing_the_worker_mid_build_leaves_no_catalog(tmp_path, shop):
     """A real catalog build job, its worker SIGKILLed half-way: the job ends failed, no catalog appears, and the
     next build of the same name starts clean (the hidden half-built folder is swept)."""
     import os
@@ -226,3 +226,6 @@ def test_killing_the_worker_mid_build_leaves_no_catalog(tmp_path):
     assert (view.status, view.message) == ("failed", INTERRUPTED)
     assert version("killed-shop") is None
     assert "killed-shop" not in [m["name"] for m in list_catalogs()]
+    add_catalog("killed-shop", shop)  # the next build of the name sweeps what the killed one left
+    assert version("killed-shop") is not None
+    assert not list(catalog_build.catalogs_dir().glob(".building-killed-shop-*"))
