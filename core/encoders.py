@@ -274,8 +274,8 @@ def _file_sha(path: str) -> str:
 class ImageEncoder:
     """Pretrained CNN → spatial grid → pooled, L2-normalised vectors.
 
-    ``input_size`` may be lowered (e.g. 96 px for 28 px catalog images: 5× faster, see the fashion
-    README section); ``runtime`` picks the execution engine; ``pooling`` picks global max
+    ``input_size`` may be lowered (e.g. 96 px for 28 px catalog images: 5× faster, see
+    docs/fashion.md); ``runtime`` picks the execution engine; ``pooling`` picks global max
     (GlobalMaxPool2D, better for "does this detail appear anywhere") or mean.
     """
 

@@ -102,3 +102,30 @@ def test_scale_threshold_block_shows_each_size_and_the_switch(tmp_path):
     assert "| 50,000 | 1.50 | 1.35 | 0.20 | 0.990 [0.980, 0.990] | yes |" in text
     assert "| 150,000 | 7.25 |" in text and text.count("| no |") == 1
     assert "**150,000 items**" in text and "hand-copied" not in text
+
+
+HEADLINE_SOURCES = ("hashtag_evaluate", "music_evaluate_lastfm-2k", "fashion_evaluate", "multimodal_evaluate",
+                    "catalog_quality")
+
+
+def test_headline_block_takes_one_number_per_tab_from_the_results(tmp_path):
+    """The README's one-number-per-tab block reads five result files; a changed number shows, a missing file
+    leaves the block as it was."""
+    results = tmp_path / "results"
+    results.mkdir()
+    for name in HEADLINE_SOURCES:
+        (results / f"{name}.json").write_text((ROOT / "bench" / "results" / f"{name}.json").read_text())
+    fashion = json.loads((results / "fashion_evaluate.json").read_text())
+    fashion["results"]["model"]["precision@10"] = 0.4321
+    (results / "fashion_evaluate.json").write_text(json.dumps(fashion))
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- numbers:headlines -->\nhand-typed\n<!-- /numbers -->\n")
+    readme_numbers.main(["--readme", str(readme), "--results", str(results)])
+    text = readme.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| tab ")]
+    assert [r.split(" | ")[0] for r in rows] == ["| Hashtags", "| Music", "| Fashion", "| Product search", "| Data"]
+    assert "| Fashion | precision@10, Fashion-MNIST test | 0.432 [" in text and "hand-typed" not in text
+    (results / "catalog_quality.json").unlink()
+    readme.write_text("<!-- numbers:headlines -->\nhand-typed\n<!-- /numbers -->\n")
+    readme_numbers.main(["--readme", str(readme), "--results", str(results)])
+    assert "hand-typed" in readme.read_text()
