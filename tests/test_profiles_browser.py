@@ -6,7 +6,8 @@
 - With a real OpenID Connect login (``oidc-provider-mock`` on a free port, a temporary secrets file passed
   with ``--secrets.files``, so the repo's files are untouched): two people each see only their own likes;
   an anonymous visitor sees no profile and reaches none by URL; a squatter whose unverified e-mail is the
-  admin's gets neither her profile nor admin rights; only the admin gets the Review page and can accept an edit.
+  admin's gets neither her profile nor admin rights; only the admin gets the Review page and can accept an edit,
+  and only the admin gets the Data tab's build form.
 """
 
 from __future__ import annotations
@@ -286,7 +287,7 @@ def test_real_login_separates_people_and_only_the_admin_reviews(music_bundle, _b
     page = _open(anon, login_app["url"])
     item = (_music(page), _settled(page)[0])[1]
     page.locator(f".stElementContainer.st-key-mrate_mine_{item}_like button").first.click()
-    page.get_by_text("Log in to keep likes").wait_for()
+    page.get_by_text("Log in to keep likes").first.wait_for()
     assert set(db.profiles(include_reserved=True)) == {alice_key, bob_key}
     anon.close()
 
@@ -315,5 +316,13 @@ def test_real_login_separates_people_and_only_the_admin_reviews(music_bundle, _b
     review.get_by_text("No tag edits are waiting.").wait_for()
     [accepted] = seeded.tagged_images(review="accepted")
     assert accepted.id == edit.id and seeded.tagged_images(review="pending") == []
+
+    # catalog builds on the Data tab: Bob (not an admin) is told why and gets no form; Alice gets the form
+    bob.get_by_role("tab", name="Data").click()
+    data = bob.get_by_role("tabpanel", name="Data")
+    data.get_by_text(re.compile("Building catalogs is not open to you")).wait_for()
+    assert data.get_by_role("button", name="Build this catalog").count() == 0
+    alice.get_by_role("tab", name="Data").click()
+    alice.get_by_role("tabpanel", name="Data").get_by_role("button", name="Build this catalog").wait_for()
     alice_ctx.close()
     bob_ctx.close()
