@@ -36,6 +36,7 @@ from core.concepts import MAX_SENSE, NAME_FLOOR, WORD_FLOOR, class_probabilities
 from core.datasets import DataUnavailable
 from hashtag.evaluate import Prediction
 from hashtag.gate import GATE_C, tune_gate
+from hashtag.order import OrderRule, order_tags
 from hashtag.photo_archives import is_archive_spec, member_file
 
 log = logging.getLogger(__name__)
@@ -225,6 +226,21 @@ class ConceptTagger:
             out.insert(0, best)
         return out
 
+    def is_family(self, subject: str, word: str) -> bool:
+        """Whether ``word`` is a broader concept word for ``subject``: every ImageNet class under ``subject`` is
+        also under ``word``, and ``word`` covers more (#cattle for #ox, #tool for #hammer, #dog for #beagle)."""
+        index = self._index
+        if subject not in index or word not in index:
+            return False
+        a, b = self.table.support[:, index[subject]], self.table.support[:, index[word]]
+        return bool(a.any() and not (a > b).any() and b.sum() > a.sum())
+
+    @property
+    def _index(self) -> dict[str, int]:
+        if not hasattr(self, "_word_index"):
+            self._word_index = {w: j for j, w in enumerate(self.table.words)}
+        return self._word_index
+
     def predict_grids(self, grids: np.ndarray, k: int = 10) -> list[Prediction]:
         scores = self.word_scores(self.probabilities(grids))
         return [[(self.table.words[j], float(row[j])) for j in self._rank(row, k)] for row in scores]
@@ -286,21 +302,26 @@ def fuse(learned: Sequence[tuple[str, float]], concepts: Sequence[tuple[str, flo
 
 
 def fuse_all(learned: Sequence[Prediction], concepts: Sequence[Prediction], similarity: np.ndarray,
-             masses: np.ndarray, tagger: ConceptTagger, rule: FusionRule = FUSION, k: int = 10
-             ) -> list[list[tuple[str, float, str]]]:
+             masses: np.ndarray, tagger: ConceptTagger, rule: FusionRule = FUSION, k: int = 10,
+             order: Optional[OrderRule] = None) -> list[list[tuple[str, float, str]]]:
     """``fuse`` for many images under one ``FusionRule``: its gates, its agreement bonus and its basic-level top slot.
 
     ``similarity``: each image's gate score (``HashtagService.likeness``); ``masses``: ``tagger.masses`` of the
-    same images.
+    same images. ``order``: put each list in the order a person writes hashtags (``hashtag.order``) before it is
+    cut to ``k``; every candidate takes part, so a dropped duplicate's place goes to the next distinct tag.
     """
     out = []
     known = tagger.vocabulary
-    for a, c, w, fw, mass in zip(learned, concepts, rule.weights(similarity), rule.foreign_weights(similarity),
-                                 masses):
-        fused = fuse(a, c, weight=float(w), k=k, agree=rule.agree, foreign_weight=float(fw), known=known)
+    photo = np.asarray(similarity) < rule.threshold
+    for a, c, w, fw, mass, is_photo in zip(learned, concepts, rule.weights(similarity),
+                                           rule.foreign_weights(similarity), masses, photo):
+        depth = k if order is None else max(k, len(a) + len(c))
+        fused = fuse(a, c, weight=float(w), k=depth, agree=rule.agree, foreign_weight=float(fw), known=known)
         if rule.basic > 0:
             by_tag = {t: (t, sc, src) for t, sc, src in fused}
             fused = [by_tag[t] for t in tagger.basic_level_first([t for t, _, _ in fused], mass, rule.basic)]
+        if order is not None:
+            fused = order_tags(fused, rule=order, is_photo=bool(is_photo), family=tagger.is_family)[:k]
         out.append(fused)
     return out
 

@@ -23,6 +23,8 @@ from hashtag.evaluate import (MostFrequent, Prediction, candidate_ceiling, headl
                               score_predictions, tune_knn)
 from hashtag.gate import PhotoGate, load_or_fit, out_of_fold
 from hashtag.model import TRAIN_HINT, ModelTagger, TagResult, load_checkpoint, model_dir
+from hashtag.openvocab import OpenVocabTagger, fuse_open
+from hashtag.order import ORDER, OrderRule, order_tags
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,8 @@ class HashtagService:
         self._baselines: LazyValue[dict[str, Any]] = LazyValue(self._build_baselines)
         self._concepts: LazyValue[ConceptTagger] = LazyValue(lambda: ConceptTagger(self.encoder))
         self._gate: LazyValue[Optional[PhotoGate]] = LazyValue(self._build_gate)
+        #: How the fused list is put in the order a person writes hashtags (``hashtag.order``).
+        self.order: OrderRule = ORDER
 
     # -- baselines (built lazily: they need the cached grids) -------------------------------------
     def baselines(self) -> dict[str, Any]:
@@ -183,25 +187,36 @@ class HashtagService:
         tags = self.concepts.explain_grid(grid, k)
         return [TagResult(c.tag, c.score, self.concepts.activation_map(grid, c), "concept") for c in tags]
 
-    def predict_fused(self, image: ImageSource, k: int = 5) -> "tuple[list[TagResult], Picture]":
-        """The fused hashtags and what the photo gate made of the picture (the tab shows both)."""
-        return self._fused_results(self.grid(image), k)
+    def predict_fused(self, image: ImageSource, k: int = 5, *, open_vocabulary: Optional[OpenVocabTagger] = None
+                      ) -> "tuple[list[TagResult], Picture]":
+        """The fused hashtags and what the photo gate made of the picture (the tab shows both).
 
-    def _fused_results(self, grid: np.ndarray, k: int) -> "tuple[list[TagResult], Picture]":
+        ``open_vocabulary``: an opt-in ``OpenVocabTagger`` whose zero-shot words join the fused list."""
+        img = load_image(image)
+        open_tags = open_vocabulary.predict_images([img], 2 * CANDIDATES)[0] if open_vocabulary else None
+        return self._fused_results(self.encoder.grid([img])[0], k, open_tags)
+
+    def _fused_results(self, grid: np.ndarray, k: int, open_tags: Optional[Prediction] = None
+                       ) -> "tuple[list[TagResult], Picture]":
         n = max(k, CANDIDATES)
         learned = {r.tag: r for r in self.tagger.explain_grid(grid, n)}
         concepts = {c.tag: c for c in self.concepts.explain_grid(grid, n)}
         likeness, rule = self.likeness(grid[None]), self.fusion_rule()
         fused = fuse_all([[(r.tag, r.score) for r in learned.values()]],
                          [[(c.tag, c.score) for c in concepts.values()]], likeness,
-                         self.concepts.masses(grid[None]), self.concepts, rule, k)[0]
+                         self.concepts.masses(grid[None]), self.concepts, rule, 2 * n)[0]
         picture = Picture(float(likeness[0]), rule.threshold, float(rule.weights(likeness)[0]), self.gate_name())
+        if open_tags:
+            fused = fuse_open(fused, open_tags, k=len(fused) + len(open_tags))
+        fused = order_tags(fused, rule=self.order, is_photo=picture.is_photo, family=self.concepts.is_family)[:k]
         out = []
         for tag, score, source in fused:
             if source == "learned":
                 heat = learned[tag].attention
-            else:  # concept or both: the classifier's evidence is the map that holds on photos
+            elif tag in concepts:  # concept or both: the classifier's evidence is the map that holds on photos
                 heat = self.concepts.activation_map(grid, concepts[tag])
+            else:  # an open-vocabulary word: the model scores the whole photo, there is no map
+                heat = None
             out.append(TagResult(tag, score, heat, source))
         return out, picture
 
@@ -222,7 +237,8 @@ class HashtagService:
         return {name: [p[:k] for p in lists[name]] for name in EVALUATED}
 
     def _all_lists(self, grids: np.ndarray, k: int, *, rule: Optional[FusionRule] = None,
-                   likeness: Optional[np.ndarray] = None, candidates: int = CANDIDATES
+                   likeness: Optional[np.ndarray] = None, candidates: int = CANDIDATES,
+                   order: Optional[OrderRule] = None
                    ) -> "tuple[dict[str, list[Prediction]], list[list[tuple[str, float, str]]]]":
         """Every method's list (the concept tagger's ``candidates`` long, for the evaluation's ceiling) and the
         fused lists with each tag's source."""
@@ -233,8 +249,8 @@ class HashtagService:
                "concepts": self.concepts.predict_grids(grids, max(m, candidates))}
         likeness = self.likeness(grids) if likeness is None else likeness
         fused = fuse_all(out["model"], [p[:m] for p in out["concepts"]], likeness,
-                         self.concepts.masses(grids),
-                         self.concepts, rule or self.fusion_rule(), k) if len(grids) else []
+                         self.concepts.masses(grids), self.concepts, rule or self.fusion_rule(), k,
+                         order=self.order if order is None else order) if len(grids) else []
         out["fused"] = [[(t, s) for t, s, _ in f] for f in fused]
         return out, fused
 
@@ -316,6 +332,12 @@ class HashtagService:
                                    "acceptable": None if a is None else sum(t in set(a) for t, _, _ in f[:5])}
                                   for pid, f, a in zip(ids, fused, acceptable or [None] * len(ids))]
         return table
+
+
+def open_vocabulary_tagger(name_or_dir: str, *, allow_download: bool = False) -> OpenVocabTagger:
+    """The opt-in open-vocabulary tagger (``hashtag.openvocab``): weights from a folder, or the hub only when
+    ``allow_download``; ``OpenVocabUnavailable`` (a ``DataUnavailable``) with one clear sentence otherwise."""
+    return OpenVocabTagger(name_or_dir, allow_download=allow_download)
 
 
 def saved_evaluation(dataset_root: str | Path = DEFAULT_DATASET) -> Optional[dict[str, Any]]:
