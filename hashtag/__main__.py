@@ -180,13 +180,18 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
     if args.verb == "tune-order":
         from core.metrics import write_result
-        from hashtag.subjects import tune_order
+        from hashtag.subjects import tune_guard, tune_order
 
-        result = tune_order(_service(args))
+        service = _service(args)
+        result = tune_order(service)
+        result["guard"] = tune_guard(service)
         write_result("hashtag_order_tuning", result)
         c = result["chosen"]
+        g = result["guard"]["chosen"]
         _emit(result, args.json, f"order rules {c['name']}: dev subject@1 {c['subject@1']} subject@5 "
-                                 f"{c['subject@5']} (concepts alone {result['concepts']})")
+                                 f"{c['subject@5']} (concepts alone {result['concepts']}); confidence guard "
+                                 f"{g['confident']}: subject@1 {g['subject@1']} @5 {g['subject@5']}, val F1@5 "
+                                 f"{g['val_f1@5']}")
         return 0
 
     if args.verb == "evaluate-subjects":

@@ -68,19 +68,30 @@ class FusionRule:
     #: holds at least this share of its ImageNet mass (#cat under #animal on a cat photo), the specific one
     #: goes first (repeatedly, so #animal → #cat but not → #tabby unless the breed is sure). 0: off.
     basic: float = 0.0
+    #: Confidence guard: a picture whose top ImageNet class weight is at least this is a photo whatever the gate
+    #: says (a clear photo of one object on a plain background looks like a clip-art stamp to the gate, but the
+    #: ImageNet head is rarely that sure of a drawing). Above 1: off.
+    confident: float = 2.0
 
-    def weights(self, similarity: np.ndarray) -> np.ndarray:
-        """Per image: the decoder's weight given its gate score (``similarity``)."""
-        return np.where(np.asarray(similarity) >= self.threshold, self.near, self.far)
+    def clipart(self, similarity: np.ndarray, confidence: Optional[np.ndarray] = None) -> np.ndarray:
+        """Per image: True where the decoder's words take part (gate score ≥ ``threshold``, guard not tripped)."""
+        like = np.asarray(similarity) >= self.threshold
+        if confidence is not None:
+            like &= np.asarray(confidence) < self.confident
+        return like
 
-    def foreign_weights(self, similarity: np.ndarray) -> np.ndarray:
+    def weights(self, similarity: np.ndarray, confidence: Optional[np.ndarray] = None) -> np.ndarray:
+        """Per image: the decoder's weight given its gate score (``similarity``) and the head's top class weight."""
+        return np.where(self.clipart(similarity, confidence), self.near, self.far)
+
+    def foreign_weights(self, similarity: np.ndarray, confidence: Optional[np.ndarray] = None) -> np.ndarray:
         """Per image: the decoder's weight for its tags outside the concept vocabulary (``strict``)."""
         sim = np.asarray(similarity)
-        return np.where((sim >= self.threshold) & (sim >= self.strict), self.near, self.far)
+        return np.where(self.clipart(sim, confidence) & (sim >= self.strict), self.near, self.far)
 
     def to_json(self) -> dict[str, float]:
         return {"near": self.near, "far": self.far, "threshold": self.threshold, "agree": self.agree,
-                "strict": self.strict, "basic": self.basic}
+                "strict": self.strict, "basic": self.basic, "confident": self.confident}
 
 
 #: Chosen with ``python -m hashtag tune-fusion`` (see ``tune_fusion``; numbers in docs/hashtag.md) for the photo
@@ -226,6 +237,11 @@ class ConceptTagger:
             out.insert(0, best)
         return out
 
+    def confidence(self, grids: np.ndarray) -> np.ndarray:
+        """(N,) each image's top ImageNet class weight (global and regional, as the words see them)."""
+        probs = self.probabilities(grids)
+        return probs.max(axis=1) if len(probs) else np.zeros(0, np.float32)
+
     def is_family(self, subject: str, word: str) -> bool:
         """Whether ``word`` is a broader concept word for ``subject``: every ImageNet class under ``subject`` is
         also under ``word``, and ``word`` covers more (#cattle for #ox, #tool for #hammer, #dog for #beagle)."""
@@ -303,18 +319,20 @@ def fuse(learned: Sequence[tuple[str, float]], concepts: Sequence[tuple[str, flo
 
 def fuse_all(learned: Sequence[Prediction], concepts: Sequence[Prediction], similarity: np.ndarray,
              masses: np.ndarray, tagger: ConceptTagger, rule: FusionRule = FUSION, k: int = 10,
-             order: Optional[OrderRule] = None) -> list[list[tuple[str, float, str]]]:
+             order: Optional[OrderRule] = None, confidence: Optional[np.ndarray] = None
+             ) -> list[list[tuple[str, float, str]]]:
     """``fuse`` for many images under one ``FusionRule``: its gates, its agreement bonus and its basic-level top slot.
 
     ``similarity``: each image's gate score (``HashtagService.likeness``); ``masses``: ``tagger.masses`` of the
     same images. ``order``: put each list in the order a person writes hashtags (``hashtag.order``) before it is
     cut to ``k``; every candidate takes part, so a dropped duplicate's place goes to the next distinct tag.
+    ``confidence``: each image's top ImageNet class weight (``ConceptTagger.confidence``), for the rule's guard.
     """
     out = []
     known = tagger.vocabulary
-    photo = np.asarray(similarity) < rule.threshold
-    for a, c, w, fw, mass, is_photo in zip(learned, concepts, rule.weights(similarity),
-                                           rule.foreign_weights(similarity), masses, photo):
+    photo = ~rule.clipart(similarity, confidence)
+    for a, c, w, fw, mass, is_photo in zip(learned, concepts, rule.weights(similarity, confidence),
+                                           rule.foreign_weights(similarity, confidence), masses, photo):
         depth = k if order is None else max(k, len(a) + len(c))
         fused = fuse(a, c, weight=float(w), k=depth, agree=rule.agree, foreign_weight=float(fw), known=known)
         if rule.basic > 0:

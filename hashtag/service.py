@@ -40,20 +40,31 @@ EVALUATED = ("model", "knn", "most_frequent", "concepts", "fused")
 
 @dataclass(frozen=True)
 class Picture:
-    """What the fusion made of one picture: its gate score and the decoder's share that follows from it."""
+    """What the fusion made of one picture: its gate score, the head's confidence and the decoder's share."""
 
     likeness: float
     threshold: float
     decoder_weight: float
     gate: str
+    confidence: float = 0.0
+    confident: float = 2.0
+
+    @property
+    def guarded(self) -> bool:
+        """The gate called it clip-art-like, but the ImageNet head is so sure of one class that it is a photo."""
+        return self.likeness >= self.threshold and self.confidence >= self.confident
 
     @property
     def is_photo(self) -> bool:
-        return self.likeness < self.threshold
+        return self.likeness < self.threshold or self.guarded
 
     def sentence(self) -> str:
         """One line for the tab: why learned tags do or do not take part in the fused list."""
         score = f"{self.gate} {self.likeness:.2f}, threshold {self.threshold:.2f}"
+        if self.guarded:
+            return (f"Looks like a real photo: the gate found it clip-art-like ({score}), but the ImageNet head is "
+                    f"{self.confidence:.0%} sure of one class (≥ {self.confident:.0%}), which drawings rarely reach; "
+                    "the hashtags come from the ImageNet concepts.")
         if self.decoder_weight <= 0:
             return (f"Looks like a real photo ({score}): the hashtags come from the ImageNet concepts; the "
                     f"decoder, which learned from clip art, adds its own words only where the concepts run out.")
@@ -62,7 +73,8 @@ class Picture:
 
     def to_json(self) -> dict[str, Any]:
         return {"likeness": round(self.likeness, 4), "threshold": self.threshold, "gate": self.gate,
-                "decoder_weight": self.decoder_weight, "is_photo": self.is_photo}
+                "decoder_weight": self.decoder_weight, "is_photo": self.is_photo,
+                "confidence": round(self.confidence, 4), "confident": self.confident}
 
 
 class HashtagService:
@@ -202,10 +214,12 @@ class HashtagService:
         learned = {r.tag: r for r in self.tagger.explain_grid(grid, n)}
         concepts = {c.tag: c for c in self.concepts.explain_grid(grid, n)}
         likeness, rule = self.likeness(grid[None]), self.fusion_rule()
+        confidence = self.concepts.confidence(grid[None])
         fused = fuse_all([[(r.tag, r.score) for r in learned.values()]],
                          [[(c.tag, c.score) for c in concepts.values()]], likeness,
-                         self.concepts.masses(grid[None]), self.concepts, rule, 2 * n)[0]
-        picture = Picture(float(likeness[0]), rule.threshold, float(rule.weights(likeness)[0]), self.gate_name())
+                         self.concepts.masses(grid[None]), self.concepts, rule, 2 * n, confidence=confidence)[0]
+        picture = Picture(float(likeness[0]), rule.threshold, float(rule.weights(likeness, confidence)[0]),
+                          self.gate_name(), float(confidence[0]), rule.confident)
         if open_tags:
             fused = fuse_open(fused, open_tags, k=len(fused) + len(open_tags))
         fused = order_tags(fused, rule=self.order, is_photo=picture.is_photo, family=self.concepts.is_family)[:k]
@@ -250,7 +264,8 @@ class HashtagService:
         likeness = self.likeness(grids) if likeness is None else likeness
         fused = fuse_all(out["model"], [p[:m] for p in out["concepts"]], likeness,
                          self.concepts.masses(grids), self.concepts, rule or self.fusion_rule(), k,
-                         order=self.order if order is None else order) if len(grids) else []
+                         order=self.order if order is None else order,
+                         confidence=self.concepts.confidence(grids)) if len(grids) else []
         out["fused"] = [[(t, s) for t, s, _ in f] for f in fused]
         return out, fused
 
