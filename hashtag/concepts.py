@@ -35,7 +35,7 @@ import numpy as np
 from core.concepts import MAX_SENSE, NAME_FLOOR, WORD_FLOOR, class_probabilities, concept_table
 from core.datasets import DataUnavailable
 from hashtag.evaluate import Prediction
-from hashtag.gate import GATE_C, tune_gate
+from hashtag.gate import GATE_C, transparency, tune_gate
 from hashtag.order import OrderRule, order_tags
 from hashtag.photo_archives import is_archive_spec, member_file
 
@@ -72,26 +72,37 @@ class FusionRule:
     #: says (a clear photo of one object on a plain background looks like a clip-art stamp to the gate, but the
     #: ImageNet head is rarely that sure of a drawing). Above 1: off.
     confident: float = 2.0
+    #: Cut-out guard: the decoder's words take part only on pictures with at least this share of transparent
+    #: pixels (every Tux Paint stamp is a cut-out on a transparent background, no photograph is). 0: off.
+    cutout: float = 0.0
 
-    def clipart(self, similarity: np.ndarray, confidence: Optional[np.ndarray] = None) -> np.ndarray:
-        """Per image: True where the decoder's words take part (gate score ≥ ``threshold``, guard not tripped)."""
+    def clipart(self, similarity: np.ndarray, confidence: Optional[np.ndarray] = None,
+                transparent: Optional[np.ndarray] = None) -> np.ndarray:
+        """Per image: True where the decoder's words take part (gate score ≥ ``threshold``, no guard tripped).
+
+        ``confidence``: the head's top class weight; ``transparent``: the share of see-through pixels (unknown:
+        ``None``, and the cut-out guard does not apply)."""
         like = np.asarray(similarity) >= self.threshold
         if confidence is not None:
             like &= np.asarray(confidence) < self.confident
+        if transparent is not None and self.cutout > 0:
+            like &= np.asarray(transparent) >= self.cutout
         return like
 
-    def weights(self, similarity: np.ndarray, confidence: Optional[np.ndarray] = None) -> np.ndarray:
-        """Per image: the decoder's weight given its gate score (``similarity``) and the head's top class weight."""
-        return np.where(self.clipart(similarity, confidence), self.near, self.far)
+    def weights(self, similarity: np.ndarray, confidence: Optional[np.ndarray] = None,
+                transparent: Optional[np.ndarray] = None) -> np.ndarray:
+        """Per image: the decoder's weight given its gate score (``similarity``) and the guards' inputs."""
+        return np.where(self.clipart(similarity, confidence, transparent), self.near, self.far)
 
-    def foreign_weights(self, similarity: np.ndarray, confidence: Optional[np.ndarray] = None) -> np.ndarray:
+    def foreign_weights(self, similarity: np.ndarray, confidence: Optional[np.ndarray] = None,
+                        transparent: Optional[np.ndarray] = None) -> np.ndarray:
         """Per image: the decoder's weight for its tags outside the concept vocabulary (``strict``)."""
         sim = np.asarray(similarity)
-        return np.where(self.clipart(sim, confidence) & (sim >= self.strict), self.near, self.far)
+        return np.where(self.clipart(sim, confidence, transparent) & (sim >= self.strict), self.near, self.far)
 
     def to_json(self) -> dict[str, float]:
         return {"near": self.near, "far": self.far, "threshold": self.threshold, "agree": self.agree,
-                "strict": self.strict, "basic": self.basic, "confident": self.confident}
+                "strict": self.strict, "basic": self.basic, "confident": self.confident, "cutout": self.cutout}
 
 
 #: Chosen with ``python -m hashtag tune-fusion`` (see ``tune_fusion``; numbers in docs/hashtag.md) for the photo
@@ -103,7 +114,11 @@ class FusionRule:
 #: 0.311), Tux Paint val F1@5 0.559 (decoder 0.550); 10 unconfirmable decoder tags in the dev top 5s. The
 #: similarity rule below, on the same model: 51 such tags, dev P@5 0.160, hit@1 0.356 (``similarity_rule`` in
 #: the tuning result).
-FUSION = FusionRule(near=0.4, far=0.0, threshold=0.71, agree=0.0, strict=-1.0, basic=0.9)
+#: The cut-out guard (``cutout`` 0.1, chosen with ``python -m hashtag tune-order``, ``hashtag.subjects.tune_guard``):
+#: the decoder's words take part only on pictures at least 10 % see-through, as 98 % of the Tux Paint validation
+#: stamps are and none of the dev photos is (validation F1@5 0.557 → 0.546, decoder alone 0.550; clip-art words in
+#: the dev photos' top 5: 1 photo of 34 → 0).
+FUSION = FusionRule(near=0.4, far=0.0, threshold=0.71, agree=0.0, strict=-1.0, basic=0.9, cutout=0.1)
 #: The rule for models without a photo gate (fewer than ``MIN_GATE_PHOTOS`` dev photos installed), where the gate
 #: score is the cosine similarity to the nearest training image: the decoder weighs 0.2 on pictures whose
 #: nearest training image has cosine ≥ 0.532 (nearly all Tux Paint validation images, about half of the dev
@@ -319,20 +334,21 @@ def fuse(learned: Sequence[tuple[str, float]], concepts: Sequence[tuple[str, flo
 
 def fuse_all(learned: Sequence[Prediction], concepts: Sequence[Prediction], similarity: np.ndarray,
              masses: np.ndarray, tagger: ConceptTagger, rule: FusionRule = FUSION, k: int = 10,
-             order: Optional[OrderRule] = None, confidence: Optional[np.ndarray] = None
-             ) -> list[list[tuple[str, float, str]]]:
+             order: Optional[OrderRule] = None, confidence: Optional[np.ndarray] = None,
+             transparent: Optional[np.ndarray] = None) -> list[list[tuple[str, float, str]]]:
     """``fuse`` for many images under one ``FusionRule``: its gates, its agreement bonus and its basic-level top slot.
 
     ``similarity``: each image's gate score (``HashtagService.likeness``); ``masses``: ``tagger.masses`` of the
     same images. ``order``: put each list in the order a person writes hashtags (``hashtag.order``) before it is
     cut to ``k``; every candidate takes part, so a dropped duplicate's place goes to the next distinct tag.
-    ``confidence``: each image's top ImageNet class weight (``ConceptTagger.confidence``), for the rule's guard.
+    ``confidence``: each image's top ImageNet class weight (``ConceptTagger.confidence``); ``transparent``: each
+    image's share of see-through pixels (``hashtag.gate.transparency``); both feed the rule's guards.
     """
     out = []
     known = tagger.vocabulary
-    photo = ~rule.clipart(similarity, confidence)
-    for a, c, w, fw, mass, is_photo in zip(learned, concepts, rule.weights(similarity, confidence),
-                                           rule.foreign_weights(similarity, confidence), masses, photo):
+    photo = ~rule.clipart(similarity, confidence, transparent)
+    for a, c, w, fw, mass, is_photo in zip(learned, concepts, rule.weights(similarity, confidence, transparent),
+                                           rule.foreign_weights(similarity, confidence, transparent), masses, photo):
         depth = k if order is None else max(k, len(a) + len(c))
         fused = fuse(a, c, weight=float(w), k=depth, agree=rule.agree, foreign_weight=float(fw), known=known)
         if rule.basic > 0:
@@ -427,9 +443,15 @@ def acceptable_tags(photos: Sequence[RealPhoto], csv_path: Path = ACCEPTABLE) ->
 
 def photo_grids(encoder, photos: Sequence[RealPhoto]) -> np.ndarray:
     """The encoder's grids for the photos (a few dozen: encoded on the fly, no cache)."""
-    from core.images import load_image
+    return photo_grids_and_transparency(encoder, photos)[0]
 
-    return encoder.grid([load_image(p.path) for p in photos])
+
+def photo_grids_and_transparency(encoder, photos) -> "tuple[np.ndarray, np.ndarray]":
+    """The photos' grids and each one's share of see-through pixels (``hashtag.gate.transparency``)."""
+    from core.images import load_any
+
+    images = [load_any(p.path) for p in photos]
+    return encoder.grid(images), np.array([transparency(im) for im in images], np.float32)
 
 
 

@@ -101,3 +101,46 @@ def test_dev_subjects_cover_every_group():
         pytest.skip("the dev photo packages are not installed")
     assert {p.group for p in photos} == {"animals", "objects", "scenes"}
     assert all(p.subject in p.acceptable for p in photos)
+
+
+def test_cutout_guard_keeps_the_decoder_off_opaque_pictures_the_gate_calls_clip_art():
+    import numpy as np
+
+    from hashtag.concepts import FusionRule
+
+    rule = FusionRule(near=0.4, far=0.0, threshold=0.71, cutout=0.01)
+    gate = np.array([0.95, 0.95, 0.2])
+    see_through = np.array([0.6, 0.0, 0.6])  # a stamp, an opaque product photo on white, a photo with alpha
+    assert rule.weights(gate, transparent=see_through).tolist() == [0.4, 0.0, 0.0]
+    assert rule.weights(gate).tolist() == [0.4, 0.4, 0.0]  # transparency unknown: the gate alone decides
+    assert FusionRule(near=0.4, far=0.0, threshold=0.71).weights(gate, transparent=see_through).tolist() == \
+        [0.4, 0.4, 0.0]  # guard off
+
+
+def test_transparency_is_recorded_when_an_alpha_channel_is_composited(tmp_path):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from core.images import load_image
+    from hashtag.gate import transparency
+
+    rgba = np.zeros((20, 20, 4), np.uint8)
+    rgba[5:15, 5:15] = (200, 30, 30, 255)  # a red square on a fully transparent background
+    buf = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    assert transparency(load_image(buf.getvalue())) == 0.75
+    buf = io.BytesIO()
+    Image.fromarray(rgba[..., :3]).save(buf, format="JPEG")
+    assert transparency(load_image(buf.getvalue())) == 0.0
+
+
+def test_picture_says_why_an_opaque_picture_counts_as_a_photo():
+    from hashtag.service import Picture
+
+    shot = Picture(likeness=0.95, threshold=0.71, decoder_weight=0.0, gate="photo gate", transparent=0.0, cutout=0.01)
+    stamp = Picture(likeness=0.95, threshold=0.71, decoder_weight=0.4, gate="photo gate", transparent=0.5, cutout=0.01)
+    assert shot.is_photo and "no transparent background" in shot.sentence()
+    assert not stamp.is_photo and stamp.sentence().startswith("Looks like the pictures the decoder learned from")
+    assert shot.to_json()["transparent"] == 0.0
