@@ -355,7 +355,7 @@ def fuse_all(learned: Sequence[Prediction], concepts: Sequence[Prediction], simi
             by_tag = {t: (t, sc, src) for t, sc, src in fused}
             fused = [by_tag[t] for t in tagger.basic_level_first([t for t, _, _ in fused], mass, rule.basic)]
         if order is not None:
-            fused = order_tags(fused, rule=order, is_photo=bool(is_photo), family=tagger.is_family)[:k]
+            fused = order_tags(fused, rule=order, is_photo=bool(is_photo), family=tagger.is_family, k=k)[:k]
         out.append(fused)
     return out
 

@@ -13,8 +13,8 @@ words (#cartoon, #household, #seasonal) describe Tux Paint, not photographs.
 2. **collapse near-duplicates**: a tag whose key (``variant_key``: singular, American spelling) equals an
    earlier tag's, or that is an earlier tag inside a compound or the other way round (``#tabby`` and
    ``#tabbycat``), is dropped; the earlier, higher-ranked form stays;
-3. **general words last**: ``GENERAL_WORDS`` (#animal, #object, #organism, #artifact …) move behind every
-   specific tag, so they only show when there is room;
+3. **general words last**: ``GENERAL_WORDS`` (#animal, #object, #organism, #artifact …) move behind the specific
+   tags shown with them (``general_out``: behind every candidate, out of the shown list);
 4. **family second**: when the subject's family word (a broader word of the same concept, ``family(subject,
    word)``: #cattle for #cow, #tool for #hammer) is in the list, it moves right behind the subject.
 
@@ -97,6 +97,9 @@ class OrderRule:
     #: Collapse a word with a compound that ends in it too (#cat with #tabbycat), not only one that starts with it.
     collapse_head: bool = True
     general_last: bool = True
+    #: With ``general_last``: push general words behind every candidate, out of the shown top k (True), or only
+    #: behind the specific words among the top k the ranking already shows (False: they stay when they earned a place).
+    general_out: bool = False
     family_second: bool = True
     photo_words_only: bool = True
     #: Reorder only pictures the photo gate calls photos; on clip art the decoder's corpus order (category words
@@ -110,15 +113,16 @@ class OrderRule:
 #: Chosen on the dev photos' subjects (``tune_order``; docs/hashtag.md).
 ORDER = OrderRule()
 #: The previous behaviour (the ranked list as the taggers left it), for comparisons.
-NO_ORDER = OrderRule(False, False, False, False, False, False)
+NO_ORDER = OrderRule(False, False, False, False, False, False, False)
 
 
 def order_tags(items: Sequence[tuple[str, float, str]], *, rule: OrderRule = ORDER, is_photo: bool = True,
-               family: Optional[Callable[[str, str], bool]] = None) -> Fused:
+               family: Optional[Callable[[str, str], bool]] = None, k: Optional[int] = None) -> Fused:
     """``items`` (best first) in the order a person writes them (module docstring); scores and sources kept.
 
     ``is_photo``: the photo gate's verdict (the decoder's corpus words are dropped only on photos);
-    ``family(subject, word)``: whether ``word`` is a broader word for ``subject`` (``ConceptTagger.is_family``).
+    ``family(subject, word)``: whether ``word`` is a broader word for ``subject`` (``ConceptTagger.is_family``);
+    ``k``: how many tags will be shown (general words stay among them unless ``rule.general_out``).
     """
     out = [tuple(x) for x in items]
     if rule.photos_only and not is_photo:  # clip art: the decoder learned its corpus's own order (#animal #bird)
@@ -132,7 +136,9 @@ def order_tags(items: Sequence[tuple[str, float, str]], *, rule: OrderRule = ORD
                 kept.append(x)
         out = kept
     if rule.general_last:
-        out = [x for x in out if x[0] not in GENERAL_WORDS] + [x for x in out if x[0] in GENERAL_WORDS]
+        cut = len(out) if rule.general_out or k is None else k
+        head, tail = out[:cut], out[cut:]
+        out = [x for x in head if x[0] not in GENERAL_WORDS] + [x for x in head if x[0] in GENERAL_WORDS] + tail
     if rule.family_second and family is not None and len(out) > 2:
         subject = out[0][0]
         fam = next((x for x in out[2:] if x[0] not in GENERAL_WORDS and family(subject, x[0])), None)

@@ -240,7 +240,7 @@ class HashtagService:
                           -1.0 if transparent is None else float(transparent), rule.cutout)
         if open_tags:
             fused = fuse_open(fused, open_tags, k=len(fused) + len(open_tags))
-        fused = order_tags(fused, rule=self.order, is_photo=picture.is_photo, family=self.concepts.is_family)[:k]
+        fused = order_tags(fused, rule=self.order, is_photo=picture.is_photo, family=self.concepts.is_family, k=k)[:k]
         out = []
         for tag, score, source in fused:
             if source == "learned":

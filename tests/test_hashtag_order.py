@@ -43,6 +43,13 @@ def test_general_words_go_last_and_duplicates_give_their_place_away():
     assert _tags(order_tags(ranked, rule=NO_ORDER)) == _tags(ranked)  # every rule off: untouched
 
 
+def test_a_general_word_that_earned_a_shown_place_keeps_it_behind_the_specific_ones():
+    ranked = [("animal", 0.9, "concept"), ("cow", 0.8, "concept"), ("farm", 0.5, "concept"), ("grass", 0.4, "concept")]
+    assert _tags(order_tags(ranked, rule=OrderRule(family_second=False), k=3)) == ["cow", "farm", "animal", "grass"]
+    assert _tags(order_tags(ranked, rule=OrderRule(family_second=False, general_out=True), k=3)) == \
+        ["cow", "farm", "grass", "animal"]
+
+
 def test_the_higher_ranked_form_survives_a_collapse():
     ranked = [("tabbycat", 0.5, "concept"), ("tabby", 0.4, "concept"), ("cat", 0.3, "concept")]
     assert _tags(order_tags(ranked, rule=OrderRule(collapse_head=False))) == ["tabbycat", "cat"]
