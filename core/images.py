@@ -137,7 +137,10 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         img = img.convert("RGBA")
     if img.mode == "RGBA":
         background = Image.new("RGB", img.size, (255, 255, 255))
-        background.paste(img, mask=img.getchannel("A"))
+        alpha = img.getchannel("A")
+        background.paste(img, mask=alpha)
+        # how much of the picture was see-through: a cut-out (clip art, a stamp) rather than a photograph
+        background.info["transparent"] = float((np.asarray(alpha) < 128).mean())
         return background
     if img.mode != "RGB":
         img = img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV

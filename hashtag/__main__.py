@@ -55,15 +55,42 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--with-feedback", action="store_true", help="also train on users' stored (image, tags) pairs")
     t.add_argument("--json", action="store_true")
 
-    pr = sub.add_parser("predict", help="hashtags for one image")
-    pr.add_argument("image")
+    pr = sub.add_parser("predict", help="hashtags for photos: files or folders, the models loaded once")
+    pr.add_argument("image", nargs="+", metavar="PHOTO_OR_FOLDER",
+                    help="image files and/or folders (their images, recursively); one JSON line per photo with --json")
     pr.add_argument("--dataset", default=str(DEFAULT_DATASET))
     pr.add_argument("--method", choices=["fused", "model", "concepts", "knn", "most_frequent"], default="fused",
                     help="fused (default): the decoder's and the ImageNet/WordNet concept tags in one list")
+    pr.add_argument("--tagger", choices=["concepts", "clip"], default="concepts",
+                    help="clip: add an OpenCLIP model's zero-shot words (opt-in; needs --clip-model)")
+    pr.add_argument("--clip-model", default=None, metavar="NAME_OR_DIR",
+                    help="an OpenCLIP model folder (open_clip_config.json + weights), or a hub name with "
+                         "--allow-download (e.g. ViT-B-32/laion2b_s34b_b79k)")
+    pr.add_argument("--allow-download", action="store_true",
+                    help="let --clip-model fetch its weights from the hub (never done otherwise)")
     pr.add_argument("--beam", type=int, default=None, help="beam width (default: the training config's)")
     pr.add_argument("--top-k", type=int, default=5)
     pr.add_argument("--weights", default=None, help="the state-dict file a resnet152/resnet50 model was trained with")
-    pr.add_argument("--json", action="store_true")
+    pr.add_argument("--json", action="store_true", help="one JSON object per photo per line")
+
+    v = sub.add_parser("build-vocabulary", help="regenerate the open-vocabulary tagger's word list from WordNet + "
+                                                "wordfreq (hashtag/openvocab_words.txt)")
+    v.add_argument("--json", action="store_true")
+
+    o = sub.add_parser("tune-order", help="choose the hashtag ordering rules on the dev photos' subjects")
+    o.add_argument("--dataset", default=str(DEFAULT_DATASET))
+    o.add_argument("--beam", type=int, default=None)
+    o.add_argument("--weights", default=None)
+    o.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("evaluate-subjects", help="subject first / in the top 5 / clip-art words, per group, on a "
+                                                 "labelled subject CSV (path,subject,acceptable,group)")
+    s.add_argument("csv", nargs="+", help="subject CSV(s); the first names the result file")
+    s.add_argument("--name", default=None, help="result name under bench/results/ (default: hashtag_<csv stem>)")
+    s.add_argument("--dataset", default=str(DEFAULT_DATASET))
+    s.add_argument("--beam", type=int, default=None)
+    s.add_argument("--weights", default=None)
+    s.add_argument("--json", action="store_true")
 
     e = sub.add_parser("evaluate", help="P/R/F1@1,3,5 and BLEU-1..4 on the test split, model vs baselines")
     e.add_argument("--dataset", default=str(DEFAULT_DATASET))
@@ -104,6 +131,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from core.datasets import DataUnavailable
     from hashtag import data
 
     if args.verb == "build-dataset":
@@ -141,22 +169,45 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         return 0
 
     if args.verb == "predict":
-        from core.images import load_image
+        return _predict(args)
 
-        path = Path(args.image)
-        if not path.is_file():
-            raise FileNotFoundError(f"No such image file: {path}")
-        image = load_image(path)  # bad input fails here, before the model is loaded
+    if args.verb == "build-vocabulary":
+        from hashtag.openvocab import VOCABULARY, build_vocabulary
+
+        words = build_vocabulary()
+        _emit({"words": len(words), "path": str(VOCABULARY)}, args.json, f"{len(words)} words → {VOCABULARY}")
+        return 0
+
+    if args.verb == "tune-order":
+        from core.metrics import write_result
+        from hashtag.subjects import tune_guard, tune_order
+
         service = _service(args)
-        picture = None
-        if args.method == "fused":
-            results, picture = service.predict_fused(image, k=args.top_k)
-        else:
-            results = service.predict(image, method=args.method, k=args.top_k)
-        obj = {"image": str(path), "method": args.method, "hashtags": [r.to_json() for r in results]}
-        if picture is not None:
-            obj["picture"] = picture.to_json()
-        _emit(obj, args.json, " ".join(f"#{r.tag}({r.score:.2f})" for r in results))
+        result = tune_order(service)
+        result["guard"] = tune_guard(service)
+        write_result("hashtag_order_tuning", result)
+        c = result["chosen"]
+        g = result["guard"]["chosen"]
+        _emit(result, args.json, f"order rules {c['name']}: dev subject@1 {c['subject@1']} subject@5 "
+                                 f"{c['subject@5']} (concepts alone {result['concepts']}); confidence guard "
+                                 f"{g['confident']}: subject@1 {g['subject@1']} @5 {g['subject@5']}, val F1@5 "
+                                 f"{g['val_f1@5']}")
+        return 0
+
+    if args.verb == "evaluate-subjects":
+        from core.metrics import write_result
+        from hashtag.subjects import evaluate_subjects, load_subject_set
+
+        photos = [p for path in args.csv for p in load_subject_set(path)]
+        if not photos:
+            raise DataUnavailable(f"None of the photos of {', '.join(args.csv)} could be found.")
+        name = args.name or f"hashtag_{Path(args.csv[0]).stem}"
+        result = evaluate_subjects(_service(args), photos, name=name)
+        write_result(name, result)
+        m = result["methods"]
+        _emit(result, args.json, "\n".join(f"{k:16s} subject@1 {v['subject@1']} {v['subject@1_ci95']}  subject@5 "
+                                           f"{v['subject@5']} {v['subject@5_ci95']}  tuxpaint@5 {v['tuxpaint@5']}"
+                                           for k, v in m.items()))
         return 0
 
     if args.verb == "tune-fusion":
@@ -187,6 +238,71 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
         lines += [f"{group}{m:14s} " + " ".join(f"{k}={v}" for k, v in row.items() if k != "ci95")
                   for m, row in rows.items() if isinstance(row, dict)]
     _emit(table, args.json, "\n".join(lines))
+    return 0
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".svg")
+
+
+def photo_paths(items: Sequence[str]) -> list[Path]:
+    """Files as given, folders expanded to their image files (recursively, sorted); a missing path is an error."""
+    out: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            out += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            out.append(path)
+        else:
+            raise FileNotFoundError(f"No such image file or folder: {path}")
+    return out
+
+
+def _predict(args: argparse.Namespace) -> int:
+    """Hashtags for every photo: the models load once; one JSON line per photo (an unreadable one gets an
+    ``error`` line and the rest go on). A single file given alone keeps the one-line error and exit 2."""
+    from core.images import ImageError, load_image
+    from core.progress import track
+
+    paths = photo_paths(args.image)
+    if not paths:
+        raise FileNotFoundError(f"No image files in {', '.join(args.image)}.")
+    single = len(args.image) == 1 and len(paths) == 1 and not Path(args.image[0]).is_dir()
+    if single:
+        load_image(paths[0])  # bad input fails here, before the models are loaded
+    if args.tagger == "clip" and not args.clip_model:
+        raise ValueError("--tagger clip needs --clip-model NAME_OR_DIR (an OpenCLIP model folder, or a hub name "
+                         "with --allow-download).")
+    if args.tagger == "clip" and args.method != "fused":
+        raise ValueError("--tagger clip fuses with the concept tags: use it with --method fused.")
+    service = _service(args)
+    open_vocab = None
+    if args.tagger == "clip":
+        from hashtag.service import open_vocabulary_tagger
+
+        open_vocab = open_vocabulary_tagger(args.clip_model, allow_download=args.allow_download)
+    done = 0
+    for path in track(paths, desc="tagging photos", unit="photo", total=len(paths)):
+        obj: dict[str, Any] = {"path": str(path), "method": args.method}
+        try:
+            image = load_image(path)
+            if args.method == "fused":
+                results, picture = service.predict_fused(image, k=args.top_k, open_vocabulary=open_vocab)
+                obj["picture"] = picture.to_json()
+            else:
+                results = service.predict(image, method=args.method, k=args.top_k)
+        except (ImageError, OSError, ValueError) as exc:
+            if single:
+                raise
+            obj["error"] = str(exc)
+        else:
+            obj["hashtags"] = [r.to_json() for r in results]
+            done += 1
+        text = (f"{path}: error: {obj['error']}" if "error" in obj else
+                f"{path}: " + " ".join(f"#{h['tag']}({h['score']:.2f})" for h in obj["hashtags"]))
+        print(json.dumps(obj) if args.json else text, flush=True)
+    if not done:
+        raise FileNotFoundError(f"None of the {len(paths)} photos could be read.")
     return 0
 
 

@@ -35,7 +35,8 @@ import numpy as np
 from core.concepts import MAX_SENSE, NAME_FLOOR, WORD_FLOOR, class_probabilities, concept_table
 from core.datasets import DataUnavailable
 from hashtag.evaluate import Prediction
-from hashtag.gate import GATE_C, tune_gate
+from hashtag.gate import GATE_C, transparency, tune_gate
+from hashtag.order import OrderRule, order_tags
 from core.photo_archives import is_archive_spec, member_file
 
 log = logging.getLogger(__name__)
@@ -67,19 +68,41 @@ class FusionRule:
     #: holds at least this share of its ImageNet mass (#cat under #animal on a cat photo), the specific one
     #: goes first (repeatedly, so #animal → #cat but not → #tabby unless the breed is sure). 0: off.
     basic: float = 0.0
+    #: Confidence guard: a picture whose top ImageNet class weight is at least this is a photo whatever the gate
+    #: says (a clear photo of one object on a plain background looks like a clip-art stamp to the gate, but the
+    #: ImageNet head is rarely that sure of a drawing). Above 1: off.
+    confident: float = 2.0
+    #: Cut-out guard: the decoder's words take part only on pictures with at least this share of transparent
+    #: pixels (every Tux Paint stamp is a cut-out on a transparent background, no photograph is). 0: off.
+    cutout: float = 0.0
 
-    def weights(self, similarity: np.ndarray) -> np.ndarray:
-        """Per image: the decoder's weight given its gate score (``similarity``)."""
-        return np.where(np.asarray(similarity) >= self.threshold, self.near, self.far)
+    def clipart(self, similarity: np.ndarray, confidence: Optional[np.ndarray] = None,
+                transparent: Optional[np.ndarray] = None) -> np.ndarray:
+        """Per image: True where the decoder's words take part (gate score ≥ ``threshold``, no guard tripped).
 
-    def foreign_weights(self, similarity: np.ndarray) -> np.ndarray:
+        ``confidence``: the head's top class weight; ``transparent``: the share of see-through pixels (unknown:
+        ``None``, and the cut-out guard does not apply)."""
+        like = np.asarray(similarity) >= self.threshold
+        if confidence is not None:
+            like &= np.asarray(confidence) < self.confident
+        if transparent is not None and self.cutout > 0:
+            like &= np.asarray(transparent) >= self.cutout
+        return like
+
+    def weights(self, similarity: np.ndarray, confidence: Optional[np.ndarray] = None,
+                transparent: Optional[np.ndarray] = None) -> np.ndarray:
+        """Per image: the decoder's weight given its gate score (``similarity``) and the guards' inputs."""
+        return np.where(self.clipart(similarity, confidence, transparent), self.near, self.far)
+
+    def foreign_weights(self, similarity: np.ndarray, confidence: Optional[np.ndarray] = None,
+                        transparent: Optional[np.ndarray] = None) -> np.ndarray:
         """Per image: the decoder's weight for its tags outside the concept vocabulary (``strict``)."""
         sim = np.asarray(similarity)
-        return np.where((sim >= self.threshold) & (sim >= self.strict), self.near, self.far)
+        return np.where(self.clipart(sim, confidence, transparent) & (sim >= self.strict), self.near, self.far)
 
     def to_json(self) -> dict[str, float]:
         return {"near": self.near, "far": self.far, "threshold": self.threshold, "agree": self.agree,
-                "strict": self.strict, "basic": self.basic}
+                "strict": self.strict, "basic": self.basic, "confident": self.confident, "cutout": self.cutout}
 
 
 #: Chosen with ``python -m hashtag tune-fusion`` (see ``tune_fusion``; numbers in docs/hashtag.md) for the photo
@@ -91,7 +114,11 @@ class FusionRule:
 #: 0.311), Tux Paint val F1@5 0.559 (decoder 0.550); 10 unconfirmable decoder tags in the dev top 5s. The
 #: similarity rule below, on the same model: 51 such tags, dev P@5 0.160, hit@1 0.356 (``similarity_rule`` in
 #: the tuning result).
-FUSION = FusionRule(near=0.4, far=0.0, threshold=0.71, agree=0.0, strict=-1.0, basic=0.9)
+#: The cut-out guard (``cutout`` 0.1, chosen with ``python -m hashtag tune-order``, ``hashtag.subjects.tune_guard``):
+#: the decoder's words take part only on pictures at least 10 % see-through, as 98 % of the Tux Paint validation
+#: stamps are and none of the dev photos is (validation F1@5 0.557 → 0.546, decoder alone 0.550; clip-art words in
+#: the dev photos' top 5: 1 photo of 34 → 0).
+FUSION = FusionRule(near=0.4, far=0.0, threshold=0.71, agree=0.0, strict=-1.0, basic=0.9, cutout=0.1)
 #: The rule for models without a photo gate (fewer than ``MIN_GATE_PHOTOS`` dev photos installed), where the gate
 #: score is the cosine similarity to the nearest training image: the decoder weighs 0.2 on pictures whose
 #: nearest training image has cosine ≥ 0.532 (nearly all Tux Paint validation images, about half of the dev
@@ -225,6 +252,26 @@ class ConceptTagger:
             out.insert(0, best)
         return out
 
+    def confidence(self, grids: np.ndarray) -> np.ndarray:
+        """(N,) each image's top ImageNet class weight (global and regional, as the words see them)."""
+        probs = self.probabilities(grids)
+        return probs.max(axis=1) if len(probs) else np.zeros(0, np.float32)
+
+    def is_family(self, subject: str, word: str) -> bool:
+        """Whether ``word`` is a broader concept word for ``subject``: every ImageNet class under ``subject`` is
+        also under ``word``, and ``word`` covers more (#cattle for #ox, #tool for #hammer, #dog for #beagle)."""
+        index = self._index
+        if subject not in index or word not in index:
+            return False
+        a, b = self.table.support[:, index[subject]], self.table.support[:, index[word]]
+        return bool(a.any() and not (a > b).any() and b.sum() > a.sum())
+
+    @property
+    def _index(self) -> dict[str, int]:
+        if not hasattr(self, "_word_index"):
+            self._word_index = {w: j for j, w in enumerate(self.table.words)}
+        return self._word_index
+
     def predict_grids(self, grids: np.ndarray, k: int = 10) -> list[Prediction]:
         scores = self.word_scores(self.probabilities(grids))
         return [[(self.table.words[j], float(row[j])) for j in self._rank(row, k)] for row in scores]
@@ -286,21 +333,29 @@ def fuse(learned: Sequence[tuple[str, float]], concepts: Sequence[tuple[str, flo
 
 
 def fuse_all(learned: Sequence[Prediction], concepts: Sequence[Prediction], similarity: np.ndarray,
-             masses: np.ndarray, tagger: ConceptTagger, rule: FusionRule = FUSION, k: int = 10
-             ) -> list[list[tuple[str, float, str]]]:
+             masses: np.ndarray, tagger: ConceptTagger, rule: FusionRule = FUSION, k: int = 10,
+             order: Optional[OrderRule] = None, confidence: Optional[np.ndarray] = None,
+             transparent: Optional[np.ndarray] = None) -> list[list[tuple[str, float, str]]]:
     """``fuse`` for many images under one ``FusionRule``: its gates, its agreement bonus and its basic-level top slot.
 
     ``similarity``: each image's gate score (``HashtagService.likeness``); ``masses``: ``tagger.masses`` of the
-    same images.
+    same images. ``order``: put each list in the order a person writes hashtags (``hashtag.order``) before it is
+    cut to ``k``; every candidate takes part, so a dropped duplicate's place goes to the next distinct tag.
+    ``confidence``: each image's top ImageNet class weight (``ConceptTagger.confidence``); ``transparent``: each
+    image's share of see-through pixels (``hashtag.gate.transparency``); both feed the rule's guards.
     """
     out = []
     known = tagger.vocabulary
-    for a, c, w, fw, mass in zip(learned, concepts, rule.weights(similarity), rule.foreign_weights(similarity),
-                                 masses):
-        fused = fuse(a, c, weight=float(w), k=k, agree=rule.agree, foreign_weight=float(fw), known=known)
+    photo = ~rule.clipart(similarity, confidence, transparent)
+    for a, c, w, fw, mass, is_photo in zip(learned, concepts, rule.weights(similarity, confidence, transparent),
+                                           rule.foreign_weights(similarity, confidence, transparent), masses, photo):
+        depth = k if order is None else max(k, len(a) + len(c))
+        fused = fuse(a, c, weight=float(w), k=depth, agree=rule.agree, foreign_weight=float(fw), known=known)
         if rule.basic > 0:
             by_tag = {t: (t, sc, src) for t, sc, src in fused}
             fused = [by_tag[t] for t in tagger.basic_level_first([t for t, _, _ in fused], mass, rule.basic)]
+        if order is not None:
+            fused = order_tags(fused, rule=order, is_photo=bool(is_photo), family=tagger.is_family, k=k)[:k]
         out.append(fused)
     return out
 
@@ -388,9 +443,15 @@ def acceptable_tags(photos: Sequence[RealPhoto], csv_path: Path = ACCEPTABLE) ->
 
 def photo_grids(encoder, photos: Sequence[RealPhoto]) -> np.ndarray:
     """The encoder's grids for the photos (a few dozen: encoded on the fly, no cache)."""
-    from core.images import load_image
+    return photo_grids_and_transparency(encoder, photos)[0]
 
-    return encoder.grid([load_image(p.path) for p in photos])
+
+def photo_grids_and_transparency(encoder, photos) -> "tuple[np.ndarray, np.ndarray]":
+    """The photos' grids and each one's share of see-through pixels (``hashtag.gate.transparency``)."""
+    from core.images import load_any
+
+    images = [load_any(p.path) for p in photos]
+    return encoder.grid(images), np.array([transparency(im) for im in images], np.float32)
 
 
 

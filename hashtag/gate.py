@@ -120,6 +120,13 @@ class PhotoGate:
         return gate
 
 
+def transparency(image) -> float:
+    """The share of a picture's pixels that were see-through (``core.images`` records it when it composites an
+    alpha channel onto white): 99 % of Tux Paint's stamps are cut-outs on a transparent background, none of the
+    real-photo dev set is. 0 for a picture without an alpha channel."""
+    return float(getattr(image, "info", {}).get("transparent", 0.0))
+
+
 def gate_key(model_key: str, photo_ids: Sequence[str], c: float) -> str:
     """What a saved gate was made from: the checkpoint, the photos and C (a change in any makes it stale)."""
     return checksum_strings([model_key, f"C={c}", *photo_ids])

@@ -21,9 +21,11 @@ from hashtag.concepts import (CANDIDATES, FUSION, FUSION_SIMILARITY, ConceptTagg
 from hashtag.data import DEFAULT_DATASET, HashtagDataset, Vocab, grid_cache, load_dataset
 from hashtag.evaluate import (MostFrequent, Prediction, candidate_ceiling, headline_scores, judged_scores, pool_grids,
                               score_predictions, tune_knn)
-from hashtag.gate import PhotoGate, load_or_fit, out_of_fold
 from hashtag.feedback import pending_edits, review_edit  # noqa: F401 - the review page's entry points
+from hashtag.gate import PhotoGate, load_or_fit, out_of_fold, transparency
 from hashtag.model import TRAIN_HINT, ModelTagger, TagResult, load_checkpoint, model_dir
+from hashtag.openvocab import OpenVocabTagger, fuse_open
+from hashtag.order import ORDER, OrderRule, order_tags
 
 log = logging.getLogger(__name__)
 
@@ -39,20 +41,43 @@ EVALUATED = ("model", "knn", "most_frequent", "concepts", "fused")
 
 @dataclass(frozen=True)
 class Picture:
-    """What the fusion made of one picture: its gate score and the decoder's share that follows from it."""
+    """What the fusion made of one picture: its gate score, the head's confidence and the decoder's share."""
 
     likeness: float
     threshold: float
     decoder_weight: float
     gate: str
+    confidence: float = 0.0
+    confident: float = 2.0
+    #: Share of see-through pixels (-1: unknown) and the share the cut-out guard asks of clip art (0: off).
+    transparent: float = -1.0
+    cutout: float = 0.0
+
+    @property
+    def opaque(self) -> bool:
+        """The gate called it clip-art-like, but it is not a cut-out: the decoder's stamps all are."""
+        return self.likeness >= self.threshold and 0 <= self.transparent < self.cutout
+
+    @property
+    def guarded(self) -> bool:
+        """The gate called it clip-art-like, but the ImageNet head is so sure of one class that it is a photo."""
+        return self.likeness >= self.threshold and self.confidence >= self.confident
 
     @property
     def is_photo(self) -> bool:
-        return self.likeness < self.threshold
+        return self.likeness < self.threshold or self.guarded or self.opaque
 
     def sentence(self) -> str:
         """One line for the tab: why learned tags do or do not take part in the fused list."""
         score = f"{self.gate} {self.likeness:.2f}, threshold {self.threshold:.2f}"
+        if self.opaque:
+            return (f"Looks like a real photo: the gate found it clip-art-like ({score}), but it has no transparent "
+                    "background, which every picture the decoder learned from has; the hashtags come from the "
+                    "ImageNet concepts.")
+        if self.guarded:
+            return (f"Looks like a real photo: the gate found it clip-art-like ({score}), but the ImageNet head is "
+                    f"{self.confidence:.0%} sure of one class (≥ {self.confident:.0%}), which drawings rarely reach; "
+                    "the hashtags come from the ImageNet concepts.")
         if self.decoder_weight <= 0:
             return (f"Looks like a real photo ({score}): the hashtags come from the ImageNet concepts; the "
                     f"decoder, which learned from clip art, adds its own words only where the concepts run out.")
@@ -61,7 +86,9 @@ class Picture:
 
     def to_json(self) -> dict[str, Any]:
         return {"likeness": round(self.likeness, 4), "threshold": self.threshold, "gate": self.gate,
-                "decoder_weight": self.decoder_weight, "is_photo": self.is_photo}
+                "decoder_weight": self.decoder_weight, "is_photo": self.is_photo,
+                "confidence": round(self.confidence, 4), "confident": self.confident,
+                "transparent": round(self.transparent, 4), "cutout": self.cutout}
 
 
 class HashtagService:
@@ -90,6 +117,8 @@ class HashtagService:
         self._baselines: LazyValue[dict[str, Any]] = LazyValue(self._build_baselines)
         self._concepts: LazyValue[ConceptTagger] = LazyValue(lambda: ConceptTagger(self.encoder))
         self._gate: LazyValue[Optional[PhotoGate]] = LazyValue(self._build_gate)
+        #: How the fused list is put in the order a person writes hashtags (``hashtag.order``).
+        self.order: OrderRule = ORDER
 
     # -- baselines (built lazily: they need the cached grids) -------------------------------------
     def baselines(self) -> dict[str, Any]:
@@ -171,38 +200,56 @@ class HashtagService:
         ``fused`` (the default) merges the decoder's and the concept tagger's lists; learned tags carry
         the decoder's attention map, concept tags a class activation map.
         """
-        grid = self.grid(image)
+        img = load_image(image)
+        grid = self.encoder.grid([img])[0]
         if method == "model":
             return self.tagger.explain_grid(grid, k)
         if method == "concepts":
             return self._concept_results(grid, k)
         if method == "fused":
-            return self._fused_results(grid, k)[0]
+            return self._fused_results(grid, k, transparent=transparency(img))[0]
         return [TagResult(t, s, source="baseline") for t, s in self.method(method).predict_grids(grid[None], k)[0]]
 
     def _concept_results(self, grid: np.ndarray, k: int) -> list[TagResult]:
         tags = self.concepts.explain_grid(grid, k)
         return [TagResult(c.tag, c.score, self.concepts.activation_map(grid, c), "concept") for c in tags]
 
-    def predict_fused(self, image: ImageSource, k: int = 5) -> "tuple[list[TagResult], Picture]":
-        """The fused hashtags and what the photo gate made of the picture (the tab shows both)."""
-        return self._fused_results(self.grid(image), k)
+    def predict_fused(self, image: ImageSource, k: int = 5, *, open_vocabulary: Optional[OpenVocabTagger] = None
+                      ) -> "tuple[list[TagResult], Picture]":
+        """The fused hashtags and what the photo gate made of the picture (the tab shows both).
 
-    def _fused_results(self, grid: np.ndarray, k: int) -> "tuple[list[TagResult], Picture]":
+        ``open_vocabulary``: an opt-in ``OpenVocabTagger`` whose zero-shot words join the fused list."""
+        img = load_image(image)
+        open_tags = open_vocabulary.predict_images([img], 2 * CANDIDATES)[0] if open_vocabulary else None
+        return self._fused_results(self.encoder.grid([img])[0], k, open_tags, transparency(img))
+
+    def _fused_results(self, grid: np.ndarray, k: int, open_tags: Optional[Prediction] = None,
+                       transparent: Optional[float] = None) -> "tuple[list[TagResult], Picture]":
         n = max(k, CANDIDATES)
         learned = {r.tag: r for r in self.tagger.explain_grid(grid, n)}
         concepts = {c.tag: c for c in self.concepts.explain_grid(grid, n)}
         likeness, rule = self.likeness(grid[None]), self.fusion_rule()
+        confidence = self.concepts.confidence(grid[None])
+        see_through = None if transparent is None else np.array([transparent], np.float32)
         fused = fuse_all([[(r.tag, r.score) for r in learned.values()]],
                          [[(c.tag, c.score) for c in concepts.values()]], likeness,
-                         self.concepts.masses(grid[None]), self.concepts, rule, k)[0]
-        picture = Picture(float(likeness[0]), rule.threshold, float(rule.weights(likeness)[0]), self.gate_name())
+                         self.concepts.masses(grid[None]), self.concepts, rule, 2 * n, confidence=confidence,
+                         transparent=see_through)[0]
+        picture = Picture(float(likeness[0]), rule.threshold,
+                          float(rule.weights(likeness, confidence, see_through)[0]), self.gate_name(),
+                          float(confidence[0]), rule.confident,
+                          -1.0 if transparent is None else float(transparent), rule.cutout)
+        if open_tags:
+            fused = fuse_open(fused, open_tags, k=len(fused) + len(open_tags))
+        fused = order_tags(fused, rule=self.order, is_photo=picture.is_photo, family=self.concepts.is_family, k=k)[:k]
         out = []
         for tag, score, source in fused:
             if source == "learned":
                 heat = learned[tag].attention
-            else:  # concept or both: the classifier's evidence is the map that holds on photos
+            elif tag in concepts:  # concept or both: the classifier's evidence is the map that holds on photos
                 heat = self.concepts.activation_map(grid, concepts[tag])
+            else:  # an open-vocabulary word: the model scores the whole photo, there is no map
+                heat = None
             out.append(TagResult(tag, score, heat, source))
         return out, picture
 
@@ -223,7 +270,8 @@ class HashtagService:
         return {name: [p[:k] for p in lists[name]] for name in EVALUATED}
 
     def _all_lists(self, grids: np.ndarray, k: int, *, rule: Optional[FusionRule] = None,
-                   likeness: Optional[np.ndarray] = None, candidates: int = CANDIDATES
+                   likeness: Optional[np.ndarray] = None, candidates: int = CANDIDATES,
+                   order: Optional[OrderRule] = None, transparent: Optional[np.ndarray] = None
                    ) -> "tuple[dict[str, list[Prediction]], list[list[tuple[str, float, str]]]]":
         """Every method's list (the concept tagger's ``candidates`` long, for the evaluation's ceiling) and the
         fused lists with each tag's source."""
@@ -234,8 +282,9 @@ class HashtagService:
                "concepts": self.concepts.predict_grids(grids, max(m, candidates))}
         likeness = self.likeness(grids) if likeness is None else likeness
         fused = fuse_all(out["model"], [p[:m] for p in out["concepts"]], likeness,
-                         self.concepts.masses(grids),
-                         self.concepts, rule or self.fusion_rule(), k) if len(grids) else []
+                         self.concepts.masses(grids), self.concepts, rule or self.fusion_rule(), k,
+                         order=self.order if order is None else order, confidence=self.concepts.confidence(grids),
+                         transparent=transparent) if len(grids) else []
         out["fused"] = [[(t, s) for t, s, _ in f] for f in fused]
         return out, fused
 
@@ -250,6 +299,18 @@ class HashtagService:
         photos = load_photo_set(photo_set)
         return (photo_grids(self.encoder, photos), [p.tags for p in photos], [p.id for p in photos],
                 acceptable_tags(photos))
+
+    def example_transparency(self, rows: list[int]) -> np.ndarray:
+        """Each dataset image's share of see-through pixels (the cut-out guard's input), read from its file."""
+        from core.images import load_any
+
+        return np.array([transparency(load_any(self.dataset.examples[i].image)) for i in rows], np.float32)
+
+    def photo_set_transparency(self, photo_set: str) -> np.ndarray:
+        """Each photo's share of see-through pixels in a real-photo set, read from its file."""
+        from core.images import load_any
+
+        return np.array([transparency(load_any(p.path)) for p in load_photo_set(photo_set)], np.float32)
 
     def evaluate(self, split: str = "test", photo_set: Optional[str] = "dev",
                  check_set: Optional[str] = "check") -> dict[str, Any]:
@@ -266,7 +327,8 @@ class HashtagService:
         if not rows:
             log.warning("the %s split of %s is empty; its metrics are all 0", split, self.dataset.root)
         gold = [self.dataset.examples[i].tags for i in rows]
-        table: dict[str, Any] = self._score_all(b["grids"][rows], gold)
+        table: dict[str, Any] = self._score_all(b["grids"][rows], gold,
+                                                transparent=self.example_transparency(rows))
         info = {"split": split, "images": len(rows), "knn_neighbours": b["knn"].neighbours,
                 "beam": self.tagger.beam, "dataset": self.dataset.manifest.get("name"),
                 "model_key": self.manifest.get("key"), "fusion": self.fusion_rule().to_json(),
@@ -277,7 +339,8 @@ class HashtagService:
             grids, photo_gold, _, judged = self.real_photo_set(photo_set)
             # the dev photos are the gate's own examples: each is scored by a gate fitted without it
             likeness = self.dev_likeness(grids) if photo_set == "dev" else None
-            real = self._score_all(grids, photo_gold, judged, likeness)
+            real = self._score_all(grids, photo_gold, judged, likeness,
+                                   transparent=self.photo_set_transparency(photo_set))
             table["real_photos"] = real
             info["real_photos"] = {"set": photo_set, "images": len(photo_gold)}
         if check_set and check_set != photo_set:
@@ -286,7 +349,8 @@ class HashtagService:
             except DataUnavailable as exc:
                 log.warning("no held-out photo check: %s", exc)
             else:
-                table["real_photos_check"] = self._score_all(grids, check_gold, judged, ids=check_ids)
+                table["real_photos_check"] = self._score_all(grids, check_gold, judged, ids=check_ids,
+                                                             transparent=self.photo_set_transparency(check_set))
                 info["real_photos_check"] = {"set": check_set, "images": len(check_gold)}
         if split == "test":
             write_json(model_dir(self.dataset.root) / "evaluate.json",
@@ -296,10 +360,12 @@ class HashtagService:
 
     def _score_all(self, grids: np.ndarray, gold: list[list[str]],
                    acceptable: Optional[list[Optional[list[str]]]] = None,
-                   likeness: Optional[np.ndarray] = None, ids: Optional[list[str]] = None) -> dict[str, Any]:
+                   likeness: Optional[np.ndarray] = None, ids: Optional[list[str]] = None,
+                   transparent: Optional[np.ndarray] = None) -> dict[str, Any]:
         """Every method's metrics; with judged ``acceptable`` lists also ``precision@5_acceptable``/``hit@1_acceptable``
         and the ``ceiling`` of any ranking over both taggers' candidates; with ``ids`` the fused top 5 per photo."""
-        lists, fused = self._all_lists(grids, 5, likeness=likeness, candidates=CEILING_CONCEPTS)
+        lists, fused = self._all_lists(grids, 5, likeness=likeness, candidates=CEILING_CONCEPTS,
+                                       transparent=transparent)
         preds = {name: [p[:5] for p in lists[name]] for name in EVALUATED}
         table: dict[str, Any] = {name: {**score_predictions(preds[name], gold), **headline_scores(preds[name], gold)}
                                  for name in EVALUATED}
@@ -317,6 +383,12 @@ class HashtagService:
                                    "acceptable": None if a is None else sum(t in set(a) for t, _, _ in f[:5])}
                                   for pid, f, a in zip(ids, fused, acceptable or [None] * len(ids))]
         return table
+
+
+def open_vocabulary_tagger(name_or_dir: str, *, allow_download: bool = False) -> OpenVocabTagger:
+    """The opt-in open-vocabulary tagger (``hashtag.openvocab``): weights from a folder, or the hub only when
+    ``allow_download``; ``OpenVocabUnavailable`` (a ``DataUnavailable``) with one clear sentence otherwise."""
+    return OpenVocabTagger(name_or_dir, allow_download=allow_download)
 
 
 def saved_evaluation(dataset_root: str | Path = DEFAULT_DATASET) -> Optional[dict[str, Any]]:

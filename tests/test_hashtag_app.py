@@ -128,7 +128,13 @@ def test_predict_scores_ranked_without_repeats_and_attention_maps(hashtag_model,
     results = service.predict(chelsea_png, k=5)
     tags = [r.tag for r in results]
     assert 1 <= len(tags) <= 5 and len(set(tags)) == len(tags)
-    assert [r.score for r in results] == sorted((r.score for r in results), reverse=True)
+    # fused lists are in a person's order on a photo: no general word (#animal) before a specific one
+    from hashtag.order import GENERAL_WORDS
+
+    general = [t in GENERAL_WORDS for t in tags]
+    assert general == sorted(general), tags
+    learned = service.predict(chelsea_png, method="model", k=5)
+    assert [r.score for r in learned] == sorted((r.score for r in learned), reverse=True)
     assert all(r.attention is not None and r.attention.shape == (7, 7) for r in results)
     for method in ("knn", "most_frequent"):
         base = service.predict(chelsea_png, method=method, k=3)
@@ -196,6 +202,55 @@ def test_cli_predict_json(hashtag_model, chelsea_png, capsys):
     assert all(set(h) == {"tag", "score", "source"} for h in out["hashtags"])
     assert {h["source"] for h in out["hashtags"]} <= {"learned", "concept", "both"}
     assert out["picture"]["is_photo"] and out["picture"]["decoder_weight"] == 0.0  # the gate's verdict, explained
+
+
+def test_cli_predict_folder_one_json_line_per_photo_and_errors_go_on(hashtag_model, chelsea_png, tmp_path, capsys):
+    from PIL import Image
+    from skimage import data as skdata
+
+    from hashtag.__main__ import main
+
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(chelsea_png, folder / "cat.png")
+    Image.fromarray(skdata.coffee()).save(folder / "sub" / "coffee.jpg")
+    (folder / "broken.jpg").write_text("not a picture")
+    (folder / "notes.txt").write_text("ignored: not an image file name")
+    assert main(["predict", str(folder), str(chelsea_png), "--json", "--top-k", "4"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [Path(o["path"]).name for o in lines] == ["broken.jpg", "cat.png", "coffee.jpg", "chelsea.png"]
+    broken, *good = lines
+    assert broken["error"] and "hashtags" not in broken
+    for o in good:
+        assert 1 <= len(o["hashtags"]) <= 4 and all(set(h) == {"tag", "score", "source"} for h in o["hashtags"])
+        assert "is_photo" in o["picture"]
+    assert lines[1]["hashtags"] == lines[3]["hashtags"]  # the same photo twice: the same answer
+
+
+def test_cli_predict_with_a_tiny_open_clip_model_offline(hashtag_model, chelsea_png, tmp_path, capsys, monkeypatch):
+    """``--tagger clip`` end to end with a tiny random OpenCLIP model in a folder: nothing is downloaded."""
+    pytest.importorskip("open_clip")
+    import core.encoders
+
+    monkeypatch.setattr(core.encoders, "ENCODER_CACHE", tmp_path / "cache")  # the vocabulary's text embeddings
+    from test_hashtag_openvocab import save_tiny_clip
+
+    from hashtag.__main__ import main
+    from hashtag.openvocab import SOURCE
+
+    model = save_tiny_clip(tmp_path / "tiny-clip")
+    args = ["predict", str(chelsea_png), "--tagger", "clip", "--clip-model", str(model), "--json", "--top-k", "10"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    sources = {h["source"] for h in out["hashtags"]}
+    assert any(SOURCE in src for src in sources), sources
+    assert any(src.split("+")[0] in ("concept", "both") for src in sources), sources  # the concepts still take part
+    assert list((tmp_path / "cache").glob("openvocab-*.npz"))  # the vocabulary's embeddings, cached for next time
+    assert main(["predict", str(chelsea_png), "--tagger", "clip"]) == 2  # no --clip-model
+    assert "--clip-model" in capsys.readouterr().err
+    assert main(["predict", str(chelsea_png), "--tagger", "clip", "--clip-model", "ViT-B-32/laion2b_s34b_b79k"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "--allow-download" in err
 
 
 def test_fused_prediction_says_whether_the_picture_is_a_photo(hashtag_model, chelsea_png):
@@ -283,10 +338,35 @@ def test_tab_upload_shows_hashtags_line_and_heatmaps(hashtag_model, chelsea_png)
     line = at.code[0].value
     assert line.startswith("#") and len(line.split()) == 5
     assert any(f"`{line.split()[0]}`" in m.value for m in at.markdown)  # the chips
-    assert any("· concept ·" in m.value or "· learned + concept ·" in m.value for m in at.markdown)  # with source
+    assert any("· concept ·" in m.value or "· decoder + concept ·" in m.value for m in at.markdown)  # with source
     assert len(at.image) >= 2  # the photo and at least one attention map
     assert any("1,000 ImageNet concepts" in c.value and "people" in c.value for c in at.caption)
     assert any(c.value.startswith("Looks like a real photo") for c in at.caption)  # why no learned tags
+
+
+def test_tab_tags_several_uploads_at_once_and_a_bad_one_gets_its_own_row(hashtag_model, chelsea_png):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_tab_app, default_timeout=180)
+    at.run()
+    at.file_uploader(key="hashtag_batch").set_value([("cat.png", chelsea_png.read_bytes(), "image/png"),
+                                                     ("fake.png", b"not an image at all", "image/png")]).run()
+    assert not at.exception
+    rows = at.dataframe[0].value.to_dict("records")
+    assert [r["photo"] for r in rows] == ["cat.png", "fake.png"]
+    assert rows[0]["hashtags"].startswith("#") and not rows[0]["error"] and rows[0]["verdict"] == "photo"
+    assert rows[1]["error"] and not rows[1]["hashtags"]
+
+
+def test_tab_open_vocabulary_setting_without_weights_says_so(hashtag_model):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_tab_app, default_timeout=120)
+    at.run()
+    at.selectbox(key="hashtag_tagger").set_value("clip").run()
+    at.text_input(key="hashtag_clip_model").input("ViT-B-32/laion2b_s34b_b79k").run()
+    assert not at.exception
+    assert any("--allow-download" in e.value or "download" in e.value for e in at.error)
 
 
 def test_tab_bad_file_shows_a_message(hashtag_model):
@@ -334,7 +414,7 @@ def test_browser_upload_cat_gets_hashtags(hashtag_model, chelsea_png, browser_pa
     page.screenshot(path=str(artifacts_dir / "hashtag-tab.png"), full_page=True)
     assert set(t.lstrip("#") for t in line.split()) & ON_TOPIC, line
     # at least one concept chip, and its class activation map rendered as an image with that caption
-    assert page.get_by_text("· concept ·").count() + page.get_by_text("· learned + concept ·").count() >= 1
+    assert page.get_by_text("· concept ·").count() + page.get_by_text("· decoder + concept ·").count() >= 1
     page.get_by_text("class activation map").first.wait_for()
 
 

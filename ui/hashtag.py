@@ -39,10 +39,20 @@ def _predict(dataset_root: str, stamp: float, digest: str, method: str, k: int, 
     return _service(dataset_root, stamp).predict(_image, method=method, k=k)
 
 
+@st.cache_resource(show_spinner="Loading the open-vocabulary model…", max_entries=1)
+def _open_vocabulary(name_or_dir: str, allow_download: bool):
+    """The opt-in OpenCLIP tagger (its vocabulary's text embeddings are cached on disk per model)."""
+    from hashtag.service import open_vocabulary_tagger
+
+    return open_vocabulary_tagger(name_or_dir, allow_download=allow_download)
+
+
 @st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
-def _predict_fused(dataset_root: str, stamp: float, digest: str, k: int, _image: Image.Image) -> tuple:
-    """Fused hashtags and the photo gate's verdict for one photo (by content hash), computed once."""
-    return _service(dataset_root, stamp).predict_fused(_image, k=k)
+def _predict_fused(dataset_root: str, stamp: float, digest: str, k: int, _image: Image.Image,
+                   clip: Optional[tuple[str, bool]] = None) -> tuple:
+    """Fused hashtags and the photo gate's verdict for one photo (by content hash and tagger), computed once."""
+    open_vocab = _open_vocabulary(*clip) if clip else None
+    return _service(dataset_root, stamp).predict_fused(_image, k=k, open_vocabulary=open_vocab)
 
 
 def _checkpoint_stamp(dataset_root: str) -> Optional[float]:
@@ -120,7 +130,10 @@ def _train_button(dataset_root: str) -> None:
         st.rerun()
 
 
-SOURCE_LABELS = {"learned": "learned", "concept": "concept", "both": "learned + concept", "baseline": "baseline"}
+SOURCE_LABELS = {"learned": "decoder", "concept": "concept", "both": "decoder + concept", "baseline": "baseline",
+                 "open-vocabulary": "open-vocabulary", "concept+open-vocabulary": "concept + open-vocabulary",
+                 "both+open-vocabulary": "decoder + concept + open-vocabulary",
+                 "learned+open-vocabulary": "decoder + open-vocabulary", "user": "you"}
 CONCEPT_LIMITS = ("Concept tags come from the 1,000 ImageNet concepts the encoder was trained on (animals, plants, "
                   "vehicles, food, objects, scenes), climbed up WordNet to everyday words; they cannot name people, "
                   "places, events or moods.")
@@ -133,7 +146,7 @@ def chip(result) -> str:
 
 def map_caption(result) -> str:
     """What the heat map under a tag is: the decoder's attention, or the classifier's class activation map."""
-    kind = "attention" if result.source == "learned" else "class activation map"
+    kind = "attention" if result.source.startswith("learned") else "class activation map"
     return f"{md_text('#' + result.tag)} ({SOURCE_LABELS.get(result.source, result.source)}: {kind})"
 
 
@@ -189,6 +202,10 @@ def tag_editor(image: Image.Image, results, digest: str, version: str) -> None:
                           persist_state=PERSIST, max_chars=500)
     final = list(keep) + [t for t in _typed_tags(added) if t not in keep]
     st.code(hashtag_line(final) or "(no tags)", language=None)
+    by_tag = {r.tag: r.source for r in results}
+    if final:
+        st.caption("Where each tag came from: " + " · ".join(
+            f"#{t} ({SOURCE_LABELS.get(by_tag.get(t, 'user'), by_tag.get(t, 'user'))})" for t in final))
     st.button("Save tags", key=f"{key}_save", on_click=_save_tags, args=(image, suggested, key, version),
               help="Stores the photo (shrunk, under its content hash) and this list under your profile.")
     profiles.show_write_error()
@@ -228,15 +245,17 @@ def render(dataset_root: Optional[str] = None) -> None:
                                                      "concepts": "ImageNet concepts (WordNet)",
                                                      "knn": "kNN tag transfer (baseline)",
                                                      "most_frequent": "Most frequent (baseline)"}[m])
+        clip = _tagger_settings() if method == "fused" else None
     with c1:
         image = image_upload("Photo (jpg, png, webp, gif)", key="hashtag_upload")
+    _batch(root, stamp, method, k, clip)
     if image is None:
         return
     try:
         with st.spinner("Writing hashtags…"), heavy_slot():
             picture = None
             if method == "fused":
-                results, picture = _predict_fused(root, stamp, image_digest(image), k, image)
+                results, picture = _predict_fused(root, stamp, image_digest(image), k, image, clip)
             else:
                 results = _predict(root, stamp, image_digest(image), method, k, image)
     except Busy as exc:
@@ -250,3 +269,83 @@ def render(dataset_root: Optional[str] = None) -> None:
     render_results(image, results)
     if results:
         tag_editor(image, results, image_digest(image), f"{method}@{stamp:.0f}")
+
+
+def _tagger_settings() -> Optional[tuple[str, bool]]:
+    """The opt-in open-vocabulary tagger: ``(model folder or hub name, allow download)``, or None (concepts only)."""
+    tagger = st.selectbox("Tagger", ["concepts", "clip"], key="hashtag_tagger", persist_state=PERSIST,
+                          format_func=lambda t: {"concepts": "ImageNet concepts (ships offline)",
+                                                 "clip": "Open vocabulary (OpenCLIP, your weights)"}[t])
+    if tagger != "clip":
+        return None
+    name = st.text_input("OpenCLIP model folder (or hub name)", key="hashtag_clip_model", persist_state=PERSIST,
+                         help="A folder with open_clip_config.json and open_clip_model.safetensors; a hub name such "
+                              "as ViT-B-32/laion2b_s34b_b79k needs the download box.")
+    allow = st.checkbox("Allow downloading the weights from the hub", key="hashtag_clip_download",
+                        persist_state=PERSIST)
+    if not name.strip():
+        st.caption("Give a model folder to add open-vocabulary words; until then the concepts are used.")
+        return None
+    try:
+        _open_vocabulary(name.strip(), allow)
+    except Exception as exc:  # noqa: BLE001 - no folder, no weights, download not allowed: say which
+        show_error(exc, "The open-vocabulary model could not be loaded")
+        return None
+    st.caption("Open-vocabulary words are zero-shot; their quality with real weights was not measured here.")
+    return name.strip(), allow
+
+
+def batch_rows(named_images, tag_one) -> list[dict]:
+    """One row per upload: its hashtags (with source) and the gate's verdict, or the error that stopped it."""
+    rows = []
+    for name, image in named_images:
+        try:
+            if isinstance(image, Exception):
+                raise image
+            results, picture = tag_one(image)
+        except Exception as exc:  # noqa: BLE001 - this photo's error, the others go on
+            rows.append({"photo": name, "hashtags": "", "verdict": "", "error": str(exc)})
+            continue
+        rows.append({"photo": name, "hashtags": " ".join(f"#{r.tag} ({SOURCE_LABELS.get(r.source, r.source)})"
+                                                          for r in results),
+                     "verdict": "" if picture is None else ("photo" if picture.is_photo else "clip-art-like"),
+                     "error": ""})
+    return rows
+
+
+#: Photos tagged in one go from the "several photos" uploader (each also under the 20 MB upload cap).
+MAX_BATCH = 20
+
+
+def _batch(root: str, stamp: float, method: str, k: int, clip: Optional[tuple[str, bool]]) -> None:
+    """Several photos at once: one row each, models loaded once; an unreadable file gets its own error row."""
+    from core.images import load_image
+
+    with st.expander("Several photos at once"):
+        files = st.file_uploader("Photos", type=["jpg", "jpeg", "png", "webp", "gif"], accept_multiple_files=True,
+                                 key="hashtag_batch")
+        if not files:
+            return
+        if len(files) > MAX_BATCH:
+            st.warning(f"{len(files)} photos given; the first {MAX_BATCH} are tagged (one batch at a time keeps the "
+                       "app responsive for everyone).")
+            files = files[:MAX_BATCH]
+        named = []
+        for f in files:
+            try:
+                named.append((f.name, load_image(f.getvalue())))
+            except Exception as exc:  # noqa: BLE001 - kept as this file's error row
+                named.append((f.name, exc))
+
+        def tag_one(image):
+            if method == "fused":
+                return _predict_fused(root, stamp, image_digest(image), k, image, clip)
+            return _predict(root, stamp, image_digest(image), method, k, image), None
+
+        try:
+            with st.spinner(f"Tagging {len(named)} photos…"), heavy_slot():
+                rows = batch_rows(named, tag_one)
+        except Busy as exc:
+            st.info(str(exc))
+            return
+        st.dataframe(rows, hide_index=True)
