@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from core.artifacts import checksum_arrays, checksum_strings
+from core.catalog.sources import clothes_kind
 from core.datasets import (
     FASHION_MNIST_DIR,
     FASHION_MNIST_PACKAGE,
@@ -169,29 +170,11 @@ def _find(root: Path, stem: str) -> Path:
 # Tux Paint clothes, Kaggle, folders
 
 
-#: Tux Paint keeps most clothes directly in ``clothes/``; a kind from the caption makes the category filter useful.
-TUXPAINT_KINDS = (
-    ("hats", ("hat", "cap", "crown", "helmet", "fedora", "sombrero", "mortarboard", "hardhat")),
-    ("dresses", ("dress", "skirt", "bikini")),
-    ("bottoms", ("pants", "jeans", "bottoms")),
-    ("tops", ("shirt", "jacket", "top")),
-    ("footwear", ("boot", "shoe", "heel", "sock")),
-)
-
-
-def _tuxpaint_kind(stamp_id: str, caption: str) -> str:
-    text = f"{stamp_id} {caption}".lower().replace("_", " ").replace("-", " ")
-    for kind, words in TUXPAINT_KINDS:
-        if any(w in text for w in words):
-            return kind
-    return "accessories"
-
-
 def load_tuxpaint_clothes(root: str | Path | None = None) -> Catalog:
     """Tux Paint's clothing stamps, labelled by kind (hats, tops, bottoms, dresses, footwear, accessories)."""
     stamps = load_tuxpaint(root, categories=["clothes"], one_per_stamp=True)
     ids = [s.id for s in stamps]
-    labels = [_tuxpaint_kind(s.id, s.caption) for s in stamps]
+    labels = [clothes_kind(s.id, s.caption) for s in stamps]
     titles = [s.caption.rstrip(".") for s in stamps]
     return Catalog("tuxpaint-clothes", ids, labels, titles, [s.image_path for s in stamps], source="tuxpaint")
 

@@ -14,7 +14,6 @@ import numpy as np
 
 from core.artifacts import ArtifactError, read_json
 from core.catalog import store as own_catalogs
-from core.catalog.sources import CatalogError
 from core.catalog.store import BuiltCatalog
 from core.images import ImageError, ImageSource, load_image
 from core.metrics import RESULTS_DIR

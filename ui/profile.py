@@ -17,7 +17,6 @@ database itself: one ``FeedbackStore`` per process (``st.cache_resource``), used
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any, Callable, Mapping, Optional
 
 import streamlit as st

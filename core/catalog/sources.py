@@ -29,7 +29,7 @@ from core.images import ALLOWED_FORMATS, MAX_PIXELS
 
 __all__ = [
     "BUILTINS", "CatalogError", "IMAGE_SUFFIXES", "Item", "LIMITS", "Limits", "NAME_PATTERN", "Skipped",
-    "SourceReport", "builtin_source", "check_name", "read_source",
+    "SourceReport", "builtin_source", "check_name", "clothes_kind", "read_source",
 ]
 
 log = logging.getLogger(__name__)
@@ -601,7 +601,8 @@ def read_source(source: str | Path, *, meta: Path | None = None, workdir: Path |
 # built-in catalogs
 
 
-def _clothes_kind(stamp_id: str, caption: str) -> str:
+def clothes_kind(stamp_id: str, caption: str) -> str:
+    """The Fashion tab's kind of a Tux Paint clothing stamp (hats, tops, …), from its id and caption."""
     text = f"{stamp_id} {caption}".lower().replace("_", " ").replace("-", " ")
     for kind, words in TUXPAINT_CLOTHES_KINDS:
         if any(w in text for w in words):
@@ -627,7 +628,7 @@ def builtin_source(name: str) -> SourceReport:
     root = TUXPAINT_DIR.resolve()
     items = []
     for s in stamps:
-        category = _clothes_kind(s.id, s.caption) if clothes else "/".join(s.category[:2])
+        category = clothes_kind(s.id, s.caption) if clothes else "/".join(s.category[:2])
         words = " ".join(s.name.replace("_", " ").replace("-", " ").split())
         items.append(Item(id=s.id, image=Path(s.image_path).resolve(), title=s.caption.rstrip("."),
                           category=category, attributes={"category_path": "/".join(s.category), "name": words}))
