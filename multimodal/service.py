@@ -14,6 +14,7 @@ import numpy as np
 
 from core.artifacts import ArtifactError, read_json
 from core.catalog import store as own_catalogs
+from core.catalog.sources import CatalogError  # noqa: F401 - the Product search tab catches it from here
 from core.catalog.store import BuiltCatalog
 from core.images import ImageError, ImageSource, load_image
 from core.metrics import RESULTS_DIR

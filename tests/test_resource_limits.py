@@ -122,6 +122,9 @@ def test_fashion_tab_with_its_dataset_missing_never_runs_apt_get(monkeypatch, tm
     monkeypatch.setattr(fashion.data, "FASHION_MNIST_DIR", tmp_path / "no-fashion-mnist")
     monkeypatch.setattr(core.datasets, "apt_usable", lambda: True)  # as when the server runs as root
     monkeypatch.setattr(subprocess, "Popen", Recording)
+    from ui import fashion as fashion_tab
+
+    fashion_tab._catalog.clear()  # another test of this process may have loaded the real catalog already
     at = AppTest.from_function(_fashion_tab, default_timeout=120)
     for _ in range(2):  # and again on a rerun
         at.run()
