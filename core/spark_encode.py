@@ -43,7 +43,7 @@ ROWS_PER_PARTITION = 2048
 #: Where executors write the Parquet vectors; on a cluster set it to shared storage (hdfs://, s3a://, NFS).
 SCRATCH = os.environ.get("RECS_SPARK_SCRATCH")
 OUTPUT_SCHEMA = "row long, vector array<float>, worker_pid int, encoder_loads int"
-ENCODER_KEYS = ("backbone", "pooling", "runtime", "input_size", "weights")
+ENCODER_KEYS = ("backbone", "pooling", "runtime", "input_size", "weights", "precision")
 
 # -- executor side --------------------------------------------------------------------------------
 # These live in the executor's Python worker. Spark reuses workers between tasks
@@ -63,7 +63,7 @@ def worker_encoder(spec: dict[str, Any], threads: int) -> "ImageEncoder":
         encoder = ImageEncoder(
             spec.get("backbone") or "efficientnet_lite0", pooling=spec.get("pooling") or "max",
             runtime=spec.get("runtime") or "onnx", input_size=spec.get("input_size"), weights=spec.get("weights"),
-            threads=threads,
+            threads=threads, precision=spec.get("precision"),
         )
         _ENCODERS[key] = encoder
         _LOADS += 1
