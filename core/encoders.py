@@ -38,6 +38,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import onnxruntime
 import torch
+from filelock import FileLock
 from PIL import Image
 
 from core import int8
@@ -283,6 +284,7 @@ class ImageEncoder:
         self.runtime = runtime
         # int8 exists only as an ONNX graph; the eager runtimes are fp32 (bf16 is its own runtime)
         self.precision = int8.resolve_precision(precision) if runtime == "onnx" else "fp32"
+        self.int8_engine = int8.int8_engine() if self.precision == "int8" else None
         self.resize = resize
         self.input_size = int(input_size or self.backbone.input_size)
         if self.input_size < 32:
@@ -324,7 +326,7 @@ class ImageEncoder:
             "runtime": self.runtime,
             "precision": self.precision,
             # int8 kernels differ by CPU (VNNI or not), so an int8 artifact records which it was made on
-            **({"cpu_int8": list(int8.int8_flags())} if self.precision == "int8" else {}),
+            **({"cpu_int8": list(int8.int8_flags()), "int8_engine": self.int8_engine} if self.precision == "int8" else {}),
         }
 
     # -- preprocessing ------------------------------------------------------------------------
@@ -365,6 +367,9 @@ class ImageEncoder:
         path = self._fp32_graph(batch)
         if self.precision == "int8":
             path = self._int8_graph(batch, path)
+            if self.int8_engine == "openvino":
+                self._sessions[batch] = int8.OpenVINOSession(path, self.threads)
+                return self._sessions[batch]
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
@@ -410,6 +415,14 @@ class ImageEncoder:
                     "calibration_id": hashlib.sha256("\n".join(sources).encode()).hexdigest()[:12]}
         if _fresh(path, manifest_path, expected):
             return path
+        ENCODER_CACHE.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(ENCODER_CACHE / f".{stem}.lock")):  # make's two lanes may both want it first
+            if not _fresh(path, manifest_path, expected):
+                self._quantize(batch, fp32_path, path, manifest_path, expected, sources)
+        return path
+
+    def _quantize(self, batch: int, fp32_path: Path, path: Path, manifest_path: Path, expected: dict[str, object],
+                  sources: list[str]) -> None:
         start = time.perf_counter()
         log.info("quantizing %s to int8 at batch %d, %d px on %d real images (once; cached in %s)", self.name, batch,
                  self.input_size, len(sources), ENCODER_CACHE)
@@ -422,7 +435,6 @@ class ImageEncoder:
                                                                   "int8": path.stat().st_size},
             "build_seconds": round(time.perf_counter() - start, 1),
         })
-        return path
 
     def _run(self, batch: np.ndarray, want_logits: bool = False) -> "tuple[np.ndarray, Optional[np.ndarray]]":
         """Run one preprocessed batch; returns (grid, logits or None) as float32 numpy."""

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from core.int8 import resolve_precision
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -104,9 +106,14 @@ def encode_partition(
 
 
 def encoder_spec(backbone: str = "efficientnet_lite0", pooling: str = "max", runtime: str = "onnx",
-                 input_size: Optional[int] = None, weights: Optional[str] = None) -> dict[str, Any]:
-    """The settings an executor needs to build the same encoder as the driver (plain JSON-able values)."""
-    return {"backbone": backbone, "pooling": pooling, "runtime": runtime, "input_size": input_size, "weights": weights}
+                 input_size: Optional[int] = None, weights: Optional[str] = None,
+                 precision: Optional[str] = None) -> dict[str, Any]:
+    """The settings an executor needs to build the same encoder as the driver (plain JSON-able values).
+
+    The precision is resolved here, on the driver, so executors on other machines encode as the driver would.
+    """
+    return {"backbone": backbone, "pooling": pooling, "runtime": runtime, "input_size": input_size, "weights": weights,
+            "precision": resolve_precision(precision) if runtime == "onnx" else "fp32"}
 
 
 def encode_catalog(

@@ -93,3 +93,19 @@ def test_int8_still_sees_a_cat_and_an_espresso():
     q8 = get_image_encoder(precision="int8").classify(photos, top=5)
     assert [r[0][0] for r in q8] == [r[0][0] for r in fp32]
     assert q8[1][0][0] == "espresso"
+
+
+def test_openvino_engine_runs_the_same_int8_graph(monkeypatch):
+    pytest.importorskip("openvino", reason="the OpenVINO engine is optional (requirements-bench.txt installs it)")
+    photos = [Image.fromarray(data.chelsea()), Image.fromarray(data.coffee())]
+    ort_vecs = ImageEncoder(precision="int8").encode(photos)
+    monkeypatch.setenv("RECS_INT8_ENGINE", "openvino")
+    enc = ImageEncoder(precision="int8")
+    assert enc.spec["int8_engine"] == "openvino"
+    assert isinstance(enc._onnx_session(1), int8.OpenVINOSession)
+    ov_vecs = enc.encode(photos)
+    assert (np.sum(ort_vecs * ov_vecs, axis=1) > 0.99).all()
+    assert enc.classify(photos[1:], top=1)[0][0][0] == "espresso"
+    monkeypatch.setenv("RECS_INT8_ENGINE", "tensorrt")
+    with pytest.raises(ValueError, match="onnxruntime, openvino"):
+        ImageEncoder(precision="int8")
