@@ -109,3 +109,13 @@ def test_openvino_engine_runs_the_same_int8_graph(monkeypatch):
     monkeypatch.setenv("RECS_INT8_ENGINE", "tensorrt")
     with pytest.raises(ValueError, match="onnxruntime, openvino"):
         ImageEncoder(precision="int8")
+
+
+def test_spark_executors_get_the_drivers_precision(monkeypatch):
+    from core.spark_encode import encoder_spec
+
+    monkeypatch.setenv("RECS_ENCODER_PRECISION", "fp32")
+    assert encoder_spec()["precision"] == "fp32"
+    monkeypatch.setenv("RECS_ENCODER_PRECISION", "int8")
+    assert encoder_spec()["precision"] == "int8"
+    assert encoder_spec(runtime="torch")["precision"] == "fp32"
