@@ -77,6 +77,8 @@ heldout-photos: $(STAMPS)/venv
 # measured times). Each job gets an equal share of the cores: one ONNX thread did 338 Fashion-MNIST images per
 # CPU-second on a busy machine against 203 for two. Each lane shows its running step's progress line; full
 # output goes to models/build-logs/. MODEL_JOBS=1 builds one step at a time (on all cores).
+# Where the CPU has VNNI/AMX the image lane encodes with int8 graphs, quantized on first use into models/encoders/
+# (docs/encoders.md); RECS_ENCODER_PRECISION=fp32 make run keeps fp32 everywhere.
 MODEL_JOBS ?= 2
 
 models: setup

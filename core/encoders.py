@@ -14,6 +14,13 @@ exported to ONNX with a static batch shape does 250 images/s at batch 32 against
 PyTorch and 109 for a per-image eager loop (bench/encoders.py, quiet machine; the gap grows under load). The export is exact fp32, so results match eager
 PyTorch to float rounding; it is cached under ``models/encoders/`` keyed by weights and shapes.
 ``runtime="torch"`` (eager fp32) and ``"bf16"`` (autocast on AMX CPUs) remain available.
+
+Precision (ONNX runtime only): ``int8`` runs a statically quantized copy of the same graph (QDQ, per-channel
+weights, calibrated on real photos; ``core.int8``), built once into the encoder cache beside the fp32 export.
+``RECS_ENCODER_PRECISION=auto`` picks int8 where the CPU has VNNI/AMX and fp32 elsewhere; unset, it is fp32
+(``core.int8.DEFAULT_PRECISION`` says why).
+The precision is part of ``spec``, so vectors of the two are never mixed in one artifact. Measurements:
+docs/encoders.md.
 """
 
 from __future__ import annotations
@@ -24,15 +31,19 @@ import importlib
 import logging
 import os
 import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
+import onnxruntime
 import torch
+from filelock import FileLock
 from PIL import Image
 
+from core import int8
 from core.artifacts import MODELS_DIR, atomic_path, read_json, write_json
 from core.images import ImageSource, letterbox, load_any, load_image
 from core.progress import ProgressFn, track
@@ -290,6 +301,7 @@ class ImageEncoder:
         allow_download: bool = False,
         threads: Optional[int] = None,
         resize: str = "pad",
+        precision: Optional[str] = None,
     ) -> None:
         if backbone not in BACKBONES:
             raise ValueError(f"Unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}.")
@@ -302,11 +314,17 @@ class ImageEncoder:
         self.backbone = BACKBONES[backbone]
         self.pooling = pooling
         self.runtime = runtime
+        # int8 exists only as an ONNX graph; the eager runtimes are fp32 (bf16 is its own runtime)
+        self.precision = int8.resolve_precision(precision) if runtime == "onnx" else "fp32"
+        self.int8_engine = int8.int8_engine() if self.precision == "int8" else None
         self.resize = resize
         self.input_size = int(input_size or self.backbone.input_size)
         if self.input_size < 32:
             raise ValueError("input_size must be at least 32 px")
-        self.threads = int(threads or os.environ.get("RECS_THREADS", 0) or os.cpu_count() or 1)
+        # One policy for intra-op threads (docs/encoders.md): a server that pinned its threads runs each request's
+        # encoding on that many (default 1), so ten sessions share the cores instead of each spawning a pool the
+        # size of the machine; scripts, builds and job workers use every core (or RECS_THREADS, their share).
+        self.threads = int(threads or os.environ.get("RECS_THREADS", 0) or pinned() or os.cpu_count() or 1)
         set_torch_threads(self.threads)  # a no-op in the app's request threads (core.threads)
         self.module, self.weights_source = self.backbone.build(weights, allow_download)
         self.module.eval()
@@ -337,6 +355,10 @@ class ImageEncoder:
             "resize": self.resize,
             "weights": self.weights_id,
             "dim": self.dim,
+            "runtime": self.runtime,
+            "precision": self.precision,
+            # int8 kernels differ by CPU (VNNI or not), so an int8 artifact records which it was made on
+            **({"cpu_int8": list(int8.int8_flags()), "int8_engine": self.int8_engine} if self.precision == "int8" else {}),
         }
 
     # -- preprocessing ------------------------------------------------------------------------
@@ -365,44 +387,86 @@ class ImageEncoder:
 
     def normalize_array(self, batch: np.ndarray) -> np.ndarray:
         """(N, 3, S, S) floats in [0, 1] → this backbone's normalisation (for callers that batch-resize)."""
-        return ((batch.astype(np.float32) - self._mean) / self._std).astype(np.float32)
+        out = np.subtract(batch, self._mean, dtype=np.float32)  # one new array, then in place
+        out /= self._std
+        return out
 
     # -- execution -----------------------------------------------------------------------------
     def _onnx_session(self, batch: int):
-        """An ONNX Runtime session for a static (batch, 3, S, S) shape, exported once and cached on disk."""
+        """An ONNX Runtime session for a static (batch, 3, S, S) shape, exported (and quantized) once, cached on disk."""
         if batch in self._sessions:
             return self._sessions[batch]
-        import onnxruntime as ort
-
-        folder = ENCODER_CACHE
-        stem = f"{self.name}-{self.weights_id}-s{self.input_size}-b{batch}"
-        path, manifest_path = folder / f"{stem}.onnx", folder / f"{stem}.json"
-        expected = {"torch": torch.__version__, "weights": self.weights_id, "input_size": self.input_size, "batch": batch}
-        fresh = False
-        if path.is_file() and manifest_path.is_file():
-            try:
-                fresh = all(read_json(manifest_path).get(k) == v for k, v in expected.items())
-            except Exception:  # noqa: BLE001 - a corrupt manifest means re-export
-                fresh = False
-        if not fresh:
-            log.info("exporting %s to ONNX at batch %d, %d px (once; cached in %s)", self.name, batch, self.input_size, folder)
-            dummy = torch.zeros(batch, 3, self.input_size, self.input_size)
-            module = self.module.to(memory_format=torch.contiguous_format)
-            with atomic_path(path) as tmp, torch.inference_mode():
-                torch.onnx.export(
-                    module, dummy, str(tmp), input_names=["x"], output_names=["grid", "logits"],
-                    opset_version=17, dynamo=False,
-                )
-            write_json(manifest_path, {"kind": "onnx-encoder", "backbone": self.name, **expected})
-        options = ort.SessionOptions()
+        path = self._fp32_graph(batch)
+        if self.precision == "int8":
+            path = self._int8_graph(batch, path)
+            if self.int8_engine == "openvino":
+                self._sessions[batch] = int8.OpenVINOSession(path, self.threads)
+                return self._sessions[batch]
+        options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         if pinned() is not None:  # a server: sessions run side by side, so idle threads must not spin on the cores
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._sessions[batch] = session
         return session
+
+    def _stem(self, batch: int) -> str:
+        return f"{self.name}-{self.weights_id}-s{self.input_size}-b{batch}"
+
+    def _fp32_graph(self, batch: int) -> Path:
+        """The fp32 ONNX export for one static batch shape (deterministic from weights, torch version and shape)."""
+        path, manifest_path = ENCODER_CACHE / f"{self._stem(batch)}.onnx", ENCODER_CACHE / f"{self._stem(batch)}.json"
+        expected = {"torch": torch.__version__, "weights": self.weights_id, "input_size": self.input_size, "batch": batch}
+        if _fresh(path, manifest_path, expected):
+            return path
+        log.info("exporting %s to ONNX at batch %d, %d px (once; cached in %s)", self.name, batch, self.input_size,
+                 ENCODER_CACHE)
+        dummy = torch.zeros(batch, 3, self.input_size, self.input_size)
+        module = self.module.to(memory_format=torch.contiguous_format)
+        with atomic_path(path) as tmp, torch.inference_mode():
+            torch.onnx.export(
+                module, dummy, str(tmp), input_names=["x"], output_names=["grid", "logits"],
+                opset_version=17, dynamo=False,
+            )
+        write_json(manifest_path, {"kind": "onnx-encoder", "backbone": self.name, **expected})
+        return path
+
+    def _int8_graph(self, batch: int, fp32_path: Path) -> Path:
+        """The int8 (QDQ) copy of an fp32 export, calibrated on real photos at this input size; built once.
+
+        The manifest records what made it (calibration images, recipe, ONNX Runtime version, CPU flags, sizes) and
+        a changed recipe, calibration set, weights or runtime version rebuilds it.
+        """
+        stem = f"{self._stem(batch)}-int8"
+        path, manifest_path = ENCODER_CACHE / f"{stem}.onnx", ENCODER_CACHE / f"{stem}.json"
+        sources = int8.calibration_sources()
+        expected = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "weights": self.weights_id,
+                    "input_size": self.input_size, "batch": batch, "recipe": int8.RECIPE,
+                    "calibration_id": hashlib.sha256("\n".join(sources).encode()).hexdigest()[:12]}
+        if _fresh(path, manifest_path, expected):
+            return path
+        ENCODER_CACHE.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(ENCODER_CACHE / f".{stem}.lock")):  # make's two lanes may both want it first
+            if not _fresh(path, manifest_path, expected):
+                self._quantize(batch, fp32_path, path, manifest_path, expected, sources)
+        return path
+
+    def _quantize(self, batch: int, fp32_path: Path, path: Path, manifest_path: Path, expected: dict[str, object],
+                  sources: list[str]) -> None:
+        start = time.perf_counter()
+        log.info("quantizing %s to int8 at batch %d, %d px on %d real images (once; cached in %s)", self.name, batch,
+                 self.input_size, len(sources), ENCODER_CACHE)
+        batches = int8.calibration_batches(self.preprocess, sources, batch)
+        recipe = int8.quantize_encoder(fp32_path, path, batches)
+        write_json(manifest_path, {
+            "kind": "onnx-encoder-int8", "backbone": self.name, **expected, "quantization": recipe,
+            "calibration": {"images": len(sources), "sources": sources},
+            "cpu_int8_flags": list(int8.int8_flags()), "bytes": {"fp32": fp32_path.stat().st_size,
+                                                                  "int8": path.stat().st_size},
+            "build_seconds": round(time.perf_counter() - start, 1),
+        })
 
     def _run(self, batch: np.ndarray, want_logits: bool = False) -> "tuple[np.ndarray, Optional[np.ndarray]]":
         """Run one preprocessed batch; returns (grid, logits or None) as float32 numpy."""
@@ -516,6 +580,17 @@ class ImageEncoder:
         return out
 
 
+def _fresh(path: Path, manifest_path: Path, expected: dict[str, object]) -> bool:
+    """Whether a cached graph exists and its manifest matches ``expected`` on every key."""
+    if not (path.is_file() and manifest_path.is_file()):
+        return False
+    try:
+        manifest = read_json(manifest_path)
+    except Exception:  # noqa: BLE001 - a corrupt manifest means rebuild
+        return False
+    return all(manifest.get(k) == v for k, v in expected.items())
+
+
 def _load(source: ImageSource) -> Image.Image:
     if isinstance(source, (str, Path)):
         return load_any(source)
@@ -529,7 +604,6 @@ def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return x / np.maximum(norm, eps)
 
 
-@functools.lru_cache(maxsize=8)
 def get_image_encoder(
     backbone: str = "efficientnet_lite0",
     pooling: str = "max",
@@ -537,8 +611,19 @@ def get_image_encoder(
     input_size: Optional[int] = None,
     weights: Optional[str] = None,
     allow_download: bool = False,
+    precision: Optional[str] = None,
 ) -> ImageEncoder:
-    """A process-wide cached encoder (building one costs a second or two; the UI wraps this in st.cache_resource)."""
-    return ImageEncoder(
-        backbone, pooling=pooling, runtime=runtime, input_size=input_size, weights=weights, allow_download=allow_download
-    )
+    """A process-wide cached encoder (building one costs a second or two; the UI wraps this in st.cache_resource).
+
+    ``precision`` None means the machine's default (``RECS_ENCODER_PRECISION``, else fp32), resolved here so the
+    cache holds one encoder per actual precision.
+    """
+    return _cached_encoder(backbone, pooling, runtime, input_size, weights, allow_download,
+                           int8.resolve_precision(precision) if runtime == "onnx" else "fp32")
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_encoder(backbone: str, pooling: str, runtime: str, input_size: Optional[int], weights: Optional[str],
+                    allow_download: bool, precision: str) -> ImageEncoder:
+    return ImageEncoder(backbone, pooling=pooling, runtime=runtime, input_size=input_size, weights=weights,
+                        allow_download=allow_download, precision=precision)

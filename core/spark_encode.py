@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from core.int8 import resolve_precision
+
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
@@ -43,7 +45,7 @@ ROWS_PER_PARTITION = 2048
 #: Where executors write the Parquet vectors; on a cluster set it to shared storage (hdfs://, s3a://, NFS).
 SCRATCH = os.environ.get("RECS_SPARK_SCRATCH")
 OUTPUT_SCHEMA = "row long, vector array<float>, worker_pid int, encoder_loads int"
-ENCODER_KEYS = ("backbone", "pooling", "runtime", "input_size", "weights")
+ENCODER_KEYS = ("backbone", "pooling", "runtime", "input_size", "weights", "precision")
 
 # -- executor side --------------------------------------------------------------------------------
 # These live in the executor's Python worker. Spark reuses workers between tasks
@@ -63,7 +65,7 @@ def worker_encoder(spec: dict[str, Any], threads: int) -> "ImageEncoder":
         encoder = ImageEncoder(
             spec.get("backbone") or "efficientnet_lite0", pooling=spec.get("pooling") or "max",
             runtime=spec.get("runtime") or "onnx", input_size=spec.get("input_size"), weights=spec.get("weights"),
-            threads=threads,
+            threads=threads, precision=spec.get("precision"),
         )
         _ENCODERS[key] = encoder
         _LOADS += 1
@@ -104,9 +106,14 @@ def encode_partition(
 
 
 def encoder_spec(backbone: str = "efficientnet_lite0", pooling: str = "max", runtime: str = "onnx",
-                 input_size: Optional[int] = None, weights: Optional[str] = None) -> dict[str, Any]:
-    """The settings an executor needs to build the same encoder as the driver (plain JSON-able values)."""
-    return {"backbone": backbone, "pooling": pooling, "runtime": runtime, "input_size": input_size, "weights": weights}
+                 input_size: Optional[int] = None, weights: Optional[str] = None,
+                 precision: Optional[str] = None) -> dict[str, Any]:
+    """The settings an executor needs to build the same encoder as the driver (plain JSON-able values).
+
+    The precision is resolved here, on the driver, so executors on other machines encode as the driver would.
+    """
+    return {"backbone": backbone, "pooling": pooling, "runtime": runtime, "input_size": input_size, "weights": weights,
+            "precision": resolve_precision(precision) if runtime == "onnx" else "fp32"}
 
 
 def encode_catalog(

@@ -22,6 +22,7 @@ from PIL import Image, ImageOps
 from core.artifacts import ArtifactError, MODELS_DIR, load_arrays, save_arrays
 from core.encoders import ImageEncoder, get_image_encoder, l2_normalize
 from core.images import ImageSource, load_image
+from core.int8 import resolve_precision
 from core.progress import ProgressFn, track
 from core.search import Hit, VectorIndex
 from fashion.data import Catalog
@@ -47,9 +48,17 @@ class EncoderConfig:
     input_size: Optional[int] = None
     runtime: str = "onnx"
     weights: Optional[str] = None
+    #: int8 or fp32; None means this machine's default (``core.int8.resolve_precision``), fixed at creation so
+    #: the manifest records what the vectors were made with and queries use the same.
+    precision: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.precision is None:
+            self.precision = resolve_precision() if self.runtime == "onnx" else "fp32"
 
     def encoder(self) -> ImageEncoder:
-        return get_image_encoder(self.backbone, self.pooling, self.runtime, self.input_size, self.weights)
+        return get_image_encoder(self.backbone, self.pooling, self.runtime, self.input_size, self.weights,
+                                 precision=self.precision)
 
 
 # ----------------------------------------------------------------------------------------------

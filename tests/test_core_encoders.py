@@ -72,7 +72,7 @@ def test_mirrored_photo_finds_its_original(photos):
 
 
 def test_onnx_matches_eager_fp32(photos):
-    onnx = get_image_encoder(runtime="onnx").encode(photos)
+    onnx = get_image_encoder(runtime="onnx", precision="fp32").encode(photos)
     eager = get_image_encoder(runtime="torch").encode(photos)
     assert np.abs(onnx - eager).max() < 1e-3
     assert (np.sum(onnx * eager, axis=1) > 0.9999).all()

@@ -1,0 +1,127 @@
+"""int8 encoding: chosen by the CPU or forced by one setting, built once with a manifest, and still sees a cat."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+import core.encoders as encoders
+from core import int8
+from core.artifacts import read_json
+from core.encoders import ImageEncoder, get_image_encoder
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_vnni amx_int8\n\nprocessor\t: 1\n")
+    assert {"avx512_vnni", "amx_int8", "fpu"} <= int8.cpu_flags(info)
+    assert int8.cpu_flags(tmp_path / "absent") == set()
+
+
+def test_precision_setting_forces_either_way(monkeypatch):
+    monkeypatch.setattr(int8, "int8_flags", lambda: ("avx512_vnni",))
+    monkeypatch.setenv("RECS_ENCODER_PRECISION", "fp32")
+    assert int8.resolve_precision() == "fp32"
+    monkeypatch.setenv("RECS_ENCODER_PRECISION", "int8")
+    assert int8.resolve_precision() == "int8"
+    monkeypatch.setattr(int8, "int8_flags", lambda: ())
+    assert int8.resolve_precision() == "int8"  # forced even without VNNI
+    monkeypatch.setenv("RECS_ENCODER_PRECISION", "int4")
+    with pytest.raises(ValueError, match="int8, fp32, auto"):
+        int8.resolve_precision()
+
+
+def test_unset_precision_is_fp32_until_int8_meets_its_accuracy_bar(monkeypatch):
+    monkeypatch.delenv("RECS_ENCODER_PRECISION", raising=False)
+    monkeypatch.setattr(int8, "int8_flags", lambda: ("avx512_vnni",))
+    assert int8.resolve_precision() == "fp32" and get_image_encoder(input_size=64).precision == "fp32"
+
+
+def test_auto_falls_back_to_fp32_without_vnni(monkeypatch):
+    monkeypatch.setenv("RECS_ENCODER_PRECISION", "auto")
+    monkeypatch.setattr(int8, "int8_flags", lambda: ())
+    enc = get_image_encoder(input_size=64)
+    assert enc.precision == "fp32" and enc.spec["precision"] == "fp32" and "cpu_int8" not in enc.spec
+    monkeypatch.setattr(int8, "int8_flags", lambda: ("avx512_vnni",))
+    enc = get_image_encoder(input_size=64)
+    assert enc.precision == "int8" and enc.spec["cpu_int8"] == ["avx512_vnni"]
+    assert ImageEncoder(input_size=64, runtime="torch").precision == "fp32"  # eager runtimes have no int8 graph
+
+
+def test_calibration_uses_real_images_never_the_check_photos():
+    sources = int8.calibration_sources()
+    assert len(sources) == int8.CALIBRATION_IMAGES
+    assert not any("opencv-doc" in s or "skimage" in s for s in sources)
+    photos = [s for s in sources if "tuxpaint" not in s]
+    assert len(photos) == int8.CALIBRATION_IMAGES - int8.CALIBRATION_CLIPART  # mostly photos, some clip art
+    assert len(set(sources)) == len(sources)
+    whole = int8.load_calibration_image(photos[0])
+    crop = int8.load_calibration_image(photos[-1])
+    assert whole.mode == crop.mode == "RGB" and min(whole.size) > 100
+    if "#crop" in photos[-1]:  # fewer photos than the photo share: filled with seeded crops, the same every time
+        again = int8.load_calibration_image(photos[-1])
+        assert crop.size == again.size and np.array_equal(np.asarray(crop), np.asarray(again))
+
+
+def test_int8_graph_is_built_once_with_a_manifest(monkeypatch, tmp_path):
+    monkeypatch.setattr(encoders, "ENCODER_CACHE", tmp_path)
+    monkeypatch.setattr(int8, "CALIBRATION_IMAGES", 12)
+    monkeypatch.setattr(int8, "CALIBRATION_CLIPART", 4)
+    enc = ImageEncoder(input_size=64, precision="int8")
+    x = np.stack([enc.preprocess(Image.fromarray(data.coffee()))])
+    grid = enc.grid_batch(x)
+    assert grid.shape == (1, 1280, 2, 2)
+    graphs = sorted(p.name for p in tmp_path.glob("*-int8.onnx"))
+    assert len(graphs) == 1 and graphs[0].endswith("-s64-b1-int8.onnx")
+    manifest = read_json(tmp_path / graphs[0].replace(".onnx", ".json"))
+    assert manifest["kind"] == "onnx-encoder-int8" and manifest["calibration"]["images"] == 12
+    assert manifest["quantization"]["per_channel"] and manifest["quantization"]["format"] == "QDQ"
+    assert manifest["bytes"]["int8"] < manifest["bytes"]["fp32"] / 2
+    assert {"onnxruntime", "cpu_int8_flags", "recipe"} <= set(manifest)
+    fp32 = ImageEncoder(input_size=64, precision="fp32").grid_batch(x)
+    cosine = float((grid.max(axis=(2, 3)) @ fp32.max(axis=(2, 3)).T).item()
+                   / np.linalg.norm(grid.max(axis=(2, 3))) / np.linalg.norm(fp32.max(axis=(2, 3))))
+    assert cosine > 0.95, cosine  # a quantized copy of the same network, not another one
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a fresh int8 graph was quantized again")
+
+    monkeypatch.setattr(int8, "quantize_encoder", refuse)
+    again = ImageEncoder(input_size=64, precision="int8").grid_batch(x)
+    assert np.array_equal(again, grid)
+
+
+def test_int8_still_sees_a_cat_and_an_espresso():
+    photos = [Image.fromarray(data.chelsea()), Image.fromarray(data.coffee())]
+    fp32 = get_image_encoder(precision="fp32").classify(photos, top=5)
+    q8 = get_image_encoder(precision="int8").classify(photos, top=5)
+    assert [r[0][0] for r in q8] == [r[0][0] for r in fp32]
+    assert q8[1][0][0] == "espresso"
+
+
+def test_openvino_engine_runs_the_same_int8_graph(monkeypatch):
+    pytest.importorskip("openvino", reason="the OpenVINO engine is optional (requirements-bench.txt installs it)")
+    photos = [Image.fromarray(data.chelsea()), Image.fromarray(data.coffee())]
+    ort_vecs = ImageEncoder(precision="int8").encode(photos)
+    monkeypatch.setenv("RECS_INT8_ENGINE", "openvino")
+    enc = ImageEncoder(precision="int8")
+    assert enc.spec["int8_engine"] == "openvino"
+    assert isinstance(enc._onnx_session(1), int8.OpenVINOSession)
+    ov_vecs = enc.encode(photos)
+    assert (np.sum(ort_vecs * ov_vecs, axis=1) > 0.99).all()
+    assert enc.classify(photos[1:], top=1)[0][0][0] == "espresso"
+    monkeypatch.setenv("RECS_INT8_ENGINE", "tensorrt")
+    with pytest.raises(ValueError, match="onnxruntime, openvino"):
+        ImageEncoder(precision="int8")
+
+
+def test_spark_executors_get_the_drivers_precision(monkeypatch):
+    from core.spark_encode import encoder_spec
+
+    monkeypatch.setenv("RECS_ENCODER_PRECISION", "fp32")
+    assert encoder_spec()["precision"] == "fp32"
+    monkeypatch.setenv("RECS_ENCODER_PRECISION", "int8")
+    assert encoder_spec()["precision"] == "int8"
+    assert encoder_spec(runtime="torch")["precision"] == "fp32"
