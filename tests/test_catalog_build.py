@@ -175,3 +175,26 @@ def test_vocabulary_embeddings_are_cached(built):
 def test_read_source_rejects_an_empty_folder(tmp_path):
     with pytest.raises(CatalogError):
         read_source(tmp_path)
+
+
+@pytest.mark.parametrize("size, decoded", [((600, 450), (300, 225)), ((450, 600), (225, 300)),
+                                           ((3000, 2000), (375, 250)), ((200, 150), (200, 150))])
+def test_jpegs_decode_at_the_scale_their_long_side_needs(tmp_path, size, decoded):
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(skdata.chelsea()).resize(size).save(path, quality=90)
+    img = catalog_build._open_scaled(path, catalog_build.THUMB_SIDE)
+    assert img.size == decoded and max(img.size) >= min(catalog_build.THUMB_SIDE, max(size))
+
+
+def test_each_distinct_text_is_embedded_once(monkeypatch):
+    calls = []
+
+    class Fake:
+        def encode(self, texts):
+            calls.append(list(texts))
+            return np.array([[float(len(t)), float(i)] for i, t in enumerate(texts)], np.float32)
+
+    monkeypatch.setattr(catalog_build, "get_text_encoder", lambda: Fake())
+    vectors = catalog_build._embed_distinct(["cat", "coffee", "cat", "", "coffee", "cat"])
+    assert calls == [["cat", "coffee", ""]]
+    assert vectors[:, 0].tolist() == [3, 6, 3, 0, 6, 3] and vectors[0].tolist() == vectors[2].tolist()

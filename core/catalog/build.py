@@ -199,7 +199,8 @@ def _embed_distinct(texts: Sequence[str]) -> np.ndarray:
     """Text vectors for ``texts``, each distinct text embedded once.
 
     A folder of photos has one text per sub-folder (its category), so 10,000 items often carry a few dozen
-    distinct texts: embedding those alone cut the text step of a 10,000-photo build from minutes to seconds.
+    distinct texts: embedding those alone cut the text step of a 10,000-photo build from 257 s to 6 s
+    (bench/catalog_build.py, busy machine). Equal texts get equal vectors either way.
     """
     distinct = list(dict.fromkeys(texts))
     vectors = get_text_encoder().encode(distinct)
