@@ -229,3 +229,26 @@ def test_killing_the_worker_mid_build_leaves_no_catalog(tmp_path, shop):
     add_catalog("killed-shop", shop)  # the next build of the name sweeps what the killed one left
     assert version("killed-shop") is not None
     assert not list(catalog_build.catalogs_dir().glob(".building-killed-shop-*"))
+
+
+@pytest.mark.parametrize("size, decoded", [((600, 450), (300, 225)), ((450, 600), (225, 300)),
+                                           ((3000, 2000), (375, 250)), ((200, 150), (200, 150))])
+def test_jpegs_decode_at_the_scale_their_long_side_needs(tmp_path, size, decoded):
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(skdata.chelsea()).resize(size).save(path, quality=90)
+    img = catalog_build._open_scaled(path, catalog_build.THUMB_SIDE)
+    assert img.size == decoded and max(img.size) >= min(catalog_build.THUMB_SIDE, max(size))
+
+
+def test_each_distinct_text_is_embedded_once(monkeypatch):
+    calls = []
+
+    class Fake:
+        def encode(self, texts):
+            calls.append(list(texts))
+            return np.array([[float(len(t)), float(i)] for i, t in enumerate(texts)], np.float32)
+
+    monkeypatch.setattr(catalog_build, "get_text_encoder", lambda: Fake())
+    vectors = catalog_build._embed_distinct(["cat", "coffee", "cat", "", "coffee", "cat"])
+    assert calls == [["cat", "coffee", ""]]
+    assert vectors[:, 0].tolist() == [3, 6, 3, 0, 6, 3] and vectors[0].tolist() == vectors[2].tolist()
