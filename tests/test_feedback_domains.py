@@ -126,6 +126,10 @@ def test_hashtag_training_with_users_pairs(store, tmp_path):
     config = TrainConfig(epochs=2, batch_size=4, flips=True)
     plain = train(ds.root, config, out=tmp_path / "plain", evaluate_after=False)
     assert plain["feedback"] == {"user_pairs": 0}
+    pending = train(ds.root, config, out=tmp_path / "pending", evaluate_after=False, with_feedback=True, store=store)
+    assert pending["feedback"]["user_pairs"] == 0  # edits nobody has reviewed never reach the model
+    for edit in store.tagged_images(review="pending"):
+        store.review_tag_edit(edit.id, "accepted", "admin-key")
     fed = train(ds.root, config, evaluate_after=False, with_feedback=True, store=store)  # the tab's model folder
     assert fed["feedback"]["user_pairs"] == 2 and fed["feedback"]["split"] == "user"
     assert fed["train_samples"] == fed["train_images"] + 2

@@ -371,7 +371,7 @@ def _tag_editor() -> None:
     import ui.hashtag
 
     image = Image.new("RGB", (64, 48), (200, 30, 30))
-    suggested = [SimpleNamespace(tag=t) for t in ("cat", "animal", "red")]
+    suggested = [SimpleNamespace(tag=t, source="concept") for t in ("cat", "animal", "red")]
     ui.hashtag.tag_editor(image, suggested, "d" * 40, "fused@1")
 
 
