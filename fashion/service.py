@@ -16,6 +16,7 @@ from core.catalog import store as own_catalogs
 from core.catalog.sources import CatalogError
 from core.catalog.store import BuiltCatalog
 from core.images import ImageSource
+from fashion import feedback  # noqa: F401 - the tab's likes and re-ranking, reached through this service
 from core.progress import ProgressFn
 from core.search import Hit
 from fashion.data import CATALOGS, Catalog, catalog_key, load_catalog
@@ -25,7 +26,7 @@ from fashion.train import build_index, open_index
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BuiltCatalog", "Catalog", "CatalogError", "FashionIndex", "Hit", "build", "catalog", "catalog_look", "catalog_names",
+__all__ = ["BuiltCatalog", "Catalog", "CatalogError", "catalog_key", "feedback", "FashionIndex", "Hit", "build", "catalog", "catalog_look", "catalog_names",
            "index_stamp", "is_built_catalog", "is_own", "open_index", "own_catalog", "own_version", "saved_evaluation", "search_upload",
            "similar_items"]
 

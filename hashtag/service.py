@@ -21,7 +21,7 @@ from hashtag.concepts import (CANDIDATES, FUSION, FUSION_SIMILARITY, ConceptTagg
 from hashtag.data import DEFAULT_DATASET, HashtagDataset, Vocab, grid_cache, load_dataset
 from hashtag.evaluate import (MostFrequent, Prediction, candidate_ceiling, headline_scores, judged_scores, pool_grids,
                               score_predictions, tune_knn)
-from hashtag.feedback import pending_edits, review_edit  # noqa: F401 - the review page's entry points
+from hashtag.feedback import pending_edits, record_tag_edits, review_edit  # noqa: F401 - the tab and review page
 from hashtag.gate import PhotoGate, load_or_fit, out_of_fold, transparency
 from hashtag.model import TRAIN_HINT, ModelTagger, TagResult, load_checkpoint, model_dir
 from hashtag.openvocab import OpenVocabTagger, fuse_open

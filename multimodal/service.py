@@ -18,7 +18,10 @@ from core.catalog.sources import CatalogError  # noqa: F401 - the Product search
 from core.catalog.store import BuiltCatalog
 from core.images import ImageError, ImageSource, load_image
 from core.metrics import RESULTS_DIR
+from multimodal import feedback  # noqa: F401 - the tab's likes and re-ranking, reached through this service
+from multimodal.data import load_product_image, load_tuxpaint_catalog  # noqa: F401 - the tab's images, its build
 from multimodal.model import DEFAULT_ALPHA, MultimodalIndex, Result, default_stem, index_dir
+from multimodal.train import build_index  # noqa: F401 - the tab's "build it now" button
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +128,6 @@ class SearchService:
 
 
 def _load_path(path: str | Path):
-    from multimodal.data import load_product_image
-
     p = Path(path)
     if not p.is_file():
         raise ImageError(f"No such image file: {p}")

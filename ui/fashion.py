@@ -19,10 +19,9 @@ from core.datasets import DataUnavailable
 from core.feedback.catalog import catalog_key as feedback_key
 from core.images import ImageError, letterbox
 from core.search import Hit, describe
-from fashion import feedback as fashion_feedback
 from fashion import service
-from fashion.data import catalog_key
-from fashion.service import Catalog, CatalogError, FashionIndex
+from fashion.service import Catalog, CatalogError, FashionIndex, catalog_key
+from fashion.service import feedback as fashion_feedback
 from ui import catalog_view
 from ui import profile as profiles
 from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, locked_build,

@@ -56,7 +56,7 @@ def _predict_fused(dataset_root: str, stamp: float, digest: str, k: int, _image:
 
 
 def _checkpoint_stamp(dataset_root: str) -> Optional[float]:
-    from hashtag.train import model_dir
+    from hashtag.service import model_dir
 
     path = model_dir(dataset_root) / "hashtag.safetensors"
     manifest = model_dir(dataset_root) / "hashtag.json"
@@ -180,7 +180,7 @@ def _typed_tags(text: str) -> list[str]:
 
 def _save_tags(image: Image.Image, suggested: list[str], key: str, version: str) -> None:
     """Store the image with the final list (read from the widgets at click time, so nothing typed is lost)."""
-    from hashtag.feedback import record_tag_edits
+    from hashtag.service import record_tag_edits
 
     final = list(st.session_state.get(f"{key}_keep", [])) + _typed_tags(st.session_state.get(f"{key}_add", ""))
     record = profiles.write(lambda db, p: record_tag_edits(db, p, image, suggested, final, model_version=version))
@@ -216,7 +216,7 @@ def tag_editor(image: Image.Image, results, digest: str, version: str) -> None:
 
 def render(dataset_root: Optional[str] = None) -> None:
     """The Hashtags tab."""
-    from hashtag.data import DEFAULT_DATASET
+    from hashtag.service import DEFAULT_DATASET
 
     root = str(dataset_root or DEFAULT_DATASET)
     st.subheader("Hashtags for a photo")

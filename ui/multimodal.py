@@ -16,9 +16,8 @@ import streamlit as st
 
 from core.artifacts import ArtifactError
 from core.images import ImageError
-from multimodal import feedback as mm_feedback
-from multimodal.model import Result, index_dir
-from multimodal.service import CatalogError, own_catalog, own_catalog_names, own_version
+from multimodal.service import CatalogError, Result, index_dir, own_catalog, own_catalog_names, own_version
+from multimodal.service import feedback as mm_feedback
 from ui import catalog_view
 from ui import profile as profiles
 from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, locked_build,
@@ -94,7 +93,7 @@ def _thumb(path: str) -> Optional[bytes | str]:
     Markup Streamlit would not recognise as SVG is rasterised as before.
     """
     from core.images import thumbnail
-    from multimodal.data import load_product_image
+    from multimodal.service import load_product_image
 
     if path.lower().endswith(".svg"):
         try:
@@ -236,8 +235,7 @@ def _grid(results: list[Result], service: Any, feedback: Feedback = ((), ()), sa
 
 def _build_button(name: str) -> None:
     if st.button("Build the Tux Paint index now (about 1–3 minutes on a CPU)", key=f"{KEY}_build"):
-        from multimodal.data import load_tuxpaint_catalog
-        from multimodal.train import build_index
+        from multimodal.service import build_index, load_tuxpaint_catalog
 
         update, bar = progress_callback("Encoding the catalog…")
         manifest = index_dir() / f"{name}.json"
