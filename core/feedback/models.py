@@ -24,6 +24,7 @@ SIGNAL_LEN = 16
 VALUE_LEN = 256
 VERSION_LEN = 128
 SHA_LEN = 64
+PLAY_TEXT_LEN = 256
 
 
 def utcnow() -> _dt.datetime:
@@ -93,6 +94,29 @@ class TaggedImage(Base):
                                         index=True)
     reviewed_by: Mapped[Optional[str]] = mapped_column(String(NAME_LEN), nullable=True)  # the admin's profile key
     reviewed_at: Mapped[Optional[_dt.datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Play(Base):
+    """One play from a listening history a person imported (Spotify, Last.fm, ListenBrainz), as the export said.
+
+    Matched to a trained dataset's artists or tracks only when picks are made, so a dataset trained later
+    can use the same history. ``fingerprint`` is unique per profile: a re-import adds nothing twice.
+    """
+
+    __tablename__ = "plays"
+    __table_args__ = (UniqueConstraint("profile_id", "fingerprint", name="uq_plays_profile_fingerprint"),)
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), nullable=False)
+    fingerprint: Mapped[str] = mapped_column(String(SHA_LEN), nullable=False)
+    source: Mapped[str] = mapped_column(String(TAB_LEN), nullable=False)
+    artist: Mapped[str] = mapped_column(String(PLAY_TEXT_LEN), nullable=False)
+    track: Mapped[str] = mapped_column(String(PLAY_TEXT_LEN), nullable=False)
+    album: Mapped[str] = mapped_column(String(PLAY_TEXT_LEN), nullable=False)
+    played_at: Mapped[int] = mapped_column(BigInteger, nullable=False)  # unix seconds, UTC
+    ms_played: Mapped[int] = mapped_column(BigInteger, nullable=False)  # -1: the export does not say
+    skip: Mapped[bool] = mapped_column(Boolean, nullable=False)  # played under 30 s: not a sign of taste
+    created_at: Mapped[_dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
 
 
 class SavedItem(Base):

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Union
 
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, text
+from sqlalchemy import Engine, case, create_engine, delete, event, func, insert, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -46,7 +46,8 @@ from sqlalchemy.orm import Session
 from core.artifacts import DATA_DIR, atomic_path
 from core.identity import RESERVED_PREFIXES, is_link_key, is_login_key, is_reserved
 from core.feedback.models import (
-    ITEM_LEN, NAME_LEN, VALUE_LEN, VERSION_LEN, Event, Profile, SavedItem, TaggedImage, utcnow,
+    ITEM_LEN, NAME_LEN, PLAY_TEXT_LEN, SHA_LEN, VALUE_LEN, VERSION_LEN, Event, Play, Profile, SavedItem,
+    TaggedImage, utcnow,
 )
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,23 @@ class TaggedImageRecord:
     id: int = 0
     review: str = "pending"
     display: str = ""  # the profile's display name (plain text; shown to reviewers)
+
+
+@dataclass(frozen=True)
+class PlayCount:
+    """How often a profile played one (artist, track) in its imported history; skips counted apart."""
+
+    artist: str
+    track: str
+    plays: int  # plays of 30 s or more (or of unknown length)
+    skips: int  # plays under 30 s
+    ms_played: int  # total known listening time of the counted plays
+
+
+#: Plays written per statement when importing (one transaction for the whole import all the same).
+PLAY_CHUNK = 5000
+#: Sources an imported play may come from (the column is short; the importer names them).
+PLAY_SOURCES = ("spotify", "spotify-basic", "lastfm", "listenbrainz")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -390,7 +408,7 @@ class FeedbackStore:
         return None if row is None else (row[0] or "")
 
     def forget(self, profile: str) -> dict[str, int]:
-        """Delete the profile, all its events, saved items and tagged images (rows and, when no other
+        """Delete the profile, all its events, saved items, imported plays and tagged images (rows and, when no other
         profile stored the same picture, the image files). Returns how many of each went."""
         with self._write() as s:
             pid = self._profile_id(s, profile)
@@ -399,6 +417,7 @@ class FeedbackStore:
                 "events": s.execute(delete(Event).where(Event.profile_id == pid)).rowcount,
                 "tagged_images": s.execute(delete(TaggedImage).where(TaggedImage.profile_id == pid)).rowcount,
                 "saved": s.execute(delete(SavedItem).where(SavedItem.profile_id == pid)).rowcount,
+                "plays": s.execute(delete(Play).where(Play.profile_id == pid)).rowcount,
             }
             s.execute(delete(Profile).where(Profile.id == pid))
             still_used = set(s.scalars(select(TaggedImage.sha256).where(TaggedImage.sha256.in_(shas)))) \
@@ -623,6 +642,75 @@ class FeedbackStore:
         log.info("tag edit %d %s by %s", image_id, decision, reviewer)
         return decision
 
+    # -- imported listening history ------------------------------------------------------------------
+    def add_plays(self, profile: str, plays: Iterable[dict[str, Any]]) -> dict[str, int]:
+        """Store imported plays (dicts with the ``Play`` columns); all in one transaction, so an import is
+        kept whole or not at all. Plays already stored (same fingerprint) are left as they are.
+
+        Returns ``{"added": n, "already": m}``.
+        """
+        rows = [self._play_row(p) for p in plays]
+        with self._write() as s:
+            pid = self._profile_id(s, profile)
+            count = select(func.count()).select_from(Play).where(Play.profile_id == pid)
+            before = int(s.scalar(count) or 0)
+            stmt = self._insert_new(Play, ["profile_id", "fingerprint"])
+            now = utcnow()
+            for start in range(0, len(rows), PLAY_CHUNK):
+                s.execute(stmt, [{**r, "profile_id": pid, "created_at": now} for r in rows[start:start + PLAY_CHUNK]])
+            added = int(s.scalar(count) or 0) - before
+        return {"added": added, "already": len(rows) - added}
+
+    @staticmethod
+    def _play_row(play: dict[str, Any]) -> dict[str, Any]:
+        source = _check_choice(play.get("source"), PLAY_SOURCES, "play source")
+        fingerprint = _check_text(play.get("fingerprint"), "play fingerprint", SHA_LEN)
+        clip = lambda v: _CONTROL.sub(" ", str(v or ""))[:PLAY_TEXT_LEN]  # noqa: E731 - exports hold any text
+        artist = clip(play.get("artist")).strip()
+        if not artist:
+            raise FeedbackError("An imported play has no artist.")
+        return {"fingerprint": fingerprint, "source": source, "artist": artist, "track": clip(play.get("track")),
+                "album": clip(play.get("album")), "played_at": int(play.get("played_at") or 0),
+                "ms_played": int(play.get("ms_played", -1)), "skip": bool(play.get("skip", False))}
+
+    def _insert_new(self, table: Any, keys: list[str]) -> Any:
+        """An INSERT that skips rows whose ``keys`` already exist (both databases the store runs on)."""
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        return dialect_insert(table).on_conflict_do_nothing(index_elements=keys)
+
+    def play_counts(self, profile: str) -> list[PlayCount]:
+        """The profile's imported plays per (artist, track), most played first."""
+        counted = func.sum(case((Play.skip.is_(False), 1), else_=0))
+        skipped = func.sum(case((Play.skip.is_(True), 1), else_=0))
+        ms = func.sum(case((Play.skip.is_(False) & (Play.ms_played > 0), Play.ms_played), else_=0))
+        with self._read() as s:
+            pid = self._profile_id(s, profile)
+            rows = s.execute(select(Play.artist, Play.track, counted, skipped, ms).where(Play.profile_id == pid)
+                             .group_by(Play.artist, Play.track).order_by(counted.desc(), Play.artist, Play.track))
+            return [PlayCount(a, t, int(n or 0), int(k or 0), int(m or 0)) for a, t, n, k, m in rows]
+
+    def play_summary(self, profile: str) -> dict[str, Any]:
+        """Counts of the imported history: plays, skips, sources, first and last play (unix seconds).
+
+        ``version`` changes whenever plays are added or removed, so callers can cache picks on it."""
+        with self._read() as s:
+            pid = self._profile_id(s, profile)
+            n, skips, first, last, top = s.execute(
+                select(func.count(), func.sum(case((Play.skip.is_(True), 1), else_=0)), func.min(Play.played_at),
+                       func.max(Play.played_at), func.max(Play.id)).where(Play.profile_id == pid)).one()
+            sources = dict(s.execute(select(Play.source, func.count()).where(Play.profile_id == pid)
+                                     .group_by(Play.source)).all())
+        return {"plays": int(n or 0), "skips": int(skips or 0), "first": first, "last": last,
+                "sources": {k: int(v) for k, v in sources.items()}, "version": f"{int(n or 0)}:{int(top or 0)}"}
+
+    def forget_plays(self, profile: str) -> int:
+        """Delete the profile's imported history (its likes and other data stay); returns how many plays went."""
+        with self._write() as s:
+            return int(s.execute(delete(Play).where(Play.profile_id == self._profile_id(s, profile))).rowcount)
+
     # -- summaries ------------------------------------------------------------------------------
     def stats(self, profile: Optional[str] = None) -> dict[str, Any]:
         """Counts per tab and signal (plus totals, profiles, stored images and saved items)."""
@@ -638,12 +726,13 @@ class FeedbackStore:
                 by_tab.setdefault(tab, {})[signal] = int(n)
             images = s.scalar(where(select(func.count()).select_from(TaggedImage), TaggedImage.profile_id))
             saved = s.scalar(where(select(func.count()).select_from(SavedItem), SavedItem.profile_id))
+            plays = s.scalar(where(select(func.count()).select_from(Play), Play.profile_id))
             profiles = 1 if pid is not None else s.scalar(select(func.count()).select_from(Profile))
         return {
             "profile": profile, "profiles": int(profiles or 0),
             "events": sum(sum(v.values()) for v in by_tab.values()),
             "by_tab": {tab: dict(sorted(by_tab[tab].items())) for tab in sorted(by_tab)},
-            "tagged_images": int(images or 0), "saved": int(saved or 0),
+            "tagged_images": int(images or 0), "saved": int(saved or 0), "plays": int(plays or 0),
         }
 
     def export(self, profile: Optional[str] = None) -> dict[str, Any]:
@@ -661,4 +750,5 @@ class FeedbackStore:
             "events": [asdict(e) for e in self.events(profile)],
             "tagged_images": [asdict(t) for t in self.tagged_images(profile)],
             "saved": saved,
+            "plays": [{"profile": p, **asdict(c)} for p in profiles if self.has_profile(p) for c in self.play_counts(p)],
         }
