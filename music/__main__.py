@@ -12,6 +12,8 @@ missing or stale trained model is one ``error: ...`` line naming the command tha
     python -m music next --user U --top 10 --json
     python -m music next --items ID,ID,ID --json
     python -m music evaluate-next --dataset lastfm-2k --path ../shared/data/lastfm-2k --json
+    python -m music import-history my_spotify_data.zip --profile me --dataset lastfm-2k --json
+    python -m music recommend --profile me --dataset lastfm-2k --json
 """
 
 from __future__ import annotations
@@ -317,9 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     register_next(sub)
-    from music.mf.feedback_cli import register_foldin
+    from music.mf.feedback_cli import register_foldin, register_history
 
     register_foldin(sub)
+    register_history(sub, _trained_name)
     return p
 
 

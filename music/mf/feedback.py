@@ -15,16 +15,20 @@ from typing import Any, Sequence
 import numpy as np
 
 from core.feedback.store import FeedbackError, FeedbackStore
+from music.history.match import HistoryMatch, Matcher
 from music.mf.foldin import FoldInModel, load_constants
 from music.mf.service import genres as bundle_genres
 from music.mf.train import Bundle
-from music.recommender import Recommendation
+from music.recommender import Recommendation, top_n
 
 log = logging.getLogger(__name__)
 
 TAB = "music"
 #: Genres used for a profile with no likes and no chosen genres: the catalogue's most common ones.
 DEFAULT_GENRES = 5
+#: How imported play counts enter the fold-in: "listener" (rescaled to the training data, see
+#: ``history_values``) or "raw"; chosen on validation listeners by ``bench/history_picks.py``.
+HISTORY_SCALE = "listener"
 
 
 def item_key(dataset: str, item: str) -> str:
@@ -43,16 +47,17 @@ class ProfilePicks:
 
     profile: str
     dataset: str
-    source: str  # "fold_in" (likes folded into MF) or "genre" (no likes yet)
+    source: str  # "history" (imported plays, with any likes), "fold_in" (likes only) or "genre" (neither yet)
     picks: list[Recommendation]
     likes: list[str] = field(default_factory=list)
     dislikes: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)  # liked ids not in this catalogue (e.g. a retrained one)
+    history: dict[str, Any] | None = None  # the imported history's match report in this dataset
 
     def to_dict(self) -> dict[str, Any]:
         return {"profile": self.profile, "dataset": self.dataset, "source": self.source,
                 "likes": self.likes, "dislikes": self.dislikes, "ignored": self.ignored,
-                "picks": [p.to_dict() for p in self.picks]}
+                "history": self.history, "picks": [p.to_dict() for p in self.picks]}
 
 
 def _foldin(bundle: Bundle) -> FoldInModel:
@@ -68,6 +73,68 @@ def _foldin(bundle: Bundle) -> FoldInModel:
     return cached
 
 
+def _matcher(bundle: Bundle) -> Matcher:
+    """One name index per loaded bundle (built on first use; a second build by a racing session is harmless)."""
+    cached = getattr(bundle, "_matcher", None)
+    if cached is None:
+        c = bundle.mf.catalogue
+        counts = getattr(bundle.popularity, "counts", None)
+        cached = Matcher(c.titles, c.artists, counts)
+        bundle._matcher = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def has_real_names(bundle: Bundle) -> bool:
+    """False for the simulated default, whose artists are invented: no real history can match it."""
+    return bundle.dataset != "simulated"
+
+
+def history_match(store: FeedbackStore, bundle: Bundle, profile: str) -> HistoryMatch:
+    """The profile's imported plays matched to this dataset (an empty match without any)."""
+    return _matcher(bundle).match(store.play_counts(profile))
+
+
+def match_counts(bundle: Bundle, counts: Sequence[Any]) -> HistoryMatch:
+    """Plays per (artist, track) (the store's ``play_counts``) matched to this dataset."""
+    return _matcher(bundle).match(counts)
+
+
+def history_values(f: FoldInModel, plays: np.ndarray) -> np.ndarray:
+    """Play counts as fold-in values on the training data's scale: the listener's median artist counts like
+    the median training interaction. Why rescale: an export covers months, the training log years, so raw
+    counts would make every personal history look like a faint one (little confidence, popular picks)."""
+    if len(plays) == 0:
+        return plays
+    if HISTORY_SCALE == "raw":
+        return plays
+    return plays * (f.like_value / max(float(np.median(plays)), 1.0))
+
+
+def _history_top(bundle: Bundle, history: HistoryMatch, liked: np.ndarray, banned: np.ndarray,
+                 n: int) -> list[Recommendation]:
+    """Fold the played items (play counts as confidence) and liked items in; nothing played is picked."""
+    f = _foldin(bundle)
+    extra = np.setdiff1d(liked, history.items)
+    items = np.concatenate([history.items, extra]).astype(np.int64)
+    values = np.concatenate([history_values(f, history.plays), np.full(len(extra), f.like_value)])
+    user = f.solve(items, values)
+    scores = f.scores(user)
+    scores[items] = -np.inf
+    scores[banned] = -np.inf
+    Qn = bundle.mf.Qn
+    c = bundle.mf.catalogue
+    picks = []
+    for i in top_n(scores, n):
+        j = int(items[np.argmax(Qn[items] @ Qn[i])])
+        if j in history.played_by:
+            name, count = history.played_by[j]
+            reason = f"because you played {name} {count} time{'s' if count != 1 else ''}"
+        else:
+            reason = f"because you liked {c.titles[j]}" + (f" by {c.artists[j]}" if c.artists[j] != c.titles[j] else "")
+        picks.append(bundle.mf._rec(int(i), float(scores[i]), reason))
+    return picks
+
+
 def record(store: FeedbackStore, bundle: Bundle, profile: str, item: str, signal: str) -> int:
     """Store a like or dislike of a catalogue item (the profile is created if new); unknown items are refused."""
     if signal not in ("like", "dislike"):
@@ -80,16 +147,26 @@ def record(store: FeedbackStore, bundle: Bundle, profile: str, item: str, signal
 
 
 def picks_for_likes(bundle: Bundle, likes: Sequence[str], dislikes: Sequence[str] = (), n: int = 10,
-                    genres: Sequence[str] | None = None, profile: str = "") -> ProfilePicks:
-    """Fold ``likes`` (item ids) into the bundle's MF; ``dislikes`` and liked items never appear.
+                    genres: Sequence[str] | None = None, profile: str = "",
+                    history: HistoryMatch | None = None) -> ProfilePicks:
+    """Fold ``likes`` (item ids) and the matched ``history`` into the bundle's MF; ``dislikes``, liked and
+    played items never appear.
 
-    Without a usable like: genre picks for ``genres`` (default: the catalogue's most common genres),
+    Without a usable like or play: genre picks for ``genres`` (default: the catalogue's most common genres),
     dislikes removed.
     """
     c = bundle.mf.catalogue
     known = [i for i in likes if i in c.items]
     ignored = [i for i in likes if i not in c.items]
     banned = np.array([c.items.index(i) for i in dislikes if i in c.items], np.int64)
+    report = history.report if history is not None else None
+    if history is not None and not history.empty:
+        keep = ~np.isin(history.items, banned)  # a disliked artist is not folded in, however often played
+        banned = np.union1d(banned, history.skipped).astype(np.int64)
+        history = HistoryMatch(history.items[keep], history.plays[keep], history.report, history.played_by)
+        liked = c.items.indices(known).astype(np.int64) if known else np.empty(0, np.int64)
+        picks = _history_top(bundle, history, liked, banned, n)
+        return ProfilePicks(profile, bundle.dataset, "history", picks, list(known), list(dislikes), ignored, report)
     if known:
         f = _foldin(bundle)
         liked = c.items.indices(known).astype(np.int64)
@@ -101,7 +178,7 @@ def picks_for_likes(bundle: Bundle, likes: Sequence[str], dislikes: Sequence[str
         gone = set(c.items.externals(banned)) if len(banned) else set()
         picks = [r for r in ranked if r.item not in gone][:n]
         source = "genre"
-    return ProfilePicks(profile, bundle.dataset, source, picks, list(known), list(dislikes), ignored)
+    return ProfilePicks(profile, bundle.dataset, source, picks, list(known), list(dislikes), ignored, report)
 
 
 def search_items(bundle: Bundle, query: str, n: int = 20) -> list[Recommendation]:
@@ -124,7 +201,9 @@ def profile_picks(store: FeedbackStore, bundle: Bundle, profile: str, n: int = 1
     """Picks for a stored profile: its current likes folded in, its dislikes filtered (see ``picks_for_likes``)."""
     likes = _items_of(store.likes(profile, TAB), bundle.dataset)
     dislikes = _items_of(store.dislikes(profile, TAB), bundle.dataset)
-    return picks_for_likes(bundle, likes, dislikes, n, genres, profile)
+    history = history_match(store, bundle, profile) if has_real_names(bundle) else None
+    return picks_for_likes(bundle, likes, dislikes, n, genres, profile, history)
 
 
-__all__ = ["TAB", "ProfilePicks", "item_key", "record", "picks_for_likes", "profile_picks", "search_items"]
+__all__ = ["TAB", "ProfilePicks", "has_real_names", "history_match", "item_key", "match_counts", "record",
+           "picks_for_likes", "profile_picks", "search_items"]

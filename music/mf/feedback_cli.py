@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 from music.data import DATASETS
@@ -33,10 +34,51 @@ def recommend_profile(args: argparse.Namespace, bundle: Any, emit: Callable[[Any
     if args.json:
         emit(out.to_dict())
     else:
-        print(f"[{bundle.label}] {args.profile}: {out.source} ({len(out.likes)} likes, {len(out.dislikes)} dislikes)")
+        print(f"[{bundle.label}] {args.profile}: {out.source} ({len(out.likes)} likes, {len(out.dislikes)} dislikes"
+              + (f", {out.history['matched']} played artists matched" if out.history else "") + ")")
         for k, r in enumerate(out.picks, 1):
             print(f"{k:2d}. {r.title} — {r.artist} [{', '.join(r.genres)}] {r.score:.3f}  ({r.reason})")
     return 0
+
+
+def cmd_import_history(args: argparse.Namespace) -> int:
+    """``import-history FILE... --profile NAME --dataset NAME``: store the plays, print the match report."""
+    from core.feedback.store import FeedbackError, FeedbackStore
+    from music.history import HistoryError, read_exports
+    from music.history.service import import_history
+    from music.mf.train import load_bundle
+
+    bundle = load_bundle(args.dataset)
+    try:
+        history = read_exports([Path(f) for f in args.files])  # a bad file is refused before the database opens
+        store = FeedbackStore.open()
+        store.create_profile(args.profile)
+        report = import_history(store, args.profile, history, bundle)
+    except (FeedbackError, HistoryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        sys.stdout.write(json.dumps(report, indent=2, default=str) + "\n")
+        return 0
+    print(f"{report['plays']} plays read, {report['skipped_short']} skipped (under 30 s), "
+          f"{report.get('skipped_no_artist', 0)} without an artist; {report['added']} new, "
+          f"{report['already']} already imported.")
+    if report.get("note"):
+        print(report["note"])
+    else:
+        print(f"{report['artists']} artists, {report['matched']} of them in {bundle.label}; not in it "
+              f"(most played first): {', '.join(report['unmatched']) or 'none'}")
+    return 0
+
+
+def register_history(subparsers: Any, dataset_type: Callable[[str], str] = str) -> None:
+    """Add ``import-history`` to the ``python -m music`` parser."""
+    h = subparsers.add_parser("import-history", help="import a Spotify, Last.fm or ListenBrainz export into a profile")
+    h.add_argument("files", nargs="+", metavar="FILE", help="export files or the .zip the service sent")
+    h.add_argument("--profile", required=True, help="the profile the plays belong to (created if new)")
+    h.add_argument("--dataset", default="lastfm-2k", type=dataset_type, help="the trained dataset to match names against")
+    h.add_argument("--json", action="store_true")
+    h.set_defaults(func=cmd_import_history)
 
 
 def cmd_evaluate_foldin(args: argparse.Namespace) -> int:
