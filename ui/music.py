@@ -16,6 +16,7 @@ import streamlit as st
 
 from core.artifacts import ArtifactError
 from music.data import LABELS
+from music.history.service import NO_REAL_NAMES
 from music.mf import feedback as mf_feedback
 from music.mf import service
 from music.mf.train import Bundle, bundle_dir, evaluated_datasets, load_bundle, load_results, trained_datasets
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 #: Metrics plotted (counts such as "users" or timings would dwarf them on one axis).
 METRICS = ["rmse", "mae", "precision@10", "recall@10", "ndcg@10", "hr@10", "coverage"]
+YOU = "You (your imported history and likes)"
 SIMULATED_NOTE = ("**Simulated data.** This listening log is simulated (seeded listeners with genre tastes, "
                   "long-tailed artists and songs, sessions); it is not real listening history.")
 
@@ -49,12 +51,30 @@ def _new_listener(dataset: str, stamp: float, genres: tuple[str, ...], n: int) -
     return service.recommend_new_listener(_bundle(dataset, stamp), list(genres), n)
 
 
+def bundle_for(dataset: str) -> Bundle:
+    """The loaded models of ``dataset`` (shared with the Data page's match report); ``ArtifactError``/``OSError``
+    when they cannot be used."""
+    stamp = (bundle_dir(dataset) / "bundle.json").stat().st_mtime
+    return load_versioned(_bundle, (dataset,), stamp)
+
+
 @st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
 def _profile_picks(dataset: str, stamp: float, likes: tuple[str, ...], dislikes: tuple[str, ...], n: int,
-                   genres: tuple[str, ...]) -> mf_feedback.ProfilePicks:
-    """Picks folded in from a profile's likes; keyed on the likes themselves, so a click changes them at once
-    and nothing else is recomputed."""
-    return mf_feedback.picks_for_likes(_bundle(dataset, stamp), list(likes), list(dislikes), n, list(genres) or None)
+                   genres: tuple[str, ...], profile: str = "", plays: str = "") -> mf_feedback.ProfilePicks:
+    """Picks folded in from a profile's likes and imported plays; keyed on the likes themselves and on the
+    history's version, so a click or an import changes them at once and nothing else is recomputed."""
+    bundle = _bundle(dataset, stamp)
+    history = mf_feedback.history_match(profiles.store(), bundle, profile) \
+        if plays and mf_feedback.has_real_names(bundle) else None
+    return mf_feedback.picks_for_likes(bundle, list(likes), list(dislikes), n, list(genres) or None, history=history)
+
+
+def _plays_version(profile: str | None) -> str:
+    """The active profile's imported-history version ("" without one): part of the picks' cache key."""
+    if not profile:
+        return ""
+    summary = profiles.store().play_summary(profile)
+    return summary["version"] if summary["plays"] else ""
 
 
 @st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
@@ -126,7 +146,7 @@ def render() -> None:
         st.caption(SIMULATED_NOTE)
     try:
         stamp = (bundle_dir(dataset) / "bundle.json").stat().st_mtime
-        bundle = load_versioned(_bundle, (dataset,), stamp)
+        bundle = bundle_for(dataset)
     except (ArtifactError, OSError) as exc:
         st.error(f"The {_label(dataset)} models cannot be used: {exc}")
         return
@@ -138,15 +158,16 @@ def render() -> None:
     st.caption(f"{bundle.label}: {summary.get('users', len(users)):,} listeners, "
                f"{summary.get('items', 0):,} items, {summary.get('interactions', 0):,} interactions.")
 
-    mode = st.radio("Who is listening?", ["A listener in the data", "A new listener"], horizontal=True,
-                    key="music_mode", persist_state=PERSIST)
+    # with an imported history, "You" comes first: that is what the person came back for
+    modes = ([YOU] if _plays_version(profiles.known()) else []) + ["A listener in the data", "A new listener"]
+    mode = st.radio("Who is listening?", modes, horizontal=True, key="music_mode", persist_state=PERSIST)
     n = st.slider("How many picks", 5, 30, 10, key="music_top", persist_state=PERSIST)
     user: str | None = None
     profiles.show_write_error()
     feedback = _feedback(dataset)
     if mode == "A listener in the data":
         user = _render_listener(bundle, users, n, stamp, feedback)
-    else:
+    elif mode == "A new listener":
         _render_new_listener(bundle, n, stamp, feedback)
     _render_profile(bundle, n, stamp, feedback)
     _render_evaluation(dataset)
@@ -166,8 +187,14 @@ def _render_profile(bundle: Bundle, n: int, stamp: float, feedback: tuple[tuple[
         else:
             st.caption(f"No song or artist matches {md_text(repr(query))}.")
     genres = tuple(st.session_state.get("music_genres") or ())
-    mine = _profile_picks(bundle.dataset, stamp, likes, dislikes, n, genres)
-    if mine.source == "fold_in":
+    profile = profiles.known()
+    plays = _plays_version(profile)
+    mine = _profile_picks(bundle.dataset, stamp, likes, dislikes, n, genres, profile or "", plays)
+    if plays and not mf_feedback.has_real_names(bundle):
+        st.info(NO_REAL_NAMES)
+    if mine.source == "history":
+        _history_caption(mine, len(dislikes))
+    elif mine.source == "fold_in":
         st.caption(f"Picks folded in from your {len(mine.likes)} like{'s' if len(mine.likes) != 1 else ''} "
                    "(no retraining: your taste is solved against the trained song factors); "
                    f"{len(dislikes)} disliked song{'s' if len(dislikes) != 1 else ''} never shown.")
@@ -182,6 +209,20 @@ def _render_profile(bundle: Bundle, n: int, stamp: float, feedback: tuple[tuple[
                 if item in c.items:
                     i = c.items.index(item)
                     st.markdown(f":material/thumb_up: {md_text(c.titles[i])} — _{md_text(c.artists[i])}_")
+
+
+def _history_caption(mine: mf_feedback.ProfilePicks, n_dislikes: int) -> None:
+    """What the history picks stand on: how much of the imported history this dataset knows."""
+    h = mine.history or {}
+    st.caption(f"Picks from your imported listening history: {h.get('counted_plays', 0):,} plays of "
+               f"{h.get('artists', 0):,} artists, {h.get('matched', 0):,} of them in this dataset"
+               + (f", plus {len(mine.likes)} like{'s' if len(mine.likes) != 1 else ''}" if mine.likes else "")
+               + ". Nothing you played is picked again"
+               + (f"; {n_dislikes} disliked never shown." if n_dislikes else "."))
+    if h.get("unmatched"):
+        with st.expander(f"{h.get('unmatched_artists', 0):,} of your artists are not in this dataset"):
+            st.write(", ".join(md_text(a) for a in h["unmatched"])
+                     + (" …" if h.get("unmatched_artists", 0) > len(h["unmatched"]) else ""))
 
 
 def _render_listener(bundle: Bundle, users: list[str], n: int, stamp: float,

@@ -45,6 +45,7 @@ class HistoryMatch:
     report: dict[str, Any]
     played_by: dict[int, tuple[str, int]] = field(default_factory=dict)  # item → (artist as written, artist plays)
     skipped: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # items only ever skipped
+    heard: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # every item of a played artist name
 
     @property
     def empty(self) -> bool:
@@ -71,9 +72,13 @@ class Matcher:
 
     def __init__(self, titles: Sequence[str], artists: Sequence[str], popularity: Sequence[float] | None = None):
         self.by_artist = is_artist_catalogue(titles, artists)
+        self._aliases: dict[str, list[int]] = {}
         if self.by_artist:
             self.index = NameIndex(list(artists))
             self._stand_in = np.arange(len(artists))
+            # a dataset may list one artist twice ("The Killers" and "Killers"): both count as heard
+            for i, a in enumerate(artists):
+                self._aliases.setdefault(normalize(a), []).append(i)
         else:
             self.index = NameIndex.for_tracks(list(artists), list(titles))
             pop = np.asarray(popularity if popularity is not None else np.zeros(len(titles)), np.float64)
@@ -127,8 +132,11 @@ class Matcher:
             "items": len(plays), "catalogue": "artists" if self.by_artist else "tracks",
         }
         items = np.array(sorted(plays), np.int64)
+        heard = set(plays) | skipped
+        for i in list(heard):
+            heard.update(self._aliases.get(normalize(self.index.names[i]), ()) if self.by_artist else ())
         return HistoryMatch(items, np.array([plays[i] for i in items], np.float64), report, played_by,
-                            np.array(sorted(skipped - set(plays)), np.int64))
+                            np.array(sorted(skipped - set(plays)), np.int64), np.array(sorted(heard), np.int64))
 
 
 __all__ = ["HistoryMatch", "Matcher", "PlayRow", "UNMATCHED_SHOWN", "is_artist_catalogue"]

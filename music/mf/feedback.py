@@ -27,7 +27,9 @@ TAB = "music"
 #: Genres used for a profile with no likes and no chosen genres: the catalogue's most common ones.
 DEFAULT_GENRES = 5
 #: How imported play counts enter the fold-in: "listener" (rescaled to the training data, see
-#: ``history_values``) or "raw"; chosen on validation listeners by ``bench/history_picks.py``.
+#: ``history_values``), "damped" (the same with the square root of the listener's relative counts, so a few
+#: heavily played artists do not drown the rest) or "raw"; chosen on validation listeners by
+#: ``bench/history_picks.py``.
 HISTORY_SCALE = "listener"
 
 
@@ -107,7 +109,8 @@ def history_values(f: FoldInModel, plays: np.ndarray) -> np.ndarray:
         return plays
     if HISTORY_SCALE == "raw":
         return plays
-    return plays * (f.like_value / max(float(np.median(plays)), 1.0))
+    relative = plays / max(float(np.median(plays)), 1.0)
+    return f.like_value * (np.sqrt(relative) if HISTORY_SCALE == "damped" else relative)
 
 
 def _history_top(bundle: Bundle, history: HistoryMatch, liked: np.ndarray, banned: np.ndarray,
@@ -162,7 +165,7 @@ def picks_for_likes(bundle: Bundle, likes: Sequence[str], dislikes: Sequence[str
     report = history.report if history is not None else None
     if history is not None and not history.empty:
         keep = ~np.isin(history.items, banned)  # a disliked artist is not folded in, however often played
-        banned = np.union1d(banned, history.skipped).astype(np.int64)
+        banned = np.union1d(np.union1d(banned, history.skipped), history.heard).astype(np.int64)
         history = HistoryMatch(history.items[keep], history.plays[keep], history.report, history.played_by)
         liked = c.items.indices(known).astype(np.int64) if known else np.empty(0, np.int64)
         picks = _history_top(bundle, history, liked, banned, n)

@@ -1,0 +1,136 @@
+"""Data page, "Your listening history": import a Spotify, Last.fm or ListenBrainz export into your profile.
+
+Why here and not in the Music tab: an import is data you give, like a catalog; the Music tab then uses it in
+every dataset with real artist names ("Your picks"). The export is read whole before anything is stored, so a
+bad file changes nothing. Reading runs in the click (a year of Spotify history, about 10 MB of JSON, reads in
+well under a second); the upload cap keeps the slowest case bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core.artifacts import ArtifactError
+from music.history import HistoryError, read_exports
+from music.history.service import NO_REAL_NAMES, import_history, stored_report
+from music.mf.train import trained_datasets
+from ui import profile as profiles
+from ui.common import md_text
+from ui.music import bundle_for
+
+log = logging.getLogger(__name__)
+
+KEY = "history"
+#: Largest upload, all files together (a decade of Spotify extended history is about 150 MB).
+MAX_UPLOAD_MB = 200
+TYPES = ["zip", "json", "jsonl", "csv"]
+
+
+def render() -> None:
+    st.markdown("#### Your listening history")
+    st.write("Import what Spotify, Last.fm or ListenBrainz let you download: Spotify's **my_spotify_data.zip** "
+             "(extended streaming history or the basic account data), a Last.fm scrobble **CSV**, or a "
+             "ListenBrainz listens export. Plays under 30 s count as skips, not likes; play counts become "
+             "how sure the picks are of your taste. Only your profile sees it; **Forget me** removes it.")
+    datasets = [d for d in trained_datasets() if d != "simulated"]
+    _import_form(datasets)
+    _last_report()
+    _stored_panel(datasets)
+
+
+def _import_form(datasets: list[str]) -> None:
+    with st.form(f"{KEY}_form", clear_on_submit=True, border=True):
+        files = st.file_uploader("Export files (or the .zip)", type=TYPES, accept_multiple_files=True,
+                                 key=f"{KEY}_files", max_upload_size=MAX_UPLOAD_MB)
+        dataset = st.selectbox("Match against", datasets, key=f"{KEY}_dataset",
+                               help="a trained music dataset with real artist names") if datasets else None
+        submitted = st.form_submit_button("Import history")
+    if not datasets:
+        st.caption(NO_REAL_NAMES.replace("The simulated dataset's", "The only trained dataset's"))
+    if not submitted:
+        return
+    if not files:
+        st.error("Choose the export file(s) first.")
+        return
+    total = sum(f.size for f in files)
+    if total > MAX_UPLOAD_MB * 1024 * 1024:
+        st.error(f"The files add up to {total / 1e6:,.0f} MB; the limit is {MAX_UPLOAD_MB} MB.")
+        return
+    try:
+        history = read_exports([(f.name, f.getvalue()) for f in files])
+    except HistoryError as exc:
+        st.error(md_text(str(exc)))
+        return
+    bundle = _bundle(dataset) if dataset else None
+    report = profiles.write(lambda db, key: import_history(db, key, history, bundle))
+    profiles.show_write_error()
+    if report is not None:
+        st.session_state[f"{KEY}_report"] = report
+
+
+def _bundle(dataset: str) -> Any:
+    try:
+        return bundle_for(dataset)
+    except (ArtifactError, OSError) as exc:
+        st.warning(f"The {md_text(dataset)} models cannot be used for matching: {md_text(str(exc))}")
+        return None
+
+
+def _last_report() -> None:
+    """The report of this session's last import (plays read, skips, matches, what is not in the dataset)."""
+    report = st.session_state.get(f"{KEY}_report")
+    if not report:
+        return
+    st.success(f"Imported {report['added']:,} new plays ({report['already']:,} were already here).")
+    cols = st.columns(4)
+    cols[0].metric("Plays read", f"{report['plays']:,}")
+    cols[1].metric("Skipped (< 30 s)", f"{report['skipped_short']:,}")
+    if "artists" in report:
+        cols[2].metric("Artists", f"{report['artists']:,}")
+        cols[3].metric(f"In {report.get('dataset', 'the dataset')}", f"{report['matched']:,}")
+    if report.get("skipped_no_artist"):
+        st.caption(f"{report['skipped_no_artist']:,} plays had no artist (podcasts, audiobooks) and were left out.")
+    if report.get("unmatched"):
+        st.caption("Not in this dataset (most played first): " + ", ".join(md_text(a) for a in report["unmatched"]))
+    if report.get("note"):
+        st.info(report["note"])
+    st.caption("Your picks are in the **Music** tab, under *Your picks*.")
+
+
+def _stored_panel(datasets: list[str]) -> None:
+    """What this profile has imported so far, matched to a dataset, with a way to remove it."""
+    profile = profiles.known()
+    if not profile:
+        return
+    summary = profiles.store().play_summary(profile)
+    if not summary["plays"]:
+        return
+    sources = ", ".join(f"{n:,} from {md_text(s)}" for s, n in summary["sources"].items())
+    st.markdown(f"**Your imported history:** {summary['plays']:,} plays ({sources}), "
+                f"{summary['skips']:,} of them skips.")
+    if datasets:
+        dataset = st.selectbox("Show how it matches", datasets, key=f"{KEY}_match_dataset")
+        bundle = _bundle(dataset)
+        if bundle is not None:
+            _match_table(stored_report(profiles.store(), bundle, profile))
+    with st.expander("Remove my imported history"):
+        if st.button("Remove all imported plays", key=f"{KEY}_remove", type="primary"):
+            gone = profiles.write(lambda db, key: db.forget_plays(key))
+            if gone is not None:
+                st.session_state.pop(f"{KEY}_report", None)
+                st.success(f"Removed {gone:,} plays.")
+                st.rerun()
+
+
+def _match_table(report: dict[str, Any]) -> None:
+    st.dataframe(pd.DataFrame([{"artists": report.get("artists", 0), "in this dataset": report.get("matched", 0),
+                                "plays counted": report.get("counted_plays", 0),
+                                "plays of matched artists": report.get("matched_plays", 0)}]),
+                 hide_index=True, width="stretch")
+    if report.get("unmatched"):
+        st.caption("Not in this dataset (most played first): " + ", ".join(md_text(a) for a in report["unmatched"]))
+
