@@ -121,6 +121,9 @@ def test_reading_the_same_file_twice_drops_and_counts_the_duplicates():
 def test_fingerprints_are_stable_across_reads_and_spellings():
     first, again = read_exports(AUDIO), read_exports([("copy.zip", spotify_zip())])
     assert sorted(first.plays["fingerprint"]) == sorted(again.plays["fingerprint"])
+    one_by_one = [formats.fingerprint(a, t, p) for a, t, p in
+                  first.plays[["artist", "track", "played_at"]].itertuples(index=False)]
+    assert list(first.plays["fingerprint"]) == one_by_one
     assert formats.fingerprint("The Beatles", "Yesterday", 1646481480) == \
         formats.fingerprint("Beatles, The", "yesterday", 1646481480 + 59)
     assert formats.fingerprint("The Beatles", "Yesterday", 1646481480) != \

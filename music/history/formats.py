@@ -485,6 +485,13 @@ def _finish(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     frame["ms_played"] = frame["ms_played"].astype("int64")
     frame["played_at"] = frame["played_at"].astype("int64")
     frame["skip"] = (frame["ms_played"] >= 0) & (frame["ms_played"] < SKIP_MS)
-    frame["fingerprint"] = [fingerprint(a, t, p) for a, t, p in
-                            zip(frame["artist"], frame["track"], frame["played_at"])]
+    frame["fingerprint"] = _fingerprints(frame["artist"].tolist(), frame["track"].tolist(),
+                                         (frame["played_at"] // 60 * 60).tolist())
     return frame[COLUMNS]
+
+
+def _fingerprints(artists: list[str], tracks: list[str], minutes: list[int]) -> list[str]:
+    """``fingerprint`` for many plays at once (the same text hashed; plain lists, as pandas iterates slowly)."""
+    sha1 = hashlib.sha1
+    return [sha1(f"{normalize(a)}|{normalize(t)}|{m}".encode("utf-8")).hexdigest()
+            for a, t, m in zip(artists, tracks, minutes)]
