@@ -130,6 +130,13 @@ def test_fingerprints_are_stable_across_reads_and_spellings():
         formats.fingerprint("The Beatles", "Yesterday", 1646481480 + 60)
 
 
+def test_artist_plays_merge_spellings_under_the_most_frequent_one():
+    plays = [{"endTime": f"2021-01-0{d} 10:0{m}", "artistName": name, "trackName": "Jóga", "msPlayed": 200_000}
+             for d, (m, name) in enumerate([(1, "Björk"), (2, "Bjork"), (3, "Björk"), (4, "Sigur Rós")], 1)]
+    table = read_exports([("StreamingHistory_music_0.json", json.dumps(plays).encode())]).artist_plays()
+    assert list(zip(table["artist"], table["plays"])) == [("Björk", 3), ("Sigur Rós", 1)]
+
+
 def test_a_file_of_only_short_plays_is_read_with_every_play_a_skip():
     history = read_exports([FIX / "other" / "Streaming_History_Audio_2023_2.json"])
     assert len(history.plays) > 0
@@ -140,7 +147,9 @@ def test_a_file_of_only_short_plays_is_read_with_every_play_a_skip():
 
 def test_artist_plays_count_plays_without_skips_per_artist():
     history = read_exports(AUDIO)
-    counts = dict(zip(history.artist_plays()["artist"], history.artist_plays()["plays"]))
+    table = history.artist_plays()
+    assert list(table["plays"]) == sorted(table["plays"], reverse=True)
+    counts = dict(zip(table["artist"], table["plays"]))
     music = [r for r in extended_records() if r["master_metadata_album_artist_name"] and r["ms_played"] >= 30_000]
     expected: dict[str, int] = {}
     for r in music:
@@ -294,10 +303,11 @@ def test_a_file_in_no_known_format_names_what_it_found():
 
 def test_a_bad_date_refuses_the_file_and_names_the_record():
     records = json.loads(AUDIO[0].read_text(encoding="utf-8"))
-    records[1]["ts"] = "yesterday"
+    at = next(i for i, r in enumerate(records) if i > 0 and not records[i - 1]["master_metadata_album_artist_name"])
+    records[at]["ts"] = "yesterday"  # just after the podcast: numbered among all records, not among the music
     with pytest.raises(HistoryError) as exc:
         read_exports([("Streaming_History_Audio_2019.json", json.dumps(records).encode())])
-    assert "record 2" in one_sentence(exc) and "yesterday" in str(exc.value)
+    assert f"record {at + 1} " in one_sentence(exc) and "yesterday" in str(exc.value)
 
 
 def test_budgets_upload_size_and_play_count(monkeypatch):
@@ -311,6 +321,13 @@ def test_budgets_upload_size_and_play_count(monkeypatch):
     with pytest.raises(HistoryError) as exc:
         read_exports(AUDIO)
     assert "5 plays" in one_sentence(exc)
+
+
+def test_a_zip_member_over_the_member_cap_is_refused(monkeypatch):
+    monkeypatch.setattr(formats, "MAX_MEMBER_BYTES", AUDIO[0].stat().st_size - 1)
+    with pytest.raises(HistoryError) as exc:
+        read_exports([("my_spotify_data.zip", spotify_zip())])
+    assert AUDIO[0].name in one_sentence(exc) and "refused" in str(exc.value)
 
 
 def test_nothing_given_or_a_missing_path_is_one_sentence(tmp_path):

@@ -80,10 +80,11 @@ class History:
         liked = self.plays[~self.plays["skip"]]
         if liked.empty:
             return pd.DataFrame({"artist": pd.Series([], dtype=str), "plays": pd.Series([], dtype="int64")})
-        keys = liked["artist"].map(normalize)
-        spelling = liked.groupby(keys)["artist"].agg(lambda s: s.value_counts().index[0])
-        counts = keys.value_counts()
-        out = pd.DataFrame({"artist": spelling.reindex(counts.index).to_numpy(), "plays": counts.to_numpy()})
+        pairs = pd.DataFrame({"key": liked["artist"].map(normalize), "artist": liked["artist"]})
+        spellings = pairs.value_counts().reset_index(name="n")  # most frequent spelling of a key first
+        spellings = spellings.sort_values(["n", "artist"], ascending=[False, True], kind="stable")
+        out = spellings.groupby("key", sort=False).agg(artist=("artist", "first"), plays=("n", "sum"))
+        out["plays"] = out["plays"].astype("int64")
         return out.sort_values(["plays", "artist"], ascending=[False, True], ignore_index=True)
 
 
@@ -381,9 +382,9 @@ def _seconds(name: str, values: pd.Series, fmt: str, what: str) -> pd.Series:
     """Dates as int64 Unix seconds (UTC); one that cannot be read refuses the file, naming the record."""
     stamps = pd.to_datetime(values, utc=True, format=fmt, errors="coerce")
     bad = stamps.isna().to_numpy().nonzero()[0]
-    if len(bad):
-        raise HistoryError(f"{name}: record {bad[0] + 1:,} has {what} {str(values.iloc[bad[0]])[:40]!r}, which is "
-                           "not a date; download the export again.")
+    if len(bad):  # the index still counts every record of the file, also those without an artist
+        raise HistoryError(f"{name}: record {values.index[bad[0]] + 1:,} has {what} "
+                           f"{str(values.iloc[bad[0]])[:40]!r}, which is not a date; download the export again.")
     return ((stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).astype("int64")
 
 
