@@ -195,6 +195,17 @@ def test_the_two_lastfm_forms_of_the_same_scrobbles_are_duplicates():
     assert both.report["duplicates"] == len(shared)
 
 
+def test_unknown_artists_are_counted_not_imported():
+    basic = [{"endTime": "2021-01-01 10:00", "artistName": "Unknown Artist", "trackName": "Unknown Track",
+              "msPlayed": 200_000},
+             {"endTime": "2021-01-01 10:04", "artistName": "Björk", "trackName": "Jóga", "msPlayed": 200_000}]
+    history = read_exports([("StreamingHistory_music_0.json", json.dumps(basic).encode()),
+                            ("scrobbles.csv", "[unknown],,Track 02,05 Mar 2022 12:10\nBjörk,Post,Isobel,05 Mar 2022 "
+                                              "12:14\n".encode())])
+    assert history.report["skipped_no_artist"] == 2
+    assert set(history.plays["artist"]) == {"Björk"}
+
+
 def test_a_zip_of_lastfm_csvs():
     members = {f"lastfm/{p.name}": p.read_bytes() for p in (FIX / "lastfm").glob("*.csv")}
     history = read_exports([("scrobbles.zip", zipped(members))])

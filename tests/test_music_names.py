@@ -6,6 +6,8 @@ match turns a listener's plays into likes of an artist they never heard.
 
 from __future__ import annotations
 
+import csv
+
 import pytest
 
 from music.history import NameIndex, credits, normalize
@@ -138,3 +140,19 @@ def test_match_track_finds_the_item_by_artist_and_title():
     assert NameIndex(["Björk"]).match_track("Björk", "Jóga") is None  # built without titles
     with pytest.raises(ValueError):
         NameIndex.for_tracks(["a", "b"], ["x"])
+
+
+def test_real_lastfm_2k_artist_names_are_found_under_the_spellings_exports_use(lastfm_dir):
+    """The Last.fm-2K dataset's own spellings, met by the ones Spotify, Last.fm and ListenBrainz write."""
+    with open(lastfm_dir / "artists.dat", encoding="utf-8", newline="") as f:
+        names = [r[1] for r in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)][1:]
+    index = NameIndex(names)
+    expected = {  # as an export writes it → as Last.fm-2K lists it
+        "Beyonce": "Beyoncé", "Sigur Ros": "Sigur Rós", "Beatles, The": "The Beatles", "JAY Z": "Jay-Z",
+        "Simon and Garfunkel": "Simon & Garfunkel", "Florence and the Machine": "Florence + the Machine",
+        "Guns N Roses": "Guns N' Roses", "MÖTLEY CRÜE": "Mötley Crüe", "Calvin Harris feat. Rihanna": "Calvin Harris",
+        "Earth Wind & Fire": "Earth, Wind & Fire", "Bjork": "Björk",
+    }
+    found = {played: None if index.match(played) is None else names[index.match(played)] for played in expected}
+    assert found == expected
+    assert index.match("Simon") is None or names[index.match("Simon")] != "Simon & Garfunkel"

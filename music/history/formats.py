@@ -259,10 +259,7 @@ def _read_member(name: str, data: bytes, tally: _Tally, in_zip: bool) -> None:
     if not text.strip():
         tally.ignore(name, "empty")
         return
-    if text.lstrip()[:1] in "[{":
-        kind, records, described = _json_records(name, text)
-    else:
-        kind, records, described = _csv_records(text)
+    kind, records, described = _records(name, text)
     if kind in ("spotify-podcast", "empty"):
         tally.ignore(name, "Spotify podcast history (music only)" if kind == "spotify-podcast" else "no plays")
         return
@@ -280,6 +277,23 @@ def _read_member(name: str, data: bytes, tally: _Tally, in_zip: bool) -> None:
     frame = _FRAMERS[kind](name, records, tally)
     tally.files.append(name)
     tally.frames.append(_finish(frame, kind))
+
+
+def _records(name: str, text: str) -> tuple[str | None, list, str]:
+    """(format, records, description) of a file's text: JSON when it looks like JSON, else a Last.fm CSV.
+
+    A CSV may start with "[" too (Last.fm's artist "[unknown]"), so a JSON failure is only reported when the
+    text is not a Last.fm CSV either.
+    """
+    if text.lstrip()[:1] not in ("[", "{"):
+        return _csv_records(text)
+    try:
+        return _json_records(name, text)
+    except HistoryError:
+        as_csv = _csv_records(text)
+        if as_csv[0] == "lastfm":
+            return as_csv
+        raise
 
 
 def _keys_of(record: Any) -> str:
@@ -397,8 +411,13 @@ def _ms(values: pd.Series) -> pd.Series:
     return pd.to_numeric(values, errors="coerce").fillna(-1).astype("int64")
 
 
+#: What services write where the artist is unknown (Spotify's local files, Last.fm's untagged scrobbles).
+UNKNOWN_ARTISTS = frozenset({"unknown artist", "unknown", "<unknown>", "[unknown]"})
+
+
 def _drop_no_artist(frame: pd.DataFrame, tally: _Tally) -> pd.DataFrame:
-    keep = frame["artist"] != ""
+    """Rows without an artist (podcasts, audiobooks, "[unknown]") are counted, never imported."""
+    keep = (frame["artist"] != "") & ~frame["artist"].str.casefold().isin(UNKNOWN_ARTISTS)
     tally.no_artist += int((~keep).sum())
     return frame[keep]
 
