@@ -142,7 +142,7 @@ def test_a_file_of_only_short_plays_is_read_with_every_play_a_skip():
     assert len(history.plays) > 0
     assert history.plays["skip"].all()
     assert history.report["skipped_short"] == history.report["plays"] == len(history.plays)
-    assert history.artist_plays().empty  # skips are never likes
+    assert history.artist_plays().empty and history.report["artists"] == 0  # skips are never likes
 
 
 def test_artist_plays_count_plays_without_skips_per_artist():
@@ -150,6 +150,7 @@ def test_artist_plays_count_plays_without_skips_per_artist():
     table = history.artist_plays()
     assert list(table["plays"]) == sorted(table["plays"], reverse=True)
     counts = dict(zip(table["artist"], table["plays"]))
+    assert history.report["artists"] == len(table)
     music = [r for r in extended_records() if r["master_metadata_album_artist_name"] and r["ms_played"] >= 30_000]
     expected: dict[str, int] = {}
     for r in music:

@@ -69,7 +69,8 @@ class History:
     ``report`` keys: ``files`` (read), ``ignored_files`` (names) with ``ignored_reasons`` (name → why),
     ``records`` (every record seen), ``plays`` (rows in ``plays``, skips included), ``skipped_short`` (rows
     that are skips), ``skipped_no_artist`` (podcasts, audiobooks, untagged: not in ``plays``),
-    ``skipped_no_date`` (Last.fm "now playing" rows), ``duplicates`` (dropped), ``sources`` (plays per source).
+    ``skipped_no_date`` (Last.fm "now playing" rows), ``duplicates`` (dropped), ``sources`` (plays per source),
+    ``artists`` (distinct artists, by matching key, with at least one play that is not a skip: those can be likes).
     """
 
     plays: pd.DataFrame
@@ -148,8 +149,10 @@ def read_exports(files: Sequence[tuple[str, bytes]] | Sequence[str | Path]) -> H
         "duplicates": before - len(plays),
         "sources": {k: int(v) for k, v in plays["source"].value_counts().sort_index().items()},
     }
-    log.info("read %s plays from %s file(s)", f"{len(plays):,}", len(tally.files))
-    return History(plays=plays, report=report)
+    history = History(plays=plays, report=report)
+    report["artists"] = len(history.artist_plays())
+    log.info("read %s plays of %s artists from %s file(s)", f"{len(plays):,}", report["artists"], len(tally.files))
+    return history
 
 
 def _load_inputs(files: Sequence[tuple[str, bytes]] | Sequence[str | Path]) -> list[tuple[str, bytes]]:
