@@ -121,10 +121,20 @@ def test_reading_the_same_file_twice_drops_and_counts_the_duplicates():
 def test_fingerprints_are_stable_across_reads_and_spellings():
     first, again = read_exports(AUDIO), read_exports([("copy.zip", spotify_zip())])
     assert sorted(first.plays["fingerprint"]) == sorted(again.plays["fingerprint"])
+    one_by_one = [formats.fingerprint(a, t, p) for a, t, p in
+                  first.plays[["artist", "track", "played_at"]].itertuples(index=False)]
+    assert list(first.plays["fingerprint"]) == one_by_one
     assert formats.fingerprint("The Beatles", "Yesterday", 1646481480) == \
         formats.fingerprint("Beatles, The", "yesterday", 1646481480 + 59)
     assert formats.fingerprint("The Beatles", "Yesterday", 1646481480) != \
         formats.fingerprint("The Beatles", "Yesterday", 1646481480 + 60)
+
+
+def test_artist_plays_merge_spellings_under_the_most_frequent_one():
+    plays = [{"endTime": f"2021-01-0{d} 10:0{m}", "artistName": name, "trackName": "Jóga", "msPlayed": 200_000}
+             for d, (m, name) in enumerate([(1, "Björk"), (2, "Bjork"), (3, "Björk"), (4, "Sigur Rós")], 1)]
+    table = read_exports([("StreamingHistory_music_0.json", json.dumps(plays).encode())]).artist_plays()
+    assert list(zip(table["artist"], table["plays"])) == [("Björk", 3), ("Sigur Rós", 1)]
 
 
 def test_a_file_of_only_short_plays_is_read_with_every_play_a_skip():
@@ -132,12 +142,15 @@ def test_a_file_of_only_short_plays_is_read_with_every_play_a_skip():
     assert len(history.plays) > 0
     assert history.plays["skip"].all()
     assert history.report["skipped_short"] == history.report["plays"] == len(history.plays)
-    assert history.artist_plays().empty  # skips are never likes
+    assert history.artist_plays().empty and history.report["artists"] == 0  # skips are never likes
 
 
 def test_artist_plays_count_plays_without_skips_per_artist():
     history = read_exports(AUDIO)
-    counts = dict(zip(history.artist_plays()["artist"], history.artist_plays()["plays"]))
+    table = history.artist_plays()
+    assert list(table["plays"]) == sorted(table["plays"], reverse=True)
+    counts = dict(zip(table["artist"], table["plays"]))
+    assert history.report["artists"] == len(table)
     music = [r for r in extended_records() if r["master_metadata_album_artist_name"] and r["ms_played"] >= 30_000]
     expected: dict[str, int] = {}
     for r in music:
@@ -181,6 +194,17 @@ def test_the_two_lastfm_forms_of_the_same_scrobbles_are_duplicates():
     assert len(shared) >= 3  # includes "Beatles, The" = "The Beatles"
     both = read_exports([FIX / "lastfm" / "lastfm-to-csv.csv", FIX / "lastfm" / "scrobbles-export.csv"])
     assert both.report["duplicates"] == len(shared)
+
+
+def test_unknown_artists_are_counted_not_imported():
+    basic = [{"endTime": "2021-01-01 10:00", "artistName": "Unknown Artist", "trackName": "Unknown Track",
+              "msPlayed": 200_000},
+             {"endTime": "2021-01-01 10:04", "artistName": "Björk", "trackName": "Jóga", "msPlayed": 200_000}]
+    history = read_exports([("StreamingHistory_music_0.json", json.dumps(basic).encode()),
+                            ("scrobbles.csv", "[unknown],,Track 02,05 Mar 2022 12:10\nBjörk,Post,Isobel,05 Mar 2022 "
+                                              "12:14\n".encode())])
+    assert history.report["skipped_no_artist"] == 2
+    assert set(history.plays["artist"]) == {"Björk"}
 
 
 def test_a_zip_of_lastfm_csvs():
@@ -291,10 +315,11 @@ def test_a_file_in_no_known_format_names_what_it_found():
 
 def test_a_bad_date_refuses_the_file_and_names_the_record():
     records = json.loads(AUDIO[0].read_text(encoding="utf-8"))
-    records[1]["ts"] = "yesterday"
+    at = next(i for i, r in enumerate(records) if i > 0 and not records[i - 1]["master_metadata_album_artist_name"])
+    records[at]["ts"] = "yesterday"  # just after the podcast: numbered among all records, not among the music
     with pytest.raises(HistoryError) as exc:
         read_exports([("Streaming_History_Audio_2019.json", json.dumps(records).encode())])
-    assert "record 2" in one_sentence(exc) and "yesterday" in str(exc.value)
+    assert f"record {at + 1} " in one_sentence(exc) and "yesterday" in str(exc.value)
 
 
 def test_budgets_upload_size_and_play_count(monkeypatch):
@@ -308,6 +333,13 @@ def test_budgets_upload_size_and_play_count(monkeypatch):
     with pytest.raises(HistoryError) as exc:
         read_exports(AUDIO)
     assert "5 plays" in one_sentence(exc)
+
+
+def test_a_zip_member_over_the_member_cap_is_refused(monkeypatch):
+    monkeypatch.setattr(formats, "MAX_MEMBER_BYTES", AUDIO[0].stat().st_size - 1)
+    with pytest.raises(HistoryError) as exc:
+        read_exports([("my_spotify_data.zip", spotify_zip())])
+    assert AUDIO[0].name in one_sentence(exc) and "refused" in str(exc.value)
 
 
 def test_nothing_given_or_a_missing_path_is_one_sentence(tmp_path):

@@ -69,7 +69,8 @@ class History:
     ``report`` keys: ``files`` (read), ``ignored_files`` (names) with ``ignored_reasons`` (name → why),
     ``records`` (every record seen), ``plays`` (rows in ``plays``, skips included), ``skipped_short`` (rows
     that are skips), ``skipped_no_artist`` (podcasts, audiobooks, untagged: not in ``plays``),
-    ``skipped_no_date`` (Last.fm "now playing" rows), ``duplicates`` (dropped), ``sources`` (plays per source).
+    ``skipped_no_date`` (Last.fm "now playing" rows), ``duplicates`` (dropped), ``sources`` (plays per source),
+    ``artists`` (distinct artists, by matching key, with at least one play that is not a skip: those can be likes).
     """
 
     plays: pd.DataFrame
@@ -80,10 +81,11 @@ class History:
         liked = self.plays[~self.plays["skip"]]
         if liked.empty:
             return pd.DataFrame({"artist": pd.Series([], dtype=str), "plays": pd.Series([], dtype="int64")})
-        keys = liked["artist"].map(normalize)
-        spelling = liked.groupby(keys)["artist"].agg(lambda s: s.value_counts().index[0])
-        counts = keys.value_counts()
-        out = pd.DataFrame({"artist": spelling.reindex(counts.index).to_numpy(), "plays": counts.to_numpy()})
+        pairs = pd.DataFrame({"key": liked["artist"].map(normalize), "artist": liked["artist"]})
+        spellings = pairs.value_counts().reset_index(name="n")  # most frequent spelling of a key first
+        spellings = spellings.sort_values(["n", "artist"], ascending=[False, True], kind="stable")
+        out = spellings.groupby("key", sort=False).agg(artist=("artist", "first"), plays=("n", "sum"))
+        out["plays"] = out["plays"].astype("int64")
         return out.sort_values(["plays", "artist"], ascending=[False, True], ignore_index=True)
 
 
@@ -147,8 +149,10 @@ def read_exports(files: Sequence[tuple[str, bytes]] | Sequence[str | Path]) -> H
         "duplicates": before - len(plays),
         "sources": {k: int(v) for k, v in plays["source"].value_counts().sort_index().items()},
     }
-    log.info("read %s plays from %s file(s)", f"{len(plays):,}", len(tally.files))
-    return History(plays=plays, report=report)
+    history = History(plays=plays, report=report)
+    report["artists"] = len(history.artist_plays())
+    log.info("read %s plays of %s artists from %s file(s)", f"{len(plays):,}", report["artists"], len(tally.files))
+    return history
 
 
 def _load_inputs(files: Sequence[tuple[str, bytes]] | Sequence[str | Path]) -> list[tuple[str, bytes]]:
@@ -258,10 +262,7 @@ def _read_member(name: str, data: bytes, tally: _Tally, in_zip: bool) -> None:
     if not text.strip():
         tally.ignore(name, "empty")
         return
-    if text.lstrip()[:1] in "[{":
-        kind, records, described = _json_records(name, text)
-    else:
-        kind, records, described = _csv_records(text)
+    kind, records, described = _records(name, text)
     if kind in ("spotify-podcast", "empty"):
         tally.ignore(name, "Spotify podcast history (music only)" if kind == "spotify-podcast" else "no plays")
         return
@@ -279,6 +280,23 @@ def _read_member(name: str, data: bytes, tally: _Tally, in_zip: bool) -> None:
     frame = _FRAMERS[kind](name, records, tally)
     tally.files.append(name)
     tally.frames.append(_finish(frame, kind))
+
+
+def _records(name: str, text: str) -> tuple[str | None, list, str]:
+    """(format, records, description) of a file's text: JSON when it looks like JSON, else a Last.fm CSV.
+
+    A CSV may start with "[" too (Last.fm's artist "[unknown]"), so a JSON failure is only reported when the
+    text is not a Last.fm CSV either.
+    """
+    if text.lstrip()[:1] not in ("[", "{"):
+        return _csv_records(text)
+    try:
+        return _json_records(name, text)
+    except HistoryError:
+        as_csv = _csv_records(text)
+        if as_csv[0] == "lastfm":
+            return as_csv
+        raise
 
 
 def _keys_of(record: Any) -> str:
@@ -381,9 +399,9 @@ def _seconds(name: str, values: pd.Series, fmt: str, what: str) -> pd.Series:
     """Dates as int64 Unix seconds (UTC); one that cannot be read refuses the file, naming the record."""
     stamps = pd.to_datetime(values, utc=True, format=fmt, errors="coerce")
     bad = stamps.isna().to_numpy().nonzero()[0]
-    if len(bad):
-        raise HistoryError(f"{name}: record {bad[0] + 1:,} has {what} {str(values.iloc[bad[0]])[:40]!r}, which is "
-                           "not a date; download the export again.")
+    if len(bad):  # the index still counts every record of the file, also those without an artist
+        raise HistoryError(f"{name}: record {values.index[bad[0]] + 1:,} has {what} "
+                           f"{str(values.iloc[bad[0]])[:40]!r}, which is not a date; download the export again.")
     return ((stamps - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).astype("int64")
 
 
@@ -396,8 +414,13 @@ def _ms(values: pd.Series) -> pd.Series:
     return pd.to_numeric(values, errors="coerce").fillna(-1).astype("int64")
 
 
+#: What services write where the artist is unknown (Spotify's local files, Last.fm's untagged scrobbles).
+UNKNOWN_ARTISTS = frozenset({"unknown artist", "unknown", "<unknown>", "[unknown]"})
+
+
 def _drop_no_artist(frame: pd.DataFrame, tally: _Tally) -> pd.DataFrame:
-    keep = frame["artist"] != ""
+    """Rows without an artist (podcasts, audiobooks, "[unknown]") are counted, never imported."""
+    keep = (frame["artist"] != "") & ~frame["artist"].str.casefold().isin(UNKNOWN_ARTISTS)
     tally.no_artist += int((~keep).sum())
     return frame[keep]
 
@@ -485,6 +508,13 @@ def _finish(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     frame["ms_played"] = frame["ms_played"].astype("int64")
     frame["played_at"] = frame["played_at"].astype("int64")
     frame["skip"] = (frame["ms_played"] >= 0) & (frame["ms_played"] < SKIP_MS)
-    frame["fingerprint"] = [fingerprint(a, t, p) for a, t, p in
-                            zip(frame["artist"], frame["track"], frame["played_at"])]
+    frame["fingerprint"] = _fingerprints(frame["artist"].tolist(), frame["track"].tolist(),
+                                         (frame["played_at"] // 60 * 60).tolist())
     return frame[COLUMNS]
+
+
+def _fingerprints(artists: list[str], tracks: list[str], minutes: list[int]) -> list[str]:
+    """``fingerprint`` for many plays at once (the same text hashed; plain lists, as pandas iterates slowly)."""
+    sha1 = hashlib.sha1
+    return [sha1(f"{normalize(a)}|{normalize(t)}|{m}".encode("utf-8")).hexdigest()
+            for a, t, m in zip(artists, tracks, minutes)]

@@ -67,7 +67,7 @@ def normalize(name: str) -> str:
     text = text.replace("&", " and ").replace("+", " and ").translate(_APOSTROPHES)
     kept = "".join(ch if unicodedata.category(ch)[0] in "LNM" else " " for ch in text)
     key = " ".join(kept.split())
-    if key.startswith("the ") and len(key) > 4:
+    if key.startswith("the ") and key != "the the":  # The The is a band, not "the" twice
         key = key[4:]
     if not key:  # only punctuation and symbols ("!!!", "+/-"): those characters are the name
         key = " ".join(name.casefold().split())
