@@ -156,3 +156,31 @@ def test_cli_imports_then_recommends(tmp_path, bundle):
     bad.write_text('[{"ts": "2023-01-01T00:00:00Z", "ms_pla', encoding="utf-8")
     failed = run("import-history", str(bad), "--profile", "cli-me", "--dataset", DATASET)
     assert failed.returncode == 2 and failed.stderr.startswith("error: ") and len(failed.stderr.splitlines()) == 1
+
+
+def test_the_import_job_stores_the_plays_and_reports_only_to_its_owner(tmp_path, bundle, monkeypatch):
+    """The Data page's path: the upload is queued, a job (run here in-process) reads, stores and reports; a
+    bad export fails the job with one sentence and stores nothing; the uploads are gone either way."""
+    from core.jobs import JobQueue
+    from core.jobs.handlers import Progress, execute
+    from music.history import jobs
+
+    url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
+    monkeypatch.setenv("RECS_DATABASE_URL", url)
+    monkeypatch.setattr(jobs, "ensure_worker", lambda _url: None)
+    queue = JobQueue(url)
+    db = FeedbackStore.open(url, images_dir=tmp_path / "images")
+    db.create_profile("owner")
+    good = jobs.queue_import("owner", [("my_spotify_data.zip", spotify_zip())], DATASET, queue=queue)
+    bad = jobs.queue_import("owner", [("Streaming_History_Audio_2023_0.json", b'[{"ts": "2023')], DATASET, queue=queue)
+    assert [j.id for j in jobs.jobs_of("owner", queue=queue)] == [bad, good]
+    assert jobs.jobs_of("someone-else", queue=queue) == []
+    done = execute(jobs.HANDLER, queue.get(good).params, Progress(None, tmp_path / "scratch"))
+    assert done["done"]["matched"] == 5 and done["done"]["added"] == db.play_summary("owner")["plays"]
+    failed = execute(jobs.HANDLER, queue.get(bad).params, Progress(None, tmp_path / "scratch"))
+    assert "cut off" in failed["failed"] and db.play_summary("owner")["plays"] == done["done"]["added"]
+    assert not list(jobs.uploads_dir().glob("history-*"))
+    with pytest.raises(HistoryError, match="MB"):
+        monkeypatch.setattr(jobs, "MAX_UPLOAD_BYTES", 10)
+        jobs.queue_import("owner", [("my_spotify_data.zip", spotify_zip())], DATASET, queue=queue)
+    close_engine(url)

@@ -1,9 +1,9 @@
 """Data page, "Your listening history": import a Spotify, Last.fm or ListenBrainz export into your profile.
 
 Why here and not in the Music tab: an import is data you give, like a catalog; the Music tab then uses it in
-every dataset with real artist names ("Your picks"). The export is read whole before anything is stored, so a
-bad file changes nothing. Reading runs in the click (a year of Spotify history, about 10 MB of JSON, reads in
-well under a second); the upload cap keeps the slowest case bounded.
+every dataset with real artist names ("Your picks"). The click only keeps the files and queues a job
+(``music.history.jobs``): a worker process reads the export whole and stores it in one transaction, so a bad
+file changes nothing and a ten-year export never slows the app. Only you see your imports and their reports.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ import pandas as pd
 import streamlit as st
 
 from core.artifacts import ArtifactError
-from music.history import HistoryError, read_exports
-from music.history.service import NO_REAL_NAMES, import_history, stored_report
+from core.jobs import JobError
+from music.history import HistoryError
+from music.history.jobs import MAX_UPLOAD_BYTES, jobs_of, queue_import
+from music.history.service import NO_REAL_NAMES, stored_report
 from music.mf.train import trained_datasets
 from ui import profile as profiles
 from ui.common import md_text
@@ -25,8 +27,7 @@ from ui.music import bundle_for
 log = logging.getLogger(__name__)
 
 KEY = "history"
-#: Largest upload, all files together (a decade of Spotify extended history is about 150 MB).
-MAX_UPLOAD_MB = 200
+MAX_UPLOAD_MB = MAX_UPLOAD_BYTES // (1024 * 1024)
 TYPES = ["zip", "json", "jsonl", "csv"]
 
 
@@ -38,7 +39,7 @@ def render() -> None:
              "how sure the picks are of your taste. Only your profile sees it; **Forget me** removes it.")
     datasets = [d for d in trained_datasets() if d != "simulated"]
     _import_form(datasets)
-    _last_report()
+    _imports_panel()
     _stored_panel(datasets)
 
 
@@ -53,23 +54,14 @@ def _import_form(datasets: list[str]) -> None:
         st.caption(NO_REAL_NAMES.replace("The simulated dataset's", "The only trained dataset's"))
     if not submitted:
         return
-    if not files:
-        st.error("Choose the export file(s) first.")
-        return
-    total = sum(f.size for f in files)
-    if total > MAX_UPLOAD_MB * 1024 * 1024:
-        st.error(f"The files add up to {total / 1e6:,.0f} MB; the limit is {MAX_UPLOAD_MB} MB.")
-        return
     try:
-        history = read_exports([(f.name, f.getvalue()) for f in files])
-    except HistoryError as exc:
+        job = profiles.write(lambda db, key: queue_import(key, [(f.name, f.getvalue()) for f in files or []], dataset))
+    except (HistoryError, JobError) as exc:
         st.error(md_text(str(exc)))
         return
-    bundle = _bundle(dataset) if dataset else None
-    report = profiles.write(lambda db, key: import_history(db, key, history, bundle))
     profiles.show_write_error()
-    if report is not None:
-        st.session_state[f"{KEY}_report"] = report
+    if job is not None:
+        st.toast(f"Import #{job} queued.")
 
 
 def _bundle(dataset: str) -> Any:
@@ -80,11 +72,29 @@ def _bundle(dataset: str) -> Any:
         return None
 
 
-def _last_report() -> None:
-    """The report of this session's last import (plays read, skips, matches, what is not in the dataset)."""
-    report = st.session_state.get(f"{KEY}_report")
-    if not report:
+@st.fragment(run_every=2)
+def _imports_panel() -> None:
+    """This person's latest imports: progress while one runs, then its report; the page follows a finish."""
+    jobs = jobs_of(profiles.known() or "", limit=3)
+    if not jobs:
         return
+    latest = jobs[0]
+    if latest.active:
+        st.progress(min(max(latest.progress, 0.0), 1.0),
+                    text=f"Import #{latest.id}: {md_text(latest.message or 'waiting for a worker')}")
+    elif latest.status == "done":
+        _report(latest.result)
+    else:
+        st.error(f"Import #{latest.id} {latest.status}: {md_text(latest.message or '')} Nothing was imported.")
+    finished = {j.id for j in jobs if not j.active}
+    seen = st.session_state.setdefault(f"{KEY}_finished", set(finished))
+    if finished - seen:
+        st.session_state[f"{KEY}_finished"] = finished
+        st.rerun()  # the stored-history summary below follows the new plays
+
+
+def _report(report: dict[str, Any]) -> None:
+    """One import's report: plays read, skips, artists, matches, and what is not in the dataset."""
     st.success(f"Imported {report['added']:,} new plays ({report['already']:,} were already here).")
     cols = st.columns(4)
     cols[0].metric("Plays read", f"{report['plays']:,}")
@@ -121,7 +131,6 @@ def _stored_panel(datasets: list[str]) -> None:
         if st.button("Remove all imported plays", key=f"{KEY}_remove", type="primary"):
             gone = profiles.write(lambda db, key: db.forget_plays(key))
             if gone is not None:
-                st.session_state.pop(f"{KEY}_report", None)
                 st.success(f"Removed {gone:,} plays.")
                 st.rerun()
 

@@ -26,10 +26,10 @@ log = logging.getLogger(__name__)
 TAB = "music"
 #: Genres used for a profile with no likes and no chosen genres: the catalogue's most common ones.
 DEFAULT_GENRES = 5
-#: How imported play counts enter the fold-in: "listener" (rescaled to the training data, see
-#: ``history_values``), "damped" (the same with the square root of the listener's relative counts, so a few
-#: heavily played artists do not drown the rest) or "raw"; chosen on validation listeners by
-#: ``bench/history_picks.py``.
+#: How imported play counts enter the fold-in (``history_confidence``): "listener" (the like confidence plus
+#: α·log of the artist's plays relative to the listener's median), "damped" (the like confidence times the
+#: square root of that ratio) or "raw" (the model's own rule on the raw counts); chosen on validation
+#: listeners by ``bench/history_picks.py``.
 HISTORY_SCALE = "listener"
 
 
@@ -101,16 +101,17 @@ def match_counts(bundle: Bundle, counts: Sequence[Any]) -> HistoryMatch:
     return _matcher(bundle).match(counts)
 
 
-def history_values(f: FoldInModel, plays: np.ndarray) -> np.ndarray:
-    """Play counts as fold-in values on the training data's scale: the listener's median artist counts like
-    the median training interaction. Why rescale: an export covers months, the training log years, so raw
-    counts would make every personal history look like a faint one (little confidence, popular picks)."""
-    if len(plays) == 0:
-        return plays
-    if HISTORY_SCALE == "raw":
-        return plays
+def history_confidence(f: FoldInModel, plays: np.ndarray) -> np.ndarray | None:
+    """Play counts as fold-in confidences around the like confidence chosen on validation listeners: the
+    listener's median artist counts as much as one like, more played ones more (``HISTORY_SCALE``). Why relative
+    to the listener: an export covers months and the training log years, so raw counts would make every personal
+    history look faint. ``None`` means "the model's own rule on raw counts" ("raw")."""
+    if HISTORY_SCALE == "raw" or len(plays) == 0:
+        return None
     relative = plays / max(float(np.median(plays)), 1.0)
-    return f.like_value * (np.sqrt(relative) if HISTORY_SCALE == "damped" else relative)
+    if HISTORY_SCALE == "damped":
+        return f.confidence * np.sqrt(relative)
+    return f.confidence + f.alpha * np.log(relative)  # "listener": the iALS log curve, shifted to the like's
 
 
 def _history_top(bundle: Bundle, history: HistoryMatch, liked: np.ndarray, banned: np.ndarray,
@@ -119,8 +120,11 @@ def _history_top(bundle: Bundle, history: HistoryMatch, liked: np.ndarray, banne
     f = _foldin(bundle)
     extra = np.setdiff1d(liked, history.items)
     items = np.concatenate([history.items, extra]).astype(np.int64)
-    values = np.concatenate([history_values(f, history.plays), np.full(len(extra), f.like_value)])
-    user = f.solve(items, values)
+    confidence = history_confidence(f, history.plays)
+    if confidence is None:
+        user = f.solve(items, np.concatenate([history.plays, np.full(len(extra), f.like_value)]))
+    else:
+        user = f.solve(items, confidence=np.concatenate([confidence, np.full(len(extra), f.confidence)]))
     scores = f.scores(user)
     scores[items] = -np.inf
     scores[banned] = -np.inf

@@ -197,12 +197,14 @@ class FoldInModel:
             lambda: colistening if colistening is not None else CoListening(self.mf.catalogue.history))
 
     # ------------------------------------------------------------------------------------------
-    def solve(self, liked: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray | None = None) -> FoldIn:
+    def solve(self, liked: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray | None = None,
+              confidence: Sequence[float] | np.ndarray | None = None) -> FoldIn:
         """The listener's factor (and user bias) from liked item indices; zero factor for no likes.
 
         ``values`` (plays or ratings, one per liked item) replaces the single like confidence: with a listener's
         whole training history (and the default constants) it reproduces the model's own user step (how the
-        tests check the solver).
+        tests check the solver). ``confidence`` (one per liked item) gives the weighted objectives' confidences
+        directly (an imported history's play counts on the chosen like confidence's scale).
         """
         liked = np.asarray(liked, np.int64)
         if values is None:
@@ -220,6 +222,8 @@ class FoldInModel:
             return FoldIn(self._gradient(liked), 0.0, liked)
         # weighted MF / implicit ALS: the iALS user step with the item bias as a fixed offset
         c = np.full(len(liked), self.confidence) if values is None else 1.0 + self.alpha * np.log1p(np.abs(v))
+        if confidence is not None:
+            c = np.maximum(np.asarray(confidence, np.float64), 1.0)
         lam = self.lam * len(liked) if self.engine == "spark" else self.lam
         A = self.gram + (Ql.T * (c - 1.0)) @ Ql + lam * np.eye(d)
         b = Ql.T @ (c * (1.0 - self.bi[liked]) + self.bi[liked]) - self.qb
