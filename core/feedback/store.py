@@ -642,6 +642,9 @@ class FeedbackStore:
                              kind: str, reviewer: Optional[str] = None) -> ImportBatchRecord:
         """Store many ``(name, image bytes, tags)`` as one import of ``profile``: all of them, or none.
 
+        An image may also be a function returning its bytes (read when it is encoded, so an import of hundreds
+        of photos is never held in memory at once); a ``FeedbackError`` it raises counts that photo as unreadable.
+
         Every photo is decoded and re-encoded first (like ``store_tagged_image``); if any cannot be read, the
         files written so far are removed and one ``FeedbackError`` names how many failed and the first few.
         ``reviewer`` (the importing administrator's key) marks the photos accepted for training at once;
@@ -661,7 +664,7 @@ class FeedbackStore:
         for name, image, tags in items:
             try:
                 tags = normalize_tags(tags)
-                data, width, height = _encode_image(image)
+                data, width, height = _encode_image(image() if callable(image) else image)
             except FeedbackError as exc:
                 bad.append(f"{_short(str(name), 60)} ({str(exc).rstrip('.')})")
                 continue
