@@ -234,6 +234,25 @@ def test_the_tab_loads_the_served_version(tiny_model, store, tmp_path, monkeypat
     assert loaded.version == new["version"] and "kitten" in loaded.manifest["vocab"]
     assert loaded.predict(CSV_DIR / "images" / "cat.png", method="model", k=3)
 
+    from streamlit.testing.v1 import AppTest
+
+    from ui import hashtag as tab
+
+    try:
+        at = AppTest.from_function(_hashtag_tab, args=(str(tiny_model),), default_timeout=120).run()
+        assert not at.exception
+        captions = " ".join(str(c.value) for c in at.caption)
+        assert f"Model version **{new['version']}**" in captions
+        assert "trained on csv + 2 users' tagged photos (imports #1); val F1@5 0.000." in captions
+    finally:
+        tab._service.clear()  # the tmp model must not stay in the process's model cache
+
+
+def _hashtag_tab(root: str) -> None:
+    from ui import hashtag
+
+    hashtag.render(root)
+
 
 def test_the_pointer_survives_a_crash_mid_write(tiny_model, monkeypatch, caplog):
     import shutil

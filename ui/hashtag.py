@@ -125,7 +125,7 @@ def _version_caption(service) -> None:
         users = f" + {row['user_photos']} users' tagged photos" + (f" (imports {imports})" if imports else "")
     score = f"; val F1@5 {row['val_f1@5']:.3f}" if isinstance(row.get("val_f1@5"), (int, float)) else ""
     st.caption(f"Model version **{md_text(row['version'])}** (since {md_text(row['created'][:16].replace('T', ' '))}): "
-               f"trained on {md_text(row.get('dataset') or '?')}{md_text(users)}{score}. Imports, retrains and other "
+               f"trained on {md_text(row.get('dataset') or '?')}{users}{score}. Imports, retrains and other "
                "versions are on the Data tab.")
 
 
