@@ -142,7 +142,7 @@ def test_database_at_first_revision_upgrades_with_data_kept(db_url, tmp_path):
     engine.dispose()
 
     store = FeedbackStore.open(db_url, images_dir=tmp_path / "images")
-    assert schema_revision(store.engine) == "0004"
+    assert schema_revision(store.engine) == "0005"
     assert store.profiles() == ["old"]
     assert store.likes("old", "music") == [f"s{i}" for i in reversed(range(5))]
     record = store.store_tagged_image("old", _png(), ["cat"])  # a table only the second revision has
@@ -163,7 +163,7 @@ def test_tag_edits_stored_before_reviews_existed_wait_for_review(db_url, tmp_pat
                      {"p": pid, "sha": "a" * 64})
     engine.dispose()
     store = FeedbackStore.open(db_url, images_dir=tmp_path / "images")
-    assert schema_revision(store.engine) == "0004"
+    assert schema_revision(store.engine) == "0005"
     assert [(t.tags, t.review) for t in store.tagged_images()] == [(["cat"], "pending")]
     assert store.tagged_images(review="accepted") == [] and store.display_name("old") == ""
 
@@ -243,7 +243,7 @@ def test_tagged_image_is_content_addressed_and_forget_removes_only_its_own(store
     store.record("ann", "hashtag", first.sha256, "tag_removed", value="cat")
 
     gone = store.forget("ann")
-    assert gone == {"events": 1, "tagged_images": 1, "saved": 1, "files": 0}  # bob still uses that picture
+    assert gone == {"events": 1, "tagged_images": 1, "imports": 0, "saved": 1, "files": 0}  # bob still uses that picture
     assert path.is_file() and store.profiles() == ["bob"]
     assert store.forget("bob")["files"] == 2
     assert not path.is_file() and not Path(big.path).is_file()
