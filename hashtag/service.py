@@ -461,6 +461,15 @@ def remove_import(store, batch_id: int, *, profile: str, permission: Permission)
     return store.remove_import(batch_id, None if permission[0] else profile)
 
 
+def review_import(store, batch_id: int, decision: str, *, reviewer: str, permission: Permission) -> int:
+    """An administrator accepts (for training) or rejects every photo of one import; returns how many."""
+    from core.feedback import FeedbackError
+
+    if not permission[0]:
+        raise FeedbackError(permission[1] or "Only administrators may review imports.")
+    return store.review_import(batch_id, decision, reviewer or "this-machine")
+
+
 def queue_retrain(dataset_root: str | Path = DEFAULT_DATASET, *, store, permission: Permission,
                   owner: Optional[str] = None, config: Optional[dict[str, Any]] = None, queue=None) -> int:
     """Queue "retrain with imported photos" (an administrator's decision); returns the job id.

@@ -21,7 +21,7 @@ from core.feedback.store import close_engine
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hashtag"
 CSV_DIR, FLICKR_DIR = FIXTURES / "csv", FIXTURES / "flickr8k"
-ADMIN, USER = (True, ""), (False, "Only administrators may retrain.")
+ADMIN, USER = (True, ""), (False, "Only administrators may do that here.")
 
 
 @pytest.fixture()
@@ -136,6 +136,9 @@ def test_an_import_is_removed_by_its_owner_or_an_admin_only(store):
     from hashtag import service
 
     first = service.import_photos(store, "ann", csv_zip(GOOD_CSV), label="a.zip", permission=USER)
+    with pytest.raises(FeedbackError, match="Only administrators"):
+        service.review_import(store, first["batch"], "accepted", reviewer="ann", permission=USER)
+    assert {r.review for r in store.tagged_images()} == {"pending"}
     with pytest.raises(FeedbackError, match="belongs to another profile"):
         service.remove_import(store, first["batch"], profile="bob", permission=USER)
     assert service.remove_import(store, first["batch"], profile="ann", permission=USER) == {"tagged_images": 2,
@@ -325,9 +328,11 @@ def test_data_page_shows_imports_jobs_and_why_a_version_is_not_served(tiny_model
     monkeypatch.setattr(profiles, "store", lambda: store)
     monkeypatch.setattr(profiles, "heavy_permission", lambda: ADMIN)
     monkeypatch.setattr(data_photos, "_dataset_root", lambda: str(tiny_model))
+    monkeypatch.setattr("core.jobs.worker.ensure_worker", lambda *a, **k: False)  # no worker process in a test
     report = service.import_photos(store, "ann", csv_zip(GOOD_CSV), label="trip.zip", permission=ADMIN)
     _record_val(tiny_model / "model", 0.9)
     kept = _retrain(tiny_model, store, tmp_path, monkeypatch, [])["done"]
+    pending = service.import_photos(store, "bob", csv_zip(GOOD_CSV), label="bobs.zip", permission=USER)
     queue = JobQueue(url)
     running = queue.submit("hashtag.retrain", "hashtag.jobs:retrain_job", "Retrain the hashtag model with imported "
                            "photos", {"dataset": str(tiny_model)})
@@ -344,11 +349,19 @@ def test_data_page_shows_imports_jobs_and_why_a_version_is_not_served(tiny_model
     bars = [str(p.proto.text).replace("\\", "") for p in at.get("progress")]  # shown as Markdown, escaped
     assert any("epoch 4/8: val F1@5 0.412" in b for b in bars), bars
     imports, table = at.dataframe[0].value, at.dataframe[1].value
-    assert list(imports["import"]) == [f"#{report['batch']}"] and list(imports["accepted"]) == [2]
+    assert list(imports["import"]) == [f"#{pending['batch']}", f"#{report['batch']}"]
+    assert list(imports["accepted"]) == [0, 2] and list(imports["pending"]) == [2, 0]
     assert list(table["version"]) == [kept["version"], "v1"] and list(table["serving"]) == ["", "✓"]
 
     at.selectbox(key="photos_version_pick").select(kept["version"]).run()
     at.button(key="photos_serve").click().run()
     assert not at.exception and versions.serving_version(tiny_model) == kept["version"]
+    at.selectbox(key="photos_pick").select(pending["batch"]).run()
+    at.button(key="photos_accept").click().run()  # an administrator accepts bob's whole import
+    assert not at.exception and {r.review for r in store.tagged_images("bob")} == {"accepted"}
+    successes = " ".join(str(s.value) for s in at.success)
+    assert f"Import #{pending['batch']}: 2 photos accepted. Retrain #" in successes
+    assert [j.status for j in service.retrain_jobs(queue=queue)] == ["queued", "running"]
     at.button(key="photos_remove").click().run()
-    assert store.import_batches() == [] and "Removed import" in " ".join(str(s.value) for s in at.success)
+    assert [b.id for b in store.import_batches()] == [report["batch"]] and store.tagged_images("bob") == []
+    assert f"Removed import #{pending['batch']} (2 photos)." in " ".join(str(s.value) for s in at.success)

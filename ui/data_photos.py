@@ -116,7 +116,8 @@ def _report() -> None:
         elif "job_error" in last:
             st.warning(f"Accepted for training, but the retrain could not be queued: {md_text(last['job_error'])}")
     else:
-        st.info("Waiting for an administrator on the Review page; once accepted, the photos join the next retrain.")
+        st.info("Waiting for an administrator (here, or photo by photo on the Review page); once accepted, the photos "
+                "join the next retrain.")
 
 
 def _imports_panel() -> None:
@@ -125,7 +126,7 @@ def _imports_panel() -> None:
 
     who = profiles.identity()
     admin = profiles.heavy_permission()[0]
-    note = st.session_state.pop(f"{KEY}_removed", None)
+    note = st.session_state.pop(f"{KEY}_note", None)
     if note:
         st.success(note)
     if not who.has_profile and not admin:
@@ -145,19 +146,52 @@ def _imports_panel() -> None:
         "rejected": b.reviews.get("rejected", 0), "imported": b.created_at[:16].replace("T", " "),
     } for b in batches]), hide_index=True, width="stretch")
     labels = {b.id: f"#{b.id} {b.label} ({b.images} photos)" for b in batches}
-    with st.expander("Remove an import"):
-        chosen = st.selectbox("Import", list(labels), format_func=labels.get, key=f"{KEY}_remove_pick")
-        if st.button("Remove this import and its photos", key=f"{KEY}_remove") and chosen is not None:
-            try:
-                removed = service.remove_import(profiles.store(), int(chosen), profile=who.key,
-                                                permission=profiles.heavy_permission())
-            except FeedbackError as exc:
-                st.error(md_text(str(exc)))
-                return
-            st.session_state[f"{KEY}_removed"] = f"Removed import #{chosen} ({removed['tagged_images']} photos)."
-            if (st.session_state.get(REPORT) or {}).get("report", {}).get("batch") == chosen:
-                st.session_state.pop(REPORT)  # its report describes photos that are gone
-            st.rerun()
+    with st.expander("Review or remove an import" if admin else "Remove an import"):
+        chosen = st.selectbox("Import", list(labels), format_func=labels.get, key=f"{KEY}_pick")
+        if chosen is None:
+            return
+        cols = st.columns(3)
+        if admin and cols[0].button("Accept its photos for training", key=f"{KEY}_accept"):
+            _review(int(chosen), "accepted")
+        if admin and cols[1].button("Reject its photos", key=f"{KEY}_reject"):
+            _review(int(chosen), "rejected")
+        if cols[2].button("Remove this import and its photos", key=f"{KEY}_remove"):
+            _remove(int(chosen), who.key)
+
+
+def _review(batch_id: int, decision: str) -> None:
+    """Accept or reject a whole import (the permission is taken at the click); an acceptance queues a retrain."""
+    from hashtag import service
+
+    who = profiles.identity()
+    try:
+        n = service.review_import(profiles.store(), batch_id, decision, reviewer=who.key,
+                                  permission=profiles.heavy_permission())
+        note = f"Import #{batch_id}: {n} photos {decision}."
+        if decision == "accepted":
+            job = service.queue_retrain(_dataset_root(), store=profiles.store(), permission=profiles.heavy_permission(),
+                                        owner=who.key or None)
+            note += f" Retrain #{job} is queued below."
+    except (FeedbackError, JobError, ValueError) as exc:
+        st.error(md_text(str(exc)))
+        return
+    st.session_state[f"{KEY}_note"] = note
+    st.rerun()
+
+
+def _remove(batch_id: int, profile: str) -> None:
+    from hashtag import service
+
+    try:
+        removed = service.remove_import(profiles.store(), batch_id, profile=profile,
+                                        permission=profiles.heavy_permission())
+    except FeedbackError as exc:
+        st.error(md_text(str(exc)))
+        return
+    st.session_state[f"{KEY}_note"] = f"Removed import #{batch_id} ({removed['tagged_images']} photos)."
+    if (st.session_state.get(REPORT) or {}).get("report", {}).get("batch") == batch_id:
+        st.session_state.pop(REPORT)  # its report describes photos that are gone
+    st.rerun()
 
 
 def _retrain_panel(root: str) -> None:

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
-from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, text
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -725,6 +725,21 @@ class FeedbackStore:
                 counts.setdefault(int(batch_id), {})[review] = int(n)
         return [ImportBatchRecord(int(b.id), name, b.label, b.kind, int(b.images), _iso(b.created_at),
                                   counts.get(int(b.id), {})) for b, name in rows]
+
+    def review_import(self, batch_id: int, decision: str, reviewer: str) -> int:
+        """Accept (for training) or reject every photo of one import at once; returns how many photos.
+
+        Who may call this is decided before (``core.identity.may_run_heavy``, taken at click time by the caller).
+        """
+        decision = _check_choice(decision, REVIEWS[1:], "review decision")
+        reviewer = check_profile_name(reviewer)
+        with self._write() as s:
+            if s.get(ImportBatch, int(batch_id)) is None:
+                raise FeedbackError("That import no longer exists.")
+            n = s.execute(update(TaggedImage).where(TaggedImage.batch_id == int(batch_id))
+                          .values(review=decision, reviewed_by=reviewer, reviewed_at=utcnow())).rowcount
+        log.info("import %d: %d photos %s by %s", batch_id, n, decision, reviewer)
+        return int(n)
 
     def remove_import(self, batch_id: int, profile: Optional[str] = None) -> dict[str, int]:
         """Delete one import and its photos (rows, and files no other row uses); returns what went.
