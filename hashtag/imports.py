@@ -20,6 +20,7 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import shutil
@@ -30,7 +31,7 @@ from typing import Any, Callable, Optional
 
 from core.catalog.archive import MB, CatalogError, Limits, extract_archive, is_ignored
 from core.feedback import FeedbackError, FeedbackStore
-from core.feedback.store import MAX_IMAGE_BYTES
+from core.feedback.store import MAX_IMAGE_BYTES, MAX_TAGS, TAG_LEN
 from hashtag.data import DatasetError, Example, csv_examples, flickr8k_examples
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,8 @@ def read_folder(root: Path, limits: Limits = LIMITS) -> ImportPlan:
         if path.stat().st_size > limits.max_csv_bytes:
             raise ImportRefused(f"{path.name} is {path.stat().st_size / MB:.0f} MB; a CSV of hashtags may have at "
                                 f"most {limits.max_csv_bytes / MB:.0f} MB.")
-        with open(path, encoding="utf-8", errors="replace") as f:
-            header = [c.strip().lower() for c in f.readline().split(",")]
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+            header = [c.strip().lower() for c in next(csv.reader(f), [])]
         if "image" in header and "hashtags" in header:
             candidates.append(path)
     if not candidates:
@@ -131,6 +132,7 @@ def _plan(kind: str, source: str, base: Path, examples: list[Example], listed: i
     seen: dict[Path, list[str]] = {}
     skipped: dict[str, int] = {}
     for e in examples:
+        e.tags = [t for t in e.tags if len(t) <= TAG_LEN][:MAX_TAGS]  # what the store keeps per photo
         path = Path(e.image)
         name = os.path.relpath(path, base)
         if not path.resolve().is_relative_to(base):

@@ -75,6 +75,14 @@ def test_csv_import_is_one_batch_accepted_for_an_admin_pending_otherwise(store):
     assert [b.id for b in service.imports(store, "bob")] == [second["batch"]]
 
 
+def test_a_spreadsheet_csv_with_a_bom_and_quoted_header_imports(store):
+    from hashtag import service
+
+    text = '\ufeff"Image","Hashtags"\r\ncat.png,#cat\r\n'
+    report = service.import_photos(store, "ann", csv_zip(text, ("cat.png",)), label="excel.zip", permission=USER)
+    assert report["photos"] == 1 and [r.tags for r in store.tagged_images("ann")] == [["cat"]]
+
+
 def test_flickr8k_layout_imports_caption_words(store):
     from hashtag import service
 
