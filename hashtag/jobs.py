@@ -27,7 +27,7 @@ OVERRIDABLE = ("epochs", "subset", "batch_size", "patience", "max_minutes", "fli
 
 @job_handler
 def retrain_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    """``params`` = ``{"dataset", "images_dir", "by", "config": {...}}``; returns the new version's summary.
+    """``params`` = ``{"dataset", "images_dir", "config": {...}}``; returns the new version's summary.
 
     The feedback store is the job's database (``RECS_DATABASE_URL``, which the worker sets to its queue's).
     """
@@ -39,11 +39,11 @@ def retrain_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
     store = FeedbackStore.open(images_dir=params.get("images_dir") or None)
     progress(0.0, "encoding the tagged photos")
     return retrain(params["dataset"], TrainConfig(**overrides), store=store, scratch=progress.scratch,
-                   progress=progress, by=str(params.get("by") or ""))
+                   progress=progress)
 
 
 def retrain(dataset_root: str | Path = DEFAULT_DATASET, config=None, *, store=None, scratch: Path,
-            progress: Optional[ProgressFn] = None, encoder=None, by: str = "") -> dict[str, Any]:
+            progress: Optional[ProgressFn] = None, encoder=None) -> dict[str, Any]:
     """Train a new version on the dataset plus every accepted tagged photo, keep it, and serve it unless worse.
 
     Builds in ``scratch`` and renames into ``versions/<id>`` at the end; returns the version's summary with
@@ -75,7 +75,7 @@ def retrain(dataset_root: str | Path = DEFAULT_DATASET, config=None, *, store=No
         write_json(work / "hashtag.json", manifest)
         move_into_place(work, version_dir(root, version))
         if switch:
-            set_serving(root, version, reason=reason, by=by or "retrain")
+            set_serving(root, version, reason=reason, by="retrain")
     log.info("hashtag model version %s: %s (%s)", version, "serving" if switch else "kept, not served", reason)
     if progress:
         progress(1.0, f"version {version}: {'now serving' if switch else 'kept, not served'} ({reason})")

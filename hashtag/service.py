@@ -434,10 +434,10 @@ def serving_summary(dataset_root: str | Path = DEFAULT_DATASET) -> Optional[dict
     return next((row for row in list_versions(dataset_root) if row["serving"]), None)
 
 
-def switch_version(dataset_root: str | Path, version: str, *, permission: Permission, by: str = "") -> dict[str, Any]:
+def switch_version(dataset_root: str | Path, version: str, *, permission: Permission) -> dict[str, Any]:
     """An administrator serves ``version`` by hand (also one a retrain kept because it scored lower)."""
     _allowed(permission, "switch the served model")
-    return set_serving(dataset_root, version, reason="switched by an administrator", by=by)
+    return set_serving(dataset_root, version, reason="switched by an administrator", by="administrator")
 
 
 def import_photos(store, profile: str, archive: bytes, *, label: str, permission: Permission) -> dict[str, Any]:
@@ -486,7 +486,7 @@ def queue_retrain(dataset_root: str | Path = DEFAULT_DATASET, *, store, permissi
     waiting = [j for j in queue.list(limit=50, statuses=["queued"]) if j.kind == KIND and j.params.get("dataset") == root]
     if waiting:
         return waiting[0].id
-    params = {"dataset": root, "images_dir": str(store.images_dir), "by": owner or "", "config": config or {}}
+    params = {"dataset": root, "images_dir": str(store.images_dir), "config": config or {}}
     job = queue.submit(KIND, HANDLER, "Retrain the hashtag model with imported photos", params, owner=owner)
     ensure_worker(queue.url)
     return job

@@ -230,7 +230,7 @@ def test_a_worse_retrain_is_kept_not_served_and_a_better_one_is_served(tiny_mode
     assert service.serving_summary(tiny_model)["version"] == better["version"]
     with pytest.raises(versions.VersionError):
         service.switch_version(tiny_model, outcome["version"], permission=USER)
-    service.switch_version(tiny_model, outcome["version"], permission=ADMIN, by="admin")  # an admin may still
+    service.switch_version(tiny_model, outcome["version"], permission=ADMIN)  # an admin may still
     assert versions.serving_version(tiny_model) == outcome["version"]
 
 

@@ -264,7 +264,8 @@ def _versions_panel(root: str) -> None:
     newest = rows[0]
     if not newest["serving"]:
         served = next((r["version"] for r in rows if r["serving"]), service.BASE)
-        why = newest["decision"] or "an administrator serves another version"
+        # a retrain's own verdict, unless it was served at first and an administrator switched away since
+        why = newest["decision"] if newest.get("switched") is False else "an administrator serves another version"
         st.warning(f"The newest version {newest['version']} is not served (still {served}): {why}.")
     allowed = profiles.heavy_permission()[0]
     if allowed and len(rows) > 1:
@@ -272,8 +273,7 @@ def _versions_panel(root: str) -> None:
             chosen = st.selectbox("Version", [r["version"] for r in rows], key=f"{KEY}_version_pick")
             if st.button("Serve this version", key=f"{KEY}_serve"):
                 try:
-                    service.switch_version(root, chosen, permission=profiles.heavy_permission(),
-                                           by=profiles.identity().key)
+                    service.switch_version(root, chosen, permission=profiles.heavy_permission())
                 except ValueError as exc:
                     st.error(md_text(str(exc)))
                     return
