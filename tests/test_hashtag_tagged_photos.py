@@ -313,6 +313,38 @@ def test_queue_retrain_needs_permission_and_does_not_stack(tmp_path, store, monk
     assert [j.id for j in service.retrain_jobs(queue=queue)] == [first]
 
 
+def test_cli_imports_retrains_and_lists_versions(tiny_model, tmp_path, monkeypatch, capsys):
+    import json
+
+    import core.feedback.store
+    from hashtag.__main__ import main
+
+    url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    monkeypatch.setenv("RECS_DATABASE_URL", url)
+    monkeypatch.setattr(core.feedback.store, "DATA_DIR", tmp_path / "data")  # stored photos: not the repo's data/
+    bad, good = tmp_path / "bad.zip", tmp_path / "good.zip"
+    bad.write_bytes(csv_zip("image,hashtags\ncat.png,cat\ngone.png,x\n", ("cat.png",)))
+    good.write_bytes(csv_zip(GOOD_CSV))
+    try:
+        assert main(["import-photos", str(bad), "--profile", "cli"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == ["error: 1 of 2 photos listed in tags.csv are not in the zip (gone.png); add them or remove "
+                       "their rows."]
+        assert main(["import-photos", str(good), "--profile", "cli", "--accept", "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert (report["photos"], report["review"]) == (2, "accepted")
+        assert main(["retrain", "--dataset", str(tiny_model), "--epochs", "1", "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert result["user_photos"] == 2 and result["imports"] == [report["batch"]]
+        assert main(["versions", "--dataset", str(tiny_model), "--serve", "v1", "--json"]) == 0
+        rows = json.loads(capsys.readouterr().out)
+        assert [r["version"] for r in rows if r["serving"]] == ["v1"] and len(rows) == 2
+        assert main(["versions", "--dataset", str(tiny_model), "--serve", "v9"]) == 2
+        assert capsys.readouterr().err.strip() == "error: 'v9' is not a model version id."
+    finally:
+        close_engine(url)
+
+
 # ----------------------------------------------------------------------------------------------
 # the Data page's section
 
