@@ -1,4 +1,4 @@
-"""``python -m hashtag <verb>``: build-dataset, train, predict, evaluate, tune-fusion.
+"""``python -m hashtag <verb>``: build-dataset, train, predict, evaluate, tune-fusion, import-photos, retrain, versions.
 
 Bad input (missing file, non-image, no trained model) prints one line on stderr and exits non-zero;
 ``--json`` prints only JSON on stdout (logs and progress bars go to stderr).
@@ -109,7 +109,66 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--beam", type=int, default=None)
     f.add_argument("--weights", default=None, help="the state-dict file a resnet152/resnet50 model was trained with")
     f.add_argument("--json", action="store_true")
+    _version_verbs(sub, DEFAULT_DATASET)
     return p
+
+
+def _version_verbs(sub, default_dataset) -> None:
+    """Tagged photos and model versions from the command line (the operator counts as an administrator)."""
+    i = sub.add_parser("import-photos", help="store a zip of tagged photos (image,hashtags CSV or Flickr8k layout) "
+                                             "as one import of a profile")
+    i.add_argument("zip")
+    i.add_argument("--profile", required=True, help="a plain profile name (created if missing)")
+    i.add_argument("--accept", action="store_true", help="accept the photos for training at once")
+    i.add_argument("--json", action="store_true")
+    r = sub.add_parser("retrain", help="train a new model version on the dataset plus every accepted tagged photo; "
+                                       "served only if it does not score worse on the validation split")
+    r.add_argument("--dataset", default=str(default_dataset))
+    r.add_argument("--epochs", type=int, default=None)
+    r.add_argument("--json", action="store_true")
+    v = sub.add_parser("versions", help="the model versions, which one is served and why a newer one is not")
+    v.add_argument("--dataset", default=str(default_dataset))
+    v.add_argument("--serve", metavar="VERSION", help="serve this version instead")
+    v.add_argument("--json", action="store_true")
+
+
+def _run_version_verb(args: argparse.Namespace) -> int:
+    """``import-photos``, ``retrain`` and ``versions``."""
+    import tempfile
+
+    from core.feedback import FeedbackStore
+    from hashtag import service
+
+    if args.verb == "import-photos":
+        store = FeedbackStore.open()
+        profile = store.create_profile(args.profile)
+        path = Path(args.zip)
+        if not path.is_file():
+            raise FileNotFoundError(f"No such zip file: {path}")
+        report = service.import_photos(store, profile, path.read_bytes(), label=path.name,
+                                       permission=(bool(args.accept), ""))
+        _emit(report, args.json, f"import #{report['batch']}: {report['photos']} photos ({report['kind']}), "
+                                 f"{report['tags']} hashtags, {report['review']}; left out: {report['skipped'] or 'none'}")
+        return 0
+    if args.verb == "retrain":
+        from hashtag.jobs import retrain
+        from hashtag.train import TrainConfig
+
+        config = TrainConfig(**({"epochs": args.epochs} if args.epochs else {}))
+        with tempfile.TemporaryDirectory(prefix="recs-retrain-") as scratch:
+            result = retrain(args.dataset, config, store=FeedbackStore.open(), scratch=Path(scratch))
+        _emit(result, args.json, f"version {result['version']}: {'serving' if result['served'] else 'kept, not served'}"
+                                 f" ({result['reason']})")
+        return 0
+    if args.serve:
+        service.switch_version(args.dataset, args.serve, permission=(True, ""))
+    rows = service.list_versions(args.dataset)
+    if args.json:
+        print(json.dumps(rows))
+    for row in rows if not args.json else []:
+        print(f"{'*' if row['serving'] else ' '} {row['version']}  val F1@5 {row['val_f1@5']}  "
+              f"{row['user_photos']} tagged photos  {row['decision']}")
+    return 0
 
 
 def _emit(obj: Any, as_json: bool, text: str) -> None:
@@ -151,6 +210,9 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
               f"{ds.manifest['images']} images → {ds.root} (splits {ds.manifest['splits']}, "
               f"{ds.manifest['vocab_size']} tags)")
         return 0
+
+    if args.verb in ("import-photos", "retrain", "versions"):
+        return _run_version_verb(args)
 
     if args.verb == "train":
         from hashtag.train import TrainConfig, train
@@ -312,12 +374,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from core.datasets import DataUnavailable
     from core.encoders import WeightsUnavailable
     from core.images import ImageError
+    from core.feedback import FeedbackError
     from hashtag.data import DatasetError
+    from hashtag.versions import VersionError
 
     from core.cli import run as run_cli
 
-    return run_cli(lambda: run(argv),
-                   expected=(ImageError, ArtifactError, DataUnavailable, DatasetError, WeightsUnavailable))
+    return run_cli(lambda: run(argv), expected=(ImageError, ArtifactError, DataUnavailable, DatasetError,
+                                                WeightsUnavailable, FeedbackError, VersionError))
 
 
 if __name__ == "__main__":

@@ -172,7 +172,7 @@ def csv_examples(csv_file: str | Path, images_dir: str | Path | None = None) -> 
     if not csv_file.is_file():
         raise DatasetError(f"CSV file not found: {csv_file}")
     base = Path(images_dir) if images_dir else csv_file.parent
-    with open(csv_file, newline="", encoding="utf-8") as f:
+    with open(csv_file, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets often start with a BOM
         reader = csv.DictReader(f)
         fields = [c.strip().lower() for c in (reader.fieldnames or [])]
         if "image" not in fields or "hashtags" not in fields:

@@ -77,7 +77,10 @@ class FeedbackPairs:
 
     def summary(self) -> dict[str, Any]:
         return {"split": SPLIT, "user_pairs": len(self.records), "profiles": len({r.profile for r in self.records}),
-                "new_tags": self.new_tags, "database": self.database}
+                "imports": sorted({r.batch for r in self.records if r.batch is not None}),
+                "edits": sum(r.batch is None for r in self.records), "checksum": self.key.split(":", 1)[1],
+                "new_tags": self.new_tags,
+                "database": self.database}
 
     def extend(self, ds: HashtagDataset, encoder, grids: np.ndarray, flips: Optional[np.ndarray],
                samples: list[int], tokens: dict[int, list[int]], max_tags: int

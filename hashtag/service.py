@@ -23,9 +23,11 @@ from hashtag.evaluate import (MostFrequent, Prediction, candidate_ceiling, headl
                               score_predictions, tune_knn)
 from hashtag.feedback import pending_edits, record_tag_edits, review_edit  # noqa: F401 - the tab and review page
 from hashtag.gate import PhotoGate, load_or_fit, out_of_fold, transparency
-from hashtag.model import TRAIN_HINT, ModelTagger, TagResult, load_checkpoint, model_dir
+from hashtag.model import TRAIN_HINT, ModelTagger, TagResult, load_checkpoint, model_dir  # noqa: F401 - the tab
 from hashtag.openvocab import OpenVocabTagger, fuse_open
 from hashtag.order import ORDER, OrderRule, order_tags
+from hashtag.versions import (BASE, VersionError, list_versions, served_dir, serving_version,  # noqa: F401 - the Data page
+                              set_serving, version_dir)
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +102,10 @@ class HashtagService:
         from core.encoders import get_image_encoder
 
         self.dataset: HashtagDataset = load_dataset(dataset_root)
-        self.model, self.manifest = load_checkpoint(model_dir(self.dataset.root))
+        #: The model version served (``hashtag.versions``: the pointer's, else the model folder itself).
+        self.version = serving_version(self.dataset.root)
+        self.folder = version_dir(self.dataset.root, self.version)
+        self.model, self.manifest = load_checkpoint(self.folder)
         if self.manifest.get("dataset", {}).get("checksum") != self.dataset.checksum:
             raise ArtifactError(f"The hashtag model was trained on other data than {self.dataset.root}. "
                                 f"Retrain with `{TRAIN_HINT} --force`.")
@@ -147,7 +152,7 @@ class HashtagService:
             log.warning("only %d real dev photos are installed (the photo gate needs %d): fused hashtags use the "
                         "nearest-image similarity rule instead", len(photos), MIN_GATE_PHOTOS)
             return None
-        return load_or_fit(model_dir(self.dataset.root), str(self.manifest.get("key")), self.training_grids,
+        return load_or_fit(self.folder, str(self.manifest.get("key")), self.training_grids,
                            [p.id for p in photos], lambda: photo_grids(self.encoder, photos))
 
     def training_grids(self) -> np.ndarray:
@@ -353,7 +358,7 @@ class HashtagService:
                                                              transparent=self.photo_set_transparency(check_set))
                 info["real_photos_check"] = {"set": check_set, "images": len(check_gold)}
         if split == "test":
-            write_json(model_dir(self.dataset.root) / "evaluate.json",
+            write_json(self.folder / "evaluate.json",
                        {"results": {m: table[m] for m in EVALUATED}, "real_photos": real,
                         "real_photos_check": table.get("real_photos_check"), "info": info})
         return table
@@ -392,9 +397,111 @@ def open_vocabulary_tagger(name_or_dir: str, *, allow_download: bool = False) ->
 
 
 def saved_evaluation(dataset_root: str | Path = DEFAULT_DATASET) -> Optional[dict[str, Any]]:
-    """The last ``evaluate.json`` written for this dataset's model, if any (the app shows it)."""
-    path = model_dir(Path(dataset_root)) / "evaluate.json"
+    """The last ``evaluate.json`` written for the served model version, if any (the app shows it)."""
+    path = served_dir(Path(dataset_root)) / "evaluate.json"
     try:
         return read_json(path) if path.is_file() else None
     except ArtifactError:
         return None
+
+
+# ----------------------------------------------------------------------------------------------
+# model versions and imported tagged photos (the Data page and the tab's caption)
+
+Permission = tuple[bool, str]
+
+
+def _allowed(permission: Permission, what: str) -> None:
+    """Refuse unless ``core.identity.may_run_heavy`` allowed this person, at the moment they asked."""
+    allowed, why = permission
+    if not allowed:
+        raise VersionError(why or f"Only administrators may {what}.")
+
+
+def serving_stamp(dataset_root: str | Path = DEFAULT_DATASET) -> Optional[float]:
+    """A number that changes whenever the served checkpoint changes (a retrain, a switch); None without one."""
+    root = Path(dataset_root)
+    folder = served_dir(root)
+    files = [folder / "hashtag.safetensors", folder / "hashtag.json"]
+    if not all(f.is_file() for f in files):
+        return None
+    pointer = model_dir(root) / "serving.json"
+    return max(f.stat().st_mtime for f in files + ([pointer] if pointer.is_file() else []))
+
+
+def serving_summary(dataset_root: str | Path = DEFAULT_DATASET) -> Optional[dict[str, Any]]:
+    """The served version's row of ``list_versions`` (what it was trained on, its val F1@5), if any."""
+    return next((row for row in list_versions(dataset_root) if row["serving"]), None)
+
+
+def switch_version(dataset_root: str | Path, version: str, *, permission: Permission) -> dict[str, Any]:
+    """An administrator serves ``version`` by hand (also one a retrain kept because it scored lower)."""
+    _allowed(permission, "switch the served model")
+    return set_serving(dataset_root, version, reason="switched by an administrator", by="administrator")
+
+
+def import_photos(store, profile: str, archive: bytes, *, label: str, permission: Permission) -> dict[str, Any]:
+    """Store a zip of tagged photos as an import of ``profile`` (``hashtag.imports``); returns its report.
+
+    An administrator's import is accepted for training at once; anyone else's waits on the Review page.
+    Raises ``ImportRefused`` (one sentence, nothing stored) for an unusable zip.
+    """
+    from hashtag.imports import import_zip
+
+    return import_zip(store, profile, archive, label=label, reviewer=profile if permission[0] else None)
+
+
+def imports(store, profile: Optional[str] = None) -> list:
+    """Imports of tagged photos (one profile's, or everyone's), newest first."""
+    return store.import_batches(profile)
+
+
+def remove_import(store, batch_id: int, *, profile: str, permission: Permission) -> dict[str, int]:
+    """Remove one import and its photos: its owner may, and so may an administrator."""
+    return store.remove_import(batch_id, None if permission[0] else profile)
+
+
+def review_import(store, batch_id: int, decision: str, *, reviewer: str, permission: Permission) -> int:
+    """An administrator accepts (for training) or rejects every photo of one import; returns how many."""
+    from core.feedback import FeedbackError
+
+    if not permission[0]:
+        raise FeedbackError(permission[1] or "Only administrators may review imports.")
+    return store.review_import(batch_id, decision, reviewer or "this-machine")
+
+
+def queue_retrain(dataset_root: str | Path = DEFAULT_DATASET, *, store, permission: Permission,
+                  owner: Optional[str] = None, config: Optional[dict[str, Any]] = None, queue=None) -> int:
+    """Queue "retrain with imported photos" (an administrator's decision); returns the job id.
+
+    A retrain still waiting in the queue will read every accepted photo when it starts, so a second request
+    while one waits returns that job instead of stacking another.
+    """
+    from core.jobs import JobQueue, ensure_worker
+    from hashtag.versions import RETRAIN_HANDLER as HANDLER, RETRAIN_KIND as KIND
+
+    _allowed(permission, "retrain the hashtag model")
+    root = str(Path(dataset_root).resolve())
+    queue = queue or JobQueue()
+    waiting = [j for j in queue.list(limit=50, statuses=["queued"]) if j.kind == KIND and j.params.get("dataset") == root]
+    if waiting:
+        return waiting[0].id
+    params = {"dataset": root, "images_dir": str(store.images_dir), "config": config or {}}
+    job = queue.submit(KIND, HANDLER, "Retrain the hashtag model with imported photos", params, owner=owner)
+    ensure_worker(queue.url)
+    return job
+
+
+def retrain_jobs(limit: int = 10, queue=None) -> list:
+    """The latest retrains, newest first (every session sees the same list)."""
+    from core.jobs import JobQueue
+    from hashtag.versions import RETRAIN_KIND as KIND
+
+    return [j for j in (queue or JobQueue()).list(limit=50) if j.kind == KIND][:limit]
+
+
+def cancel_retrain(job_id: int, *, permission: Permission, queue=None):
+    from core.jobs import JobQueue
+
+    _allowed(permission, "cancel retrains")
+    return (queue or JobQueue()).cancel(job_id)

@@ -229,6 +229,8 @@ def train(
             state["history"].append({"epoch": epoch, "train_ce": round(float(np.mean(losses)), 4),
                                      "val_f1@5": val["f1@5"], "seconds": round(time.time() - t0, 1)})
             log.info("epoch %d: train ce %.4f, val f1@5 %.4f", epoch, np.mean(losses), val["f1@5"])
+            if progress:  # the epoch's validation score, for a job's progress line
+                progress(epoch / total_epochs, f"epoch {epoch}/{total_epochs}: val F1@5 {val['f1@5']:.3f}")
             if val["f1@5"] > state["best_f1"]:
                 state.update(best_f1=val["f1@5"], best_epoch=epoch, bad_epochs=0)
                 save_checkpoint(model, out, {**base_manifest, "status": "training", "epoch": epoch, "val": val,

@@ -56,13 +56,10 @@ def _predict_fused(dataset_root: str, stamp: float, digest: str, k: int, _image:
 
 
 def _checkpoint_stamp(dataset_root: str) -> Optional[float]:
-    from hashtag.service import model_dir
+    """Changes whenever the served model version changes (a retrain or a switch), so the tab reloads it."""
+    from hashtag.service import serving_stamp
 
-    path = model_dir(dataset_root) / "hashtag.safetensors"
-    manifest = model_dir(dataset_root) / "hashtag.json"
-    if not path.is_file() or not manifest.is_file():
-        return None
-    return max(path.stat().st_mtime, manifest.stat().st_mtime)
+    return serving_stamp(dataset_root)
 
 
 def attention_overlay(image: Image.Image, attention: np.ndarray, size: int = 224) -> Image.Image:
@@ -96,6 +93,7 @@ def _about(service) -> None:
             f"{data.get('images', '?')}; {source}). Encoder: {m['encoder']['backbone']} 7×7 grid (frozen); "
             f"decoder: soft-attention 2-layer LSTM, best epoch {m.get('best_epoch', m.get('epoch'))}.")
     st.caption(text)
+    _version_caption(service)
     ev = saved_evaluation(service.dataset.root)
     if ev:
         res = ev["results"]
@@ -108,6 +106,27 @@ def _about(service) -> None:
             rows = " · ".join(f"{name.replace('_', '-')}: **{real[name]['f1@5']:.3f}**" for name in real)
             n = next(iter(real.values())).get("images", "?")
             st.caption(f"F1@5 on {n} real photographs (a small set; intervals in docs/hashtag.md) — {rows}.")
+
+
+def _version_caption(service) -> None:
+    """Which model version is served and what it learned from (imports of tagged photos are on the Data tab)."""
+    from hashtag.service import serving_summary
+
+    try:
+        row = serving_summary(service.dataset.root)
+    except Exception as exc:  # noqa: BLE001 - the caption is information; the tab keeps working without it
+        log.info("no model version summary: %s", exc)
+        return
+    if not row:
+        return
+    users = ""
+    if row.get("user_photos"):
+        imports = ", ".join(f"#{i}" for i in row.get("imports") or [])
+        users = f" + {row['user_photos']} users' tagged photos" + (f" (imports {imports})" if imports else "")
+    score = f"; val F1@5 {row['val_f1@5']:.3f}" if isinstance(row.get("val_f1@5"), (int, float)) else ""
+    st.caption(f"Model version **{md_text(row['version'])}** (since {md_text(row['created'][:16].replace('T', ' '))}): "
+               f"trained on {md_text(row.get('dataset') or '?')}{users}{score}. Imports, retrains and other "
+               "versions are on the Data tab.")
 
 
 def _train_button(dataset_root: str) -> None:

@@ -8,10 +8,11 @@ disliked item (per-example fusion, a linear SVM). Nothing outside this package w
 
 from core.feedback.rocchio import RocchioWeights, feedback_note, rocchio
 from core.feedback.store import (
-    SIGNALS, TABS, EventRecord, FeedbackError, FeedbackStore, TaggedImageRecord, default_url, normalize_tags,
+    SIGNALS, TABS, EventRecord, FeedbackError, FeedbackStore, ImportBatchRecord, TaggedImageRecord, default_url, normalize_tags,
 )
 
 __all__ = [
-    "SIGNALS", "TABS", "EventRecord", "FeedbackError", "FeedbackStore", "RocchioWeights", "TaggedImageRecord",
+    "SIGNALS", "TABS", "EventRecord", "FeedbackError", "FeedbackStore", "ImportBatchRecord", "RocchioWeights",
+    "TaggedImageRecord",
     "default_url", "feedback_note", "normalize_tags", "rocchio",
 ]

@@ -25,6 +25,7 @@ VALUE_LEN = 256
 VERSION_LEN = 128
 SHA_LEN = 64
 PLAY_TEXT_LEN = 256
+LABEL_LEN = 200
 
 
 def utcnow() -> _dt.datetime:
@@ -94,6 +95,24 @@ class TaggedImage(Base):
                                         index=True)
     reviewed_by: Mapped[Optional[str]] = mapped_column(String(NAME_LEN), nullable=True)  # the admin's profile key
     reviewed_at: Mapped[Optional[_dt.datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
+    # the import (a zip of tagged photos) this image came with; None for an edit made in the Hashtags tab
+    batch_id: Mapped[Optional[int]] = mapped_column(ForeignKey("import_batches.id", ondelete="CASCADE",
+                                                               name="fk_tagged_images_batch_id"),
+                                                    nullable=True, index=True)
+
+
+class ImportBatch(Base):
+    """One import of tagged photos (a zip with a CSV or Flickr8k's layout), listed and removed as a whole."""
+
+    __tablename__ = "import_batches"
+
+    id: Mapped[int] = mapped_column(_ID, primary_key=True, autoincrement=True)
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), nullable=False,
+                                            index=True)
+    label: Mapped[str] = mapped_column(String(LABEL_LEN), nullable=False)  # the uploaded file's name, shown only
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # "csv" or "flickr8k"
+    images: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[_dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
 
 
 class Play(Base):

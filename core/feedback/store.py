@@ -36,9 +36,9 @@ import re
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Union
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
-from sqlalchemy import Engine, case, create_engine, delete, event, func, insert, select, text
+from sqlalchemy import Engine, case, create_engine, delete, event, func, insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -46,8 +46,8 @@ from sqlalchemy.orm import Session
 from core.artifacts import DATA_DIR, atomic_path
 from core.identity import RESERVED_PREFIXES, is_link_key, is_login_key, is_reserved
 from core.feedback.models import (
-    ITEM_LEN, NAME_LEN, PLAY_TEXT_LEN, SHA_LEN, VALUE_LEN, VERSION_LEN, Event, Play, Profile, SavedItem,
-    TaggedImage, utcnow,
+    ITEM_LEN, LABEL_LEN, NAME_LEN, PLAY_TEXT_LEN, SHA_LEN, VALUE_LEN, VERSION_LEN, Event, ImportBatch, Play,
+    Profile, SavedItem, TaggedImage, utcnow,
 )
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,10 @@ MAX_STORED_BYTES = 2 * 1024 * 1024
 MAX_TAGS = 50
 #: The review states of a stored tag edit; only "accepted" ones are trained on.
 REVIEWS = ("pending", "accepted", "rejected")
+#: The layouts an import of tagged photos comes in (``hashtag.imports``).
+IMPORT_KINDS = ("csv", "flickr8k")
+#: Unreadable photos named in the one sentence that refuses an import.
+NAMED_FAILURES = 3
 TAG_LEN = 64
 #: Where the migration scripts live (inside the package, so they ship with it).
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -106,6 +110,20 @@ class TaggedImageRecord:
     id: int = 0
     review: str = "pending"
     display: str = ""  # the profile's display name (plain text; shown to reviewers)
+    batch: Optional[int] = None  # the import it came with (``import_tagged_images``); None for a one-photo edit
+
+
+@dataclass(frozen=True)
+class ImportBatchRecord:
+    """One import of tagged photos: who, what file, how many photos, and where their review stands."""
+
+    id: int
+    profile: str
+    label: str
+    kind: str
+    images: int
+    created_at: str
+    reviews: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -296,6 +314,31 @@ def _iso(value: _dt.datetime) -> str:
     return value.isoformat(timespec="microseconds")
 
 
+def _encode_image(image: Union[bytes, bytearray, Any]) -> tuple[bytes, int, int]:
+    """Decode an upload and re-encode it as the PNG the store keeps: (bytes, width, height).
+
+    Why re-encode: the stored file is then always a clean image, at most ``STORED_SIDE`` px, and its name is
+    the hash of its content, never anything the uploader chose.
+    """
+    from PIL import Image
+
+    from core.images import ImageError, load_image
+
+    if isinstance(image, (bytes, bytearray)) and len(image) > MAX_IMAGE_BYTES:
+        raise FeedbackError(f"The image is {len(image) / 1e6:.1f} MB; the limit is {MAX_IMAGE_BYTES / 1e6:.0f} MB.")
+    try:
+        picture = load_image(image)
+    except ImageError as exc:
+        raise FeedbackError(str(exc)) from exc
+    picture.thumbnail((STORED_SIDE, STORED_SIDE), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    data = buffer.getvalue()
+    if len(data) > MAX_STORED_BYTES:
+        raise FeedbackError("The image is too large to store even after shrinking it.")
+    return data, picture.width, picture.height
+
+
 class FeedbackStore:
     """Profiles, feedback events, stored tagged images and saved lists; every method is one transaction."""
 
@@ -416,6 +459,7 @@ class FeedbackStore:
             counts = {
                 "events": s.execute(delete(Event).where(Event.profile_id == pid)).rowcount,
                 "tagged_images": s.execute(delete(TaggedImage).where(TaggedImage.profile_id == pid)).rowcount,
+                "imports": s.execute(delete(ImportBatch).where(ImportBatch.profile_id == pid)).rowcount,
                 "saved": s.execute(delete(SavedItem).where(SavedItem.profile_id == pid)).rowcount,
                 "plays": s.execute(delete(Play).where(Play.profile_id == pid)).rowcount,
             }
@@ -557,26 +601,11 @@ class FeedbackStore:
         before anything is written, so the stored file is always a clean image and its name is the hash of
         its content, never anything the uploader chose. Storing the same picture again updates its tags.
         """
-        from PIL import Image
-
-        from core.images import ImageError, load_image
-
         tags = normalize_tags(tags)
         model_version = _check_text(model_version, "model version", VERSION_LEN, optional=True)
-        if isinstance(image, (bytes, bytearray)) and len(image) > MAX_IMAGE_BYTES:
-            raise FeedbackError(f"The image is {len(image) / 1e6:.1f} MB; the limit is {MAX_IMAGE_BYTES / 1e6:.0f} MB.")
         if isinstance(image, (str, Path)):
             raise FeedbackError("Pass the image's bytes or a decoded image, not a path.")
-        try:
-            picture = load_image(image)
-        except ImageError as exc:
-            raise FeedbackError(str(exc)) from exc
-        picture.thumbnail((STORED_SIDE, STORED_SIDE), Image.Resampling.LANCZOS)
-        buffer = io.BytesIO()
-        picture.save(buffer, format="PNG")
-        data = buffer.getvalue()
-        if len(data) > MAX_STORED_BYTES:
-            raise FeedbackError("The image is too large to store even after shrinking it.")
+        data, width, height = _encode_image(image)
         sha = hashlib.sha256(data).hexdigest()
         with self._read() as s:
             self._profile_id(s, profile)  # fail before writing a file for an unknown profile
@@ -591,8 +620,8 @@ class FeedbackStore:
                 row = s.scalar(select(TaggedImage).where(TaggedImage.profile_id == pid, TaggedImage.sha256 == sha))
                 now = utcnow()
                 if row is None:
-                    row = TaggedImage(profile_id=pid, sha256=sha, bytes=len(data), width=picture.width,
-                                      height=picture.height, created_at=now, tags="[]")
+                    row = TaggedImage(profile_id=pid, sha256=sha, bytes=len(data), width=width,
+                                      height=height, created_at=now, tags="[]")
                     s.add(row)
                 if row.tags != json.dumps(tags):
                     row.review, row.reviewed_by, row.reviewed_at = "pending", None, None  # new tags: review again
@@ -605,7 +634,7 @@ class FeedbackStore:
             if created_file and not self._sha_in_use(sha):
                 path.unlink(missing_ok=True)
             raise
-        return TaggedImageRecord(sha, check_profile_name(profile), str(path), tags, picture.width, picture.height,
+        return TaggedImageRecord(sha, check_profile_name(profile), str(path), tags, width, height,
                                  len(data), model_version, created, row_id, "pending")
 
     def _sha_in_use(self, sha: str) -> bool:
@@ -624,7 +653,137 @@ class FeedbackStore:
             rows = list(s.execute(query.order_by(TaggedImage.id)))
         return [TaggedImageRecord(t.sha256, name, str(self.image_path(t.sha256)), list(json.loads(t.tags)), t.width,
                                   t.height, t.bytes, t.model_version, _iso(t.created_at), int(t.id), t.review,
-                                  display or "") for t, name, display in rows]
+                                  display or "", t.batch_id) for t, name, display in rows]
+
+    # -- imports of tagged photos ---------------------------------------------------------------
+    def import_tagged_images(self, profile: str, items: Sequence[tuple[str, Any, Iterable[str]]], *, label: str,
+                             kind: str, reviewer: Optional[str] = None) -> ImportBatchRecord:
+        """Store many ``(name, image bytes, tags)`` as one import of ``profile``: all of them, or none.
+
+        An image may also be a function returning its bytes (read when it is encoded, so an import of hundreds
+        of photos is never held in memory at once); a ``FeedbackError`` it raises counts that photo as unreadable.
+
+        Every photo is decoded and re-encoded first (like ``store_tagged_image``); if any cannot be read, the
+        files written so far are removed and one ``FeedbackError`` names how many failed and the first few.
+        ``reviewer`` (the importing administrator's key) marks the photos accepted for training at once;
+        without one they wait for review. The same photo twice in one import keeps one row with both tag lists.
+        """
+        label = _check_text(str(label)[:LABEL_LEN] or "import", "import label", LABEL_LEN)
+        kind = _check_choice(kind, IMPORT_KINDS, "import kind")
+        if reviewer is not None:
+            reviewer = check_profile_name(reviewer)
+        if not items:
+            raise FeedbackError("The import has no photos.")
+        with self._read() as s:
+            self._profile_id(s, profile)  # fail before writing a file for an unknown profile
+        photos: dict[str, dict[str, Any]] = {}
+        created: list[Path] = []
+        bad: list[str] = []
+        for name, image, tags in items:
+            try:
+                tags = normalize_tags(tags)
+                data, width, height = _encode_image(image() if callable(image) else image)
+            except FeedbackError as exc:
+                bad.append(f"{_short(str(name), 60)} ({str(exc).rstrip('.')})")
+                continue
+            sha = hashlib.sha256(data).hexdigest()
+            path = self.image_path(sha)
+            if not path.is_file():
+                with atomic_path(path) as tmp:
+                    tmp.write_bytes(data)
+                created.append(path)
+            entry = photos.setdefault(sha, {"bytes": len(data), "width": width, "height": height, "tags": []})
+            entry["tags"] = normalize_tags(entry["tags"] + tags)
+        try:
+            if bad:
+                more = f" and {len(bad) - NAMED_FAILURES} more" if len(bad) > NAMED_FAILURES else ""
+                raise FeedbackError(f"{len(bad)} of {len(items)} photos could not be read, so nothing was imported: "
+                                    f"{'; '.join(bad[:NAMED_FAILURES])}{more}.")
+            return self._insert_batch(profile, photos, label, kind, reviewer)
+        except Exception:
+            for path in created:
+                if not self._sha_in_use(path.stem):
+                    path.unlink(missing_ok=True)
+            raise
+
+    def _insert_batch(self, profile: str, photos: dict[str, dict[str, Any]], label: str, kind: str,
+                      reviewer: Optional[str]) -> ImportBatchRecord:
+        """One transaction: the batch row and a tagged-image row per photo (an existing one joins the batch)."""
+        review = "accepted" if reviewer else "pending"
+        with self._write() as s:
+            pid = self._profile_id(s, profile)
+            now = utcnow()
+            batch = ImportBatch(profile_id=pid, label=label, kind=kind, images=len(photos), created_at=now)
+            s.add(batch)
+            s.flush()
+            for sha, p in photos.items():
+                row = s.scalar(select(TaggedImage).where(TaggedImage.profile_id == pid, TaggedImage.sha256 == sha))
+                if row is None:
+                    row = TaggedImage(profile_id=pid, sha256=sha, bytes=p["bytes"], width=p["width"],
+                                      height=p["height"], created_at=now)
+                    s.add(row)
+                row.tags, row.batch_id, row.updated_at = json.dumps(p["tags"]), batch.id, now
+                row.review, row.reviewed_by, row.reviewed_at = review, reviewer, now if reviewer else None
+            batch_id, created = int(batch.id), _iso(batch.created_at)
+        log.info("import %d by %s: %d photos (%s)", batch_id, profile, len(photos), review)
+        return ImportBatchRecord(batch_id, check_profile_name(profile), label, kind, len(photos), created,
+                                 {review: len(photos)})
+
+    def import_batches(self, profile: Optional[str] = None) -> list[ImportBatchRecord]:
+        """Imports of tagged photos (all profiles, or one), newest first, with their photos' review states."""
+        query = select(ImportBatch, Profile.name).join(Profile, Profile.id == ImportBatch.profile_id)
+        with self._read() as s:
+            if profile is not None:
+                query = query.where(ImportBatch.profile_id == self._profile_id(s, profile))
+            rows = list(s.execute(query.order_by(ImportBatch.id.desc())))
+            counts: dict[int, dict[str, int]] = {}
+            for batch_id, review, n in s.execute(select(TaggedImage.batch_id, TaggedImage.review, func.count())
+                                                 .where(TaggedImage.batch_id.in_([b.id for b, _ in rows]))
+                                                 .group_by(TaggedImage.batch_id, TaggedImage.review)):
+                counts.setdefault(int(batch_id), {})[review] = int(n)
+        return [ImportBatchRecord(int(b.id), name, b.label, b.kind, int(b.images), _iso(b.created_at),
+                                  counts.get(int(b.id), {})) for b, name in rows]
+
+    def review_import(self, batch_id: int, decision: str, reviewer: str) -> int:
+        """Accept (for training) or reject every photo of one import at once; returns how many photos.
+
+        Who may call this is decided before (``core.identity.may_run_heavy``, taken at click time by the caller).
+        """
+        decision = _check_choice(decision, REVIEWS[1:], "review decision")
+        reviewer = check_profile_name(reviewer)
+        with self._write() as s:
+            if s.get(ImportBatch, int(batch_id)) is None:
+                raise FeedbackError("That import no longer exists.")
+            n = s.execute(update(TaggedImage).where(TaggedImage.batch_id == int(batch_id))
+                          .values(review=decision, reviewed_by=reviewer, reviewed_at=utcnow())).rowcount
+        log.info("import %d: %d photos %s by %s", batch_id, n, decision, reviewer)
+        return int(n)
+
+    def remove_import(self, batch_id: int, profile: Optional[str] = None) -> dict[str, int]:
+        """Delete one import and its photos (rows, and files no other row uses); returns what went.
+
+        ``profile``: the person asking, who must own the import; ``None`` when an administrator removes it.
+        """
+        with self._write() as s:
+            batch = s.get(ImportBatch, int(batch_id))
+            if batch is None:
+                raise FeedbackError("That import no longer exists.")
+            if profile is not None and batch.profile_id != self._profile_id(s, profile):
+                raise FeedbackError("That import belongs to another profile; only its owner or an administrator "
+                                    "may remove it.")
+            shas = set(s.scalars(select(TaggedImage.sha256).where(TaggedImage.batch_id == batch.id)))
+            images = s.execute(delete(TaggedImage).where(TaggedImage.batch_id == batch.id)).rowcount
+            s.execute(delete(ImportBatch).where(ImportBatch.id == batch.id))
+            still_used = set(s.scalars(select(TaggedImage.sha256).where(TaggedImage.sha256.in_(shas)))) \
+                if shas else set()
+        files = 0
+        for sha in shas - still_used:
+            path = self.image_path(sha)
+            if path.is_file():
+                path.unlink()
+                files += 1
+        log.info("removed import %d: %d photos, %d files", batch_id, images, files)
+        return {"tagged_images": images, "files": files}
 
     def review_tag_edit(self, image_id: int, decision: str, reviewer: str) -> str:
         """Mark one stored tag edit "accepted" (it joins training) or "rejected"; returns the decision.
