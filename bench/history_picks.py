@@ -49,6 +49,7 @@ from core.feedback.store import FeedbackStore  # noqa: E402
 from core.metrics import bootstrap_ci, ratio_ci, write_result  # noqa: E402
 from music.data import load_dataset, make_dataset  # noqa: E402
 from music.history import normalize, read_exports  # noqa: E402
+from music.history.formats import UNKNOWN_ARTISTS  # noqa: E402
 from music.mf import feedback  # noqa: E402
 from music.mf.train import load_bundle, train  # noqa: E402
 
@@ -147,15 +148,18 @@ def run_listener(store, bundle, user: str, listener: pd.DataFrame, names, tags, 
     played = set(listener["item"])
     profile = tag_profile(listener, tags)
     out = {"user": user, "report": {k: match.report[k] for k in ("plays", "skipped_short", "artists", "matched")},
-           "real_artists": len({normalize(names[i]) for i in played}),
+           # Last.fm-2K lists "[unknown]" (untagged scrobbles) as an artist; an export's reader rightly drops it
+           "real_artists": len({normalize(names[i]) for i in played if names[i].lower() not in UNKNOWN_ARTISTS}),
            "real_unmatched": [a for a in match.report["unmatched"] if not a.startswith("Zq Garage")], "invented_unmatched": sum(a.startswith("Zq Garage") for a in match.report["unmatched"])}
     c = bundle.mf.catalogue
     picks = {"popularity": popular_unplayed(bundle, played)}
     plain = feedback.picks_for_likes(bundle, [i for i in listener["item"] if i in c.items], [], K)
     picks["fold_in_likes"] = [p.item for p in plain.picks]
+    default = feedback.HISTORY_SCALE
     for scale in SCALES:
         feedback.HISTORY_SCALE = scale
         picks[f"history_{scale}"] = [p.item for p in feedback.picks_for_likes(bundle, [], [], K, history=match).picks]
+    feedback.HISTORY_SCALE = default  # the product's choice for the example reasons
     out["played_in_picks"] = {m: len(set(p) & played) for m, p in picks.items()}
     out["taste"] = {m: taste(p, tags, profile) for m, p in picks.items()}
     out["example"] = [p.reason for p in feedback.picks_for_likes(bundle, [], [], 3, history=match).picks]

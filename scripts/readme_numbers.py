@@ -458,6 +458,23 @@ def render_catalog_build(result: dict, name: str) -> str:
                   "bare encoder images/s"], rows) + "\n"
 
 
+def render_history_picks(result: dict, name: str) -> str:
+    """Taste of the picks from a held-out listener's Spotify export, per method, with what validation chose."""
+    test, val = need(result, "test"), need(result, "validation")
+    labels = {"popularity": "most popular, not yet played", "fold_in_likes": "fold-in, each played artist one like",
+              "history_listener": "fold-in, play counts (log, around the like confidence)",
+              "history_damped": "fold-in, play counts (square root)", "history_raw": "fold-in, raw play counts"}
+    rows = [[labels.get(m, m), with_ci(v["taste"], v.get("taste_ci95")), fmt(val[m]["taste"]), fmt(v["played_in_top10"])]
+            for m, v in test.items()]
+    head, match = need(result, "headline"), need(result, "matching")
+    return (table(["method", "taste, test listeners", "taste, validation", "played artists in the top 10"], rows)
+            + f"\n\nChosen on validation: `{result['chosen_scale_on_validation']}`. Test ratio to popularity "
+              f"{with_ci(head['ratio_vs_popularity'], head['ratio_ci95'])} (bar {head['bar']}). Matching: every real "
+              f"artist matched for {match['all_real_artists_matched']} of {match['listeners']} listeners; the invented "
+              f"artists reported unmatched for {match['invented_reported_unmatched']}; {fmt(match['mean_plays'], 0)} "
+              f"plays per export on average, {fmt(match['mean_skipped_short'], 0)} of them skips.\n")
+
+
 def render_generic(result: dict, name: str) -> str:
     """Any ``{method: {metric: number}}`` result (under ``methods``/``results`` or at the top level)."""
     methods = result.get("methods") or result.get("results") or result
@@ -543,6 +560,7 @@ RENDERERS: list[tuple[str, Renderer]] = [
     ("first_run", render_first_run),
     ("catalog_quality", render_catalog_quality),
     ("catalog_build", render_catalog_build),
+    ("history_picks", render_history_picks),
     ("*", render_generic),
 ]
 

@@ -30,7 +30,7 @@ DEFAULT_GENRES = 5
 #: α·log of the artist's plays relative to the listener's median), "damped" (the like confidence times the
 #: square root of that ratio) or "raw" (the model's own rule on the raw counts); chosen on validation
 #: listeners by ``bench/history_picks.py``.
-HISTORY_SCALE = "listener"
+HISTORY_SCALE = "damped"
 
 
 def item_key(dataset: str, item: str) -> str:
