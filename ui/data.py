@@ -19,6 +19,7 @@ import streamlit as st
 from core.catalog import service as catalogs
 from core.catalog.sources import CatalogError
 from core.jobs import JobError
+from ui import data_music
 from ui import profile as profiles
 from ui.common import md_text
 
@@ -44,6 +45,7 @@ def render() -> None:
     _add_form()
     _jobs_panel()
     _catalogs_panel()
+    data_music.render()
 
 
 def _add_form() -> None:
