@@ -164,10 +164,14 @@ def _validation(manifest: dict[str, Any]) -> Optional[dict[str, Any]]:
 def _train_up_next(name: str, data: MusicDataset, report: ProgressFn, start: float, force: bool) -> dict[str, Any]:
     """Train the up-next CNN on a dated log; a log too thin for it is reported, not a failed job."""
     from core.training import TrainingDiverged
+    from music.next.data import from_dataset, leave_last_out
     from music.next.train import train_bundle
 
     report(start, "training up next")
     try:
+        if not (leave_last_out(from_dataset(data)).val_at >= 0).any():
+            raise BadTrainingData("no listener has three listening sessions (plays more than 30 minutes apart), "
+                                  "which up next needs to learn what follows what and to be checked")
         out = train_bundle(name, data=data, force=force,
                            progress=lambda f, m: report(start + (1 - start) * min(f, 1.0) * 0.99, f"up next: {m}"))
     except (BadTrainingData, TrainingDiverged, ValueError) as exc:

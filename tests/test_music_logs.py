@@ -339,3 +339,18 @@ def test_the_page_refuses_a_column_the_file_lacks_and_an_existing_name(tmp_path,
     finally:
         shutil.rmtree(bundle_dir("taken-log"))
     assert jobs.jobs() == []
+
+
+def test_a_dated_log_without_repeat_sessions_trains_picks_and_says_why_not_up_next(tmp_path):
+    """Plays a minute apart are one session per listener: nothing to learn "what comes next" from or to check it on."""
+    from music.logs import train_log
+    from music.mf.train import load_bundle
+
+    rows = [f"u{u},i{(u * 3 + k) % 9},{1 + k % 3},{1_700_000_000 + u * 10_000 + k * 60}" for u in range(12)
+            for k in range(6)]
+    path = tmp_path / "log.csv"
+    path.write_text("user,item,plays,timestamp\n" + "\n".join(rows) + "\n")
+    result = train_log("one-session-log", "csv", path)
+    assert result["up_next"]["trained"] is False and "three listening sessions" in result["up_next"]["reason"]
+    assert load_bundle("one-session-log").manifest["summary"]["users"] == 12
+    assert _music_files("one-session-log") == ["one-session-log"]  # no up-next files
