@@ -2,7 +2,9 @@
 
 The fixture ``tests/fixtures/music/logs/service_log.csv`` is a log in an export's own shape (its own column
 names, ISO-8601 times, accented artist names, one row without a listener); training it takes a few seconds.
-Every degenerate log is refused with one sentence and leaves no bundle; a failed save replaces nothing.
+Every degenerate log is refused with one sentence and leaves no bundle; a failed save replaces nothing. The
+page test goes upload → columns → Train → the queued job (run here in-process, as a worker would) → the Music
+tab's dataset picker.
 """
 
 from __future__ import annotations
@@ -276,6 +278,12 @@ def _data_tab() -> None:
     data.render()
 
 
+def _music_tab() -> None:
+    from ui import music
+
+    music.render()
+
+
 def test_the_data_page_uploads_picks_columns_and_queues_training(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
@@ -313,6 +321,12 @@ def test_the_data_page_uploads_picks_columns_and_queues_training(tmp_path, monke
     outcome = execute(job.handler, job.params, Progress(None, tmp_path / "scratch"))
     assert "done" in outcome, outcome
     assert "page-radio" in trained_datasets()
+    music = AppTest.from_function(_music_tab, default_timeout=120).run()
+    picker = music.selectbox(key="music_dataset")
+    assert "page-radio" in picker.options
+    picker.set_value("page-radio").run()
+    assert not music.exception
+    assert any("page-radio (your log: service_log.csv)" in c.value for c in music.caption)
 
 
 def test_the_page_refuses_a_column_the_file_lacks_and_an_existing_name(tmp_path, monkeypatch):
