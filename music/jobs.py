@@ -137,7 +137,8 @@ def jobs(limit: int = 20, queue: Any = None) -> list[Any]:
     """The latest log trainings, newest first: every session sees the same list."""
     from core.jobs import JobQueue
 
-    return [j for j in (queue or JobQueue()).list(limit=limit) if j.kind == KIND]
+    # Other kinds of job share the table: look further back than ``limit`` so theirs do not hide ours.
+    return [j for j in (queue or JobQueue()).list(limit=max(5 * limit, 50)) if j.kind == KIND][:limit]
 
 
 def cancel(job_id: int, *, permission: Permission, queue: Any = None) -> Any:

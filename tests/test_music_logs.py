@@ -368,3 +368,17 @@ def test_a_dated_log_without_repeat_sessions_trains_picks_and_says_why_not_up_ne
     assert result["up_next"]["trained"] is False and "three listening sessions" in result["up_next"]["reason"]
     assert load_bundle("one-session-log").manifest["summary"]["users"] == 12
     assert _music_files("one-session-log") == ["one-session-log"]  # no up-next files
+
+
+def test_a_degenerate_upload_fails_its_job_with_the_sentence_and_is_deleted(tmp_path):
+    from core.jobs.handlers import Progress, execute
+    from music import jobs
+
+    upload = jobs.save_upload(DEGENERATE["constant-ratings"][0].encode())
+    outcome = execute(jobs.HANDLER, {"name": "constant-upload", "source": "csv", "upload": str(upload),
+                                     "columns": {"user": "user", "item": "item", "weight": "rating"},
+                                     "weight_kind": "rating", "label": "ratings.csv"},
+                      Progress(None, tmp_path / "scratch"))
+    assert outcome == {"failed": "every rating in dataset 'constant-upload' is 4: constant ratings carry no "
+                                 "preference to learn"}
+    assert not upload.exists() and _music_files("constant-upload") == []
