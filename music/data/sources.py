@@ -11,7 +11,8 @@ Formats, exactly as distributed:
 - 30Music (Idomaar): ``type<TAB>id<TAB>timestamp<TAB>{properties json}<TAB>{linked entities json}`` in
   ``entities/{tracks,persons,tags}.idomaar`` and ``relations/{sessions,events}.idomaar``.
 - Generic CSV: ``user,item`` plus one of ``weight|rating|count|plays``; optional ``timestamp``,
-  ``title``, ``artist``, ``genres`` (``|``-separated).
+  ``title``, ``artist``, ``genres`` (``|``-separated); or any column names, mapped to those roles with
+  ``columns`` (a service's own log, ``music.logs``).
 """
 
 from __future__ import annotations
