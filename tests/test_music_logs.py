@@ -382,3 +382,30 @@ def test_a_degenerate_upload_fails_its_job_with_the_sentence_and_is_deleted(tmp_
     assert outcome == {"failed": "every rating in dataset 'constant-upload' is 4: constant ratings carry no "
                                  "preference to learn"}
     assert not upload.exists() and _music_files("constant-upload") == []
+
+
+@pytest.mark.browser
+def test_a_log_uploaded_in_the_browser_trains_and_appears_in_the_music_tab(browser_page, artifacts_dir):
+    """The bar, in Chromium against the running app and its real worker: no command line anywhere."""
+    page = browser_page
+    page.get_by_role("tab", name="Data").click()
+    panel = page.get_by_role("tabpanel", name="Data")
+    panel.get_by_text("Listening logs", exact=True).wait_for()
+    panel.locator('input[type="file"]').last.set_input_files(str(LOG))
+    from ui.data_music import ROLES
+
+    for role, column in COLUMNS.items():
+        panel.get_by_label(ROLES[role], exact=True).click()
+        page.get_by_role("option", name=column, exact=True).click()
+    panel.get_by_label("Name in the Music tab", exact=True).fill("browser-radio")
+    panel.get_by_label("Name in the Music tab", exact=True).press("Enter")
+    panel.get_by_role("button", name="Train", exact=True).click()
+    page.get_by_text("Train music log browser-radio — done").wait_for(timeout=300_000)
+    page.screenshot(path=str(artifacts_dir / "data-listening-log.png"), full_page=True)
+
+    page.get_by_role("tab", name="Music").click()
+    music = page.get_by_role("tabpanel", name="Music")
+    music.get_by_role("combobox").first.click()
+    page.get_by_role("option", name="browser-radio", exact=True).click()
+    music.get_by_text("browser-radio (your log: service_log.csv)", exact=False).wait_for()
+    page.screenshot(path=str(artifacts_dir / "music-listening-log.png"), full_page=True)
