@@ -6,6 +6,8 @@ into ``jq`` or a test as is. Bad input (an unknown dataset, listener, genre or i
 missing or stale trained model is one ``error: ...`` line naming the command that builds it, exit 1.
 
     python -m music train [--dataset simulated] [--force]
+    python -m music train --dataset csv --path LOG.csv --name my-service --user-col listener --item-col track \
+        --weight-col plays --weight-kind plays --time-col played_at
     python -m music recommend --user U --top 10 --json
     python -m music evaluate --dataset movielens-100k --json
     python -m music train-next [--dataset simulated] [--force]
@@ -87,16 +89,58 @@ def _load_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {}
 
 
+#: ``--user-col`` & co.: the CSV column each role is read from.
+COLUMN_FLAGS = {"user": "user_col", "item": "item_col", "weight": "weight_col", "timestamp": "time_col",
+                "title": "title_col", "artist": "artist_col"}
+
+
+def _columns(args: argparse.Namespace) -> dict[str, str] | None:
+    """The column mapping given on the command line (user and item default to the usual names), or None."""
+    given = {role: getattr(args, flag) for role, flag in COLUMN_FLAGS.items() if getattr(args, flag)}
+    if not given:
+        return None
+    if args.dataset != "csv":
+        raise BadInput(f"--user-col and the other column options are for --dataset csv, not {args.dataset}")
+    return {"user": "user", "item": "item", **given}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from music.mf.train import train
 
+    columns = _columns(args)
+    if args.name is not None:
+        return _train_named(args, columns)
     kwargs = _load_kwargs(args)
+    if args.dataset == "csv" and (columns or args.weight_kind):
+        from music.logs import WEIGHT_KINDS
+
+        kwargs.update(columns=columns, kind=WEIGHT_KINDS.get(args.weight_kind or "plays"))
     m = train(args.dataset, args.path, force=args.force, engine=args.engine, master=args.master, **kwargs)
     if args.json:
         _print_json({k: m.get(k) for k in ("dataset", "label", "summary", "train_seconds", "skipped")})
     else:
         state = "fresh, skipped" if m.get("skipped") else f"trained in {m.get('train_seconds')} s"
         print(f"{m['label']}: {state} ({m['summary']})")
+    return 0
+
+
+def _train_named(args: argparse.Namespace, columns: dict[str, str] | None) -> int:
+    """``train --name NAME``: a log (or any dataset) trained under its own name, as the Data page's job does."""
+    from music.logs import train_log
+
+    if args.engine != "keras":
+        raise BadInput("--name trains with the keras engine only")
+    r = train_log(args.name, args.dataset, args.path, columns=columns, weight_kind=args.weight_kind,
+                  label=os.path.basename(str(args.path or args.dataset)), force=args.force, up_next=not args.no_next)
+    if args.json:
+        _print_json(r)
+    else:
+        state = "fresh, skipped" if r.get("skipped") else f"trained in {r.get('train_seconds')} s"
+        v = r.get("validation") or {}
+        best = f", validation {v['metric']} {v['value']} (epoch {v['epoch']})" if v else ""
+        nxt = r.get("up_next")
+        up = "" if nxt is None else ("; up next trained" if nxt.get("trained") else f"; up next not trained: {nxt['reason']}")
+        print(f"{r['label']}: {state} ({r['summary']}){best}{up}")
     return 0
 
 
@@ -293,6 +337,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--download", action="store_true", help="lastfm-2k: fetch the zip from GroupLens if needed")
     t.add_argument("--engine", default="keras", choices=("keras", "spark"), help="who fits the MF factors")
     t.add_argument("--master", default=None, help="Spark master URL for --engine spark (default local[*])")
+    t.add_argument("--name", default=None, help="train under this name (1-64 of a-z 0-9 _ -, not a built-in "
+                   "dataset): a service's log appears in the Music tab under it; dated logs also train up next")
+    for role, flag in COLUMN_FLAGS.items():
+        t.add_argument(f"--{flag.replace('_', '-')}", dest=flag, default=None,
+                       help=f"--dataset csv: the column holding the {role}")
+    t.add_argument("--weight-kind", default=None, choices=("plays", "rating"),
+                   help="--dataset csv: the weight column is play counts (implicit) or ratings (explicit)")
+    t.add_argument("--no-next", action="store_true", help="with --name: skip the up-next model")
     t.add_argument("--json", action="store_true")
     t.set_defaults(func=cmd_train)
 

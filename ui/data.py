@@ -19,7 +19,7 @@ import streamlit as st
 from core.catalog import service as catalogs
 from core.catalog.sources import CatalogError
 from core.jobs import JobError
-from ui import data_history, data_photos
+from ui import data_history, data_music, data_photos
 from ui import profile as profiles
 from ui.common import md_text
 
@@ -47,6 +47,8 @@ def render() -> None:
     _catalogs_panel()
     st.divider()
     data_history.render()
+    st.divider()
+    data_music.render()
     st.divider()
     data_photos.render()
 

@@ -11,7 +11,8 @@ Formats, exactly as distributed:
 - 30Music (Idomaar): ``type<TAB>id<TAB>timestamp<TAB>{properties json}<TAB>{linked entities json}`` in
   ``entities/{tracks,persons,tags}.idomaar`` and ``relations/{sessions,events}.idomaar``.
 - Generic CSV: ``user,item`` plus one of ``weight|rating|count|plays``; optional ``timestamp``,
-  ``title``, ``artist``, ``genres`` (``|``-separated).
+  ``title``, ``artist``, ``genres`` (``|``-separated); or any column names, mapped to those roles with
+  ``columns`` (a service's own log, ``music.logs``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 from urllib.parse import unquote_plus
 
 import numpy as np
@@ -358,9 +359,31 @@ RATING_RANGE = (-100.0, 100.0)
 MAX_PLAYS = 1e9
 
 
-def load_csv(path: Path, *, sep: str = ",", kind: str | None = None) -> MusicDataset:
-    """``user,item`` + a weight column; ``kind`` defaults to explicit iff the column is ``rating``."""
+#: The roles a CSV column can play; ``user`` and ``item`` are required.
+CSV_ROLES = ("user", "item", "weight", "timestamp", "title", "artist", "genres")
+
+
+def default_columns(header: list[str]) -> dict[str, str]:
+    """The column for each role that a header names by its usual name (``user``, ``item``, ``plays``, ...)."""
+    cols = [c.strip().lower() for c in header]
+    found = {role: role for role in CSV_ROLES if role in cols and role != "weight"}
+    weight = next((c for c in WEIGHT_COLUMNS if c in cols), None)
+    if weight:
+        found["weight"] = weight
+    return found
+
+
+def load_csv(path: Path, *, sep: str = ",", kind: str | None = None, columns: Mapping[str, str] | None = None,
+             name: str = "csv", label: str | None = None) -> MusicDataset:
+    """``user,item`` + a weight column; ``kind`` defaults to explicit iff the column is ``rating``.
+
+    ``columns`` maps roles (``CSV_ROLES``) to the file's own column names, for logs whose header says
+    ``listener_id,track`` instead; a role left out is absent (no weight column = one play per row). Names are
+    matched case- and space-insensitively. ``name`` becomes the dataset's name; ``label`` names the file in
+    messages (an upload is stored under a random name the user never saw).
+    """
     path = Path(path)
+    shown = label or path.name
     if not path.is_file():
         raise DataUnavailable(f"{path} is {'a folder' if path.is_dir() else 'not a file'}: --dataset csv needs "
                               "the path of a CSV file")
@@ -368,34 +391,56 @@ def load_csv(path: Path, *, sep: str = ",", kind: str | None = None) -> MusicDat
     df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, on_bad_lines="skip",
                      engine="python")
     n_lines = sum(1 for ln in text.splitlines()[1:] if ln.strip())
-    df.columns = [c.strip().lower() for c in df.columns]
-    if "user" not in df.columns or "item" not in df.columns:
-        raise DataUnavailable(f"{path} needs 'user' and 'item' columns (has {list(df.columns)})")
-    wcol = next((c for c in WEIGHT_COLUMNS if c in df.columns), None)
+    df.columns = [str(c).strip().lower() for c in df.columns]
+    cols = _csv_columns(df, columns, shown)
+    wcol = cols.get("weight")
     kind = kind or ("explicit" if wcol == "rating" else "implicit")
     report: dict[str, Any] = {"malformed_rows": n_lines - len(df)}
-    raw = pd.DataFrame({"user": df["user"].replace("", pd.NA), "item": df["item"].replace("", pd.NA),
+    raw = pd.DataFrame({"user": df[cols["user"]].replace("", pd.NA), "item": df[cols["item"]].replace("", pd.NA),
                         "weight": df[wcol] if wcol else "1"})
     events = None
-    if "timestamp" in df.columns:
-        ts = pd.to_numeric(df["timestamp"], errors="coerce")
-        iso = pd.to_datetime(df["timestamp"].where(ts.isna()), utc=True, errors="coerce")
+    if "timestamp" in cols:
+        stamp = df[cols["timestamp"]]
+        ts = pd.to_numeric(stamp, errors="coerce")
+        iso = pd.to_datetime(stamp.where(ts.isna()), utc=True, errors="coerce")
         ts = ts.fillna(_unix_seconds(iso))
         raw["timestamp"] = ts
         # Events only from rows that are valid interactions (a malformed row is not a play either).
         w = pd.to_numeric(raw["weight"], errors="coerce")
         events = raw.loc[w.notna() & (w > 0), ["user", "item", "timestamp"]].dropna()
-    _check_range(raw["weight"], kind, path, wcol)
-    items = pd.DataFrame({"item": df["item"]})
-    items["title"] = df["title"] if "title" in df.columns else ""
-    items["artist"] = df["artist"] if "artist" in df.columns else ""
-    gen = df["genres"] if "genres" in df.columns else pd.Series([""] * len(df))
+    _check_range(raw["weight"], kind, path, wcol, shown)
+    items = pd.DataFrame({"item": df[cols["item"]]})
+    for role in ("title", "artist"):
+        items[role] = df[cols[role]] if role in cols else ""
+    gen = df[cols["genres"]] if "genres" in cols else pd.Series([""] * len(df))
     items["genres"] = [[g.strip() for g in s.split("|") if g.strip()] for s in gen]
     items = items[items["item"] != ""]
-    return make_dataset("csv", kind, raw, items, events, report)
+    return make_dataset(name, kind, raw, items, events, report)
 
 
-def _check_range(weights: pd.Series, kind: str, path: Path, column: str | None) -> None:
+def _csv_columns(df: pd.DataFrame, columns: Mapping[str, str] | None, shown: str) -> dict[str, str]:
+    """Role → (lower-cased) column of ``df``; one sentence naming the file's columns when one is missing."""
+    if columns is None:
+        if "user" not in df.columns or "item" not in df.columns:
+            raise DataUnavailable(f"{shown} needs 'user' and 'item' columns (has {list(df.columns)})")
+        return default_columns(list(df.columns))
+    unknown = sorted(set(columns) - set(CSV_ROLES))
+    if unknown:
+        raise ValueError(f"unknown column role(s) {unknown}; the roles are {', '.join(CSV_ROLES)}")
+    cols = {role: str(col).strip().lower() for role, col in columns.items() if col is not None and str(col).strip()}
+    for role in ("user", "item"):
+        if role not in cols:
+            raise BadTrainingData(f"choose the {role} column of {shown} (it has {', '.join(df.columns)})")
+    for role, col in cols.items():
+        if col not in df.columns:
+            raise BadTrainingData(f"{shown} has no column {columns[role]!r} for the {role} "
+                                  f"(its columns are {', '.join(df.columns)})")
+    if cols["user"] == cols["item"]:
+        raise BadTrainingData(f"the user and item columns of {shown} must differ (both are {cols['user']!r})")
+    return cols
+
+
+def _check_range(weights: pd.Series, kind: str, path: Path, column: str | None, shown: str = "") -> None:
     """``ValueError`` naming the first offending row when a rating or play count is outside what training can use."""
     values = pd.to_numeric(weights, errors="coerce")
     lo, hi = RATING_RANGE if kind == "explicit" else (0.0, MAX_PLAYS)
@@ -405,5 +450,5 @@ def _check_range(weights: pd.Series, kind: str, path: Path, column: str | None) 
     bad = (values.notna() & ((values < lo) | (values > hi))) | nan_text
     if bad.any():
         first = int(np.flatnonzero(bad.to_numpy())[0])
-        raise BadTrainingData(f"{path.name}: {int(bad.sum())} {column or 'weight'} value(s) are not finite numbers "
+        raise BadTrainingData(f"{shown or path.name}: {int(bad.sum())} {column or 'weight'} value(s) are not finite numbers "
                               f"in {lo:g}..{hi:g} (row {first + 1}: {weights.iloc[first]}); fix or remove them")

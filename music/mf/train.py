@@ -10,7 +10,11 @@ unless forced, and a bundle whose files disagree with it raises ``ArtifactError`
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -79,9 +83,14 @@ def train(
     mf_params: dict[str, Any] | None = None,
     engine: str = "keras",
     master: str | None = None,
+    label: str | None = None,
     **load_kwargs: Any,
 ) -> dict[str, Any]:
     """Train (or skip if fresh) popularity, genre and MF for ``dataset``; return the bundle manifest.
+
+    ``dataset`` is also the bundle's name: a log trained under its own name passes its ``data`` and ``label``.
+    The bundle is written into a hidden sibling folder and swapped in at the end, so a failed, cancelled or
+    diverging run leaves the previous bundle (if any) untouched and never a half-written one.
 
     ``engine="spark"`` fits the MF factors with Spark MLlib ALS on ``master`` (default ``local[*]``) and saves
     them in the same artifact (``music.mf.spark``); ``mf_params`` are then ALS's (rank, reg, alpha, max_iter).
@@ -107,31 +116,77 @@ def train(
         params = mf_config(dataset, data.kind, mf_params)
         # Early stopping needs held-out data; carve it per user from the training log itself.
         split = user_holdout_split(data.interactions, test_fraction=0.05, min_items=10, seed=123)
-        mf = KerasMF(**params).fit(data, split.train, val=split.test, progress=progress, validate=val_ndcg)
+        mf = KerasMF(**params)
+        mf.fit(data, split.train, val=split.test, progress=_epoch_progress(progress, mf), validate=val_ndcg)
     models: dict[str, CatalogueRecommender] = {"mf": mf, "genre": GenreRecommender().fit(data),
                                       "popularity": Popularity().fit(data)}
     # MF is served with every interaction as history (to exclude and explain), though fitted on 95 %.
     mf.catalogue = models["genre"].catalogue
     check_finite_arrays(f"{dataset} MF", **{k: getattr(mf, k, None) for k in ("P", "Q", "bu", "bi")})  # before anything is written
-    out.mkdir(parents=True, exist_ok=True)
-    for name, model in models.items():
-        model.save(out / name)
     manifest = {
-        "kind": "music-bundle", "schema": SCHEMA, "dataset": dataset, "label": LABELS.get(dataset, dataset),
+        "kind": "music-bundle", "schema": SCHEMA, "dataset": dataset, "label": label or LABELS.get(dataset, dataset),
         "data_kind": data.kind, "dataset_checksum": checksum, "models": list(models), "engine": engine,
         "summary": data.summary(), "report": data.report, "mf_params": params,
         "mf_history": mf.history_, "train_seconds": round(time.time() - t0, 1),
         "source_path": str(path) if path else None,
     }
-    write_json(out / "bundle.json", manifest)
+    _save_bundle(out, models, manifest)
     log.info("%s: trained %s in %.1fs -> %s", dataset, list(models), time.time() - t0, out)
     return manifest
+
+
+def _epoch_progress(progress: Optional[Callable[[float, str], None]], mf: KerasMF
+                    ) -> Optional[Callable[[float, str], None]]:
+    """``progress`` with the epoch and its validation metric in the message, so a watcher sees learning happen."""
+    if progress is None:
+        return None
+
+    def report(fraction: float, message: str) -> None:
+        rec = mf.history_[-1] if mf.history_ else {}
+        metric = next((f"{label} {rec[k]:.4f}" for k, label in (("val_ndcg", "validation NDCG@10"),
+                       ("val_rmse", "validation RMSE"), ("val_loss", "validation loss")) if k in rec), "")
+        loss = f"loss {rec['loss']:.4g}" if "loss" in rec else ""
+        text = ", ".join(filter(None, (metric, loss)))
+        progress(fraction, f"MF epoch {rec.get('epoch', '?')} of at most {mf.epochs}" + (f": {text}" if text else ""))
+
+    return report
+
+
+def _save_bundle(out: Path, models: dict[str, CatalogueRecommender], manifest: dict[str, Any]) -> None:
+    """Write every model and ``bundle.json`` into a hidden sibling of ``out``, then swap it in.
+
+    Readers see the old bundle or the new one, never a mix: the old folder is moved aside and the new one renamed
+    onto its name (a rename on one file system), and any failure or cancel before that swap puts the old one back.
+    Hidden folders (``.name.*``) are never listed by ``trained_datasets``.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.building-", dir=out.parent))
+    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+    moved = swapped = False
+    try:
+        for name, model in models.items():
+            model.save(work / name)
+        write_json(work / "bundle.json", manifest)
+        if out.exists():
+            os.replace(out, old)
+            moved = True
+        os.replace(work, out)
+        swapped = True
+    except BaseException:
+        if moved and not swapped:
+            os.replace(old, out)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if swapped and moved:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def trained_datasets() -> list[str]:
     """Datasets with a bundle on disk, the simulated default first."""
     root = mfdata.music_dir()
-    names = sorted(p.parent.name for p in root.glob("*/bundle.json")) if root.is_dir() else []
+    names = sorted(p.parent.name for p in root.glob("*/bundle.json")
+                   if not p.parent.name.startswith(".")) if root.is_dir() else []
     return sorted(names, key=lambda n: (n != "simulated", n))
 
 

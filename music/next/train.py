@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from core.artifacts import ArtifactError, read_json, save_arrays
 from core.threads import torch_threads
-from music.data import load_dataset
+from music.data import MusicDataset, load_dataset
 from music.data.dataset import check_trainable
 from music.next import caser, model
 from music.next.data import from_dataset, leave_last_out, sequences_to_arrays
@@ -34,6 +34,7 @@ def train_bundle(
     force: bool = False,
     epochs: int = 5,
     progress: Callable[[float, str], None] | None = None,
+    data: MusicDataset | None = None,
     **load_kwargs: Any,
 ) -> dict[str, Any]:
     """Train the default app model for ``dataset``; skip (and say so) when a fresh bundle exists.
@@ -41,9 +42,10 @@ def train_bundle(
     Fresh = same dataset checksum and same configuration. The model is fitted on the training baskets
     of the leave-last-out split with early stopping on the validation baskets (the evaluation's
     protocol), and its validation HR@10 is recorded so the app can show how good it is.
-    ``load_kwargs`` go to ``load_dataset`` (e.g. a smaller simulated log in tests).
+    ``load_kwargs`` go to ``load_dataset`` (e.g. a smaller simulated log in tests); ``data``, when given, is
+    used instead (a listening log already read under its own name).
     """
-    ds = load_dataset(dataset, path, **load_kwargs)
+    ds = data if data is not None else load_dataset(dataset, path, **load_kwargs)
     check_trainable(ds, dataset)
     checksum = ds.checksum()
     stem = bundle_stem(dataset)
