@@ -29,7 +29,8 @@ HANDLER = "music.jobs:train_log_job"
 MAX_UPLOAD_MB = 200
 #: The formats the page offers, with their labels.
 PAGE_FORMATS = {"csv": "CSV or TSV with a header (choose the columns)",
-                "lastfm-1k": "Last.fm-1K TSV (userid, timestamp, artist id, artist, track id, track)"}
+                "lastfm-1k": "Last.fm-1K TSV (userid, timestamp, artist id, artist, track id, track)",
+                "listenbrainz": "ListenBrainz listens dump (.tar.xz, .zip or folder of .listens files)"}
 
 Permission = tuple[bool, str]
 

@@ -53,7 +53,8 @@ def _server_paths_allowed() -> bool:
 
 def _train_form() -> None:
     fmt = st.radio("Log format", list(logs.PAGE_FORMATS), format_func=logs.PAGE_FORMATS.get, key=f"{KEY}_format")
-    upload = st.file_uploader("Log file (.csv, .tsv, .txt)", type=["csv", "tsv", "txt"], key=f"{KEY}_file",
+    types = ["xz", "gz", "tar", "zip"] if fmt == "listenbrainz" else ["csv", "tsv", "txt"]
+    upload = st.file_uploader(f"Log file ({', '.join('.' + t for t in types)})", type=types, key=f"{KEY}_file",
                               max_upload_size=logs.MAX_UPLOAD_MB)
     path = st.text_input("…or a file on the server", key=f"{KEY}_path") if _server_paths_allowed() else ""
     if upload is None and not path.strip():

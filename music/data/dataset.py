@@ -26,7 +26,7 @@ from core.training import BadTrainingData
 log = logging.getLogger(__name__)
 
 #: Dataset names ``load_dataset`` understands.
-DATASETS = ("simulated", "lastfm-2k", "movielens-100k", "lastfm-1k", "30music", "csv")
+DATASETS = ("simulated", "lastfm-2k", "movielens-100k", "lastfm-1k", "30music", "listenbrainz", "csv")
 #: Human labels; the simulated log must say it is simulated wherever it is shown.
 LABELS = {
     "simulated": "Simulated listening log (simulated, not real listeners)",
@@ -34,6 +34,7 @@ LABELS = {
     "movielens-100k": "MovieLens-100K (real movie ratings)",
     "lastfm-1k": "Last.fm-1K (real listening events)",
     "30music": "30Music (real listening sessions)",
+    "listenbrainz": "ListenBrainz listens dump (real listens)",
     "csv": "Your CSV",
 }
 
