@@ -13,12 +13,11 @@ the page loads fast and the job process starts fast.
 from __future__ import annotations
 
 import logging
-import uuid
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from core import artifacts
 from core.jobs import job_handler
+from core.jobs.uploads import is_upload, save_upload
 from music.logs import CSV_ROLES, HEAD_BYTES, SOURCES, WEIGHT_KINDS, LogError, check_name, read_header
 
 log = logging.getLogger(__name__)
@@ -36,21 +35,6 @@ Permission = tuple[bool, str]
 
 __all__ = ["CSV_ROLES", "KIND", "LogError", "MAX_UPLOAD_MB", "PAGE_FORMATS", "cancel", "jobs", "preview",
            "queue_training", "trained_logs"]
-
-
-def uploads_dir() -> Path:
-    """Where the page keeps an uploaded log until its training job has read it."""
-    return Path(artifacts.MODELS_DIR) / "uploads"
-
-
-def save_upload(data: bytes) -> Path:
-    """Store uploaded bytes under a random name (never the uploader's file name) for a training job."""
-    folder = uploads_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{uuid.uuid4().hex}.log"
-    with artifacts.atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return path
 
 
 def preview(head: bytes) -> dict[str, Any]:
@@ -116,7 +100,7 @@ def queue_training(name: str, *, permission: Permission, upload: Optional[bytes]
             raise LogError("The uploaded file is empty.")
         if len(upload) > MAX_UPLOAD_MB * 1024 * 1024:
             raise LogError(f"The log is {len(upload) / 1e6:,.0f} MB; the limit is {MAX_UPLOAD_MB} MB.")
-        params["upload"] = str(save_upload(upload))
+        params["upload"] = str(save_upload(upload, ".log"))
     else:
         file = Path(str(path)).expanduser()
         if not file.exists():
@@ -172,5 +156,5 @@ def train_log_job(params: dict[str, Any], progress: Any) -> dict[str, Any]:
                          weight_kind=params.get("weight_kind"), label=str(params.get("label") or ""),
                          progress=progress)
     finally:
-        if upload and Path(upload).parent == uploads_dir():
+        if upload and is_upload(upload):
             Path(upload).unlink(missing_ok=True)

@@ -22,6 +22,7 @@ from core.jobs import JobError
 from ui import data_history, data_music, data_photos
 from ui import profile as profiles
 from ui.common import md_text
+from ui.jobs_view import job_rows
 
 log = logging.getLogger(__name__)
 
@@ -83,42 +84,12 @@ def _add_form() -> None:
 @st.fragment(run_every=2)
 def _jobs_panel() -> None:
     """The shared job list; reruns itself every 2 s, and the whole tab once a build finishes."""
-    jobs = catalogs.jobs(limit=10)
-    if not jobs:
-        return
-    st.markdown("**Builds**")
-    for job in jobs:
-        _job_row(job)
-    finished = {j.id for j in jobs if not j.active}
-    seen = st.session_state.setdefault(f"{KEY}_finished", set(finished))
-    if finished - seen:
-        st.session_state[f"{KEY}_finished"] = finished
-        st.rerun()  # a new catalog: refresh the list below and the pickers
+    job_rows(catalogs.jobs(limit=10), KEY, _built, title="Builds",
+             cancel=lambda job_id: catalogs.cancel(job_id, permission=profiles.heavy_permission()))
 
 
-def _job_row(job: Any) -> None:
-    left, right = st.columns([5, 1])
-    with left:
-        eta = f", about {_duration(job.eta_seconds)} left" if job.status == "running" and job.eta_seconds else ""
-        label = f"#{job.id} {job.title} — {job.status}{eta}"
-        if job.status in ("queued", "running"):
-            st.progress(min(max(job.progress, 0.0), 1.0), text=f"{label}: {md_text(job.message or 'waiting for a worker')}")
-        elif job.status == "done":
-            r = job.result
-            st.success(f"{label}: {r.get('items', 0):,} images in {r.get('seconds', 0):.0f} s, "
-                       f"{r.get('skipped', {}).get('count', 0)} skipped")
-        else:
-            st.error(f"{label}: {md_text(job.message or '')}")
-    with right:
-        if job.active and st.button("Cancel", key=f"{KEY}_cancel_{job.id}"):
-            try:
-                catalogs.cancel(job.id, permission=profiles.heavy_permission())
-            except (CatalogError, JobError) as exc:
-                st.error(md_text(str(exc)))
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+def _built(r: dict[str, Any]) -> str:
+    return f"{r.get('items', 0):,} images in {r.get('seconds', 0):.0f} s, {r.get('skipped', {}).get('count', 0)} skipped"
 
 
 def _catalogs_panel() -> None:

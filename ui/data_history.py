@@ -22,6 +22,7 @@ from music.history.service import NO_REAL_NAMES, stored_report
 from music.mf.train import trained_datasets
 from ui import profile as profiles
 from ui.common import md_text
+from ui.jobs_view import job_rows
 from ui.music import bundle_for
 
 log = logging.getLogger(__name__)
@@ -74,23 +75,12 @@ def _bundle(dataset: str) -> Any:
 
 @st.fragment(run_every=2)
 def _imports_panel() -> None:
-    """This person's latest imports: progress while one runs, then its report; the page follows a finish."""
+    """This person's latest imports (nobody else's): progress while one runs, then its report."""
     jobs = jobs_of(profiles.known() or "", limit=3)
-    if not jobs:
-        return
-    latest = jobs[0]
-    if latest.active:
-        st.progress(min(max(latest.progress, 0.0), 1.0),
-                    text=f"Import #{latest.id}: {md_text(latest.message or 'waiting for a worker')}")
-    elif latest.status == "done":
-        _report(latest.result)
-    else:
-        st.error(f"Import #{latest.id} {latest.status}: {md_text(latest.message or '')} Nothing was imported.")
-    finished = {j.id for j in jobs if not j.active}
-    seen = st.session_state.setdefault(f"{KEY}_finished", set(finished))
-    if finished - seen:
-        st.session_state[f"{KEY}_finished"] = finished
-        st.rerun()  # the stored-history summary below follows the new plays
+    job_rows(jobs, KEY, lambda r: f"{r.get('added', 0):,} new plays of {r.get('plays', 0):,} read",
+             title="Your imports", failed_note="Nothing was imported.")
+    if jobs and jobs[0].status == "done":
+        _report(jobs[0].result)  # the latest import in full, with its match report
 
 
 def _report(report: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from core.jobs import JobError
 from music import jobs as logs
 from ui import profile as profiles
 from ui.common import md_text
+from ui.jobs_view import job_rows
 
 log = logging.getLogger(__name__)
 
@@ -129,36 +130,8 @@ def _column_pickers(found: dict[str, Any]) -> tuple[dict[str, str], Optional[str
 @st.fragment(run_every=2)
 def _jobs_panel() -> None:
     """The shared list of log trainings; reruns itself every 2 s, and the whole app once one finishes."""
-    jobs = logs.jobs(limit=10)
-    if not jobs:
-        return
-    st.markdown("**Log trainings**")
-    for job in jobs:
-        _job_row(job)
-    finished = {j.id for j in jobs if not j.active}
-    seen = st.session_state.setdefault(f"{KEY}_finished", set(finished))
-    if finished - seen:
-        st.session_state[f"{KEY}_finished"] = finished
-        st.rerun()  # a new dataset: refresh the Music tab's picker
-
-
-def _job_row(job: Any) -> None:
-    left, right = st.columns([5, 1])
-    with left:
-        label = f"#{job.id} {job.title} — {job.status}"
-        if job.status in ("queued", "running"):
-            st.progress(min(max(job.progress, 0.0), 1.0),
-                        text=f"{label}: {md_text(job.message or 'waiting for a worker')}")
-        elif job.status == "done":
-            st.success(f"{label}: {md_text(_done_text(job.result))}")
-        else:
-            st.error(f"{label}: {md_text(job.message or '')}")
-    with right:
-        if job.active and st.button("Cancel", key=f"{KEY}_cancel_{job.id}"):
-            try:
-                logs.cancel(job.id, permission=profiles.heavy_permission())
-            except (logs.LogError, JobError) as exc:
-                st.error(md_text(str(exc)))
+    job_rows(logs.jobs(limit=10), KEY, _done_text, title="Log trainings",
+             cancel=lambda job_id: logs.cancel(job_id, permission=profiles.heavy_permission()))
 
 
 def _done_text(result: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ from core.feedback import FeedbackError
 from core.jobs import JobError
 from ui import profile as profiles
 from ui.common import Busy, heavy_slot, md_text
+from ui.jobs_view import job_rows
 
 log = logging.getLogger(__name__)
 
@@ -218,26 +219,13 @@ def _jobs() -> None:
     """The shared list of retrains; reruns itself every 2 s, and the whole section once one finishes."""
     from hashtag import service
 
-    jobs = service.retrain_jobs(limit=5)
-    if not jobs:
-        return
-    st.markdown("**Retrains**")
-    for job in jobs:
-        label = f"#{job.id} {job.title} — {job.status}"
-        if job.active:
-            st.progress(min(max(job.progress, 0.0), 1.0), text=f"{label}: {md_text(job.message or 'waiting for a worker')}")
-        elif job.status == "done":
-            r = job.result
-            verdict = "now serving" if r.get("served") else "kept, not served"
-            st.success(f"{label}: version {r.get('version')} {verdict} ({r.get('reason', '')}); "
-                       f"{r.get('user_photos', 0)} tagged photos, {r.get('seconds') or 0:.0f} s")
-        else:
-            st.error(f"{label}: {md_text(job.message or '')}")
-    finished = {j.id for j in jobs if not j.active}
-    seen = st.session_state.setdefault(f"{KEY}_finished", set(finished))
-    if finished - seen:
-        st.session_state[f"{KEY}_finished"] = finished
-        st.rerun()  # a new version: refresh the versions table
+    job_rows(service.retrain_jobs(limit=5), KEY, _retrained, title="Retrains")
+
+
+def _retrained(r: dict[str, Any]) -> str:
+    verdict = "now serving" if r.get("served") else "kept, not served"
+    return (f"version {r.get('version')} {verdict} ({r.get('reason', '')}); "
+            f"{r.get('user_photos', 0)} tagged photos, {r.get('seconds') or 0:.0f} s")
 
 
 def trained_on(row: dict[str, Any]) -> str:

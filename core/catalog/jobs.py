@@ -10,14 +10,13 @@ import logging
 import shutil
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Optional
 
-from core import artifacts
 from core.catalog.build import build_catalog, catalogs_dir
 from core.catalog.sources import CatalogError, builtin_source, check_name, read_source
 from core.jobs import job_handler
+from core.jobs.uploads import is_upload
 from core.progress import ProgressFn
 
 log = logging.getLogger(__name__)
@@ -26,21 +25,6 @@ log = logging.getLogger(__name__)
 RESERVED = frozenset({"fashion-mnist", "tuxpaint-clothes", "tuxpaint"})
 #: The job queue's handler for catalog builds.
 HANDLER = "core.catalog.jobs:build_job"
-
-
-def uploads_dir() -> Path:
-    """Where the Data page keeps an uploaded archive until its build job has read it."""
-    return artifacts.MODELS_DIR / "uploads"
-
-
-def save_upload(data: bytes) -> Path:
-    """Store uploaded bytes under a random name (never the uploader's file name) for a build job."""
-    folder = uploads_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{uuid.uuid4().hex}.zip"
-    with artifacts.atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return path
 
 
 def add_catalog(name: str, source: str | Path, *, meta: Optional[str | Path] = None, replace: bool = False,
@@ -95,5 +79,5 @@ def build_job(params: dict[str, Any], progress: ProgressFn) -> dict[str, Any]:
         return add_catalog(params["name"], source, replace=bool(params.get("replace")), progress=progress,
                            source_label=str(params.get("label") or source))
     finally:
-        if upload and Path(upload).parent == uploads_dir():
+        if upload and is_upload(upload):
             Path(upload).unlink(missing_ok=True)

@@ -14,11 +14,12 @@ from typing import Any, Optional
 
 from core.catalog.archive import check_archive
 from core.catalog.build import read_manifest
-from core.catalog.jobs import HANDLER, RESERVED, save_upload, summary
+from core.catalog.jobs import HANDLER, RESERVED, summary
 from core.catalog.sources import CatalogError, check_name
 from core.catalog.store import BuiltCatalog, folder_of, list_catalogs, open_catalog, remove_catalog, version
 from core.feedback.store import FeedbackStore
 from core.jobs import JobQueue, JobView, ensure_worker
+from core.jobs.uploads import save_upload
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def queue_build(name: str, *, permission: Permission, upload: Optional[bytes] = 
     params: dict[str, Any] = {"name": name, "replace": replace, "label": label[:200]}
     if upload is not None:
         _check_upload(upload)
-        params["upload"] = str(save_upload(upload))
+        params["upload"] = str(save_upload(upload, ".zip"))
     else:
         folder = Path(str(path)).expanduser()
         if not folder.exists():

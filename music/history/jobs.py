@@ -20,6 +20,7 @@ from core import artifacts
 from core.feedback.store import FeedbackStore
 from core.jobs import JobQueue, JobView, ensure_worker
 from core.jobs.handlers import job_handler
+from core.jobs.uploads import uploads_dir
 from music.history.formats import HistoryError, read_exports
 
 log = logging.getLogger(__name__)
@@ -30,11 +31,6 @@ HANDLER = "music.history.jobs:import_job"
 MAX_UPLOAD_BYTES = 200 * 1024 * 1024
 MAX_FILES = 100
 _NAME_LEN = 200
-
-
-def uploads_dir() -> Path:
-    """Where uploads wait for their import job (inside the models folder, like catalog uploads)."""
-    return artifacts.MODELS_DIR / "uploads"
 
 
 def _save(files: Sequence[tuple[str, bytes]]) -> tuple[Path, list[str]]:
