@@ -42,6 +42,34 @@ def retrain_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
                    progress=progress)
 
 
+@job_handler
+def import_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """``params`` = ``{"profile", "upload", "label", "reviewer", "dataset", "images_dir"}``: store the zip's tagged photos as
+    one import; an administrator's (``reviewer`` set when it was queued) is accepted and queues a retrain."""
+    from core.feedback import FeedbackStore
+    from core.jobs.uploads import is_upload
+    from hashtag.imports import import_zip
+    from hashtag.service import queue_retrain
+
+    upload = Path(str(params["upload"]))
+    try:
+        progress(0.05, "unpacking and checking the photos")
+        store = FeedbackStore.open(images_dir=params.get("images_dir") or None)
+        report = import_zip(store, str(params["profile"]), upload, label=str(params.get("label") or ""),
+                            reviewer=params.get("reviewer"))
+    finally:
+        if is_upload(upload):
+            upload.unlink(missing_ok=True)
+    if report["review"] == "accepted":
+        try:  # the administrator's permission was checked when the import was queued
+            report["retrain_job"] = queue_retrain(params["dataset"], store=store, permission=(True, ""),
+                                                  owner=str(params["profile"]))
+        except ValueError as exc:
+            report["retrain_error"] = str(exc)
+    progress(1.0, "done")
+    return report
+
+
 def retrain(dataset_root: str | Path = DEFAULT_DATASET, config=None, *, store=None, scratch: Path,
             progress: Optional[ProgressFn] = None, encoder=None) -> dict[str, Any]:
     """Train a new version on the dataset plus every accepted tagged photo, keep it, and serve it unless worse.

@@ -451,6 +451,42 @@ def import_photos(store, profile: str, archive: bytes, *, label: str, permission
     return import_zip(store, profile, archive, label=label, reviewer=profile if permission[0] else None)
 
 
+IMPORT_KIND, IMPORT_HANDLER = "hashtag.import", "hashtag.jobs:import_job"
+
+
+def queue_import(profile: str, archive: bytes, *, label: str, permission: Permission,
+                 dataset_root: str | Path = DEFAULT_DATASET, images_dir: Optional[str | Path] = None,
+                 queue=None) -> int:
+    """Keep the uploaded zip under a random name and queue its import for ``profile``; returns the job id.
+
+    Why a job: decoding, shrinking and storing up to a thousand photos takes a minute of CPU, which must not
+    run in the app. The permission is taken now, at the click: an administrator's import is accepted for
+    training at once (and queues a retrain when stored), anyone else's waits for review.
+    """
+    from core.jobs import JobQueue, ensure_worker
+    from core.jobs.uploads import save_upload
+    from hashtag.imports import ImportRefused
+
+    if not archive:
+        raise ImportRefused("Choose a .zip of photos with their hashtags first.")
+    queue = queue or JobQueue()
+    params = {"profile": profile, "upload": str(save_upload(archive, ".zip")), "label": str(label)[:200],
+              "reviewer": profile if permission[0] else None, "dataset": str(Path(dataset_root).resolve()),
+              "images_dir": str(images_dir) if images_dir else None}
+    job = queue.submit(IMPORT_KIND, IMPORT_HANDLER, "Import tagged photos", params, owner=profile)
+    ensure_worker(queue.url)
+    return job
+
+
+def import_jobs(profile: str, limit: int = 3, queue=None) -> list:
+    """This person's latest photo imports, newest first (nobody else's: the reports name their files)."""
+    from core.jobs import JobQueue
+
+    if not profile:
+        return []
+    return [j for j in (queue or JobQueue()).list(limit=50) if j.kind == IMPORT_KIND and j.owner == profile][:limit]
+
+
 def imports(store, profile: Optional[str] = None) -> list:
     """Imports of tagged photos (one profile's, or everyone's), newest first."""
     return store.import_batches(profile)

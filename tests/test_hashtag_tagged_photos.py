@@ -405,3 +405,31 @@ def test_data_page_shows_imports_jobs_and_why_a_version_is_not_served(tiny_model
     at.button(key="photos_remove").click().run()
     assert [b.id for b in store.import_batches()] == [report["batch"]] and store.tagged_images("bob") == []
     assert f"Removed import #{pending['batch']} (2 photos)." in " ".join(str(s.value) for s in at.success)
+
+
+def test_the_import_job_stores_an_admins_photos_and_queues_a_retrain(tiny_model, store, tmp_path, monkeypatch):
+    """What the Data page does: the zip is kept and queued, a job (run here in-process) stores the photos as one
+    import; an administrator's is accepted and queues a retrain, a bad zip fails in one sentence storing nothing;
+    the kept upload is deleted either way, and only its owner sees the import job."""
+    from core.jobs import JobQueue
+    from core.jobs.handlers import Progress, execute
+    from core.jobs.uploads import uploads_dir
+    from hashtag import service
+
+    url = store.engine.url.render_as_string(hide_password=False)
+    monkeypatch.setenv("RECS_DATABASE_URL", url)
+    monkeypatch.setattr("core.jobs.worker.ensure_worker", lambda *a, **k: False)
+    queue = JobQueue(url)
+    bad = service.queue_import("bob", b"not a zip", label="broken.zip", permission=USER, dataset_root=tiny_model,
+                               images_dir=store.images_dir, queue=queue)
+    failed = execute(service.IMPORT_HANDLER, queue.get(bad).params, Progress(None, tmp_path / "s"))
+    assert "failed" in failed and nothing_stored(store)
+    good = service.queue_import("ann", csv_zip(GOOD_CSV), label="trip.zip", permission=ADMIN,
+                                dataset_root=tiny_model, images_dir=store.images_dir, queue=queue)
+    assert [j.id for j in service.import_jobs("ann", queue=queue)] == [good] and service.import_jobs("x", queue=queue) == []
+    done = execute(service.IMPORT_HANDLER, queue.get(good).params, Progress(None, tmp_path / "s"))["done"]
+    assert done["photos"] == 2 and done["review"] == "accepted"
+    assert queue.get(done["retrain_job"]).kind == "hashtag.retrain"
+    assert [t.review for t in store.tagged_images("ann")] == ["accepted", "accepted"]
+    assert all(Path(t.path).parent == store.images_dir and Path(t.path).is_file() for t in store.tagged_images("ann"))
+    assert not list(uploads_dir().glob("*.zip"))

@@ -4,9 +4,9 @@ What a person sees, top to bottom: the import form and the report of their last 
 administrator sees everyone's) with a remove button; the retrain jobs with their progress (each epoch's
 validation F1@5); the model versions, which one the Hashtags tab serves and, when a newer one is not served, why.
 
-Nothing heavy runs in the page's thread except checking and storing the import itself (one session at a time,
-``heavy_slot``); retrains are jobs a worker process runs (``hashtag.service.queue_retrain``). The hashtag
-package is reached only through ``hashtag.service``.
+Nothing heavy runs in the page's thread: an import is a job (``hashtag.service.queue_import``; a worker unpacks,
+checks and stores the photos, all or nothing) and so is a retrain (``hashtag.service.queue_retrain``). The
+hashtag package is reached only through ``hashtag.service``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import streamlit as st
 from core.feedback import FeedbackError
 from core.jobs import JobError
 from ui import profile as profiles
-from ui.common import Busy, heavy_slot, md_text
+from ui.common import md_text
 from ui.jobs_view import job_rows
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ def render() -> None:
              "than the model in use is kept but not served.")
     root = _dataset_root()
     _import_form()
+    _import_jobs()
     _report()
     _imports_panel()
     _retrain_panel(root)
@@ -71,28 +72,46 @@ def _import_form() -> None:
 
 
 def import_upload(data: bytes, name: str) -> None:
-    """Check and store one uploaded zip for this session's profile; queue a retrain when it was accepted."""
+    """Queue the import of one uploaded zip for this session's profile (a worker stores it; see ``_import_jobs``)."""
     from hashtag import service
 
-    outcome: dict[str, Any] = {}
+    def action(store, key: str) -> int:
+        return service.queue_import(key, data, label=name, permission=profiles.heavy_permission(),
+                                    dataset_root=_dataset_root(), images_dir=store.images_dir)
 
-    def action(store, key: str) -> None:
-        try:
-            with heavy_slot():
-                outcome["report"] = service.import_photos(store, key, data, label=name,
-                                                          permission=profiles.heavy_permission())
-        except (FeedbackError, Busy) as exc:
-            outcome["error"] = str(exc)
-            return
-        if outcome["report"]["review"] == "accepted":
-            try:
-                outcome["job"] = service.queue_retrain(_dataset_root(), store=store,
-                                                       permission=profiles.heavy_permission(), owner=key)
-            except (JobError, ValueError) as exc:
-                outcome["job_error"] = str(exc)
+    try:
+        job = profiles.write(action)
+    except (JobError, ValueError) as exc:
+        st.session_state[REPORT] = {"name": name, "error": str(exc)}
+        return
+    if job is not None:
+        st.session_state.pop(REPORT, None)
+        st.toast(f"Import #{job} queued.")
 
-    profiles.write(action)
-    st.session_state[REPORT] = {"name": name, **outcome}
+
+@st.fragment(run_every=2)
+def _import_jobs() -> None:
+    """This person's running photo import, and the report of the latest one when it ends (kept in the session)."""
+    from hashtag import service
+
+    jobs = service.import_jobs(profiles.known() or "", limit=3)
+    job_rows([j for j in jobs if j.active], f"{KEY}_imports", lambda r: "")
+    latest = next((j for j in jobs if not j.active), None)
+    if latest is None or st.session_state.get(f"{KEY}_reported") == latest.id:
+        return
+    st.session_state[f"{KEY}_reported"] = latest.id
+    r = dict(latest.result or {})
+    outcome: dict[str, Any] = {"name": latest.params.get("label", "")}
+    if latest.status != "done":
+        outcome["error"] = latest.message or latest.status
+    else:
+        outcome["report"] = r
+        if "retrain_job" in r:
+            outcome["job"] = r["retrain_job"]
+        elif "retrain_error" in r:
+            outcome["job_error"] = r["retrain_error"]
+    st.session_state[REPORT] = outcome
+    st.rerun()  # the report, the imports table and the retrain list follow
 
 
 def _report() -> None:
