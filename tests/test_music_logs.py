@@ -391,11 +391,15 @@ def test_a_log_uploaded_in_the_browser_trains_and_appears_in_the_music_tab(brows
     page.get_by_role("tab", name="Data").click()
     panel = page.get_by_role("tabpanel", name="Data")
     panel.get_by_text("Listening logs", exact=True).wait_for()
-    panel.locator('input[type="file"]').last.set_input_files(str(LOG))
+    uploader = panel.locator('[data-testid="stFileUploader"]').filter(has_text="Log file")
+    uploader.locator('input[type="file"]').set_input_files(str(LOG))
     from ui.data_music import ROLES
 
     for role, column in COLUMNS.items():
-        panel.get_by_label(ROLES[role], exact=True).click()
+        picker = panel.get_by_label(ROLES[role], exact=True)
+        picker.scroll_into_view_if_needed()  # a drop-down closes when the page scrolls under it
+        page.wait_for_timeout(300)
+        picker.click()
         page.get_by_role("option", name=column, exact=True).click()
     panel.get_by_label("Name in the Music tab", exact=True).fill("browser-radio")
     panel.get_by_label("Name in the Music tab", exact=True).press("Enter")

@@ -22,7 +22,7 @@ from core.jobs import JobError
 from ui import data_history, data_music, data_photos
 from ui import profile as profiles
 from ui.common import md_text
-from ui.jobs_view import job_rows
+from ui.jobs_view import show
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +81,10 @@ def _add_form() -> None:
     st.success(f"Queued build #{job}. It appears below; the catalog is usable once it says done.")
 
 
-@st.fragment(run_every=2)
 def _jobs_panel() -> None:
-    """The shared job list; reruns itself every 2 s, and the whole tab once a build finishes."""
-    job_rows(catalogs.jobs(limit=10), KEY, _built, title="Builds",
-             cancel=lambda job_id: catalogs.cancel(job_id, permission=profiles.heavy_permission()))
+    """The shared job list; redrawn while a build runs, and the whole tab once one finishes."""
+    show(lambda: catalogs.jobs(limit=10), KEY, _built, title="Builds",
+         cancel=lambda job_id: catalogs.cancel(job_id, permission=profiles.heavy_permission()))
 
 
 def _built(r: dict[str, Any]) -> str:

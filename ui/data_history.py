@@ -22,7 +22,7 @@ from music.history.service import NO_REAL_NAMES, stored_report
 from music.mf.train import trained_datasets
 from ui import profile as profiles
 from ui.common import md_text
-from ui.jobs_view import job_rows
+from ui.jobs_view import follow, job_rows
 from ui.music import bundle_for
 
 log = logging.getLogger(__name__)
@@ -73,10 +73,12 @@ def _bundle(dataset: str) -> Any:
         return None
 
 
-@st.fragment(run_every=2)
 def _imports_panel() -> None:
     """This person's latest imports (nobody else's): progress while one runs, then its report."""
-    jobs = jobs_of(profiles.known() or "", limit=3)
+    follow(lambda: jobs_of(profiles.known() or "", limit=3), _imports)
+
+
+def _imports(jobs: Any) -> None:
     job_rows(jobs, KEY, lambda r: f"{r.get('added', 0):,} new plays of {r.get('plays', 0):,} read",
              title="Your imports", failed_note="Nothing was imported.")
     if jobs and jobs[0].status == "done":

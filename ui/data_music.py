@@ -19,7 +19,7 @@ from core.jobs import JobError
 from music import jobs as logs
 from ui import profile as profiles
 from ui.common import md_text
-from ui.jobs_view import job_rows
+from ui.jobs_view import show
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +127,10 @@ def _column_pickers(found: dict[str, Any]) -> tuple[dict[str, str], Optional[str
     return chosen, weight_kind
 
 
-@st.fragment(run_every=2)
 def _jobs_panel() -> None:
-    """The shared list of log trainings; reruns itself every 2 s, and the whole app once one finishes."""
-    job_rows(logs.jobs(limit=10), KEY, _done_text, title="Log trainings",
-             cancel=lambda job_id: logs.cancel(job_id, permission=profiles.heavy_permission()))
+    """The shared list of log trainings; redrawn while one runs, and the whole app once one finishes."""
+    show(lambda: logs.jobs(limit=10), KEY, _done_text, title="Log trainings",
+         cancel=lambda job_id: logs.cancel(job_id, permission=profiles.heavy_permission()))
 
 
 def _done_text(result: dict[str, Any]) -> str:

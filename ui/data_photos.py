@@ -21,7 +21,7 @@ from core.feedback import FeedbackError
 from core.jobs import JobError
 from ui import profile as profiles
 from ui.common import md_text
-from ui.jobs_view import job_rows
+from ui.jobs_view import follow, job_rows, show
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +89,14 @@ def import_upload(data: bytes, name: str) -> None:
         st.toast(f"Import #{job} queued.")
 
 
-@st.fragment(run_every=2)
 def _import_jobs() -> None:
     """This person's running photo import, and the report of the latest one when it ends (kept in the session)."""
     from hashtag import service
 
-    jobs = service.import_jobs(profiles.known() or "", limit=3)
+    follow(lambda: service.import_jobs(profiles.known() or "", limit=3), _import_outcome)
+
+
+def _import_outcome(jobs: Any) -> None:
     job_rows([j for j in jobs if j.active], f"{KEY}_imports", lambda r: "")
     latest = next((j for j in jobs if not j.active), None)
     if latest is None or st.session_state.get(f"{KEY}_reported") == latest.id:
@@ -233,12 +235,11 @@ def _retrain_panel(root: str) -> None:
     _jobs()
 
 
-@st.fragment(run_every=2)
 def _jobs() -> None:
-    """The shared list of retrains; reruns itself every 2 s, and the whole section once one finishes."""
+    """The shared list of retrains; redrawn while one runs, and the whole section once one finishes."""
     from hashtag import service
 
-    job_rows(service.retrain_jobs(limit=5), KEY, _retrained, title="Retrains")
+    show(lambda: service.retrain_jobs(limit=5), KEY, _retrained, title="Retrains")
 
 
 def _retrained(r: dict[str, Any]) -> str:

@@ -15,14 +15,40 @@ from ui.common import md_text
 
 #: What a finished job says (its result as a sentence; plain text, escaped here).
 DoneText = Callable[[Any], str]
+#: Seconds between redraws while a job runs.
+POLL_SECONDS = 2
+
+
+def follow(fetch: Callable[[], Sequence[Any]], body: Callable[[Sequence[Any]], None]) -> None:
+    """Draw ``body(fetch())``; while one of the jobs is queued or running, inside a fragment that redraws itself.
+
+    Why only then: a page that polls with nothing to follow reruns for every session every few seconds (ten
+    people on the Data page, four job lists: twenty script runs a second for nothing), and each redraw closes
+    any drop-down a person has open. Idle, the list is drawn once; the page's own rerun shows a job just queued.
+    """
+    jobs = fetch()
+    if any(j.active for j in jobs):
+        _follow_live(fetch, body)
+    else:
+        body(jobs)
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def _follow_live(fetch: Callable[[], Sequence[Any]], body: Callable[[Sequence[Any]], None]) -> None:
+    body(fetch())
+
+
+def show(fetch: Callable[[], Sequence[Any]], key: str, done: DoneText, **options: Any) -> None:
+    """``job_rows`` of the jobs ``fetch`` returns, redrawn while one runs (``follow``)."""
+    follow(fetch, lambda jobs: job_rows(jobs, key, done, **options))
 
 
 def job_rows(jobs: Sequence[Any], key: str, done: DoneText, *, title: str = "",
              cancel: Optional[Callable[[int], None]] = None, failed_note: str = "") -> None:
     """Draw ``jobs`` (newest first) and rerun the app when one of them has finished since the last draw.
 
-    Call from a fragment that refreshes itself (``@st.fragment(run_every=2)``); ``cancel(job_id)`` adds a
-    Cancel button to active jobs and may raise ``ValueError`` with a message to show.
+    Drawn through ``show``/``follow``, which redraw it while a job runs; ``cancel(job_id)`` adds a Cancel button
+    to active jobs and may raise ``ValueError`` with a message to show.
     """
     if not jobs:
         return
