@@ -458,6 +458,38 @@ def render_catalog_build(result: dict, name: str) -> str:
                   "bare encoder images/s"], rows) + "\n"
 
 
+def render_test_durations(result: dict, name: str) -> str:
+    """The test tiers: the fast tier's measured run, the tests marked slow and why, and each file's time."""
+    tests = need(result, "tests")
+    slow_s = result.get("slow_seconds", 10)
+    lines = []
+    for expr, tier in result.get("tiers", {}).items():
+        lines.append(f"`pytest -m \"{expr}\"`: {tier['tests']} tests in **{fmt(tier['seconds'], 0)} s** "
+                     f"(exit code {tier['exit_code']}; {tier['cores']} cores, load average "
+                     f"{tier['load_avg_before'][0]} before and {tier['load_avg_after'][0]} after).")
+    slow = sorted(((k, v) for k, v in tests.items() if "slow" in v.get("marks", [])), key=lambda kv: -kv[1]["total"])
+    rows = [[f"`{k}`", fmt(v["total"], 1), "browser" if "browser" in v.get("marks", []) else f"over {slow_s} s"]
+            for k, v in slow]
+    lines += ["", f"Tests marked slow ({len(slow)}, {fmt(sum(v['total'] for _, v in slow), 0)} s together):", "",
+              table(["test", "seconds", "why slow"], rows)]
+    unmarked = [k for k, v in tests.items() if v["total"] > slow_s and "slow" not in v.get("marks", [])]
+    if unmarked:
+        lines += ["", f"Over {slow_s} s but not marked slow: " + ", ".join(f"`{k}`" for k in unmarked) + "."]
+    files: dict[str, list[dict]] = {}
+    for k, v in tests.items():
+        files.setdefault(k.split("::")[0], []).append(v)
+    rows = [[f"`{f}`", str(len(vs)), fmt(sum(v["total"] for v in vs), 1),
+             fmt(sum(v["total"] for v in vs if "slow" not in v.get("marks", [])), 1),
+             str(sum("slow" in v.get("marks", []) for v in vs))]
+            for f, vs in sorted(files.items(), key=lambda kv: -sum(v["total"] for v in kv[1]))]
+    loads = [v["load_avg_1min"] for v in tests.values() if "load_avg_1min" in v]
+    lines += ["", f"Each file's tests (setup + call + teardown; {len(tests)} tests, measured a few files at a time "
+              f"with the load average between {fmt(min(loads), 1)} and {fmt(max(loads), 1)} on {result.get('cores')} "
+              "cores):" if loads else "Each file's tests:", "",
+              table(["file", "tests", "seconds", "seconds without slow", "slow tests"], rows)]
+    return "\n".join(lines)
+
+
 def render_generic(result: dict, name: str) -> str:
     """Any ``{method: {metric: number}}`` result (under ``methods``/``results`` or at the top level)."""
     methods = result.get("methods") or result.get("results") or result
@@ -543,6 +575,7 @@ RENDERERS: list[tuple[str, Renderer]] = [
     ("first_run", render_first_run),
     ("catalog_quality", render_catalog_quality),
     ("catalog_build", render_catalog_build),
+    ("test_durations", render_test_durations),
     ("*", render_generic),
 ]
 
