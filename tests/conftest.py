@@ -39,7 +39,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Every browser test is also slow (it starts the app and Chromium), marked or not: ``-m "not slow"`` skips it."""
     for item in items:
         if item.get_closest_marker("browser") and not item.get_closest_marker("slow"):
-            item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.slow(reason="drives the app in a browser"))
 
 
 @pytest.fixture(scope="session")
