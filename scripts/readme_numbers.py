@@ -467,11 +467,15 @@ def render_test_durations(result: dict, name: str) -> str:
         lines.append(f"`pytest -m \"{expr}\"`: {tier['tests']} tests in **{fmt(tier['seconds'], 0)} s** "
                      f"(exit code {tier['exit_code']}; {tier['cores']} cores, load average "
                      f"{tier['load_avg_before'][0]} before and {tier['load_avg_after'][0]} after).")
-    slow = sorted(((k, v) for k, v in tests.items() if "slow" in v.get("marks", [])), key=lambda kv: -kv[1]["total"])
-    rows = [[f"`{k}`", fmt(v["total"], 1), "browser" if "browser" in v.get("marks", []) else f"over {slow_s} s"]
-            for k, v in slow]
-    lines += ["", f"Tests marked slow ({len(slow)}, {fmt(sum(v['total'] for _, v in slow), 0)} s together):", "",
-              table(["test", "seconds", "why slow"], rows)]
+    slow = [(k, v) for k, v in tests.items() if "slow" in v.get("marks", [])]
+    groups: dict[str, list[dict]] = {}  # one row per test function: its parametrised cases together
+    for k, v in slow:
+        groups.setdefault(k.split("[")[0], []).append(v)
+    rows = [[f"`{k}`", str(len(vs)), fmt(sum(v["total"] for v in vs), 1), vs[0].get("slow_reason") or "—"]
+            for k, vs in sorted(groups.items(), key=lambda kv: -sum(v["total"] for v in kv[1]))]
+    lines += ["", f"Tests marked slow ({len(slow)} tests in {len(groups)} functions, "
+              f"{fmt(sum(v['total'] for _, v in slow), 0)} s together), with the reason their mark gives:", "",
+              table(["test", "cases", "seconds", "why slow"], rows)]
     unmarked = [k for k, v in tests.items() if v["total"] > slow_s and "slow" not in v.get("marks", [])]
     if unmarked:
         lines += ["", f"Over {slow_s} s but not marked slow: " + ", ".join(f"`{k}`" for k in unmarked) + "."]

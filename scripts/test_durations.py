@@ -62,7 +62,10 @@ class MarkRecorder:
         self.path = path
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        marks = {item.nodeid: sorted(m for m in TIER_MARKS if item.get_closest_marker(m)) for item in session.items}
+        marks = {item.nodeid: {"marks": sorted(m for m in TIER_MARKS if item.get_closest_marker(m)),
+                               "slow_reason": (item.get_closest_marker("slow").kwargs.get("reason")
+                                               if item.get_closest_marker("slow") else None)}
+                 for item in session.items}
         self.path.write_text(json.dumps(marks))
 
 
@@ -97,8 +100,8 @@ def run_batch(files: list[str]) -> dict[str, dict]:
     return tests
 
 
-def record_marks(files: list[str]) -> dict[str, list[str]]:
-    """Each test's tier marks, from a collection-only run (nothing is executed)."""
+def record_marks(files: list[str]) -> dict[str, dict]:
+    """Each test's tier marks and the reason its slow mark gives, from a collection-only run (nothing runs)."""
     with tempfile.TemporaryDirectory(prefix="test-marks-") as tmp:
         out = Path(tmp) / "marks.json"
         proc = _pytest(["-q", "--collect-only", *files], "MarkRecorder", out)
@@ -146,12 +149,14 @@ def merge(result: Path, files: list[str], tests: dict[str, dict]) -> None:
     update(result, change)
 
 
-def merge_marks(result: Path, marks: dict[str, list[str]]) -> None:
-    """Set each timed test's ``marks`` (tests not collected now keep theirs)."""
+def merge_marks(result: Path, marks: dict[str, dict]) -> None:
+    """Set each timed test's ``marks`` and ``slow_reason`` (tests not collected now keep theirs)."""
     def change(data: dict) -> None:
         for nodeid, entry in data.get("tests", {}).items():
             if nodeid in marks:
-                entry["marks"] = marks[nodeid]
+                entry.update(marks[nodeid])
+                if entry["slow_reason"] is None:
+                    del entry["slow_reason"]
     update(result, change)
 
 
