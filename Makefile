@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make run   - set-up, default models (with progress bars), then the app on http://127.0.0.1:8501
 #   make test  - the same set-up (small models only, built by the tests themselves), then the whole suite
+#   make test-fast - the same, without the tests marked slow (over ~10 s, or driving a browser): docs/testing.md
 # Every step is idempotent: stamps in .stamps/ and artifact manifests in models/ let a second run skip work.
 
 SHELL := /bin/bash
@@ -15,7 +16,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: run test setup system venv data heldout-photos models bench evaluate readme-numbers lint clean
+.PHONY: run test test-fast setup system venv data heldout-photos models bench evaluate readme-numbers lint clean
 
 run: setup models
 	$(PY) -m streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true \
@@ -23,6 +24,10 @@ run: setup models
 
 test: setup heldout-photos
 	$(PY) -m pytest -q
+
+# The development tier: every test but those marked slow (docs/testing.md lists them, with the measured times).
+test-fast: setup heldout-photos
+	$(PY) -m pytest -q -m "not slow"
 
 setup: venv system data
 

@@ -31,6 +31,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -166,7 +167,8 @@ def tune(name: str, settings: list[dict[str, Any]], run: Callable[[dict[str, Any
     return {k: best[k] for k in settings[0]}, table
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    """The command line: catalog size, query counts, threads, the ANN builds to try, what to skip or merge."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1_000_000, help="catalog size (default 1,000,000)")
     parser.add_argument("--queries", type=int, default=1000, help="reported queries (default 1,000)")
@@ -182,22 +184,66 @@ def main(argv: Optional[list[str]] = None) -> None:
                         help="keep the methods of an earlier run saved under --out (same n, dim and seed, so the same "
                              "data and queries) and add or replace the ones measured now")
     common_args(parser, "scale")
-    args = parser.parse_args(argv)
-    if table_only(args, markdown_table):
-        return
-    import faiss
+    return parser.parse_args(argv)
+
+
+@dataclass
+class Bench:
+    """One run's data, exact ground truth and settings, shared by every method measured on them.
+
+    ``exact`` is the plain ``VectorIndex`` over ``base``; an ANN method is timed by attaching its FAISS index to
+    it (``attach``), so every method answers through the same call the tabs make."""
+
+    args: argparse.Namespace
+    base: np.ndarray
+    exact: VectorIndex
+    exact_build: float
+    val: np.ndarray
+    val_truth: np.ndarray
+    test: np.ndarray
+    test_truth: np.ndarray
+    test_labels: np.ndarray  # the first 200 test queries' categories, for the filtered timings
+
+    def attach(self, index: Any, kind: str, params: dict[str, Any]) -> VectorIndex:
+        """The exact index answering through ``index`` (a FAISS structure of ``kind`` built with ``params``)."""
+        self.exact.faiss, self.exact.info = index, {"kind": kind, "params": params}
+        return self.exact
+
+    def build(self, kind: str, params: dict[str, Any]) -> "tuple[Any, float, float]":
+        """Build a FAISS index on ``args.threads`` threads: (index, build seconds, MB the process grew by)."""
+        import faiss
+
+        gc.collect()
+        before = rss_mb()
+        t = time.perf_counter()
+        faiss.omp_set_num_threads(self.args.threads)
+        index = build_faiss(self.base, kind, params)
+        build = time.perf_counter() - t
+        faiss.omp_set_num_threads(1)
+        return index, build, rss_mb() - before
+
+    def ann_run(self, index: Any, kind: str, full: dict[str, Any]) -> Callable[[dict[str, Any], np.ndarray], Any]:
+        """A function timing ``index`` on some queries at one search setting, one thread, batch 1."""
+        from threadpoolctl import threadpool_limits
+
+        def run(setting: dict[str, Any], queries: np.ndarray) -> "tuple[np.ndarray, np.ndarray]":
+            ix = self.attach(index, kind, {**full, **setting})
+            with threadpool_limits(1):
+                return time_queries(lambda q: ix.search(q, K)[0], queries)
+        return run
+
+
+def make_bench(args: argparse.Namespace) -> "tuple[Bench, dict[str, Any]]":
+    """Grow the catalog and the queries from the real vectors, compute exact top-10 for every query, and start the
+    result with what the data is."""
     from threadpoolctl import threadpool_limits
 
-    faiss.omp_set_num_threads(args.threads)
-    skip = set(filter(None, args.skip.split(",")))
-    started = time.time()
     load_before = os.getloadavg()
     rng = np.random.default_rng(0)
     # real nearest neighbours (the edges new rows are made along) and the noise scale
     real, labels, nn_rows, sigma, d1 = seed_data(args.source, args.n)
     base, base_labels = grow(real, labels, args.n, rng, keep_real=True, neighbours=nn_rows, sigma=sigma)
     qs, q_labels = grow(real, labels, args.val + args.queries, rng, keep_real=False, neighbours=nn_rows, sigma=sigma)
-    val, test = qs[: args.val], qs[args.val :]
     n, dim = base.shape
     log.info("data: %d × %d (σ = %.4f, median real 1-NN distance %.3f)", n, dim, sigma, d1)
 
@@ -207,9 +253,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     exact_build = time.perf_counter() - t
     with threadpool_limits(args.threads):
         truth_all, _ = exact.search(qs, K, block=128)
-    val_truth, test_truth = truth_all[: args.val], truth_all[args.val :]
     log.info("ground truth done")
-
+    bench = Bench(args, base, exact, exact_build, val=qs[: args.val], val_truth=truth_all[: args.val],
+                  test=qs[args.val :], test_truth=truth_all[args.val :], test_labels=q_labels[args.val :][:200])
     result: dict[str, Any] = {
         "n": n, "dim": dim, "k": K, "queries": args.queries, "val_queries": args.val,
         "data": (f"{len(real):,} real Fashion-MNIST embeddings ({args.source.name}) + {n - min(n, len(real)):,} rows "
@@ -220,139 +266,175 @@ def main(argv: Optional[list[str]] = None) -> None:
         "methods": {},
         "tuning": {},
     }
-    if args.merge and (RESULTS_DIR / f"{args.out}.json").is_file():
-        earlier = json.loads((RESULTS_DIR / f"{args.out}.json").read_text())
-        if (earlier.get("n"), earlier.get("dim"), earlier.get("queries"), earlier.get("val_queries")) != (
-                n, dim, args.queries, args.val):
-            raise SystemExit(f"error: {args.out}.json was measured on other data (n, dim, queries, val); "
-                             "run without --merge")
-        result["methods"].update(earlier.get("methods", {}))
-        result["tuning"].update(earlier.get("tuning", {}))
-        result["merged_from_earlier_run"] = sorted(earlier.get("methods", {}))
-        # the earlier run's conditions stay with the numbers they describe
-        result["earlier_run"] = {key: earlier[key] for key in ("load_avg_before", "load_avg_after", "minutes", "threads")
-                                 if key in earlier}
-        if "exact_sweep" in earlier:
-            result["exact_sweep"] = earlier["exact_sweep"]
-    methods = result["methods"]
+    return bench, result
 
-    # -- FAISS: flat, HNSW, IVF-PQ -------------------------------------------------------------------
-    def attach(index: Any, kind: str, params: dict[str, Any]) -> VectorIndex:
-        exact.faiss, exact.info = index, {"kind": kind, "params": params}
-        return exact
 
-    def faiss_method(kind: str, params: dict[str, Any]) -> "tuple[Any, float, float]":
-        gc.collect()
-        before = rss_mb()
-        t = time.perf_counter()
-        faiss.omp_set_num_threads(args.threads)
-        index = build_faiss(base, kind, params)
-        build = time.perf_counter() - t
-        faiss.omp_set_num_threads(1)
-        return index, build, rss_mb() - before
+def merge_earlier(result: dict[str, Any], args: argparse.Namespace) -> None:
+    """With --merge, start from the methods, tuning and sweep of the run saved under --out (same data only)."""
+    path = RESULTS_DIR / f"{args.out}.json"
+    if not (args.merge and path.is_file()):
+        return
+    earlier = json.loads(path.read_text())
+    if (earlier.get("n"), earlier.get("dim"), earlier.get("queries"), earlier.get("val_queries")) != (
+            result["n"], result["dim"], args.queries, args.val):
+        raise SystemExit(f"error: {args.out}.json was measured on other data (n, dim, queries, val); "
+                         "run without --merge")
+    result["methods"].update(earlier.get("methods", {}))
+    result["tuning"].update(earlier.get("tuning", {}))
+    result["merged_from_earlier_run"] = sorted(earlier.get("methods", {}))
+    # the earlier run's conditions stay with the numbers they describe
+    result["earlier_run"] = {key: earlier[key] for key in ("load_avg_before", "load_avg_after", "minutes", "threads")
+                             if key in earlier}
+    if "exact_sweep" in earlier:
+        result["exact_sweep"] = earlier["exact_sweep"]
 
-    def ann_run(index: Any, kind: str, full: dict[str, Any]) -> Callable[[dict[str, Any], np.ndarray], Any]:
-        def run(setting: dict[str, Any], queries: np.ndarray) -> "tuple[np.ndarray, np.ndarray]":
-            ix = attach(index, kind, {**full, **setting})
-            with threadpool_limits(1):
-                return time_queries(lambda q: ix.search(q, K)[0], queries)
-        return run
 
-    grids = {  # builds tried; search settings tuned on the validation queries for each build
+def ann_grids(args: argparse.Namespace) -> dict[str, "tuple[list[dict[str, Any]], list[dict[str, Any]]]"]:
+    """For HNSW and IVF-PQ: the builds tried, and the search settings tuned on the validation queries for each."""
+    return {
         "hnsw": ([{"M": int(v)} for v in args.hnsw_m.split(",")],
                  [{"efSearch": ef} for ef in (16, 32, 48, 64, 96, 128, 192, 256)]),
         # re-rank r: the exact vectors re-score r × 10 PQ candidates (r = 1: PQ's own order)
         "ivfpq": ([{"nlist": int(a), "m": int(b), "nbits": 8} for a, b in (v.split("x") for v in args.ivf_builds.split(","))],
                   [{"nprobe": p, "rerank": r} for p in (8, 16, 32, 64, 128) for r in (1, 10, 30, 100, 200)]),
     }
-    q_test_labels = q_labels[args.val :][:200]
-    for kind, (builds, settings) in grids.items():
+
+
+def measure_ann(bench: Bench, kind: str, builds: list[dict[str, Any]], settings: list[dict[str, Any]],
+                tuning: list[dict[str, Any]]) -> dict[str, Any]:
+    """Build each of ``builds``, tune its search settings on the validation queries (rows appended to
+    ``tuning``), and measure the best build at its chosen setting on the test queries, filtered too."""
+    n, dim = bench.base.shape
+    best: Optional[dict[str, Any]] = None
+    for build_params in builds:
+        full = resolve_params(kind, n, dim, build_params)
+        index, build, grew = bench.build(kind, full)
+        log.info("%s %s built in %.0f s", kind, build_params, build)
+        chosen, table = tune(f"{kind} {build_params}", settings, bench.ann_run(index, kind, full), bench.val,
+                             bench.val_truth)
+        for row in table:
+            row.update(build_params, build_s=round(build, 1))
+        tuning += table
+        val_row = next(r for r in table if all(r[key] == v for key, v in chosen.items()))
+        if best is None or _better(val_row, best["val_row"]):
+            params = {**full, **chosen}
+            times, rows = bench.ann_run(index, kind, full)(chosen, bench.test)
+            structure = faiss_mb(index)
+            # IVF-PQ's re-ranking reads the float vectors, so they count as part of its index when it is on
+            extra = bench.base.nbytes / 2**20 if kind == "ivfpq" and chosen["rerank"] > 1 else 0.0
+            summary = summarise(times, rows, bench.test_truth, build_s=round(build, 2),
+                                index_mb=round(structure + extra, 1), structure_mb=structure,
+                                rss_growth_mb=round(grew, 1), params=params,
+                                load_avg=[round(x, 2) for x in os.getloadavg()])
+            times_f, rows_f = time_queries_filtered(bench.attach(index, kind, params), bench.test[:200],
+                                                    bench.test_labels)
+            summary.update(filtered_summary(bench.exact, bench.test[:200], bench.test_labels, times_f, rows_f))
+            best = {"val_row": val_row, "summary": summary}
+        del index
+        bench.exact.faiss = None
+    summary = best["summary"]
+    if kind == "ivfpq":
+        summary["train_sample"] = ivf_train_sample(n, summary["params"])
+    return summary
+
+
+def measure_numpy_exact(bench: Bench) -> dict[str, Any]:
+    """Today's search: exact numpy over every row, and over one category (the query's, ~1/10 of the catalog)."""
+    times, rows = time_queries(lambda q: bench.exact.search(q, K)[0], bench.test)
+    summary = summarise(times, rows, bench.test_truth, build_s=round(bench.exact_build, 2),
+                        index_mb=round(bench.base.nbytes / 2**20, 1))
+    times_f, _ = time_queries_filtered(bench.exact, bench.test[:200], bench.test_labels)
+    summary["filtered_p50_ms"] = round(float(np.median(times_f)) * 1000, 3)
+    return summary
+
+
+def measure_sklearn(bench: Bench) -> dict[str, Any]:
+    """scikit-learn ``NearestNeighbors``, brute force, euclidean on unit vectors."""
+    from sklearn.neighbors import NearestNeighbors
+
+    before = rss_mb()
+    t = time.perf_counter()
+    knn = NearestNeighbors(n_neighbors=K, algorithm="brute", metric="euclidean").fit(bench.base)
+    build = time.perf_counter() - t
+    times, rows = time_queries(lambda q: knn.kneighbors(q, return_distance=False), bench.test)
+    return summarise(times, rows, bench.test_truth, build_s=round(build, 2),
+                     index_mb=round(knn._fit_X.nbytes / 2**20, 1), rss_growth_mb=round(rss_mb() - before, 1))
+
+
+def measure_faiss_flat(bench: Bench) -> dict[str, Any]:
+    """FAISS ``IndexFlatIP``: exact search through FAISS's own kernels."""
+    from threadpoolctl import threadpool_limits
+
+    index, build, grew = bench.build("flat", {})
+    ix = bench.attach(index, "flat", {})
+    with threadpool_limits(1):
+        times, rows = time_queries(lambda q: ix.search(q, K)[0], bench.test)
+    summary = summarise(times, rows, bench.test_truth, build_s=round(build, 2), index_mb=faiss_mb(index),
+                        rss_growth_mb=round(grew, 1))
+    bench.exact.faiss = None
+    return summary
+
+
+def exact_sweep(bench: Bench) -> dict[str, dict[str, float]]:
+    """Where exact stops being fast enough: numpy exact p50 / p95 on the first n' rows, for growing n'."""
+    from threadpoolctl import threadpool_limits
+
+    sweep = {}
+    with threadpool_limits(1):
+        for size in (25_000, 50_000, 100_000, 200_000, 400_000, 1_000_000):
+            if size > len(bench.base):
+                break
+            sub = VectorIndex(bench.base[:size], [str(i) for i in range(size)], normalize=False)
+            times, _ = time_queries(lambda q: sub.search(q, K)[0], bench.test[:200])
+            sweep[str(size)] = {"p50_ms": round(float(np.median(times)) * 1000, 3),
+                                "p95_ms": round(float(np.percentile(times, 95)) * 1000, 3)}
+            log.info("exact at %d: %s", size, sweep[str(size)])
+    return sweep
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    args = parse_args(argv)
+    if table_only(args, markdown_table):
+        return
+    import faiss
+    from threadpoolctl import threadpool_limits
+
+    faiss.omp_set_num_threads(args.threads)
+    skip = set(filter(None, args.skip.split(",")))
+    started = time.time()
+    bench, result = make_bench(args)
+    merge_earlier(result, args)
+    methods = result["methods"]
+    for kind, (builds, settings) in ann_grids(args).items():
         name = f"faiss_{kind}"
         if name in skip:
             continue
-        best: Optional[dict[str, Any]] = None
         result["tuning"][name] = []
-        for build_params in builds:
-            full = resolve_params(kind, n, dim, build_params)
-            index, build, grew = faiss_method(kind, full)
-            log.info("%s %s built in %.0f s", kind, build_params, build)
-            chosen, table = tune(f"{kind} {build_params}", settings, ann_run(index, kind, full), val, val_truth)
-            for row in table:
-                row.update(build_params, build_s=round(build, 1))
-            result["tuning"][name] += table
-            val_row = next(r for r in table if all(r[key] == v for key, v in chosen.items()))
-            if best is None or _better(val_row, best["val_row"]):
-                params = {**full, **chosen}
-                times, rows = ann_run(index, kind, full)(chosen, test)
-                structure = faiss_mb(index)
-                # IVF-PQ's re-ranking reads the float vectors, so they count as part of its index when it is on
-                extra = base.nbytes / 2**20 if kind == "ivfpq" and chosen["rerank"] > 1 else 0.0
-                summary = summarise(times, rows, test_truth, build_s=round(build, 2), index_mb=round(structure + extra, 1),
-                                    structure_mb=structure, rss_growth_mb=round(grew, 1), params=params,
-                                    load_avg=[round(x, 2) for x in os.getloadavg()])
-                times_f, rows_f = time_queries_filtered(attach(index, kind, params), test[:200], q_test_labels)
-                summary.update(filtered_summary(exact, test[:200], q_test_labels, times_f, rows_f))
-                best = {"val_row": val_row, "summary": summary}
-            del index
-            exact.faiss = None
-        methods[name] = best["summary"]
-        if kind == "ivfpq":
-            methods[name]["train_sample"] = ivf_train_sample(n, params)
+        methods[name] = measure_ann(bench, kind, builds, settings, result["tuning"][name])
         log.info("%s: %s", name, methods[name])
         write_result(args.out, result)  # partial results survive a later failure
 
     with threadpool_limits(1):
         faiss.omp_set_num_threads(1)
-        # -- numpy exact (today's search) ------------------------------------------------------------
         if "numpy_exact" not in skip:
-            times, rows = time_queries(lambda q: exact.search(q, K)[0], test)
-            methods["numpy_exact"] = summarise(times, rows, test_truth, build_s=round(exact_build, 2),
-                                               index_mb=round(base.nbytes / 2**20, 1))
-            # filtered: one category (the query's), ~1/10 of the catalog, exact over the kept rows
-            times_f, rows_f = time_queries_filtered(exact, test[:200], q_test_labels)
-            methods["numpy_exact"]["filtered_p50_ms"] = round(float(np.median(times_f)) * 1000, 3)
+            methods["numpy_exact"] = measure_numpy_exact(bench)
             log.info("numpy exact: %s", methods["numpy_exact"])
-
-        # -- scikit-learn NearestNeighbors, brute force, euclidean on unit vectors -----------------
         if "sklearn_brute" not in skip:
-            from sklearn.neighbors import NearestNeighbors
-
-            before = rss_mb()
-            t = time.perf_counter()
-            knn = NearestNeighbors(n_neighbors=K, algorithm="brute", metric="euclidean").fit(base)
-            build = time.perf_counter() - t
-            times, rows = time_queries(lambda q: knn.kneighbors(q, return_distance=False), test)
-            methods["sklearn_brute"] = summarise(times, rows, test_truth, build_s=round(build, 2),
-                                                 index_mb=round(knn._fit_X.nbytes / 2**20, 1),
-                                                 rss_growth_mb=round(rss_mb() - before, 1))
-            del knn
+            methods["sklearn_brute"] = measure_sklearn(bench)
             log.info("sklearn: %s", methods["sklearn_brute"])
     write_result(args.out, result)
-
     if "faiss_flat" not in skip:
-        index, build, grew = faiss_method("flat", {})
-        ix = attach(index, "flat", {})
-        with threadpool_limits(1):
-            times, rows = time_queries(lambda q: ix.search(q, K)[0], test)
-        methods["faiss_flat"] = summarise(times, rows, test_truth, build_s=round(build, 2), index_mb=faiss_mb(index),
-                                          rss_growth_mb=round(grew, 1))
+        methods["faiss_flat"] = measure_faiss_flat(bench)
         log.info("faiss flat: %s", methods["faiss_flat"])
-        del index, ix
-        exact.faiss = None
-
-    # -- where exact stops being fast enough: numpy exact p50 on the first n' rows -------------------
-    sweep = {}
-    with threadpool_limits(1):
-        for size in () if "exact_sweep" in skip else (25_000, 50_000, 100_000, 200_000, 400_000, 1_000_000):
-            if size > n:
-                break
-            sub = VectorIndex(base[:size], [str(i) for i in range(size)], normalize=False)
-            times, _ = time_queries(lambda q: sub.search(q, K)[0], test[:200])
-            sweep[str(size)] = {"p50_ms": round(float(np.median(times)) * 1000, 3),
-                                "p95_ms": round(float(np.percentile(times, 95)) * 1000, 3)}
-            log.info("exact at %d: %s", size, sweep[str(size)])
+    sweep = {} if "exact_sweep" in skip else exact_sweep(bench)
     if sweep:
         result["exact_sweep"] = sweep
+    finish(result, args, skip, started)
+
+
+def finish(result: dict[str, Any], args: argparse.Namespace, skip: set[str], started: float) -> None:
+    """Record which methods meet the bar and the run's conditions, write the result and print its summary."""
+    methods = result["methods"]
     result["measured_in_last_run"] = [name for name in methods if name not in skip]
     result["meets_bar"] = [name for name, m in methods.items()
                            if m["recall@10"] >= TARGET_RECALL and m["p50_ms"] <= 5 and m["index_mb"] <= 1024]
@@ -360,7 +442,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     result["under_load"] = max(result["load_avg_before"][0], result["load_avg_after"][0]) > 1.5
     result["minutes"] = round((time.time() - started) / 60, 1)
     path = write_result(args.out, result)
-    print(json.dumps({"n": n, "dim": dim, "methods": methods, "meets_bar": result["meets_bar"],
+    print(json.dumps({"n": result["n"], "dim": result["dim"], "methods": methods, "meets_bar": result["meets_bar"],
                       "under_load": result["under_load"]}, indent=2))
     print(f"wrote {path}", file=sys.stderr)
 

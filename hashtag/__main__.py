@@ -22,12 +22,21 @@ log = logging.getLogger("hashtag")
 
 
 def _parser() -> argparse.ArgumentParser:
-    from hashtag.data import DEFAULT_DATASET
-    from hashtag.train import TrainConfig
-
     p = Parser(prog="python -m hashtag", description=__doc__.splitlines()[0])
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="verb", required=True)
+    _add_build_dataset(sub)
+    _add_train(sub)
+    _add_predict(sub)
+    _add_evaluations(sub)
+    from hashtag.data import DEFAULT_DATASET
+
+    _version_verbs(sub, DEFAULT_DATASET)
+    return p
+
+
+def _add_build_dataset(sub: Any) -> None:
+    from hashtag.data import DEFAULT_DATASET
 
     b = sub.add_parser("build-dataset", help="write the image→caption and image→hashtags tables, split and vocab")
     b.add_argument("--source", choices=["tuxpaint", "flickr8k", "csv"], default="tuxpaint")
@@ -36,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default=None, help=f"dataset folder (default {DEFAULT_DATASET})")
     b.add_argument("--min-count", type=int, default=1, help="keep tags seen at least this often in train")
     b.add_argument("--json", action="store_true")
+
+
+def _add_train(sub: Any) -> None:
+    """``train``: every ``TrainConfig`` field is also a flag (``learning_rate`` as ``--learning-rate``)."""
+    from hashtag.data import DEFAULT_DATASET
+    from hashtag.train import TrainConfig
 
     t = sub.add_parser("train", help="train the attention LSTM on cached encoder grids")
     t.add_argument("--dataset", default=str(DEFAULT_DATASET))
@@ -55,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--with-feedback", action="store_true", help="also train on users' stored (image, tags) pairs")
     t.add_argument("--json", action="store_true")
 
+
+def _add_predict(sub: Any) -> None:
+    from hashtag.data import DEFAULT_DATASET
+
     pr = sub.add_parser("predict", help="hashtags for photos: files or folders, the models loaded once")
     pr.add_argument("image", nargs="+", metavar="PHOTO_OR_FOLDER",
                     help="image files and/or folders (their images, recursively); one JSON line per photo with --json")
@@ -72,6 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--top-k", type=int, default=5)
     pr.add_argument("--weights", default=None, help="the state-dict file a resnet152/resnet50 model was trained with")
     pr.add_argument("--json", action="store_true", help="one JSON object per photo per line")
+
+
+def _add_evaluations(sub: Any) -> None:
+    """The verbs that measure or tune on held-out photos, and the open vocabulary's word list."""
+    from hashtag.data import DEFAULT_DATASET
 
     v = sub.add_parser("build-vocabulary", help="regenerate the open-vocabulary tagger's word list from WordNet + "
                                                 "wordfreq (hashtag/openvocab_words.txt)")
@@ -109,8 +133,6 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--beam", type=int, default=None)
     f.add_argument("--weights", default=None, help="the state-dict file a resnet152/resnet50 model was trained with")
     f.add_argument("--json", action="store_true")
-    _version_verbs(sub, DEFAULT_DATASET)
-    return p
 
 
 def _version_verbs(sub, default_dataset) -> None:
@@ -190,102 +212,105 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from core.datasets import DataUnavailable
+    return VERBS[args.verb](args)
+
+
+def _build_dataset(args: argparse.Namespace) -> int:
     from hashtag import data
 
-    if args.verb == "build-dataset":
-        if args.source == "tuxpaint":
-            examples = data.tuxpaint_examples(args.path)
-        elif not args.path:
-            raise data.DatasetError(f"--path is required for --source {args.source}")
-        elif args.source == "flickr8k":
-            images = args.images or str(Path(args.path).parent / "Flicker8k_Dataset")
-            examples = data.flickr8k_examples(args.path, images)
-        else:
-            examples = data.csv_examples(args.path, args.images)
-        out = Path(args.out) if args.out else (data.DEFAULT_DATASET if args.source == "tuxpaint"
-                                               else data.HASHTAG_DIR / args.source)
-        ds = data.build_dataset(examples, out, min_count=args.min_count, name=args.source)
-        _emit({**ds.manifest, "root": str(ds.root)}, args.json,
-              f"{ds.manifest['images']} images → {ds.root} (splits {ds.manifest['splits']}, "
-              f"{ds.manifest['vocab_size']} tags)")
-        return 0
+    if args.source == "tuxpaint":
+        examples = data.tuxpaint_examples(args.path)
+    elif not args.path:
+        raise data.DatasetError(f"--path is required for --source {args.source}")
+    elif args.source == "flickr8k":
+        images = args.images or str(Path(args.path).parent / "Flicker8k_Dataset")
+        examples = data.flickr8k_examples(args.path, images)
+    else:
+        examples = data.csv_examples(args.path, args.images)
+    out = Path(args.out) if args.out else (data.DEFAULT_DATASET if args.source == "tuxpaint"
+                                           else data.HASHTAG_DIR / args.source)
+    ds = data.build_dataset(examples, out, min_count=args.min_count, name=args.source)
+    _emit({**ds.manifest, "root": str(ds.root)}, args.json,
+          f"{ds.manifest['images']} images → {ds.root} (splits {ds.manifest['splits']}, "
+          f"{ds.manifest['vocab_size']} tags)")
+    return 0
 
-    if args.verb in ("import-photos", "retrain", "versions"):
-        return _run_version_verb(args)
 
-    if args.verb == "train":
-        from hashtag.train import TrainConfig, train
+def _train(args: argparse.Namespace) -> int:
+    from core.encoders import get_image_encoder
+    from hashtag.train import TrainConfig, train
 
-        overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
-        from core.encoders import get_image_encoder
+    overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    encoder = get_image_encoder(args.backbone, weights=args.weights)
+    manifest = train(args.dataset, TrainConfig(**overrides), force=args.force, out=args.model_dir, encoder=encoder,
+                     with_feedback=args.with_feedback)
+    summary = {"model": str(args.model_dir or Path(args.dataset) / "model"), "val": manifest.get("val"),
+               "user_pairs": manifest.get("feedback", {}).get("user_pairs", 0),
+               "best_epoch": manifest.get("best_epoch"), "train_seconds": manifest.get("train_seconds")}
+    _emit(summary, args.json, f"model in {summary['model']}: val f1@5 {manifest.get('val', {}).get('f1@5')} "
+                              f"(epoch {summary['best_epoch']}, {summary['train_seconds']} s)")
+    return 0
 
-        encoder = get_image_encoder(args.backbone, weights=args.weights)
-        manifest = train(args.dataset, TrainConfig(**overrides), force=args.force, out=args.model_dir, encoder=encoder,
-                         with_feedback=args.with_feedback)
-        summary = {"model": str(args.model_dir or Path(args.dataset) / "model"), "val": manifest.get("val"),
-                   "user_pairs": manifest.get("feedback", {}).get("user_pairs", 0),
-                   "best_epoch": manifest.get("best_epoch"), "train_seconds": manifest.get("train_seconds")}
-        _emit(summary, args.json, f"model in {summary['model']}: val f1@5 {manifest.get('val', {}).get('f1@5')} "
-                                  f"(epoch {summary['best_epoch']}, {summary['train_seconds']} s)")
-        return 0
 
-    if args.verb == "predict":
-        return _predict(args)
+def _build_vocabulary(args: argparse.Namespace) -> int:
+    from hashtag.openvocab import VOCABULARY, build_vocabulary
 
-    if args.verb == "build-vocabulary":
-        from hashtag.openvocab import VOCABULARY, build_vocabulary
+    words = build_vocabulary()
+    _emit({"words": len(words), "path": str(VOCABULARY)}, args.json, f"{len(words)} words → {VOCABULARY}")
+    return 0
 
-        words = build_vocabulary()
-        _emit({"words": len(words), "path": str(VOCABULARY)}, args.json, f"{len(words)} words → {VOCABULARY}")
-        return 0
 
-    if args.verb == "tune-order":
-        from core.metrics import write_result
-        from hashtag.subjects import tune_guard, tune_order
+def _tune_order(args: argparse.Namespace) -> int:
+    from core.metrics import write_result
+    from hashtag.subjects import tune_guard, tune_order
 
-        service = _service(args)
-        result = tune_order(service)
-        result["guard"] = tune_guard(service)
-        write_result("hashtag_order_tuning", result)
-        c = result["chosen"]
-        g = result["guard"]["chosen"]
-        _emit(result, args.json, f"order rules {c['name']}: dev subject@1 {c['subject@1']} subject@5 "
-                                 f"{c['subject@5']} (concepts alone {result['concepts']}); confidence guard "
-                                 f"{g['confident']}: subject@1 {g['subject@1']} @5 {g['subject@5']}, val F1@5 "
-                                 f"{g['val_f1@5']}")
-        return 0
+    service = _service(args)
+    result = tune_order(service)
+    result["guard"] = tune_guard(service)
+    write_result("hashtag_order_tuning", result)
+    c = result["chosen"]
+    g = result["guard"]["chosen"]
+    _emit(result, args.json, f"order rules {c['name']}: dev subject@1 {c['subject@1']} subject@5 "
+                             f"{c['subject@5']} (concepts alone {result['concepts']}); confidence guard "
+                             f"{g['confident']}: subject@1 {g['subject@1']} @5 {g['subject@5']}, val F1@5 "
+                             f"{g['val_f1@5']}")
+    return 0
 
-    if args.verb == "evaluate-subjects":
-        from core.metrics import write_result
-        from hashtag.subjects import evaluate_subjects, load_subject_set
 
-        photos = [p for path in args.csv for p in load_subject_set(path)]
-        if not photos:
-            raise DataUnavailable(f"None of the photos of {', '.join(args.csv)} could be found.")
-        name = args.name or f"hashtag_{Path(args.csv[0]).stem}"
-        result = evaluate_subjects(_service(args), photos, name=name)
-        write_result(name, result)
-        m = result["methods"]
-        _emit(result, args.json, "\n".join(f"{k:16s} subject@1 {v['subject@1']} {v['subject@1_ci95']}  subject@5 "
-                                           f"{v['subject@5']} {v['subject@5_ci95']}  tuxpaint@5 {v['tuxpaint@5']}"
-                                           for k, v in m.items()))
-        return 0
+def _evaluate_subjects(args: argparse.Namespace) -> int:
+    from core.datasets import DataUnavailable
+    from core.metrics import write_result
+    from hashtag.subjects import evaluate_subjects, load_subject_set
 
-    if args.verb == "tune-fusion":
-        from core.metrics import write_result
-        from hashtag.concepts import tune_fusion
+    photos = [p for path in args.csv for p in load_subject_set(path)]
+    if not photos:
+        raise DataUnavailable(f"None of the photos of {', '.join(args.csv)} could be found.")
+    name = args.name or f"hashtag_{Path(args.csv[0]).stem}"
+    result = evaluate_subjects(_service(args), photos, name=name)
+    write_result(name, result)
+    m = result["methods"]
+    _emit(result, args.json, "\n".join(f"{k:16s} subject@1 {v['subject@1']} {v['subject@1_ci95']}  subject@5 "
+                                       f"{v['subject@5']} {v['subject@5_ci95']}  tuxpaint@5 {v['tuxpaint@5']}"
+                                       for k, v in m.items()))
+    return 0
 
-        result = tune_fusion(_service(args))
-        write_result("hashtag_fusion_tuning", result)
-        c = result["chosen"]
-        _emit(result, args.json, f"concept ranking {result['ranking']}; fusion: decoder weight {c['near']} near "
-                                 f"its training images ({result['gate']} ≥ {c['threshold']}), {c['far']} elsewhere, agreement "
-                                 f"bonus {c['agree']}; dev P@5 {c['dev_precision@5']} hit@1 {c['dev_hit@1']} F1@5 "
-                                 f"{c['dev_f1@5']}, val F1@5 {c['val_f1@5']} (decoder alone "
-                                 f"{result['model_val_f1@5']})")
-        return 0
 
+def _tune_fusion(args: argparse.Namespace) -> int:
+    from core.metrics import write_result
+    from hashtag.concepts import tune_fusion
+
+    result = tune_fusion(_service(args))
+    write_result("hashtag_fusion_tuning", result)
+    c = result["chosen"]
+    _emit(result, args.json, f"concept ranking {result['ranking']}; fusion: decoder weight {c['near']} near "
+                             f"its training images ({result['gate']} ≥ {c['threshold']}), {c['far']} elsewhere, agreement "
+                             f"bonus {c['agree']}; dev P@5 {c['dev_precision@5']} hit@1 {c['dev_hit@1']} F1@5 "
+                             f"{c['dev_f1@5']}, val F1@5 {c['val_f1@5']} (decoder alone "
+                             f"{result['model_val_f1@5']})")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
     photos = None if args.photos.lower() == "none" else args.photos
     check = None if args.check_photos.lower() == "none" else args.check_photos
     table = _service(args).evaluate(args.split, photo_set=photos, check_set=check)
@@ -366,6 +391,13 @@ def _predict(args: argparse.Namespace) -> int:
     if not done:
         raise FileNotFoundError(f"None of the {len(paths)} photos could be read.")
     return 0
+
+
+#: each verb's handler; each returns the exit code
+VERBS = {"build-dataset": _build_dataset, "train": _train, "predict": _predict,
+         "build-vocabulary": _build_vocabulary, "tune-order": _tune_order, "evaluate-subjects": _evaluate_subjects,
+         "evaluate": _evaluate, "tune-fusion": _tune_fusion,
+         "import-photos": _run_version_verb, "retrain": _run_version_verb, "versions": _run_version_verb}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -34,7 +34,7 @@ import numpy as np
 
 from core.concepts import MAX_SENSE, NAME_FLOOR, WORD_FLOOR, class_probabilities, concept_table
 from core.datasets import DataUnavailable
-from hashtag.evaluate import Prediction
+from hashtag.evaluate import Prediction, per_image_scores
 from hashtag.gate import GATE_C, transparency, tune_gate
 from hashtag.order import OrderRule, order_tags
 from core.photo_archives import is_archive_spec, member_file
@@ -502,6 +502,52 @@ def tune_concepts(encoder, grids: np.ndarray, gold: Sequence[Sequence[str]], *,
             "global_only": max((r for r in rows if r["local"] == 0.0), key=lambda r: r["objective"])}
 
 
+FusedList = list[tuple[str, float, str]]
+
+
+@dataclass
+class FusionDevSet:
+    """The dev photos and the training corpus's validation images, with each one's decoder and concept candidate
+    lists, gate scores and concept masses computed once: every candidate ``FusionRule`` is scored on these."""
+
+    concepts: ConceptTagger
+    gold: Sequence[Sequence[str]]
+    val_gold: list[list[str]]
+    #: "dev" / "val" → (decoder candidates, concept candidates, gate scores, concept masses)
+    lists: dict[str, tuple]
+
+    def __post_init__(self) -> None:
+        self.known = self.concepts.vocabulary
+
+    def fused(self, name: str, rule: FusionRule, scores: Optional[np.ndarray] = None) -> list[FusedList]:
+        """The top 5 of set ``name`` under ``rule`` (with other gate ``scores`` if given)."""
+        learned, concept_lists, gate_scores, masses = self.lists[name]
+        return fuse_all(learned, concept_lists, gate_scores if scores is None else scores, masses, self.concepts,
+                        rule, 5)
+
+    def foreign(self, lists_: list[FusedList]) -> int:
+        """Decoder-only tags no ImageNet class can confirm (#cartoon, #seasonal…) in the top 5s."""
+        return sum(src == "learned" and tag not in self.known for f in lists_ for tag, _, src in f)
+
+    def val_f1(self, preds: list[Prediction]) -> float:
+        """Mean F1@5 on the validation images."""
+        return float(per_image_scores(preds, self.val_gold)["f1@5"].mean()) if len(preds) else 0.0
+
+    def row(self, rule: FusionRule, scores: Optional[dict[str, np.ndarray]] = None) -> dict:
+        """``rule`` with its dev objective, F1@5, P@5, hit@1, foreign tag count and validation F1@5."""
+        scores = scores or {}
+        dev_lists = self.fused("dev", rule, scores.get("dev"))
+        dev = dev_objective(_plain(dev_lists), self.gold)
+        return {**rule.to_json(), "dev_objective": dev["objective"], "dev_f1@5": dev["f1@5"],
+                "dev_precision@5": dev["precision@5"], "dev_hit@1": dev["hit@1"], "dev_foreign": self.foreign(dev_lists),
+                "val_f1@5": round(self.val_f1(_plain(self.fused("val", rule, scores.get("val")))), 4)}
+
+
+def _plain(lists_: list[FusedList]) -> list[Prediction]:
+    """Fused lists without each tag's source."""
+    return [[(t, sc) for t, sc, _ in f] for f in lists_]
+
+
 def tune_fusion(service, *, ranking: Optional[ConceptRanking] = None, tolerance: float = 0.01,
                 margin: float = 0.01) -> dict:
     """Choose the concept ranking, then the ``FusionRule``, on the real-photo dev set.
@@ -522,47 +568,78 @@ def tune_fusion(service, *, ranking: Optional[ConceptRanking] = None, tolerance:
     is chosen on dev hit@1 (it only reorders the top 5, so P@5 and F1@5 do not change); among ties the
     largest share, the most cautious. ``service`` is a ``HashtagService``.
     """
-    from hashtag.evaluate import per_image_scores
-
     grids, gold, _ = service.real_photo_grids("dev")
     concept_tuning = None
     if ranking is None:
         concept_tuning = tune_concepts(service.encoder, grids, gold)
         c = concept_tuning["chosen"]
         ranking = ConceptRanking(**{k: c[k] for k in ConceptRanking.__dataclass_fields__})
-    concepts = ConceptTagger(service.encoder, ranking=ranking)
-    known = concepts.vocabulary
+    ev, val_grids = _fusion_dev_set(service, ConceptTagger(service.encoder, ranking=ranking), grids, gold)
+    gate_tuning = _gate_tuning(service, val_grids, grids)
+    model_val = ev.val_f1(ev.lists["val"][0])
+    grid = _fusion_grid(ev)
+    # eligible: the clip-art users lose at most ``tolerance``, and on the dev photos the fused list is at least
+    # as good as the concept tagger alone (F1@5); if no rule manages both, the clip-art condition alone
+    concept_dev = dev_objective([c[:5] for c in ev.lists["dev"][1]], gold)
+    eligible = ([r for r in grid if r["val_f1@5"] >= model_val - tolerance and r["dev_f1@5"] >= concept_dev["f1@5"]]
+                or [r for r in grid if r["val_f1@5"] >= model_val - tolerance]
+                or [max(grid, key=lambda r: r["val_f1@5"])])
+    best_dev = max(r["dev_objective"] for r in eligible)
+    near_best = [r for r in eligible if r["dev_objective"] >= best_dev - margin - 1e-9]
+    chosen = max(near_best, key=lambda r: (r["val_f1@5"], r["dev_objective"], -r["dev_foreign"], -r["far"]))
+    final, basic_rows = _choose_basic(ev, FusionRule(**{k: chosen[k] for k in ("near", "far", "threshold", "agree",
+                                                                                  "strict")}))
+    final_row = ev.row(final)
+    replaced = None
+    if service.gate() is not None:
+        replaced = _similarity_rule(service, ev, {"dev": grids, "val": val_grids}, gate_tuning)
+    else:  # without a gate the foreign count reported is the one of the rule before its basic share
+        final_row["dev_foreign"] = chosen["dev_foreign"]
+    chosen = {**chosen, **final_row}
+    single = max([r for r in eligible if r["threshold"] == -1.0] or eligible,
+                 key=lambda r: (r["dev_objective"], r["val_f1@5"]))
+    return {"chosen": chosen, "ranking": ranking.to_json(), "concept_tuning": concept_tuning,
+            "gate": service.gate_name(),
+            "gate_tuning": gate_tuning, "similarity_rule": replaced,
+            "model_val_f1@5": round(model_val, 4), "concepts_dev": concept_dev, "tolerance": tolerance,
+            "margin": margin, "eligible_rules": len(eligible), "near_best_rules": len(near_best),
+            "best_dev_objective": best_dev, "best_single_weight": single, "basic_level": basic_rows,
+            "dev_images": len(gold), "val_images": len(ev.val_gold), "rules_tried": len(grid),
+            "gate_scores": {"dev": np.round(np.quantile(ev.lists["dev"][2], [0.1, 0.5, 0.9]), 3).tolist(),
+                           "val": np.round(np.quantile(ev.lists["val"][2], [0.1, 0.5, 0.9]), 3).tolist()},
+            "grid": summary_rows(grid)}
+
+
+def _fusion_dev_set(service, concepts: ConceptTagger, grids: np.ndarray,
+                    gold: Sequence[Sequence[str]]) -> "tuple[FusionDevSet, np.ndarray]":
+    """The dev photos' and the validation images' candidate lists and gate scores; also the validation grids."""
     examples = service.dataset.examples
     val = [i for i, e in enumerate(examples) if e.split == "val"]
-    sets = {"dev": (grids, gold), "val": (service.baselines()["grids"][val], [examples[i].tags for i in val])}
+    val_grids = service.baselines()["grids"][val]
     # gate scores: the dev photos are the photo gate's own examples, so theirs are cross-fitted
-    likeness = {"dev": service.dev_likeness(grids), "val": service.likeness(sets["val"][0])}
-    gate_tuning = None
-    if service.gate() is not None:
-        gate_tuning = tune_gate(service.training_grids(), np.asarray(sets["val"][0], np.float32),
-                                np.asarray(grids, np.float32))
-        if gate_tuning["chosen_C"] != GATE_C:
-            log.warning("the photo gate's C %s is not the one tune_gate chooses (%s): update hashtag.gate.GATE_C",
-                        GATE_C, gate_tuning["chosen_C"])
+    likeness = {"dev": service.dev_likeness(grids), "val": service.likeness(val_grids)}
     lists = {name: (service.tagger.predict_grids(g, CANDIDATES), concepts.predict_grids(g, CANDIDATES),
-                    likeness[name], concepts.masses(g)) for name, (g, _) in sets.items()}
+                    likeness[name], concepts.masses(g)) for name, g in (("dev", grids), ("val", val_grids))}
+    return FusionDevSet(concepts, gold, [examples[i].tags for i in val], lists), val_grids
 
-    def fused(name: str, rule: FusionRule, scores: Optional[np.ndarray] = None) -> list[list[tuple[str, float, str]]]:
-        learned, concept_lists, gate_scores, masses = lists[name]
-        return fuse_all(learned, concept_lists, gate_scores if scores is None else scores, masses, concepts, rule, 5)
 
-    def foreign(lists_: list[list[tuple[str, float, str]]]) -> int:
-        """Decoder-only tags no ImageNet class can confirm (#cartoon, #seasonal…) in the top 5s."""
-        return sum(src == "learned" and tag not in known for f in lists_ for tag, _, src in f)
+def _gate_tuning(service, val_grids: np.ndarray, dev_grids: np.ndarray) -> Optional[dict]:
+    """The photo gate's C chosen again on these images (a warning when it differs from the shipped one)."""
+    if service.gate() is None:
+        return None
+    gate_tuning = tune_gate(service.training_grids(), np.asarray(val_grids, np.float32),
+                            np.asarray(dev_grids, np.float32))
+    if gate_tuning["chosen_C"] != GATE_C:
+        log.warning("the photo gate's C %s is not the one tune_gate chooses (%s): update hashtag.gate.GATE_C",
+                    GATE_C, gate_tuning["chosen_C"])
+    return gate_tuning
 
-    def plain(lists_: list[list[tuple[str, float, str]]]) -> list[Prediction]:
-        return [[(t, sc) for t, sc, _ in f] for f in lists_]
 
-    def val_f1(preds: list[Prediction]) -> float:
-        return float(per_image_scores(preds, sets["val"][1])["f1@5"].mean()) if len(preds) else 0.0
-
-    model_val = val_f1(lists["val"][0])
-    sims = np.concatenate([lists["dev"][2], lists["val"][2]])
+def _fusion_grid(ev: FusionDevSet) -> list[dict]:
+    """Every candidate rule scored on dev and validation: thresholds at the quantiles of both sets' gate scores
+    (plus -1, no gate), decoder weights near the training images, agreement bonuses and strict gates above the
+    threshold."""
+    sims = np.concatenate([ev.lists["dev"][2], ev.lists["val"][2]])
     thresholds = sorted({-1.0, *np.round(np.quantile(sims, np.linspace(0.05, 0.95, 19)), 3).tolist()})
     stricts = sorted(set(np.round(np.quantile(sims, np.linspace(0.5, 0.95, 10)), 3).tolist()))
     # on photos unlike the training images the decoder's own tags must not push concept tags out: far = 0,
@@ -574,61 +651,32 @@ def tune_fusion(service, *, ranking: Optional[ConceptRanking] = None, tolerance:
             for far in (far_grid if t > -1.0 else (near,)):
                 for agree in agree_grid:
                     for strict in [-1.0, *(x for x in stricts if x > t)]:
-                        rule = FusionRule(float(near), float(far), float(t), float(agree), float(strict))
-                        dev_lists = fused("dev", rule)
-                        dev = dev_objective(plain(dev_lists), gold)
-                        grid.append({**rule.to_json(), "dev_objective": dev["objective"], "dev_f1@5": dev["f1@5"],
-                                     "dev_precision@5": dev["precision@5"], "dev_hit@1": dev["hit@1"],
-                                     "dev_foreign": foreign(dev_lists),
-                                     "val_f1@5": round(val_f1(plain(fused("val", rule))), 4)})
-    # eligible: the clip-art users lose at most ``tolerance``, and on the dev photos the fused list is at least
-    # as good as the concept tagger alone (F1@5); if no rule manages both, the clip-art condition alone
-    concept_dev = dev_objective([c[:5] for c in lists["dev"][1]], gold)
-    eligible = ([r for r in grid if r["val_f1@5"] >= model_val - tolerance and r["dev_f1@5"] >= concept_dev["f1@5"]]
-                or [r for r in grid if r["val_f1@5"] >= model_val - tolerance]
-                or [max(grid, key=lambda r: r["val_f1@5"])])
-    best_dev = max(r["dev_objective"] for r in eligible)
-    near_best = [r for r in eligible if r["dev_objective"] >= best_dev - margin - 1e-9]
-    chosen = max(near_best, key=lambda r: (r["val_f1@5"], r["dev_objective"], -r["dev_foreign"], -r["far"]))
-    base = FusionRule(**{k: chosen[k] for k in ("near", "far", "threshold", "agree", "strict")})
+                        grid.append(ev.row(FusionRule(float(near), float(far), float(t), float(agree), float(strict))))
+    return grid
+
+
+def _choose_basic(ev: FusionDevSet, base: FusionRule) -> "tuple[FusionRule, list[dict]]":
+    """``base`` with the basic-level share of the best dev hit@1 (ties: the largest share), and the rows tried."""
     basic_rows = []
     for share in BASIC_GRID:
         rule = FusionRule(**{**base.to_json(), "basic": share})
-        dev = dev_objective(plain(fused("dev", rule)), gold)
+        dev = dev_objective(_plain(ev.fused("dev", rule)), ev.gold)
         basic_rows.append({"basic": share, "dev_hit@1": dev["hit@1"], "dev_objective": dev["objective"],
-                           "val_hit@1": round(float(per_image_scores(plain(fused("val", rule)), sets["val"][1])
+                           "val_hit@1": round(float(per_image_scores(_plain(ev.fused("val", rule)), ev.val_gold)
                                                     ["hit@1"].mean()), 4)})
     best_basic = max(basic_rows, key=lambda r: (r["dev_hit@1"], r["basic"]))
-    final = FusionRule(**{**base.to_json(), "basic": best_basic["basic"]})
-    dev = dev_objective(plain(fused("dev", final)), gold)
-    chosen = {**chosen, **final.to_json(), "dev_objective": dev["objective"], "dev_f1@5": dev["f1@5"],
-              "dev_precision@5": dev["precision@5"], "dev_hit@1": dev["hit@1"],
-              "val_f1@5": round(val_f1(plain(fused("val", final))), 4)}
-    replaced = None
-    if service.gate() is not None:  # the similarity rule the gate replaced, on the same model and photos
-        from sklearn.metrics import roc_auc_score
+    return FusionRule(**{**base.to_json(), "basic": best_basic["basic"]}), basic_rows
 
-        sims = {name: service.nearest_similarity(g) for name, (g, _) in sets.items()}
-        gate_tuning["similarity_auc"] = round(float(roc_auc_score(  # the same AUC as the gate's, for the cosine
-            np.r_[np.ones(len(sims["val"])), np.zeros(len(sims["dev"]))], np.r_[sims["val"], sims["dev"]])), 4)
-        old_dev = fused("dev", FUSION_SIMILARITY, sims["dev"])
-        d = dev_objective(plain(old_dev), gold)
-        replaced = {**FUSION_SIMILARITY.to_json(), "dev_objective": d["objective"], "dev_f1@5": d["f1@5"],
-                    "dev_precision@5": d["precision@5"], "dev_hit@1": d["hit@1"], "dev_foreign": foreign(old_dev),
-                    "val_f1@5": round(val_f1(plain(fused("val", FUSION_SIMILARITY, sims["val"]))), 4)}
-        chosen["dev_foreign"] = foreign(fused("dev", final))
-    single = max([r for r in eligible if r["threshold"] == -1.0] or eligible,
-                 key=lambda r: (r["dev_objective"], r["val_f1@5"]))
-    return {"chosen": chosen, "ranking": ranking.to_json(), "concept_tuning": concept_tuning,
-            "gate": service.gate_name(),
-            "gate_tuning": gate_tuning, "similarity_rule": replaced,
-            "model_val_f1@5": round(model_val, 4), "concepts_dev": concept_dev, "tolerance": tolerance,
-            "margin": margin, "eligible_rules": len(eligible), "near_best_rules": len(near_best),
-            "best_dev_objective": best_dev, "best_single_weight": single, "basic_level": basic_rows,
-            "dev_images": len(gold), "val_images": len(val), "rules_tried": len(grid),
-            "gate_scores": {"dev": np.round(np.quantile(lists["dev"][2], [0.1, 0.5, 0.9]), 3).tolist(),
-                           "val": np.round(np.quantile(lists["val"][2], [0.1, 0.5, 0.9]), 3).tolist()},
-            "grid": summary_rows(grid)}
+
+def _similarity_rule(service, ev: FusionDevSet, grids: dict[str, np.ndarray], gate_tuning: dict) -> dict:
+    """The cosine-similarity rule the photo gate replaced, on the same model and photos; also adds the cosine's
+    AUC (the same AUC as the gate's) to ``gate_tuning``."""
+    from sklearn.metrics import roc_auc_score
+
+    sims = {name: service.nearest_similarity(g) for name, g in grids.items()}
+    gate_tuning["similarity_auc"] = round(float(roc_auc_score(
+        np.r_[np.ones(len(sims["val"])), np.zeros(len(sims["dev"]))], np.r_[sims["val"], sims["dev"]])), 4)
+    return ev.row(FUSION_SIMILARITY, sims)
 
 
 def summary_rows(grid: list[dict], top: int = 30) -> list[dict]:

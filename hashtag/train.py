@@ -90,6 +90,13 @@ def _batch_tokens(seqs: list[list[int]]) -> torch.Tensor:
     return out
 
 
+def _targets(seqs: list[list[int]], shuffle: bool, gen: torch.Generator) -> torch.Tensor:
+    """A batch's target tokens; with ``shuffle`` each image's tags in a fresh random order (start/end kept)."""
+    if shuffle:
+        seqs = [[s[0], *(s[1:-1][p] for p in torch.randperm(len(s) - 2, generator=gen).tolist()), s[-1]] for s in seqs]
+    return _batch_tokens(seqs)
+
+
 def validate(model: HashtagDecoder, ds: HashtagDataset, grids: np.ndarray, rows: list[int], beam: int,
              max_tags: int) -> dict[str, float]:
     """Val metrics with the same decoding the app uses (beam + summed-beam tag scores)."""
@@ -202,15 +209,7 @@ def train(
             for b in track(range(n_batches), desc=f"epoch {epoch}", progress=report, unit="batch"):
                 chunk = [(samples[j], flip[j]) for j in order[b * config.batch_size:(b + 1) * config.batch_size]]
                 x = np.stack([(flips if fl else grids)[i] for i, fl in chunk]).astype(np.float32)
-                if config.shuffle_tags:
-                    seqs = []
-                    for i, _ in chunk:
-                        inner = tokens[i][1:-1]
-                        perm = torch.randperm(len(inner), generator=gen).tolist()
-                        seqs.append([tokens[i][0], *(inner[p] for p in perm), tokens[i][-1]])
-                    tok = _batch_tokens(seqs)
-                else:
-                    tok = _batch_tokens([tokens[i] for i, _ in chunk])
+                tok = _targets([tokens[i] for i, _ in chunk], config.shuffle_tags, gen)
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
                     logits, alphas = model(torch.from_numpy(x), tok,
                                            sample_prob=config.sample_prob * min(1.0, (epoch - 1) / 10), generator=gen)

@@ -36,7 +36,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -210,6 +210,19 @@ def _imagenet_label_text(image_paths: Sequence, enc_text, backbone: str = "effic
     return enc_text.encode([", ".join(lbl for lbl, _ in row) for row in preds], desc="encoding ImageNet labels")
 
 
+@dataclass
+class _Protocol:
+    """One catalog encoded and split, with the query texts every part of the protocol shares."""
+
+    enc: Any  # the encoded catalog (``encode_catalog``)
+    cats: np.ndarray  # each product's category
+    train: list[int]
+    test: list[int]
+    para_all: list[str]  # one held-out paraphrase per product
+    para_vec_all: np.ndarray
+    cat_vec: dict[str, np.ndarray]  # each category's query, encoded
+
+
 def evaluate(
     catalog: Catalog,
     *,
@@ -233,26 +246,42 @@ def evaluate(
     cats = np.asarray([p.category for p in products])
     train, test = split_groups(products, test_fraction=0.2, seed=seed)
     text_enc = get_text_encoder(text_model, allow_download=allow_download)
-    train_cats = sorted(set(cats[train]))
-    test_cats = sorted(set(cats[test]))
-
     # queries: category names + held-out paraphrases (one per test product)
     para_all = [paraphrase(p) for p in products]
     para_vec_all = text_enc.encode(para_all, desc="encoding paraphrases")
     cat_names = sorted(set(cats))
     cat_vec = dict(zip(cat_names, text_enc.encode([category_query(c) for c in cat_names], desc="encoding categories")))
+    run = _Protocol(enc, cats, train, test, para_all, para_vec_all, cat_vec)
 
-    # -- text → item, gallery = training products --------------------------------------------------
-    q_texts = [category_query(c) for c in train_cats] + [para_all[i] for i in test]
+    methods: dict[str, dict] = {}
+    details: dict[str, Any] = {}
+    _text_to_item(run, methods, details)
+    _image_and_fused(run, seed, methods, details)
+    details.update(_mirror_checks(enc, cats))
+    label_text = (lambda: _imagenet_label_text([products[i].image_path for i in test], text_enc, backbone)) \
+        if imagenet_baseline else None
+    _text_withheld(run, projection_config or ProjectionConfig(), seed, label_text, methods, details)
+    details["split"] = {"seed": seed, "train_products": len(train), "test_products": len(test),
+                        "categories": len(cat_names), "relevance": "same category (first two folder levels)"}
+    image_enc = get_image_encoder(backbone, pooling=pooling, allow_download=allow_download)
+    details["encoders"] = {"text": text_enc.spec, "image": image_enc.spec}
+    details["seconds"] = round(time.time() - t0, 1)
+    return {"methods": {m: _means(v) for m, v in methods.items()},
+            "intervals": {m: _interval(v) for m, v in methods.items()}, "details": details}
+
+
+def _text_to_item(run: _Protocol, methods: dict[str, dict], details: dict[str, Any]) -> None:
+    """Text → item over the training products: MiniLM and TF-IDF, for category names and paraphrases."""
+    enc, cats, train, test = run.enc, run.cats, run.train, run.test
+    train_cats = sorted(set(cats[train]))
+    q_texts = [category_query(c) for c in train_cats] + [run.para_all[i] for i in test]
     q_cats = list(train_cats) + [cats[i] for i in test]
-    q_vecs = np.concatenate([np.stack([cat_vec[c] for c in train_cats]), para_vec_all[test]])
+    q_vecs = np.concatenate([np.stack([run.cat_vec[c] for c in train_cats]), run.para_vec_all[test]])
     rel_text = relevance(q_cats, cats[train])
     gallery_texts = [enc.eval_texts[i] for i in train]
     s_minilm = q_vecs @ enc.text[train].T
     s_tfidf = _tfidf_scores(gallery_texts, q_texts)
     n_cat = len(train_cats)
-    methods: dict[str, dict] = {}
-    details: dict[str, Any] = {}
     methods["text:minilm"] = rank_metrics(s_minilm, rel_text)
     methods["text:tfidf"] = rank_metrics(s_tfidf, rel_text)
     details["text_by_query_type"] = {
@@ -262,16 +291,20 @@ def evaluate(
                         "text:tfidf": rank_metrics(s_tfidf[n_cat:], rel_text[n_cat:])},
     }
 
-    # -- image → item and fused, gallery = training products -----------------------------------------
+
+def _image_and_fused(run: _Protocol, seed: int, methods: dict[str, dict], details: dict[str, Any]) -> None:
+    """Image → item (original, mirrored and cropped views of each test product) and image + paraphrase fused
+    with the weight chosen on a validation split of the training products."""
+    enc, train, test = run.enc, run.train, run.test
     views = {"original": enc.image, "mirrored": enc.image_flip, "cropped": enc.image_crop}
-    rel_test = relevance(cats[test], cats[train])
+    rel_test = relevance(run.cats[test], run.cats[train])
     img_scores = {name: v[test] @ enc.image[train].T for name, v in views.items()}
-    txt_scores = para_vec_all[test] @ enc.text[train].T
+    txt_scores = run.para_vec_all[test] @ enc.text[train].T
     s_image = np.concatenate(list(img_scores.values()))
     rel3 = np.concatenate([rel_test] * 3)
     views3 = np.tile(np.asarray(test), 3)  # the three views of one test product are one bootstrap unit
     methods["image"] = rank_metrics(s_image, rel3, groups=views3)
-    alpha, alpha_table = choose_alpha(enc, train, para_vec_all, seed=seed)
+    alpha, alpha_table = choose_alpha(enc, train, run.para_vec_all, seed=seed)
     s_fused = alpha * np.concatenate([txt_scores] * 3) + (1 - alpha) * s_image
     methods["fused"] = rank_metrics(s_fused, rel3, groups=views3)
     details["fusion"] = {
@@ -281,23 +314,36 @@ def evaluate(
                          "image only": methods["image"], "fused": methods["fused"]},
         "image_by_view": {name: rank_metrics(s, rel_test) for name, s in img_scores.items()},
     }
-    mirrors = [i for i, p in enumerate(products) if p.is_mirror]
-    if mirrors:  # the shipped held-out images: does each _mirror copy find its original first?
-        originals = {p.id: i for i, p in enumerate(products)}
-        non_mirror = [i for i, p in enumerate(products) if not p.is_mirror]
-        s = enc.image[mirrors] @ enc.image[non_mirror].T
-        target = np.zeros_like(s, dtype=bool)
-        for r, i in enumerate(mirrors):
-            target[r, non_mirror.index(originals[products[i].group])] = True
-        details["mirror_finds_original"] = rank_metrics(s, target)
-        details["mirror_category"] = rank_metrics(s, relevance(cats[mirrors], cats[non_mirror]))
 
-    # -- text withheld: gallery = test products, image only; projection trained on training products -------
-    cfg = projection_config or ProjectionConfig()
+
+def _mirror_checks(enc: Any, cats: np.ndarray) -> dict[str, Any]:
+    """On the shipped held-out images: does each ``_mirror`` copy find its original first, and its category?"""
+    products = enc.catalog.products
+    mirrors = [i for i, p in enumerate(products) if p.is_mirror]
+    if not mirrors:
+        return {}
+    originals = {p.id: i for i, p in enumerate(products)}
+    non_mirror = [i for i, p in enumerate(products) if not p.is_mirror]
+    s = enc.image[mirrors] @ enc.image[non_mirror].T
+    target = np.zeros_like(s, dtype=bool)
+    for r, i in enumerate(mirrors):
+        target[r, non_mirror.index(originals[products[i].group])] = True
+    return {"mirror_finds_original": rank_metrics(s, target),
+            "mirror_category": rank_metrics(s, relevance(cats[mirrors], cats[non_mirror]))}
+
+
+def _text_withheld(run: _Protocol, cfg: ProjectionConfig, seed: int,
+                   label_text: Optional[Callable[[], np.ndarray]], methods: dict[str, dict],
+                   details: dict[str, Any]) -> None:
+    """Text withheld: the gallery is the test products, searched by image only, through a projection trained on
+    the training products; against chance order and (``label_text``, encoding the test images' ImageNet labels
+    as text) a classifier's words."""
+    enc, cats, train, test = run.enc, run.cats, run.train, run.test
+    products = enc.catalog.products
     proj, losses = train_projection([enc.image[train], enc.image_flip[train]], enc.product_text[train],
                                     [products[i].text for i in train], cfg)
-    w_cats = [c for c in test_cats]
-    wq_vecs = np.concatenate([np.stack([cat_vec[c] for c in w_cats]), para_vec_all[test]])
+    w_cats = sorted(set(cats[test]))
+    wq_vecs = np.concatenate([np.stack([run.cat_vec[c] for c in w_cats]), run.para_vec_all[test]])
     wq_cats = w_cats + list(cats[test])
     rel_w = relevance(wq_cats, cats[test])
     s_proj = wq_vecs @ proj(enc.image[test]).T
@@ -305,22 +351,14 @@ def evaluate(
     rng = np.random.default_rng(seed)
     s_none = np.tile(rng.permutation(len(test)).astype(np.float32), (len(wq_vecs), 1))  # no text: chance order
     methods["text:minilm:withheld"] = rank_metrics(s_none, rel_w)
-    if imagenet_baseline:
-        label_vecs = _imagenet_label_text([products[i].image_path for i in test], text_enc, backbone)
-        methods["text:imagenet:withheld"] = rank_metrics(wq_vecs @ label_vecs.T, rel_w)
+    if label_text is not None:
+        methods["text:imagenet:withheld"] = rank_metrics(wq_vecs @ label_text().T, rel_w)
     n_w = len(w_cats)
     details["withheld_by_query_type"] = {
         "category names": rank_metrics(s_proj[:n_w], rel_w[:n_w]),
         "paraphrases": rank_metrics(s_proj[n_w:], rel_w[n_w:]),
     }
     details["projection"] = {"loss_first": losses[0], "loss_last": losses[-1], **proj.info}
-    details["split"] = {"seed": seed, "train_products": len(train), "test_products": len(test),
-                        "categories": len(cat_names), "relevance": "same category (first two folder levels)"}
-    image_enc = get_image_encoder(backbone, pooling=pooling, allow_download=allow_download)
-    details["encoders"] = {"text": text_enc.spec, "image": image_enc.spec}
-    details["seconds"] = round(time.time() - t0, 1)
-    return {"methods": {m: _means(v) for m, v in methods.items()},
-            "intervals": {m: _interval(v) for m, v in methods.items()}, "details": details}
 
 
 def _means(met: dict[str, Any]) -> dict[str, Any]:

@@ -475,6 +475,42 @@ def render_history_picks(result: dict, name: str) -> str:
               f"plays per export on average, {fmt(match['mean_skipped_short'], 0)} of them skips.\n")
 
 
+def render_test_durations(result: dict, name: str) -> str:
+    """The test tiers: the fast tier's measured run, the tests marked slow and why, and each file's time."""
+    tests = need(result, "tests")
+    slow_s = result.get("slow_seconds", 10)
+    lines = []
+    for expr, tier in result.get("tiers", {}).items():
+        lines.append(f"`pytest -m \"{expr}\"`: {tier['tests']} tests in **{fmt(tier['seconds'], 0)} s** "
+                     f"(exit code {tier['exit_code']}; {tier['cores']} cores, load average "
+                     f"{tier['load_avg_before'][0]} before and {tier['load_avg_after'][0]} after).")
+    slow = [(k, v) for k, v in tests.items() if "slow" in v.get("marks", [])]
+    groups: dict[str, list[dict]] = {}  # one row per test function: its parametrised cases together
+    for k, v in slow:
+        groups.setdefault(k.split("[")[0], []).append(v)
+    rows = [[f"`{k}`", str(len(vs)), fmt(sum(v["total"] for v in vs), 1), vs[0].get("slow_reason") or "—"]
+            for k, vs in sorted(groups.items(), key=lambda kv: -sum(v["total"] for v in kv[1]))]
+    lines += ["", f"Tests marked slow ({len(slow)} tests in {len(groups)} functions, "
+              f"{fmt(sum(v['total'] for _, v in slow), 0)} s together), with the reason their mark gives:", "",
+              table(["test", "cases", "seconds", "why slow"], rows)]
+    unmarked = [k for k, v in tests.items() if v["total"] > slow_s and "slow" not in v.get("marks", [])]
+    if unmarked:
+        lines += ["", f"Over {slow_s} s but not marked slow: " + ", ".join(f"`{k}`" for k in unmarked) + "."]
+    files: dict[str, list[dict]] = {}
+    for k, v in tests.items():
+        files.setdefault(k.split("::")[0], []).append(v)
+    rows = [[f"`{f}`", str(len(vs)), fmt(sum(v["total"] for v in vs), 1),
+             fmt(sum(v["total"] for v in vs if "slow" not in v.get("marks", [])), 1),
+             str(sum("slow" in v.get("marks", []) for v in vs))]
+            for f, vs in sorted(files.items(), key=lambda kv: -sum(v["total"] for v in kv[1]))]
+    loads = [v["load_avg_1min"] for v in tests.values() if "load_avg_1min" in v]
+    lines += ["", f"Each file's tests (setup + call + teardown; {len(tests)} tests, measured a few files at a time "
+              f"with the load average between {fmt(min(loads), 1)} and {fmt(max(loads), 1)} on {result.get('cores')} "
+              "cores):" if loads else "Each file's tests:", "",
+              table(["file", "tests", "seconds", "seconds without slow", "slow tests"], rows)]
+    return "\n".join(lines)
+
+
 def render_generic(result: dict, name: str) -> str:
     """Any ``{method: {metric: number}}`` result (under ``methods``/``results`` or at the top level)."""
     methods = result.get("methods") or result.get("results") or result
@@ -561,6 +597,7 @@ RENDERERS: list[tuple[str, Renderer]] = [
     ("catalog_quality", render_catalog_quality),
     ("catalog_build", render_catalog_build),
     ("history_picks", render_history_picks),
+    ("test_durations", render_test_durations),
     ("*", render_generic),
 ]
 

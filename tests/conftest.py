@@ -35,6 +35,13 @@ FIXTURES = ROOT / "tests" / "fixtures"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every browser test is also slow (it starts the app and Chromium), marked or not: ``-m "not slow"`` skips it."""
+    for item in items:
+        if item.get_closest_marker("browser") and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow(reason="drives the app in a browser"))
+
+
 @pytest.fixture(scope="session")
 def models_dir() -> Path:
     """The session's private models folder (also ``core.artifacts.MODELS_DIR``)."""

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 TABS = {"Hashtags": "Hashtags for a photo", "Music": "Music picks", "Fashion": "Similar garments",
         "Product search": "Multimodal product search"}
 
 
+@pytest.mark.slow(reason="renders every tab with AppTest")
 def test_app_renders_every_tab_and_only_the_open_one(models_dir):
     """Runs against the session's private models folder, which holds at most the small test models."""
     from streamlit.testing.v1 import AppTest

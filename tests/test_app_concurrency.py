@@ -13,6 +13,7 @@ import pytest
 from core.locks import BuildInProgress, LazyValue, build_lock, build_once
 
 
+@pytest.mark.slow(reason="builds an index twice at once")
 def test_two_threads_building_the_same_index_end_with_one_valid_index():
     from fashion.data import catalog_key, load_catalog
     from fashion.model import FashionIndex, index_stem

@@ -47,6 +47,7 @@ def _wait_for(predicate, timeout: float = 90.0) -> bool:
     return False
 
 
+@pytest.mark.slow(reason="browser")
 @pytest.mark.browser
 def test_only_the_open_tab_runs_and_a_click_in_it_runs_it_alone(models_dir):
     if not Path(CHROMIUM).exists():

@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -28,6 +30,7 @@ def _photoset(folder: Path) -> Path:
     return csv_path
 
 
+@pytest.mark.slow(reason="runs the benchmark in subprocesses")
 def test_benchmark_writes_every_key_the_bars_need(tmp_path):
     photoset = _photoset(tmp_path)
     out = tmp_path / "result.json"

@@ -48,6 +48,7 @@ def built(shop) -> dict:
     return add_catalog("test-shop", shop)
 
 
+@pytest.mark.slow(reason="builds the module's catalog (~30 s on a busy machine)")
 def test_build_reports_items_skips_and_writes_thumbnails(built, shop):
     assert built["items"] == 5
     skipped = {f["what"]: f["reason"] for f in built["skipped"]["files"]}
@@ -62,12 +63,14 @@ def test_build_reports_items_skips_and_writes_thumbnails(built, shop):
     assert not any(p.name.startswith(".") for p in catalog_build.catalogs_dir().iterdir())
 
 
+@pytest.mark.slow(reason="needs the module's built catalog (~30 s)")
 def test_photo_search_finds_the_photo_itself_first(built):
     catalog = open_catalog("test-shop")
     hits = catalog.search(image=skdata.coffee(), k=3)
     assert hits[0].id == "food/coffee.png" and hits[0].score > 0.99
 
 
+@pytest.mark.slow(reason="needs the module's built catalog (~30 s)")
 def test_word_search_finds_untitled_photos_by_what_they_show(built):
     catalog = open_catalog("test-shop")
     assert catalog.manifest["titled"] == 0
@@ -77,11 +80,13 @@ def test_word_search_finds_untitled_photos_by_what_they_show(built):
     assert "cat" in catalog.search(text="cat", k=1)[0].reason
 
 
+@pytest.mark.slow(reason="needs the module's built catalog (~30 s)")
 def test_near_duplicates_group_the_resized_copy(built):
     groups = open_catalog("test-shop").duplicate_groups()
     assert sorted(map(sorted, groups)) == [["animals/cat-copy.jpg", "animals/cat.png"]]
 
 
+@pytest.mark.slow(reason="needs the module's built catalog (~30 s)")
 def test_filters_and_exclusions(built):
     catalog = open_catalog("test-shop")
     assert {h.category for h in catalog.search(text="cat", k=5, categories=["food"])} == {"food"}
@@ -121,6 +126,7 @@ def test_a_failed_build_leaves_nothing_behind(shop, monkeypatch):
     assert not [p for p in catalog_build.catalogs_dir().iterdir() if "half-built" in p.name]
 
 
+@pytest.mark.slow(reason="needs the module's built catalog (~30 s)")
 def test_names_are_checked_and_never_reused_silently(shop, built):
     with pytest.raises(CatalogError, match="already exists"):
         add_catalog("test-shop", shop)
@@ -166,6 +172,7 @@ def test_removing_a_catalog_forgets_its_items_feedback(shop, tmp_path):
     assert version("gone-shop") is None
 
 
+@pytest.mark.slow(reason="needs the module's built catalog (~30 s)")
 def test_vocabulary_embeddings_are_cached(built):
     words, first = catalog_build.vocabulary_embeddings()
     _, again = catalog_build.vocabulary_embeddings()
@@ -177,6 +184,7 @@ def test_read_source_rejects_an_empty_folder(tmp_path):
         read_source(tmp_path)
 
 
+@pytest.mark.slow(reason="needs the module's built catalog (~30 s)")
 def test_tab_clis_search_a_built_catalog(built, shop, capsys):
     """``python -m fashion search PHOTO --catalog NAME`` and ``python -m multimodal search --catalog NAME``."""
     from fashion.__main__ import main as fashion_main
@@ -193,6 +201,7 @@ def test_tab_clis_search_a_built_catalog(built, shop, capsys):
     assert capsys.readouterr().err.startswith("error: ")
 
 
+@pytest.mark.slow(reason="a worker process builds and is killed")
 def test_killing_the_worker_mid_build_leaves_no_catalog(tmp_path, shop):
     """A real catalog build job, its worker SIGKILLed half-way: the job ends failed, no catalog appears, and the
     next build of the same name starts clean (the hidden half-built folder is swept)."""

@@ -64,6 +64,7 @@ def test_fashion_tuxpaint_catalog_has_one_product_per_stamp(stamps):
     assert not any(i.endswith("_mirror") for i in clothes.ids)
 
 
+@pytest.mark.slow(reason="encodes a catalog")
 def test_no_product_search_page_repeats_a_title_and_picture(stamps, models_dir):
     """Real encoders over the stamps that have copies (and their category neighbours): every page is distinct."""
     from multimodal.data import Catalog, load_tuxpaint_catalog

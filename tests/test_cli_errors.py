@@ -38,6 +38,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow(reason="one python -m process per case")
 @pytest.mark.parametrize("package,verb,args", CASES, ids=[f"{p}-{v}-{i}" for i, (p, v, _) in enumerate(CASES)])
 def test_bad_argument_is_one_error_line_and_exit_2(package, verb, args, tmp_path):
     text = tmp_path / "notes.jpg"
@@ -109,6 +110,7 @@ def _written(models: Path) -> list[str]:
     return sorted(str(p.relative_to(models)) for p in models.rglob("*") if p.is_file()) if models.exists() else []
 
 
+@pytest.mark.slow(reason="one python -m process per case")
 @pytest.mark.parametrize("package,verb,args", FILE_CASES, ids=[f"{p}-{v}-{i}" for i, (p, v, _) in enumerate(FILE_CASES)])
 def test_a_file_that_is_not_what_it_claims_is_one_error_line(package, verb, args, tmp_path):
     files = _bad_files(tmp_path)
@@ -166,6 +168,7 @@ def test_music_train_refuses_constant_and_non_finite_ratings(tmp_path):
     assert _written(models) == []
 
 
+@pytest.mark.slow(reason="a python -m process")
 def test_fashion_index_refuses_a_pickle_as_weights(tmp_path):
     models = tmp_path / "models"
     pickled = tmp_path / "weights.pkl"

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytestmark = pytest.mark.skipif(not Path("/usr/share/wordnet/data.noun").is_file(),
-                                reason="Debian's wordnet-base is not installed")
+pytestmark = [pytest.mark.skipif(not Path("/usr/share/wordnet/data.noun").is_file(),
+                                 reason="Debian's wordnet-base is not installed"),
+              pytest.mark.slow(reason="the garment guard: CNN and WordNet branches load in ~10 s, 15-25 s a test")]
 
 WARNING = "does not look like a garment"
 

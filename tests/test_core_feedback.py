@@ -61,6 +61,7 @@ def _snapshot(store: FeedbackStore) -> tuple:
 # reliability
 
 
+@pytest.mark.slow(reason="10,000 writes per store")
 def test_ten_threads_write_ten_thousand_events_none_lost(store):
     store.create_profile("ann")
     ids: list[list[int]] = [[] for _ in range(10)]
@@ -99,6 +100,7 @@ while True:
 """
 
 
+@pytest.mark.slow(reason="a writer process is killed")
 def test_writer_killed_mid_stream_keeps_every_acknowledged_event(db_url, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-c", _WRITER, db_url, str(tmp_path / "images")], stdout=subprocess.PIPE,
@@ -279,6 +281,7 @@ def test_stats_and_export(store):
         ("s1", "like", "mf-1"), ("s2", "dislike", None)]
 
 
+@pytest.mark.slow(reason="several python -m core processes")
 def test_cli_stats_export_forget(tmp_path):
     url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
     store = FeedbackStore.open(url, images_dir=tmp_path / "images")

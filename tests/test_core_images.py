@@ -149,6 +149,7 @@ def _float_tiff(path: Path, width: int, height: int) -> Path:
     return path
 
 
+@pytest.mark.slow(reason="a 64-megapixel image")
 def test_small_16_bit_png_of_64_megapixels_decodes_within_the_budget(tmp_path):
     ramp = np.tile((np.arange(8000, dtype=np.uint32) * 8).astype(np.uint16), (8000, 1))
     path = tmp_path / "big16.png"
@@ -162,6 +163,7 @@ def test_small_16_bit_png_of_64_megapixels_decodes_within_the_budget(tmp_path):
     assert result["peak_mb"] < PEAK_MB, result  # ...that took 1.1 GB when decoded through float64
 
 
+@pytest.mark.slow(reason="a child process with a memory limit")
 def test_float_tiff_past_the_byte_budget_is_refused_before_decoding(tmp_path):
     path = _float_tiff(tmp_path / "bigf.tif", 8000, 8000)
     assert decoded_bytes("F", (8000, 8000)) > MAX_DECODED_BYTES >= decoded_bytes("RGB", (8000, 8000))
@@ -171,6 +173,7 @@ def test_float_tiff_past_the_byte_budget_is_refused_before_decoding(tmp_path):
     assert result["peak_mb"] < PEAK_MB, result
 
 
+@pytest.mark.slow(reason="a child process with a memory limit")
 def test_float_tiff_within_the_budget_decodes_without_float64_copies(tmp_path):
     path = _float_tiff(tmp_path / "midf.tif", 7000, 6000)  # 160 MB as float32: inside the budget
     result = _decode_in_child(path)
@@ -180,6 +183,7 @@ def test_float_tiff_within_the_budget_decodes_without_float64_copies(tmp_path):
     assert out.min() == 0 and out.max() == 255 and out.shape == (40, 60, 3)  # NaN → lowest, bands stretched
 
 
+@pytest.mark.slow(reason="large images")
 def test_large_images_come_back_bounded_and_upright(cat):
     big = cat.resize((cat.size[0] * 8, cat.size[1] * 8))  # 3,608 × 2,704
     exif = Image.Exif()

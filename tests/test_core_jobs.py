@@ -177,6 +177,7 @@ def test_recover_stale_fails_only_jobs_without_a_recent_heartbeat(sqlite_url):
 # the worker
 
 
+@pytest.mark.slow(reason="worker processes")
 def test_worker_runs_a_job_to_done_and_survives_a_crash_and_a_killed_job(sqlite_url):
     q = JobQueue(sqlite_url)
     ok = q.submit("build", H + "count", "count", {"steps": 3, "sleep": 0.2}, owner="ann")
@@ -225,6 +226,7 @@ def test_progress_is_throttled_but_the_last_report_is_never_lost(tmp_path):
         progress(float("nan"))
 
 
+@pytest.mark.slow(reason="worker processes")
 def test_two_sessions_and_a_terminal_see_the_same_progress(sqlite_url):
     a, b = JobQueue(sqlite_url), JobQueue(sqlite_url)
     job_id = a.submit("build", H + "count", "slow count", {"steps": 8, "sleep": 0.5})
@@ -246,6 +248,7 @@ def test_two_sessions_and_a_terminal_see_the_same_progress(sqlite_url):
     assert a.get(job_id).progress == b.get(job_id).progress == 1.0
 
 
+@pytest.mark.slow(reason="worker processes")
 @pytest.mark.parametrize("handler", ["build_folder", "stubborn"])
 def test_cancel_running_job_stops_its_process_and_builds_nothing(sqlite_url, tmp_path, handler):
     q = JobQueue(sqlite_url)
@@ -267,6 +270,7 @@ def test_cancel_running_job_stops_its_process_and_builds_nothing(sqlite_url, tmp
     assert cleanup.exists() == (handler == "build_folder")
 
 
+@pytest.mark.slow(reason="worker processes")
 def test_killed_worker_leaves_a_failed_job_and_no_half_built_folder(sqlite_url, tmp_path):
     q = JobQueue(sqlite_url)
     target, pid_file = tmp_path / "catalog", tmp_path / "job.pid"
@@ -290,6 +294,7 @@ def test_killed_worker_leaves_a_failed_job_and_no_half_built_folder(sqlite_url, 
     assert not target.exists() and not scratch_path(job_id).exists()
 
 
+@pytest.mark.slow(reason="worker processes")
 def test_racing_workers_run_each_of_twenty_jobs_once(any_url, tmp_path):
     q = JobQueue(any_url)
     ledger = tmp_path / "ledger.txt"
@@ -343,6 +348,7 @@ def test_ensure_worker_starts_one_worker_that_runs_jobs(sqlite_url):
     assert (artifacts.MODELS_DIR / "jobs" / "worker.log").is_file()
 
 
+@pytest.mark.slow(reason="worker processes")
 def test_worker_exits_when_its_parent_process_is_gone(sqlite_url):
     parent = subprocess.Popen(["sleep", "60"])
     worker = start_worker(sqlite_url, "--parent-pid", str(parent.pid))

@@ -147,6 +147,7 @@ def _fashion(capsys, *args: str):
     return status, captured.out, captured.err
 
 
+@pytest.mark.slow(reason="builds three fashion indexes through the CLI")
 def test_fashion_index_kinds_through_the_cli(models_dir, capsys):
     import json
 

@@ -37,6 +37,7 @@ def _data_tab() -> None:
     data.render()
 
 
+@pytest.mark.slow(reason="a job runs in a worker process")
 def test_two_sessions_see_the_same_job(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
@@ -56,6 +57,7 @@ def test_two_sessions_see_the_same_job(tmp_path, monkeypatch):
                    for p in bars), [str(p.proto.text) for p in bars]
 
 
+@pytest.mark.slow(reason="builds a catalog, browser")
 @pytest.mark.browser
 def test_data_page_builds_a_catalog_both_tabs_search(photo_zip, browser_page, wait_images, artifacts_dir):
     page = browser_page

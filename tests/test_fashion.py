@@ -143,6 +143,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "fashion", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow(reason="python -m fashion processes")
 def test_cli_search_json_and_bad_input(clothes_index, tmp_path):
     query = tmp_path / "query.png"
     load_catalog("tuxpaint-clothes").image(0).save(query)
@@ -159,6 +160,7 @@ def test_cli_search_json_and_bad_input(clothes_index, tmp_path):
     assert out.returncode == 2 and "error:" in out.stderr and "Traceback" not in out.stderr
 
 
+@pytest.mark.slow(reason="encodes and evaluates a sample")
 def test_evaluate_on_a_fashion_mnist_sample(models_dir):
     """The evaluation runs end to end on a seeded sample and the learned projection beats frozen features."""
     from fashion.data import load_fashion_mnist
@@ -214,6 +216,7 @@ def test_app_tab_upload_filter_and_bad_file(clothes_index):
     assert any("Could not use that file" in e.value for e in at.error)
 
 
+@pytest.mark.slow(reason="browser")
 @pytest.mark.browser
 def test_browser_upload_shows_similar_items(clothes_index, browser_page, wait_images, artifacts_dir, tmp_path):
     page = browser_page

@@ -43,6 +43,7 @@ def fmnist_pixels():
     return pixels, np.asarray(catalog.labels)[rows], split[rows], [catalog.ids[i] for i in rows]
 
 
+@pytest.mark.slow(reason="encodes a Fashion-MNIST sample")
 def test_relevance_feedback_improves_the_second_page_on_fashion_mnist(fmnist_pixels):
     from fashion.evaluate_feedback import evaluate_feedback
 
@@ -72,6 +73,7 @@ def test_relevance_feedback_improves_the_second_page_on_fashion_mnist(fmnist_pix
         result["rocchio"]["precision@10"] - without["precision@10"], abs=2e-4)
 
 
+@pytest.mark.slow(reason="builds an index")
 def test_fashion_rerank_moves_toward_likes_and_never_shows_dislikes(fmnist_pixels, store):
     from fashion.feedback import profile_feedback, record_feedback, rerank_with_feedback, search_with_feedback
     from fashion.model import EncoderConfig, FashionIndex
@@ -110,6 +112,7 @@ def test_fashion_rerank_moves_toward_likes_and_never_shows_dislikes(fmnist_pixel
     assert all(labels[ids.index(h.id)] == wanted for h in only_likes)
 
 
+@pytest.mark.slow(reason="trains a hashtag model")
 def test_hashtag_training_with_users_pairs(store, tmp_path):
     from hashtag import data
     from hashtag.feedback import record_tag_edits
@@ -179,6 +182,7 @@ def test_product_search_rerank_uses_both_parts_and_drops_dislikes(fmnist_pixels,
     assert [r.category for r in by_likes] == [wanted] * 5
 
 
+@pytest.mark.slow(reason="python -m processes")
 @pytest.mark.parametrize("package", ["fashion", "multimodal"])
 def test_evaluate_feedback_without_an_index_says_how_to_build_it(package, tmp_path):
     import os

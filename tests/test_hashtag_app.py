@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow(reason="nearly every test needs a hashtag model trained for the session")
+
 ROOT = Path(__file__).resolve().parent.parent
 ON_TOPIC = {"animal", "mammal", "cat", "kitten", "tiger"}
 

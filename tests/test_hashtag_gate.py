@@ -20,6 +20,7 @@ def sets():
     return _grids(rng, 120, 0.6), _grids(rng, 30, 0.0), _grids(rng, 40, 0.6)
 
 
+@pytest.mark.slow(reason="encodes pictures")
 def test_gate_scores_training_like_pictures_high_and_photos_low(sets):
     training, photos, held_out = sets
     gate = PhotoGate.fit(training, photos, c=0.1)

@@ -31,6 +31,7 @@ def test_shapes_follow_the_design():
     assert loss.ndim == 0 and loss >= ce > 0
 
 
+@pytest.mark.slow(reason="trains the decoder")
 def test_one_batch_overfits_and_reproduces_its_tags():
     vocab = 20
     # small widths keep this fast on a busy CPU; test_shapes_follow_the_design covers the real ones

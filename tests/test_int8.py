@@ -33,6 +33,7 @@ def test_precision_setting_forces_either_way(monkeypatch):
         int8.resolve_precision()
 
 
+@pytest.mark.slow(reason="quantizes and measures an encoder")
 def test_unset_precision_is_fp32_until_int8_meets_its_accuracy_bar(monkeypatch):
     monkeypatch.delenv("RECS_ENCODER_PRECISION", raising=False)
     monkeypatch.setattr(int8, "int8_flags", lambda: ("avx512_vnni",))
@@ -50,6 +51,7 @@ def test_auto_falls_back_to_fp32_without_vnni(monkeypatch):
     assert ImageEncoder(input_size=64, runtime="torch").precision == "fp32"  # eager runtimes have no int8 graph
 
 
+@pytest.mark.slow(reason="quantizes an encoder")
 def test_calibration_uses_real_images_never_the_check_photos():
     sources = int8.calibration_sources()
     assert len(sources) == int8.CALIBRATION_IMAGES
@@ -65,6 +67,7 @@ def test_calibration_uses_real_images_never_the_check_photos():
         assert crop.size == again.size and np.array_equal(np.asarray(crop), np.asarray(again))
 
 
+@pytest.mark.slow(reason="quantizes an encoder")
 def test_int8_graph_is_built_once_with_a_manifest(monkeypatch, tmp_path):
     monkeypatch.setattr(encoders, "ENCODER_CACHE", tmp_path)
     monkeypatch.setattr(int8, "CALIBRATION_IMAGES", 12)

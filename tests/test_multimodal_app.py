@@ -12,6 +12,8 @@ import pytest
 
 from multimodal.model import default_stem
 
+pytestmark = pytest.mark.slow(reason="a real index of 40 stamps is built for the session")
+
 
 @pytest.fixture(scope="session")
 def tiny_index(models_dir):

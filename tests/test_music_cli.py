@@ -21,6 +21,7 @@ def _run(*args: str, models: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
+@pytest.mark.slow(reason="python -m music processes train")
 def test_train_recommend_json_and_skip(tmp_path):
     r = _run("train", "--dataset", "csv", "--path", str(CSV), "--json", models=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -51,6 +52,7 @@ def test_recommend_without_models_says_what_to_run(tmp_path):
     assert "python -m music train" in r.stderr
 
 
+@pytest.mark.slow(reason="python -m music processes train and evaluate")
 def test_evaluate_writes_results_for_the_plot(tmp_path, monkeypatch):
     from music.mf import data as mfdata
     from music.mf import train as mtrain

@@ -165,6 +165,7 @@ def test_splits_do_not_leak():
     assert 0.15 < len(r1.test) / len(ds.interactions) < 0.25
 
 
+@pytest.mark.slow(reason="reads the real Last.fm-2K")
 def test_real_lastfm_2k(lastfm_dir):
     ds = load_dataset("lastfm-2k", lastfm_dir)
     _check_shape(ds)

@@ -122,6 +122,7 @@ def test_stale_and_corrupt_artifacts_are_explained(fitted, tmp_path):
         Popularity.load(tmp_path / "missing")
 
 
+@pytest.mark.slow(reason="trains an explicit MF")
 def test_explicit_mf_beats_global_mean():
     """Explicit mode on planted ratings: r = 3 + (user taste · item profile), with noise."""
     import pandas as pd

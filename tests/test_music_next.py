@@ -168,6 +168,7 @@ def _planted(n_users: int = 60, n_items: int = 24, length: int = 30, seed: int =
     return _events(rows)
 
 
+@pytest.mark.slow(reason="trains the CNN")
 def test_cnn_learns_a_planted_sequence_that_popularity_cannot() -> None:
     # T=1: with T=3 the next three items of a deterministic chain share the target mass equally,
     # so top-1 would be a three-way tie by construction; the pattern under test is "next after last".
@@ -290,6 +291,7 @@ def test_baselines_score_shapes_and_reasons() -> None:
 # real data (skipped with a reason when absent)
 
 
+@pytest.mark.slow(reason="reads the real Last.fm-2K")
 def test_lastfm_2k_month_baskets(lastfm_dir) -> None:
     from music.data import load_dataset
     from music.next.evaluate import repeats_in_data

@@ -11,6 +11,8 @@ import pytest
 
 from music.data import DataUnavailable, MusicDataset, load_dataset
 
+pytestmark = pytest.mark.slow(reason="starts a local Spark (~25 s) for the module")
+
 
 @pytest.fixture(scope="module")
 def spark():

@@ -97,6 +97,7 @@ def test_evaluation_plot_from_saved_results(bundle):
     results_path("simulated").unlink()
 
 
+@pytest.mark.slow(reason="browser")
 @pytest.mark.browser
 def test_music_tab_in_a_real_browser(bundle, browser_page, artifacts_dir):
     page = browser_page

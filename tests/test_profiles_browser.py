@@ -27,7 +27,7 @@ from PIL import Image
 
 from conftest import ROOT, _free_port
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow(reason="drives the app in a browser")]
 
 MARKDOWN_NAME = "![x](http://a/b.png)[Sign in](http://a)"
 

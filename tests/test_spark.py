@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from scipy import sparse
 
+pytestmark = pytest.mark.slow(reason="starts a local Spark (~20 s) for the module; its tests run Spark jobs")
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -400,6 +400,7 @@ def test_hashtag_remove_add_and_save_tags(store):
 # A real browser: like two songs, the picks change; reload, the likes are still there
 
 
+@pytest.mark.slow(reason="browser")
 @pytest.mark.browser
 def test_browser_music_likes_survive_a_reload(music_bundle, browser_page, app_url, artifacts_dir):
     page = browser_page

@@ -7,7 +7,7 @@ cached per file version; results per (photo hash or item, options), so reruns wi
 from __future__ import annotations
 
 import random
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import pandas as pd
 import streamlit as st
@@ -193,19 +193,7 @@ def render() -> None:
 
     stamp = _manifest_stamp(choice)
     if stamp is None:
-        st.info(f"The {choice} index has not been built yet (`python -m fashion index --catalog {choice}`).")
-        if st.button("Build it now", key="fashion_build"):
-            update, bar = progress_callback("Encoding the catalog…")
-            try:
-                built = locked_build(f"fashion-index-{catalog_key(choice)}",
-                                     lambda: service.build(choice, progress=update),
-                                     lambda: _manifest_stamp(choice) is not None)
-            except (ArtifactError, DataUnavailable, ValueError) as exc:
-                show_error(exc, "Building the index failed")
-                return
-            bar.empty()
-            if built:
-                st.rerun()
+        _offer_build(choice)
         return
     try:
         index = load_versioned(_index, (choice,), stamp)
@@ -213,14 +201,7 @@ def render() -> None:
         show_error(exc, "The index cannot be used")
         return
 
-    enc = index.encoder_config
-    st.caption(
-        f"Pipeline: {enc.backbone} (ImageNet weights, {enc.input_size or 224} px) → global {enc.pooling} pool → "
-        + ("projection learned on the catalog's train labels → " if index.projection is not None else "L2 norm → ")
-        + f"exact cosine nearest neighbours among {len(index):,} items."
-        + (" Uploads are first brought to the catalog's look: grey, background removed, cropped, 28 px." if index.grey28 else "")
-    )
-    st.caption(describe(index.search_info))
+    _pipeline_caption(index)
     left, right = st.columns([1, 1])
     with left:
         top_n = st.slider("How many results", 5, 50, 10, step=5, key="fashion_top", persist_state=PERSIST)
@@ -231,60 +212,117 @@ def render() -> None:
     profiles.show_write_error()
     feedback = _feedback(index)
     saved = _saved(index)
+    query = _Query(choice, stamp, catalog, index, top_n, tuple(categories), feedback, tuple(saved))
     upload_tab, pick_tab = st.tabs(["Upload a photo", "Pick a catalog item"])
     with upload_tab:
-        image = image_upload("Garment photo (JPEG, PNG, WebP)", key="fashion_upload")
-        if image is not None:
-            q1, q2 = st.columns([1, 4])
-            with q1:
-                st.image(image, caption="your photo", width="stretch")
-                if index.grey28:
-                    st.image(_catalog_look(image_digest(image), image), caption="as the catalog sees it",
-                             width="stretch")
-            with q2:
-                try:
-                    with heavy_slot():
-                        if not (garment := garment_check(image)).is_garment:
-                            st.warning(garment.warning)
-                        hits, note = _search(choice, stamp, image_digest(image), top_n, tuple(categories), feedback,
-                                             image, profiles.current())
-                except Busy as exc:
-                    st.info(str(exc))
-                    hits, note = [], ""
-                except ImageError as exc:
-                    show_error(exc, "Could not use that image")
-                    hits, note = [], ""
-                _note(note)
-                if hits:
-                    _results_grid(catalog, hits, index, feedback, tuple(saved), section="up")
-                elif categories:
-                    st.warning("No catalog item in the chosen categories.")
+        _upload_tab(query)
     with pick_tab:
-        if "fashion_item" not in st.session_state or st.session_state.get("fashion_item_catalog") != choice:
-            st.session_state["fashion_item"] = catalog.ids[0]
-            st.session_state["fashion_item_catalog"] = choice
-        c1, c2 = st.columns([3, 1])
-        with c2:
-            if st.button("Random item", key="fashion_random"):
-                st.session_state["fashion_item"] = random.choice(catalog.ids)
-        with c1:
-            item = st.text_input("Catalog item id", key="fashion_item",
-                                 persist_state=PERSIST, help="e.g. test-00042 for Fashion-MNIST")
-        row = catalog.row(item)
-        if row is None:
-            st.warning(f"{md_text(repr(item))} is not an item of this catalog.")
-        else:
-            q1, q2 = st.columns([1, 4])
-            with q1:
-                st.image(_display(catalog, row), caption=md_text(catalog.labels[row]), width="stretch")
-            with q2:
-                try:
-                    hits, note = _similar(choice, stamp, item, top_n, tuple(categories), feedback, profiles.current())
-                    _note(note)
-                    _results_grid(catalog, hits, index, feedback, tuple(saved), section="item")
-                except ArtifactError as exc:
-                    show_error(exc, "Item not in the index (rebuild it)")
+        _pick_tab(query)
 
     _saved_panel(catalog, index, saved, feedback)
     with st.expander("Evaluation", expanded=False):
         _evaluation_panel()
+
+
+class _Query(NamedTuple):
+    """What both query tabs search with: the catalog and its index, the result count, the category filter and
+    the listener's feedback and saved items."""
+
+    choice: str
+    stamp: float
+    catalog: Catalog
+    index: FashionIndex
+    top_n: int
+    categories: tuple[str, ...]
+    feedback: Feedback
+    saved: tuple[str, ...]
+
+
+def _offer_build(choice: str) -> None:
+    """The catalog's index is not built yet: say how, and offer to build it here."""
+    st.info(f"The {choice} index has not been built yet (`python -m fashion index --catalog {choice}`).")
+    if st.button("Build it now", key="fashion_build"):
+        update, bar = progress_callback("Encoding the catalog…")
+        try:
+            built = locked_build(f"fashion-index-{catalog_key(choice)}",
+                                 lambda: service.build(choice, progress=update),
+                                 lambda: _manifest_stamp(choice) is not None)
+        except (ArtifactError, DataUnavailable, ValueError) as exc:
+            show_error(exc, "Building the index failed")
+            return
+        bar.empty()
+        if built:
+            st.rerun()
+
+
+def _pipeline_caption(index: FashionIndex) -> None:
+    """How this index turns a photo into results, in one caption, and how it searches."""
+    enc = index.encoder_config
+    st.caption(
+        f"Pipeline: {enc.backbone} (ImageNet weights, {enc.input_size or 224} px) → global {enc.pooling} pool → "
+        + ("projection learned on the catalog's train labels → " if index.projection is not None else "L2 norm → ")
+        + f"exact cosine nearest neighbours among {len(index):,} items."
+        + (" Uploads are first brought to the catalog's look: grey, background removed, cropped, 28 px." if index.grey28 else "")
+    )
+    st.caption(describe(index.search_info))
+
+
+def _upload_tab(q: _Query) -> None:
+    """Search by an uploaded photo: the photo (and, for a grey 28 px catalog, how the catalog sees it), a warning
+    when it does not look like a garment, then the results."""
+    image = image_upload("Garment photo (JPEG, PNG, WebP)", key="fashion_upload")
+    if image is None:
+        return
+    q1, q2 = st.columns([1, 4])
+    with q1:
+        st.image(image, caption="your photo", width="stretch")
+        if q.index.grey28:
+            st.image(_catalog_look(image_digest(image), image), caption="as the catalog sees it",
+                     width="stretch")
+    with q2:
+        try:
+            with heavy_slot():
+                if not (garment := garment_check(image)).is_garment:
+                    st.warning(garment.warning)
+                hits, note = _search(q.choice, q.stamp, image_digest(image), q.top_n, q.categories, q.feedback,
+                                     image, profiles.current())
+        except Busy as exc:
+            st.info(str(exc))
+            hits, note = [], ""
+        except ImageError as exc:
+            show_error(exc, "Could not use that image")
+            hits, note = [], ""
+        _note(note)
+        if hits:
+            _results_grid(q.catalog, hits, q.index, q.feedback, q.saved, section="up")
+        elif q.categories:
+            st.warning("No catalog item in the chosen categories.")
+
+
+def _pick_tab(q: _Query) -> None:
+    """Search by a catalog item, typed by id or drawn at random."""
+    catalog = q.catalog
+    if "fashion_item" not in st.session_state or st.session_state.get("fashion_item_catalog") != q.choice:
+        st.session_state["fashion_item"] = catalog.ids[0]
+        st.session_state["fashion_item_catalog"] = q.choice
+    c1, c2 = st.columns([3, 1])
+    with c2:
+        if st.button("Random item", key="fashion_random"):
+            st.session_state["fashion_item"] = random.choice(catalog.ids)
+    with c1:
+        item = st.text_input("Catalog item id", key="fashion_item",
+                             persist_state=PERSIST, help="e.g. test-00042 for Fashion-MNIST")
+    row = catalog.row(item)
+    if row is None:
+        st.warning(f"{md_text(repr(item))} is not an item of this catalog.")
+        return
+    q1, q2 = st.columns([1, 4])
+    with q1:
+        st.image(_display(catalog, row), caption=md_text(catalog.labels[row]), width="stretch")
+    with q2:
+        try:
+            hits, note = _similar(q.choice, q.stamp, item, q.top_n, q.categories, q.feedback, profiles.current())
+            _note(note)
+            _results_grid(catalog, hits, q.index, q.feedback, q.saved, section="item")
+        except ArtifactError as exc:
+            show_error(exc, "Item not in the index (rebuild it)")

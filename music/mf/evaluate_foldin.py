@@ -261,10 +261,51 @@ def evaluate_foldin(dataset: str, path: str | None = None, *, seed: int = 42, sa
     t0 = time.time()
     data = as_implicit(data or load_dataset(dataset, path, **load_kwargs))
     setup = _setup(data, seed)
-    test_users, val_users, train, orders = setup["test_users"], setup["val_users"], setup["train"], setup["orders"]
+    test_users, train = setup["test_users"], setup["train"]
     cfg = mf_config(data.name, "implicit", mf_params)
+    chosen, trail, validation = _validation_side(data, cfg, setup, fits_dir)
 
-    # validation side: constants chosen with an MF that never saw the validation (or test) listeners
+    # test side: the MF of every listener but the test ones, the chosen constants, reported once
+    t = time.time()
+    mf = fit_mf(data, cfg, setup["stop"], fits_dir, "test")
+    fit_seconds = round(time.time() - t, 1)
+    fold = FoldInModel(mf, chosen)
+    own = FoldInModel(mf)
+    per_k = _test_side(data, setup, fold, own)
+    methods: dict[str, dict[str, Any]] = {f"fold_in_k{k}": _row(*per_k[k]["fold_in"], k=k) for k in REVEAL}
+    bar = per_k[BAR_K]
+    methods["popularity"] = _row(*bar["popularity"], k=BAR_K)
+    methods["genre"] = _row(*bar["genre"], k=BAR_K)
+    if retrain:
+        t = time.time()
+        # the retrain is MF training with its own recipe: a like is the median training interaction, as the
+        # fold-in's default (a chosen fold-in confidence such as 128 is e^127 plays, no weight to train on)
+        bar["retrain"] = retrain_metrics(data, cfg, setup, own.like_value, mf.schedule_)
+        methods["retrain"] = _row(*bar["retrain"], k=BAR_K, fit_seconds_under_load=round(time.time() - t, 1))
+    constants_file = None
+    if save:
+        constants_file = str(save_constants(dataset, chosen, mode=str(mf.mode), engine="keras", chosen_on={
+            "validation_users": int(len(setup["val_users"])), "criterion": validation["criterion"],
+            "val_ndcg@10": trail[0], "dataset_checksum": data.checksum(), "mf_params": cfg, "seed": seed}))
+    out = {**methods, "meta": {
+        "dataset": dataset, "label": data.label, "summary": data.summary(), "seed": seed,
+        "heldout_users": int(len(test_users)), "train_users": int(train["user"].nunique()),
+        "by_k": {name: {f"k{k}": _row(*per_k[k][name]) for k in REVEAL}
+                 for name in ("popularity", "genre", "fold_in_model_defaults")},
+        "bars": bars_of(bar), "foldin": describe(fold), "constants_file": constants_file,
+        "validation": validation, "mf_params": cfg, "mf_schedule": mf.schedule_,
+        "mf_fit_seconds_under_load": fit_seconds, "retrain_k": BAR_K if retrain else None,
+        "protocol": _protocol(seed), "seconds_under_load": round(time.time() - t0, 1)}}
+    if save:
+        write_result(f"music_foldin_{dataset}", out)
+    return out
+
+
+def _validation_side(data: MusicDataset, cfg: dict[str, Any], setup: dict[str, Any],
+                     fits_dir: str | Path | None) -> "tuple[FoldInConstants, list[dict[str, Any]], dict[str, Any]]":
+    """Constants chosen with an MF that never saw the validation (or test) listeners: (the chosen constants,
+    every candidate tried, best first, and the validation report with the baselines at each k)."""
+    val_users = setup["val_users"]
     t = time.time()
     mf_val = fit_mf(data, cfg, setup["stop_val"], fits_dir, "val")
     val_fit_seconds = round(time.time() - t, 1)
@@ -287,62 +328,39 @@ def evaluate_foldin(dataset: str, path: str | None = None, *, seed: int = 42, sa
             "fold_in": _row(*_score_k(val_fold, setup["val_orders"], val_users, k)),
             "popularity": _row(*_rank_metrics(lambda r: val_pop.counts, rv, rs)),
             "genre": _row(*_rank_metrics(lambda r: val_genre._score_pref(_genre_pref(val_genre, rv[r])), rv, rs))}
+    return chosen, trail, validation
 
-    # test side: the MF of every listener but the test ones, the chosen constants, reported once
-    t = time.time()
-    mf = fit_mf(data, cfg, setup["stop"], fits_dir, "test")
-    fit_seconds = round(time.time() - t, 1)
-    fold = FoldInModel(mf, chosen)
-    own = FoldInModel(mf)
+
+def _test_side(data: MusicDataset, setup: dict[str, Any], fold: FoldInModel,
+               own: FoldInModel) -> dict[int, dict[str, "tuple[np.ndarray, np.ndarray]"]]:
+    """Per k revealed items: the test listeners' per-user NDCG and HR for the fold-in with the chosen constants,
+    with the model's own constants, popularity and genre."""
+    test_users, orders, train = setup["test_users"], setup["orders"], setup["train"]
     pop = Popularity().fit(data, train)
     genre = GenreRecommender().fit(data, train)
-
-    methods: dict[str, dict[str, Any]] = {}
     per_k: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     for k in REVEAL:
         revealed = [orders[u][:k] for u in test_users]
         rest = [orders[u][k:] for u in test_users]
-        res = {"fold_in": _score_k(fold, orders, test_users, k),
-               "fold_in_model_defaults": _score_k(own, orders, test_users, k),
-               "popularity": _rank_metrics(lambda r: pop.counts, revealed, rest),
-               "genre": _rank_metrics(lambda r: genre._score_pref(_genre_pref(genre, revealed[r])), revealed, rest)}
-        per_k[k] = res
-        methods[f"fold_in_k{k}"] = _row(*res["fold_in"], k=k)
-    bar = per_k[BAR_K]
-    methods["popularity"] = _row(*bar["popularity"], k=BAR_K)
-    methods["genre"] = _row(*bar["genre"], k=BAR_K)
-    if retrain:
-        t = time.time()
-        # the retrain is MF training with its own recipe: a like is the median training interaction, as the
-        # fold-in's default (a chosen fold-in confidence such as 128 is e^127 plays, no weight to train on)
-        bar["retrain"] = retrain_metrics(data, cfg, setup, own.like_value, mf.schedule_)
-        methods["retrain"] = _row(*bar["retrain"], k=BAR_K, fit_seconds_under_load=round(time.time() - t, 1))
-    constants_file = None
-    if save:
-        constants_file = str(save_constants(dataset, chosen, mode=str(mf.mode), engine="keras", chosen_on={
-            "validation_users": int(len(val_users)), "criterion": validation["criterion"],
-            "val_ndcg@10": trail[0], "dataset_checksum": data.checksum(), "mf_params": cfg, "seed": seed}))
-    out = {**methods, "meta": {
-        "dataset": dataset, "label": data.label, "summary": data.summary(), "seed": seed,
-        "heldout_users": int(len(test_users)), "train_users": int(train["user"].nunique()),
-        "by_k": {name: {f"k{k}": _row(*per_k[k][name]) for k in REVEAL}
-                 for name in ("popularity", "genre", "fold_in_model_defaults")},
-        "bars": bars_of(bar), "foldin": describe(fold), "constants_file": constants_file,
-        "validation": validation, "mf_params": cfg, "mf_schedule": mf.schedule_,
-        "mf_fit_seconds_under_load": fit_seconds, "retrain_k": BAR_K if retrain else None,
-        "protocol": (f"{HOLDOUT:.0%} of users held out whole as test listeners (seed {seed}; users with ≥ "
-                     f"{MIN_ITEMS} items) and another {HOLDOUT:.0%}, disjoint, as validation listeners (seed "
-                     f"{seed + VAL_SEED_OFFSET}); the fold-in's constants (like confidence, λ, item-bias weight, "
-                     f"factor-similarity weight, co-listening weight and exponent) chosen on the validation "
-                     f"listeners with an MF trained without test and validation listeners; test reported with the "
-                     f"MF trained on every other listener "
-                     f"and the chosen constants; k ∈ {list(REVEAL)} items revealed as binary likes; "
-                     f"full ranking over all items except the revealed ones; NDCG@{K}/HR@{K} on the rest; "
-                     f"popularity, genre and retrain at k={BAR_K}"),
-        "seconds_under_load": round(time.time() - t0, 1)}}
-    if save:
-        write_result(f"music_foldin_{dataset}", out)
-    return out
+        per_k[k] = {"fold_in": _score_k(fold, orders, test_users, k),
+                    "fold_in_model_defaults": _score_k(own, orders, test_users, k),
+                    "popularity": _rank_metrics(lambda r: pop.counts, revealed, rest),
+                    "genre": _rank_metrics(lambda r: genre._score_pref(_genre_pref(genre, revealed[r])), revealed,
+                                           rest)}
+    return per_k
+
+
+def _protocol(seed: int) -> str:
+    """The protocol in one paragraph, for the result file."""
+    return (f"{HOLDOUT:.0%} of users held out whole as test listeners (seed {seed}; users with ≥ "
+            f"{MIN_ITEMS} items) and another {HOLDOUT:.0%}, disjoint, as validation listeners (seed "
+            f"{seed + VAL_SEED_OFFSET}); the fold-in's constants (like confidence, λ, item-bias weight, "
+            f"factor-similarity weight, co-listening weight and exponent) chosen on the validation "
+            f"listeners with an MF trained without test and validation listeners; test reported with the "
+            f"MF trained on every other listener "
+            f"and the chosen constants; k ∈ {list(REVEAL)} items revealed as binary likes; "
+            f"full ranking over all items except the revealed ones; NDCG@{K}/HR@{K} on the rest; "
+            f"popularity, genre and retrain at k={BAR_K}")
 
 
 def bars_of(bar: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:

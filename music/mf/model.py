@@ -246,13 +246,29 @@ class KerasMF(CatalogueRecommender):
                validate: Optional[Callable[["KerasMF", pd.DataFrame], float]] = None) -> None:
         import keras
 
-        from music.mf.layer import MFLayer, wmf_loss
-
         c = self.catalogue
         self.mode = self.mode or ("explicit" if c.kind == "explicit" else "softmax")
         keras.utils.set_random_seed(self.seed)
         h = c.history.tocoo()
         u, i, w = h.row.astype(np.int32), h.col.astype(np.int32), h.data.astype(np.float32)
+        self._build(keras, w)
+        x, y, sw = self._examples(u, i, w)
+        vdata = None
+        if val is not None and len(val):
+            vu = c.users.indices(val["user"])
+            vi = c.items.indices(val["item"])
+            ok = (vu >= 0) & (vi >= 0)
+            vx, vy, vsw = self._examples(vu[ok].astype(np.int32), vi[ok].astype(np.int32),
+                                         val["weight"].to_numpy(np.float32)[ok])
+            vdata = (vx, vy, vsw)
+        self._epochs(keras, (x, y, sw), val, vdata, progress, validate)
+        self._extract()
+
+    def _build(self, keras: Any, w: np.ndarray) -> None:
+        """The Keras model for ``mode`` around one ``MFLayer``, its fixed per-user/item inputs set, compiled."""
+        from music.mf.layer import MFLayer, wmf_loss
+
+        c = self.catalogue
         mu = float(w.mean()) if self.mode == "explicit" and len(w) else 0.0
         self.clip = (float(w.min()), float(w.max())) if self.mode == "explicit" and len(w) else None
         layer = MFLayer(c.n_users, c.n_items, self.dim, self.l2, self.mode, mu, n_sampled=self.n_sampled,
@@ -272,15 +288,14 @@ class KerasMF(CatalogueRecommender):
                 "softmax": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 "bpr": keras.losses.BinaryCrossentropy(from_logits=True), "wmf": wmf_loss}[self.mode]
         self.model.compile(optimizer=self._optimizer(keras), loss=loss)
-        x, y, sw = self._examples(u, i, w)
-        vdata = None
-        if val is not None and len(val):
-            vu = c.users.indices(val["user"])
-            vi = c.items.indices(val["item"])
-            ok = (vu >= 0) & (vi >= 0)
-            vx, vy, vsw = self._examples(vu[ok].astype(np.int32), vi[ok].astype(np.int32),
-                                         val["weight"].to_numpy(np.float32)[ok])
-            vdata = (vx, vy, vsw)
+
+    def _epochs(self, keras: Any, train: tuple, val: Any, vdata: Optional[tuple],
+                progress: Optional[Callable[[float, str], None]],
+                validate: Optional[Callable[["KerasMF", pd.DataFrame], float]]) -> None:
+        """The epochs: with validation, stop after ``patience`` epochs without a better score (after
+        ``lr_decays`` plateaus with a smaller learning rate) and keep the best weights; the schedule run is
+        recorded in ``schedule_`` so it can be replayed without validation (``schedule``)."""
+        x, y, sw = train
         best, best_w, bad, decays = math.inf, None, 0, 0
         # ``schedule`` replays a validated run without validation: [(lr factor, epochs), ...].
         replay = [(float(f), int(n)) for f, n in (self.schedule or [])]
@@ -295,22 +310,13 @@ class KerasMF(CatalogueRecommender):
                 factor = phases[epoch]
                 self.model.optimizer.learning_rate.assign(self._keras_lr(lr0 * factor))
             if self.mode == "bpr":  # fresh negatives every epoch
-                x[:, 2] = rng.integers(0, c.n_items, len(x))
+                x[:, 2] = rng.integers(0, self.catalogue.n_items, len(x))
             hist = self.model.fit(x, y, sample_weight=sw, batch_size=self.batch_size, epochs=1, verbose=0,
                                   shuffle=True, callbacks=[guard])
             rec = {"epoch": epoch + 1, "lr_factor": factor,
                    "loss": check_loss(hist.history["loss"][-1], f"MF ({self.mode})", f"epoch {epoch + 1}")}
             if vdata is not None:
-                if self.mode == "explicit":  # the metric itself, without the L2 term evaluate() adds
-                    self._extract()
-                    rec["val_rmse"] = float(np.sqrt(np.mean((self.predict(vdata[0][:, 0], vdata[0][:, 1],
-                                                                          clip=self.clip) - vdata[1]) ** 2)))
-                elif self.val_metric == "ndcg":  # rank the validation items as the evaluation will
-                    self._extract()
-                    rec["val_ndcg"] = float(validate(self, val))  # type: ignore[misc]
-                else:
-                    rec["val_loss"] = float(self.model.evaluate(vdata[0], vdata[1], sample_weight=vdata[2],
-                                                                batch_size=4096, verbose=0))
+                rec.update(self._val_record(val, vdata, validate))
                 if val_score(rec) < best - 1e-5:
                     best, best_w, bad, best_at = val_score(rec), self.model.get_weights(), 0, epoch
                 else:
@@ -333,7 +339,19 @@ class KerasMF(CatalogueRecommender):
             self.schedule_ = replay or [(1.0, total)]
         if best_w is not None:
             self.model.set_weights(best_w)
-        self._extract()
+
+    def _val_record(self, val: Any, vdata: tuple,
+                    validate: Optional[Callable[["KerasMF", pd.DataFrame], float]]) -> dict[str, float]:
+        """This epoch's validation score: RMSE (explicit), the caller's NDCG (``val_metric`` "ndcg") or the loss."""
+        if self.mode == "explicit":  # the metric itself, without the L2 term evaluate() adds
+            self._extract()
+            return {"val_rmse": float(np.sqrt(np.mean((self.predict(vdata[0][:, 0], vdata[0][:, 1],
+                                                                    clip=self.clip) - vdata[1]) ** 2)))}
+        if self.val_metric == "ndcg":  # rank the validation items as the evaluation will
+            self._extract()
+            return {"val_ndcg": float(validate(self, val))}  # type: ignore[misc]
+        return {"val_loss": float(self.model.evaluate(vdata[0], vdata[1], sample_weight=vdata[2],
+                                                      batch_size=4096, verbose=0))}
 
     def _optimizer(self, keras: Any) -> Any:
         """Adam, or plain SGD with ``lr`` per example (scaled by the batch, as the loss is a batch mean).
