@@ -137,6 +137,7 @@ def test_the_simulated_dataset_says_it_cannot_match(store):
     assert report["note"] == NO_REAL_NAMES and "lastfm-2k" in report["note"]
 
 
+@pytest.mark.slow(reason="two python -m music subprocesses")
 def test_cli_imports_then_recommends(tmp_path, bundle):
     export = tmp_path / "my_spotify_data.zip"
     export.write_bytes(spotify_zip())

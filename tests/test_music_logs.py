@@ -256,6 +256,7 @@ def test_the_cli_exits_2_with_one_line_on_a_degenerate_log(case, tmp_path):
     assert not (models / "music").exists() or not any((models / "music").iterdir())
 
 
+@pytest.mark.slow(reason="python -m music train in a subprocess")
 def test_the_cli_trains_a_log_under_its_name(tmp_path):
     models = tmp_path / "models"
     flags = ["--user-col", "listener_id", "--item-col", "track_id", "--weight-col", "play_count",
