@@ -546,6 +546,8 @@ def headline_rows(results_dir: Path) -> list[list[str]]:
 
     tags, music = load("hashtag_evaluate"), need(load("music_evaluate_lastfm-2k"), "methods")
     garments, search = need(load("fashion_evaluate"), "results"), load("multimodal_evaluate")
+    picks = load("history_picks")
+    history, chosen = need(picks, "test"), f"history_{need(picks, 'chosen_scale_on_validation')}"
     photos = need(load("catalog_quality"), "test", "photo_search")
     catalog, fashion_index = need(photos, "catalog"), need(photos, "fashion_index")
     return [
@@ -560,6 +562,10 @@ def headline_rows(results_dir: Path) -> list[list[str]]:
          f"{metric(need(search, 'methods', 'fused'), 'precision@10', search.get('intervals', {}).get('fused'))} "
          f"(TF-IDF words {metric(need(search, 'methods', 'text:tfidf'), 'precision@10', search.get('intervals', {}).get('text:tfidf'))})",
          "[docs/multimodal.md](docs/multimodal.md#results)"],
+        ["Music, your history", "taste of the top 10 from a held-out listener's Spotify export (Last.fm tags)",
+         f"{with_ci(need(history, chosen, 'taste'), history[chosen].get('taste_ci95'))} "
+         f"(popularity {with_ci(need(history, 'popularity', 'taste'), history['popularity'].get('taste_ci95'))})",
+         "[docs/imports.md](docs/imports.md#how-good-the-picks-are)"],
         ["Data", "precision@5, photo search in your catalog of real photos",
          f"{with_ci(need(catalog, 'mean'), catalog.get('ci95'))} (the same photos in the Fashion index "
          f"{with_ci(need(fashion_index, 'mean'), fashion_index.get('ci95'))})",
@@ -573,7 +579,7 @@ def render_headlines(results_dir: Path) -> str:
 
 #: Blocks built from several result files: name → (renderer of the results folder, the files it reads).
 COMPOSITES: dict[str, tuple[Callable[[Path], str], str]] = {
-    "headlines": (render_headlines, "hashtag_evaluate, music_evaluate_lastfm-2k, fashion_evaluate, "
+    "headlines": (render_headlines, "hashtag_evaluate, music_evaluate_lastfm-2k, history_picks, fashion_evaluate, "
                                     "multimodal_evaluate, catalog_quality"),
 }
 
