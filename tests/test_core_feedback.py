@@ -258,7 +258,8 @@ def test_tagged_image_is_content_addressed_and_forget_removes_only_its_own(store
     store.record("ann", "hashtag", first.sha256, "tag_removed", value="cat")
 
     gone = store.forget("ann")
-    assert gone == {"events": 1, "tagged_images": 1, "imports": 0, "saved": 1, "plays": 0, "files": 0}  # bob still uses that picture
+    assert gone == {"events": 1, "tagged_images": 1, "imports": 0, "saved": 1, "plays": 0, "jobs": 0,
+                    "files": 0}  # bob still uses that picture
     assert path.is_file() and store.profiles() == ["bob"]
     assert store.forget("bob")["files"] == 2
     assert not path.is_file() and not Path(big.path).is_file()

@@ -181,6 +181,9 @@ def test_the_import_job_stores_the_plays_and_reports_only_to_its_owner(tmp_path,
     failed = execute(jobs.HANDLER, queue.get(bad).params, Progress(None, tmp_path / "scratch"))
     assert "cut off" in failed["failed"] and db.play_summary("owner")["plays"] == done["done"]["added"]
     assert not list(jobs.uploads_dir().glob("history-*"))
+    assert queue.claim("test-worker").id == good and queue.finish(good, done["done"])
+    assert db.forget("owner")["jobs"] == 1  # the finished import's report (it names artists) goes with the profile
+    assert [j.id for j in jobs.jobs_of("owner", queue=queue)] == [bad]
     with pytest.raises(HistoryError, match="MB"):
         monkeypatch.setattr(jobs, "MAX_UPLOAD_BYTES", 10)
         jobs.queue_import("owner", [("my_spotify_data.zip", spotify_zip())], DATASET, queue=queue)

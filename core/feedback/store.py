@@ -46,7 +46,7 @@ from sqlalchemy.orm import Session
 from core.artifacts import DATA_DIR, atomic_path
 from core.identity import RESERVED_PREFIXES, is_link_key, is_login_key, is_reserved
 from core.feedback.models import (
-    ITEM_LEN, LABEL_LEN, NAME_LEN, PLAY_TEXT_LEN, SHA_LEN, VALUE_LEN, VERSION_LEN, Event, ImportBatch, Play,
+    ITEM_LEN, LABEL_LEN, NAME_LEN, PLAY_TEXT_LEN, SHA_LEN, VALUE_LEN, VERSION_LEN, Event, ImportBatch, Job, Play,
     Profile, SavedItem, TaggedImage, utcnow,
 )
 
@@ -451,7 +451,7 @@ class FeedbackStore:
         return None if row is None else (row[0] or "")
 
     def forget(self, profile: str) -> dict[str, int]:
-        """Delete the profile, all its events, saved items, imported plays and tagged images (rows and, when no other
+        """Delete the profile, all its events, saved items, imported plays, finished jobs and tagged images (rows and, when no other
         profile stored the same picture, the image files). Returns how many of each went."""
         with self._write() as s:
             pid = self._profile_id(s, profile)
@@ -462,6 +462,9 @@ class FeedbackStore:
                 "imports": s.execute(delete(ImportBatch).where(ImportBatch.profile_id == pid)).rowcount,
                 "saved": s.execute(delete(SavedItem).where(SavedItem.profile_id == pid)).rowcount,
                 "plays": s.execute(delete(Play).where(Play.profile_id == pid)).rowcount,
+                # finished jobs they asked for: an import's report names what they listened to
+                "jobs": s.execute(delete(Job).where(Job.owner == check_profile_name(profile),
+                                                    Job.status.in_(("done", "failed", "cancelled")))).rowcount,
             }
             s.execute(delete(Profile).where(Profile.id == pid))
             still_used = set(s.scalars(select(TaggedImage.sha256).where(TaggedImage.sha256.in_(shas)))) \
