@@ -105,11 +105,11 @@ def test_scale_threshold_block_shows_each_size_and_the_switch(tmp_path):
 
 
 HEADLINE_SOURCES = ("hashtag_evaluate", "music_evaluate_lastfm-2k", "fashion_evaluate", "multimodal_evaluate",
-                    "catalog_quality")
+                    "catalog_quality", "history_picks")
 
 
 def test_headline_block_takes_one_number_per_tab_from_the_results(tmp_path):
-    """The README's one-number-per-tab block reads five result files; a changed number shows, a missing file
+    """The README's one-number-per-tab block reads six result files; a changed number shows, a missing file
     leaves the block as it was."""
     results = tmp_path / "results"
     results.mkdir()
@@ -123,7 +123,8 @@ def test_headline_block_takes_one_number_per_tab_from_the_results(tmp_path):
     readme_numbers.main(["--readme", str(readme), "--results", str(results)])
     text = readme.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| tab ")]
-    assert [r.split(" | ")[0] for r in rows] == ["| Hashtags", "| Music", "| Fashion", "| Product search", "| Data"]
+    assert [r.split(" | ")[0] for r in rows] == ["| Hashtags", "| Music", "| Music, your history", "| Fashion",
+                                                 "| Product search", "| Data"]
     assert "| Fashion | precision@10, Fashion-MNIST test | 0.432 [" in text and "hand-typed" not in text
     (results / "catalog_quality.json").unlink()
     readme.write_text("<!-- numbers:headlines -->\nhand-typed\n<!-- /numbers -->\n")
