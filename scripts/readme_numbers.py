@@ -555,6 +555,10 @@ def headline_rows(results_dir: Path) -> list[list[str]]:
          f"(kNN tag transfer {metric(need(tags, 'knn'), 'f1@5')})", "[docs/hashtag.md](docs/hashtag.md#results)"],
         ["Music", "NDCG@10, Last.fm-2K per-user holdout", f"{metric(need(music, 'mf'), 'ndcg@10')} "
          f"(popularity {metric(need(music, 'popularity'), 'ndcg@10')})", "[docs/music.md](docs/music.md#measured-numbers)"],
+        ["Music, your history", "taste of the top 10 from a held-out listener's Spotify export (Last.fm tags)",
+         f"{with_ci(need(history, chosen, 'taste'), history[chosen].get('taste_ci95'))} "
+         f"(popularity {with_ci(need(history, 'popularity', 'taste'), history['popularity'].get('taste_ci95'))})",
+         "[docs/imports.md](docs/imports.md#how-good-the-picks-are)"],
         ["Fashion", "precision@10, Fashion-MNIST test", f"{metric(need(garments, 'model'), 'precision@10')} "
          f"(pixel kNN {metric(need(garments, 'pixel_knn'), 'precision@10')})",
          "[docs/fashion.md](docs/fashion.md#evaluation)"],
@@ -562,10 +566,6 @@ def headline_rows(results_dir: Path) -> list[list[str]]:
          f"{metric(need(search, 'methods', 'fused'), 'precision@10', search.get('intervals', {}).get('fused'))} "
          f"(TF-IDF words {metric(need(search, 'methods', 'text:tfidf'), 'precision@10', search.get('intervals', {}).get('text:tfidf'))})",
          "[docs/multimodal.md](docs/multimodal.md#results)"],
-        ["Music, your history", "taste of the top 10 from a held-out listener's Spotify export (Last.fm tags)",
-         f"{with_ci(need(history, chosen, 'taste'), history[chosen].get('taste_ci95'))} "
-         f"(popularity {with_ci(need(history, 'popularity', 'taste'), history['popularity'].get('taste_ci95'))})",
-         "[docs/imports.md](docs/imports.md#how-good-the-picks-are)"],
         ["Data", "precision@5, photo search in your catalog of real photos",
          f"{with_ci(need(catalog, 'mean'), catalog.get('ci95'))} (the same photos in the Fashion index "
          f"{with_ci(need(fashion_index, 'mean'), fashion_index.get('ci95'))})",
