@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from core.feedback.store import FeedbackError, FeedbackStore, close_engine
-from tests.pg_fixture import postgres_server  # noqa: F401 - the fixture
+from core.feedback.store import FeedbackError, FeedbackStore
+from tests.pg_fixture import postgres_server  # noqa: F401 - the fixture db_url asks for
+from tests.test_core_feedback import db_url  # noqa: F401 - a fresh database of each kind
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path) -> FeedbackStore:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'feedback.sqlite3'}"
-    else:
-        url = request.getfixturevalue("postgres_server").database()
-    yield FeedbackStore.open(url, images_dir=tmp_path / "images")
-    close_engine(url)
+@pytest.fixture()
+def store(db_url, tmp_path) -> FeedbackStore:  # noqa: F811 - the imported fixture
+    return FeedbackStore.open(db_url, images_dir=tmp_path / "images")
 
 
 def _play(i: int, artist: str = "Björk", track: str = "Jóga", skip: bool = False) -> dict:

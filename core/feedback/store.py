@@ -469,15 +469,19 @@ class FeedbackStore:
             s.execute(delete(Profile).where(Profile.id == pid))
             still_used = set(s.scalars(select(TaggedImage.sha256).where(TaggedImage.sha256.in_(shas)))) \
                 if shas else set()
+        counts["files"] = self._unlink_unused(shas - still_used)
+        log.info("forgot profile %r: %s", profile, counts)
+        return counts
+
+    def _unlink_unused(self, shas: Iterable[str]) -> int:
+        """Delete the stored image files of ``shas`` (no row refers to them any more); returns how many went."""
         removed = 0
-        for sha in shas - still_used:
+        for sha in shas:
             path = self.image_path(sha)
             if path.is_file():
                 path.unlink()
                 removed += 1
-        counts["files"] = removed
-        log.info("forgot profile %r: %s", profile, counts)
-        return counts
+        return removed
 
     def forget_items(self, prefix: str, tabs: Iterable[str]) -> dict[str, int]:
         """Delete every profile's events and saved entries whose item key starts with ``prefix`` in ``tabs``.
@@ -779,12 +783,7 @@ class FeedbackStore:
             s.execute(delete(ImportBatch).where(ImportBatch.id == batch.id))
             still_used = set(s.scalars(select(TaggedImage.sha256).where(TaggedImage.sha256.in_(shas)))) \
                 if shas else set()
-        files = 0
-        for sha in shas - still_used:
-            path = self.image_path(sha)
-            if path.is_file():
-                path.unlink()
-                files += 1
+        files = self._unlink_unused(shas - still_used)
         log.info("removed import %d: %d photos, %d files", batch_id, images, files)
         return {"tagged_images": images, "files": files}
 
