@@ -16,10 +16,8 @@ import streamlit as st
 
 from core.artifacts import ArtifactError
 from core.jobs import JobError
-from music.history import HistoryError
-from music.history.jobs import MAX_UPLOAD_BYTES, jobs_of, queue_import
-from music.history.service import NO_REAL_NAMES, stored_report
-from music.mf.train import trained_datasets
+from music.service import HISTORY_MAX_BYTES as MAX_UPLOAD_BYTES, NO_REAL_NAMES, HistoryError, stored_report
+from music.service import history_jobs as jobs_of, queue_history as queue_import, trained_datasets
 from ui import profile as profiles
 from ui.common import md_text
 from ui.jobs_view import follow, job_rows

@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from core.jobs import JobError
-from music import jobs as logs
+from music.service import logs
 from ui import profile as profiles
 from ui.common import md_text
 from ui.jobs_view import show

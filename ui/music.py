@@ -15,12 +15,12 @@ import pandas as pd
 import streamlit as st
 
 from core.artifacts import ArtifactError
-from music.data import LABELS
-from music.history.service import NO_REAL_NAMES
-from music.mf import feedback as mf_feedback
-from music.mf import service
-from music.mf.train import Bundle, bundle_dir, evaluated_datasets, load_bundle, load_results, trained_datasets
-from music.recommender import Recommendation, UnknownUser
+from music.service import (
+    LABELS, NO_REAL_NAMES, Bundle, Recommendation, UnknownUser, bundle_dir, evaluated_datasets, load_bundle,
+    load_results, trained_datasets,
+)
+from music.service import feedback as mf_feedback
+from music.service import picks as service
 from ui import profile as profiles
 from ui.common import PERSIST, RESULT_ENTRIES, RESULT_TTL, load_versioned, md_text
 

@@ -15,8 +15,8 @@ import pandas as pd
 import streamlit as st
 
 from core.artifacts import ArtifactError
-from music.next.evaluate import results_path
-from music.next.service import HINT, NextBundle, UnknownListener, bundle_stem
+from music.service import NEXT_HINT as HINT, NextBundle, UnknownListener
+from music.service import next_bundle_stem as bundle_stem, next_results_path as results_path
 from ui.common import PERSIST, RESULT_ENTRIES, RESULT_TTL, load_versioned, md_text
 
 log = logging.getLogger(__name__)
