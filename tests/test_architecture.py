@@ -147,3 +147,21 @@ def test_only_the_ui_imports_streamlit():
         if any(n == "streamlit" or n.startswith("streamlit.") for n in names):
             offenders.append(m)
     assert not offenders, f"streamlit imported outside ui/ and app.py: {offenders}"
+
+
+def _tab_imports(path: Path) -> list[str]:
+    """Every module of a tab package that ``path`` imports (at the top or inside functions)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.split(".")[0] in TABS]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in TABS:
+            found += [node.module] if node.module not in TABS else [f"{node.module}.{a.name}" for a in node.names]
+    return found
+
+
+def test_the_ui_reaches_each_tab_only_through_its_service():
+    """``ui/`` imports ``<tab>.service`` and nothing else of a tab: the service is the tab's one door."""
+    stray = {f"{path.name}: {module}" for path in sorted((ROOT / "ui").glob("*.py"))
+             for module in _tab_imports(path) if module.split(".")[1:] != ["service"]}
+    assert not stray, sorted(stray)

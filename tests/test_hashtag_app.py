@@ -437,3 +437,21 @@ def test_csv_dataset_trains_predicts_and_evaluates_end_to_end(hashtag_model, tmp
     from hashtag.service import EVALUATED
 
     assert set(table) == set(EVALUATED)
+
+
+def test_train_now_queues_a_job_instead_of_training_in_the_page(tmp_path, monkeypatch):
+    """Training is heavy work: the button queues it for a worker process and says where to follow it."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.jobs import JobQueue
+
+    url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
+    monkeypatch.setenv("RECS_DATABASE_URL", url)
+    monkeypatch.setattr("core.jobs.worker.ensure_worker", lambda *a, **k: False)  # no worker process in a test
+    at = AppTest.from_function(_tab_app, kwargs={"dataset_root": str(tmp_path / "none")}, default_timeout=60)
+    at.run()
+    at.button(key="hashtag_train").click().run()
+    assert not at.exception
+    jobs = JobQueue(url).list()
+    assert [j.kind for j in jobs] == ["hashtag.retrain"] and jobs[0].status == "queued"
+    assert any(f"job #{jobs[0].id}" in s.value for s in at.success)

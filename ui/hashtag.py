@@ -17,8 +17,8 @@ from PIL import Image
 
 from core.images import letterbox
 from ui import profile as profiles
-from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, locked_build,
-                       progress_callback, show_error, Busy, heavy_slot, md_code, md_text)
+from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, show_error,
+                       Busy, heavy_slot, md_code, md_text)
 
 log = logging.getLogger(__name__)
 
@@ -130,23 +130,21 @@ def _version_caption(service) -> None:
 
 
 def _train_button(dataset_root: str) -> None:
-    st.info(f"No trained hashtag model yet. Train it in a terminal with `{TRAIN_COMMAND}` "
-            "(a few minutes on a CPU), or here:")
-    if st.button("Train the hashtag model now", key="hashtag_train"):
-        from hashtag.train import train
+    """No model yet: say how to train one, and queue its training as a background job (never in this thread)."""
+    from core.jobs import JobError
+    from hashtag.service import queue_retrain
 
-        update, bar = progress_callback("Training the hashtag model…")
+    st.info(f"No trained hashtag model yet. Train it in a terminal with `{TRAIN_COMMAND}` "
+            "(a few minutes on a CPU), or queue it here; it trains in the background (progress on the Data tab).")
+    if st.button("Train the hashtag model now", key="hashtag_train"):
         try:
-            built = locked_build(f"hashtag-model-{dataset_root}", lambda: train(dataset_root, progress=update),
-                                 lambda: _checkpoint_stamp(dataset_root) is not None)
-        except Exception as exc:  # noqa: BLE001 - show why, keep the app alive
-            show_error(exc, "Training failed")
+            job = queue_retrain(dataset_root, store=profiles.store(), permission=profiles.heavy_permission(),
+                                owner=profiles.identity().key or None)
+        except (JobError, ValueError) as exc:
+            st.error(md_text(str(exc)))
             return
-        bar.empty()
-        if not built:
-            return
-        st.success("Trained. Upload an image above.")
-        st.rerun()
+        st.success(f"Training queued as job #{job}; follow it on the Data tab under *Tagged photos*. This tab uses "
+                   "the model as soon as it is done.")
 
 
 SOURCE_LABELS = {"learned": "decoder", "concept": "concept", "both": "decoder + concept", "baseline": "baseline",
