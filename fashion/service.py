@@ -26,7 +26,8 @@ from fashion.train import build_index, open_index
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BuiltCatalog", "Catalog", "CatalogError", "catalog_key", "feedback", "FashionIndex", "Hit", "build", "catalog", "catalog_look", "catalog_names",
+__all__ = ["BuiltCatalog", "Catalog", "CatalogError", "catalog_key", "feedback", "FashionIndex", "Hit", "build",
+           "build_jobs", "catalog", "catalog_look", "catalog_names", "queue_build",
            "index_stamp", "is_built_catalog", "is_own", "open_index", "own_catalog", "own_version", "saved_evaluation", "search_upload",
            "similar_items"]
 
@@ -74,6 +75,36 @@ def build(name: str, progress: Optional[ProgressFn] = None) -> FashionIndex:
     """Build (or reuse a fresh) index for a catalog with the default encoder settings."""
     index, _built = build_index(name, progress=progress)
     return index
+
+
+def queue_build(name: str, *, permission: tuple[bool, str], owner: Optional[str] = None, queue: Any = None) -> int:
+    """Queue the index build of a shipped catalog for a worker process (``fashion.jobs``); returns the job id.
+
+    A build of the same catalog already queued or running is returned instead of a second one.
+    """
+    from core.jobs import JobQueue, ensure_worker
+    from fashion.jobs import HANDLER, KIND
+
+    allowed, why = permission
+    if not allowed:
+        raise CatalogError(why or "Only administrators may build indexes.")
+    if name not in CATALOGS:
+        raise CatalogError(f"{name!r} is not a shipped catalog (those are {', '.join(CATALOGS)}).")
+    queue = queue or JobQueue()
+    waiting = next((j for j in build_jobs(queue=queue) if j.active and j.params.get("catalog") == name), None)
+    if waiting is not None:
+        return waiting.id
+    job = queue.submit(KIND, HANDLER, f"Build the {name} index", {"catalog": name}, owner=owner)
+    ensure_worker(queue.url)
+    return job
+
+
+def build_jobs(limit: int = 5, queue: Any = None) -> list:
+    """The latest index builds, newest first (every session sees the same list)."""
+    from core.jobs import JobQueue
+    from fashion.jobs import KIND
+
+    return [j for j in (queue or JobQueue()).list(limit=50) if j.kind == KIND][:limit]
 
 
 def catalog_look(image: ImageSource) -> np.ndarray:

@@ -80,23 +80,31 @@ def test_a_held_lock_fails_fast_without_waiting_and_builds_nothing():
     assert build_once("demo-artifact", lambda: "built", lambda: False, wait=False) == "built"  # released
 
 
-def test_the_app_tells_a_second_user_the_index_is_being_built():
+def test_two_users_asking_for_the_index_get_one_background_build(tmp_path, monkeypatch):
+    """"Build it now" queues the index build for a worker (it never runs in a page's thread); a second person
+    asking while it waits gets the same job, and both see its progress row."""
     from streamlit.testing.v1 import AppTest
 
-    from fashion.data import catalog_key
+    from core.jobs import JobQueue
+
+    url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
+    monkeypatch.setenv("RECS_DATABASE_URL", url)
+    monkeypatch.setattr("core.jobs.worker.ensure_worker", lambda *a, **k: False)  # no worker process in a test
 
     def tab():
         from ui.fashion import render
 
         render()
 
-    at = AppTest.from_function(tab, default_timeout=60)
-    at.run()
-    assert at.button(key="fashion_build")  # no Fashion-MNIST index in the tests' models folder
-    with build_lock(f"fashion-index-{catalog_key('fashion-mnist')}"):  # another session is building it
+    sessions = [AppTest.from_function(tab, default_timeout=60) for _ in range(2)]
+    for at in sessions:
+        at.run()
+        assert at.button(key="fashion_build")  # no Fashion-MNIST index in the tests' models folder
         at.button(key="fashion_build").click().run()
-    assert not at.exception
-    assert any("being built by another session" in i.value for i in at.info)
+        assert not at.exception
+        assert any("waiting for a worker" in str(p.proto.text) for p in at.get("progress"))
+    jobs = JobQueue(url).list()
+    assert [(j.kind, j.params["catalog"], j.status) for j in jobs] == [("fashion.index", "fashion-mnist", "queued")]
 
 
 def test_lazy_value_is_built_once_when_many_threads_ask_together():
@@ -195,3 +203,16 @@ def test_a_failing_tab_shows_an_error_panel_and_the_other_tabs_still_render(monk
         at.run()
         assert not at.exception, label
         assert header in [h.value for h in at.subheader], label
+
+
+def test_the_index_build_job_builds_the_index_the_tab_opens(tmp_path):
+    """The worker's side of "Build it now", run in-process on the small shipped catalog."""
+    from core.jobs.handlers import Progress, execute
+    from fashion import service
+    from fashion.jobs import HANDLER
+
+    outcome = execute(HANDLER, {"catalog": "tuxpaint-clothes"}, Progress(None, tmp_path / "scratch"))
+    assert outcome["done"]["items"] > 0
+    assert len(service.open_index("tuxpaint-clothes")) == outcome["done"]["items"]
+    refused = execute(HANDLER, {"catalog": "no-such-catalog"}, Progress(None, tmp_path / "scratch"))
+    assert "failed" in refused

@@ -18,14 +18,16 @@ from core.concepts import garment_check
 from core.datasets import DataUnavailable
 from core.feedback.catalog import catalog_key as feedback_key
 from core.images import ImageError, letterbox
+from core.jobs import JobError
 from core.search import Hit, describe
 from fashion import service
-from fashion.service import Catalog, CatalogError, FashionIndex, catalog_key
+from fashion.service import Catalog, CatalogError, FashionIndex
 from fashion.service import feedback as fashion_feedback
 from ui import catalog_view
 from ui import profile as profiles
-from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, locked_build,
-                       progress_callback, show_error, Busy, heavy_slot, md_text)
+from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, show_error,
+                       Busy, heavy_slot, md_text)
+from ui.jobs_view import show
 
 CATALOG_LABELS = {
     "fashion-mnist": "Fashion-MNIST — 70,000 Zalando product photos (28 px, grey, 10 classes)",
@@ -239,20 +241,16 @@ class _Query(NamedTuple):
 
 
 def _offer_build(choice: str) -> None:
-    """The catalog's index is not built yet: say how, and offer to build it here."""
+    """The catalog's index is not built yet: say how, and offer to build it in the background."""
     st.info(f"The {choice} index has not been built yet (`python -m fashion index --catalog {choice}`).")
     if st.button("Build it now", key="fashion_build"):
-        update, bar = progress_callback("Encoding the catalog…")
         try:
-            built = locked_build(f"fashion-index-{catalog_key(choice)}",
-                                 lambda: service.build(choice, progress=update),
-                                 lambda: _manifest_stamp(choice) is not None)
-        except (ArtifactError, DataUnavailable, ValueError) as exc:
-            show_error(exc, "Building the index failed")
+            service.queue_build(choice, permission=profiles.heavy_permission(), owner=profiles.identity().key or None)
+        except (CatalogError, JobError) as exc:
+            st.error(md_text(str(exc)))
             return
-        bar.empty()
-        if built:
-            st.rerun()
+    show(lambda: [j for j in service.build_jobs() if j.params.get("catalog") == choice], "fashion_build",
+         lambda r: f"{r.get('items', 0):,} items indexed in {r.get('seconds', 0):.0f} s", title="Index build")
 
 
 def _pipeline_caption(index: FashionIndex) -> None:
