@@ -51,12 +51,12 @@ from music.data import load_dataset, make_dataset  # noqa: E402
 from music.history import normalize, read_exports  # noqa: E402
 from music.history.formats import UNKNOWN_ARTISTS  # noqa: E402
 from music.mf import feedback  # noqa: E402
+from music.mf.feedback import SCALES  # noqa: E402
 from music.mf.train import load_bundle, train  # noqa: E402
 
 log = logging.getLogger("history_picks")
 HELD_OUT, MIN_ARTISTS, PLAYS, SKIP_SHARE, INVENTED, K = 200, 20, 600, 0.15, 5, 10
 TAGS_PER_ARTIST, PROFILE_TAGS = 5, 20
-SCALES = ("listener", "damped", "raw")
 
 
 def split_listeners(data, seed: int) -> tuple[list[str], list[str]]:
@@ -155,11 +155,9 @@ def run_listener(store, bundle, user: str, listener: pd.DataFrame, names, tags, 
     picks = {"popularity": popular_unplayed(bundle, played)}
     plain = feedback.picks_for_likes(bundle, [i for i in listener["item"] if i in c.items], [], K)
     picks["fold_in_likes"] = [p.item for p in plain.picks]
-    default = feedback.HISTORY_SCALE
     for scale in SCALES:
-        feedback.HISTORY_SCALE = scale
-        picks[f"history_{scale}"] = [p.item for p in feedback.picks_for_likes(bundle, [], [], K, history=match).picks]
-    feedback.HISTORY_SCALE = default  # the product's choice for the example reasons
+        picks[f"history_{scale}"] = [p.item for p in feedback.picks_for_likes(bundle, [], [], K, history=match,
+                                                                             scale=scale).picks]
     out["played_in_picks"] = {m: len(set(p) & played) for m, p in picks.items()}
     out["taste"] = {m: taste(p, tags, profile) for m, p in picks.items()}
     out["example"] = [p.reason for p in feedback.picks_for_likes(bundle, [], [], 3, history=match).picks]

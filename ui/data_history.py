@@ -19,7 +19,7 @@ from core.jobs import JobError
 from music.service import HISTORY_MAX_BYTES as MAX_UPLOAD_BYTES, NO_REAL_NAMES, HistoryError, stored_report
 from music.service import history_jobs as jobs_of, queue_history as queue_import, trained_datasets
 from ui import profile as profiles
-from ui.common import md_text
+from ui.common import RESULT_ENTRIES, RESULT_TTL, md_text
 from ui.jobs_view import follow, job_rows
 from ui.music import bundle_for
 
@@ -101,6 +101,13 @@ def _report(report: dict[str, Any]) -> None:
     st.caption("Your picks are in the **Music** tab, under *Your picks*.")
 
 
+@st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
+def _stored_report(dataset: str, checksum: str, profile: str, version: str) -> dict[str, Any]:
+    """The stored history matched to a dataset, once per (dataset version, history version): a rerun of the
+    page does not match every play again."""
+    return stored_report(profiles.store(), bundle_for(dataset), profile)
+
+
 def _stored_panel(datasets: list[str]) -> None:
     """What this profile has imported so far, matched to a dataset, with a way to remove it."""
     profile = profiles.known()
@@ -116,7 +123,8 @@ def _stored_panel(datasets: list[str]) -> None:
         dataset = st.selectbox("Show how it matches", datasets, key=f"{KEY}_match_dataset")
         bundle = _bundle(dataset)
         if bundle is not None:
-            _match_table(stored_report(profiles.store(), bundle, profile))
+            _match_table(_stored_report(dataset, bundle.manifest.get("dataset_checksum", ""), profile,
+                                        summary["version"]))
     with st.expander("Remove my imported history"):
         if st.button("Remove all imported plays", key=f"{KEY}_remove", type="primary"):
             gone = profiles.write(lambda db, key: db.forget_plays(key))

@@ -64,8 +64,7 @@ def _profile_picks(dataset: str, stamp: float, likes: tuple[str, ...], dislikes:
     """Picks folded in from a profile's likes and imported plays; keyed on the likes themselves and on the
     history's version, so a click or an import changes them at once and nothing else is recomputed."""
     bundle = _bundle(dataset, stamp)
-    history = mf_feedback.history_match(profiles.store(), bundle, profile) \
-        if plays and mf_feedback.has_real_names(bundle) else None
+    history = mf_feedback.history_match(profiles.store(), bundle, profile) if plays else None
     return mf_feedback.picks_for_likes(bundle, list(likes), list(dislikes), n, list(genres) or None, history=history)
 
 
@@ -159,7 +158,8 @@ def render() -> None:
                f"{summary.get('items', 0):,} items, {summary.get('interactions', 0):,} interactions.")
 
     # with an imported history, "You" comes first: that is what the person came back for
-    modes = ([YOU] if _plays_version(profiles.known()) else []) + ["A listener in the data", "A new listener"]
+    plays = _plays_version(profiles.known())  # one look at the store per rerun
+    modes = ([YOU] if plays else []) + ["A listener in the data", "A new listener"]
     mode = st.radio("Who is listening?", modes, horizontal=True, key="music_mode", persist_state=PERSIST)
     n = st.slider("How many picks", 5, 30, 10, key="music_top", persist_state=PERSIST)
     user: str | None = None
@@ -169,12 +169,13 @@ def render() -> None:
         user = _render_listener(bundle, users, n, stamp, feedback)
     elif mode == "A new listener":
         _render_new_listener(bundle, n, stamp, feedback)
-    _render_profile(bundle, n, stamp, feedback)
+    _render_profile(bundle, n, stamp, feedback, plays)
     _render_evaluation(dataset)
     _render_up_next(bundle, user, feedback)
 
 
-def _render_profile(bundle: Bundle, n: int, stamp: float, feedback: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
+def _render_profile(bundle: Bundle, n: int, stamp: float, feedback: tuple[tuple[str, ...], tuple[str, ...]],
+                    plays: str = "") -> None:
     """Your picks: the active profile's likes folded into the trained model, and a search to like songs."""
     likes, dislikes = feedback
     st.markdown(f"**Your picks** (profile: {profiles.display_markdown()})")
@@ -188,7 +189,6 @@ def _render_profile(bundle: Bundle, n: int, stamp: float, feedback: tuple[tuple[
             st.caption(f"No song or artist matches {md_text(repr(query))}.")
     genres = tuple(st.session_state.get("music_genres") or ())
     profile = profiles.known()
-    plays = _plays_version(profile)
     mine = _profile_picks(bundle.dataset, stamp, likes, dislikes, n, genres, profile or "", plays)
     if plays and not mf_feedback.has_real_names(bundle):
         st.info(NO_REAL_NAMES)

@@ -44,8 +44,8 @@ class HistoryMatch:
     plays: np.ndarray  # counted plays per item (float, for the fold-in's confidence)
     report: dict[str, Any]
     played_by: dict[int, tuple[str, int]] = field(default_factory=dict)  # item → (artist as written, artist plays)
-    skipped: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # items only ever skipped
-    heard: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # every item of a played artist name
+    # every item heard: played, only ever skipped, or another listing of a played artist's name (never picked)
+    heard: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
     @property
     def empty(self) -> bool:
@@ -136,7 +136,7 @@ class Matcher:
         for i in list(heard):
             heard.update(self._aliases.get(normalize(self.index.names[i]), ()) if self.by_artist else ())
         return HistoryMatch(items, np.array([plays[i] for i in items], np.float64), report, played_by,
-                            np.array(sorted(skipped - set(plays)), np.int64), np.array(sorted(heard), np.int64))
+                            np.array(sorted(heard), np.int64))
 
 
 __all__ = ["HistoryMatch", "Matcher", "PlayRow", "UNMATCHED_SHOWN", "is_artist_catalogue"]

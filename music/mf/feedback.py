@@ -31,6 +31,7 @@ DEFAULT_GENRES = 5
 #: square root of that ratio) or "raw" (the model's own rule on the raw counts); chosen on validation
 #: listeners by ``bench/history_picks.py``.
 HISTORY_SCALE = "damped"
+SCALES = ("listener", "damped", "raw")
 
 
 def item_key(dataset: str, item: str) -> str:
@@ -91,9 +92,10 @@ def has_real_names(bundle: Bundle) -> bool:
     return bundle.dataset != "simulated"
 
 
-def history_match(store: FeedbackStore, bundle: Bundle, profile: str) -> HistoryMatch:
-    """The profile's imported plays matched to this dataset (an empty match without any)."""
-    return _matcher(bundle).match(store.play_counts(profile))
+def history_match(store: FeedbackStore, bundle: Bundle, profile: str) -> HistoryMatch | None:
+    """The profile's imported plays matched to this dataset (an empty match without any); None for a dataset
+    whose artists are invented, which no real history can match."""
+    return match_counts(bundle, store.play_counts(profile)) if has_real_names(bundle) else None
 
 
 def match_counts(bundle: Bundle, counts: Sequence[Any]) -> HistoryMatch:
@@ -101,26 +103,30 @@ def match_counts(bundle: Bundle, counts: Sequence[Any]) -> HistoryMatch:
     return _matcher(bundle).match(counts)
 
 
-def history_confidence(f: FoldInModel, plays: np.ndarray) -> np.ndarray | None:
+def history_confidence(f: FoldInModel, plays: np.ndarray, scale: str = "") -> np.ndarray | None:
     """Play counts as fold-in confidences around the like confidence chosen on validation listeners: the
     listener's median artist counts as much as one like, more played ones more (``HISTORY_SCALE``). Why relative
     to the listener: an export covers months and the training log years, so raw counts would make every personal
-    history look faint. ``None`` means "the model's own rule on raw counts" ("raw")."""
-    if HISTORY_SCALE == "raw" or len(plays) == 0:
+    history look faint. ``None`` means "the model's own rule on raw counts" ("raw"). ``scale`` defaults to the
+    chosen ``HISTORY_SCALE``."""
+    scale = scale or HISTORY_SCALE
+    if scale not in SCALES:
+        raise ValueError(f"The play-count scale is one of {', '.join(SCALES)}, not {scale!r}.")
+    if scale == "raw" or len(plays) == 0:
         return None
     relative = plays / max(float(np.median(plays)), 1.0)
-    if HISTORY_SCALE == "damped":
+    if scale == "damped":
         return f.confidence * np.sqrt(relative)
     return f.confidence + f.alpha * np.log(relative)  # "listener": the iALS log curve, shifted to the like's
 
 
 def _history_top(bundle: Bundle, history: HistoryMatch, liked: np.ndarray, banned: np.ndarray,
-                 n: int) -> list[Recommendation]:
+                 n: int, scale: str = "") -> list[Recommendation]:
     """Fold the played items (play counts as confidence) and liked items in; nothing played is picked."""
     f = _foldin(bundle)
     extra = np.setdiff1d(liked, history.items)
     items = np.concatenate([history.items, extra]).astype(np.int64)
-    confidence = history_confidence(f, history.plays)
+    confidence = history_confidence(f, history.plays, scale)
     if confidence is None:
         user = f.solve(items, np.concatenate([history.plays, np.full(len(extra), f.like_value)]))
     else:
@@ -155,10 +161,11 @@ def record(store: FeedbackStore, bundle: Bundle, profile: str, item: str, signal
 
 def picks_for_likes(bundle: Bundle, likes: Sequence[str], dislikes: Sequence[str] = (), n: int = 10,
                     genres: Sequence[str] | None = None, profile: str = "",
-                    history: HistoryMatch | None = None) -> ProfilePicks:
+                    history: HistoryMatch | None = None, scale: str = "") -> ProfilePicks:
     """Fold ``likes`` (item ids) and the matched ``history`` into the bundle's MF; ``dislikes``, liked and
     played items never appear.
 
+    ``scale``: how play counts become confidence (``history_confidence``; default the chosen one).
     Without a usable like or play: genre picks for ``genres`` (default: the catalogue's most common genres),
     dislikes removed.
     """
@@ -169,10 +176,10 @@ def picks_for_likes(bundle: Bundle, likes: Sequence[str], dislikes: Sequence[str
     report = history.report if history is not None else None
     if history is not None and not history.empty:
         keep = ~np.isin(history.items, banned)  # a disliked artist is not folded in, however often played
-        banned = np.union1d(np.union1d(banned, history.skipped), history.heard).astype(np.int64)
+        banned = np.union1d(banned, history.heard).astype(np.int64)
         history = HistoryMatch(history.items[keep], history.plays[keep], history.report, history.played_by)
         liked = c.items.indices(known).astype(np.int64) if known else np.empty(0, np.int64)
-        picks = _history_top(bundle, history, liked, banned, n)
+        picks = _history_top(bundle, history, liked, banned, n, scale)
         return ProfilePicks(profile, bundle.dataset, "history", picks, list(known), list(dislikes), ignored, report)
     if known:
         f = _foldin(bundle)
@@ -208,8 +215,7 @@ def profile_picks(store: FeedbackStore, bundle: Bundle, profile: str, n: int = 1
     """Picks for a stored profile: its current likes folded in, its dislikes filtered (see ``picks_for_likes``)."""
     likes = _items_of(store.likes(profile, TAB), bundle.dataset)
     dislikes = _items_of(store.dislikes(profile, TAB), bundle.dataset)
-    history = history_match(store, bundle, profile) if has_real_names(bundle) else None
-    return picks_for_likes(bundle, likes, dislikes, n, genres, profile, history)
+    return picks_for_likes(bundle, likes, dislikes, n, genres, profile, history_match(store, bundle, profile))
 
 
 __all__ = ["TAB", "ProfilePicks", "has_real_names", "history_match", "item_key", "match_counts", "record",
