@@ -3,7 +3,7 @@
 Why one module: every tab reports precision, recall, MAP, NDCG or hit rate, and a reviewer must be
 able to trust that "recall@10" means the same thing in every table. The definitions follow the
 usual information-retrieval ones (as in ``trec_eval``, ``ranx`` and ``torchmetrics.retrieval``) and
-are cross-checked against a maintained implementation in ``tests/test_core_metrics.py``:
+are cross-checked against a maintained implementation in ``tests/core/test_core_metrics.py``:
 
 - ``precision@k`` = relevant items in the top k / k;
 - ``recall@k`` = relevant items in the top k / all relevant items of the query;

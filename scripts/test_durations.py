@@ -6,9 +6,9 @@ small batches of files, one batch after the other, and merges each test's setup,
 outcome and the machine's load average around the batch) into one JSON that ``make readme-numbers`` turns into the
 table in docs/testing.md.
 
-    python scripts/test_durations.py tests/test_core_metrics.py tests/test_identity.py   # those files, one batch
-    python scripts/test_durations.py --batch 4 tests/test_*.py                            # the suite, 4 files a batch
-    python scripts/test_durations.py --marks tests/test_*.py         # only record each test's slow/browser marks
+    python scripts/test_durations.py tests/core/test_core_metrics.py tests/core/test_identity.py   # those files, one batch
+    python scripts/test_durations.py --batch 4 tests/*/test_*.py                            # the suite, 4 files a batch
+    python scripts/test_durations.py --marks tests/*/test_*.py         # only record each test's slow/browser marks
     python scripts/test_durations.py --tier "not slow" tests/        # time one `pytest -m EXPR` run as a whole
 
 A fixture's set-up is charged to the first test that uses it (a session-wide app server to the first browser test),
@@ -132,7 +132,7 @@ def update(result: Path, change: Callable[[dict], None]) -> None:
     data = json.loads(result.read_text()) if result.is_file() else {}
     data.setdefault("what", "each test's setup/call/teardown seconds, from `pytest --durations=0` run a few files "
                             "at a time, and the tier marks each test carries")
-    data.setdefault("command", "python scripts/test_durations.py --batch 4 tests/test_*.py")
+    data.setdefault("command", "python scripts/test_durations.py --batch 4 tests/*/test_*.py")
     data["cores"] = os.cpu_count()
     change(data)
     data["tests"] = dict(sorted(data.get("tests", {}).items()))

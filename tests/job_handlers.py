@@ -1,4 +1,4 @@
-"""Tiny job handlers for tests/test_core_jobs.py: counting, failing, crashing, and an atomic folder build.
+"""Tiny job handlers for tests/core/test_core_jobs.py: counting, failing, crashing, and an atomic folder build.
 
 Each writes its own process id to ``params["pid_file"]`` when given, so a test can check that a stopped
 job's process is really gone, and appends to ``params["ledger"]`` when given, so a test can count how
