@@ -18,9 +18,10 @@ export PYTHONPATH := $(CURDIR)
 
 .PHONY: run test test-fast setup system venv data heldout-photos models bench evaluate readme-numbers lint clean
 
-run: setup models
-	$(PY) -m streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) --server.headless true \
-		--browser.gatherUsageStats false
+# The app comes up first and the default models build beside it (scripts/serve.py): the banner above the tabs
+# shows the build, and each tab fills in as its model is ready. `make models` builds them without the app.
+run: setup
+	$(PY) scripts/serve.py --port $(PORT) --jobs $(MODEL_JOBS)
 
 test: setup heldout-photos
 	$(PY) -m pytest -q

@@ -135,6 +135,13 @@ st.caption(
     "and how well it does on held-out data."
 )
 
+try:  # while `make run` builds the default models beside the app (scripts/serve.py)
+    from ui.build_banner import render as build_banner
+
+    build_banner()
+except Exception:  # noqa: BLE001 - the banner is information; the tabs work without it
+    log.exception("the build banner failed")
+
 shown = list(TABS)
 try:
     from ui.profile import admin_tabs, render_picker

@@ -41,6 +41,31 @@ def healthy(port: int) -> bool:
         return False
 
 
+def _round(seconds: float | None) -> float | None:
+    return round(seconds, 1) if seconds is not None else None
+
+
+def _watch(proc: subprocess.Popen, log_path: Path, port: int, start: float,
+           timeout: float) -> tuple[float | None, float | None]:
+    """Seconds from `make run` to the app answering, and to the runner's "default models ready" line.
+
+    `make run` starts the app before building the models (scripts/serve.py), so the two moments differ: the
+    first is when a person can open the app, the second when every tab has its model.
+    """
+    healthy_at = ready_at = None
+    while time.monotonic() - start < timeout and proc.poll() is None:
+        now = time.monotonic() - start
+        if healthy_at is None and healthy(port):
+            healthy_at = now
+        if any(READY.match(line) for line in log_path.read_text(errors="replace").splitlines()):
+            ready_at = now
+            if healthy_at is None and healthy(port):
+                healthy_at = now
+            break
+        time.sleep(2)
+    return healthy_at, ready_at
+
+
 def parse_log(text: str) -> dict:
     """Per-step seconds and the models total from the build runner's lines."""
     steps, models = [], None
@@ -79,31 +104,26 @@ def main() -> int:
     with out_path.open("w") as out:
         proc = subprocess.Popen(["make", "run", f"PORT={args.port}"], cwd=clone, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
-        seconds, ok = None, False
-        while time.monotonic() - start < args.timeout:
-            if healthy(args.port):
-                seconds, ok = time.monotonic() - start, True
-                break
-            if proc.poll() is not None:
-                break
-            time.sleep(2)
+        healthy_at, ready_at = _watch(proc, out_path, args.port, start, args.timeout)
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
     text = out_path.read_text(errors="replace")
     parsed = parse_log(text)
+    ok = healthy_at is not None
     result = {
-        "commit": commit, "healthy": ok, "seconds_to_healthy": round(seconds, 1) if seconds else None,
-        "setup_and_app_start_seconds": round(seconds - parsed["models_seconds"], 1) if ok and parsed["models_seconds"] else None,
+        "commit": commit, "healthy": ok, "seconds_to_healthy": _round(healthy_at),
+        "seconds_to_models_ready": _round(ready_at),
         **parsed, "uv_cache": "warm" if args.warm_uv_cache else "empty", "pip_cache": "as found",
         "installer": "pip (uv unavailable)" if "installing with pip" in text else "uv",
-        "load_at_start": round(load, 2), "cpus": len(os.sched_getaffinity(0)), "bar_seconds": 480,
+        "load_at_start": round(load, 2), "cpus": len(os.sched_getaffinity(0)), "bar_seconds": 240,
     }
     if not ok:
         result["log_tail"] = text[-4000:]
     write_result(args.out, result)
-    log.info("app healthy after %s s; models %s s", result["seconds_to_healthy"], parsed["models_seconds"])
+    log.info("app healthy after %s s; every default model ready after %s s (the build itself %s s)",
+             result["seconds_to_healthy"], result["seconds_to_models_ready"], parsed["models_seconds"])
     shutil.rmtree(work, ignore_errors=True)
-    return 0 if ok else 1
+    return 0 if ok and ready_at is not None else 1
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import IO
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from core.build_status import STATUS_FILE, write_status  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,8 @@ def last_progress_line(path: Path, tail_bytes: int = 4096) -> str:
     except OSError:
         return ""
     parts = [_ANSI.sub("", p).strip() for p in re.split(r"[\r\n]", text)]
-    return next((p for p in reversed(parts) if p), "")
+    # a step that ends by printing JSON ends on "}": the line worth showing is the last one that says something
+    return next((p for p in reversed(parts) if p.strip("{}[](),") != ""), "")
 
 
 def log_tail(path: Path, lines: int = 30) -> str:
@@ -93,8 +96,12 @@ class Builder:
     """Runs the lanes, draws one status line per lane, and reports each step as it ends."""
 
     def __init__(self, lanes: dict[str, tuple[Step, ...]], *, jobs: int, log_dir: Path, python: str,
-                 out: IO[str] = sys.stdout, live: bool | None = None) -> None:
+                 out: IO[str] = sys.stdout, live: bool | None = None, status: Path | None = None) -> None:
         self.lanes = [Lane(name, list(steps)) for name, steps in lanes.items()]
+        self.plan = [(name, step.name) for name, steps in lanes.items() for step in steps]
+        self.status = status
+        self._status_at = 0.0
+        self._began = time.time()
         self.jobs = max(1, jobs)
         self.threads = max(1, len(os.sched_getaffinity(0)) // min(self.jobs, len(self.lanes)))
         self.log_dir = log_dir
@@ -115,6 +122,7 @@ class Builder:
         lane.proc = subprocess.Popen([self.python, *lane.step.args], stdout=lane.log, stderr=subprocess.STDOUT,
                                      env=self._env(), cwd=ROOT)
         lane.started = time.monotonic()
+        self._write_status()
         self._say(f"[{lane.name}] {lane.step.name}: started ({' '.join(lane.step.args)})")
 
     def _say(self, message: str) -> None:
@@ -144,6 +152,28 @@ class Builder:
         self.out.flush()
         self._drawn = len(rows)
 
+    def _write_status(self, state: str = "running", every: float = 0.0) -> None:
+        """Each step's state for the app's banner (core.build_status); at most once per ``every`` seconds."""
+        if self.status is None or time.monotonic() - self._status_at < every:
+            return
+        self._status_at = time.monotonic()
+        by_lane = {lane.name: lane for lane in self.lanes}
+        steps = []
+        for lane_name, step in self.plan:
+            lane = by_lane[lane_name]
+            done = dict(lane.done)
+            if step in done:
+                row = {"state": "done", "seconds": round(done[step], 1)}
+            elif lane.failed and lane.failed.name == step:
+                row = {"state": "failed"}
+            elif lane.step is not None and lane.step.name == step:
+                row = {"state": "running", "seconds": round(time.monotonic() - lane.started, 1),
+                       "progress": last_progress_line(self.log_dir / f"{step}.log")[:120]}
+            else:
+                row = {"state": "queued"}
+            steps.append({"name": step, "lane": lane_name, **row})
+        write_status(self.status, state=state, steps=steps, started=self._began)
+
     def _finish(self, lane: Lane, code: int) -> None:
         seconds = time.monotonic() - lane.started
         lane.log.close()
@@ -157,6 +187,7 @@ class Builder:
             self._say(f"[{lane.name}] {lane.step.name}: FAILED (exit {code}) after {seconds:.0f} s; "
                       f"end of {path}:\n{log_tail(path)}")
         lane.proc, lane.step, lane.log = None, None, None
+        self._write_status()
 
     def run(self, poll: float = 0.5, heartbeat: float = 30.0) -> int:
         """Build everything; 0 when every step succeeded."""
@@ -176,6 +207,7 @@ class Builder:
                     code = lane.proc.poll()
                     if code is not None:
                         self._finish(lane, code)
+                self._write_status(every=3.0)
                 if self.live:
                     self._draw()
                 elif time.monotonic() - last_beat >= heartbeat:
@@ -190,11 +222,13 @@ class Builder:
                 if lane.proc is not None:
                     lane.proc.terminate()
                     lane.proc.wait()
+            self._write_status("interrupted")
             self._say("interrupted: steps that finished keep their models; run again to resume")
             return 130
         self._clear()
         failed = [lane.failed.name for lane in self.lanes if lane.failed]
         total = time.monotonic() - began
+        self._write_status("failed" if failed else "done")
         if failed:
             print(f"model build failed at {', '.join(failed)} after {total:.0f} s (logs in {self.log_dir})",
                   file=self.out, flush=True)
@@ -210,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the plan as JSON and build nothing")
     args = parser.parse_args(argv)
     models = Path(os.environ.get("RECS_MODELS_DIR", ROOT / "models"))
-    builder = Builder(LANES, jobs=args.jobs, log_dir=models / "build-logs", python=sys.executable)
+    builder = Builder(LANES, jobs=args.jobs, log_dir=models / "build-logs", python=sys.executable,
+                      status=models / STATUS_FILE)
     if args.dry_run:
         print(json.dumps({"jobs": builder.jobs, "threads": builder.threads,
                           "lanes": {lane: [list(s.args) for s in steps] for lane, steps in LANES.items()}}))

@@ -366,15 +366,24 @@ def render_app_load(result: dict, name: str) -> str:
 
 
 def render_first_run(result: dict, name: str) -> str:
-    """The first `make run` of a fresh clone: each model step by lane, and the time until the app answers."""
+    """The first `make run` of a fresh clone: when the app answers, each model step by lane, and when all are ready.
+
+    Older runs built every model before starting the app (no ``seconds_to_models_ready``): then the app answered
+    only after the build, and the table says so.
+    """
     steps = need(result, "steps")
+    bar = result.get("bar_seconds", 240)
+    healthy = result.get("seconds_to_healthy")
+    verdict = "met" if healthy is not None and healthy <= bar else "not met"
+    ready = result.get("seconds_to_models_ready")
     rows = [[s["lane"], f"`{s['step']}`", f"{s['seconds']} s"] for s in steps]
     rows.append(["both lanes side by side", "**all default models**", f"**{result.get('models_seconds')} s**"])
-    rows.append(["", "set-up (venv, Debian check, datasets) and app start",
-                 f"{fmt(result.get('setup_and_app_start_seconds'), 0)} s"])
-    total = result.get("seconds_to_healthy")
-    verdict = "met" if total is not None and total <= result.get("bar_seconds", 480) else "not met"
-    rows.append(["", "**to a healthy app**", f"**{fmt(total, 0)} s** (bar {result.get('bar_seconds', 480)} s: {verdict})"])
+    if ready is None:  # the app started after the build
+        rows.append(["", "**to a healthy app** (after the build)", f"**{fmt(healthy, 0)} s** (bar {bar} s: {verdict})"])
+    else:
+        rows.insert(0, ["", "**to a healthy app** (set-up, then the app; the build starts beside it)",
+                        f"**{fmt(healthy, 0)} s** (bar {bar} s: {verdict})"])
+        rows.append(["", "**to every tab with its model**", f"**{fmt(ready, 0)} s**"])
     note = (f"Commit {str(result.get('commit'))[:10]}, {result.get('cpus')} cores, load {result.get('load_at_start')} "
             f"at start; wheels installed with {result.get('installer')}, uv cache {result.get('uv_cache')}, "
             f"pip cache {result.get('pip_cache')}.")

@@ -116,3 +116,55 @@ def test_first_run_benchmark_reads_the_runners_report(tmp_path):
     assert sorted((s["lane"], s["step"]) for s in parsed["steps"]) == [("images", "fashion-mnist"),
                                                                        ("training", "hashtag")]
     assert parsed["models_seconds"] is not None
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_run_starts_the_app_first_and_builds_beside_it():
+    out = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(ROOT), "run", "PORT=8599"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "scripts/serve.py --port 8599" in out
+    assert "build_models.py" not in out  # the models are built by serve.py after the app answers, not before
+
+
+def test_the_runner_writes_each_steps_state_for_the_app(tmp_path):
+    """The app's banner reads this file: queued → running (with its progress line) → done, and the build's end."""
+    from core.build_status import read_status, summary
+
+    status = tmp_path / "build-status.json"
+    seen = tmp_path / "seen.txt"
+    peek = f"import shutil; shutil.copy({str(status)!r}, {str(seen)!r})"
+    lanes = {"a": (_step("first", BAR), _step("second", peek))}
+    code = build_models.Builder(lanes, jobs=1, log_dir=tmp_path / "logs", python=sys.executable, out=io.StringIO(),
+                                live=False, status=status).run(poll=0.02)
+    assert code == 0
+    during = json.loads(seen.read_text())  # what the app saw while the second step ran
+    assert during["state"] == "running"
+    assert [(s["name"], s["state"]) for s in during["steps"]] == [("first", "done"), ("second", "running")]
+    final = read_status(tmp_path)
+    assert final["state"] == "done" and {s["state"] for s in final["steps"]} == {"done"}
+    assert summary(final) == "2 of 2 default models ready"
+
+
+def test_a_failed_or_abandoned_build_reads_as_stopped(tmp_path):
+    from core.build_status import read_status, write_status
+
+    lanes = {"a": (_step("broken", "import sys; sys.exit(2)"), _step("never", "pass"))}
+    build_models.Builder(lanes, jobs=1, log_dir=tmp_path / "logs", python=sys.executable, out=io.StringIO(),
+                         live=False, status=tmp_path / "build-status.json").run(poll=0.02)
+    failed = read_status(tmp_path)
+    assert failed["state"] == "failed"
+    assert [(s["name"], s["state"]) for s in failed["steps"]] == [("broken", "failed"), ("never", "queued")]
+    # a runner that died mid-build (its pid is gone) is not shown as still building
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    write_status(tmp_path / "build-status.json", state="running", steps=failed["steps"], started=0.0)
+    status = json.loads((tmp_path / "build-status.json").read_text())
+    status["pid"] = dead.pid
+    (tmp_path / "build-status.json").write_text(json.dumps(status))
+    assert read_status(tmp_path)["state"] == "interrupted"
+
+
+def test_a_step_ending_in_json_reports_a_line_that_says_something(tmp_path):
+    log = tmp_path / "x.log"
+    log.write_text('encoded 70000 images\n{\n  "items": 70000\n}\n')
+    assert build_models.last_progress_line(log) == '"items": 70000'
