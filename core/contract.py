@@ -168,25 +168,30 @@ def source_of(name: str, kind: str, path: Optional[Path], label: str = "", versi
 
 
 class Handles:
-    """Opened handles keyed on (name, version): each opened once, under a lock, even when callers ask together.
+    """Opened handles, one per name at its current version: each opened once, under a lock, even when callers
+    ask together.
 
-    A rebuilt artifact has a new version and so a new handle; the old one is dropped when more than ``keep``
-    versions are held (a long-running app would otherwise keep every retrain in memory).
+    A rebuilt artifact has a new version and so a new handle; opening it releases the older version's handle
+    (a 70,000-item index or a retrained model would otherwise stay in memory beside the new one), and more
+    than ``keep`` names push out the least recently opened.
     """
 
     def __init__(self, keep: int = 4) -> None:
         self._lock = threading.Lock()
-        self._values: dict[Hashable, LazyValue[Any]] = {}
+        self._values: dict[Hashable, tuple[Hashable, LazyValue[Any]]] = {}
         self._keep = keep
 
-    def get(self, key: Hashable, factory: Callable[[], Any]) -> Any:
+    def get(self, name: Hashable, version: Hashable, factory: Callable[[], Any]) -> Any:
         with self._lock:
-            lazy = self._values.get(key)
-            if lazy is None:
-                lazy = self._values[key] = LazyValue(factory)
-                while len(self._values) > self._keep:
-                    self._values.pop(next(iter(self._values)))
-        return lazy.get()
+            held = self._values.pop(name, None)
+            if held is None or held[0] != version:
+                if held is not None:
+                    log.info("releasing %s version %s (now %s)", name, held[0], version)
+                held = (version, LazyValue(factory))
+            self._values[name] = held  # re-inserted: the most recently opened is last
+            while len(self._values) > self._keep:
+                self._values.pop(next(iter(self._values)))
+        return held[1].get()
 
 
 def read_results(path: Path) -> Optional[dict[str, Any]]:

@@ -173,7 +173,7 @@ def open(name: str) -> "FashionIndex | BuiltCatalog":  # noqa: A001 - the contra
     version = index_version(name)
     if version is None:
         raise ArtifactError(f"The {name} index has not been built yet (`python -m fashion index --catalog {name}`).")
-    return _HANDLES.get((name, version), lambda: open_index(name))
+    return _HANDLES.get(str(index_stem(catalog_key(name))), version, lambda: open_index(name))
 
 
 def query(handle: Any, request: Request, person: Optional[Person] = None) -> Answer:

@@ -600,7 +600,7 @@ def open(name: str) -> HashtagService:  # noqa: A001 - the contract's name for "
     version = checkpoint_version(name)
     if version is None:
         raise ArtifactError(f"No trained hashtag model for {name}; train it with `{TRAIN_HINT}`.")
-    return _HANDLES.get((str(name), version), lambda: HashtagService(name))
+    return _HANDLES.get(str(Path(name).resolve()), version, lambda: HashtagService(name))
 
 
 def query(handle: HashtagService, request: Request, person: Optional[Person] = None) -> Answer:

@@ -216,7 +216,7 @@ def open(name: str) -> "SearchService | BuiltCatalog":  # noqa: A001 - the contr
         if name in own_catalog_names():
             return own_catalog(name)
         raise ArtifactError(f"No product index {name!r}; build it with `python -m multimodal index`.")
-    return _HANDLES.get((name, version), lambda: SearchService.load(name))
+    return _HANDLES.get(str(index_dir() / name), version, lambda: SearchService.load(name))
 
 
 def query(handle: Any, request: Request, person: Optional[Person] = None) -> Answer:

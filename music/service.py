@@ -80,9 +80,10 @@ def open(name: str) -> "Bundle | NextBundle":  # noqa: A001 - the contract's nam
         raise ArtifactError(f"No trained music model {name!r}; train it with "
                             + (f"`{NEXT_HINT.format(dataset=name[len(NEXT):])}`." if name.startswith(NEXT)
                                else f"`python -m music train --dataset {name}`."))
+    key = str(_manifest_path(name))
     if name.startswith(NEXT):
-        return _HANDLES.get((name, version), lambda: NextBundle(name[len(NEXT):]))
-    return _HANDLES.get((name, version), lambda: load_bundle(name))
+        return _HANDLES.get(key, version, lambda: NextBundle(name[len(NEXT):]))
+    return _HANDLES.get(key, version, lambda: load_bundle(name))
 
 
 def profile_feedback(person: Optional[Person], dataset: str) -> "tuple[list[str], list[str]]":
