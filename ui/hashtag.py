@@ -17,7 +17,7 @@ from PIL import Image
 from core.contract import Person, Request
 from core.images import letterbox
 from hashtag import service as hashtags
-from hashtag.service import CONCEPT_LIMITS, SOURCE_LABELS, hashtag_line, typed_tags  # noqa: F401 - tests use them here
+from hashtag.service import CONCEPT_LIMITS, SOURCE_LABELS, hashtag_line, typed_tags
 from ui import model_card
 from ui import profile as profiles
 from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, show_error,

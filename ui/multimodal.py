@@ -18,7 +18,7 @@ from core.artifacts import ArtifactError
 from core.contract import Person, Request
 from core.images import ImageError
 from multimodal import service as products
-from multimodal.service import CatalogError, Result, index_dir, own_catalog, own_catalog_names, own_version
+from multimodal.service import CatalogError, Result, index_dir, own_catalog, own_version
 from multimodal.service import feedback as mm_feedback
 from ui import catalog_view, model_card
 from ui import profile as profiles
@@ -210,7 +210,7 @@ def _grid(results: list[Result], service: Any, feedback: Feedback = ((), ()), sa
                 parts = [f"score {r.score:.3f}"]
                 if r.text_score is not None and r.image_score is not None:
                     parts.append(f"text {r.text_score:.2f} · image {r.image_score:.2f}")
-                st.caption(f"{md_text(r.category)} · " + " · ".join(parts))
+                st.caption(f"{md_text(r.category)} · " + " · ".join(parts), help=md_text(products.explain(service, r)))
                 st.button("More like this", key=f"{KEY}_more_{r.id}", on_click=_set_like, args=(r.id,))
                 _item_buttons(service, r.id, feedback, r.id in saved, f"{KEY}_fb")
 
@@ -237,16 +237,17 @@ def render() -> None:
     """The "Product search" tab."""
     st.subheader("Multimodal product search")
     st.caption("Search by words, by a photo, or both. Each result offers “more like this”.")
-    names, own = products.index_names(), own_catalog_names()
-    if not names and not own:
+    sources = products.sources()
+    names = [s.name for s in sources if s.kind == "index"]
+    own = [s.name for s in sources if s.kind == "own catalog"]
+    if not sources:
         st.warning("No product index yet. Build it with `python -m multimodal index` (what `make run` does), "
                    "or add your own catalog on the Data tab.")
         _build_button("tuxpaint")
         return
-    choices = names + [n for n in own if n not in names]
-    name = choices[0] if len(choices) == 1 and not own else st.selectbox(
-        "Catalog", choices, key=f"{KEY}_catalog", persist_state=PERSIST,
-        format_func=lambda n: f"{n} (your catalog)" if n in own and n not in names else n)
+    name = names[0] if len(sources) == 1 and not own else st.selectbox(
+        "Catalog", names + own, key=f"{KEY}_catalog", persist_state=PERSIST,
+        format_func=lambda n: f"{n} (your catalog)" if n in own else n)
     if name not in names:
         _own_catalog(name)
         return
