@@ -174,7 +174,7 @@ def render() -> None:
     st.write(
         "Upload a garment photo, or pick a catalog item, and get the most visually similar catalog items."
     )
-    names = service.catalog_names()
+    names = [s.name for s in service.sources()]
     choice = st.selectbox("Catalog", names, format_func=lambda n: CATALOG_LABELS.get(n, f"{n} (your catalog)"),
                           key="fashion_catalog", persist_state=PERSIST)
     if service.is_own(choice):
