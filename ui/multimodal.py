@@ -233,10 +233,9 @@ def _build_button(name: str) -> None:
             st.rerun()
 
 
-def render() -> None:
-    """The "Product search" tab."""
-    st.subheader("Multimodal product search")
-    st.caption("Search by words, by a photo, or both. Each result offers “more like this”.")
+def _pick_catalog() -> Optional[str]:
+    """The built index to search (the service's sources), or None when there is none or an own catalog was
+    chosen (drawn here by the shared catalog view)."""
     sources = products.sources()
     names = [s.name for s in sources if s.kind == "index"]
     own = [s.name for s in sources if s.kind == "own catalog"]
@@ -244,12 +243,22 @@ def render() -> None:
         st.warning("No product index yet. Build it with `python -m multimodal index` (what `make run` does), "
                    "or add your own catalog on the Data tab.")
         _build_button("tuxpaint")
-        return
+        return None
     name = names[0] if len(sources) == 1 and not own else st.selectbox(
         "Catalog", names + own, key=f"{KEY}_catalog", persist_state=PERSIST,
         format_func=lambda n: f"{n} (your catalog)" if n in own else n)
     if name not in names:
         _own_catalog(name)
+        return None
+    return name
+
+
+def render() -> None:
+    """The "Product search" tab."""
+    st.subheader("Multimodal product search")
+    st.caption("Search by words, by a photo, or both. Each result offers “more like this”.")
+    name = _pick_catalog()
+    if name is None:
         return
     try:
         version = products.index_version(name)
