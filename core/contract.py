@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Hashable, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
+from core import metrics
 from core.artifacts import ArtifactError, read_json
 from core.locks import LazyValue
 
@@ -161,6 +162,11 @@ def built_date(version: Optional[float]) -> Optional[str]:
     return datetime.fromtimestamp(version, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def count(value: Any) -> str:
+    """A count for a card ("70,000"), or "?" when the manifest does not say."""
+    return f"{value:,}" if isinstance(value, int) else "?"
+
+
 def source_of(name: str, kind: str, path: Optional[Path], label: str = "", version: Optional[float] = None) -> Source:
     """A ``Source`` whose version is ``path``'s modification time (or ``version`` when given)."""
     version = version if version is not None else (file_version(path) if path is not None else None)
@@ -194,6 +200,12 @@ class Handles:
         return held[1].get()
 
 
+def committed(name: str) -> Path:
+    """``<results folder>/<name>.json``: an evaluation the repository carries (``bench/results/``, or
+    ``RECS_RESULTS_DIR``), read at call time so a redirected results folder is followed."""
+    return Path(metrics.RESULTS_DIR) / f"{name}.json"
+
+
 def read_results(path: Path) -> Optional[dict[str, Any]]:
     """An evaluation JSON, or None when it is absent or unreadable (a card then says "not measured")."""
     if not path.is_file():
@@ -217,8 +229,8 @@ def interval_of(row: Mapping[str, Any], name: str, intervals: Optional[Mapping[s
 
 
 def metrics_of(rows: Mapping[str, Any], wanted: Sequence[tuple[str, str]],
-               intervals: Optional[Mapping[str, Any]] = None, n_keys: Sequence[str] = ("queries", "n", "images", "users")
-               ) -> tuple[Metric, ...]:
+               intervals: Optional[Mapping[str, Any]] = None,
+               n_keys: Sequence[str] = ("queries", "n", "images", "users")) -> tuple[Metric, ...]:
     """The ``(method, metric)`` pairs of ``wanted`` that the results hold with an interval, in that order.
 
     A number without an interval is left out: a card shows measured quality only with its uncertainty.

@@ -13,13 +13,12 @@ import numpy as np
 
 from core.artifacts import ArtifactError, read_json
 from core.catalog import store as own_catalogs
-from core.contract import (Answer, Handles, ModelCard, Person, Request, Source, built_date, file_version, metrics_of,
-                           read_results, source_of)
+from core.contract import (Answer, Handles, ModelCard, Person, Request, Source, built_date, committed, count,
+                           file_version, metrics_of, read_results, source_of)
 from core.catalog.sources import CatalogError
 from core.catalog.store import BuiltCatalog
 from core.images import ImageSource
 from fashion import feedback  # noqa: F401 - the tab's likes and re-ranking, reached through this service
-from core.metrics import RESULTS_DIR
 from core.progress import ProgressFn
 from core.search import Hit
 from fashion.data import CATALOGS, Catalog, catalog_key, load_catalog
@@ -31,8 +30,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["BuiltCatalog", "Catalog", "CatalogError", "catalog_key", "feedback", "FashionIndex", "Hit", "build",
            "build_jobs", "catalog", "catalog_look", "catalog_names", "queue_build",
-           "index_version", "is_built_catalog", "is_own", "open_index", "own_catalog", "own_version", "saved_evaluation",
-           "search_upload", "similar_items",
+           "index_version", "is_built_catalog", "is_own", "open_index", "own_catalog", "own_version",
+           "saved_evaluation", "search_upload", "similar_items",
            # the contract every tab's service offers (core.contract)
            "sources", "open", "query", "record_feedback", "explain", "card"]
 
@@ -222,9 +221,10 @@ def card(name: str) -> ModelCard:
     ``python -m fashion evaluate`` (the artifact's own, else the committed ``bench/results/fashion_evaluate.json``)."""
     if is_own(name):
         version = own_version(name)
-        return ModelCard(name, "EfficientNet-Lite0 image vectors (ImageNet weights), exact cosine search", 
+        unmeasured = "Own catalogs have no labelled queries, so their search is not measured."
+        return ModelCard(name, "EfficientNet-Lite0 image vectors (ImageNet weights), exact cosine search",
                          f"{name}: photos someone added on the Data page", version, built_date(version), (), "",
-                         limits=LIMITS[:1] + ("Own catalogs have no labelled queries, so their search is not measured.",))
+                         limits=LIMITS[:1] + (unmeasured,))
     path = index_stem(catalog_key(name)).with_suffix(".json")
     manifest = read_results(path) or {}
     enc = manifest.get("encoder", {})
@@ -232,7 +232,7 @@ def card(name: str) -> ModelCard:
              f"{enc.get('pooling', 'max')} pool)"
              + (", projection learned on the train labels" if manifest.get("projection") else "")
              + ", exact cosine nearest neighbours")
-    data = f"{name}: {manifest.get('items', '?'):,} items" if manifest else f"{name} (index not built)"
+    data = f"{name}: {count(manifest.get('items'))} items" if manifest else f"{name} (index not built)"
     wanted = [("model", "precision@10"), ("model", "map@10"), ("pixel_knn", "precision@10"),
               ("photo:catalog_look", "precision@10")]
     results_path, metrics = "", ()
@@ -251,5 +251,5 @@ def _evaluations(name: str) -> "list[tuple[Any, dict[str, Any]]]":
     """The evaluations that measured ``name`` (only Fashion-MNIST is measured), the artifact's before the committed."""
     if name != "fashion-mnist":
         return []
-    found = [(path, read_results(path)) for path in (evaluation_path(), RESULTS_DIR / "fashion_evaluate.json")]
+    found = [(path, read_results(path)) for path in (evaluation_path(), committed("fashion_evaluate"))]
     return [(path, data) for path, data in found if data and "results" in data]

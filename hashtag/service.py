@@ -16,12 +16,11 @@ from typing import Any, Optional
 import numpy as np
 
 from core.artifacts import ArtifactError, read_json, write_json
-from core.contract import (Answer, Handles, Metric, ModelCard, Person, Request, Source, built_date, metrics_of,
-                           read_results, source_of)
+from core.contract import (Answer, Handles, Metric, ModelCard, Person, Request, Source, built_date, committed,
+                           metrics_of, read_results, source_of)
 from core.datasets import DataUnavailable
 from core.images import ImageSource, load_image
 from core.locks import LazyValue
-from core.metrics import RESULTS_DIR
 from hashtag.concepts import (CANDIDATES, FUSION, FUSION_SIMILARITY, ConceptTagger, FusionRule, acceptable_tags,
                               fuse_all, load_photo_set, photo_grids)
 from hashtag.data import DEFAULT_DATASET, HashtagDataset, Vocab, grid_cache, load_dataset
@@ -679,12 +678,11 @@ def _evaluations(root: Path) -> "list[tuple[Path, dict[str, Any]]]":
     own = read_results(served_dir(root) / "evaluate.json")
     if own and "results" in own:
         out.append((served_dir(root) / "evaluate.json", own))
-    committed_path = RESULTS_DIR / "hashtag_evaluate.json"
-    committed = read_results(committed_path)
-    if committed:
-        out.append((committed_path, {"results": {m: committed[m] for m in EVALUATED if m in committed},
-                                     "real_photos": committed.get("real_photos"),
-                                     "real_photos_check": committed.get("real_photos_check")}))
+    path = committed("hashtag_evaluate")
+    flat = read_results(path)  # the committed file keeps the methods at the top level
+    if flat:
+        out.append((path, {"results": {m: flat[m] for m in EVALUATED if m in flat},
+                           "real_photos": flat.get("real_photos"), "real_photos_check": flat.get("real_photos_check")}))
     return out
 
 

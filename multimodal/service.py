@@ -16,8 +16,8 @@ from core.artifacts import ArtifactError, read_json
 from core.catalog import store as own_catalogs
 from core.catalog.sources import CatalogError  # noqa: F401 - the Product search tab catches it from here
 from core.catalog.store import BuiltCatalog
-from core.contract import (Answer, Handles, ModelCard, Person, Request, Source, built_date, file_version, metrics_of,
-                           read_results, source_of, without)
+from core.contract import (Answer, Handles, ModelCard, Person, Request, Source, built_date, committed,
+                           file_version, metrics_of, read_results, source_of, without)
 from core.images import ImageError, ImageSource, load_image
 from core.metrics import RESULTS_DIR
 from multimodal import feedback  # noqa: F401 - the tab's likes and re-ranking, reached through this service
@@ -206,7 +206,8 @@ def sources() -> list[Source]:
     """Built product indexes, then catalogs people built on the Data page (searched by words, photo or both)."""
     built = index_names()
     return ([source_of(n, "index", index_dir() / f"{n}.json") for n in built]
-            + [source_of(n, "own catalog", None, version=own_version(n)) for n in own_catalog_names() if n not in built])
+            + [source_of(n, "own catalog", None, version=own_version(n))
+               for n in own_catalog_names() if n not in built])
 
 
 def open(name: str) -> "SearchService | BuiltCatalog":  # noqa: A001 - the contract's name for "give me one"
@@ -294,6 +295,6 @@ def card(name: str) -> ModelCard:
 def _evaluations(name: str) -> "list[tuple[Path, dict[str, Any]]]":
     """The evaluations of this catalog, the index's own report before the committed result."""
     own = index_dir() / f"{name}-evaluation.json"
-    found = [(path, read_results(path)) for path in (own, RESULTS_DIR / "multimodal_evaluate.json")]
+    found = [(path, read_results(path)) for path in (own, committed("multimodal_evaluate"))]
     return [(path, data) for path, data in found
             if data and "methods" in data and (path == own or data.get("catalog") == name)]

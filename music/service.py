@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from core.artifacts import ArtifactError
-from core.contract import (Answer, Handles, Metric, ModelCard, Person, Request, Source, built_date, file_version,
-                           metrics_of, read_results, source_of, without)
-from core.metrics import RESULTS_DIR
+from core.contract import (Answer, Handles, Metric, ModelCard, Person, Request, Source, built_date, committed, count,
+                           file_version, metrics_of, read_results, source_of, without)
 from music import jobs as logs  # noqa: F401 - service logs → datasets (the Data page's "Listening logs")
 from music.data import LABELS
 from music.history import HistoryError
@@ -158,27 +157,29 @@ def card(name: str) -> ModelCard:
     version = bundle_version(name)
     manifest = read_results(_manifest_path(name)) or {}
     summary = manifest.get("summary", {})
-    path, results = _first_results([results_path(name), RESULTS_DIR / f"music_evaluate_{name}.json"])
+    path, results = _first_results([results_path(name), committed(f"music_evaluate_{name}")])
     summary = summary or (results or {}).get("summary", {})
     models = manifest.get("models") or ["mf", "genre", "popularity"]
     params = manifest.get("mf_params", {})
-    model = (f"matrix factorisation ({params.get('mode', 'MF')}, {params.get('dim', '?')} factors, Keras) with "
-             f"{', '.join(m for m in models if m != 'mf')} fallbacks")
-    data = (f"{LABELS.get(name, name)}: {summary.get('users', '?'):,} listeners, {summary.get('items', '?'):,} items, "
-            f"{summary.get('interactions', '?'):,} interactions" if summary else LABELS.get(name, name))
+    detail = f" ({params.get('mode', 'MF')}, {params.get('dim')} factors)" if params.get("dim") else ""
+    model = (f"matrix factorisation{detail} in Keras, with {', '.join(m for m in models if m != 'mf')} "
+             "fallbacks")
+    data = (f"{LABELS.get(name, name)}: {count(summary.get('users'))} listeners, {count(summary.get('items'))} items, "
+            f"{count(summary.get('interactions'))} interactions" if summary else LABELS.get(name, name))
     wanted = [(m, metric) for metric in ("ndcg@10", "hr@10", "rmse", "mae")
               for m in ("mf", "implicit_als", "spark_als", "popularity", "surprise_svd", "global_mean")]
     metrics = metrics_of((results or {}).get("methods", {}), wanted, n_keys=("users", "n"))
     return ModelCard(name, model, data, version, built_date(version), metrics, str(path) if metrics else "",
                      protocol=str((results or {}).get("protocol", "")) if metrics else "",
-                     limits=LIMITS, command=str((results or {}).get("command", f"python -m music evaluate --dataset {name} --json")))
+                     limits=LIMITS,
+                     command=str((results or {}).get("command", f"python -m music evaluate --dataset {name} --json")))
 
 
 def _next_card(name: str) -> ModelCard:
     """"Up next": the CNN chosen on validation against the best baseline, as a test HR@10 ratio per split."""
     dataset = name[len(NEXT):]
     version = bundle_version(name)
-    path, results = _first_results([next_results_path(dataset), RESULTS_DIR / f"music_evaluate_next_{dataset}.json"])
+    path, results = _first_results([next_results_path(dataset), committed(f"music_evaluate_next_{dataset}")])
     metrics = []
     for split, run in ((results or {}).get("splits") or {}).items():
         head = run.get("headline") or {}
@@ -191,8 +192,10 @@ def _next_card(name: str) -> ModelCard:
                      f"{LABELS.get(dataset, dataset)}: listening sequences in time order", version, built_date(version),
                      tuple(metrics), str(path) if metrics else "",
                      protocol=str((results or {}).get("protocol", "")) if metrics else "",
-                     limits=("Next items follow the order of past listening; a listener's first plays have no sequence.",),
-                     command=str((results or {}).get("command", f"python -m music evaluate-next --dataset {dataset} --json")))
+                     limits=("Next items follow the order of past listening; a listener's first plays have no "
+                             "sequence.",),
+                     command=str((results or {}).get("command",
+                                                     f"python -m music evaluate-next --dataset {dataset} --json")))
 
 
 def _first_results(paths: "list[Path]") -> "tuple[Optional[Path], Optional[dict[str, Any]]]":

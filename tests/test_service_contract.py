@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from core.contract import CONTRACT, Handles, ModelCard, TabService, interval_of, metrics_of, without
-from core.metrics import RESULTS_DIR
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "bench" / "results"  # the committed evaluations
 
 TABS = ("hashtag", "music", "fashion", "multimodal")
 
@@ -33,6 +35,7 @@ def _shape(fn) -> list[tuple[str, object, object]]:
 @pytest.mark.parametrize("tab", TABS)
 def test_every_service_offers_the_contract_with_the_same_signatures(tab):
     service = _service(tab)
+    assert isinstance(service, TabService)  # the module itself satisfies the protocol
     for name in CONTRACT:
         fn = getattr(service, name, None)
         assert callable(fn), f"{tab}/service.py lacks {name}()"
@@ -60,11 +63,13 @@ CARDS = [("hashtag", None), ("fashion", "fashion-mnist"), ("multimodal", "tuxpai
 @pytest.fixture
 def no_artifact_evaluations(monkeypatch, tmp_path):
     """Point every artifact's own evaluation at an empty folder, so the cards read the committed results."""
+    import core.metrics
     import fashion.service
     import hashtag.service
     import multimodal.service
     import music.service
 
+    monkeypatch.setattr(core.metrics, "RESULTS_DIR", RESULTS_DIR)  # other tests redirect it for their runs
     monkeypatch.setattr(fashion.service, "evaluation_path", lambda: tmp_path / "evaluation.json")
     monkeypatch.setattr(hashtag.service, "served_dir", lambda root: tmp_path)
     monkeypatch.setattr(multimodal.service, "index_dir", lambda: tmp_path)
@@ -113,7 +118,8 @@ def test_a_card_without_evaluation_says_not_measured(no_artifact_evaluations):
 def test_metrics_need_an_interval_in_any_layout():
     rows = {"a": {"p": 0.5, "ci95": {"p": [0.4, 0.6]}, "queries": 10}, "b": {"p": 0.3, "p_ci95": [0.2, 0.4]},
             "c": {"p": 0.9}, "d": {"p": 0.7}}
-    found = metrics_of(rows, [("a", "p"), ("b", "p"), ("c", "p"), ("d", "p")], {"d": {"ci95": {"p": [0.6, 0.8]}, "n": 5}})
+    separate = {"d": {"ci95": {"p": [0.6, 0.8]}, "n": 5}}
+    found = metrics_of(rows, [("a", "p"), ("b", "p"), ("c", "p"), ("d", "p")], separate)
     assert [(m.method, m.low, m.high, m.n) for m in found] == [("a", 0.4, 0.6, 10), ("b", 0.2, 0.4, None),
                                                                 ("d", 0.6, 0.8, 5)]
     assert interval_of({"p": 1.0}, "p") is None
@@ -135,7 +141,8 @@ def test_handles_open_once_under_concurrent_callers_and_release_an_old_version()
         return factory
 
     got = []
-    threads = [threading.Thread(target=lambda: got.append(handles.get("index", 1, open_slowly("v1")))) for _ in range(4)]
+    threads = [threading.Thread(target=lambda: got.append(handles.get("index", 1, open_slowly("v1"))))
+               for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
