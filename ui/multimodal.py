@@ -55,7 +55,8 @@ def _search(name: str, version: float, text: Optional[str], digest: Optional[str
 
 @st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
 def _more_like_this(name: str, version: float, item: str, alpha: float, k: int,
-                    categories: Optional[tuple[str, ...]], feedback: Feedback = ((), ()), _profile: str = "") -> list[Result]:
+                    categories: Optional[tuple[str, ...]], feedback: Feedback = ((), ()),
+                    _profile: str = "") -> list[Result]:
     """Products like one product, minus the ones the profile disliked (the service never shows them again)."""
     request = Request(item=item, k=k, categories=categories or (), options={"alpha": alpha})
     return products.query(_service(name), request, Person(profiles.store(), _profile) if _profile else None).hits
