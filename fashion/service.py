@@ -13,6 +13,8 @@ import numpy as np
 
 from core.artifacts import ArtifactError, read_json
 from core.catalog import store as own_catalogs
+from core.contract import (Answer, Handles, ModelCard, Person, Request, Source, built_date, committed, count,
+                           file_version, metrics_of, read_results, source_of)
 from core.catalog.sources import CatalogError
 from core.catalog.store import BuiltCatalog
 from core.images import ImageSource
@@ -28,8 +30,10 @@ log = logging.getLogger(__name__)
 
 __all__ = ["BuiltCatalog", "Catalog", "CatalogError", "catalog_key", "feedback", "FashionIndex", "Hit", "build",
            "build_jobs", "catalog", "catalog_look", "catalog_names", "queue_build",
-           "index_stamp", "is_built_catalog", "is_own", "open_index", "own_catalog", "own_version", "saved_evaluation", "search_upload",
-           "similar_items"]
+           "index_version", "is_built_catalog", "is_own", "open_index", "own_catalog", "own_version",
+           "saved_evaluation", "search_upload", "similar_items",
+           # the contract every tab's service offers (core.contract)
+           "sources", "open", "query", "record_feedback", "explain", "card"]
 
 
 def catalog_names() -> list[str]:
@@ -65,10 +69,10 @@ def catalog(name: str) -> Catalog:
     return load_catalog(name)
 
 
-def index_stamp(name: str) -> Optional[float]:
-    """The built index's manifest modification time (a cache key that changes on rebuild), or None if unbuilt."""
-    path = index_stem(catalog_key(name)).with_suffix(".json")
-    return path.stat().st_mtime if path.is_file() else None
+def index_version(name: str) -> Optional[float]:
+    """The built index's version (its manifest's modification time: a cache key that changes on rebuild), or None
+    if unbuilt."""
+    return file_version(index_stem(catalog_key(name)).with_suffix(".json"))
 
 
 def build(name: str, progress: Optional[ProgressFn] = None) -> FashionIndex:
@@ -137,3 +141,115 @@ def saved_evaluation() -> Optional[dict[str, Any]]:
     except (ArtifactError, KeyError):
         log.warning("ignoring unreadable %s", path)
         return None
+
+
+# ----------------------------------------------------------------------------------------------
+# the contract every tab's service offers (core.contract)
+
+#: Opened indexes, one per (catalog, index version), shared by the app's sessions and the CLI.
+_HANDLES = Handles(keep=len(CATALOGS) + 2)
+
+#: What the tab's search cannot do, whatever its measured quality.
+LIMITS = (
+    "Similar means similar-looking (shape, texture, colour at the catalog's resolution), not the same product.",
+    "Fashion-MNIST is 28 px grey: colour, print and fine detail of an upload are lost before the search.",
+    "A photo that is not of a garment still gets the nearest garments; the tab warns but cannot refuse.",
+)
+
+
+def sources() -> list[Source]:
+    """The shipped catalogs (with their built index's version, None while unbuilt), then people's own catalogs."""
+    shipped = [source_of(n, "catalog", index_stem(catalog_key(n)).with_suffix(".json")) for n in CATALOGS]
+    own = [source_of(n, "own catalog", None, version=own_version(n)) for n in catalog_names() if is_own(n)]
+    return shipped + own
+
+
+def open(name: str) -> "FashionIndex | BuiltCatalog":  # noqa: A001 - the contract's name for "give me one"
+    """A shipped catalog's index or an own catalog, opened once per version; ``ArtifactError`` /
+    ``CatalogError`` when it is not built or cannot be used."""
+    if is_own(name):
+        return own_catalog(name)
+    version = index_version(name)
+    if version is None:
+        raise ArtifactError(f"The {name} index has not been built yet (`python -m fashion index --catalog {name}`).")
+    return _HANDLES.get(str(index_stem(catalog_key(name))), version, lambda: open_index(name))
+
+
+def query(handle: Any, request: Request, person: Optional[Person] = None) -> Answer:
+    """Items like ``request.image`` (an upload) or ``request.item`` (a catalog item), in ``request.categories``.
+
+    With a ``person`` who liked or disliked items of this catalog the results are re-ranked by that feedback
+    (and the note says so); dislikes are never shown. Without feedback it is the plain nearest-neighbour search.
+    """
+    categories = list(request.categories) or None
+    if isinstance(handle, BuiltCatalog):
+        hits = (handle.search(image=request.image, k=request.k, categories=categories) if request.image is not None
+                else handle.similar_items(str(request.item), request.k, categories))
+        return Answer(list(hits))
+    if request.image is None and not request.item:
+        raise ValueError("Upload a photo or pick a catalog item.")
+    if person is not None and person.profile:
+        hits, note = feedback.search_with_feedback(person.store, person.profile, handle, image=request.image,
+                                                   item_id=None if request.image is not None else request.item,
+                                                   k=request.k, categories=categories)
+        return Answer(hits, note)
+    if request.image is not None:
+        return Answer(search_upload(handle, request.image, request.k, categories))
+    return Answer(similar_items(handle, str(request.item), request.k, categories))
+
+
+def record_feedback(person: Person, handle: Any, item: str, signal: str) -> int:
+    """Store ``person``'s 👍 / 👎 / 💾 of one catalog item (the key names the catalog and the item)."""
+    return feedback.record_feedback(person.store, str(person.profile), handle, item, signal)
+
+
+def explain(handle: Any, hit: Any) -> str:
+    """Why ``hit`` is a result: how alike it looks, in which features, and its category."""
+    if getattr(hit, "reason", ""):
+        return f"{hit.title}: {hit.reason} (score {hit.score:.2f})."
+    label = hit.meta.get("label", "") if hasattr(hit, "meta") else ""
+    if hit.score != hit.score:  # a saved item carries no score
+        return f"Saved by you ({label})."
+    enc = handle.encoder_config
+    space = "a projection learned on the catalog's labels" if handle.projection is not None else "ImageNet features"
+    return (f"Looks alike: cosine similarity {hit.score:.2f} to the query in {enc.backbone} {space}"
+            + (f"; a {label}." if label else "."))
+
+
+def card(name: str) -> ModelCard:
+    """The catalog's model card: encoder and projection from the index manifest, quality from the last
+    ``python -m fashion evaluate`` (the artifact's own, else the committed ``bench/results/fashion_evaluate.json``)."""
+    if is_own(name):
+        version = own_version(name)
+        unmeasured = "Own catalogs have no labelled queries, so their search is not measured."
+        return ModelCard(name, "EfficientNet-Lite0 image vectors (ImageNet weights), exact cosine search",
+                         f"{name}: photos someone added on the Data page", version, built_date(version), (), "",
+                         limits=LIMITS[:1] + (unmeasured,))
+    path = index_stem(catalog_key(name)).with_suffix(".json")
+    manifest = read_results(path) or {}
+    enc = manifest.get("encoder", {})
+    model = (f"{enc.get('backbone', 'efficientnet_lite0')} ({enc.get('input_size', '?')} px, global "
+             f"{enc.get('pooling', 'max')} pool)"
+             + (", projection learned on the train labels" if manifest.get("projection") else "")
+             + ", exact cosine nearest neighbours")
+    data = f"{name}: {count(manifest.get('items'))} items" if manifest else f"{name} (index not built)"
+    wanted = [("model", "precision@10"), ("model", "map@10"), ("pixel_knn", "precision@10"),
+              ("photo:catalog_look", "precision@10")]
+    results_path, metrics = "", ()
+    for path_, results in _evaluations(name):
+        metrics, results_path = metrics_of(results["results"], wanted), str(path_)
+        if metrics:
+            break
+    version = file_version(path)
+    return ModelCard(name, model, data, version, built_date(version), metrics, results_path if metrics else "",
+                     protocol=("each Fashion-MNIST test image queries the 60,000 train images; relevant = same class; "
+                               "photo:* = colour photos as queries") if metrics else "",
+                     limits=LIMITS, command="python -m fashion evaluate --json")
+
+
+def _evaluations(name: str) -> "list[tuple[Any, dict[str, Any]]]":
+    """The evaluations that measured ``name`` (only Fashion-MNIST is measured), the artifact's before the committed."""
+    if name != "fashion-mnist":
+        return []
+    found = [(path, read_results(path)) for path in (evaluation_path(), committed("fashion_evaluate"))]
+    return [(path, data) for path, data in found if data and "results" in data]

@@ -1,18 +1,23 @@
 """The tab's public face: load a trained model + baselines once, tag an image, explain tags, evaluate.
 
-The CLI and the Streamlit tab both call ``HashtagService``; neither reaches into the model's internals.
+The CLI and the Streamlit tab both call ``HashtagService``; neither reaches into the model's internals. The
+calls every tab's service offers (``sources``, ``open``, ``query``, ``record_feedback``, ``explain``, ``card``;
+``core.contract``) are at the end of this module.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
 from core.artifacts import ArtifactError, read_json, write_json
+from core.contract import (Answer, Handles, Metric, ModelCard, Person, Request, Source, built_date, committed,
+                           metrics_of, read_results, source_of)
 from core.datasets import DataUnavailable
 from core.images import ImageSource, load_image
 from core.locks import LazyValue
@@ -418,17 +423,6 @@ def _allowed(permission: Permission, what: str) -> None:
         raise VersionError(why or f"Only administrators may {what}.")
 
 
-def serving_stamp(dataset_root: str | Path = DEFAULT_DATASET) -> Optional[float]:
-    """A number that changes whenever the served checkpoint changes (a retrain, a switch); None without one."""
-    root = Path(dataset_root)
-    folder = served_dir(root)
-    files = [folder / "hashtag.safetensors", folder / "hashtag.json"]
-    if not all(f.is_file() for f in files):
-        return None
-    pointer = model_dir(root) / "serving.json"
-    return max(f.stat().st_mtime for f in files + ([pointer] if pointer.is_file() else []))
-
-
 def serving_summary(dataset_root: str | Path = DEFAULT_DATASET) -> Optional[dict[str, Any]]:
     """The served version's row of ``list_versions`` (what it was trained on, its val F1@5), if any."""
     return next((row for row in list_versions(dataset_root) if row["serving"]), None)
@@ -541,3 +535,162 @@ def cancel_retrain(job_id: int, *, permission: Permission, queue=None):
 
     _allowed(permission, "cancel retrains")
     return (queue or JobQueue()).cancel(job_id)
+
+
+# ----------------------------------------------------------------------------------------------
+# the contract every tab's service offers (core.contract)
+
+#: Who proposed a tag, as the tab and the CLI name it.
+SOURCE_LABELS = {"learned": "decoder", "concept": "concept", "both": "decoder + concept", "baseline": "baseline",
+                 "open-vocabulary": "open-vocabulary", "concept+open-vocabulary": "concept + open-vocabulary",
+                 "both+open-vocabulary": "decoder + concept + open-vocabulary",
+                 "learned+open-vocabulary": "decoder + open-vocabulary", "user": "you"}
+CONCEPT_LIMITS = ("Concept tags come from the 1,000 ImageNet concepts the encoder was trained on (animals, plants, "
+                  "vehicles, food, objects, scenes), climbed up WordNet to everyday words; they cannot name people, "
+                  "places, events or moods.")
+LIMITS = (
+    CONCEPT_LIMITS,
+    "The decoder learned from clip art (Tux Paint stamps); on real photos its own words take part only where "
+    "the photo gate finds the picture clip-art-like.",
+    "The real-photo sets are small (tens of photos): their intervals are wide.",
+)
+
+#: Loaded services, one per (dataset, served checkpoint version), shared by the app's sessions and the CLI.
+_HANDLES = Handles(keep=2)
+
+
+def hashtag_line(tags: list[str]) -> str:
+    """``#cat #animal …``: what a person pastes under a post."""
+    return " ".join(f"#{t}" for t in tags)
+
+
+def typed_tags(text: str) -> list[str]:
+    """``#beach, sunset dog`` → ``["beach", "sunset", "dog"]`` (the store checks each tag)."""
+    return [t for t in re.split(r"[\s,#]+", text or "") if t]
+
+
+def checkpoint_version(dataset_root: str | Path = DEFAULT_DATASET) -> Optional[float]:
+    """The served checkpoint's version: changes whenever it changes (a retrain, a switch); None without one."""
+    root = Path(dataset_root)
+    folder = served_dir(root)
+    files = [folder / "hashtag.safetensors", folder / "hashtag.json"]
+    if not all(f.is_file() for f in files):
+        return None
+    pointer = model_dir(root) / "serving.json"
+    return max(f.stat().st_mtime for f in files + ([pointer] if pointer.is_file() else []))
+
+
+def sources() -> list[Source]:
+    """The dataset whose trained model the tab serves, labelled with the served model version."""
+    root = Path(DEFAULT_DATASET)
+    version = checkpoint_version(root)
+    label = root.name
+    if version is not None:
+        try:
+            label = f"{root.name} (model {serving_version(root)})"
+        except (ArtifactError, VersionError, OSError) as exc:
+            log.info("no served version name: %s", exc)
+    return [source_of(str(root), "dataset", None, label, version=version)]
+
+
+def open(name: str) -> HashtagService:  # noqa: A001 - the contract's name for "give me one"
+    """The served model of dataset ``name`` with its encoder, loaded once per checkpoint version and shared;
+    ``ArtifactError`` with the command to run when nothing is trained."""
+    version = checkpoint_version(name)
+    if version is None:
+        raise ArtifactError(f"No trained hashtag model for {name}; train it with `{TRAIN_HINT}`.")
+    return _HANDLES.get(str(Path(name).resolve()), version, lambda: HashtagService(name))
+
+
+def query(handle: HashtagService, request: Request, person: Optional[Person] = None) -> Answer:
+    """Hashtags for ``request.image``, best first; ``request.options``: ``method`` (default ``fused``) and
+    ``open_vocabulary`` (an opt-in tagger). The note is the photo gate's verdict (``extra["picture"]``)."""
+    if request.image is None:
+        raise ValueError("Upload a photo to get hashtags.")
+    method = str(request.options.get("method", "fused"))
+    if method != "fused":
+        return Answer(handle.predict(request.image, method=method, k=request.k))
+    results, picture = handle.predict_fused(request.image, k=request.k,
+                                            open_vocabulary=request.options.get("open_vocabulary"))
+    return Answer(results, picture.sentence(), {"picture": picture})
+
+
+def record_feedback(person: Person, handle: HashtagService, item: str, signal: str) -> int:
+    """Hashtags learn from a corrected tag list kept with its photo, not from a 👍 on one tag: ``save_tags``.
+
+    Refused with one sentence, so a caller that treats every tab alike learns where the feedback goes.
+    """
+    from core.feedback import FeedbackError
+
+    raise FeedbackError("The Hashtags tab keeps your corrected tag list with its photo (save_tags), "
+                        "not a like of one tag.")
+
+
+def save_tags(person: Person, handle: HashtagService, image: ImageSource, suggested: list[str], final: list[str],
+              model_version: str):
+    """Keep the photo with ``person``'s final tags; what they kept, removed and added becomes training feedback."""
+    return record_tag_edits(person.store, str(person.profile), image, suggested, final, model_version=model_version)
+
+
+def explain(handle: HashtagService, hit: TagResult) -> str:
+    """Why a hashtag was proposed: who proposed it, and what its heat map shows."""
+    who = SOURCE_LABELS.get(hit.source, hit.source)
+    if hit.source.startswith("learned"):
+        why = "the decoder wrote it, looking where its attention map is bright"
+    elif hit.source.startswith("both"):
+        why = "both the decoder and the ImageNet concepts proposed it"
+    elif hit.source.startswith("concept"):
+        why = "ImageNet classes under this word are likely in the photo, where the class activation map is bright"
+    elif hit.source == "open-vocabulary":
+        why = "the open-vocabulary model matched the whole photo to this word"
+    else:
+        why = "the baseline proposed it from similar training images or tag frequency"
+    return f"#{hit.tag} ({who}, {hit.score:.0%}): {why}."
+
+
+def card(name: str) -> ModelCard:
+    """The served model's card: decoder and encoder from its checkpoint manifest; test and real-photo quality
+    with intervals from its ``evaluate.json``, else the committed ``bench/results/hashtag_evaluate.json``."""
+    root = Path(name)
+    version = checkpoint_version(root)
+    manifest = read_results(served_dir(root) / "hashtag.json") or {}
+    data = manifest.get("dataset", {})
+    enc = manifest.get("encoder", {})
+    model = (f"soft-attention 2-layer LSTM over a frozen {enc.get('backbone', 'EfficientNet')} 7×7 grid, fused "
+             "with ImageNet concept words")
+    about = (f"{data.get('name', root.name)}: {data.get('splits', {}).get('train', '?')} training images of "
+             f"{data.get('images', '?')}" if data else f"{root.name} (no model trained)")
+    path, metrics = "", ()
+    for path_, found in _evaluations(root):
+        metrics = _hashtag_metrics(found)
+        if metrics:
+            path = str(path_)
+            break
+    return ModelCard(root.name, model, about, version, built_date(version), metrics, path,
+                     protocol=("held-out test split of the dataset (F1@5 against its tags); real photos: acceptable "
+                               "tags judged by a person") if metrics else "",
+                     limits=LIMITS, command="python -m hashtag evaluate --json")
+
+
+def _evaluations(root: Path) -> "list[tuple[Path, dict[str, Any]]]":
+    """The served version's own evaluation, then the committed one, both as ``{results, real_photos, ...}``."""
+    out = []
+    own = read_results(served_dir(root) / "evaluate.json")
+    if own and "results" in own:
+        out.append((served_dir(root) / "evaluate.json", own))
+    path = committed("hashtag_evaluate")
+    flat = read_results(path)  # the committed file keeps the methods at the top level
+    if flat:
+        out.append((path, {"results": {m: flat[m] for m in EVALUATED if m in flat},
+                           "real_photos": flat.get("real_photos"), "real_photos_check": flat.get("real_photos_check")}))
+    return out
+
+
+def _hashtag_metrics(found: dict[str, Any]) -> "tuple[Metric, ...]":
+    """Test F1@5 of the product and its baselines, then the fused list's acceptable share on real photos."""
+    test = metrics_of(found.get("results") or {}, [(m, "f1@5") for m in ("fused", "model", "knn", "most_frequent")])
+    real = []
+    for key, label in (("real_photos_check", "held-out real photos"), ("real_photos", "real dev photos")):
+        for m in metrics_of(found.get(key) or {}, [("fused", "precision@5_acceptable")]):
+            real.append(replace(m, method=f"fused on {label}"))
+    return test + tuple(real)

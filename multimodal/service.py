@@ -16,6 +16,8 @@ from core.artifacts import ArtifactError, read_json
 from core.catalog import store as own_catalogs
 from core.catalog.sources import CatalogError  # noqa: F401 - the Product search tab catches it from here
 from core.catalog.store import BuiltCatalog
+from core.contract import (Answer, Handles, ModelCard, Person, Request, Source, built_date, committed,
+                           file_version, metrics_of, read_results, source_of, without)
 from core.images import ImageError, ImageSource, load_image
 from core.metrics import RESULTS_DIR
 from multimodal import feedback  # noqa: F401 - the tab's likes and re-ranking, reached through this service
@@ -166,3 +168,133 @@ def evaluation_report(name: str = "tuxpaint") -> Optional[dict[str, Any]]:
         return read_json(path)
     except ArtifactError:
         return None
+
+
+# ----------------------------------------------------------------------------------------------
+# the contract every tab's service offers (core.contract)
+
+#: Loaded indexes with their encoders, one per (index, version), shared by the app's sessions and the CLI.
+_HANDLES = Handles(keep=2)
+
+#: Files beside an index that are not indexes themselves.
+_NOT_INDEXES = ("-projection", "-evalcache", "-evaluation")
+
+LIMITS = (
+    "The shipped catalog is Tux Paint clip art standing in for products: no real shop catalog ships offline.",
+    "Relevance was judged as 'same category', so a right-category but wrong-looking result counts as a hit.",
+    "Words match captions and categories; brand names, sizes and prices are not understood.",
+)
+
+
+def index_names() -> list[str]:
+    """Built product indexes (a manifest with its arrays beside it), the shipped Tux Paint one first."""
+    folder = index_dir()
+    if not folder.is_dir():
+        return []
+    names = [m.stem for m in sorted(folder.glob("*.json"))
+             if not m.stem.endswith(_NOT_INDEXES) and "-evaluation-seed" not in m.stem
+             and (m.with_suffix(".npz").is_file() or m.with_suffix(".safetensors").is_file())]
+    return sorted(names, key=lambda n: (n != "tuxpaint", n))
+
+
+def index_version(name: str) -> Optional[float]:
+    """The built index's version (its manifest's modification time), or None when it is not built."""
+    return file_version(index_dir() / f"{name}.json")
+
+
+def sources() -> list[Source]:
+    """Built product indexes, then catalogs people built on the Data page (searched by words, photo or both)."""
+    built = index_names()
+    return ([source_of(n, "index", index_dir() / f"{n}.json") for n in built]
+            + [source_of(n, "own catalog", None, version=own_version(n))
+               for n in own_catalog_names() if n not in built])
+
+
+def open(name: str) -> "SearchService | BuiltCatalog":  # noqa: A001 - the contract's name for "give me one"
+    """A product index with its encoders, or an own catalog, loaded once per version and shared."""
+    version = index_version(name)
+    if version is None:
+        if name in own_catalog_names():
+            return own_catalog(name)
+        raise ArtifactError(f"No product index {name!r}; build it with `python -m multimodal index`.")
+    return _HANDLES.get(str(index_dir() / name), version, lambda: SearchService.load(name))
+
+
+def query(handle: Any, request: Request, person: Optional[Person] = None) -> Answer:
+    """Products for words (``request.text``), a photo (``request.image``) or both, or "more like"
+    ``request.item``; ``request.options``: ``alpha`` (text weight) and ``picture_weight``.
+
+    With a ``person`` who gave feedback in this catalog, a search is re-ranked by it; their dislikes are never
+    shown, in a search or in "more like this".
+    """
+    alpha = float(request.options.get("alpha", getattr(handle, "alpha", DEFAULT_ALPHA)))
+    categories = list(request.categories) or None
+    text = (request.text or "").strip() or None
+    if isinstance(handle, BuiltCatalog):
+        hits = (handle.similar_items(request.item, request.k, categories) if request.item else
+                handle.search(text=text, image=request.image, k=request.k, alpha=alpha, categories=categories))
+        return Answer(list(hits))
+    liked, disliked = ((), ())
+    if person is not None and person.profile:
+        liked, disliked = feedback.profile_feedback(person.store, person.profile, handle.index)
+    if request.item:
+        results = handle.more_like_this(request.item, alpha=alpha, k=request.k + len(disliked), categories=categories)
+        return Answer(without(results, disliked, request.k, key=lambda r: r.id))
+    if liked or disliked:
+        results, note = feedback.search_with_feedback(person.store, person.profile, handle, text=text,
+                                                      image=request.image, alpha=alpha, k=request.k,
+                                                      categories=categories)
+        return Answer(results, note)
+    return Answer(handle.search(text=text, image=request.image, alpha=alpha, k=request.k, categories=categories,
+                                picture_weight=float(request.options.get("picture_weight", 0.0))))
+
+
+def record_feedback(person: Person, handle: Any, item: str, signal: str) -> int:
+    """Store ``person``'s 👍 / 👎 / 💾 of one product of this index."""
+    index = handle.index if isinstance(handle, SearchService) else handle
+    return feedback.record_feedback(person.store, str(person.profile), index, item, signal)
+
+
+def explain(handle: Any, hit: Any) -> str:
+    """Why ``hit`` is a result: which part of the query it matched, and how well."""
+    if getattr(hit, "reason", ""):
+        return f"{hit.title}: {hit.reason} (score {hit.score:.2f})."
+    if hit.text_score is not None and hit.image_score is not None:
+        lead = "its words" if hit.text_score >= hit.image_score else "its picture"
+        return (f"{hit.title} ({hit.category}) matched mostly by {lead}: text {hit.text_score:.2f}, "
+                f"image {hit.image_score:.2f}, fused {hit.score:.2f}.")
+    return f"{hit.title} ({hit.category}) scored {hit.score:.2f} against your query."
+
+
+def card(name: str) -> ModelCard:
+    """The index's model card: encoders from its manifest; quality from its own evaluation report, else the
+    committed ``bench/results/multimodal_evaluate.json`` when that measured this catalog."""
+    path = index_dir() / f"{name}.json"
+    manifest = read_results(path) or {}
+    text_enc = manifest.get("text_encoder", {}).get("name", "all-MiniLM-L6-v2")
+    image_enc = manifest.get("image_encoder", {}).get("backbone", "efficientnet_lite0")
+    catalog = manifest.get("catalog", {})
+    model = (f"{text_enc} (text) + {image_enc} (image, ImageNet), fused at text weight {chosen_alpha(name):.2f}; "
+             "a linear image→text projection lets words find pictures")
+    data = (f"{catalog.get('source', name)}: {catalog.get('items', '?')} products"
+            if manifest else f"{name} (index not built)")
+    wanted = [("fused", "recall@10"), ("fused", "ndcg@10"), ("text:minilm", "recall@10"), ("image", "recall@10")]
+    results_path, results, metrics = None, None, ()
+    for results_path, results in _evaluations(name):
+        metrics = metrics_of(results["methods"], wanted, results.get("intervals"))
+        if metrics:
+            break
+    version = file_version(path)
+    split = (results or {}).get("split", {})
+    return ModelCard(name, model, data, version, built_date(version), metrics, str(results_path) if metrics else "",
+                     protocol=(f"{split.get('test_products', '?')} held-out products query the rest; relevant = "
+                               f"{split.get('relevance', 'same category')}") if metrics else "",
+                     limits=LIMITS, command="python -m multimodal evaluate --json")
+
+
+def _evaluations(name: str) -> "list[tuple[Path, dict[str, Any]]]":
+    """The evaluations of this catalog, the index's own report before the committed result."""
+    own = index_dir() / f"{name}-evaluation.json"
+    found = [(path, read_results(path)) for path in (own, committed("multimodal_evaluate"))]
+    return [(path, data) for path, data in found
+            if data and "methods" in data and (path == own or data.get("catalog") == name)]

@@ -14,6 +14,7 @@ import streamlit as st
 from PIL import Image
 
 from core.artifacts import ArtifactError
+from core.contract import Person, Request
 from core.concepts import garment_check
 from core.datasets import DataUnavailable
 from core.feedback.catalog import catalog_key as feedback_key
@@ -23,9 +24,9 @@ from core.search import Hit, describe
 from fashion import service
 from fashion.service import Catalog, CatalogError, FashionIndex
 from fashion.service import feedback as fashion_feedback
-from ui import catalog_view
+from ui import catalog_view, model_card
 from ui import profile as profiles
-from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, show_error,
+from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, show_error,
                        Busy, heavy_slot, md_text)
 from ui.jobs_view import show
 
@@ -40,35 +41,31 @@ def _catalog(name: str) -> Catalog:
     return service.catalog(name)
 
 
-@st.cache_resource(show_spinner="Loading the index…", max_entries=len(CATALOG_LABELS))
-def _index(name: str, stamp: float) -> FashionIndex:
-    """Cached per index file version (``stamp`` = manifest mtime), so a rebuilt index is picked up."""
-    return service.open_index(name)
+def _index(name: str) -> FashionIndex:
+    """The catalog's index, opened once per index version by the service (a rebuilt index is picked up)."""
+    with st.spinner("Loading the index…"):
+        return service.open(name)
 
 
 Feedback = tuple[tuple[str, ...], tuple[str, ...]]
 
 
 @st.cache_data(show_spinner="Searching…", max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
-def _search(name: str, stamp: float, digest: str, top_n: int, categories: tuple[str, ...], feedback: Feedback,
+def _search(name: str, version: float, digest: str, top_n: int, categories: tuple[str, ...], feedback: Feedback,
             _image: Image.Image, _profile: str):
     """Catalog items like an uploaded photo (by content hash), re-ranked by the profile's likes and dislikes
     (``feedback`` is part of the key: a click changes the ranking at once, nothing else recomputes)."""
-    index = _index(name, stamp)
-    if not any(feedback):
-        return service.search_upload(index, _image, top_n, list(categories)), ""
-    return fashion_feedback.search_with_feedback(profiles.store(), _profile, index, image=_image, k=top_n,
-                                                 categories=list(categories) or None)
+    answer = service.query(_index(name), Request(image=_image, k=top_n, categories=categories),
+                           Person(profiles.store(), _profile) if _profile else None)
+    return answer.hits, answer.note
 
 
 @st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
-def _similar(name: str, stamp: float, item: str, top_n: int, categories: tuple[str, ...], feedback: Feedback,
+def _similar(name: str, version: float, item: str, top_n: int, categories: tuple[str, ...], feedback: Feedback,
              _profile: str):
-    index = _index(name, stamp)
-    if not any(feedback):
-        return service.similar_items(index, item, top_n, list(categories)), ""
-    return fashion_feedback.search_with_feedback(profiles.store(), _profile, index, item_id=item, k=top_n,
-                                                 categories=list(categories) or None)
+    answer = service.query(_index(name), Request(item=item, k=top_n, categories=categories),
+                           Person(profiles.store(), _profile) if _profile else None)
+    return answer.hits, answer.note
 
 
 def _feedback(index: FashionIndex) -> Feedback:
@@ -91,10 +88,6 @@ def _saved(index: FashionIndex) -> list[str]:
 def _catalog_look(digest: str, _image: Image.Image) -> Image.Image:
     """The upload as the 28 px grey catalog sees it, enlarged for display."""
     return Image.fromarray(service.catalog_look(_image)).resize((112, 112), Image.Resampling.NEAREST)
-
-
-def _manifest_stamp(name: str) -> Optional[float]:
-    return service.index_stamp(name)
 
 
 def _display(catalog: Catalog, row: int, size: int = 112) -> Image.Image:
@@ -126,7 +119,7 @@ def _item_buttons(index: FashionIndex, item: str, liked: set[str], disliked: set
     verdict = "like" if item in liked else "dislike" if item in disliked else None
     stored = feedback_key(index.catalog, item)
     profiles.item_buttons(f"{key}_{item}", verdict,
-                          record=lambda db, p, sig: fashion_feedback.record_feedback(db, p, index, item, sig),
+                          record=lambda db, p, sig: service.record_feedback(Person(db, p), index, item, sig),
                           undo=lambda db, p: db.undo(p, fashion_feedback.TAB, stored),
                           tab=fashion_feedback.TAB, stored=stored, is_saved=is_saved)
 
@@ -164,8 +157,8 @@ def _evaluation_panel() -> None:
 
 def _own_catalog(name: str) -> None:
     """A catalog built on the Data page: search it by photo through the shared catalog view."""
-    stamp = service.own_version(name)
-    if stamp is None:
+    version = service.own_version(name)
+    if version is None:
         st.warning(f"The catalog {name} was just removed.")
         return
     try:
@@ -173,7 +166,7 @@ def _own_catalog(name: str) -> None:
     except (CatalogError, ArtifactError) as exc:
         show_error(exc, "The catalog cannot be used")
         return
-    catalog_view.render("fashion", catalog, stamp, words=False)
+    catalog_view.render("fashion", catalog, version, words=False)
 
 
 def render() -> None:
@@ -181,7 +174,7 @@ def render() -> None:
     st.write(
         "Upload a garment photo, or pick a catalog item, and get the most visually similar catalog items."
     )
-    names = service.catalog_names()
+    names = [s.name for s in service.sources()]
     choice = st.selectbox("Catalog", names, format_func=lambda n: CATALOG_LABELS.get(n, f"{n} (your catalog)"),
                           key="fashion_catalog", persist_state=PERSIST)
     if service.is_own(choice):
@@ -193,17 +186,18 @@ def render() -> None:
         show_error(exc, "The catalog is not available")
         return
 
-    stamp = _manifest_stamp(choice)
-    if stamp is None:
+    version = service.index_version(choice)
+    if version is None:
         _offer_build(choice)
         return
     try:
-        index = load_versioned(_index, (choice,), stamp)
+        index = _index(choice)
     except ArtifactError as exc:
         show_error(exc, "The index cannot be used")
         return
 
     _pipeline_caption(index)
+    model_card.show(service.card, choice, key="fashion_card")
     left, right = st.columns([1, 1])
     with left:
         top_n = st.slider("How many results", 5, 50, 10, step=5, key="fashion_top", persist_state=PERSIST)
@@ -214,7 +208,7 @@ def render() -> None:
     profiles.show_write_error()
     feedback = _feedback(index)
     saved = _saved(index)
-    query = _Query(choice, stamp, catalog, index, top_n, tuple(categories), feedback, tuple(saved))
+    query = _Query(choice, version, catalog, index, top_n, tuple(categories), feedback, tuple(saved))
     upload_tab, pick_tab = st.tabs(["Upload a photo", "Pick a catalog item"])
     with upload_tab:
         _upload_tab(query)
@@ -231,7 +225,7 @@ class _Query(NamedTuple):
     the listener's feedback and saved items."""
 
     choice: str
-    stamp: float
+    version: float
     catalog: Catalog
     index: FashionIndex
     top_n: int
@@ -282,7 +276,7 @@ def _upload_tab(q: _Query) -> None:
             with heavy_slot():
                 if not (garment := garment_check(image)).is_garment:
                     st.warning(garment.warning)
-                hits, note = _search(q.choice, q.stamp, image_digest(image), q.top_n, q.categories, q.feedback,
+                hits, note = _search(q.choice, q.version, image_digest(image), q.top_n, q.categories, q.feedback,
                                      image, profiles.current())
         except Busy as exc:
             st.info(str(exc))
@@ -319,7 +313,7 @@ def _pick_tab(q: _Query) -> None:
         st.image(_display(catalog, row), caption=md_text(catalog.labels[row]), width="stretch")
     with q2:
         try:
-            hits, note = _similar(q.choice, q.stamp, item, q.top_n, q.categories, q.feedback, profiles.current())
+            hits, note = _similar(q.choice, q.version, item, q.top_n, q.categories, q.feedback, profiles.current())
             _note(note)
             _results_grid(catalog, hits, q.index, q.feedback, q.saved, section="item")
         except ArtifactError as exc:

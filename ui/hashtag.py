@@ -8,16 +8,19 @@ photo's hash and the options (``st.cache_data``), so a rerun with the same photo
 from __future__ import annotations
 
 import logging
-import re
 from typing import Optional
 
 import numpy as np
 import streamlit as st
 from PIL import Image
 
+from core.contract import Person, Request
 from core.images import letterbox
+from hashtag import service as hashtags
+from hashtag.service import CONCEPT_LIMITS, SOURCE_LABELS, hashtag_line, typed_tags
+from ui import model_card
 from ui import profile as profiles
-from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, show_error,
+from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, show_error,
                        Busy, heavy_slot, md_code, md_text)
 
 log = logging.getLogger(__name__)
@@ -25,18 +28,16 @@ log = logging.getLogger(__name__)
 TRAIN_COMMAND = "python -m hashtag train"
 
 
-@st.cache_resource(show_spinner="Loading the hashtag model…", max_entries=2)
-def _service(dataset_root: str, stamp: float):
-    """One ``HashtagService`` per dataset and checkpoint version (``stamp`` = the checkpoint's mtime)."""
-    from hashtag.service import HashtagService
-
-    return HashtagService(dataset_root)
+def _service(dataset_root: str):
+    """The served model, loaded once per checkpoint version by the service (shared by every session)."""
+    with st.spinner("Loading the hashtag model…"):
+        return hashtags.open(dataset_root)
 
 
 @st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
-def _predict(dataset_root: str, stamp: float, digest: str, method: str, k: int, _image: Image.Image) -> list:
-    """Hashtags for one photo (by content hash) and options: computed once, whichever session asks."""
-    return _service(dataset_root, stamp).predict(_image, method=method, k=k)
+def _predict(dataset_root: str, version: float, digest: str, method: str, k: int, _image: Image.Image) -> list:
+    """Hashtags for one photo (by content hash) and options: computed once per model version, whichever session asks."""
+    return hashtags.query(_service(dataset_root), Request(image=_image, k=k, options={"method": method})).hits
 
 
 @st.cache_resource(show_spinner="Loading the open-vocabulary model…", max_entries=1)
@@ -48,18 +49,12 @@ def _open_vocabulary(name_or_dir: str, allow_download: bool):
 
 
 @st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
-def _predict_fused(dataset_root: str, stamp: float, digest: str, k: int, _image: Image.Image,
+def _predict_fused(dataset_root: str, version: float, digest: str, k: int, _image: Image.Image,
                    clip: Optional[tuple[str, bool]] = None) -> tuple:
     """Fused hashtags and the photo gate's verdict for one photo (by content hash and tagger), computed once."""
-    open_vocab = _open_vocabulary(*clip) if clip else None
-    return _service(dataset_root, stamp).predict_fused(_image, k=k, open_vocabulary=open_vocab)
-
-
-def _checkpoint_stamp(dataset_root: str) -> Optional[float]:
-    """Changes whenever the served model version changes (a retrain or a switch), so the tab reloads it."""
-    from hashtag.service import serving_stamp
-
-    return serving_stamp(dataset_root)
+    options = {"method": "fused", "open_vocabulary": _open_vocabulary(*clip) if clip else None}
+    answer = hashtags.query(_service(dataset_root), Request(image=_image, k=k, options=options))
+    return answer.hits, answer.extra["picture"]
 
 
 def attention_overlay(image: Image.Image, attention: np.ndarray, size: int = 224) -> Image.Image:
@@ -75,15 +70,8 @@ def attention_overlay(image: Image.Image, attention: np.ndarray, size: int = 224
     return Image.blend(canvas, heat_rgb, 0.45)
 
 
-def hashtag_line(tags: list[str]) -> str:
-    """``#cat #animal …``: what a user pastes under a post."""
-    return " ".join(f"#{t}" for t in tags)
-
-
 def _about(service) -> None:
-    """Where the model comes from and how it scores on held-out images, next to the baselines."""
-    from hashtag.service import saved_evaluation
-
+    """Where the model comes from; its card (held-out quality beside the baselines) in "About this model"."""
     m = service.manifest
     data = m.get("dataset", {})
     source = {"tuxpaint": "Debian's Tux Paint stamps: real images, each with a caption and a category path that "
@@ -94,18 +82,7 @@ def _about(service) -> None:
             f"decoder: soft-attention 2-layer LSTM, best epoch {m.get('best_epoch', m.get('epoch'))}.")
     st.caption(text)
     _version_caption(service)
-    ev = saved_evaluation(service.dataset.root)
-    if ev:
-        res = ev["results"]
-        rows = " · ".join(f"{name.replace('_', '-')}: **{res[name]['f1@5']:.3f}**" for name in res)
-        st.caption(f"Test F1@5 on {ev['info'].get('images', '?')} held-out images — {rows} "
-                   f"(`python -m hashtag evaluate --json`).")
-        real = {name: row for name, row in (ev.get("real_photos") or {}).items()
-                if isinstance(row, dict) and "f1@5" in row}  # methods only (not the ceiling)
-        if real:
-            rows = " · ".join(f"{name.replace('_', '-')}: **{real[name]['f1@5']:.3f}**" for name in real)
-            n = next(iter(real.values())).get("images", "?")
-            st.caption(f"F1@5 on {n} real photographs (a small set; intervals in docs/hashtag.md) — {rows}.")
+    model_card.show(hashtags.card, str(service.dataset.root), key="hashtag_card")
 
 
 def _version_caption(service) -> None:
@@ -147,15 +124,6 @@ def _train_button(dataset_root: str) -> None:
                    "the model as soon as it is done.")
 
 
-SOURCE_LABELS = {"learned": "decoder", "concept": "concept", "both": "decoder + concept", "baseline": "baseline",
-                 "open-vocabulary": "open-vocabulary", "concept+open-vocabulary": "concept + open-vocabulary",
-                 "both+open-vocabulary": "decoder + concept + open-vocabulary",
-                 "learned+open-vocabulary": "decoder + open-vocabulary", "user": "you"}
-CONCEPT_LIMITS = ("Concept tags come from the 1,000 ImageNet concepts the encoder was trained on (animals, plants, "
-                  "vehicles, food, objects, scenes), climbed up WordNet to everyday words; they cannot name people, "
-                  "places, events or moods.")
-
-
 def chip(result) -> str:
     """One tag as the tab shows it: ``#dog`` · concept · 87 %."""
     return f"{md_code('#' + result.tag)} · {SOURCE_LABELS.get(result.source, result.source)} · {result.score:.0%}"
@@ -190,17 +158,10 @@ def render_results(image: Image.Image, results, *, key: str = "hashtag") -> None
                 st.image(attention_overlay(image, r.attention), caption=map_caption(r), width="stretch")
 
 
-def _typed_tags(text: str) -> list[str]:
-    """``#beach, sunset dog`` → ``["beach", "sunset", "dog"]`` (the store checks each tag)."""
-    return [t for t in re.split(r"[\s,#]+", text or "") if t]
-
-
 def _save_tags(image: Image.Image, suggested: list[str], key: str, version: str) -> None:
     """Store the image with the final list (read from the widgets at click time, so nothing typed is lost)."""
-    from hashtag.service import record_tag_edits
-
-    final = list(st.session_state.get(f"{key}_keep", [])) + _typed_tags(st.session_state.get(f"{key}_add", ""))
-    record = profiles.write(lambda db, p: record_tag_edits(db, p, image, suggested, final, model_version=version))
+    final = list(st.session_state.get(f"{key}_keep", [])) + typed_tags(st.session_state.get(f"{key}_add", ""))
+    record = profiles.write(lambda db, p: hashtags.save_tags(Person(db, p), None, image, suggested, final, version))
     if record is not None:
         st.session_state["hashtag_saved_note"] = (f"Saved {len(record.tags)} tags with this photo under profile "
                                                   f"{profiles.display_markdown()}; once an administrator accepts "
@@ -217,7 +178,7 @@ def tag_editor(image: Image.Image, results, digest: str, version: str) -> None:
                           key=f"{key}_keep", persist_state=PERSIST)
     added = st.text_input("Add your own tags (space or comma separated)", key=f"{key}_add",
                           persist_state=PERSIST, max_chars=500)
-    final = list(keep) + [t for t in _typed_tags(added) if t not in keep]
+    final = list(keep) + [t for t in typed_tags(added) if t not in keep]
     st.code(hashtag_line(final) or "(no tags)", language=None)
     by_tag = {r.tag: r.source for r in results}
     if final:
@@ -241,12 +202,12 @@ def render(dataset_root: Optional[str] = None) -> None:
              "ImageNet concepts add everyday words for real photos, and each tag shows where in the picture it came "
              "from.")
     st.caption(CONCEPT_LIMITS)
-    stamp = _checkpoint_stamp(root)
-    if stamp is None:
+    version = hashtags.checkpoint_version(root)
+    if version is None:
         _train_button(root)
         return
     try:
-        service = load_versioned(_service, (root,), stamp)
+        service = _service(root)
     except Exception as exc:  # noqa: BLE001 - stale/corrupt model (ArtifactError) or worse: say how to fix it
         show_error(exc, "The hashtag model could not be loaded")
         st.info(f"Retrain it with `{TRAIN_COMMAND} --force`.")
@@ -265,16 +226,16 @@ def render(dataset_root: Optional[str] = None) -> None:
         clip = _tagger_settings() if method == "fused" else None
     with c1:
         image = image_upload("Photo (jpg, png, webp, gif)", key="hashtag_upload")
-    _batch(root, stamp, method, k, clip)
+    _batch(root, version, method, k, clip)
     if image is None:
         return
     try:
         with st.spinner("Writing hashtags…"), heavy_slot():
             picture = None
             if method == "fused":
-                results, picture = _predict_fused(root, stamp, image_digest(image), k, image, clip)
+                results, picture = _predict_fused(root, version, image_digest(image), k, image, clip)
             else:
-                results = _predict(root, stamp, image_digest(image), method, k, image)
+                results = _predict(root, version, image_digest(image), method, k, image)
     except Busy as exc:
         st.info(str(exc))
         return
@@ -285,7 +246,7 @@ def render(dataset_root: Optional[str] = None) -> None:
         st.caption(picture.sentence())
     render_results(image, results)
     if results:
-        tag_editor(image, results, image_digest(image), f"{method}@{stamp:.0f}")
+        tag_editor(image, results, image_digest(image), f"{method}@{version:.0f}")
 
 
 def _tagger_settings() -> Optional[tuple[str, bool]]:
@@ -334,7 +295,7 @@ def batch_rows(named_images, tag_one) -> list[dict]:
 MAX_BATCH = 20
 
 
-def _batch(root: str, stamp: float, method: str, k: int, clip: Optional[tuple[str, bool]]) -> None:
+def _batch(root: str, version: float, method: str, k: int, clip: Optional[tuple[str, bool]]) -> None:
     """Several photos at once: one row each, models loaded once; an unreadable file gets its own error row."""
     from core.images import load_image
 
@@ -356,8 +317,8 @@ def _batch(root: str, stamp: float, method: str, k: int, clip: Optional[tuple[st
 
         def tag_one(image):
             if method == "fused":
-                return _predict_fused(root, stamp, image_digest(image), k, image, clip)
-            return _predict(root, stamp, image_digest(image), method, k, image), None
+                return _predict_fused(root, version, image_digest(image), k, image, clip)
+            return _predict(root, version, image_digest(image), method, k, image), None
 
         try:
             with st.spinner(f"Tagging {len(named)} photos…"), heavy_slot():

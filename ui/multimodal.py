@@ -15,12 +15,14 @@ from typing import Any, Optional
 import streamlit as st
 
 from core.artifacts import ArtifactError
+from core.contract import Person, Request
 from core.images import ImageError
-from multimodal.service import CatalogError, Result, index_dir, own_catalog, own_catalog_names, own_version
+from multimodal import service as products
+from multimodal.service import CatalogError, Result, index_dir, own_catalog, own_version
 from multimodal.service import feedback as mm_feedback
-from ui import catalog_view
+from ui import catalog_view, model_card
 from ui import profile as profiles
-from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, load_versioned, locked_build,
+from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, locked_build,
                        progress_callback, show_error, Busy, heavy_slot, md_code, md_text)
 
 log = logging.getLogger(__name__)
@@ -30,39 +32,34 @@ COLUMNS = 5
 PICTURE_WEIGHT = 0.3
 
 
-@st.cache_resource(show_spinner="Loading the product index and encoders…", max_entries=2)
-def _service(name: str, stamp: float):
-    """One SearchService per index file version (``stamp`` = the manifest's mtime, so a rebuild reloads)."""
-    from multimodal.service import SearchService
-
-    return SearchService.load(name)
+def _service(name: str):
+    """The index with its encoders, loaded once per index version by the service (a rebuild reloads)."""
+    with st.spinner("Loading the product index and encoders…"):
+        return products.open(name)
 
 
 Feedback = tuple[tuple[str, ...], tuple[str, ...]]
 
 
 @st.cache_data(show_spinner="Searching…", max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
-def _search(name: str, stamp: float, text: Optional[str], digest: Optional[str], alpha: float, k: int,
+def _search(name: str, version: float, text: Optional[str], digest: Optional[str], alpha: float, k: int,
             categories: Optional[tuple[str, ...]], picture_weight: float, feedback: Feedback, _image: Any,
             _profile: str) -> tuple[list[Result], str]:
     """One query's results (words, photo by content hash, options, the profile's likes and dislikes):
     computed once, whichever session asks; a 👍 / 👎 changes ``feedback`` and so the ranking at once."""
-    service = _service(name, stamp)
-    cats = list(categories) if categories else None
-    if not any(feedback):
-        return service.search(text=text, image=_image, alpha=alpha, k=k, categories=cats,
-                              picture_weight=picture_weight), ""
-    return mm_feedback.search_with_feedback(profiles.store(), _profile, service, text=text, image=_image,
-                                            alpha=alpha, k=k, categories=cats)
+    request = Request(text=text, image=_image, k=k, categories=categories or (),
+                      options={"alpha": alpha, "picture_weight": picture_weight})
+    answer = products.query(_service(name), request, Person(profiles.store(), _profile) if _profile else None)
+    return answer.hits, answer.note
 
 
 @st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
-def _more_like_this(name: str, stamp: float, item: str, alpha: float, k: int,
-                    categories: Optional[tuple[str, ...]], hidden: tuple[str, ...] = ()) -> list[Result]:
-    """Products like one product, minus the ones the profile disliked (never shown again)."""
-    results = _service(name, stamp).more_like_this(item, alpha=alpha, k=k + len(hidden),
-                                                   categories=list(categories) if categories else None)
-    return [r for r in results if r.id not in set(hidden)][:k]
+def _more_like_this(name: str, version: float, item: str, alpha: float, k: int,
+                    categories: Optional[tuple[str, ...]], feedback: Feedback = ((), ()),
+                    _profile: str = "") -> list[Result]:
+    """Products like one product, minus the ones the profile disliked (the service never shows them again)."""
+    request = Request(item=item, k=k, categories=categories or (), options={"alpha": alpha})
+    return products.query(_service(name), request, Person(profiles.store(), _profile) if _profile else None).hits
 
 
 def _feedback(service: Any) -> Feedback:
@@ -113,8 +110,8 @@ def _thumb(path: str) -> Optional[bytes | str]:
 
 def _own_catalog(name: str) -> None:
     """A catalog built on the Data page: words, photo or both, through the shared catalog view."""
-    stamp = own_version(name)
-    if stamp is None:
+    version = own_version(name)
+    if version is None:
         st.warning(f"The catalog {name} was just removed.")
         return
     try:
@@ -122,21 +119,7 @@ def _own_catalog(name: str) -> None:
     except (CatalogError, ArtifactError) as exc:
         show_error(exc, "The catalog cannot be used")
         return
-    catalog_view.render("multimodal", catalog, stamp, words=True)
-
-
-def _indexes() -> list[str]:
-    folder = index_dir()
-    if not folder.is_dir():
-        return []
-    names = []
-    for manifest in sorted(folder.glob("*.json")):
-        stem = manifest.stem
-        if stem.endswith(("-projection", "-evalcache", "-evaluation")) or "-evaluation-seed" in stem:
-            continue
-        if manifest.with_suffix(".npz").is_file() or manifest.with_suffix(".safetensors").is_file():
-            names.append(stem)
-    return sorted(names, key=lambda n: (n != "tuxpaint", n))
+    catalog_view.render("multimodal", catalog, version, words=True)
 
 
 def _explain(name: str, service: Any) -> None:
@@ -189,7 +172,7 @@ def _item_buttons(service: Any, item: str, feedback: Feedback, is_saved: bool, k
     verdict = "like" if item in feedback[0] else "dislike" if item in feedback[1] else None
     stored = mm_feedback.item_key(index, item)
     profiles.item_buttons(f"{key}_{item}", verdict,
-                          record=lambda db, p, sig: mm_feedback.record_feedback(db, p, index, item, sig),
+                          record=lambda db, p, sig: products.record_feedback(Person(db, p), service, item, sig),
                           undo=lambda db, p: db.undo(p, mm_feedback.TAB, stored),
                           tab=mm_feedback.TAB, stored=stored, is_saved=is_saved)
 
@@ -228,7 +211,7 @@ def _grid(results: list[Result], service: Any, feedback: Feedback = ((), ()), sa
                 parts = [f"score {r.score:.3f}"]
                 if r.text_score is not None and r.image_score is not None:
                     parts.append(f"text {r.text_score:.2f} · image {r.image_score:.2f}")
-                st.caption(f"{md_text(r.category)} · " + " · ".join(parts))
+                st.caption(f"{md_text(r.category)} · " + " · ".join(parts), help=md_text(products.explain(service, r)))
                 st.button("More like this", key=f"{KEY}_more_{r.id}", on_click=_set_like, args=(r.id,))
                 _item_buttons(service, r.id, feedback, r.id in saved, f"{KEY}_fb")
 
@@ -251,32 +234,42 @@ def _build_button(name: str) -> None:
             st.rerun()
 
 
+def _pick_catalog() -> Optional[str]:
+    """The built index to search (the service's sources), or None when there is none or an own catalog was
+    chosen (drawn here by the shared catalog view)."""
+    sources = products.sources()
+    names = [s.name for s in sources if s.kind == "index"]
+    own = [s.name for s in sources if s.kind == "own catalog"]
+    if not sources:
+        st.warning("No product index yet. Build it with `python -m multimodal index` (what `make run` does), "
+                   "or add your own catalog on the Data tab.")
+        _build_button("tuxpaint")
+        return None
+    name = names[0] if len(sources) == 1 and not own else st.selectbox(
+        "Catalog", names + own, key=f"{KEY}_catalog", persist_state=PERSIST,
+        format_func=lambda n: f"{n} (your catalog)" if n in own else n)
+    if name not in names:
+        _own_catalog(name)
+        return None
+    return name
+
+
 def render() -> None:
     """The "Product search" tab."""
     st.subheader("Multimodal product search")
     st.caption("Search by words, by a photo, or both. Each result offers “more like this”.")
-    names, own = _indexes(), own_catalog_names()
-    if not names and not own:
-        st.warning("No product index yet. Build it with `python -m multimodal index` (what `make run` does), "
-                   "or add your own catalog on the Data tab.")
-        _build_button("tuxpaint")
+    name = _pick_catalog()
+    if name is None:
         return
-    choices = names + [n for n in own if n not in names]
-    name = choices[0] if len(choices) == 1 and not own else st.selectbox(
-        "Catalog", choices, key=f"{KEY}_catalog", persist_state=PERSIST,
-        format_func=lambda n: f"{n} (your catalog)" if n in own and n not in names else n)
-    if name not in names:
-        _own_catalog(name)
-        return
-    manifest = index_dir() / f"{name}.json"
     try:
-        stamp = manifest.stat().st_mtime
-        service = load_versioned(_service, (name,), stamp)
+        version = products.index_version(name)
+        service = _service(name)
     except (ArtifactError, OSError, RuntimeError) as exc:
         show_error(exc, "The product index cannot be used")
         _build_button(name)
         return
     _explain(name, service)
+    model_card.show(products.card, name, key=f"{KEY}_card")
 
     left, right = st.columns([3, 2])
     with left:
@@ -309,13 +302,14 @@ def render() -> None:
             info, clear = st.columns([5, 1])
             info.markdown(f"**More like:** {md_text(item['title'])} · _{md_text(item['category'])}_ (itself excluded)")
             clear.button("Back to search", key=f"{KEY}_clear", on_click=_set_like, args=(None,))
-            results = _more_like_this(name, stamp, like, alpha, top, tuple(categories) or None, feedback[1])
+            results = _more_like_this(name, version, like, alpha, top, tuple(categories) or None, feedback,
+                                      profiles.current())
         elif text.strip() or image is not None:
             mode = "words and photo" if text.strip() and image is not None else "words" if text.strip() else "photo"
             weight = f" (weight {alpha:.2f} on words)" if mode == "words and photo" else ""
             st.caption(f"Searching by {mode}{weight}")
             with heavy_slot():
-                results, note = _search(name, stamp, text.strip() or None, image_digest(image), alpha, top,
+                results, note = _search(name, version, text.strip() or None, image_digest(image), alpha, top,
                                         tuple(categories) or None, PICTURE_WEIGHT if use_pictures else 0.0,
                                         feedback, image, profiles.current())
         else:

@@ -15,14 +15,16 @@ import pandas as pd
 import streamlit as st
 
 from core.artifacts import ArtifactError
+from core.contract import Person, Request
+from music import service as music
 from music.service import (
-    LABELS, NO_REAL_NAMES, Bundle, Recommendation, UnknownUser, bundle_dir, evaluated_datasets, load_bundle,
-    load_results, trained_datasets,
+    LABELS, NO_REAL_NAMES, Bundle, Recommendation, UnknownUser, evaluated_datasets, load_results,
 )
 from music.service import feedback as mf_feedback
 from music.service import picks as service
+from ui import model_card
 from ui import profile as profiles
-from ui.common import PERSIST, RESULT_ENTRIES, RESULT_TTL, load_versioned, md_text
+from ui.common import PERSIST, RESULT_ENTRIES, RESULT_TTL, md_text
 
 log = logging.getLogger(__name__)
 
@@ -33,39 +35,43 @@ SIMULATED_NOTE = ("**Simulated data.** This listening log is simulated (seeded l
                   "long-tailed artists and songs, sessions); it is not real listening history.")
 
 
-@st.cache_resource(show_spinner="Loading music models…", max_entries=4)
-def _bundle(dataset: str, stamp: float) -> Bundle:
-    """Load once per (dataset, bundle.json mtime): a retrain is picked up without a restart."""
-    return load_bundle(dataset)
-
-
-@st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
-def _listener(dataset: str, stamp: float, user: str, n: int) -> "tuple[pd.DataFrame, list[Recommendation]]":
-    """A listener's history and picks, computed once per (model version, listener, count)."""
-    bundle = _bundle(dataset, stamp)
-    return service.history(bundle, user, n=10), service.recommend_user(bundle, user, n)
-
-
-@st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
-def _new_listener(dataset: str, stamp: float, genres: tuple[str, ...], n: int) -> list[Recommendation]:
-    return service.recommend_new_listener(_bundle(dataset, stamp), list(genres), n)
-
-
 def bundle_for(dataset: str) -> Bundle:
-    """The loaded models of ``dataset`` (shared with the Data page's match report); ``ArtifactError``/``OSError``
-    when they cannot be used."""
-    stamp = (bundle_dir(dataset) / "bundle.json").stat().st_mtime
-    return load_versioned(_bundle, (dataset,), stamp)
+    """The loaded models of ``dataset``, once per model version (shared with the Data page's match report);
+    ``ArtifactError``/``OSError`` when they cannot be used."""
+    with st.spinner("Loading music models…"):
+        return music.open(dataset)
+
+
+def _person(profile: str) -> "Person | None":
+    return Person(profiles.store(), profile) if profile else None
+
+
+Feedback = tuple[tuple[str, ...], tuple[str, ...]]
 
 
 @st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
-def _profile_picks(dataset: str, stamp: float, likes: tuple[str, ...], dislikes: tuple[str, ...], n: int,
+def _listener(dataset: str, version: float, user: str, n: int, dislikes: tuple[str, ...] = (),
+              profile: str = "") -> "tuple[pd.DataFrame, list[Recommendation]]":
+    """A listener's history and picks (the profile's dislikes never among them), once per (model version,
+    listener, count, dislikes)."""
+    answer = music.query(bundle_for(dataset), Request(user=user, k=n, options={"mode": "listener"}), _person(profile))
+    return answer.extra["history"], answer.hits
+
+
+@st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
+def _new_listener(dataset: str, version: float, genres: tuple[str, ...], n: int, dislikes: tuple[str, ...] = (),
+                  profile: str = "") -> list[Recommendation]:
+    request = Request(genres=genres, k=n, options={"mode": "genres"})
+    return music.query(bundle_for(dataset), request, _person(profile)).hits
+
+
+@st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
+def _profile_picks(dataset: str, version: float, likes: tuple[str, ...], dislikes: tuple[str, ...], n: int,
                    genres: tuple[str, ...], profile: str = "", plays: str = "") -> mf_feedback.ProfilePicks:
     """Picks folded in from a profile's likes and imported plays; keyed on the likes themselves and on the
     history's version, so a click or an import changes them at once and nothing else is recomputed."""
-    bundle = _bundle(dataset, stamp)
-    history = mf_feedback.history_match(profiles.store(), bundle, profile) if plays else None
-    return mf_feedback.picks_for_likes(bundle, list(likes), list(dislikes), n, list(genres) or None, history=history)
+    request = Request(genres=genres, k=n, options={"mode": "profile", "plays": bool(plays)})
+    return music.query(bundle_for(dataset), request, _person(profile)).extra["picks"]
 
 
 def _plays_version(profile: str | None) -> str:
@@ -77,19 +83,24 @@ def _plays_version(profile: str | None) -> str:
 
 
 @st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
-def _search_songs(dataset: str, stamp: float, query: str) -> list[Recommendation]:
-    return mf_feedback.search_items(_bundle(dataset, stamp), query, 10)
+def _search_songs(dataset: str, version: float, query: str, dislikes: tuple[str, ...] = (),
+                  profile: str = "") -> list[Recommendation]:
+    """Songs matching ``query``, minus the profile's dislikes."""
+    request = Request(text=query, k=10, options={"mode": "search"})
+    return music.query(bundle_for(dataset), request, _person(profile)).hits
 
 
-def _feedback(dataset: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _who(feedback: Feedback) -> "tuple[tuple[str, ...], str]":
+    """(dislikes, profile) when the profile disliked something, else nobody: picks without dislikes are
+    computed once for everyone."""
+    return (feedback[1], profiles.known() or "") if feedback[1] else ((), "")
+
+
+def _feedback(dataset: str) -> Feedback:
     """The active profile's (liked, disliked) item ids in this dataset, most recent first."""
     profile = profiles.known()
-    if profile is None:
-        return (), ()
-    db = profiles.store()
-    prefix = mf_feedback.item_key(dataset, "")
-    strip = lambda keys: tuple(k[len(prefix):] for k in keys if k.startswith(prefix))  # noqa: E731
-    return strip(db.likes(profile, mf_feedback.TAB)), strip(db.dislikes(profile, mf_feedback.TAB))
+    liked, disliked = music.profile_feedback(_person(profile) if profile else None, dataset)
+    return tuple(liked), tuple(disliked)
 
 
 def rate_rows(bundle: Bundle, picks: list[Any], section: str, feedback: tuple[tuple[str, ...], tuple[str, ...]],
@@ -103,7 +114,7 @@ def rate_rows(bundle: Bundle, picks: list[Any], section: str, feedback: tuple[tu
             st.markdown(text + (f"  \n:gray[{md_text(p.reason)}]" if reasons else ""), width="stretch")
             profiles.rate_buttons(
                 f"mrate_{section}_{p.item}", verdict,
-                record=lambda db, prof, sig, item=p.item: mf_feedback.record(db, bundle, prof, item, sig),
+                record=lambda db, prof, sig, item=p.item: music.record_feedback(Person(db, prof), bundle, item, sig),
                 undo=lambda db, prof, item=p.item: db.undo(prof, mf_feedback.TAB,
                                                            mf_feedback.item_key(bundle.dataset, item)))
 
@@ -134,7 +145,7 @@ def _show_picks(recs: list[Recommendation]) -> None:
 def render() -> None:
     """Draw the tab (called by app.py inside the "Music" tab)."""
     st.subheader("Music picks")
-    datasets = trained_datasets()
+    datasets = [s.name for s in music.sources() if s.kind == "dataset"]
     if not datasets:
         st.info("No music models are trained yet. Run `python -m music train` (the simulated demo, under a "
                 "minute) or `make run`, then reload this page.")
@@ -144,11 +155,12 @@ def render() -> None:
     if dataset == "simulated":
         st.caption(SIMULATED_NOTE)
     try:
-        stamp = (bundle_dir(dataset) / "bundle.json").stat().st_mtime
+        version = music.bundle_version(dataset)
         bundle = bundle_for(dataset)
     except (ArtifactError, OSError) as exc:
         st.error(f"The {_label(dataset)} models cannot be used: {exc}")
         return
+    model_card.show(music.card, dataset, key="music_card")
     users = service.users(bundle)
     if not users:
         st.warning(f"The {_label(dataset)} data has no listeners, so there is nothing to recommend from.")
@@ -166,30 +178,29 @@ def render() -> None:
     profiles.show_write_error()
     feedback = _feedback(dataset)
     if mode == "A listener in the data":
-        user = _render_listener(bundle, users, n, stamp, feedback)
+        user = _render_listener(bundle, users, n, version, feedback)
     elif mode == "A new listener":
-        _render_new_listener(bundle, n, stamp, feedback)
-    _render_profile(bundle, n, stamp, feedback, plays)
+        _render_new_listener(bundle, n, version, feedback)
+    _render_profile(bundle, n, version, feedback, plays)
     _render_evaluation(dataset)
     _render_up_next(bundle, user, feedback)
 
 
-def _render_profile(bundle: Bundle, n: int, stamp: float, feedback: tuple[tuple[str, ...], tuple[str, ...]],
-                    plays: str = "") -> None:
+def _render_profile(bundle: Bundle, n: int, version: float, feedback: Feedback, plays: str = "") -> None:
     """Your picks: the active profile's likes folded into the trained model, and a search to like songs."""
     likes, dislikes = feedback
     st.markdown(f"**Your picks** (profile: {profiles.display_markdown()})")
     query = st.text_input("Find songs you like (title or artist)", key="music_search",
                           persist_state=PERSIST, max_chars=100).strip()
     if query:
-        found = [r for r in _search_songs(bundle.dataset, stamp, query) if r.item not in dislikes]
+        found = _search_songs(bundle.dataset, version, query, *_who(feedback))
         if found:
             rate_rows(bundle, found, "search", feedback)
         else:
             st.caption(f"No song or artist matches {md_text(repr(query))}.")
     genres = tuple(st.session_state.get("music_genres") or ())
     profile = profiles.known()
-    mine = _profile_picks(bundle.dataset, stamp, likes, dislikes, n, genres, profile or "", plays)
+    mine = _profile_picks(bundle.dataset, version, likes, dislikes, n, genres, profile or "", plays)
     if plays and not mf_feedback.has_real_names(bundle):
         st.info(NO_REAL_NAMES)
     if mine.source == "history":
@@ -225,8 +236,7 @@ def _history_caption(mine: mf_feedback.ProfilePicks, n_dislikes: int) -> None:
                      + (" …" if h.get("unmatched_artists", 0) > len(h["unmatched"]) else ""))
 
 
-def _render_listener(bundle: Bundle, users: list[str], n: int, stamp: float,
-                     feedback: tuple[tuple[str, ...], tuple[str, ...]]) -> str | None:
+def _render_listener(bundle: Bundle, users: list[str], n: int, version: float, feedback: Feedback) -> str | None:
     left, right = st.columns([2, 1])
     with left:
         picked = st.selectbox("Listener (type to search)", users, key="music_user", persist_state=PERSIST)
@@ -234,7 +244,7 @@ def _render_listener(bundle: Bundle, users: list[str], n: int, stamp: float,
         typed = st.text_input("…or enter a listener id", key="music_user_typed", persist_state=PERSIST).strip()
     user = typed or picked
     try:
-        hist, recs = _listener(bundle.dataset, stamp, user, n + len(feedback[1]))
+        hist, recs = _listener(bundle.dataset, version, user, n, *_who(feedback))
     except UnknownUser:
         st.error(f"Unknown listener {md_text(repr(user))}: there is no such id in {bundle.label}. "
                  "Pick one from the list, or try \"A new listener\" to start from genres.")
@@ -247,7 +257,6 @@ def _render_listener(bundle: Bundle, users: list[str], n: int, stamp: float,
         if not recs:
             st.info("Nothing left to recommend: this listener has heard everything.")
         else:
-            recs = [r for r in recs if r.item not in feedback[1]][:n]  # a dislike is never shown again
             _show_picks(recs)
             with st.expander("Rate these picks :material/thumb_up: / :material/thumb_down:"):
                 rate_rows(bundle, recs, "listener", feedback)
@@ -259,8 +268,7 @@ def _render_listener(bundle: Bundle, users: list[str], n: int, stamp: float,
     return user
 
 
-def _render_new_listener(bundle: Bundle, n: int, stamp: float,
-                         feedback: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
+def _render_new_listener(bundle: Bundle, n: int, version: float, feedback: Feedback) -> None:
     options = service.genres(bundle)
     if not options:
         st.info("This dataset has no genre information, so new-listener picks are not available.")
@@ -270,8 +278,7 @@ def _render_new_listener(bundle: Bundle, n: int, stamp: float,
     if not chosen:
         st.info("Pick at least one genre to get picks.")
         return
-    recs = [r for r in _new_listener(bundle.dataset, stamp, tuple(chosen), n + len(feedback[1]))
-            if r.item not in feedback[1]][:n]
+    recs = _new_listener(bundle.dataset, version, tuple(chosen), n, *_who(feedback))
     if not recs:
         st.info("No songs found in those genres.")
         return
@@ -312,10 +319,10 @@ def _render_evaluation(current: str | None = None) -> None:
             st.caption(f"Reproduce with `{res['command']}`")
 
 
-def _render_up_next(bundle: Bundle, user: str | None, feedback: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
+def _render_up_next(bundle: Bundle, user: str | None, feedback: Feedback) -> None:
     try:
         from ui.music_next import render_up_next
     except ImportError:
         return
     render_up_next(bundle.dataset, user, rate=lambda picks: rate_rows(bundle, picks, "next", feedback),
-                   hidden=frozenset(feedback[1]))
+                   feedback=feedback)

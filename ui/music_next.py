@@ -15,42 +15,55 @@ import pandas as pd
 import streamlit as st
 
 from core.artifacts import ArtifactError
-from music.service import NEXT_HINT as HINT, NextBundle, UnknownListener
-from music.service import next_bundle_stem as bundle_stem, next_results_path as results_path
-from ui.common import PERSIST, RESULT_ENTRIES, RESULT_TTL, load_versioned, md_text
+from core.contract import Person, Request
+from music import service as music
+from music.service import NEXT, NEXT_HINT as HINT, NextBundle, UnknownListener
+from music.service import next_results_path as results_path
+from ui import model_card
+from ui import profile as profiles
+from ui.common import PERSIST, RESULT_ENTRIES, RESULT_TTL, md_text
 
 log = logging.getLogger(__name__)
 
 METHODS = {"CNN (Caser)": "cnn", "Session-kNN (nearest sessions)": "session_knn"}
 
 
-@st.cache_resource(show_spinner="Loading the 'up next' model…", max_entries=4)
-def _bundle(dataset: str, stamp: float) -> NextBundle:
-    """Load once per (dataset, manifest mtime): a retrain is picked up without a restart."""
-    return NextBundle(dataset)
+def _bundle(dataset: str) -> NextBundle:
+    """The "up next" model, loaded once per model version by the service (a retrain is picked up)."""
+    with st.spinner("Loading the 'up next' model…"):
+        return music.open(NEXT + dataset)
+
+
+Feedback = tuple[tuple[str, ...], tuple[str, ...]]
 
 
 @st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
-def _recommend(dataset: str, stamp: float, user: str | None, items: tuple[str, ...] | None, top: int,
-               method: str) -> list[Any]:
-    """Next items for a listener or a hand-built sequence, once per (model version, input, options)."""
-    return _bundle(dataset, stamp).recommend(user=user, items=list(items) if items else None, top=top, method=method)
+def _recommend(dataset: str, version: float, user: str | None, items: tuple[str, ...] | None, top: int,
+               method: str, dislikes: tuple[str, ...] = (), profile: str = "") -> list[Any]:
+    """Next items for a listener or a hand-built sequence, minus the profile's dislikes, once per (model
+    version, input, options, dislikes)."""
+    request = Request(user=user, k=top, options={"items": list(items or ()), "method": method})
+    return music.query(_bundle(dataset), request, Person(profiles.store(), profile) if profile else None).hits
 
 
 @st.cache_data(show_spinner=False, max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
-def _explain(dataset: str, stamp: float, user: str | None, items: tuple[str, ...] | None, item: str) -> dict:
+def _explain(dataset: str, version: float, user: str | None, items: tuple[str, ...] | None, item: str) -> dict:
     """The top pick's attribution (a few model passes), once per (model version, input, pick)."""
-    return _bundle(dataset, stamp).explain(user=user, items=list(items) if items else None, item=item)
+    return _bundle(dataset).explain(user=user, items=list(items) if items else None, item=item)
+
+
+def _who(feedback: Feedback) -> "tuple[tuple[str, ...], str]":
+    """(dislikes, profile) when the profile disliked something, else nobody: picks without dislikes are shared."""
+    return (feedback[1], profiles.known() or "") if feedback[1] else ((), "")
 
 
 def _load(dataset: str) -> "tuple[NextBundle, float] | None":
-    manifest = bundle_stem(dataset).with_suffix(".json")
-    if not manifest.is_file():
+    version = music.bundle_version(NEXT + dataset)
+    if version is None:
         st.info(f"No 'up next' model for this dataset yet. Train one with `{HINT.format(dataset=dataset)}`.")
         return None
     try:
-        stamp = manifest.stat().st_mtime
-        return load_versioned(_bundle, (dataset,), stamp), stamp
+        return _bundle(dataset), version
     except ArtifactError as exc:
         st.error(f"The 'up next' model could not be loaded: {exc}")
         return None
@@ -69,9 +82,9 @@ def _picks_table(picks: list[Any]) -> None:
 
 
 def _attribution(bundle: NextBundle, pick: Any, *, user: str | None, items: list[str] | None,
-                 stamp: float) -> None:
+                 version: float) -> None:
     """Which input positions and filter groups drove the top pick (score drop when each is removed)."""
-    ex = _explain(bundle.dataset, stamp, user, tuple(items) if items else None, pick.item)
+    ex = _explain(bundle.dataset, version, user, tuple(items) if items else None, pick.item)
     st.caption(f"Why **{md_text(pick.title)}** first: how much its score drops when one input position is blanked, "
                "or one group of convolution filters is switched off.")
     left, right = st.columns(2)
@@ -112,9 +125,8 @@ def _quality(dataset: str) -> None:
             st.caption(f"Reproduce with `{res['command']}`")
 
 
-def _shown(picks: list[Any], hidden: frozenset[str], top: int, rate: Optional[Callable[[list[Any]], None]]) -> list[Any]:
-    """The picks minus the profile's dislikes (never shown again), as a table with 👍 / 👎 rows."""
-    picks = [p for p in picks if p.item not in hidden][:top]
+def _shown(picks: list[Any], rate: Optional[Callable[[list[Any]], None]]) -> list[Any]:
+    """The picks (the service already left out the profile's dislikes), as a table with 👍 / 👎 rows."""
     _picks_table(picks)
     if rate is not None and picks:
         with st.expander("Rate these 'up next' picks :material/thumb_up: / :material/thumb_down:"):
@@ -123,17 +135,20 @@ def _shown(picks: list[Any], hidden: frozenset[str], top: int, rate: Optional[Ca
 
 
 def render_up_next(dataset_name: str, user: str | None, rate: Optional[Callable[[list[Any]], None]] = None,
-                   hidden: frozenset[str] = frozenset()) -> None:
+                   feedback: Feedback = ((), ())) -> None:
     """Draw "Up next" for ``dataset_name``: the chosen ``user``'s next items, and a build-your-own sequence.
 
-    ``rate(picks)`` draws the 👍 / 👎 controls; ``hidden`` are item ids the profile disliked."""
+    ``rate(picks)`` draws the 👍 / 👎 controls; ``feedback`` is the profile's (liked, disliked) ids, the key of
+    the cached picks (the service leaves the disliked out)."""
     st.subheader("Up next")
     if dataset_name == "simulated":
         st.caption("Simulated listening log: the sequences are generated, not real listening history.")
     loaded = _load(dataset_name)
     if loaded is None:
         return
-    bundle, stamp = loaded
+    bundle, version = loaded
+    model_card.show(music.card, NEXT + dataset_name, key=f"next_card_{dataset_name}")
+    dislikes, profile = _who(feedback)
     method_label = st.radio("Method", list(METHODS), horizontal=True, key=f"next_method_{dataset_name}",
                             persist_state=PERSIST)
     method = METHODS[method_label]
@@ -152,9 +167,9 @@ def render_up_next(dataset_name: str, user: str | None, rate: Optional[Callable[
             return
         latest = [bundle.label(i) for i in hist[-bundle.cfg.L:]]
         st.caption("Latest items (oldest → latest): " + " → ".join(md_text(t) for t in latest))
-        picks = _shown(_recommend(dataset_name, stamp, user, None, top + len(hidden), method), hidden, top, rate)
+        picks = _shown(_recommend(dataset_name, version, user, None, top, method, dislikes, profile), rate)
         if method == "cnn" and picks:
-            _attribution(bundle, picks[0], user=user, items=None, stamp=stamp)
+            _attribution(bundle, picks[0], user=user, items=None, version=version)
     else:
         options = bundle.search_items()[:2000]
         chosen = st.multiselect("Pick a few items in the order you'd play them", options,
@@ -164,8 +179,7 @@ def render_up_next(dataset_name: str, user: str | None, rate: Optional[Callable[
         if not chosen:
             st.info("Pick at least one item to see what the model would play next.")
             return
-        picks = _shown(_recommend(dataset_name, stamp, None, tuple(chosen), top + len(hidden), method), hidden, top,
-                       rate)
+        picks = _shown(_recommend(dataset_name, version, None, tuple(chosen), top, method, dislikes, profile), rate)
         if method == "cnn" and picks:
-            _attribution(bundle, picks[0], user=None, items=chosen, stamp=stamp)
+            _attribution(bundle, picks[0], user=None, items=chosen, version=version)
     _quality(dataset_name)

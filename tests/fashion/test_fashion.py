@@ -204,6 +204,8 @@ def test_app_tab_upload_filter_and_bad_file(clothes_index):
     at = AppTest.from_function(_tab, default_timeout=180).run()
     at.selectbox(key="fashion_catalog").set_value("tuxpaint-clothes").run()
     assert not at.exception
+    assert "About this model" in [e.label for e in at.expander]  # unmeasured catalog: the card says so
+    assert any("not measured yet" in m.value for m in at.markdown)
     photo = load_catalog("tuxpaint-clothes").image(4)
     at.file_uploader(key="fashion_upload").set_value(("jeans.png", _png(photo), "image/png")).run()
     assert not at.exception and not at.error

@@ -335,7 +335,8 @@ def test_tab_upload_shows_hashtags_line_and_heatmaps(hashtag_model, chelsea_png)
     at = AppTest.from_function(_tab_app, default_timeout=120)
     at.run()
     assert not at.exception
-    assert any("Test F1@5" in c.value for c in at.caption)
+    assert "About this model" in [e.label for e in at.expander]  # the card: test F1@5 with its interval
+    assert any("fused f1\\@5" in m.value and "95 % interval" in m.value for m in at.markdown)  # @ escaped
     at.file_uploader(key="hashtag_upload").set_value(("chelsea.png", chelsea_png.read_bytes(), "image/png")).run()
     assert not at.exception and not at.error
     line = at.code[0].value

@@ -238,10 +238,10 @@ def test_a_worse_retrain_is_kept_not_served_and_a_better_one_is_served(tiny_mode
 def test_the_tab_loads_the_served_version(tiny_model, store, tmp_path, monkeypatch):
     from hashtag import service
 
-    before = service.serving_stamp(tiny_model)
+    before = service.checkpoint_version(tiny_model)
     service.import_photos(store, "ann", csv_zip(GOOD_CSV), label="trip.zip", permission=ADMIN)
     new = _retrain(tiny_model, store, tmp_path, monkeypatch, [])["done"]
-    assert new["served"] and service.serving_stamp(tiny_model) != before
+    assert new["served"] and service.checkpoint_version(tiny_model) != before
     loaded = service.HashtagService(tiny_model)
     assert loaded.version == new["version"] and "kitten" in loaded.manifest["vocab"]
     assert loaded.predict(CSV_DIR / "images" / "cat.png", method="model", k=3)

@@ -74,6 +74,7 @@ def test_tab_searches_by_words_then_more_like_this_then_rejects_a_bad_upload(tin
     at.run()
     assert not at.exception
     assert any("Type a few words" in i.value for i in at.info)
+    assert "About this model" in [e.label for e in at.expander]
     item = tiny_index.products[3]
     at.text_input(key="mm_text").set_value(item.title).run()
     assert not at.exception and not at.error

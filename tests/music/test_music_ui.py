@@ -34,6 +34,7 @@ def test_tab_shows_history_and_picks_with_reasons(bundle):
     assert not at.exception, at.exception
     assert "simulated" in _texts(at).lower()  # the simulated log is labelled as such
     assert at.selectbox(key="music_dataset").value == "simulated"
+    assert "About this model" in [e.label for e in at.expander]  # the dataset's model card
     user = at.selectbox(key="music_user").value
     frames = [df.value for df in at.dataframe]
     assert len(frames) >= 2  # the "Up next" section below may add its own tables when its model is trained
