@@ -17,7 +17,7 @@ import pytest
 
 from core.contract import CONTRACT, Handles, ModelCard, TabService, interval_of, metrics_of, without
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS_DIR = ROOT / "bench" / "results"  # the committed evaluations
 
 TABS = ("hashtag", "music", "fashion", "multimodal")
