@@ -75,6 +75,8 @@ heldout-photos: $(STAMPS)/venv
 		echo "darknet .deb not downloaded (apt-get download darknet into data/debs): the check photo set will name it as missing" >&2
 	@ls data/debs/gcompris-qt-data_*.deb >/dev/null 2>&1 || (mkdir -p data/debs && cd data/debs && apt-get download -q gcompris-qt-data) || \
 		echo "gcompris-qt-data .deb not downloaded (apt-get download gcompris-qt-data into data/debs): the photo sets in bench/checksets will name it as missing" >&2
+	@ls data/debs/palapeli-data_*.deb >/dev/null 2>&1 || (mkdir -p data/debs && cd data/debs && apt-get download -q palapeli-data) || \
+		echo "palapeli-data .deb not downloaded (apt-get download palapeli-data into data/debs): bench/checksets/hashtag_dev_subjects.csv will name it as missing" >&2
 
 # Default models for the app; each command skips when its artifact is fresh (use --force to rebuild).
 # scripts/build_models.py builds them in two lanes at once, one per core: the image lane (Fashion-MNIST index,

@@ -166,10 +166,36 @@ def base_lists(service, photos: Sequence[SubjectPhoto], *, likeness: Optional[np
             "masses": service.concepts.masses(grids), "confidence": service.concepts.confidence(grids)}
 
 
+def candidate_ceiling(candidates: Sequence[Sequence[str]], photos: Sequence[SubjectPhoto]) -> dict[str, Any]:
+    """How often the subject (or a word accepted for it) is among a photo's candidates at all: no ordering of
+    those candidates can put it in the top 5 more often. Mean with a 95 % bootstrap interval, overall and per
+    group (``by_group``)."""
+    from core.metrics import summarize
+
+    def table(rows: list[int]) -> dict[str, Any]:
+        hit = np.array([float(any(w in photos[i].acceptable for w in candidates[i])) for i in rows])
+        s = summarize(hit) if len(hit) else {"mean": 0.0, "ci95": [0.0, 0.0]}
+        return {"photos": len(rows), "ceiling": round(float(s["mean"]), 4),
+                "ceiling_ci95": [round(float(x), 4) for x in s["ci95"]]}
+
+    out = table(list(range(len(photos))))
+    out["by_group"] = {g: table([i for i, p in enumerate(photos) if p.group == g])
+                       for g in sorted({p.group for p in photos})}
+    return out
+
+
 def evaluate_subjects(service, photos: Sequence[SubjectPhoto], *, likeness: Optional[np.ndarray] = None,
                       name: str = "") -> dict[str, Any]:
-    """Every method's ``subject_scores`` on the same photos, the gate's verdicts and each photo's fused top 5."""
-    lists = method_lists(service, photos, likeness=likeness)
+    """Every method's ``subject_scores`` on the same photos, the gate's verdicts, each photo's fused top 5, and the
+    candidate ceilings: the subject among every word the concept tagger gives any weight, and among the candidates
+    fusion sees (the concept tagger's ``CANDIDATES`` best and the decoder's)."""
+    from hashtag.concepts import CANDIDATES
+
+    base = base_lists(service, photos, likeness=likeness)
+    lists = method_lists(service, photos, likeness=likeness, base=base)
+    every = service.concepts.predict_grids(base["grids"], len(service.concepts.table.words))
+    fusion_sees = [[t for t, _ in c[:CANDIDATES]] + [t for t, _ in m[:CANDIDATES]]
+                   for c, m in zip(every, base["lists"]["model"])]
     gate = np.array([x[0] for x in lists.pop("_likeness")])
     photo = np.array([x[0] for x in lists.pop("_photo_fused")], bool)
     lists = {m: v for m, v in lists.items() if not m.startswith("_")}
@@ -181,6 +207,8 @@ def evaluate_subjects(service, photos: Sequence[SubjectPhoto], *, likeness: Opti
                               "gate_photo_share": round(float((gate < threshold).mean()) if len(gate) else 0.0, 4),
                               "photo_share": round(float(photo.mean()) if len(photo) else 0.0, 4)}
     result["methods"] = {m: subject_scores([[t for t, _, _ in f] for f in fl], photos) for m, fl in lists.items()}
+    result["ceiling"] = {"concept_words": candidate_ceiling([[t for t, _ in c] for c in every], photos),
+                         "fusion_candidates": candidate_ceiling(fusion_sees, photos)}
     result["per_photo"] = [{"photo": p.id, "subject": p.subject, "group": p.group, "gate": round(float(g), 3),
                             "fused": [f"{t}({src[0]})" for t, _, src in f], "concepts": [t for t, _, _ in c]}
                            for p, g, f, c in zip(photos, gate, lists["fused"], lists["concepts"])]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hashtag.order import NO_ORDER, ORDER, GENERAL_WORDS, OrderRule, near_duplicate, order_tags, variant_key
-from hashtag.subjects import SubjectPhoto, load_subject_set, subject_scores
+from hashtag.subjects import SubjectPhoto, candidate_ceiling, load_subject_set, subject_scores
 
 
 def _tags(items):
@@ -91,6 +91,40 @@ def test_subject_scores_per_group_with_intervals(tmp_path: Path):
     assert s["by_group"]["animals"]["photos"] == 1
     lo, hi = s["subject@5_ci95"]
     assert 0.0 <= lo <= s["subject@5"] <= hi <= 1.0
+
+
+def test_candidate_ceiling_counts_a_subject_anywhere_among_the_candidates_per_group(tmp_path: Path):
+    img = tmp_path / "a.png"
+    img.write_bytes(b"x")
+    photos = [SubjectPhoto(img, "cow", frozenset({"cow", "cattle"}), "animals"),
+              SubjectPhoto(img, "barn", frozenset({"barn"}), "scenes"),
+              SubjectPhoto(img, "tower", frozenset({"tower", "lighthouse"}), "scenes")]
+    # the subject 12th still counts (no ordering can do better than the candidates); a family word does not
+    candidates = [["animal", *(f"w{i}" for i in range(10)), "cattle"], ["building", "house"], ["lighthouse"]]
+    c = candidate_ceiling(candidates, photos)
+    assert c["ceiling"] == pytest.approx(2 / 3, abs=1e-3) and c["photos"] == 3
+    assert c["by_group"]["scenes"]["ceiling"] == 0.5 and c["by_group"]["animals"]["ceiling"] == 1.0
+    lo, hi = c["ceiling_ci95"]
+    assert 0.0 <= lo <= c["ceiling"] <= hi <= 1.0
+
+
+def test_more_dev_subjects_share_no_photo_with_any_other_labelled_set():
+    import csv
+
+    root = Path(__file__).resolve().parent.parent
+    dev = root / "bench" / "checksets" / "hashtag_dev_subjects.csv"
+    rows = list(csv.DictReader(dev.open(encoding="utf-8")))
+    assert len(rows) >= 20 and all(r["label"] and r["group"] for r in rows)
+
+    def member(path: str) -> str:  # the photo itself, whichever archive spelling a set uses
+        return path.split("!")[-1].lstrip("/")
+
+    ours = {member(r["path"]) for r in rows}
+    for other in [*(root / "bench" / "checksets").glob("*.csv"), *(root / "hashtag").glob("*.csv")]:
+        if other == dev:
+            continue
+        theirs = {member(r.get("path", "")) for r in csv.DictReader(other.open(encoding="utf-8"))}
+        assert not ours & theirs, f"{other.name} shares photos with the dev subjects"
 
 
 def test_subject_csv_resolves_relative_paths_and_skips_missing(tmp_path: Path):
