@@ -111,7 +111,7 @@ def test_candidate_ceiling_counts_a_subject_anywhere_among_the_candidates_per_gr
 def test_more_dev_subjects_share_no_photo_with_any_other_labelled_set():
     import csv
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     dev = root / "bench" / "checksets" / "hashtag_dev_subjects.csv"
     rows = list(csv.DictReader(dev.open(encoding="utf-8")))
     assert len(rows) >= 20 and all(r["label"] and r["group"] for r in rows)
