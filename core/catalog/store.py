@@ -10,6 +10,12 @@ How word search works without titles: each image carries the WordNet concept wor
 support, with their probability mass (``core.catalog.build``). A query is embedded with MiniLM, compared
 with every concept word's embedding, and an image scores the mass of its best-matching word times how well
 that word matches (exact words match fully). Titles, where a catalog has them, add their own MiniLM cosine.
+
+Likes and dislikes change the next results at once (``liked=`` / ``disliked=`` catalog ids): a photo query,
+"more like this" and the photo half of a combined query move in the image space by Rocchio toward the liked
+items' stored image vectors and away from the disliked ones; a word query gains an image component, the Rocchio
+direction of the feedback alone, weighted by ``FeedbackWeights.word_image``. Disliked items are never shown.
+A hit that ranks higher than it would without the feedback says so in its reason ("like what you liked").
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import re
 import shutil
 import threading
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -31,6 +37,7 @@ from core.artifacts import ArtifactError
 from core.catalog.build import catalogs_dir, read_manifest
 from core.catalog.sources import CatalogError, check_name
 from core.encoders import get_image_encoder
+from core.feedback.rocchio import RocchioWeights, rocchio
 from core.images import ImageSource, load_image
 from core.search import VectorIndex
 from core.text import get_text_encoder
@@ -47,6 +54,22 @@ LEXICAL_WEIGHT = 0.25
 #: Text weight when a query has both words and a photo.
 DEFAULT_ALPHA = 0.5
 _TOKEN = re.compile(r"[a-z0-9]+")
+#: What a hit lifted by the person's likes says about itself.
+LIFTED = "like what you liked"
+
+
+@dataclass(frozen=True)
+class FeedbackWeights:
+    """How likes and dislikes move a query: Rocchio's α, β, γ in the image space, and the weight of the
+    feedback's image direction added to a word query's score. Chosen on the dev photos by a simulated user
+    (``bench/catalog_feedback.py``; its JSON has the grid)."""
+
+    rocchio: RocchioWeights = RocchioWeights(1.0, 1.5, 1.0)
+    word_image: float = 2.0
+
+
+#: The weights own-catalog searches use (``bench/catalog_feedback.py`` chose them on dev).
+FEEDBACK = FeedbackWeights()
 
 
 @dataclass(frozen=True)
@@ -118,29 +141,81 @@ class BuiltCatalog:
     # -- queries --------------------------------------------------------------------------------------
     def search(self, *, text: Optional[str] = None, image: Optional[ImageSource] = None, k: int = 10,
                alpha: float = DEFAULT_ALPHA, categories: Optional[Sequence[str]] = None,
-               exclude: Sequence[str] = ()) -> list[CatalogHit]:
-        """Words, a photo, or both (text weight ``alpha``); a bad photo raises ``ImageError``."""
+               exclude: Sequence[str] = (), liked: Sequence[str] = (), disliked: Sequence[str] = (),
+               feedback: FeedbackWeights = FEEDBACK) -> list[CatalogHit]:
+        """Words, a photo, or both (text weight ``alpha``), re-ranked by the ``liked`` / ``disliked`` ids of
+        this catalog (ids it lacks are ignored; disliked ones are hidden); a bad photo raises ``ImageError``."""
         text = (text or "").strip()
         if not text and image is None:
             raise ValueError("Type some words, upload a photo, or both.")
         if len(text) > 1000:
             raise ValueError("The search text is longer than 1,000 characters; shorten it.")
-        keep = self._keep(categories, exclude)
-        scores = np.zeros(len(self), np.float32)
-        reasons: dict[int, str] = {}
-        if text:
-            text_scores, reasons = self.word_scores(text)
-            scores += (alpha if image is not None else 1.0) * text_scores
-        if image is not None:
-            scores += (1.0 - alpha if text else 1.0) * self.image_scores(image)
-        return self._top(scores, keep, k, reasons, "looks alike" if image is not None and not text else "")
+        keep = self._keep(categories, tuple(exclude) + tuple(disliked))
+        liked_rows, disliked_rows = self._rows(liked), self._rows(disliked)
+        query = self.image_vector(image) if image is not None else None
+        text_scores, reasons = self.word_scores(text) if text else (None, {})
+        scores = self.query_scores(text_scores, query, alpha=alpha)
+        default = "looks alike" if image is not None and not text else ""
+        if not len(liked_rows) and not len(disliked_rows):
+            return self._top(scores, keep, k, reasons, default)
+        moved = self.query_scores(text_scores, query, alpha=alpha, liked_rows=liked_rows,
+                                  disliked_rows=disliked_rows, feedback=feedback)
+        return self._lifted(self._top(moved, keep, k, reasons, default), scores, keep, bool(len(liked_rows)))
 
-    def similar_items(self, item_id: str, k: int = 10, categories: Optional[Sequence[str]] = None) -> list[CatalogHit]:
-        """Items that look most like catalog item ``item_id`` (itself excluded); ``KeyError`` if unknown."""
+    def query_scores(self, text_scores: Optional[np.ndarray], query: Optional[np.ndarray], *,
+                     alpha: float = DEFAULT_ALPHA, liked_rows: Sequence[int] = (), disliked_rows: Sequence[int] = (),
+                     feedback: FeedbackWeights = FEEDBACK) -> np.ndarray:
+        """(N,) scores of a query given as word scores and/or an image vector, moved by the feedback rows.
+
+        Public so that an evaluation can score many feedback weights without encoding the query again."""
+        liked_vecs = self.index.vectors[np.asarray(liked_rows, np.int64)] if len(liked_rows) else None
+        disliked_vecs = self.index.vectors[np.asarray(disliked_rows, np.int64)] if len(disliked_rows) else None
+        has_feedback = liked_vecs is not None or disliked_vecs is not None
+        scores = np.zeros(len(self), np.float32)
+        if text_scores is not None:
+            scores += (alpha if query is not None else 1.0) * text_scores
+        if query is not None:
+            moved = _moved(query, liked_vecs, disliked_vecs, feedback.rocchio) if has_feedback else query
+            scores += (1.0 - alpha if text_scores is not None else 1.0) * (self.index.vectors @ moved)
+        elif has_feedback and feedback.word_image > 0:
+            direction = _feedback_direction(liked_vecs, disliked_vecs, feedback.rocchio)
+            if direction is not None:
+                scores += feedback.word_image * (self.index.vectors @ direction)
+        return scores
+
+    def similar_items(self, item_id: str, k: int = 10, categories: Optional[Sequence[str]] = None, *,
+                      liked: Sequence[str] = (), disliked: Sequence[str] = (),
+                      feedback: FeedbackWeights = FEEDBACK) -> list[CatalogHit]:
+        """Items that look most like catalog item ``item_id`` (itself and disliked ones excluded), moved toward
+        the ``liked`` ids by Rocchio; ``KeyError`` if ``item_id`` is unknown."""
         row = self.index.position(item_id)
-        hits = self.index.query(self.index.vectors[row], k, filters={"category": list(categories or [])} or None,
-                                exclude_id=item_id)
-        return [self._hit(h.index, h.score, "looks alike") for h in hits]
+        liked_rows, disliked_rows = self._rows(liked), self._rows(disliked)
+        if not len(liked_rows) and not len(disliked_rows):
+            hits = self.index.query(self.index.vectors[row], k, filters={"category": list(categories or [])} or None,
+                                    exclude_id=item_id)
+            return [self._hit(h.index, h.score, "looks alike") for h in hits]
+        keep = self._keep(categories, (item_id, *disliked))
+        query = self.index.vectors[row]
+        moved = self.query_scores(None, query, liked_rows=liked_rows, disliked_rows=disliked_rows, feedback=feedback)
+        hits = self._top(moved, keep, k, {}, "looks alike")
+        return self._lifted(hits, self.index.vectors @ query, keep, bool(len(liked_rows)))
+
+    def _rows(self, ids: Sequence[str]) -> np.ndarray:
+        """Rows of the ids this catalog has (feedback on items of another catalog or a rebuilt one is ignored)."""
+        return np.array(sorted({self.index._pos[str(i)] for i in ids if str(i) in self.index._pos}), np.int64)
+
+    def _lifted(self, hits: list[CatalogHit], plain: np.ndarray, keep: np.ndarray, any_like: bool) -> list[CatalogHit]:
+        """Hits that rank higher than they would without the feedback say so, when there are likes."""
+        if not any_like:
+            return hits
+        plain = np.where(keep, plain, -np.inf)
+        out = []
+        for position, hit in enumerate(hits):
+            plain_position = int((plain > plain[hit.row]).sum())
+            if plain_position > position:
+                hit = replace(hit, reason=f"{LIFTED} · {hit.reason}" if hit.reason else LIFTED)
+            out.append(hit)
+        return out
 
     def image_vector(self, image: ImageSource) -> np.ndarray:
         spec = self.manifest["image_encoder"]
@@ -220,6 +295,24 @@ class BuiltCatalog:
     def duplicate_groups(self) -> list[list[str]]:
         """Groups of near-identical images found at build time, as catalog ids."""
         return [[self.ids[r] for r in group] for group in self.manifest.get("duplicates", {}).get("groups", [])]
+
+
+def _feedback_direction(liked: Optional[np.ndarray], disliked: Optional[np.ndarray],
+                        weights: RocchioWeights) -> Optional[np.ndarray]:
+    """The image-space direction of the feedback alone (toward the likes, away from the dislikes), or None."""
+    try:
+        return rocchio(None, liked, disliked, weights)
+    except ValueError:  # nothing weighted on either side
+        return None
+
+
+def _moved(query: np.ndarray, liked: Optional[np.ndarray], disliked: Optional[np.ndarray],
+           weights: RocchioWeights) -> np.ndarray:
+    """The Rocchio query, or the query itself when the feedback cancels it out (a dislike of the photo searched)."""
+    try:
+        return rocchio(query, liked, disliked, weights)
+    except ValueError:
+        return query
 
 
 def _words(text: str) -> list[str]:
