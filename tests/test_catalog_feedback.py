@@ -143,3 +143,54 @@ def test_the_result_grid_passes_likes_and_dislikes_to_both_searches():
         catalog_view._similar("spy-shop", 1.0, "c.jpg", 5, (), liked, ("b.jpg",), spy)
     assert spy.calls == [("search", (), ("b.jpg",)), ("similar", (), ("b.jpg",)),
                          ("search", ("a.jpg",), ("b.jpg",)), ("similar", ("a.jpg",), ("b.jpg",))]
+
+
+# -- how title words match a query word (titled catalogs) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("title_word, stands_for", [("men", "person"), ("women", "person"), ("heron", "bird"),
+                                                    ("cathedrals", "church"), ("churches", "church"),
+                                                    ("hens", "bird"), ("sledgehammer", "hammer")])
+def test_a_title_word_stands_for_its_lemma_and_the_kinds_it_names(title_word, stands_for):
+    from core.catalog.store import _title_forms
+
+    assert stands_for in _title_forms(title_word, "kinds")
+    assert stands_for not in _title_forms(title_word, "plain")
+
+
+@pytest.mark.parametrize("title_word, not_for", [("heron", "person"), ("pliers", "person"), ("fish", "person"),
+                                                 ("back", "person"), ("windmill", "tower")])
+def test_a_title_word_takes_its_everyday_sense_only(title_word, not_for):
+    """Heron of Alexandria, a 'plier' who plies a trade, the astrological Fish, a football back: not persons."""
+    from core.catalog.store import _title_forms
+
+    assert not_for not in _title_forms(title_word, "kinds")
+
+
+def test_query_and_title_words_are_normalised_the_same_way():
+    from core.catalog.store import _item_forms, _query_forms
+
+    for query, title in (("churches", "Old church by a lake"), ("church", "Two churches"), ("mice", "A mouse"),
+                         ("mouse", "Three mice")):
+        assert _query_forms(query, "lemmas") & _item_forms(title, "lemmas"), (query, title)
+    assert not _query_forms("churches", "plain") & _item_forms("Old church by a lake", "plain")
+
+
+@pytest.mark.slow(reason="builds a small titled catalog (~30 s)")
+def test_titled_word_search_counts_a_kind_named_in_a_title(tmp_path):
+    from core.catalog.store import remove_catalog
+
+    folder = tmp_path / "titled"
+    folder.mkdir()
+    for name, sample in {"astronaut.png": "astronaut", "rocket.png": "rocket", "coffee.png": "coffee"}.items():
+        Image.fromarray(getattr(skdata, sample)()).save(folder / name)
+    (folder / "catalog.csv").write_text("image,title\nastronaut.png,Woman in an orange suit\n"
+                                        "rocket.png,Launch vehicle on the pad\ncoffee.png,Espresso in a white cup\n")
+    add_catalog("kinds-shop", folder / "catalog.csv")
+    catalog = open_catalog("kinds-shop")
+    row = catalog.ids.index("astronaut.png")
+    assert catalog._lexical("person", "kinds")[row] == 1.0 and catalog._lexical("person", "plain")[row] == 0.0
+    with_kinds, _ = catalog.word_scores("person", title_words="kinds")
+    plain, _ = catalog.word_scores("person", title_words="plain")
+    assert with_kinds[row] > plain[row] and np.allclose(np.delete(with_kinds, row), np.delete(plain, row))
+    remove_catalog("kinds-shop")
