@@ -16,7 +16,9 @@ with the person's short title, e.g. "Northern harrier in flight", which need not
 - Near-duplicates: edited copies of each photo (70 % resize, JPEG quality 60, 90 % crop) against pairs of
   distinct photos of the same label; the cosine threshold maximising F1 on dev is reported on test.
 
-Choices (the word-match floor and the title/concept weight, the duplicate threshold) are made on dev only.
+Choices (the word-match floor, how title words match — plain, WordNet lemmas, or lemmas and the kinds a title
+word names, "heron" standing for "bird" —, whether rare title words count more (IDF), the title/concept
+weights, the duplicate threshold) are made on dev only.
 """
 
 from __future__ import annotations
@@ -74,12 +76,13 @@ def precision_at_k(ids: list[str], labels: dict[str, str], wanted: str, k: int =
 
 
 def word_precision(catalog: store.BuiltCatalog, labels: dict[str, str], *, match_min: float,
-                   concept_weight: float, lexical_weight: float = 0.0, ideal: bool = False) -> dict[str, float]:
+                   concept_weight: float, lexical_weight: float = 0.0, title_words: str = store.TITLE_WORDS,
+                   idf: bool = store.TITLE_IDF, ideal: bool = False) -> dict[str, float]:
     """Label word → precision@5 of the word search (``ideal``: divided by min(5, photos of the label), for dev)."""
     out = {}
     for label in sorted(set(labels.values())):
         scores, _ = catalog.word_scores(label, match_min=match_min, concept_weight=concept_weight,
-                                        lexical_weight=lexical_weight)
+                                        lexical_weight=lexical_weight, title_words=title_words, idf=idf)
         top = [catalog.ids[r] for r in np.argsort(-scores, kind="stable")[:K]]
         hits = sum(labels[i] == label for i in top)
         out[label] = hits / (min(K, sum(v == label for v in labels.values())) if ideal else K)
@@ -103,18 +106,23 @@ def fashion_neighbours(folder: Path):
 
 
 def tune_words(catalogs: dict[str, store.BuiltCatalog], labels: dict[str, str]) -> dict:
-    """The word-match floor on the untitled dev catalog, then the title weight on the titled one."""
+    """The word-match floor on the untitled dev catalog, then on the titled one how title words match
+    (``store.TITLE_WORDS``), whether rare title words count more (IDF) and the title / concept weights.
+    Ties go to the simpler reading of words (plain before lemmas before kinds, no IDF), then to the defaults."""
     untitled = {m: np.mean(list(word_precision(catalogs["untitled"], labels, match_min=m, concept_weight=0.0,
                                                 ideal=True).values())) for m in MATCH_MIN_GRID}
     match_min = max(untitled, key=lambda m: (untitled[m], -abs(m - store.WORD_MATCH_MIN)))
-    titled = {(w, x): np.mean(list(word_precision(catalogs["titled"], labels, match_min=match_min, concept_weight=w,
-                                                  lexical_weight=x, ideal=True).values()))
-              for w in CONCEPT_WEIGHT_GRID for x in LEXICAL_WEIGHT_GRID}
-    weight, lexical = max(titled, key=lambda wx: (titled[wx], -abs(wx[0] - store.CONCEPT_WEIGHT),
-                                                  -abs(wx[1] - store.LEXICAL_WEIGHT)))
-    return {"match_min": match_min, "concept_weight": weight, "lexical_weight": lexical,
-            "grid_untitled": {str(k): round(float(v), 4) for k, v in untitled.items()},
-            "grid_titled": {f"concept {w}, lexical {x}": round(float(v), 4) for (w, x), v in titled.items()}}
+    grid = list(itertools.product(store.TITLE_WORD_MODES, (False, True), CONCEPT_WEIGHT_GRID, LEXICAL_WEIGHT_GRID))
+    titled = {(mode, idf, w, x): round(float(np.mean(list(word_precision(
+        catalogs["titled"], labels, match_min=match_min, concept_weight=w, lexical_weight=x, title_words=mode,
+        idf=idf, ideal=True).values()))), 6) for mode, idf, w, x in grid}
+    mode, idf, weight, lexical = max(titled, key=lambda c: (
+        titled[c], -store.TITLE_WORD_MODES.index(c[0]), not c[1], -abs(c[2] - store.CONCEPT_WEIGHT),
+        -abs(c[3] - store.LEXICAL_WEIGHT)))
+    return {"match_min": match_min, "concept_weight": weight, "lexical_weight": lexical, "title_words": mode,
+            "idf": idf, "grid_untitled": {str(k): round(float(v), 4) for k, v in untitled.items()},
+            "grid_titled": {f"{m}{' idf' if i else ''}, concept {w}, lexical {x}": round(v, 4)
+                            for (m, i, w, x), v in titled.items()}}
 
 
 def duplicate_scores(photos: list[Photo]) -> tuple[np.ndarray, np.ndarray]:
@@ -174,16 +182,21 @@ def photo_summary(per_label: dict[str, list[float]]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="catalog_quality")
+    parser.add_argument("--dev-only", action="store_true", help="make the dev choices, print them, never touch test")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     work = Path(tempfile.mkdtemp(prefix="catalog-quality-"))
     dev_labels, dev, dev_photos, dev_info = build_split("dev", work)
     chosen = tune_words(dev, dev_labels)
+    if args.dev_only:
+        print({k: v for k, v in chosen.items() if not k.startswith("grid")})
+        return 0
     threshold = best_threshold(*duplicate_scores(dev_photos))
     labels, test, test_photos, test_info = build_split("test", work)
     words = {kind: summary(word_precision(test[kind], labels, match_min=chosen["match_min"],
                                           concept_weight=chosen["concept_weight"],
-                                          lexical_weight=chosen["lexical_weight"] if kind == "titled" else 0.0))
+                                          lexical_weight=chosen["lexical_weight"] if kind == "titled" else 0.0,
+                                          title_words=chosen["title_words"], idf=chosen["idf"]))
              for kind in ("untitled", "titled")}
     catalog = test["untitled"]
     photo = {"catalog": photo_summary(photo_precision(lambda i: [h.id for h in catalog.similar_items(i, K)], labels)),
@@ -202,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"word P@5 untitled {words['untitled']['mean']:.3f} {words['untitled']['ci95']}, titled "
           f"{words['titled']['mean']:.3f}; photo P@5 {photo['catalog']['mean']:.3f} vs fashion index "
           f"{photo['fashion_index']['mean']:.3f}; chosen {chosen['match_min']}, {chosen['concept_weight']}, "
-          f"{chosen['lexical_weight']}, "
+          f"{chosen['lexical_weight']}, title words {chosen['title_words']}{' idf' if chosen['idf'] else ''}, "
           f"duplicates ≥ {threshold}")
     return 0
 

@@ -453,9 +453,23 @@ def render_catalog_quality(result: dict, name: str) -> str:
                    "photo search, Fashion index"], rows)
             + f"\n\n{test['photos']} test photos ({result['dev']['photos']} dev), precision@5. Chosen on dev: word-match "
               f"floor {chosen['match_min']}, concept weight {chosen['concept_weight']}, title-word weight "
-              f"{chosen['lexical_weight']}. Near-duplicates at cosine ≥ {dup['threshold']}: {fmt(dup['copies_found'])} "
+              f"{chosen['lexical_weight']}, title words matched as {chosen.get('title_words', 'plain')}"
+              f"{' with IDF' if chosen.get('idf') else ''}. Near-duplicates at cosine ≥ {dup['threshold']}: {fmt(dup['copies_found'])} "
               f"of {dup['copies']} edited copies found, {fmt(dup['distinct_pairs_flagged'])} of {dup['distinct_pairs']} "
               "distinct same-label pairs flagged.\n")
+
+
+def render_catalog_feedback(result: dict, name: str) -> str:
+    """Next-screen precision@5 with and without likes on the test catalog, per kind of query, with dev's choice."""
+    test, chosen = need(result, "test"), need(result, "dev", "chosen")
+    labels = {"photo": "photo / more like this", "both": "words + photo", "words_untitled": "words, untitled",
+              "words_titled": "words, titled", "all": "**all queries**"}
+    rows = [[labels.get(kind, kind), fmt(r["queries"]), with_ci(r["no_feedback"]), with_ci(r["feedback"]),
+             with_ci(r["difference"])] for kind, r in test.items()]
+    return (table(["query (test photos)", "queries", "no feedback", "with likes and dislikes", "difference"], rows)
+            + f"\n\nPrecision@5 of the next 5 unseen items after the first screen of 5. Chosen on dev: "
+              f"α 1, β {chosen['beta']}, γ {chosen['gamma']}, word-search image share {chosen['word_image']}. "
+            + small_set_note(test["all"]["queries"], "test queries") + "\n")
 
 
 def render_catalog_build(result: dict, name: str) -> str:
@@ -610,6 +624,7 @@ RENDERERS: list[tuple[str, Renderer]] = [
     ("spark_als_*", render_spark_als),
     ("first_run", render_first_run),
     ("catalog_quality", render_catalog_quality),
+    ("catalog_feedback", render_catalog_feedback),
     ("catalog_build", render_catalog_build),
     ("history_picks", render_history_picks),
     ("test_durations", render_test_durations),

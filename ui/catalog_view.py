@@ -2,8 +2,8 @@
 photo or both).
 
 The catalog comes from the tab's service (``service.own_catalog(name)``); this module only draws. Results are
-cached on their inputs (catalog version, words, photo hash, weights), so a rerun with the same query is free,
-and a 👍 / 👎 reruns only the tab's fragment. Catalog text (titles, categories, attributes) is shown through
+cached on their inputs (catalog version, words, photo hash, weights, likes and dislikes), so a rerun with the
+same query is free, and a 👍 / 👎 reruns only the tab's fragment and re-ranks the next results at once. Catalog text (titles, categories, attributes) is shown through
 widgets that render plain text, never Markdown: a title can contain anything.
 """
 
@@ -24,16 +24,16 @@ COLUMNS = 5
 
 @st.cache_data(show_spinner="Searching…", max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
 def _search(name: str, stamp: float, text: str, digest: Optional[str], alpha: float, k: int,
-            categories: tuple[str, ...], exclude: tuple[str, ...], _catalog: Any,
+            categories: tuple[str, ...], liked: tuple[str, ...], disliked: tuple[str, ...], _catalog: Any,
             _image: Any) -> list:
     return _catalog.search(text=text or None, image=_image, k=k, alpha=alpha, categories=categories,
-                           exclude=exclude)
+                           liked=liked, disliked=disliked)
 
 
 @st.cache_data(show_spinner="Finding similar items…", max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
-def _similar(name: str, stamp: float, item: str, k: int, categories: tuple[str, ...],
-             _catalog: Any) -> list:
-    return _catalog.similar_items(item, k, categories)
+def _similar(name: str, stamp: float, item: str, k: int, categories: tuple[str, ...], liked: tuple[str, ...],
+             disliked: tuple[str, ...], _catalog: Any) -> list:
+    return _catalog.similar_items(item, k, categories, liked=liked, disliked=disliked)
 
 
 def render(tab: str, catalog: Any, stamp: float, *, words: bool) -> None:
@@ -60,11 +60,11 @@ def render(tab: str, catalog: Any, stamp: float, *, words: bool) -> None:
         info, back = st.columns([5, 1])
         info.write(f"More like {more} (itself excluded):")
         back.button("Back to search", key=f"{key}_back", on_click=st.session_state.pop, args=(f"{key}_more", None))
-        hits = _similar(catalog.name, stamp, more, top, tuple(categories), catalog)
+        hits = _similar(catalog.name, stamp, more, top, tuple(categories), tuple(liked), tuple(disliked), catalog)
     elif (text or "").strip() or image is not None:
         try:
             hits = _search(catalog.name, stamp, (text or "").strip(), image_digest(image), alpha if image is not None
-                           else 1.0, top, tuple(categories), tuple(disliked), catalog, image)
+                           else 1.0, top, tuple(categories), tuple(liked), tuple(disliked), catalog, image)
         except (ValueError, ImageError) as exc:
             st.error(f"Cannot search: {md_text(str(exc))}")
             return
