@@ -46,7 +46,8 @@ class Split:
     """The held-out side of one split: what the models receive, what is relevant, and the bootstrap unit.
 
     ``queries`` is passed to ``Ranker.rank`` as it is (row indices, images, user ids, ...); ``relevant[i]``
-    is the set of items that count as hits for query ``i``; ``groups[i]`` (optional) names the unit the
+    is the set of items that count as hits for query ``i`` (or, for models that rank gallery columns, one
+    (queries × gallery) boolean matrix); ``groups[i]`` (optional) names the unit the
     interval resamples (queries sharing a group are one draw); ``name`` appears in logs and result files.
     """
 
@@ -219,10 +220,13 @@ def evaluate(models: Sequence[Ranker], split: Split, metrics: Sequence[str], *, 
     a protocol that drops them builds its ``Split`` without them.
     """
     depth = k or max([int(m.rsplit("@", 1)[1]) for m in metrics if "@" in m] or [10])
-    n_rel = np.array([len(_as_set(r)) for r in split.relevant])
+    matrix = isinstance(split.relevant, np.ndarray) and split.relevant.ndim == 2
+    n_rel = split.relevant.sum(axis=1) if matrix else np.array([len(_as_set(r)) for r in split.relevant])
     per_model = {}
     for model in models:
-        ranked = ranked_relevance(model.rank(split.queries, depth), split.relevant, depth)
+        rankings = model.rank(split.queries, depth)
+        ranked = np.take_along_axis(split.relevant, np.asarray(rankings), axis=1) if matrix else \
+            ranked_relevance(rankings, split.relevant, depth)
         per_model[model.name] = per_query(ranked, n_rel, metrics)
     return summarize_table(per_model, groups=split.groups, n_boot=n_boot, seed=seed)
 
