@@ -106,7 +106,7 @@ def _metric_values(name: str, ranked: np.ndarray, n_relevant: np.ndarray) -> np.
 def per_query(ranked: np.ndarray, n_relevant: Sequence[int] | np.ndarray, names: Sequence[str]
               ) -> dict[str, np.ndarray]:
     """``{metric: one value per query}`` from a (queries × ranks) relevance matrix and each query's relevant count."""
-    hits = np.asarray(ranked, dtype=bool).reshape(len(ranked), -1)
+    hits = np.asarray(ranked, dtype=bool)
     n_rel = np.asarray(n_relevant)
     return {name: _metric_values(name, hits, n_rel) for name in names}
 
