@@ -37,7 +37,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from core.artifacts import MODELS_DIR, write_json
-from core.metrics import bootstrap_ci, ratio_ci
+from core.evaluation import summarize_row
+from core.metrics import ratio_ci
 from music.data import MusicDataset, Split, load_dataset
 from music.data.dataset import check_trainable
 from music.mf.model import KerasMF
@@ -162,15 +163,14 @@ class Evaluator:
 
 
 def summarize(per_user: dict[str, np.ndarray], ci: bool = True) -> dict[str, Any]:
-    """Means (rounded to 4 places), ``users``, and with ``ci`` a 95 % bootstrap interval per metric."""
+    """Means (rounded to 4 places), ``users``, and with ``ci`` a 95 % bootstrap interval per metric
+    (``core.evaluation.summarize_row``)."""
     n = len(next(iter(per_user.values()))) if per_user else 0
     if n == 0:
         return {**{key: 0.0 for key in METRICS}, "users": 0}
-    out: dict[str, Any] = {key: round(float(v.mean()), 4) for key, v in per_user.items()}
-    if ci:
-        out.update({f"{key}_ci95": [round(x, 4) for x in bootstrap_ci(v)] for key, v in per_user.items()})
-    out["users"] = n
-    return out
+    if not ci:  # validation during training and tuning: only the means are compared
+        return {**{key: round(float(v.mean()), 4) for key, v in per_user.items()}, "users": n}
+    return {**summarize_row(per_user).flat(digits=4), "users": n}
 
 
 # ----------------------------------------------------------------------------------------------
