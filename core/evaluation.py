@@ -48,13 +48,16 @@ class Split:
     ``queries`` is passed to ``Ranker.rank`` as it is (row indices, images, user ids, ...); ``relevant[i]``
     is the set of items that count as hits for query ``i`` (or, for models that rank gallery columns, one
     (queries × gallery) boolean matrix); ``groups[i]`` (optional) names the unit the
-    interval resamples (queries sharing a group are one draw); ``name`` appears in logs and result files.
+    interval resamples (queries sharing a group are one draw); ``n_relevant[i]`` (optional) counts query i's
+    relevant items where some cannot be ranked at all (an item only the test period has): recall and NDCG
+    divide by it, and it defaults to the size of ``relevant[i]``; ``name`` appears in logs and result files.
     """
 
     queries: Any
     relevant: Sequence[Iterable[Hashable]]
     groups: Optional[Sequence[Hashable]] = None
     name: str = "test"
+    n_relevant: Optional[Sequence[int]] = None
 
 
 @dataclass
@@ -194,7 +197,7 @@ def summarize_row(values: Mapping[str, np.ndarray], *, groups: Optional[Sequence
         x = np.asarray(v, dtype=np.float64)
         n_queries = len(x)
         units = x if unit_of is None else np.bincount(unit_of, weights=x) / np.bincount(unit_of)
-        ci = metrics.bootstrap_ci(units, n_resamples=n_boot, seed=seed)
+        ci = metrics.bootstrap_ci(units, n_resamples=n_boot, seed=seed) if n_boot else [float("nan")] * 2
         out[name] = Summary(float(np.mean(x)) if len(x) else float("nan"), ci, int(len(units)), x)
     return Row(out, n_queries)
 
@@ -216,12 +219,15 @@ def evaluate(models: Sequence[Ranker], split: Split, metrics: Sequence[str], *, 
     """Every model on the same split and metrics: ``{model name: Row}`` with means and 95 % intervals.
 
     ``k`` is how deep each model is asked to rank (default: the largest cut-off the metrics name; ``mrr`` reads
-    only that deep). Queries with no relevant item stay in (they score 0), as every tab's protocol states;
+    only that deep). ``n_boot=0`` leaves the intervals out (``[nan, nan]``): a validation loop compares means. Queries with no relevant item stay in (they score 0), as every tab's protocol states;
     a protocol that drops them builds its ``Split`` without them.
     """
     depth = k or max([int(m.rsplit("@", 1)[1]) for m in metrics if "@" in m] or [10])
     matrix = isinstance(split.relevant, np.ndarray) and split.relevant.ndim == 2
-    n_rel = split.relevant.sum(axis=1) if matrix else np.array([len(_as_set(r)) for r in split.relevant])
+    if split.n_relevant is not None:
+        n_rel = np.asarray(split.n_relevant)
+    else:
+        n_rel = split.relevant.sum(axis=1) if matrix else np.array([len(_as_set(r)) for r in split.relevant])
     per_model = {}
     for model in models:
         rankings = model.rank(split.queries, depth)

@@ -122,3 +122,13 @@ def test_chart_frames_skip_failed_rows_and_read_both_interval_shapes() -> None:
     assert list(frame.index) == ["mf", "model"] and list(frame.columns) == ["ndcg@10", "hr@10"]
     bars = interval_frame(methods, "ndcg@10")
     assert bars.loc["mf"].tolist() == [0.3, 0.2, 0.4] and bars.loc["model"].tolist() == [0.4, 0.35, 0.45]
+
+
+def test_relevant_items_that_cannot_be_ranked_still_count_and_intervals_can_be_skipped() -> None:
+    # query 0 has 2 rankable relevant items and 2 more no model can rank (an item only the test period has)
+    split = Split(np.arange(1), [{0, 2}], n_relevant=[4])
+    row = evaluate([ScoreRanker("a", SCORES[:1])], split, ["recall@3", "ndcg@3"], n_boot=0)["a"].metrics
+    assert row["recall@3"].values[0] == pytest.approx(2 / 4)  # items 0 and 2 found, of 4 relevant
+    ideal = sum(1 / np.log2(r + 1) for r in (1, 2, 3))  # min(3, 4) hits at the top
+    assert row["ndcg@3"].values[0] == pytest.approx((1 + 1 / np.log2(4)) / ideal)
+    assert np.isnan(row["recall@3"].ci95).all()  # n_boot=0: means only, for validation loops

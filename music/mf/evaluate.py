@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from core.artifacts import write_json
-from core.evaluation import per_query, summarize_row
+from core import evaluation
 from core.metrics import bootstrap_ci
 from music.data import MusicDataset, Split, load_dataset, period_starts, ratio_split, user_holdout_split
 from music.data.dataset import check_trainable
@@ -63,14 +63,38 @@ Peer = tuple[str, Callable[..., Any], list[dict[str, Any]]]
 # metrics
 
 
-def topn_per_user(model: CatalogueRecommender, test: pd.DataFrame, k: int = K, batch: int = 256
-                  ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Per-user full-ranking top-``k`` metrics of a fitted ``model`` on held-out ``test`` interactions.
+class UnseenRanker:
+    """A fitted model as a ``core.evaluation.Ranker`` over user indices: the top items outside each user's
+    training history (they are not "new" picks), every other item competing; it remembers every item it showed,
+    for catalogue coverage."""
 
-    Items in the user's training history are removed from the ranking (they are not "new" picks),
-    every other item competes. Test rows whose user or item the model never saw are kept as
-    misses for known users (the item cannot be ranked); unknown users are skipped and counted.
-    Returns ``({metric: one value per evaluated user}, {"coverage", "users", "skipped_unknown_users"})``.
+    def __init__(self, model: CatalogueRecommender, batch: int = 256) -> None:
+        self.model, self.batch, self.shown = model, batch, set()
+        self.name = str(getattr(model, "name", "model"))
+
+    def rank(self, users: np.ndarray, k: int) -> list[list[int]]:
+        hist = self.model.catalogue.history
+        out: list[list[int]] = []
+        for start in range(0, len(users), self.batch):
+            ub = users[start:start + self.batch]
+            scores = np.asarray(self.model.score(ub), dtype=np.float64).copy()
+            rows = hist[ub]
+            scores[np.repeat(np.arange(len(ub)), np.diff(rows.indptr)), rows.indices] = -np.inf
+            for r in range(len(ub)):
+                top = top_n(scores[r], k).tolist()
+                self.shown.update(top)
+                out.append(top)
+        return out
+
+
+def topn_table(model: CatalogueRecommender, test: pd.DataFrame, k: int = K, batch: int = 256, n_boot: int = 0
+               ) -> tuple[evaluation.Row, dict[str, Any]]:
+    """Full-ranking top-``k`` metrics of a fitted ``model`` on held-out ``test`` interactions (``core.evaluation``).
+
+    Test rows whose item the model never saw stay relevant for their (known) user but cannot be ranked: they are
+    misses that recall and NDCG still count. Unknown users are skipped and counted. Returns the row (one value per
+    evaluated user and metric, with 95 % intervals when ``n_boot``) and ``{"coverage", "users",
+    "skipped_unknown_users"}``.
     """
     c = model.catalogue
     uidx = c.users.indices(test["user"])
@@ -83,31 +107,21 @@ def topn_per_user(model: CatalogueRecommender, test: pd.DataFrame, k: int = K, b
             truth[int(u)].add(int(i))
     truth_n = pd.Series(uidx[known]).value_counts().to_dict()
     users = np.array(sorted(truth), dtype=np.int64)
-    hist = c.history
-    hits = np.zeros((len(users), k), dtype=bool)
-    shown: set[int] = set()
-    for start in range(0, len(users), batch):
-        ub = users[start:start + batch]
-        scores = np.asarray(model.score(ub), dtype=np.float64).copy()
-        rows = hist[ub]
-        scores[np.repeat(np.arange(len(ub)), np.diff(rows.indptr)), rows.indices] = -np.inf
-        for r, u in enumerate(ub):
-            top = top_n(scores[r], k)
-            shown.update(top.tolist())
-            hits[start + r, : len(top)] = [t in truth[u] for t in top]
-    n_true = np.array([truth_n[u] for u in users])  # held-out rows, including items the model cannot rank
-    per_user = per_query(hits, n_true, [f"precision@{k}", f"recall@{k}", f"ndcg@{k}", f"hr@{k}"])
-    return per_user, {"coverage": len(shown) / c.n_items, "users": int(len(users)),
-                      "skipped_unknown_users": int((~known).sum())}
+    ranker = UnseenRanker(model, batch)
+    split = evaluation.Split(users, [truth[u] for u in users.tolist()], n_relevant=[truth_n[u] for u in users.tolist()])
+    names = [f"precision@{k}", f"recall@{k}", f"ndcg@{k}", f"hr@{k}"]
+    row = evaluation.evaluate([ranker], split, names, k=k, n_boot=n_boot)[ranker.name]
+    return row, {"coverage": len(ranker.shown) / c.n_items, "users": int(len(users)),
+                 "skipped_unknown_users": int((~known).sum())}
 
 
 def topn_metrics(model: CatalogueRecommender, test: pd.DataFrame, k: int = K, batch: int = 256,
                  ci: bool = False) -> dict[str, Any]:
-    """Mean full-ranking top-``k`` metrics (see ``topn_per_user``); ``ci`` adds a 95 % interval over users per metric."""
-    per_user, extra = topn_per_user(model, test, k, batch)
-    out: dict[str, Any] = {name: float(v.mean()) if len(v) else 0.0 for name, v in per_user.items()}
+    """Mean full-ranking top-``k`` metrics (see ``topn_table``); ``ci`` adds a 95 % interval over users per metric."""
+    row, extra = topn_table(model, test, k, batch, n_boot=2000 if ci else 0)
+    out: dict[str, Any] = {name: s.mean if len(s.values) else 0.0 for name, s in row.metrics.items()}
     if ci:
-        out.update({f"{name}_ci95": s.ci95 for name, s in summarize_row(per_user).metrics.items()})
+        out.update({f"{name}_ci95": s.ci95 for name, s in row.metrics.items()})
     return {**out, **extra}
 
 
