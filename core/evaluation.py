@@ -26,11 +26,12 @@ from typing import Any, Hashable, Iterable, Mapping, Optional, Protocol, Sequenc
 import numpy as np
 import pandas as pd
 
-from core import metrics
+from core import metrics as definitions  # the metric definitions; ``metrics`` names a list of them here
 from core.metrics import RESULTS_DIR, SMALL_SET, write_result
 
 __all__ = ["Ranker", "Split", "Summary", "Row", "ScoreRanker", "evaluate", "per_query", "ranked_relevance",
-           "summarize_table", "summarize_row", "chart_frame", "interval_frame", "write_result", "RESULTS_DIR", "SMALL_SET"]
+           "summarize_table", "summarize_row", "chart_frame", "interval_frame", "write_result", "RESULTS_DIR",
+           "SMALL_SET"]
 
 
 class Ranker(Protocol):
@@ -85,7 +86,7 @@ _METRIC = re.compile(r"^(precision|recall|map|ndcg|hit|hr|f1)@(\d+)$")
 def _metric_values(name: str, ranked: np.ndarray, n_relevant: np.ndarray) -> np.ndarray:
     """Per-query values of one named metric (``precision@10``, ``map@10``, ``hr@10``, ``mrr``, ...)."""
     if name == "mrr":
-        return metrics.reciprocal_rank(ranked)
+        return definitions.reciprocal_rank(ranked)
     m = _METRIC.match(name)
     if not m:
         raise ValueError(f"unknown metric {name!r}: use precision@k, recall@k, f1@k, map@k, ndcg@k, hit@k, "
@@ -94,16 +95,16 @@ def _metric_values(name: str, ranked: np.ndarray, n_relevant: np.ndarray) -> np.
     if ranked.shape[1] < k:  # a model that returned fewer than k items: the missing ranks are misses
         ranked = np.pad(ranked, ((0, 0), (0, k - ranked.shape[1])))
     if kind == "precision":
-        return metrics.precision_at_k(ranked, k)
+        return definitions.precision_at_k(ranked, k)
     if kind == "recall":
-        return metrics.recall_at_k(ranked, n_relevant, k)
+        return definitions.recall_at_k(ranked, n_relevant, k)
     if kind == "f1":
-        return metrics.f1_at_k(ranked, n_relevant, k)
+        return definitions.f1_at_k(ranked, n_relevant, k)
     if kind == "map":
-        return metrics.average_precision_at_k(ranked, n_relevant, k)
+        return definitions.average_precision_at_k(ranked, n_relevant, k)
     if kind == "ndcg":
-        return metrics.ndcg_at_k(ranked, n_relevant, k)
-    return metrics.hit_at_k(ranked, k)
+        return definitions.ndcg_at_k(ranked, n_relevant, k)
+    return definitions.hit_at_k(ranked, k)
 
 
 def per_query(ranked: np.ndarray, n_relevant: Sequence[int] | np.ndarray, names: Sequence[str]
@@ -197,7 +198,7 @@ def summarize_row(values: Mapping[str, np.ndarray], *, groups: Optional[Sequence
         x = np.asarray(v, dtype=np.float64)
         n_queries = len(x)
         units = x if unit_of is None else np.bincount(unit_of, weights=x) / np.bincount(unit_of)
-        ci = metrics.bootstrap_ci(units, n_resamples=n_boot, seed=seed) if n_boot else [float("nan")] * 2
+        ci = definitions.bootstrap_ci(units, n_resamples=n_boot, seed=seed) if n_boot else [float("nan")] * 2
         out[name] = Summary(float(np.mean(x)) if len(x) else float("nan"), ci, int(len(units)), x)
     return Row(out, n_queries)
 
@@ -219,8 +220,9 @@ def evaluate(models: Sequence[Ranker], split: Split, metrics: Sequence[str], *, 
     """Every model on the same split and metrics: ``{model name: Row}`` with means and 95 % intervals.
 
     ``k`` is how deep each model is asked to rank (default: the largest cut-off the metrics name; ``mrr`` reads
-    only that deep). ``n_boot=0`` leaves the intervals out (``[nan, nan]``): a validation loop compares means. Queries with no relevant item stay in (they score 0), as every tab's protocol states;
-    a protocol that drops them builds its ``Split`` without them.
+    only that deep). ``n_boot=0`` leaves the intervals out (``[nan, nan]``): a validation loop compares means.
+    Queries with no relevant item stay in (they score 0), as every tab's protocol states; a protocol that drops
+    them builds its ``Split`` without them.
     """
     depth = k or max([int(m.rsplit("@", 1)[1]) for m in metrics if "@" in m] or [10])
     matrix = isinstance(split.relevant, np.ndarray) and split.relevant.ndim == 2
