@@ -99,10 +99,10 @@ evaluate: setup heldout-photos models
 	$(PY) -m fashion evaluate --json
 	$(PY) -m hashtag evaluate --json
 	$(PY) -m multimodal evaluate --json
-	$(PY) -m music evaluate --dataset movielens-100k --json
+	$(PY) bench/music_peers.py --dataset movielens-100k
 	$(PY) -m music evaluate-next --dataset movielens-100k --json
 	@if [ -f $(LASTFM_DIR)/user_artists.dat ]; then \
-		$(PY) -m music evaluate --dataset lastfm-2k --path $(LASTFM_DIR) --json && \
+		$(PY) bench/music_peers.py --dataset lastfm-2k --path $(LASTFM_DIR) && \
 		$(PY) -m music evaluate-next --dataset lastfm-2k --path $(LASTFM_DIR) --json; \
 	else echo "Last.fm-2K not found at $(LASTFM_DIR): set LASTFM_DIR=/path/to/hetrec2011-lastfm-2k"; fi
 

@@ -9,6 +9,7 @@ are cross-checked against a maintained implementation in ``tests/core/test_core_
 - ``recall@k`` = relevant items in the top k / all relevant items of the query;
 - ``average_precision@k`` = Σ_{i ≤ k, item i relevant} precision@i / min(k, |relevant|);
 - ``ndcg@k`` = DCG@k / ideal DCG@k with binary gains and log2(rank + 1) discounts;
+- ``f1@k`` = the harmonic mean of precision@k and recall@k;
 - ``hit@k`` = 1 if any relevant item is in the top k; ``reciprocal rank`` = 1 / rank of the first hit.
 
 Every function takes per-query arrays and returns per-query values, so the same numbers feed both
@@ -22,6 +23,9 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
+import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -79,6 +83,12 @@ def ndcg_at_k(ranked_relevance: np.ndarray, n_relevant: np.ndarray, k: int) -> n
     ideal_table = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))])
     idcg = ideal_table[ideal_n]
     return np.where(idcg > 0, dcg / np.where(idcg > 0, idcg, 1.0), 0.0)
+
+
+def f1_at_k(ranked_relevance: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
+    """Per query: the harmonic mean of precision@k and recall@k (0 where nothing relevant was found)."""
+    p, r = precision_at_k(ranked_relevance, k), recall_at_k(ranked_relevance, n_relevant, k)
+    return np.where(p + r > 0, 2 * p * r / np.where(p + r > 0, p + r, 1.0), 0.0)
 
 
 def hit_at_k(ranked_relevance: np.ndarray, k: int) -> np.ndarray:
@@ -181,15 +191,42 @@ def summarize(values: Sequence[float] | np.ndarray, *, seed: int = 0) -> dict[st
 # result files
 
 
-def write_result(name: str, obj: Any, *, results_dir: Optional[Path] = None) -> Path:
+def run_metadata(seeds: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """What made a result: the git commit (``+dirty`` with uncommitted changes), UTC date, machine, seeds.
+
+    A number in the README is only as good as the code that measured it; this lets a reader check out the
+    commit and rerun the command on comparable hardware.
+    """
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10).stdout.strip() or None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        if commit and dirty:
+            commit += "+dirty"
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"git_commit": commit, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": {"host": platform.node(), "platform": platform.platform(), "python": platform.python_version(),
+                        "cpus": os.cpu_count()},
+            "seeds": dict(seeds or {})}
+
+
+def write_result(name: str, obj: Any, *, seeds: Optional[dict[str, Any]] = None,
+                 results_dir: Optional[Path] = None) -> Path:
     """Write an evaluation's JSON to ``bench/results/<name>.json`` (atomically) and return the path.
 
-    ``name`` is a plain file stem such as ``"fashion_evaluate"`` or ``"music_evaluate_movielens-100k"``.
+    ``name`` is a plain file stem such as ``"fashion_evaluate"`` or ``"music_evaluate_movielens-100k"``. A dict
+    result gains a ``"run"`` key (``run_metadata``: commit, date, machine and the ``seeds`` given); every other
+    key is written as it is, so readers of the file keep working.
     """
     if not name or "/" in name or "\\" in name or name.startswith("."):
         raise ValueError(f"result name must be a plain file stem, got {name!r}")
     folder = Path(results_dir) if results_dir is not None else RESULTS_DIR
     path = folder / f"{name}.json"
+    if isinstance(obj, dict):
+        obj = {**obj, "run": run_metadata(seeds)}
     write_json(path, obj)
     log.info("wrote %s", path)
     return path

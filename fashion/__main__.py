@@ -97,7 +97,7 @@ def cmd_similar(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    from core.metrics import write_result
+    from core.evaluation import write_result
     from fashion.evaluate import evaluate, evaluation_path
     from fashion.model import GREY28_INPUT_SIZE, EncoderConfig
 
@@ -107,16 +107,16 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     results = evaluate(config, max_queries=args.queries)
     write_json(evaluation_path(), {"encoder": config.__dict__, "results": results})
     if args.queries is None:  # only the full protocol becomes the committed result the README is built from
-        write_result("fashion_evaluate", {"encoder": config.__dict__, "results": results})
+        write_result("fashion_evaluate", {"encoder": config.__dict__, "results": results}, seeds={"queries": 0})
     return results
 
 
 def cmd_evaluate_feedback(args: argparse.Namespace) -> dict[str, Any]:
-    from core.metrics import write_result
+    from core.evaluation import write_result
     from fashion.evaluate_feedback import evaluate_shipped
 
     result = evaluate_shipped(args.queries, args.val_queries)
-    write_result("fashion_feedback", result)
+    write_result("fashion_feedback", result, seeds={"queries": 0, "validation": 0})
     return result
 
 

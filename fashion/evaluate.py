@@ -19,16 +19,19 @@ and labels only. Methods, measured in the same run:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from core import metrics
 from core.artifacts import MODELS_DIR, ArtifactError
 from core.datasets import DataUnavailable
 from core.encoders import l2_normalize
+from core.evaluation import Split
+from core.evaluation import evaluate as run_evaluation
 from core.progress import ProgressFn
 from core.search import VectorIndex
 from fashion.data import Catalog, catalog_key, load_fashion_mnist, load_tuxpaint_clothes
@@ -58,49 +61,49 @@ TUXPAINT_TO_FASHION_MNIST = {
 }
 
 
-def class_metrics(retrieved_labels: np.ndarray, query_labels: np.ndarray, n_relevant: np.ndarray,
-                  k: int = 10) -> dict[str, np.ndarray]:
-    """Per-query precision@1, precision@k, AP@k and NDCG@k with the standard definitions (``core.metrics``).
-
-    ``retrieved_labels`` holds each query's ranked catalog labels (rows), ``n_relevant`` how many catalog items
-    share the query's class: AP@k divides by min(k, that count), so a query with 3 of 10 relevant scores below
-    one with 10 of 10, which dividing by the hits found would hide.
-    """
-    ranked = np.asarray(retrieved_labels) == np.asarray(query_labels)[:, None]
-    return {
-        "precision@1": metrics.precision_at_k(ranked, 1),
-        f"precision@{k}": metrics.precision_at_k(ranked, k),
-        f"map@{k}": metrics.average_precision_at_k(ranked, n_relevant, k),
-        f"ndcg@{k}": metrics.ndcg_at_k(ranked, n_relevant, k),
-    }
+#: The table's metrics (``core.metrics`` definitions): MAP@10 divides by min(10, items of the query's class), so a
+#: query with 3 of 10 relevant scores below one with 10 of 10, which dividing by the hits found would hide.
+METRICS = ("precision@1", "precision@10", "map@10", "ndcg@10")
 
 
-def summarize_methods(per_query: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Means of per-query values plus their 95 % bootstrap intervals over queries; small sets are flagged."""
-    out: dict[str, Any] = {}
-    ci: dict[str, list[float]] = {}
-    n = 0
-    for name, values in per_query.items():
-        summary = metrics.summarize(values)
-        out[name] = summary["mean"]
-        ci[name] = summary["ci95"]
-        n = summary["n"]
-    out["queries"] = n
-    out["n"] = n  # the number of resampled units (queries), as every result with intervals reports it
-    out["ci95"] = ci
-    if n < metrics.SMALL_SET:
-        out["small_set"] = True
-    return out
+class SameClass(AbstractSet):
+    """The catalog items of one class, as a container: membership and count without listing 6,000 rows."""
+
+    def __init__(self, catalog_labels: np.ndarray, label: str, count: int) -> None:
+        self.labels, self.label, self.count = catalog_labels, label, count
+
+    def __contains__(self, row: object) -> bool:
+        return bool(self.labels[int(row)] == self.label)  # type: ignore[call-overload]
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[int]:  # a Set; evaluation only asks membership and size
+        return iter(np.nonzero(self.labels == self.label)[0].tolist())
+
+
+class VectorRanker:
+    """One method: its query vectors against its catalog vectors, exact cosine (queries are query row numbers)."""
+
+    def __init__(self, name: str, queries: np.ndarray, catalog: np.ndarray) -> None:
+        self.name, self.queries = name, queries
+        self.index = VectorIndex(catalog, [str(i) for i in range(len(catalog))], normalize=True)
+
+    def rank(self, queries: np.ndarray, k: int) -> np.ndarray:
+        return self.index.search(self.queries[np.asarray(queries)], k)[0]
+
+
+def class_split(catalog_labels: np.ndarray, query_labels: np.ndarray, name: str) -> Split:
+    """Queries 0..n-1; relevant = the catalog items sharing the query's class."""
+    classes, counts = np.unique(catalog_labels, return_counts=True)
+    count = dict(zip(classes.tolist(), counts.tolist()))
+    return Split(np.arange(len(query_labels)),
+                 [SameClass(catalog_labels, q, count.get(q, 0)) for q in np.asarray(query_labels).tolist()], name=name)
 
 
 def evaluation_path() -> Path:
     """Where ``python -m fashion evaluate`` keeps its last results for the tab to show."""
     return MODELS_DIR / "fashion" / "evaluation.json"
-
-
-def _rank(queries: np.ndarray, catalog: np.ndarray, k: int) -> np.ndarray:
-    rows, _ = VectorIndex(catalog, [str(i) for i in range(len(catalog))], normalize=True).search(queries, k)
-    return rows
 
 
 def evaluate(
@@ -129,13 +132,10 @@ def evaluate(
         final_loss = losses[-1]
     projected = apply_projection(weights, features)
     pixels = catalog.pixels.reshape(len(catalog), -1).astype(np.float32)
-    classes, counts = np.unique(labels[train], return_counts=True)
-    n_rel = counts[np.searchsorted(classes, labels)]  # catalog (train) items sharing each item's class
-
-    results: dict[str, dict[str, Any]] = {}
-    for method, vectors in (("model", projected), ("frozen", frozen), ("pixel_knn", pixels)):
-        rows = _rank(vectors[test], vectors[train], k)
-        results[method] = summarize_methods(class_metrics(labels[train][rows], labels[test], n_rel[test], k))
+    models = [VectorRanker(method, vectors[test], vectors[train])
+              for method, vectors in (("model", projected), ("frozen", frozen), ("pixel_knn", pixels))]
+    table = run_evaluation(models, class_split(labels[train], labels[test], "Fashion-MNIST test"), _metrics(k), k=k)
+    results: dict[str, dict[str, Any]] = {name: row.nested() for name, row in table.items()}
     results["model"]["projection_final_loss"] = round(float(final_loss), 4)
 
     try:
@@ -165,19 +165,19 @@ def _photo_queries(catalog: Catalog, train: np.ndarray, config: EncoderConfig, w
     encoder = config.encoder()
     catalog_vectors = apply_projection(weights, cached_features(catalog, config)[train])
     train_labels = np.asarray(catalog.labels)[train]
-    n_rel = np.asarray([int((train_labels == t).sum()) for t in truth])
     # the index object only supplies the query pipeline here; its catalog vectors are not used
     index = FashionIndex(catalog.name, [], [], [], np.zeros((0, 1), np.float32), config, True, weights)
-    out: dict[str, dict[str, Any]] = {}
-    for method in ("photo:catalog_look", "photo:plain"):
-        if method == "photo:catalog_look":
-            queries = index.embed(photos)
-        else:
-            pixels = np.stack([_plain_grey28(p) for p in photos])
-            grid = encoder.grid(encoder.normalize_array(grey28_batch(pixels, encoder.input_size)))
-            queries = index.finish(_pool_raw(encoder, grid))
-        out[method] = summarize_methods(class_metrics(train_labels[_rank(queries, catalog_vectors, k)], truth, n_rel, k))
-    return out
+    pixels = np.stack([_plain_grey28(p) for p in photos])
+    grid = encoder.grid(encoder.normalize_array(grey28_batch(pixels, encoder.input_size)))
+    models = [VectorRanker("photo:catalog_look", index.embed(photos), catalog_vectors),
+              VectorRanker("photo:plain", index.finish(_pool_raw(encoder, grid)), catalog_vectors)]
+    table = run_evaluation(models, class_split(train_labels, truth, "Tux Paint clothing photos"), _metrics(k), k=k)
+    return {name: row.nested() for name, row in table.items()}
+
+
+def _metrics(k: int) -> tuple[str, ...]:
+    """``METRICS`` at cut-off ``k`` (precision@1 stays at 1)."""
+    return ("precision@1", f"precision@{k}", f"map@{k}", f"ndcg@{k}")
 
 
 def _plain_grey28(image: Image.Image) -> np.ndarray:

@@ -28,7 +28,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from core.feedback.relevance import PAGE, choose_method, choose_weights, method_pages, precision_summary, second_pages
-from core.metrics import bootstrap_ci, precision_at_k
+from core.evaluation import summarize_row
+from core.metrics import precision_at_k
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,10 @@ def evaluate_feedback(
     else:
         with_fb = precision_at_k(method_pages(vectors, labels, train_rows, test_rows, weights, [method])[0], PAGE)
 
-    def gain_of(values: np.ndarray) -> dict[str, Any]:
-        diff = values - without
-        return {"mean": round(float(diff.mean()), 4), "ci95": [round(x, 4) for x in bootstrap_ci(diff, seed=seed)]}
+    def gain_of(values: np.ndarray, base: np.ndarray = without) -> dict[str, Any]:
+        """Paired difference per query, its mean and 95 % interval (``core.evaluation``)."""
+        s = summarize_row({"gain": values - base}, seed=seed).metrics["gain"]
+        return {"mean": round(s.mean, 4), "ci95": [round(x, 4) for x in s.ci95]}
 
     gain = with_fb - without
     result = {
@@ -86,8 +88,7 @@ def evaluate_feedback(
         "rocchio": {**precision_summary(rocchio_fb, seed), "gain": gain_of(rocchio_fb)},
         "first_page": precision_summary(first, seed),
         "gain": gain_of(with_fb),
-        "versus_rocchio": {"mean": round(float((with_fb - rocchio_fb).mean()), 4),
-                           "ci95": [round(x, 4) for x in bootstrap_ci(with_fb - rocchio_fb, seed=seed)]},
+        "versus_rocchio": gain_of(with_fb, rocchio_fb),
         "bar": {"with_minus_without_at_least": BAR, "met": bool(gain.mean() >= BAR)},
         "method": method.describe(),
         "weights": {"alpha": weights.alpha, "beta": weights.beta, "gamma": weights.gamma},

@@ -315,9 +315,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     check = None if args.check_photos.lower() == "none" else args.check_photos
     table = _service(args).evaluate(args.split, photo_set=photos, check_set=check)
     if args.split == "test":
-        from core.metrics import write_result
+        from core.evaluation import write_result
 
-        write_result("hashtag_evaluate", table)
+        write_result("hashtag_evaluate", table, seeds={"bootstrap": 0})
     lines = []
     groups = ("real_photos", "real_photos_check")
     for group, rows in [("", {m: r for m, r in table.items() if m not in groups}),

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Optional, Protocol, Sequence
+from typing import Iterable, Optional, Protocol, Sequence
 
 import numpy as np
 
 from core.encoders import l2_normalize
+from core.evaluation import per_query, ranked_relevance, summarize_row
 from core.search import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -40,13 +41,17 @@ class Tagger(Protocol):
 
 
 def prf_at_k(predicted: Sequence[str], gold: Sequence[str], k: int) -> tuple[float, float, float]:
-    """(precision@k, recall@k, F1@k) of one ranked list against one gold set."""
-    gold_set = set(gold)
-    if not gold_set:
-        return 0.0, 0.0, 0.0
-    hits = len(set(list(predicted)[:k]) & gold_set)
-    p, r = hits / k, hits / len(gold_set)
-    return p, r, (2 * p * r / (p + r) if hits else 0.0)
+    """(precision@k, recall@k, F1@k) of one ranked list against one gold set (``core.metrics`` definitions)."""
+    v = tag_metrics([list(predicted)], [gold], [f"precision@{k}", f"recall@{k}", f"f1@{k}"])
+    return tuple(float(x[0]) for x in v.values())  # type: ignore[return-value]
+
+
+def tag_metrics(tags: Sequence[Sequence[str]], gold: Sequence[Iterable[str]], names: Sequence[str]
+                ) -> dict[str, np.ndarray]:
+    """Per image: the named ``core.evaluation`` metrics of ranked tag lists against gold tag sets."""
+    depth = max([int(n.rsplit("@", 1)[1]) for n in names if "@" in n] or [1])
+    ranked = ranked_relevance(tags, gold, depth)
+    return per_query(ranked, [len(set(g)) for g in gold], names)
 
 
 def bleu_scores(predicted: Sequence[Sequence[str]], gold: Sequence[Sequence[str]]) -> dict[str, float]:
@@ -66,10 +71,9 @@ def score_predictions(predictions: Sequence[Prediction], gold: Sequence[Sequence
                       ) -> dict[str, float]:
     """All metrics for one method: ``precision@k``, ``recall@k``, ``f1@k`` (k = 1, 3, 5), ``bleu1..4``."""
     tags = [[t for t, _ in p] for p in predictions]
-    out: dict[str, float] = {}
-    for k in KS:
-        rows = np.array([prf_at_k(p, g, k) for p, g in zip(tags, gold)]) if gold else np.zeros((1, 3))
-        out[f"precision@{k}"], out[f"recall@{k}"], out[f"f1@{k}"] = (float(x) for x in rows.mean(axis=0))
+    names = [f"{m}@{k}" for k in KS for m in ("precision", "recall", "f1")]
+    values = tag_metrics(tags, gold, names)
+    out: dict[str, float] = {name: float(v.mean()) if len(gold) else 0.0 for name, v in values.items()}
     out.update(bleu_scores([p[:bleu_k] for p in tags], gold))
     out["images"] = len(gold)
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
@@ -145,10 +149,18 @@ def tune_knn(train_grids: np.ndarray, train_tags, ids, val_grids: np.ndarray, va
     return best
 
 
-def evaluate_methods(methods: Sequence[Tagger], grids: np.ndarray, gold: Sequence[Sequence[str]], k: int = 5
-                     ) -> dict[str, dict[str, float]]:
-    """One table: method name → metrics on the same images (RecBole/Cornac style)."""
-    return {m.name: score_predictions(m.predict_grids(grids, max(k, 5)), gold) for m in methods}
+class TagRanker:
+    """A ``Tagger`` as a ``core.evaluation.Ranker``: queries are encoder grids, items are tags.
+
+    ``core.evaluation.evaluate([TagRanker(m) for m in methods], Split(grids, gold), HEADLINE)`` is the one
+    table of every method on the same images.
+    """
+
+    def __init__(self, tagger: Tagger) -> None:
+        self.tagger, self.name = tagger, tagger.name
+
+    def rank(self, queries: np.ndarray, k: int) -> list[list[str]]:
+        return [[t for t, _ in p] for p in self.tagger.predict_grids(queries, k)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -161,28 +173,15 @@ def per_image_scores(predictions: Sequence[Prediction], gold: Sequence[Sequence[
                      ) -> dict[str, np.ndarray]:
     """Per image: precision@k, recall@k, F1@k and hit@1 (the top tag is one of the gold tags)."""
     tags = [[t for t, _ in p] for p in predictions]
-    prf = np.array([prf_at_k(p, g, k) for p, g in zip(tags, gold)]).reshape(-1, 3)
-    hit1 = np.array([float(bool(p) and p[0] in set(g)) for p, g in zip(tags, gold)])
-    return {f"precision@{k}": prf[:, 0], f"recall@{k}": prf[:, 1], f"f1@{k}": prf[:, 2], "hit@1": hit1}
+    return tag_metrics(tags, gold, [f"precision@{k}", f"recall@{k}", f"f1@{k}", "hit@1"])
 
 
 def headline_scores(predictions: Sequence[Prediction], gold: Sequence[Sequence[str]]) -> dict[str, object]:
     """``HEADLINE`` means with 95 % bootstrap intervals over images (``ci95``), flagged when the set is small."""
-    from core.metrics import summarize
-
-    per = per_image_scores(predictions, gold, 5)
-    out: dict[str, object] = {}
-    intervals: dict[str, list[float]] = {}
-    small = False
-    for name in HEADLINE:
-        s = summarize(per[name])
-        out[name] = round(s["mean"], 4) if len(gold) else 0.0
-        intervals[name] = [round(v, 4) for v in s["ci95"]]
-        small = small or bool(s.get("small_set"))
-    out["ci95"] = intervals
-    out["images"] = len(gold)
-    out["small_set"] = small
-    return out
+    row = summarize_row(per_image_scores(predictions, gold, 5))
+    return {**{name: round(s.mean, 4) if len(gold) else 0.0 for name, s in row.metrics.items()},
+            "ci95": {name: [round(v, 4) for v in s.ci95] for name, s in row.metrics.items()},
+            "images": len(gold), "small_set": row.small_set}
 
 
 #: The judged metrics: against every tag a person would plausibly post for the photo, not only its gold tags.
@@ -198,23 +197,14 @@ def judged_scores(predictions: Sequence[Prediction], acceptable: Sequence[Option
     (a superset of its gold tags) or ``None`` when nobody judged it: such photos are skipped, and
     ``images_acceptable`` says how many counted.
     """
-    from core.metrics import summarize
-
-    pairs = [([t for t, _ in p], set(a)) for p, a in zip(predictions, acceptable) if a is not None]
-    prec = np.array([len(set(p[:5]) & a) / 5 for p, a in pairs])
-    hit1 = np.array([float(bool(p) and p[0] in a) for p, a in pairs])
+    pairs = [([t for t, _ in p], a) for p, a in zip(predictions, acceptable) if a is not None]
     out: dict[str, object] = {"images_acceptable": len(pairs)}
-    intervals: dict[str, list[float]] = {}
-    for name, values in zip(JUDGED, (prec, hit1)):
-        if len(values):
-            s = summarize(values)
-            out[name] = round(s["mean"], 4)
-            intervals[name] = [round(v, 4) for v in s["ci95"]]
-        else:
-            out[name] = None
-            intervals[name] = [None, None]
-    out["ci95"] = intervals
-    return out
+    if not pairs:
+        return {**out, **{name: None for name in JUDGED}, "ci95": {name: [None, None] for name in JUDGED}}
+    values = tag_metrics([p for p, _ in pairs], [a for _, a in pairs], ["precision@5", "hit@1"])
+    row = summarize_row(dict(zip(JUDGED, values.values())))
+    return {**out, **{name: round(s.mean, 4) for name, s in row.metrics.items()},
+            "ci95": {name: [round(v, 4) for v in s.ci95] for name, s in row.metrics.items()}}
 
 
 def candidate_ceiling(candidates: Sequence[Sequence[str]], acceptable: Sequence[Optional[Sequence[str]]]
@@ -225,11 +215,9 @@ def candidate_ceiling(candidates: Sequence[Sequence[str]], acceptable: Sequence[
     What fusion and ranking can do is bounded by what the two taggers propose at all; when this ceiling is below
     a target, no rule over these candidates meets it and new candidates (another vocabulary) are needed.
     """
-    from core.metrics import summarize
-
     values = np.array([min(5, len(set(c) & set(a))) / 5 for c, a in zip(candidates, acceptable) if a is not None])
     if not len(values):
         return {"precision@5_acceptable": None, "images_acceptable": 0}
-    s = summarize(values)
-    return {"precision@5_acceptable": round(s["mean"], 4), "images_acceptable": len(values),
-            "ci95": {"precision@5_acceptable": [round(v, 4) for v in s["ci95"]]}}
+    s = summarize_row({"precision@5_acceptable": values}).metrics["precision@5_acceptable"]
+    return {"precision@5_acceptable": round(s.mean, 4), "images_acceptable": len(values),
+            "ci95": {"precision@5_acceptable": [round(v, 4) for v in s.ci95]}}

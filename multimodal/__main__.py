@@ -180,7 +180,7 @@ def _search_own_catalog(args: argparse.Namespace, text: str | None) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from core.metrics import write_result
+    from core.evaluation import write_result
     from multimodal.evaluate import bars, evaluate, save_report
 
     catalog = _catalog(args)
@@ -191,7 +191,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
               "fusion": {k: v for k, v in result["details"]["fusion"].items() if k in ("alpha", "alpha_chosen_on", "validation_table")},
               "split": result["details"]["split"], "bars": bars(result)}
     if args.catalog == "tuxpaint" and args.limit is None and args.seed == 13:
-        write_result("multimodal_evaluate", report)  # the default protocol is what the README is built from
+        write_result("multimodal_evaluate", report, seeds={"split": args.seed, "validation": args.seed + 1})  # the default protocol is what the README is built from
     if args.json:
         # method → {precision@k, recall@k, ndcg@10, mrr, queries, ci95, n[, small_set]}
         print(json.dumps({m: {**met, **result["intervals"][m]} for m, met in result["methods"].items()}))

@@ -28,7 +28,7 @@ Protocol (all in one run, fixed seeds; see docs/multimodal.md for the numbers):
   ``ndcg@10`` with binary gains; ``mrr`` = mean of 1 / rank of the first relevant product. Means over
   queries, each with a 95 % bootstrap interval (``intervals``) that resamples test products (a product's
   picture, mirror and crop are one draw); fewer than ``core.metrics.SMALL_SET`` units (190 test products)
-  are flagged ``small_set``.
+  are flagged ``small_set``. Every table goes through ``core.evaluation.evaluate``.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from core import metrics
 from core.artifacts import load_arrays, save_arrays, write_json
+from core.evaluation import ScoreRanker, Split, per_query
+from core.evaluation import evaluate as run_evaluation
 from multimodal.data import (Catalog, category_query, compose_text, drop_unreadable_images, paraphrase,
                              split_groups)
 from multimodal.model import index_dir
@@ -55,60 +56,34 @@ ALPHAS = tuple(round(a, 2) for a in np.linspace(0.0, 1.0, 11))
 SEED = 13
 
 
-def per_query_metrics(scores: np.ndarray, relevant: np.ndarray, ks: Sequence[int] = KS) -> dict[str, np.ndarray]:
-    """Per-query precision@k, recall@k, NDCG@10 and reciprocal rank (standard definitions, ``core.metrics``).
-
-    ``scores`` is (queries × gallery), ``relevant`` the boolean relevance matrix of the same shape. Recall@k is
-    relevant items in the top k over *all* relevant gallery items of the query (for a category larger than k it
-    cannot reach 1); precision@k is relevant items in the top k over k. Queries without any relevant gallery
-    item must be dropped by the caller. Ties are broken by gallery order (stable sort), the same for every method.
-    """
-    order = np.argsort(-scores, axis=1, kind="stable")
-    ranked = np.take_along_axis(relevant, order, axis=1)
-    n_rel = relevant.sum(axis=1)
-    out: dict[str, np.ndarray] = {}
-    for k in ks:
-        out[f"precision@{k}"] = metrics.precision_at_k(ranked, k)
-    for k in ks:
-        out[f"recall@{k}"] = metrics.recall_at_k(ranked, n_rel, k)
-    out["ndcg@10"] = metrics.ndcg_at_k(ranked, n_rel, 10)
-    out["mrr"] = metrics.reciprocal_rank(ranked)
-    return out
+def metric_names(ks: Sequence[int] = KS) -> list[str]:
+    """The table's columns: precision@k and recall@k for each k, NDCG@10 and MRR (``core.metrics`` definitions)."""
+    return [f"precision@{k}" for k in ks] + [f"recall@{k}" for k in ks] + ["ndcg@10", "mrr"]
 
 
 def rank_metrics(scores: np.ndarray, relevant: np.ndarray, ks: Sequence[int] = KS,
                  groups: Optional[Sequence[Any]] = None, intervals: bool = True) -> dict[str, Any]:
     """Mean precision@k, recall@k, NDCG@10 and MRR over queries, with 95 % bootstrap intervals (``ci95``).
 
-    Queries without any relevant gallery item are dropped (``queries`` says how many remain). ``groups`` names
-    the unit the interval resamples: several queries made from one product (its picture, mirror and crop) are
-    one draw, so the interval is not narrowed by counting one product three times; ``n`` is the number of such
-    units and ``small_set`` is set below ``core.metrics.SMALL_SET``.
+    ``scores`` is (queries × gallery), ``relevant`` the boolean relevance matrix of the same shape; the whole
+    gallery is ranked (ties by gallery order), so recall@k counts *all* relevant items of the query and MRR
+    finds the first hit at any depth. Queries without any relevant gallery item are dropped (``queries`` says
+    how many remain). ``groups`` names the unit the interval resamples: several queries made from one product
+    (its picture, mirror and crop) are one draw; ``n`` is the number of such units, ``small_set`` is set below
+    ``core.evaluation.SMALL_SET``.
     """
     keep = relevant.any(axis=1)
     scores, relevant = scores[keep], relevant[keep]
+    names = metric_names(ks)
     if len(scores) == 0:
-        names = [f"precision@{k}" for k in ks] + [f"recall@{k}" for k in ks] + ["ndcg@10", "mrr"]
         return {**{m: float("nan") for m in names}, "queries": 0, "n": 0, "ci95": {}, "small_set": True}
-    per_query = per_query_metrics(scores, relevant, ks)
+    split = Split(np.arange(len(scores)), relevant, groups=None if groups is None else np.asarray(groups)[keep])
+    ranker = ScoreRanker("scores", scores)
     if not intervals:  # e.g. the validation grid of fusion weights: only the means are compared
-        return {**{name: float(v.mean()) for name, v in per_query.items()}, "queries": int(len(scores))}
-    units = np.arange(len(scores)) if groups is None else np.asarray(groups)[keep]
-    _, unit_of = np.unique(units, return_inverse=True)
-    out: dict[str, Any] = {}
-    ci: dict[str, list[float]] = {}
-    n = 0
-    for name, values in per_query.items():
-        out[name] = float(values.mean())
-        per_unit = np.bincount(unit_of, weights=values) / np.bincount(unit_of)
-        summary = metrics.summarize(per_unit)
-        ci[name], n = summary["ci95"], summary["n"]
-    out["queries"] = int(len(scores))
-    out["n"] = n
-    out["ci95"] = ci
-    if n < metrics.SMALL_SET:
-        out["small_set"] = True
-    return out
+        ranked = np.take_along_axis(relevant, ranker.rank(split.queries, scores.shape[1]), axis=1)
+        values = per_query(ranked, relevant.sum(axis=1), names)
+        return {**{name: float(v.mean()) for name, v in values.items()}, "queries": int(len(scores))}
+    return run_evaluation([ranker], split, names, k=scores.shape[1])["scores"].nested()
 
 
 def relevance(query_cats: Sequence[str], gallery_cats: Sequence[str]) -> np.ndarray:

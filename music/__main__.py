@@ -184,10 +184,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     kwargs = _load_kwargs(args)
     results = evaluate(args.dataset, args.path, seed=args.seed, tune=not args.no_tune, spark=not args.no_spark,
                        **kwargs)
-    if args.json:
-        from core.metrics import write_result
-
-        write_result(f"music_evaluate_{args.dataset}", results)
+    if args.json:  # the committed bench/results file, with the benchmark peers, comes from bench/music_peers.py
         _print_json(results["methods"])
     else:
         print(f"{results['label']} ({results['protocol']})")
@@ -308,9 +305,9 @@ def cmd_evaluate_next(args: argparse.Namespace) -> int:
                             cnn=cnn, basket=args.basket, with_mf=not args.no_mf, out=args.out,
                             command=" ".join(["python -m music"] + sys.argv[1:]))
     if args.json:
-        from core.metrics import write_result
+        from core.evaluation import write_result
 
-        write_result(f"music_evaluate_next_{args.dataset}", out)
+        write_result(f"music_evaluate_next_{args.dataset}", out, seeds={"tiebreak": 0, "validation_users": 0})
         _print_json(out)
     else:
         for name, run in out["splits"].items():
@@ -360,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true")
     r.set_defaults(func=cmd_recommend)
 
-    e = sub.add_parser("evaluate", help="leak-free evaluation with baselines and peers side by side")
+    e = sub.add_parser("evaluate", help="leak-free evaluation with baselines side by side (peers: bench/music_peers.py)")
     e.add_argument("--dataset", default="simulated", choices=DATASETS)
     e.add_argument("--path", default=None)
     e.add_argument("--seed", type=int, default=42)

@@ -537,7 +537,7 @@ def render_test_durations(result: dict, name: str) -> str:
 def render_generic(result: dict, name: str) -> str:
     """Any ``{method: {metric: number}}`` result (under ``methods``/``results`` or at the top level)."""
     methods = result.get("methods") or result.get("results") or result
-    methods = {k: v for k, v in methods.items() if isinstance(v, dict)
+    methods = {k: v for k, v in methods.items() if isinstance(v, dict) and k != "run"  # "run": what made the file
                and any(isinstance(x, (int, float, dict)) and not isinstance(x, bool) for x in v.values())}
     if not methods:
         raise ShapeError("no method table")

@@ -23,19 +23,19 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from core.artifacts import write_json
+from core import evaluation
 from core.metrics import bootstrap_ci
 from music.data import MusicDataset, Split, load_dataset, period_starts, ratio_split, user_holdout_split
 from music.data.dataset import check_trainable
 from music.mf import data as mfdata
 from music.mf.baselines import GenreRecommender, Popularity
 from music.mf.model import CatalogueRecommender, KerasMF, mf_config
-from music.mf.peers import ImplicitALS, ImplicitBPR, PeerMissing, SurpriseSVD, SurpriseSVDpp
 from music.mf.spark import spark_als_row_or_error
 from music.recommender import top_n
 
@@ -51,30 +51,50 @@ MF_GRID_IMPLICIT = [{"mode": "wmf", "dim": d, "l2": l2, "alpha": a}
 #: 0.132 validation NDCG@10 against 0.170 for the weighted objective).
 MF_GRID_SOFTMAX = [{"mode": "softmax", "dim": 64, "l2": 1e-3, "lr": 5e-3, "batch_size": 256}]
 SOFTMAX_MAX_ITEMS = 5000
-ALS_GRID = [{"factors": f, "regularization": r, "alpha": a} for f in (64, 128) for r in (0.05, 1.0)
-            for a in (1.0, 5.0)]
 MF_GRID_EXPLICIT = [{"l2": 0.1, "svdpp": True}, {"l2": 0.1, "svdpp": False}]
-#: implicit's BPR on the same validation split (as many configurations as ALS).
-BPR_GRID = [{"factors": f, "learning_rate": lr, "regularization": r} for f in (64, 128) for lr in (0.01, 0.05)
-            for r in (0.01, 0.001)]
-#: Surprise SVD: learning rate, regularisation and epochs (its factors stay at the default 100, like MF's 100).
-SVD_GRID = [{"lr_all": lr, "reg_all": r, "n_epochs": e} for lr in (0.005, 0.01) for r in (0.05, 0.1) for e in (20, 40)]
-#: Surprise SVD++ is slow (minutes per fit here): four regularisation strengths at its default size and epochs.
-SVDPP_GRID = [{"reg_all": r} for r in (0.02, 0.05, 0.1, 0.15)]
+
+#: A benchmark peer: (row name, a class built as ``cls(**params, seed=seed)`` into a ``CatalogueRecommender``,
+#: its validation grid). The product has none; ``bench/music_peers.py`` passes implicit's and Surprise's. A peer
+#: whose package is missing raises ``ImportError`` when fitted and gets an ``error`` row instead of numbers.
+Peer = tuple[str, Callable[..., Any], list[dict[str, Any]]]
 
 
 # ----------------------------------------------------------------------------------------------
 # metrics
 
 
-def topn_per_user(model: CatalogueRecommender, test: pd.DataFrame, k: int = K, batch: int = 256
-                  ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Per-user full-ranking top-``k`` metrics of a fitted ``model`` on held-out ``test`` interactions.
+class UnseenRanker:
+    """A fitted model as a ``core.evaluation.Ranker`` over user indices: the top items outside each user's
+    training history (they are not "new" picks), every other item competing; it remembers every item it showed,
+    for catalogue coverage."""
 
-    Items in the user's training history are removed from the ranking (they are not "new" picks),
-    every other item competes. Test rows whose user or item the model never saw are kept as
-    misses for known users (the item cannot be ranked); unknown users are skipped and counted.
-    Returns ``({metric: one value per evaluated user}, {"coverage", "users", "skipped_unknown_users"})``.
+    def __init__(self, model: CatalogueRecommender, batch: int = 256) -> None:
+        self.model, self.batch, self.shown = model, batch, set()
+        self.name = str(getattr(model, "name", "model"))
+
+    def rank(self, users: np.ndarray, k: int) -> list[list[int]]:
+        hist = self.model.catalogue.history
+        out: list[list[int]] = []
+        for start in range(0, len(users), self.batch):
+            ub = users[start:start + self.batch]
+            scores = np.asarray(self.model.score(ub), dtype=np.float64).copy()
+            rows = hist[ub]
+            scores[np.repeat(np.arange(len(ub)), np.diff(rows.indptr)), rows.indices] = -np.inf
+            for r in range(len(ub)):
+                top = top_n(scores[r], k).tolist()
+                self.shown.update(top)
+                out.append(top)
+        return out
+
+
+def topn_table(model: CatalogueRecommender, test: pd.DataFrame, k: int = K, batch: int = 256, n_boot: int = 0
+               ) -> tuple[evaluation.Row, dict[str, Any]]:
+    """Full-ranking top-``k`` metrics of a fitted ``model`` on held-out ``test`` interactions (``core.evaluation``).
+
+    Test rows whose item the model never saw stay relevant for their (known) user but cannot be ranked: they are
+    misses that recall and NDCG still count. Unknown users are skipped and counted. Returns the row (one value per
+    evaluated user and metric, with 95 % intervals when ``n_boot``) and ``{"coverage", "users",
+    "skipped_unknown_users"}``.
     """
     c = model.catalogue
     uidx = c.users.indices(test["user"])
@@ -87,39 +107,21 @@ def topn_per_user(model: CatalogueRecommender, test: pd.DataFrame, k: int = K, b
             truth[int(u)].add(int(i))
     truth_n = pd.Series(uidx[known]).value_counts().to_dict()
     users = np.array(sorted(truth), dtype=np.int64)
-    hist = c.history
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    prec, rec, ndcg, hr = (np.zeros(len(users)) for _ in range(4))
-    shown: set[int] = set()
-    for start in range(0, len(users), batch):
-        ub = users[start:start + batch]
-        scores = np.asarray(model.score(ub), dtype=np.float64).copy()
-        rows = hist[ub]
-        scores[np.repeat(np.arange(len(ub)), np.diff(rows.indptr)), rows.indices] = -np.inf
-        for r, u in enumerate(ub):
-            top = top_n(scores[r], k)
-            shown.update(top.tolist())
-            rel = np.array([t in truth[u] for t in top], dtype=float)
-            hits = rel.sum()
-            n_true = truth_n[u]
-            j = start + r
-            prec[j] = hits / k
-            rec[j] = hits / n_true
-            hr[j] = float(hits > 0)
-            ideal = discounts[: min(n_true, k)].sum()
-            ndcg[j] = float((rel * discounts[: len(rel)]).sum() / ideal)
-    per_user = {f"precision@{k}": prec, f"recall@{k}": rec, f"ndcg@{k}": ndcg, f"hr@{k}": hr}
-    return per_user, {"coverage": len(shown) / c.n_items, "users": int(len(users)),
-                      "skipped_unknown_users": int((~known).sum())}
+    ranker = UnseenRanker(model, batch)
+    split = evaluation.Split(users, [truth[u] for u in users.tolist()], n_relevant=[truth_n[u] for u in users.tolist()])
+    names = [f"precision@{k}", f"recall@{k}", f"ndcg@{k}", f"hr@{k}"]
+    row = evaluation.evaluate([ranker], split, names, k=k, n_boot=n_boot)[ranker.name]
+    return row, {"coverage": len(ranker.shown) / c.n_items, "users": int(len(users)),
+                 "skipped_unknown_users": int((~known).sum())}
 
 
 def topn_metrics(model: CatalogueRecommender, test: pd.DataFrame, k: int = K, batch: int = 256,
                  ci: bool = False) -> dict[str, Any]:
-    """Mean full-ranking top-``k`` metrics (see ``topn_per_user``); ``ci`` adds a 95 % interval over users per metric."""
-    per_user, extra = topn_per_user(model, test, k, batch)
-    out: dict[str, Any] = {name: float(v.mean()) if len(v) else 0.0 for name, v in per_user.items()}
+    """Mean full-ranking top-``k`` metrics (see ``topn_table``); ``ci`` adds a 95 % interval over users per metric."""
+    row, extra = topn_table(model, test, k, batch, n_boot=2000 if ci else 0)
+    out: dict[str, Any] = {name: s.mean if len(s.values) else 0.0 for name, s in row.metrics.items()}
     if ci:
-        out.update({f"{name}_ci95": bootstrap_ci(v) for name, v in per_user.items()})
+        out.update({f"{name}_ci95": s.ci95 for name, s in row.metrics.items()})
     return {**out, **extra}
 
 
@@ -179,8 +181,9 @@ def genres_before_test_period(data: MusicDataset) -> tuple[MusicDataset, str | N
 
 
 def evaluate_topn(data: MusicDataset, *, seed: int = 42, tune: bool = True,
-                  mf_params: dict[str, Any] | None = None, spark: bool = True) -> dict[str, Any]:
-    """MF vs popularity, genre, implicit's ALS and BPR and Spark's ALS on one per-user holdout split of ``data``."""
+                  mf_params: dict[str, Any] | None = None, spark: bool = True, peers: Sequence[Peer] = ()
+                  ) -> dict[str, Any]:
+    """MF vs popularity, genre, the ``peers`` and Spark's ALS on one per-user holdout split of ``data``."""
     data, genres_before = genres_before_test_period(data)
     split = user_holdout_split(data.interactions, test_fraction=0.2, min_items=5, seed=seed)
     inner = user_holdout_split(split.train, test_fraction=0.2, min_items=5, seed=seed + 1)
@@ -198,8 +201,6 @@ def evaluate_topn(data: MusicDataset, *, seed: int = 42, tune: bool = True,
     methods["genre"] = topn_metrics(GenreRecommender().fit(data, split.train), split.test, ci=True)
     params: dict[str, Any] = {"mf": mf_cfg}
     budget = {"mf": len(grid) if tune else 1}
-    peers: tuple[tuple[str, Any, list[dict[str, Any]]], ...] = (
-        ("implicit_als", ImplicitALS, ALS_GRID), ("implicit_bpr", ImplicitBPR, BPR_GRID))
     for name, cls, peer_grid in peers:
         try:
             cfg: dict[str, Any] = {}
@@ -210,7 +211,7 @@ def evaluate_topn(data: MusicDataset, *, seed: int = 42, tune: bool = True,
             model = cls(**cfg, seed=seed).fit(data, split.train)
             methods[name] = {**topn_metrics(model, split.test, ci=True), "fit_seconds": round(time.time() - t, 1)}
             params[name] = cfg
-        except PeerMissing as exc:
+        except ImportError as exc:
             methods[name] = {"error": f"not installed: {exc}"}
             params[name] = None
     if spark:  # Spark MLlib ALS: same split, same validation split and grid size as implicit's ALS
@@ -237,8 +238,8 @@ def _rating_fit_predict(model: Any, data: MusicDataset, sp: Split) -> np.ndarray
 
 
 def evaluate_ratings(data: MusicDataset, *, seed: int = 42, tune: bool = True,
-                     mf_params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """MF (explicit mode) vs Surprise SVD and SVD++ (each tuned on the same validation split) and the global mean."""
+                     mf_params: dict[str, Any] | None = None, peers: Sequence[Peer] = ()) -> dict[str, Any]:
+    """MF (explicit mode) vs the ``peers`` (each tuned on the same validation split) and the global mean."""
     split = ratio_split(data.interactions, test_size=0.2, seed=seed)
     inner = ratio_split(split.train, test_size=0.1, seed=seed + 1)
     lo, hi = float(data.interactions["weight"].min()), float(data.interactions["weight"].max())
@@ -271,7 +272,7 @@ def evaluate_ratings(data: MusicDataset, *, seed: int = 42, tune: bool = True,
                                                  "fit_seconds": round(time.time() - t, 1)}}
     params: dict[str, Any] = {"mf": cfg}
     budget = {"mf": len(MF_GRID_EXPLICIT) if tune else 1}
-    for name, cls, grid in (("surprise_svd", SurpriseSVD, SVD_GRID), ("surprise_svdpp", SurpriseSVDpp, SVDPP_GRID)):
+    for name, cls, grid in peers:
         try:
             best_p: dict[str, Any] = {}
             if tune:
@@ -290,7 +291,7 @@ def evaluate_ratings(data: MusicDataset, *, seed: int = 42, tune: bool = True,
             pred = _rating_fit_predict(cls(seed=seed, **best_p), data, split)
             methods[name] = {**rating_metrics(pred, truth, ci=True), "fit_seconds": round(time.time() - t, 1)}
             params[name] = best_p
-        except PeerMissing as exc:
+        except ImportError as exc:
             methods[name] = {"error": f"not installed: {exc}"}
             params[name] = None
     methods["global_mean"] = rating_metrics(np.full(len(truth), split.train["weight"].mean()), truth, ci=True)
@@ -306,18 +307,20 @@ def evaluate_ratings(data: MusicDataset, *, seed: int = 42, tune: bool = True,
 
 
 def evaluate(dataset: str, path: str | None = None, *, seed: int = 42, tune: bool = True, save: bool = True,
-             data: MusicDataset | None = None, spark: bool = True, **load_kwargs: Any) -> dict[str, Any]:
+             data: MusicDataset | None = None, spark: bool = True, peers: Sequence[Peer] = (),
+             **load_kwargs: Any) -> dict[str, Any]:
     """Evaluate ``dataset``: rating metrics if explicit, top-N otherwise; save the JSON for the app.
 
-    ``spark=False`` leaves out the Spark ALS row of top-N data (it starts a JVM, which costs seconds).
+    ``spark=False`` leaves out the Spark ALS row of top-N data (it starts a JVM, which costs seconds); ``peers``
+    adds benchmark-only rows (``bench/music_peers.py`` passes implicit's and Surprise's models).
     """
     t = time.time()
     data = data or load_dataset(dataset, path, **load_kwargs)
     check_trainable(data, dataset)
     if len(data.interactions) == 0:
         raise ValueError(f"dataset {dataset!r} has no interactions to evaluate")
-    res = evaluate_ratings(data, seed=seed, tune=tune) if data.kind == "explicit" else \
-        evaluate_topn(data, seed=seed, tune=tune, spark=spark)
+    res = evaluate_ratings(data, seed=seed, tune=tune, peers=peers) if data.kind == "explicit" else \
+        evaluate_topn(data, seed=seed, tune=tune, spark=spark, peers=peers)
     res.update({"dataset": dataset, "label": data.label, "kind": data.kind, "summary": data.summary(),
                 "dataset_checksum": data.checksum(), "seed": seed, "seconds": round(time.time() - t, 1),
                 "command": "python -m music " + " ".join(shlex.quote(a) for a in sys.argv[1:])

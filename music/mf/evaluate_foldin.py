@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 
 from core.artifacts import ArtifactError, read_json, write_json
-from core.metrics import hit_at_k, ndcg_at_k, ratio_ci, summarize, write_result
+from core.evaluation import per_query, summarize_row
+from core.metrics import ratio_ci, write_result
 from music.data import MusicDataset, load_dataset, user_holdout_split
 from music.mf.baselines import GenreRecommender, Popularity
 from music.mf.evaluate import val_ndcg
@@ -96,15 +97,15 @@ def _rank_metrics(score_rows: Callable[[int], np.ndarray], revealed: list[np.nda
         s[shown] = -np.inf
         top = top_n(s, K)
         hits[r, : len(top)] = np.isin(top, truth)
-    n_rel = np.array([len(t) for t in rest])
-    return ndcg_at_k(hits, n_rel, K), hit_at_k(hits, K)
+    values = per_query(hits, np.array([len(t) for t in rest]), [f"ndcg@{K}", f"hr@{K}"])
+    return values[f"ndcg@{K}"], values[f"hr@{K}"]
 
 
 def _row(ndcg: np.ndarray, hr: np.ndarray, **extra: Any) -> dict[str, Any]:
-    n, h = summarize(ndcg), summarize(hr)
-    out = {f"ndcg@{K}": n["mean"], f"ndcg@{K}_ci95": n["ci95"], f"hr@{K}": h["mean"], f"hr@{K}_ci95": h["ci95"],
-           "users": n["n"], **extra}
-    if n.get("small_set"):
+    """One method's NDCG@K and HR@K with their 95 % intervals over listeners (``core.evaluation``)."""
+    row = summarize_row({f"ndcg@{K}": ndcg, f"hr@{K}": hr})
+    out = {**row.flat(), "users": row.n, **extra}
+    if row.small_set:
         out["small_set"] = True
     return out
 
@@ -297,7 +298,8 @@ def evaluate_foldin(dataset: str, path: str | None = None, *, seed: int = 42, sa
         "mf_fit_seconds_under_load": fit_seconds, "retrain_k": BAR_K if retrain else None,
         "protocol": _protocol(seed), "seconds_under_load": round(time.time() - t0, 1)}}
     if save:
-        write_result(f"music_foldin_{dataset}", out)
+        write_result(f"music_foldin_{dataset}", out, seeds={"test_listeners": seed, "validation_listeners":
+                                                            seed + VAL_SEED_OFFSET, "reveal_order": seed + 1})
     return out
 
 

@@ -37,7 +37,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from core.artifacts import MODELS_DIR, write_json
-from core.metrics import bootstrap_ci, ratio_ci
+from core.evaluation import per_query, summarize_row
+from core.metrics import ratio_ci
 from music.data import MusicDataset, Split, load_dataset
 from music.data.dataset import check_trainable
 from music.mf.model import KerasMF
@@ -91,13 +92,21 @@ def target_ranks(scores: np.ndarray, targets: np.ndarray, tiebreak: np.ndarray) 
     return greater + ties + 1
 
 
+def ranks_metrics(ranks: Sequence[np.ndarray], k: int = K) -> dict[str, np.ndarray]:
+    """Per target basket, from the full-catalogue ranks of its items: HR@k, NDCG@k (ideal DCG of min(|basket|, k)
+    hits), MRR (1 / rank of the first hit, at any depth) and top-1, with the definitions of ``core.metrics``."""
+    hits = np.zeros((len(ranks), k), dtype=bool)
+    for r, rk in enumerate(ranks):
+        hits[r, rk[rk <= k] - 1] = True
+    values = per_query(hits, np.array([len(rk) for rk in ranks]), [f"hr@{k}", f"ndcg@{k}", "hit@1"])
+    first = np.array([rk.min() for rk in ranks], dtype=np.float64)
+    return {f"hr@{k}": values[f"hr@{k}"], f"ndcg@{k}": values[f"ndcg@{k}"], "mrr": 1.0 / first,
+            "top1": values["hit@1"]}
+
+
 def basket_metrics(ranks: np.ndarray, k: int = K) -> dict[str, float]:
-    """Metrics of one target basket from the ranks of its items."""
-    first = int(ranks.min())
-    hits = np.sort(ranks[ranks <= k])
-    dcg = float(np.sum(1.0 / np.log2(hits + 1))) if len(hits) else 0.0
-    idcg = float(np.sum(1.0 / np.log2(np.arange(2, min(len(ranks), k) + 2))))
-    return {f"hr@{k}": float(first <= k), f"ndcg@{k}": dcg / idcg, "mrr": 1.0 / first, "top1": float(first == 1)}
+    """Metrics of one target basket from the ranks of its items (``ranks_metrics`` of one basket)."""
+    return {key: float(v[0]) for key, v in ranks_metrics([np.asarray(ranks)], k).items()}
 
 
 def repeats_in_data(seqs: SequenceData, split: Split) -> float:
@@ -145,7 +154,7 @@ class Evaluator:
     def per_user(self, method: Any, stage: str = "test", batch: int = 256) -> dict[str, np.ndarray]:
         """One value per evaluated user and metric (full ranking over every item), in ``cases`` order."""
         hists, targets, users = self.cases(stage)
-        rows: list[dict[str, float]] = []
+        ranks: list[np.ndarray] = []
         for start in range(0, len(users), batch):
             h = hists[start : start + batch]
             scores = np.asarray(method.score(users[start : start + batch], h), dtype=np.float64)
@@ -153,8 +162,10 @@ class Evaluator:
             for r in range(len(h)):
                 if self.exclude_seen and len(h[r]):
                     scores[r, h[r]] = -np.inf
-                rows.append(basket_metrics(target_ranks(scores[r], targets[start + r], self.tiebreak)))
-        return {key: np.array([m[key] for m in rows], np.float64) for key in METRICS}
+                ranks.append(target_ranks(scores[r], targets[start + r], self.tiebreak))
+        if not ranks:
+            return {key: np.zeros(0) for key in METRICS}
+        return ranks_metrics(ranks)
 
     def evaluate(self, method: Any, stage: str = "test", batch: int = 256) -> dict[str, float]:
         """Mean metrics of ``method`` over the stage's users (full ranking over every item)."""
@@ -162,15 +173,14 @@ class Evaluator:
 
 
 def summarize(per_user: dict[str, np.ndarray], ci: bool = True) -> dict[str, Any]:
-    """Means (rounded to 4 places), ``users``, and with ``ci`` a 95 % bootstrap interval per metric."""
+    """Means (rounded to 4 places), ``users``, and with ``ci`` a 95 % bootstrap interval per metric
+    (``core.evaluation.summarize_row``)."""
     n = len(next(iter(per_user.values()))) if per_user else 0
     if n == 0:
         return {**{key: 0.0 for key in METRICS}, "users": 0}
-    out: dict[str, Any] = {key: round(float(v.mean()), 4) for key, v in per_user.items()}
-    if ci:
-        out.update({f"{key}_ci95": [round(x, 4) for x in bootstrap_ci(v)] for key, v in per_user.items()})
-    out["users"] = n
-    return out
+    if not ci:  # validation during training and tuning: only the means are compared
+        return {**{key: round(float(v.mean()), 4) for key, v in per_user.items()}, "users": n}
+    return {**summarize_row(per_user).flat(digits=4), "users": n}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The Fashion and product-search evaluations score rankings with the standard metric definitions.
 
-Worked examples go through the evaluation modules' own metric code (``fashion.evaluate.class_metrics``,
-``multimodal.evaluate.rank_metrics``), and are cross-checked against torchmetrics and scikit-learn, so a
+Worked examples go through the evaluation modules' own code (Fashion's class split and metrics handed to
+``core.evaluation.evaluate``, ``multimodal.evaluate.rank_metrics``), and are cross-checked against torchmetrics and scikit-learn, so a
 return to "MAP divided by the hits found" or "recall divided by min(k, relevant)" fails here.
 """
 
@@ -13,17 +13,44 @@ import torch
 from sklearn.metrics import ndcg_score
 from torchmetrics.functional.retrieval import retrieval_precision, retrieval_recall, retrieval_reciprocal_rank
 
-from fashion.evaluate import class_metrics, summarize_methods
+from core.evaluation import evaluate
+from fashion.evaluate import METRICS, class_split
 from multimodal.evaluate import rank_metrics
 
 # ---------------------------------------------------------------------------------------------
 # fashion: ranked labels of the catalog items each query retrieved
 
 
+class _Retrieved:
+    """A method that retrieved catalog rows 10q .. 10q+9 for query q, best first."""
+
+    name = "fixed"
+
+    def rank(self, queries, k):
+        return [list(range(10 * q, 10 * q + k)) for q in queries]
+
+
+def class_metrics(ranked: np.ndarray, query_labels: np.ndarray, n_relevant: np.ndarray, k: int = 10):
+    """Per-query Fashion metrics of ranked catalog labels, through the tab's own split and metric list.
+
+    The catalog is the retrieved rows, followed by enough items of each query's class to make ``n_relevant``.
+    """
+    catalog = list(np.asarray(ranked).ravel())
+    for label, n in zip(query_labels, n_relevant):
+        catalog += [label] * max(0, int(n) - catalog.count(label))
+    table = evaluate([_Retrieved()], class_split(np.asarray(catalog), np.asarray(query_labels), "fixture"),
+                     METRICS, k=k)
+    return table["fixed"]
+
+
+def summarize_methods(row):
+    return row.nested()
+
+
 def test_fashion_map_divides_by_min_k_and_relevant_not_by_hits_found():
     # one query of class "a"; the catalog has 50 items of class "a"; the top 10 holds three of them at ranks 1, 2, 5
     ranked = np.array([["a", "a", "b", "b", "a", "b", "b", "b", "b", "b"]])
-    out = class_metrics(ranked, np.array(["a"]), np.array([50]), k=10)
+    out = {m: s.values for m, s in class_metrics(ranked, np.array(["a"]), np.array([50]), k=10).metrics.items()}
     assert out["precision@1"][0] == 1.0
     assert out["precision@10"][0] == pytest.approx(0.3)
     expected_ap = (1 / 1 + 2 / 2 + 3 / 5) / 10  # divided by min(10, 50); by the hits found it would be 0.867
@@ -38,7 +65,7 @@ def test_fashion_map_divides_by_min_k_and_relevant_not_by_hits_found():
 def test_fashion_metrics_with_few_relevant_items_reach_one_when_all_are_found():
     # a class with only 2 catalog items, both ranked first: AP@10 and NDCG@10 are 1, precision@10 only 0.2
     ranked = np.array([["x", "x", "y", "y", "y", "y", "y", "y", "y", "y"]])
-    out = class_metrics(ranked, np.array(["x"]), np.array([2]), k=10)
+    out = {m: s.values for m, s in class_metrics(ranked, np.array(["x"]), np.array([2]), k=10).metrics.items()}
     assert out["map@10"][0] == pytest.approx(1.0)
     assert out["ndcg@10"][0] == pytest.approx(1.0)
     assert out["precision@10"][0] == pytest.approx(0.2)

@@ -92,3 +92,19 @@ def test_baselines_share_the_interface():
     assert [t for t, _ in knn.predict_grids(grids[:1], 5)[0]] == ["cat", "animal"]  # itself first
     mf = MostFrequent(tags)
     assert [t for t, _ in mf.predict_grids(grids[:2], 2)[0]] == ["animal", "car"]
+
+
+def test_taggers_make_one_table_through_core_evaluation():
+    from core.evaluation import Split, evaluate
+    from hashtag.evaluate import HEADLINE, TagRanker, headline_scores
+
+    rng = np.random.default_rng(0)
+    grids = rng.random((6, 16, 2, 2)).astype(np.float32)
+    tags = [["cat", "animal"], ["cat", "pet"], ["dog", "animal"], ["car"], ["car", "red"], ["tree"]]
+    methods = [KnnTransfer(grids, tags, [str(i) for i in range(6)], neighbours=1), MostFrequent(tags)]
+    table = evaluate([TagRanker(m) for m in methods], Split(grids, tags), HEADLINE, k=5)
+    assert list(table) == ["knn", "most_frequent"]
+    assert table["knn"].metrics["hit@1"].mean == 1.0  # each image finds itself first
+    for m in methods:  # the same numbers as the tab's own headline scores of the method's lists
+        own = headline_scores(m.predict_grids(grids, 5), tags)
+        assert {k: round(s.mean, 4) for k, s in table[m.name].metrics.items()} == {k: own[k] for k in HEADLINE}

@@ -61,9 +61,12 @@ def test_evaluate_writes_results_for_the_plot(tmp_path, monkeypatch):
 
     monkeypatch.setattr(mfdata, "music_dir", lambda: tmp_path / "music")
     data = load_dataset("simulated", n_users=120, n_songs=250, n_artists=30, seed=5)
-    res = evaluate("simulated", data=data, tune=False, spark=False)  # Spark's row: tests/music/test_music_spark.py
+    from bench.music_peers import peers_for
+
+    res = evaluate("simulated", data=data, tune=False, spark=False,  # Spark's row: tests/music/test_music_spark.py
+                   peers=peers_for(data.kind))
     methods = res["methods"]
-    assert {"mf", "popularity", "genre", "implicit_als"} <= set(methods)
+    assert {"mf", "popularity", "genre", "implicit_als", "implicit_bpr"} <= set(methods)
     for name in ("mf", "popularity"):
         assert {"precision@10", "recall@10", "ndcg@10", "hr@10", "coverage"} <= set(methods[name])
         assert 0 <= methods[name]["ndcg@10"] <= 1

@@ -1,19 +1,32 @@
-"""Benchmark-only peers behind the music interface: implicit's ALS and BPR, Surprise's SVD and SVD++.
+"""The music evaluation with its benchmark-only peers: implicit's ALS and BPR, Surprise's SVD and SVD++.
 
-Why lazily imported and here: they are pinned in ``requirements-bench.txt`` only; the app never
-imports this module, and evaluation reports "not installed" instead of failing when they are
-missing. Each peer is a ``CatalogueRecommender``, so the evaluation fits, scores and explains it
-exactly as it does our own models, on the same split and with the same tuning budget.
+    python bench/music_peers.py --dataset movielens-100k
+    python bench/music_peers.py --dataset lastfm-2k --path ../shared/data/lastfm-2k
+
+Why here and not in ``music/``: the peers are pinned in ``requirements-bench.txt`` only and the product never
+serves them. ``music.mf.evaluate.evaluate`` takes peers as an argument; this script passes these, so the
+committed ``bench/results/music_evaluate_<dataset>.json`` compares our models with them on the same split and
+with the same tuning budget (``python -m music evaluate`` alone gives the product's rows). Each peer is a
+``CatalogueRecommender``, fitted, scored and explained exactly as our own models; a peer whose package is
+missing gets a "not installed" row instead of failing the run.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
-from typing import Any, Callable, Sequence
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from music.mf.model import CatalogueRecommender
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.metrics import write_result  # noqa: E402
+from music.data import load_dataset  # noqa: E402
+from music.mf.evaluate import Peer, evaluate  # noqa: E402
+from music.mf.model import CatalogueRecommender  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -149,3 +162,45 @@ class SurpriseSVDpp(SurpriseSVD):
 
     name = "surprise_svdpp"
     algorithm = "SVDpp"
+
+
+# ----------------------------------------------------------------------------------------------
+# validation grids (chosen on the same validation split as our MF; never on test)
+
+ALS_GRID = [{"factors": f, "regularization": r, "alpha": a} for f in (64, 128) for r in (0.05, 1.0)
+            for a in (1.0, 5.0)]
+#: implicit's BPR on the same validation split (as many configurations as ALS).
+BPR_GRID = [{"factors": f, "learning_rate": lr, "regularization": r} for f in (64, 128) for lr in (0.01, 0.05)
+            for r in (0.01, 0.001)]
+#: Surprise SVD: learning rate, regularisation and epochs (its factors stay at the default 100, like MF's 100).
+SVD_GRID = [{"lr_all": lr, "reg_all": r, "n_epochs": e} for lr in (0.005, 0.01) for r in (0.05, 0.1) for e in (20, 40)]
+#: Surprise SVD++ is slow (minutes per fit here): four regularisation strengths at its default size and epochs.
+SVDPP_GRID = [{"reg_all": r} for r in (0.02, 0.05, 0.1, 0.15)]
+
+
+def peers_for(kind: str) -> list[Peer]:
+    """The peers of one kind of data: rating predictors for explicit ratings, top-N rankers otherwise."""
+    if kind == "explicit":
+        return [("surprise_svd", SurpriseSVD, SVD_GRID), ("surprise_svdpp", SurpriseSVDpp, SVDPP_GRID)]
+    return [("implicit_als", ImplicitALS, ALS_GRID), ("implicit_bpr", ImplicitBPR, BPR_GRID)]
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Evaluate one dataset with the peers and write ``bench/results/music_evaluate_<dataset>.json``."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", default="movielens-100k", choices=("simulated", "movielens-100k", "lastfm-2k"))
+    p.add_argument("--path", default=None)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--no-tune", action="store_true", help="skip the validation grids (use defaults)")
+    p.add_argument("--no-spark", action="store_true", help="leave out the Spark ALS row (no JVM is started)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    data = load_dataset(args.dataset, args.path, **({"download": True} if args.dataset == "movielens-100k" else {}))
+    results = evaluate(args.dataset, args.path, seed=args.seed, tune=not args.no_tune, spark=not args.no_spark,
+                       data=data, peers=peers_for(data.kind))
+    write_result(f"music_evaluate_{args.dataset}", results, seeds={"split": args.seed, "validation": args.seed + 1})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
