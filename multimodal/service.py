@@ -21,9 +21,8 @@ from core.contract import (Answer, Handles, ModelCard, Person, Request, Source, 
 from core.images import ImageError, ImageSource, load_image
 from core.metrics import RESULTS_DIR
 from multimodal import feedback  # noqa: F401 - the tab's likes and re-ranking, reached through this service
-from multimodal.data import load_product_image, load_tuxpaint_catalog  # noqa: F401 - the tab's images, its build
+from multimodal.data import load_product_image
 from multimodal.model import DEFAULT_ALPHA, MultimodalIndex, Result, default_stem, index_dir
-from multimodal.train import build_index  # noqa: F401 - the tab's "build it now" button
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +183,36 @@ LIMITS = (
     "Relevance was judged as 'same category', so a right-category but wrong-looking result counts as a hit.",
     "Words match captions and categories; brand names, sizes and prices are not understood.",
 )
+
+
+def queue_build(name: str, *, permission: tuple[bool, str], owner: Optional[str] = None, queue: Any = None) -> int:
+    """Queue the shipped index's build for a worker process (``multimodal.jobs``); returns the job id.
+
+    A build already queued or running is returned instead of a second one: ten people clicking build once.
+    """
+    from core.jobs import JobQueue, ensure_worker
+    from multimodal.jobs import HANDLER, KIND, SHIPPED
+
+    allowed, why = permission
+    if not allowed:
+        raise CatalogError(why or "Only administrators may build indexes.")
+    if name != SHIPPED:
+        raise CatalogError(f"{name!r} is not the shipped index ({SHIPPED}); add your own catalog on the Data tab.")
+    queue = queue or JobQueue()
+    waiting = next((j for j in build_jobs(queue=queue) if j.active), None)
+    if waiting is not None:
+        return waiting.id
+    job = queue.submit(KIND, HANDLER, f"Build the {name} product index", {"catalog": name}, owner=owner)
+    ensure_worker(queue.url)
+    return job
+
+
+def build_jobs(limit: int = 5, queue: Any = None) -> list:
+    """The latest product-index builds, newest first (every session sees the same list)."""
+    from core.jobs import JobQueue
+    from multimodal.jobs import KIND
+
+    return [j for j in (queue or JobQueue()).list(limit=50) if j.kind == KIND][:limit]
 
 
 def index_names() -> list[str]:

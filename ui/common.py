@@ -21,13 +21,12 @@ import re
 import threading
 import weakref
 from contextlib import contextmanager
-from typing import Any, Callable, Hashable, Iterator, Optional
+from typing import Any, Hashable, Iterator, Optional
 
 import streamlit as st
 from PIL import Image
 
 from core.images import MAX_BYTES, ImageError, load_image
-from core.locks import BuildInProgress, build_once
 
 log = logging.getLogger(__name__)
 
@@ -118,30 +117,6 @@ def load_versioned(loader: Any, key: tuple[Hashable, ...], version: Hashable) ->
         log.info("releasing %s%r version %s (now %s)", getattr(loader, "__name__", "model"), key, previous, version)
         loader.clear(*key, previous)
     return loader(*key, version)
-
-
-def locked_build(name: str, build: Callable[[], Any], is_fresh: Callable[[], bool]) -> bool:
-    """Run a build started from the app under the artifact's file lock; True when the artifact is there after.
-
-    A second session pressing the same button while the first builds sees "being built by another
-    session" instead of writing the same files (``core.locks``).
-    """
-    try:
-        build_once(name, build, is_fresh, wait=False)
-    except BuildInProgress:
-        st.info("This is being built by another session right now. Reload the page in a few minutes to use it.")
-        return False
-    return True
-
-
-def progress_callback(text: str) -> "tuple[Callable[[float, str], None], object]":
-    """An ``st.progress`` bar and the ``(fraction, message)`` callback domain code drives it with."""
-    bar = st.progress(0.0, text=text)
-
-    def update(fraction: float, message: str) -> None:
-        bar.progress(min(max(fraction, 0.0), 1.0), text=message or text)
-
-    return update, bar
 
 
 def show_error(exc: BaseException, what: str) -> None:

@@ -17,13 +17,15 @@ import streamlit as st
 from core.artifacts import ArtifactError
 from core.contract import Person, Request
 from core.images import ImageError
+from core.jobs import JobError
 from multimodal import service as products
-from multimodal.service import CatalogError, Result, index_dir, own_catalog, own_version
+from multimodal.service import CatalogError, Result, own_catalog, own_version
 from multimodal.service import feedback as mm_feedback
 from ui import catalog_view, model_card
 from ui import profile as profiles
-from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, locked_build,
-                       progress_callback, show_error, Busy, heavy_slot, md_code, md_text)
+from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, Busy, heavy_slot, image_digest, image_upload, md_code, md_text,
+                       show_error)
+from ui.jobs_view import show
 
 log = logging.getLogger(__name__)
 
@@ -217,21 +219,15 @@ def _grid(results: list[Result], service: Any, feedback: Feedback = ((), ()), sa
 
 
 def _build_button(name: str) -> None:
-    if st.button("Build the Tux Paint index now (about 1–3 minutes on a CPU)", key=f"{KEY}_build"):
-        from multimodal.service import build_index, load_tuxpaint_catalog
-
-        update, bar = progress_callback("Encoding the catalog…")
-        manifest = index_dir() / f"{name}.json"
-        before = manifest.stat().st_mtime if manifest.is_file() else None
-        try:  # "fresh" = another session wrote the index since this click (this button also repairs a broken one)
-            built = locked_build(f"multimodal-index-{name}", lambda: build_index(load_tuxpaint_catalog(), progress=update),
-                                 lambda: (manifest.stat().st_mtime if manifest.is_file() else None) != before)
-        except Exception as exc:  # noqa: BLE001 - show any build failure in the tab, not as a traceback
-            show_error(exc, "Building the index failed")
+    """No usable index: offer to build the shipped one in the background (never in this page's thread)."""
+    if st.button("Build the Tux Paint index now (a few minutes, in the background)", key=f"{KEY}_build"):
+        try:
+            products.queue_build(name, permission=profiles.heavy_permission(), owner=profiles.identity().key or None)
+        except (CatalogError, JobError) as exc:
+            st.error(md_text(str(exc)))
             return
-        bar.empty()
-        if built:
-            st.rerun()
+    show(lambda: products.build_jobs(), f"{KEY}_build_jobs",
+         lambda r: f"{r.get('items', 0):,} products indexed in {r.get('seconds', 0):.0f} s", title="Index build")
 
 
 def _pick_catalog() -> Optional[str]:

@@ -216,3 +216,38 @@ def test_the_index_build_job_builds_the_index_the_tab_opens(tmp_path):
     assert len(service.open_index("tuxpaint-clothes")) == outcome["done"]["items"]
     refused = execute(HANDLER, {"catalog": "no-such-catalog"}, Progress(None, tmp_path / "scratch"))
     assert "failed" in refused
+
+
+def test_product_search_builds_its_index_as_one_background_job(tmp_path, monkeypatch):
+    """Product search's "Build it now" queues a job too (it used to encode in the page's thread); a second person
+    asking gets the same job, and both see it waiting."""
+    from streamlit.testing.v1 import AppTest
+
+    from core.jobs import JobQueue
+
+    url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
+    monkeypatch.setenv("RECS_DATABASE_URL", url)
+    monkeypatch.setattr("core.jobs.worker.ensure_worker", lambda *a, **k: False)  # no worker process in a test
+    monkeypatch.setattr("multimodal.service.sources", lambda: [])  # as before `make run` built the index
+
+    def tab():
+        from ui.multimodal import render
+
+        render()
+
+    sessions = [AppTest.from_function(tab, default_timeout=60) for _ in range(2)]
+    for at in sessions:
+        at.run()
+        at.button(key="mm_build").click().run()
+        assert not at.exception
+        assert any("waiting for a worker" in str(p.proto.text) for p in at.get("progress"))
+    jobs = JobQueue(url).list()
+    assert [(j.kind, j.params["catalog"], j.status) for j in jobs] == [("multimodal.index", "tuxpaint", "queued")]
+
+
+def test_the_product_index_job_refuses_anything_but_the_shipped_catalog(tmp_path):
+    from core.jobs.handlers import Progress, execute
+    from multimodal.jobs import HANDLER
+
+    refused = execute(HANDLER, {"catalog": "../etc"}, Progress(None, tmp_path / "scratch"))
+    assert "failed" in refused and "Data tab" in str(refused["failed"])
