@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from core.artifacts import atomic_path, checksum_files
-from core.spark_als import grid, train_als, tune_als
+from music.mf.spark_als import grid, train_als, tune_als
 from music.data import MusicDataset, Split
 from music.mf.data import Catalogue
 from music.mf.model import KerasMF
@@ -47,7 +47,7 @@ def _triples(catalogue: Catalogue, frame_matrix: Any = None) -> tuple[np.ndarray
 
 
 class SparkALSMF(KerasMF):
-    """``KerasMF``'s artifact and serving, with factors fitted by Spark MLlib ALS (``core.spark_als``)."""
+    """``KerasMF``'s artifact and serving, with factors fitted by Spark MLlib ALS (``music.mf.spark_als``)."""
 
     name = "mf"  # the same artifact kind ("music-mf"): load it with KerasMF.load or load_bundle
 
