@@ -49,7 +49,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _trained_name(text: str) -> str:
-    """A dataset name, or the name of any bundle trained on disk (a catalogue trained under its own name)."""
+    """A dataset name, or the name of any bundle trained on disk (a catalog trained under its own name)."""
     from music.mf.train import trained_datasets
 
     if text in DATASETS or text in trained_datasets():

@@ -1,7 +1,7 @@
 """Matrix factorisation trained by Spark MLlib's ALS, saved as an ordinary ``music-mf`` artifact.
 
 Why the same artifact as the Keras MF: the tab, fold-in, similar items and explanations read only ``P``,
-``Q``, the biases and the catalogue, so a model trained on a Spark cluster drops in unchanged. ALS has no
+``Q``, the biases and the catalog, so a model trained on a Spark cluster drops in unchanged. ALS has no
 bias terms, so ``bu``, ``bi`` and ``μ`` are zero; the ``.keras`` file holds an ``MFLayer`` carrying the ALS
 factors (so ``keras_model()`` and fine-tuning work as for any MF); the manifest says ``engine="spark"`` and
 records ALS's parameters (fold-in then uses ALS's objective: ALS-WR regularisation ``λ·n``).
@@ -23,7 +23,7 @@ import pandas as pd
 from core.artifacts import atomic_path, checksum_files
 from music.mf.spark_als import grid, train_als, tune_als
 from music.data import MusicDataset, Split
-from music.mf.data import Catalogue
+from music.mf.data import Catalog
 from music.mf.model import KerasMF
 
 log = logging.getLogger(__name__)
@@ -37,11 +37,11 @@ DEFAULTS: dict[str, dict[str, Any]] = {"implicit": {"rank": 64, "reg": 0.1, "alp
                                        "explicit": {"rank": 64, "reg": 0.1, "alpha": 1.0, "max_iter": 15}}
 
 
-def _triples(catalogue: Catalogue, frame_matrix: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(users, items, values) for ALS from a catalogue's history: log1p(plays) when implicit, ratings as is."""
-    h = (catalogue.history if frame_matrix is None else frame_matrix).tocoo()
+def _triples(catalog: Catalog, frame_matrix: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(users, items, values) for ALS from a catalog's history: log1p(plays) when implicit, ratings as is."""
+    h = (catalog.history if frame_matrix is None else frame_matrix).tocoo()
     values = h.data.astype(np.float32)
-    if catalogue.kind != "explicit":
+    if catalog.kind != "explicit":
         values = np.log1p(np.abs(values))
     return h.row.astype(np.int64), h.col.astype(np.int64), values
 
@@ -60,7 +60,7 @@ class SparkALSMF(KerasMF):
     def _fit(self, **kwargs: Any) -> None:
         from core.spark import spark_job
 
-        c = self.catalogue
+        c = self.catalog
         implicit = c.kind != "explicit"
         self.mode = "wmf" if implicit else "explicit"
         u, i, v = _triples(c)
@@ -82,7 +82,7 @@ class SparkALSMF(KerasMF):
         self.model = None
 
     def _train(self, u: np.ndarray, i: np.ndarray, v: np.ndarray, implicit: bool, spark: Any) -> tuple[np.ndarray, np.ndarray]:
-        c = self.catalogue
+        c = self.catalog
         return train_als(u, i, v, c.n_users, c.n_items, implicit=implicit, rank=self.rank, reg=self.reg,
                          alpha=self.alpha, max_iter=self.max_iter, seed=self.seed, spark=spark)
 
@@ -93,7 +93,7 @@ class SparkALSMF(KerasMF):
         from music.mf.layer import MFLayer
 
         stem = Path(stem)
-        c = self.catalogue
+        c = self.catalog
         layer = MFLayer(c.n_users, c.n_items, self.dim, self.l2, self.mode, self.mu, seed=self.seed, name="mf")
         inp = keras.Input(shape=(2,), dtype="int32", name="ids")
         model = keras.Model(inp, layer(inp), name=f"mf_spark_{self.mode}")
@@ -127,7 +127,7 @@ def spark_als_row(data: MusicDataset, split: Split, inner: Split, topn_metrics: 
         best: dict[str, Any] = dict(DEFAULTS[data.kind])
         table: list[dict[str, Any]] = []
         if tune:
-            cat = Catalogue.from_dataset(data, inner.train)
+            cat = Catalog.from_dataset(data, inner.train)
             val = inner.test
             vu, vi = cat.users.indices(val["user"]), cat.items.indices(val["item"])
             ok = (vu >= 0) & (vi >= 0)
