@@ -209,7 +209,7 @@ def _torch_threads() -> Iterator[None]:
     Why: these small matmuls gain little from a second thread, and on a shared 2-core machine
     torch's spinning threads under contention made an epoch 10× slower (measured 53 s vs 4.5 s).
     """
-    import keras
+    import keras  # keras (and torch) load in seconds; serving a saved model scores with numpy alone
 
     if keras.backend.backend() != "torch":
         yield
@@ -253,7 +253,7 @@ class KerasMF(CatalogRecommender):
 
     def _train(self, val: Any, progress: Optional[Callable[[float, str], None]],
                validate: Optional[Callable[["KerasMF", pd.DataFrame], float]] = None) -> None:
-        import keras
+        import keras  # keras (and torch) load in seconds; serving a saved model scores with numpy alone
 
         c = self.catalog
         self.mode = self.mode or ("explicit" if c.kind == "explicit" else "softmax")
@@ -275,6 +275,7 @@ class KerasMF(CatalogRecommender):
 
     def _build(self, keras: Any, w: np.ndarray) -> None:
         """The Keras model for ``mode`` around one ``MFLayer``, its fixed per-user/item inputs set, compiled."""
+        # keras (and torch) load in seconds; serving a saved model scores with numpy alone
         from music.mf.layer import MFLayer, wmf_loss
 
         c = self.catalog
@@ -388,7 +389,7 @@ class KerasMF(CatalogRecommender):
         return np.stack([u, i, neg], 1).astype(np.int32), np.ones(n, np.float32), conf / conf.mean()
 
     def _extract(self) -> None:
-        from keras import ops
+        from keras import ops  # keras (and torch) load in seconds; serving a saved model scores with numpy alone
 
         layer = self.model.get_layer("mf")
         self.P, self.Q = (np.asarray(ops.convert_to_numpy(t), np.float32) for t in (layer.P, layer.Q))
@@ -485,6 +486,7 @@ class KerasMF(CatalogRecommender):
             import music  # noqa: F401 - KERAS_BACKEND
             import keras
 
+            # keras (and torch) load in seconds; serving a saved model scores with numpy alone
             from music.mf.layer import MFLayer
 
             fix = "Rebuild it with `python -m music train --force`."

@@ -21,10 +21,11 @@ import numpy as np
 import pandas as pd
 
 from core.artifacts import atomic_path, checksum_files
-from music.mf.spark_als import grid, train_als, tune_als
+from core.spark import SparkUnavailable, spark_job
 from music.data import MusicDataset, Split
 from music.mf.data import Catalog
 from music.mf.model import KerasMF
+from music.mf.spark_als import grid, train_als, tune_als
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,6 @@ class SparkALSMF(KerasMF):
         self.engine = "spark"
 
     def _fit(self, **kwargs: Any) -> None:
-        from core.spark import spark_job
-
         c = self.catalog
         implicit = c.kind != "explicit"
         self.mode = "wmf" if implicit else "explicit"
@@ -88,9 +87,10 @@ class SparkALSMF(KerasMF):
 
     def save(self, stem: str | Path) -> Path:
         """The ``KerasMF`` artifact: ``.keras`` (an MFLayer holding the ALS factors) + ``.npz``/``.json``."""
+        # keras (and torch) load in seconds; only saving the trained model needs them
         import keras
 
-        from music.mf.layer import MFLayer
+        from music.mf.layer import MFLayer  # keras too
 
         stem = Path(stem)
         c = self.catalog
@@ -121,8 +121,6 @@ def spark_als_row(data: MusicDataset, split: Split, inner: Split, topn_metrics: 
     Returns (metrics row, chosen parameters, tuning table). ``topn_metrics(model, test)`` is the evaluation's
     own metric function, so the row is computed exactly as the others.
     """
-    from core.spark import spark_job
-
     with spark_job(master) as spark:
         best: dict[str, Any] = dict(DEFAULTS[data.kind])
         table: list[dict[str, Any]] = []
@@ -146,8 +144,6 @@ def spark_als_row_or_error(data: MusicDataset, split: Split, inner: Split, topn_
                            tune: bool = True, master: str | None = None) -> tuple[dict[str, Any], Any, list[dict[str, Any]]]:
     """``spark_als_row``, or an ``{"error": ...}`` row when Spark cannot start here (no Java), as for a
     missing peer: the rest of the evaluation still runs."""
-    from core.spark import SparkUnavailable
-
     try:
         return spark_als_row(data, split, inner, topn_metrics, seed=seed, tune=tune, master=master)
     except SparkUnavailable as exc:

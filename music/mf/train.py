@@ -27,6 +27,7 @@ from music.data.dataset import check_trainable
 from music.mf.baselines import GenreRecommender, Popularity
 from music.mf.evaluate import results_path, val_ndcg
 from music.mf.model import CatalogRecommender, KerasMF, mf_config
+from music.mf.spark import fit_spark_mf
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,6 @@ def train(
     check_trainable(data, dataset)
     t0 = time.time()
     if engine == "spark":  # ALS needs no early stopping: a fixed number of sweeps over all interactions
-        from music.mf.spark import fit_spark_mf
 
         mf: KerasMF = fit_spark_mf(data, master=master, params=mf_params)
         params = dict(mf.engine_params)

@@ -36,6 +36,7 @@ import numpy as np
 from keras import layers, ops
 
 from core.artifacts import ArtifactError, atomic_path, read_json, write_json
+from core.text import get_text_encoder
 from core.training import check_loss, keras_loss_guard
 from music.next.data import PAD, Samples
 
@@ -262,7 +263,7 @@ def word2vec_vectors(
     table is rescaled to the spread Keras' own ``uniform`` initialiser uses, so the three inits start
     on a comparable footing.
     """
-    from gensim.models import Word2Vec
+    from gensim.models import Word2Vec  # optional heavy dependency: gensim loads only for the word2vec initialisation
 
     rng = np.random.default_rng(seed)
     table = rng.uniform(-0.05, 0.05, size=(n_items + 1, d)).astype(np.float32)
@@ -280,11 +281,10 @@ def word2vec_vectors(
 
 def text_vectors(texts: Sequence[str], d: int, *, seed: int = 0, encoder: Any = None) -> np.ndarray:
     """MiniLM embeddings of item descriptions (``texts[i]`` describes item ``i + 1``), PCA-reduced to ``d``."""
+    # scikit-learn loads in about a second; only the text initialisation needs PCA
     from sklearn.decomposition import PCA
 
     if encoder is None:
-        from core.text import get_text_encoder
-
         encoder = get_text_encoder()
     vecs = encoder.encode(list(texts), desc="item texts")
     k = min(d, vecs.shape[0], vecs.shape[1])
