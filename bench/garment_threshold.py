@@ -4,9 +4,9 @@
 
 Each stamp (mirrors left out) is classified by the shipped EfficientNet-Lite0; its garment mass is the
 share of ImageNet probability on classes under WordNet's clothing, footwear, bag and accessory branches
-(``core.concepts.garment_mass``). The threshold maximises balanced accuracy (the mean of the accuracy on
+(``fashion.guard.garment_mass``). The threshold maximises balanced accuracy (the mean of the accuracy on
 clothes and on the rest: 48 clothes against ~900 others would otherwise reward never warning). The
-script reports the accuracy on both groups with 95 % bootstrap intervals; ``core.concepts.GARMENT_THRESHOLD``
+script reports the accuracy on both groups with 95 % bootstrap intervals; ``fashion.guard.GARMENT_THRESHOLD``
 holds the chosen value and docs/hashtag.md quotes it.
 """
 
@@ -25,7 +25,7 @@ CANDIDATES = (0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.1, 0.12, 0.15, 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    from core.concepts import garment_mass
+    from fashion.guard import garment_mass
     from core.datasets import load_tuxpaint
     from core.encoders import get_image_encoder
     from core.images import ImageError, load_any

@@ -132,7 +132,7 @@ def tag_profile(listener: pd.DataFrame, tags: dict[str, list[str]]) -> set[str]:
 
 
 def popular_unplayed(bundle, played: set[str]) -> list[str]:
-    c = bundle.mf.catalogue
+    c = bundle.mf.catalog
     order = np.argsort(-np.asarray(bundle.popularity.counts, np.float64), kind="stable")
     return [c.items.external(int(i)) for i in order if c.items.external(int(i)) not in played][:K]
 
@@ -151,7 +151,7 @@ def run_listener(store, bundle, user: str, listener: pd.DataFrame, names, tags, 
            # Last.fm-2K lists "[unknown]" (untagged scrobbles) as an artist; an export's reader rightly drops it
            "real_artists": len({normalize(names[i]) for i in played if names[i].lower() not in UNKNOWN_ARTISTS}),
            "real_unmatched": [a for a in match.report["unmatched"] if not a.startswith("Zq Garage")], "invented_unmatched": sum(a.startswith("Zq Garage") for a in match.report["unmatched"])}
-    c = bundle.mf.catalogue
+    c = bundle.mf.catalog
     picks = {"popularity": popular_unplayed(bundle, played)}
     plain = feedback.picks_for_likes(bundle, [i for i in listener["item"] if i in c.items], [], K)
     picks["fold_in_likes"] = [p.item for p in plain.picks]

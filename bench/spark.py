@@ -98,8 +98,8 @@ def _implicit_fit(u, i, v, n_users, n_items, *, factors, regularization, alpha, 
 def bench_als(dataset: str, path: str | None, master: str, seed: int = 42, tune: bool = True) -> dict[str, Any]:
     """Both solvers tuned on validation (``tune``) or, without, each at its first grid candidate."""
     from core.spark import spark_session, stop_session
-    from core.spark_als import holdout_ndcg, train_als, tune_als
     from music.data import load_dataset, user_holdout_split
+    from music.mf.spark_als import holdout_ndcg, train_als, tune_als
 
     data = load_dataset(dataset, path)
     split = user_holdout_split(data.interactions, test_fraction=0.2, min_items=5, seed=seed)

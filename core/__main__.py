@@ -15,15 +15,18 @@ import json
 import logging
 import sys
 
+from core.artifacts import ArtifactError
+from core.catalog.cli import add_parser as add_catalog_parser
 from core.cli import Parser, run
+from core.datasets import (
+    FASHION_MNIST_DIR, FASHION_MNIST_PACKAGE, TUXPAINT_DIR, TUXPAINT_PACKAGE, DataUnavailable,
+    ensure_debian_package, load_tuxpaint,
+)
+from core.feedback.cli import add_parser as add_feedback_parser
+from core.images import ImageError, load_any
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from core.datasets import (
-        FASHION_MNIST_DIR, FASHION_MNIST_PACKAGE, TUXPAINT_DIR, TUXPAINT_PACKAGE, DataUnavailable,
-        ensure_debian_package, load_tuxpaint,
-    )
-
     status: dict[str, dict[str, object]] = {}
     ok = True
     for name, package, marker in (
@@ -47,8 +50,8 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
+    # torch and onnxruntime load in seconds: only the verbs that classify need them
     from core.encoders import get_image_encoder
-    from core.images import ImageError, load_any
 
     try:
         image = load_any(args.image)
@@ -65,6 +68,7 @@ def _classify(args: argparse.Namespace) -> int:
 
 
 def _backbones(args: argparse.Namespace) -> int:
+    # torch and onnxruntime load in seconds: only the verbs that classify need them
     from core.encoders import BACKBONES, WeightsUnavailable, get_image_encoder
 
     rows = []
@@ -101,15 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("backbones", help="list image backbones and whether their weights are present")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_backbones)
-    from core.catalog.cli import add_parser as add_catalog_parser
-    from core.feedback.cli import add_parser as add_feedback_parser
-
     add_catalog_parser(sub)
     add_feedback_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from core.artifacts import ArtifactError
-    from core.datasets import DataUnavailable
 
     return run(lambda: args.func(args), expected=(ArtifactError, DataUnavailable))
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
+from safetensors.numpy import load_file, save_file
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +184,6 @@ def save_arrays(
             with open(tmp, "wb") as f:
                 np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
     elif fmt == "safetensors":
-        from safetensors.numpy import save_file
-
         data_path = stem.with_suffix(".safetensors")
         with atomic_path(data_path) as tmp:
             save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
@@ -239,8 +238,6 @@ def load_arrays(
         raise ArtifactError(f"{data_path} is missing although its manifest exists.{fix}")
     try:
         if data_path.suffix == ".safetensors":
-            from safetensors.numpy import load_file
-
             arrays = load_file(str(data_path))
         else:
             with np.load(data_path, allow_pickle=False) as z:

@@ -4,7 +4,8 @@ Every registered backbone ends in a 1,000-way ImageNet head. Each output is a Wo
 (timm ships the ids in output order: ``n02106662`` is German shepherd), and WordNet's hypernym chain
 turns a breed into words people use: German shepherd → shepherd dog → dog → … → animal. This module
 builds that table once per process and turns class probabilities into scored words; the Hashtags tab
-makes hashtags of them and the Fashion tab asks how much of a photo's mass sits under clothing.
+makes hashtags of them, a built catalog names untitled photos with them, and the Fashion tab's garment
+guard (``fashion.guard``) asks how much of a photo's mass sits under clothing.
 
 Why each piece:
 
@@ -93,11 +94,6 @@ ABSTRACT_WORDS = frozenset({
     "agent", "piece", "round", "rule", "measure", "pick", "vertical", "defense", "string", "wind", "spring",
     "filter", "post", "staff", "works", "tool", "stick", "memorial", "ear", "kernel",
 })
-
-#: WordNet branches that make a photo "a garment" for the Fashion tab (clothing, shoes, bags, accessories).
-GARMENT_ROOTS = ("clothing.n.01", "footwear.n.01", "footwear.n.02", "bag.n.04", "bag.n.01", "purse.n.01",
-                 "accessory.n.01", "headdress.n.01", "jewelry.n.01", "mask.n.04", "glove.n.02", "spectacles.n.01",
-                 "sunglasses.n.01")
 
 #: Frequency floor for hypernym words and for class names (Zipf scale: 3 ≈ once per million words). The
 #: hypernym floor is chosen on the real-photo dev set (``python -m hashtag tune-fusion``): 3.5 drops the
@@ -267,8 +263,8 @@ def class_facts() -> dict:
     """What WordNet says about each ImageNet class, computed once per machine and cached as JSON.
 
     Walking 1,000 hypernym closures through nltk takes about a minute on a busy 2-core machine, so the
-    result (per class: its lemmas, every ancestor's best single word with its distance, whether it is a
-    garment) is written next to the encoder cache (``models/encoders/``) and keyed by the WordNet files'
+    result (per class: its lemmas, and every named ancestor's single words with their distance, frequency,
+    synset and sense) is written next to the encoder cache (``models/encoders/``) and keyed by the WordNet files'
     sizes and the class list; frequency floors are applied later, so tuning them needs no WordNet.
     """
     from core.artifacts import ArtifactError, read_json, write_json
@@ -286,7 +282,6 @@ def class_facts() -> dict:
         except (ArtifactError, ValueError, KeyError):
             log.warning("rebuilding the corrupt concept cache %s", path)
     wn = wordnet()
-    garment_roots = set(GARMENT_ROOTS)
     classes = []
     for wnid in ids:
         synset = wn.synset_from_pos_and_offset("n", int(wnid[1:]))
@@ -300,7 +295,6 @@ def class_facts() -> dict:
             "synset": synset.name(),
             "lemmas": [[lm, round(zipf(lm), 2)] for lm in lemmas],
             "ancestors": words,
-            "garment": synset.name() in garment_roots or any(n.name() in garment_roots for _, n in ancestors),
         })
     facts = {"key": key, "classes": classes}
     write_json(path, facts)
@@ -404,62 +398,3 @@ def _ancestors(synset) -> list[tuple[int, object]]:
                     nxt.append(parent)
         frontier = nxt
     return sorted(seen.values(), key=lambda x: x[0])
-
-
-# ----------------------------------------------------------------------------------------------
-# garments (the Fashion tab's guard)
-
-
-def garment_classes() -> np.ndarray:
-    """(1000,) 0/1: ImageNet classes under WordNet's clothing, footwear, bag or accessory branches."""
-    return np.array([float(c["garment"]) for c in class_facts()["classes"]], np.float32)
-
-
-def garment_mass(probabilities: np.ndarray) -> np.ndarray:
-    """(N, 1000) ImageNet probabilities → (N,) share of the mass on clothing/footwear/bag/accessory classes."""
-    return np.asarray(probabilities, np.float32) @ garment_classes()
-
-
-#: Below this garment mass an upload "does not look like a garment": the best balanced accuracy on the 48 Tux
-#: Paint clothes stamps against the 902 other stamps (``python bench/garment_threshold.py``; 75 % of clothes
-#: pass, 86 % of the rest are flagged; docs/hashtag.md).
-GARMENT_THRESHOLD = 0.08
-
-
-@dataclass(frozen=True)
-class GarmentCheck:
-    """Whether an upload looks like a garment: its garment mass and the ImageNet classes it resembles most."""
-
-    is_garment: bool
-    mass: float
-    top_classes: tuple[str, ...] = ()
-    note: str = ""
-
-    @property
-    def warning(self) -> str:
-        """The sentence the Fashion tab shows above its results when the upload is not a garment."""
-        seen = ", ".join(self.top_classes[:3])
-        return (f"This does not look like a garment (only {self.mass:.0%} of the classifier's confidence is on "
-                f"clothing, shoes, bags or accessories; it sees: {seen}). The results below are the catalog "
-                f"items that look most alike anyway.")
-
-
-def garment_check(image, threshold: float = GARMENT_THRESHOLD, backbone: str = "efficientnet_lite0") -> GarmentCheck:
-    """Classify one image with the shipped ImageNet encoder and compare its garment mass to ``threshold``.
-
-    Never raises for a missing WordNet: the Fashion tab still works, just without the guard (``note`` says why).
-    """
-    from core.encoders import get_image_encoder
-
-    encoder = get_image_encoder(backbone)
-    probs = encoder.grid_probabilities(encoder.grid([image]))[0]
-    try:
-        mass = float(garment_mass(probs[None])[0])
-    except DataUnavailable as exc:
-        log.warning("garment check skipped: %s", exc)
-        return GarmentCheck(True, float("nan"), note=str(exc))
-    from core.encoders import imagenet_categories
-
-    labels = imagenet_categories()
-    top = tuple(labels[i] for i in np.argsort(-probs)[:3])
-    return GarmentCheck(mass >= threshold, mass, top)

@@ -42,6 +42,7 @@ import onnxruntime
 import torch
 from filelock import FileLock
 from PIL import Image
+from safetensors.torch import load_file
 
 from core import int8
 from core.artifacts import MODELS_DIR, atomic_path, read_json, write_json
@@ -123,8 +124,6 @@ def load_state_dict_file(path: Path) -> "dict[str, torch.Tensor]":
                                  "give a .pt/.pth state-dict or .safetensors file.")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -140,7 +139,7 @@ def load_state_dict_file(path: Path) -> "dict[str, torch.Tensor]":
 
 def _build_lite(variant: int) -> Callable[[Optional[str], bool], "tuple[torch.nn.Module, str]"]:
     def build(weights: Optional[str], allow_download: bool) -> "tuple[torch.nn.Module, str]":
-        import timm
+        import timm  # timm loads in seconds; only a torch build of the encoder needs it (ONNX runs without)
 
         path = Path(weights) if weights else _lite_weights_path(variant)
         arch = f"tf_efficientnet_lite{variant}"
@@ -162,7 +161,7 @@ def _build_lite(variant: int) -> Callable[[Optional[str], bool], "tuple[torch.nn
 
 def _torchvision_weights_file(arch: str, weights: Optional[str], allow_download: bool) -> "tuple[dict, str]":
     """Find ResNet weights: a file the user gives, torchvision's cache, or (if allowed) a download."""
-    import torchvision.models as tvm
+    import torchvision.models as tvm  # torchvision loads in about a second; only a torch ResNet build needs it
 
     enum = {"resnet50": tvm.ResNet50_Weights, "resnet152": tvm.ResNet152_Weights}[arch]
     if weights:
@@ -189,7 +188,7 @@ def _torchvision_weights_file(arch: str, weights: Optional[str], allow_download:
 
 def _build_resnet(arch: str) -> Callable[[Optional[str], bool], "tuple[torch.nn.Module, str]"]:
     def build(weights: Optional[str], allow_download: bool) -> "tuple[torch.nn.Module, str]":
-        import torchvision.models as tvm
+        import torchvision.models as tvm  # torchvision loads in about a second; only a torch ResNet build needs it
 
         state, source = _torchvision_weights_file(arch, weights, allow_download)
         model = getattr(tvm, arch)(weights=None)
@@ -262,6 +261,7 @@ class _ResNetFeatures(torch.nn.Module):
 @functools.lru_cache(maxsize=1)
 def imagenet_categories() -> list[str]:
     """The 1,000 ImageNet class names, from torchvision's metadata (no download)."""
+    # torchvision loads in about a second; only the class names are read here
     from torchvision.models import ResNet50_Weights
 
     return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])

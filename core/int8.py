@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
+from PIL import Image
 
 from core.artifacts import atomic_path
 from core.images import load_image
@@ -154,10 +155,9 @@ def calibration_sources(limit: Optional[int] = None, clipart: Optional[int] = No
 
 def load_calibration_image(source: str):
     """One calibration image as a PIL RGB image (``sklearn:NAME`` or a file path, optionally ``#cropK``)."""
-    from PIL import Image
-
     source, _, crop = source.partition("#crop")
     if source.startswith("sklearn:"):
+        # scikit-learn loads in about a second; only its sample images are read here
         from sklearn.datasets import load_sample_image
 
         img = Image.fromarray(load_sample_image(source.split(":", 1)[1])).convert("RGB")
@@ -213,7 +213,7 @@ def quantize_encoder(fp32_path: Path, out_path: Path, batches: Sequence[np.ndarr
     The graph is pre-processed (shape inference, fusions) first, as ONNX Runtime recommends, then calibrated
     with min/max ranges on ``batches``. Written atomically; returns what the manifest records.
     """
-    import onnx
+    import onnx  # onnx and the quantizer load only to build an int8 graph (once per machine)
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 

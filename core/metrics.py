@@ -120,7 +120,7 @@ def bootstrap_ci(
     Resamples queries (or users) with replacement via ``scipy.stats.bootstrap``; returns ``[lo, hi]``.
     With fewer than two values the interval is the value itself.
     """
-    from scipy import stats
+    from scipy import stats  # scipy.stats loads in about a second; only interval estimates need it
 
     x = np.asarray(values, dtype=np.float64)
     x = x[np.isfinite(x)]
@@ -146,7 +146,7 @@ def ratio_ci(
     Both arrays hold one value per query for two methods scored on the same queries; resampling
     keeps the pairs together, so the interval reflects the comparison, not two independent noises.
     """
-    from scipy import stats
+    from scipy import stats  # scipy.stats loads in about a second; only interval estimates need it
 
     a = np.asarray(numerator, dtype=np.float64)
     b = np.asarray(denominator, dtype=np.float64)

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
+from PIL import Image, ImageOps
+
 from core.artifacts import atomic_path
 from core.photo_archives import is_archive_spec, member_file
 
@@ -152,8 +154,6 @@ _CROP_MIN, _SCALE_MAX = 0.6, 1.1
 
 def _load_rgb(source: Path, long_side: int):
     """``source`` upright in RGB, shrunk to at most ``long_side`` px (JPEGs decode at a reduced scale)."""
-    from PIL import Image, ImageOps
-
     with Image.open(source) as im:
         im.draft("RGB", (long_side, long_side))
         im = ImageOps.exif_transpose(im).convert("RGB")
@@ -164,8 +164,6 @@ def _load_rgb(source: Path, long_side: int):
 
 def _variant(source: Path, rng: random.Random, size: int):
     """One random crop (60-100% of each side), maybe mirrored, scaled to about ``size`` px on the long side."""
-    from PIL import Image
-
     im = _load_rgb(source, math.ceil(size * _SCALE_MAX / _CROP_MIN))
     w, h = im.size
     cw, ch = max(1, round(w * rng.uniform(_CROP_MIN, 1.0))), max(1, round(h * rng.uniform(_CROP_MIN, 1.0)))

@@ -33,6 +33,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 import numpy as np
 
 from core.artifacts import ArtifactError, atomic_path, checksum_files
+from core.metrics import bootstrap_ci
 from core.threads import faiss_threads
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ def ivf_train_sample(n: int, params: Mapping[str, Any]) -> int:
 
 def build_faiss(vectors: np.ndarray, kind: str, params: Mapping[str, Any], *, seed: int = 0) -> Any:
     """A FAISS index of ``kind`` over ``vectors`` (float32, rows = ids 0..n-1), inner-product metric."""
-    import faiss
+    import faiss  # optional heavy dependency: only approximate indexes need faiss
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     index = faiss.index_factory(vectors.shape[1], factory_string(kind, params), faiss.METRIC_INNER_PRODUCT)
@@ -300,8 +301,6 @@ class VectorIndex:
 
     def measure_recall(self, queries: int = 1000, *, k: int = 10, seed: int = 0) -> dict[str, Any]:
         """Mean recall@10 of this index against exact search on sampled catalog items, with a 95 % interval."""
-        from core.metrics import bootstrap_ci
-
         rng = np.random.default_rng(seed + 1)
         rows = np.sort(rng.choice(len(self), min(queries, len(self)), replace=False))
         exclude = [str(self.ids[r]) for r in rows]
@@ -319,7 +318,7 @@ class VectorIndex:
         manifest. Exact indexes write nothing (their vectors are the caller's arrays)."""
         if self.faiss is None:
             return dict(self.info)
-        import faiss
+        import faiss  # optional heavy dependency: only approximate indexes need faiss
 
         path = Path(path)
         with atomic_path(path) as tmp:
@@ -348,7 +347,7 @@ class VectorIndex:
             raise ArtifactError(f"{path} is stale or truncated ({size} bytes, the manifest says {info['bytes']}).{fix}")
         if info.get("sha256") and checksum_files([path]) != info["sha256"]:
             raise ArtifactError(f"{path} is stale: its checksum differs from the manifest's.{fix}")
-        import faiss
+        import faiss  # optional heavy dependency: only approximate indexes need faiss
 
         try:
             index = faiss.read_index(str(path))
@@ -433,7 +432,7 @@ class VectorIndex:
     def _approximate(self, q: np.ndarray, k: int, keep: Optional[np.ndarray], kept: int, skip: np.ndarray,
                      rows_out: np.ndarray, scores_out: np.ndarray) -> "tuple[np.ndarray, np.ndarray]":
         """FAISS search (restricted to ``keep``), exclusion, IVF-PQ re-scoring, and the exact fallback."""
-        import faiss
+        import faiss  # optional heavy dependency: only approximate indexes need faiss
 
         kind, params = self.kind, self.info["params"]
         fetch = k + 1 if (skip >= 0).any() else k

@@ -62,6 +62,7 @@ class TextEncoder:
         if not allow_download:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        # sentence-transformers (and torch) load in seconds: only when a text encoder is built
         from sentence_transformers import SentenceTransformer
 
         try:

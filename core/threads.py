@@ -39,7 +39,7 @@ def pin_process_threads(n: Optional[int] = None) -> int:
     global _pinned
     with _pin_lock:
         if _pinned is None:
-            import torch
+            import torch  # torch loads in seconds: only code that already runs torch asks for its threads
 
             count = max(1, int(n if n is not None else os.environ.get("RECS_SERVER_THREADS", "1")))
             torch.set_num_threads(count)
@@ -51,7 +51,7 @@ def pin_process_threads(n: Optional[int] = None) -> int:
 def set_torch_threads(n: int) -> None:
     """Set torch's thread count, unless the process pinned it or this is a request (non-main) thread."""
     if _may_change():
-        import torch
+        import torch  # torch loads in seconds: only code that already runs torch asks for its threads
 
         torch.set_num_threads(max(1, int(n)))
 
@@ -76,7 +76,7 @@ def _threads_for_block(get, set_, n: Optional[int], env: str, default: str) -> I
 
 def torch_threads(n: Optional[int] = None) -> "contextlib.AbstractContextManager[None]":
     """Run the block on ``n`` torch threads (default ``RECS_TORCH_THREADS`` or 1), then restore."""
-    import torch
+    import torch  # torch loads in seconds: only code that already runs torch asks for its threads
 
     return _threads_for_block(torch.get_num_threads, torch.set_num_threads, n, "RECS_TORCH_THREADS", "1")
 
@@ -87,7 +87,7 @@ def faiss_threads(n: Optional[int] = None) -> "contextlib.AbstractContextManager
     OpenMP threads spin while waiting; on a shared 2-core machine more threads than cores make index builds
     slower, not faster. Single queries use one thread whatever this says.
     """
-    import faiss
+    import faiss  # optional heavy dependency: faiss loads only where approximate search runs
 
     return _threads_for_block(faiss.omp_get_max_threads, faiss.omp_set_num_threads, n, "RECS_FAISS_THREADS", "2")
 

@@ -23,13 +23,14 @@ from core.progress import ProgressFn
 from core.search import Hit
 from fashion.data import CATALOGS, Catalog, catalog_key, load_catalog
 from fashion.evaluate import evaluation_path
+from fashion.guard import GarmentCheck, garment_check  # cached per photo: reruns run no second CNN pass
 from fashion.model import FashionIndex, index_stem, to_fashion_mnist_style
 from fashion.train import build_index, open_index
 
 log = logging.getLogger(__name__)
 
 __all__ = ["BuiltCatalog", "Catalog", "CatalogError", "catalog_key", "feedback", "FashionIndex", "Hit", "build",
-           "build_jobs", "catalog", "catalog_look", "catalog_names", "queue_build",
+           "build_jobs", "catalog", "catalog_look", "catalog_names", "GarmentCheck", "garment_check", "queue_build",
            "index_version", "is_built_catalog", "is_own", "open_index", "own_catalog", "own_version",
            "saved_evaluation", "search_upload", "similar_items",
            # the contract every tab's service offers (core.contract)

@@ -234,7 +234,7 @@ def spark_features(
     each item's 784 bytes, so executors need no copy of the dataset.
     """
     from core.spark import spark_job
-    from core.spark_encode import encode_catalog
+    from core.spark.encode import encode_catalog
 
     with spark_job(master, app_name=f"fashion-index-{catalog.name}") as spark:
         if catalog.grey28:

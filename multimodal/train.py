@@ -232,7 +232,7 @@ def spark_image_vectors(paths: Sequence[Path | str], spec: dict[str, Any], maste
     """
     from core.encoders import l2_normalize
     from core.spark import spark_job
-    from core.spark_encode import encode_catalog, encoder_spec
+    from core.spark.encode import encode_catalog, encoder_spec
 
     settings = encoder_spec(str(spec["backbone"]), str(spec["pooling"]), "onnx", int(spec["input_size"]))
     with spark_job(master, app_name="multimodal-index") as spark:

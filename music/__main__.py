@@ -28,7 +28,13 @@ import sys
 from typing import Any, NoReturn, Sequence
 
 import music  # noqa: F401 - sets KERAS_BACKEND
-from music.data import DATASETS
+from core.artifacts import ArtifactError
+from core.cli import run
+from core.metrics import write_result
+from core.threads import torch_threads
+from music.data import DATASETS, DataUnavailable
+from music.mf.feedback_cli import recommend_profile, register_foldin, register_history
+from music.recommender import UnknownUser
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +55,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _trained_name(text: str) -> str:
-    """A dataset name, or the name of any bundle trained on disk (a catalogue trained under its own name)."""
+    """A dataset name, or the name of any bundle trained on disk (a catalog trained under its own name)."""
+    # the trained models' stack loads only in the verbs that use it: --help stays quick
     from music.mf.train import trained_datasets
 
     if text in DATASETS or text in trained_datasets():
@@ -105,6 +112,7 @@ def _columns(args: argparse.Namespace) -> dict[str, str] | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    # the trained models' stack loads only in the verbs that use it: --help stays quick
     from music.mf.train import train
 
     columns = _columns(args)
@@ -112,6 +120,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _train_named(args, columns)
     kwargs = _load_kwargs(args)
     if args.dataset == "csv" and (columns or args.weight_kind):
+        # the trained models' stack loads only in the verbs that use it: --help stays quick
         from music.logs import WEIGHT_KINDS
 
         kwargs.update(columns=columns, kind=WEIGHT_KINDS.get(args.weight_kind or "plays"))
@@ -126,6 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train_named(args: argparse.Namespace, columns: dict[str, str] | None) -> int:
     """``train --name NAME``: a log (or any dataset) trained under its own name, as the Data page's job does."""
+    # the trained models' stack loads only in the verbs that use it: --help stays quick
     from music.logs import train_log
 
     if args.engine != "keras":
@@ -145,10 +155,8 @@ def _train_named(args: argparse.Namespace, columns: dict[str, str] | None) -> in
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from music.mf import service
-    from music.mf.feedback_cli import recommend_profile
+    from music.mf import service  # the trained models' stack loads only in the verbs that use it: --help stays quick
     from music.mf.train import load_bundle
-    from music.recommender import UnknownUser
 
     if not args.genres and args.user is None and args.profile is None:
         raise BadInput("give --user U, --genres g1,g2 or --profile NAME")
@@ -179,6 +187,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    # the trained models' stack loads only in the verbs that use it: --help stays quick
     from music.mf.evaluate import evaluate
 
     kwargs = _load_kwargs(args)
@@ -272,7 +281,7 @@ def _table(obj: Any) -> str:
 
 
 def cmd_train_next(args: argparse.Namespace) -> int:
-    from music.next.train import train_bundle
+    from music.next.train import train_bundle  # keras and torch load in seconds: only the up-next verbs need them
 
     out = train_bundle(args.dataset, args.path, init=args.init, repeat=not args.no_repeat,
                        force=args.force, epochs=args.epochs)
@@ -281,6 +290,7 @@ def cmd_train_next(args: argparse.Namespace) -> int:
 
 
 def cmd_next(args: argparse.Namespace) -> int:
+    # keras and torch load in seconds: only the up-next verbs need them
     from music.next.service import NextBundle, UnknownListener
 
     items = [i.strip() for i in args.items.split(",") if i.strip()] if args.items is not None else None
@@ -296,8 +306,7 @@ def cmd_next(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate_next(args: argparse.Namespace) -> int:
-    from core.threads import torch_threads
-    from music.next.evaluate import evaluate_next
+    from music.next.evaluate import evaluate_next  # keras and torch load in seconds: only the up-next verbs need them
 
     cnn = {"epochs": args.epochs, "L": args.L, "lr": args.lr, "batch_size": args.batch_size, "l2": args.l2}
     with torch_threads():
@@ -305,8 +314,6 @@ def cmd_evaluate_next(args: argparse.Namespace) -> int:
                             cnn=cnn, basket=args.basket, with_mf=not args.no_mf, out=args.out,
                             command=" ".join(["python -m music"] + sys.argv[1:]))
     if args.json:
-        from core.evaluation import write_result
-
         write_result(f"music_evaluate_next_{args.dataset}", out, seeds={"tiebreak": 0, "validation_users": 0})
         _print_json(out)
     else:
@@ -368,7 +375,6 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     register_next(sub)
-    from music.mf.feedback_cli import register_foldin, register_history
 
     register_foldin(sub)
     register_history(sub, _trained_name)
@@ -381,9 +387,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if getattr(args, "json", False):
         os.environ.setdefault("RECS_NO_TQDM", "1")
-    from core.artifacts import ArtifactError
-    from core.cli import run
-    from music.data import DataUnavailable
 
     # A model to (re)build exits 1 (the message names the command); bad input of any kind exits 2.
     return run(lambda: args.func(args), expected=(BadInput, DataUnavailable), statuses={ArtifactError: 1})

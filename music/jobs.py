@@ -18,7 +18,9 @@ from typing import Any, Mapping, Optional
 
 from core.jobs import job_handler
 from core.jobs.uploads import is_upload, save_upload
-from music.logs import CSV_ROLES, HEAD_BYTES, SOURCES, WEIGHT_KINDS, LogError, check_name, read_header
+from music.logs import (CSV_ROLES, HEAD_BYTES, RESERVED, SOURCES, WEIGHT_KINDS, LogError, check_name, read_header,
+                        train_log)
+from music.mf.train import trained_datasets
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +76,9 @@ def queue_training(name: str, *, permission: Permission, upload: Optional[bytes]
 
     ``permission`` is ``core.identity.may_run_heavy`` for the person asking, taken at the moment they ask.
     """
+    # the queue (SQLAlchemy) loads only where jobs are queued or listed: a job's own process imports this
+    # module for its handler and needs neither
     from core.jobs import JobQueue, ensure_worker
-    from music.mf.train import trained_datasets
 
     _allowed(permission)
     name = check_name(name)
@@ -120,14 +123,14 @@ def _head(file: Path) -> bytes:
 
 def jobs(limit: int = 20, queue: Any = None) -> list[Any]:
     """The latest log trainings, newest first: every session sees the same list."""
-    from core.jobs import JobQueue
+    from core.jobs import JobQueue  # the queue loads only where jobs are listed (see ``queue_training``)
 
     # Other kinds of job share the table: look further back than ``limit`` so theirs do not hide ours.
     return [j for j in (queue or JobQueue()).list(limit=max(5 * limit, 50)) if j.kind == KIND][:limit]
 
 
 def cancel(job_id: int, *, permission: Permission, queue: Any = None) -> Any:
-    from core.jobs import JobQueue
+    from core.jobs import JobQueue  # the queue loads only where jobs are listed (see ``queue_training``)
 
     _allowed(permission)
     return (queue or JobQueue()).cancel(job_id)
@@ -135,9 +138,6 @@ def cancel(job_id: int, *, permission: Permission, queue: Any = None) -> Any:
 
 def trained_logs() -> list[str]:
     """Names of trained bundles that are not built-in datasets (the logs people trained)."""
-    from music.logs import RESERVED
-    from music.mf.train import trained_datasets
-
     return [n for n in trained_datasets() if n not in RESERVED]
 
 
@@ -145,8 +145,6 @@ def trained_logs() -> list[str]:
 def train_log_job(params: dict[str, Any], progress: Any) -> dict[str, Any]:
     """The queued training: ``params`` = ``{"name", "source", "upload" | "path", "columns", "weight_kind",
     "label"}``; an upload is deleted afterwards, however the job ends."""
-    from music.logs import train_log
-
     upload = params.get("upload")
     source = upload or params.get("path")
     if not source:

@@ -19,10 +19,12 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from core.training import BadTrainingData
+from core.training import BadTrainingData, TrainingDiverged
 from music.data import DATASETS, MusicDataset, load_dataset
 from music.data.dataset import check_trainable
 from music.data.sources import CSV_ROLES, default_columns, load_csv, load_lastfm_1k
+from music.mf.train import train
+from music.next.data import from_dataset, leave_last_out
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +131,6 @@ def train_log(name: str, source: str, path: str | Path | None, *, columns: Optio
     (its failure is reported in ``up_next``, the MF bundle stays usable) and an up-next model left from an
     earlier log of the same name is removed when this log has no times (it would describe other data).
     """
-    from music.mf.train import train
-
     name = check_name(name)
     report = progress or (lambda fraction, message: None)
     report(0.0, f"reading {label or source}")
@@ -163,8 +163,7 @@ def _validation(manifest: dict[str, Any]) -> Optional[dict[str, Any]]:
 
 def _train_up_next(name: str, data: MusicDataset, report: ProgressFn, start: float, force: bool) -> dict[str, Any]:
     """Train the up-next CNN on a dated log; a log too thin for it is reported, not a failed job."""
-    from core.training import TrainingDiverged
-    from music.next.data import from_dataset, leave_last_out
+    # keras and torch load in seconds: only a dated log trains an up-next model
     from music.next.train import train_bundle
 
     report(start, "training up next")
@@ -184,6 +183,7 @@ def _train_up_next(name: str, data: MusicDataset, report: ProgressFn, start: flo
 
 def _remove_stale_next(name: str) -> None:
     """Delete an up-next model of ``name`` trained on earlier data (the MF bundle now describes other data)."""
+    # keras and torch load in seconds: only a log with an up-next model needs them
     from music.next.service import bundle_stem
 
     stem = bundle_stem(name)

@@ -15,14 +15,13 @@ from PIL import Image
 
 from core.artifacts import ArtifactError
 from core.contract import Person, Request
-from core.concepts import garment_check
 from core.datasets import DataUnavailable
 from core.feedback.catalog import catalog_key as feedback_key
 from core.images import ImageError, letterbox
 from core.jobs import JobError
 from core.search import Hit, describe
 from fashion import service
-from fashion.service import Catalog, CatalogError, FashionIndex
+from fashion.service import Catalog, CatalogError, FashionIndex, garment_check
 from fashion.service import feedback as fashion_feedback
 from ui import catalog_view, model_card
 from ui import profile as profiles

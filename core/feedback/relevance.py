@@ -19,7 +19,7 @@ import numpy as np
 
 from core.feedback.rerank import POOL, FeedbackMethod, feedback_scores, one_blas_thread
 from core.feedback.rocchio import RocchioWeights, rocchio_batch
-from core.metrics import precision_at_k
+from core.metrics import precision_at_k, summarize
 
 PAGE = 10
 BETAS = (0.0, 0.5, 1.0, 2.0, 4.0)
@@ -112,8 +112,6 @@ def choose_weights(
 
 def precision_summary(values: np.ndarray, seed: int = 0) -> dict[str, Any]:
     """Per-query second-page precision@10 → ``{"precision@10", "ci95", "queries"}`` (+ ``small_set``)."""
-    from core.metrics import summarize
-
     s = summarize(values, seed=seed)
     return {"precision@10": round(s["mean"], 4), "ci95": [round(x, 4) for x in s["ci95"]], "queries": s["n"],
             **({"small_set": True} if s.get("small_set") else {})}

@@ -92,6 +92,7 @@ def _aggregate(sims: np.ndarray, tau: float) -> np.ndarray:
 def svm_direction(positives: np.ndarray, negatives: np.ndarray, c: float) -> tuple[np.ndarray, float]:
     """(w/‖w‖, b/‖w‖) of a linear SVM that separates ``positives`` from ``negatives`` (classes balanced,
     since a page often has 9 likes and 1 dislike); the decision value is then a signed cosine-scale distance."""
+    # scikit-learn loads in about a second; only the SVM feedback method needs it
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.svm import LinearSVC
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 from sqlalchemy import Engine, case, create_engine, delete, event, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -284,7 +285,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     The lock (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL) makes processes that open
     a fresh database at the same moment migrate it once, one after the other.
     """
-    from alembic import command
+    from alembic import command  # alembic loads only where the schema is read or migrated, not in every store user
     from alembic.config import Config
 
     config = Config()
@@ -298,6 +299,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def schema_revision(engine: Engine) -> Optional[str]:
     """The Alembic revision a database is at (None for an empty one)."""
+    # alembic loads only where the schema is read or migrated, not in every store user
     from alembic.migration import MigrationContext
 
     with engine.connect() as conn:
@@ -320,9 +322,10 @@ def _encode_image(image: Union[bytes, bytearray, Any]) -> tuple[bytes, int, int]
     Why re-encode: the stored file is then always a clean image, at most ``STORED_SIDE`` px, and its name is
     the hash of its content, never anything the uploader chose.
     """
+    # image decoding (PIL) loads only when a photo is stored: the job processes and the CLIs open the store without
     from PIL import Image
 
-    from core.images import ImageError, load_image
+    from core.images import ImageError, load_image  # PIL too
 
     if isinstance(image, (bytes, bytearray)) and len(image) > MAX_IMAGE_BYTES:
         raise FeedbackError(f"The image is {len(image) / 1e6:.1f} MB; the limit is {MAX_IMAGE_BYTES / 1e6:.0f} MB.")
@@ -836,11 +839,8 @@ class FeedbackStore:
 
     def _insert_new(self, table: Any, keys: list[str]) -> Any:
         """An INSERT that skips rows whose ``keys`` already exist (both databases the store runs on)."""
-        if self.engine.dialect.name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        return dialect_insert(table).on_conflict_do_nothing(index_elements=keys)
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(table).on_conflict_do_nothing(index_elements=keys)
 
     def play_counts(self, profile: str) -> list[PlayCount]:
         """The profile's imported plays per (artist, track), most played first."""

@@ -54,6 +54,7 @@ def _worker(args: argparse.Namespace) -> int:
         except Timeout:
             logging.getLogger("core.jobs.worker").info("another worker holds %s; exiting", args.lock_file)
             return 0
+    # loaded after the worker lock is taken, so a second worker exits at once (see the note at the top)
     from core.jobs.queue import JobError
     from core.jobs.worker import Worker
 
@@ -65,6 +66,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    # the database stack loads only in the verbs that use it (see the note at the top)
     from core.jobs.queue import JobQueue
 
     _print(JobQueue().list(limit=args.limit, statuses=args.status), args.json)
@@ -72,6 +74,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    # the database stack loads only in the verbs that use it (see the note at the top)
     from core.jobs.queue import JobQueue
 
     _print([JobQueue().get(args.id)], args.json)
@@ -79,6 +82,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _cancel(args: argparse.Namespace) -> int:
+    # the database stack loads only in the verbs that use it (see the note at the top)
     from core.jobs.queue import JobQueue
 
     _print([JobQueue().cancel(args.id)], args.json)
@@ -86,6 +90,7 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # a job's child process starts without the database stack (see the note at the top)
     from core.jobs.handlers import run_child
 
     return run_child(args.id)
@@ -123,8 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its per-start migration chatter
     if args.verb in ("run", "worker"):  # no database stack before the job starts / the worker takes its lock
         return args.func(args)
+    # the database stack loads only in the verbs that use it (see the note at the top)
     from sqlalchemy.exc import SQLAlchemyError
 
+    # the database stack loads only in the verbs that use it (see the note at the top)
     from core.jobs.queue import JobError
 
     try:

@@ -149,7 +149,7 @@ class MusicDataset:
 
     @property
     def item_map(self) -> IdMap:
-        """Items in catalogue order; items without interactions still get an index."""
+        """Items in catalog order; items without interactions still get an index."""
         if self._item_map is None:
             self._item_map = IdMap(pd.unique(pd.concat([self.items["item"], self.interactions["item"]])))
         return self._item_map

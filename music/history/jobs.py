@@ -22,6 +22,8 @@ from core.jobs import JobQueue, JobView, ensure_worker
 from core.jobs.handlers import job_handler
 from core.jobs.uploads import uploads_dir
 from music.history.formats import HistoryError, read_exports
+from music.history.service import import_history
+from music.mf.train import load_bundle
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +75,6 @@ def jobs_of(profile: str, limit: int = 5, queue: Optional[JobQueue] = None) -> l
 @job_handler
 def import_job(params: dict[str, Any], progress: Any) -> dict[str, Any]:
     """Read the kept uploads, store their plays under the profile, report how they match the dataset."""
-    from music.history.service import import_history
-
     folder = uploads_dir() / Path(str(params["folder"])).name  # a folder this module named, never a path given
     try:
         progress(0.05, "reading the export")
@@ -95,7 +95,6 @@ def _bundle(dataset: Optional[str]) -> Any:
     """The dataset to match against, when one was chosen and is still there (the plays are kept either way)."""
     if not dataset:
         return None
-    from music.mf.train import load_bundle
 
     try:
         return load_bundle(str(dataset))

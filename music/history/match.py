@@ -5,8 +5,8 @@ matched to any dataset trained now or later (artists in Last.fm-2K, tracks in a 
 plays is a dictionary look-up per distinct (artist, track), a few milliseconds.
 
 How a play becomes an item:
-- an **artist catalogue** (each item is an artist, as in Last.fm-2K): the play's artist name;
-- a **track catalogue** (items are songs with an artist): the (artist, title) pair when the dataset has that song,
+- an **artist catalog** (each item is an artist, as in Last.fm-2K): the play's artist name;
+- a **track catalog** (items are songs with an artist): the (artist, title) pair when the dataset has that song,
   else the artist's most listened song in the dataset stands in for the artist's other songs, so that
   listening to an artist still counts as taste for it.
 Skips (plays under 30 s) never count as taste; an item only ever skipped is not picked either (it was heard,
@@ -38,9 +38,9 @@ class PlayRow(Protocol):
 
 @dataclass
 class HistoryMatch:
-    """The matched side of a history: catalogue items with their play counts, and the honest report."""
+    """The matched side of a history: catalog items with their play counts, and the honest report."""
 
-    items: np.ndarray  # catalogue indices, each once
+    items: np.ndarray  # catalog indices, each once
     plays: np.ndarray  # counted plays per item (float, for the fold-in's confidence)
     report: dict[str, Any]
     played_by: dict[int, tuple[str, int]] = field(default_factory=dict)  # item → (artist as written, artist plays)
@@ -52,7 +52,7 @@ class HistoryMatch:
         return len(self.items) == 0
 
 
-def is_artist_catalogue(titles: Sequence[str], artists: Sequence[str]) -> bool:
+def is_artist_catalog(titles: Sequence[str], artists: Sequence[str]) -> bool:
     """True when every item is an artist (its title is its artist's name, or it has none), as in Last.fm-2K."""
     return all(not t or t == a for t, a in zip(titles, artists))
 
@@ -68,10 +68,10 @@ def _artist_totals(rows: Sequence[PlayRow]) -> dict[str, tuple[str, int]]:
 
 
 class Matcher:
-    """Name look-ups for one catalogue, built once per loaded model (a few milliseconds for 20,000 items)."""
+    """Name look-ups for one catalog, built once per loaded model (a few milliseconds for 20,000 items)."""
 
     def __init__(self, titles: Sequence[str], artists: Sequence[str], popularity: Sequence[float] | None = None):
-        self.by_artist = is_artist_catalogue(titles, artists)
+        self.by_artist = is_artist_catalog(titles, artists)
         self._aliases: dict[str, list[int]] = {}
         if self.by_artist:
             self.index = NameIndex(list(artists))
@@ -94,7 +94,7 @@ class Matcher:
         return np.array([best[normalize(a)] for a in artists], np.int64)
 
     def item_of(self, artist: str, track: str) -> int | None:
-        """The catalogue item one (artist, track) play means, or None."""
+        """The catalog item one (artist, track) play means, or None."""
         if not self.by_artist:
             hit = self.index.match_track(artist, track)
             if hit is not None:
@@ -129,7 +129,7 @@ class Matcher:
             "unmatched": [name for name, _ in unmatched[:UNMATCHED_SHOWN]],
             "unmatched_artists": len(unmatched),
             "matched_plays": int(sum(totals[k][1] for k in matched)), "counted_plays": int(counted),
-            "items": len(plays), "catalogue": "artists" if self.by_artist else "tracks",
+            "items": len(plays), "catalog": "artists" if self.by_artist else "tracks",
         }
         items = np.array(sorted(plays), np.int64)
         heard = set(plays) | skipped
@@ -139,4 +139,4 @@ class Matcher:
                             np.array(sorted(heard), np.int64))
 
 
-__all__ = ["HistoryMatch", "Matcher", "PlayRow", "UNMATCHED_SHOWN", "is_artist_catalogue"]
+__all__ = ["HistoryMatch", "Matcher", "PlayRow", "UNMATCHED_SHOWN", "is_artist_catalog"]

@@ -100,10 +100,10 @@ def normalize_title(title: str) -> str:
 
 
 class NameIndex:
-    """A catalogue's artist names (and optionally one track title per item), looked up by matching key.
+    """A catalog's artist names (and optionally one track title per item), looked up by matching key.
 
     ``match`` tries, in order: the exact key; the key without spaces ("AC/DC" = "ACDC"); then the same two for
-    the main credit of a featuring credit. Two catalogue entries with the same key: the first one wins, so the
+    the main credit of a featuring credit. Two catalog entries with the same key: the first one wins, so the
     result never depends on hash order.
     """
 
@@ -136,7 +136,7 @@ class NameIndex:
         return keys
 
     def match(self, name: str) -> int | None:
-        """The position in ``names`` of the catalogue artist this name means, or None when it has none."""
+        """The position in ``names`` of the catalog artist this name means, or None when it has none."""
         if not name or not name.strip():
             return None
         for key in self._artist_keys(name):

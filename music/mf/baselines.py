@@ -14,7 +14,7 @@ import numpy as np
 from scipy import sparse
 
 from music.data import MusicDataset
-from music.mf.model import CatalogueRecommender
+from music.mf.model import CatalogRecommender
 from music.recommender import Recommendation, top_n
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ NEG = -1e9
 # popularity
 
 
-class Popularity(CatalogueRecommender):
+class Popularity(CatalogRecommender):
     """Most listeners (or plays) first: the baseline every personalised model must beat.
 
     Fitted on a ``MusicDataset`` (and a training frame) it counts listeners per item and serves the
@@ -48,7 +48,7 @@ class Popularity(CatalogueRecommender):
         return self
 
     def _fit(self, **kwargs: Any) -> None:
-        h = self.catalogue.history
+        h = self.catalog.history
         self.counts = np.asarray((h > 0).sum(axis=0)).ravel().astype(np.float32)
 
     def score(self, users: np.ndarray, histories: Sequence[np.ndarray] | None = None) -> np.ndarray:
@@ -60,7 +60,7 @@ class Popularity(CatalogueRecommender):
 
     def recommend(self, user: Any, n: int = 10, exclude_seen: bool = True, *,
                   history: np.ndarray | None = None) -> list[Any]:
-        """Catalogue: ``Recommendation``s for an external user id. Sequences: (item index, score, reason)."""
+        """Catalog: ``Recommendation``s for an external user id. Sequences: (item index, score, reason)."""
         if getattr(self, "sequences", None) is not None:
             exclude = history if exclude_seen and history is not None else None
             return [(i, s, self.explain(int(user), i, history)) for i, s in self.top_items(int(user), n, exclude=exclude)]
@@ -83,7 +83,7 @@ class Popularity(CatalogueRecommender):
 # genres
 
 
-class GenreRecommender(CatalogueRecommender):
+class GenreRecommender(CatalogRecommender):
     """Popular, well-liked items in the listener's genres.
 
     Cold start: ``recommend_for_genres(["jazz", "folk"])``. Known users: their genres are read off
@@ -95,7 +95,7 @@ class GenreRecommender(CatalogueRecommender):
     name = "genre"
 
     def _fit(self, prior: float = 10.0, **kwargs: Any) -> None:
-        c = self.catalogue
+        c = self.catalog
         h = c.history
         n = np.asarray((h > 0).sum(axis=0)).ravel().astype(np.float64)
         s = np.asarray(h.sum(axis=0)).ravel().astype(np.float64)
@@ -126,8 +126,8 @@ class GenreRecommender(CatalogueRecommender):
 
     def user_genres(self, u: int) -> np.ndarray:
         """Genre preference from history: plays (log) per genre, normalised to sum 1."""
-        row = self.catalogue.history[u]
-        w = np.zeros(self.catalogue.n_items, np.float32)
+        row = self.catalog.history[u]
+        w = np.zeros(self.catalog.n_items, np.float32)
         w[row.indices] = np.log1p(np.abs(row.data))
         v = self.item_genre @ w
         return v / v.sum() if v.sum() > 0 else v
@@ -157,7 +157,7 @@ class GenreRecommender(CatalogueRecommender):
         return self._genre_reason(item, liked)
 
     def _genre_reason(self, i: int, wanted: set[str]) -> str:
-        gs = [g for g in self.catalogue.genres[i] if g.lower() in wanted] or self.catalogue.genres[i]
+        gs = [g for g in self.catalog.genres[i] if g.lower() in wanted] or self.catalog.genres[i]
         return f"popular in {gs[0]}" if gs else "popular with all listeners"
 
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -172,4 +172,4 @@ class GenreRecommender(CatalogueRecommender):
         self.genre_names = list(manifest["genre_names"])
         self.item_genre = sparse.csr_matrix(
             (np.ones(len(arrays["ig_row"]), np.float32), (arrays["ig_row"], arrays["ig_col"])),
-            shape=(len(self.genre_names), self.catalogue.n_items))
+            shape=(len(self.genre_names), self.catalog.n_items))

@@ -1,6 +1,6 @@
-"""What a catalogue-based music model knows besides its parameters: id maps, titles, genres, history.
+"""What a catalog-based music model knows besides its parameters: id maps, titles, genres, history.
 
-Why its own room: the ``Catalogue`` is built from a ``MusicDataset`` and the training frame of a
+Why its own room: the ``Catalog`` is built from a ``MusicDataset`` and the training frame of a
 split, saved beside every model (so the tab and the CLI work from ``models/`` alone, with no
 dataset files), and read back by every model of this package the same way.
 """
@@ -25,7 +25,7 @@ def music_dir() -> Path:
 
 
 @dataclass
-class Catalogue:
+class Catalog:
     """What a model needs to know about items and users besides its parameters.
 
     Saved with every model so the UI and CLI work from ``models/`` alone (no dataset files).
@@ -42,7 +42,7 @@ class Catalogue:
     checksum: str = ""
 
     @classmethod
-    def from_dataset(cls, data: MusicDataset, train: pd.DataFrame | None = None) -> "Catalogue":
+    def from_dataset(cls, data: MusicDataset, train: pd.DataFrame | None = None) -> "Catalog":
         info = data.item_info().reindex(data.item_map.ids)
         return cls(
             users=data.user_map,
@@ -79,9 +79,13 @@ class Catalogue:
                 "dataset": self.dataset, "dataset_checksum": self.checksum}
 
     @classmethod
-    def from_saved(cls, arrays: dict[str, np.ndarray], m: dict[str, Any]) -> "Catalogue":
+    def from_saved(cls, arrays: dict[str, np.ndarray], m: dict[str, Any]) -> "Catalog":
         users, items = IdMap.from_list(m["users"]), IdMap.from_list(m["items"])
         hist = sparse.csr_matrix((arrays["hist_weight"], (arrays["hist_user"], arrays["hist_item"])),
                                  shape=(len(users), len(items)), dtype=np.float32)
         return cls(users, items, m["titles"], m["artists"], m["genres"], hist, m.get("data_kind", "implicit"),
                    m.get("dataset", ""), m.get("dataset_checksum", ""))
+
+
+#: The older spelling of ``Catalog``, still imported by modules not yet renamed.
+Catalogue = Catalog

@@ -3,7 +3,7 @@
 Why here and not in the UI: the policy (fold the likes in, never show a dislike again, explain each pick by
 the liked item it is nearest to, fall back to genre picks without likes) is product logic that the CLI and
 the tab must share. Feedback is stored under the music tab with item keys ``<dataset>:<item>``, so a like
-given on Last.fm-2K never leaks into another catalogue whose item ids happen to collide.
+given on Last.fm-2K never leaks into another catalog whose item ids happen to collide.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from music.recommender import Recommendation, top_n
 log = logging.getLogger(__name__)
 
 TAB = "music"
-#: Genres used for a profile with no likes and no chosen genres: the catalogue's most common ones.
+#: Genres used for a profile with no likes and no chosen genres: the catalog's most common ones.
 DEFAULT_GENRES = 5
 #: How imported play counts enter the fold-in (``history_confidence``): "listener" (the like confidence plus
 #: α·log of the artist's plays relative to the listener's median), "damped" (the like confidence times the
@@ -35,7 +35,7 @@ SCALES = ("listener", "damped", "raw")
 
 
 def item_key(dataset: str, item: str) -> str:
-    """The feedback store's key of one catalogue item."""
+    """The feedback store's key of one catalog item."""
     return f"{dataset}:{item}"
 
 
@@ -54,7 +54,7 @@ class ProfilePicks:
     picks: list[Recommendation]
     likes: list[str] = field(default_factory=list)
     dislikes: list[str] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)  # liked ids not in this catalogue (e.g. a retrained one)
+    ignored: list[str] = field(default_factory=list)  # liked ids not in this catalog (e.g. a retrained one)
     history: dict[str, Any] | None = None  # the imported history's match report in this dataset
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,7 +80,7 @@ def _matcher(bundle: Bundle) -> Matcher:
     """One name index per loaded bundle (built on first use; a second build by a racing session is harmless)."""
     cached = getattr(bundle, "_matcher", None)
     if cached is None:
-        c = bundle.mf.catalogue
+        c = bundle.mf.catalog
         counts = getattr(bundle.popularity, "counts", None)
         cached = Matcher(c.titles, c.artists, counts)
         bundle._matcher = cached  # type: ignore[attr-defined]
@@ -135,7 +135,7 @@ def _history_top(bundle: Bundle, history: HistoryMatch, liked: np.ndarray, banne
     scores[items] = -np.inf
     scores[banned] = -np.inf
     Qn = bundle.mf.Qn
-    c = bundle.mf.catalogue
+    c = bundle.mf.catalog
     picks = []
     for i in top_n(scores, n):
         j = int(items[np.argmax(Qn[items] @ Qn[i])])
@@ -149,11 +149,11 @@ def _history_top(bundle: Bundle, history: HistoryMatch, liked: np.ndarray, banne
 
 
 def record(store: FeedbackStore, bundle: Bundle, profile: str, item: str, signal: str) -> int:
-    """Store a like or dislike of a catalogue item (the profile is created if new); unknown items are refused."""
+    """Store a like or dislike of a catalog item (the profile is created if new); unknown items are refused."""
     if signal not in ("like", "dislike"):
         raise FeedbackError(f"A music pick takes 'like' or 'dislike', not {signal!r}.")
-    if item not in bundle.mf.catalogue.items:
-        raise FeedbackError(f"Unknown item {item!r} in the {bundle.label} catalogue.")
+    if item not in bundle.mf.catalog.items:
+        raise FeedbackError(f"Unknown item {item!r} in the {bundle.label} catalog.")
     store.create_profile(profile)
     version = f"{bundle.dataset}:{getattr(bundle.mf, 'engine', 'keras')}:{bundle.manifest.get('dataset_checksum', '')[:12]}"
     return store.record(profile, TAB, item_key(bundle.dataset, item), signal, model_version=version)
@@ -166,10 +166,10 @@ def picks_for_likes(bundle: Bundle, likes: Sequence[str], dislikes: Sequence[str
     played items never appear.
 
     ``scale``: how play counts become confidence (``history_confidence``; default the chosen one).
-    Without a usable like or play: genre picks for ``genres`` (default: the catalogue's most common genres),
+    Without a usable like or play: genre picks for ``genres`` (default: the catalog's most common genres),
     dislikes removed.
     """
-    c = bundle.mf.catalogue
+    c = bundle.mf.catalog
     known = [i for i in likes if i in c.items]
     ignored = [i for i in likes if i not in c.items]
     banned = np.array([c.items.index(i) for i in dislikes if i in c.items], np.int64)
@@ -196,12 +196,12 @@ def picks_for_likes(bundle: Bundle, likes: Sequence[str], dislikes: Sequence[str
 
 
 def search_items(bundle: Bundle, query: str, n: int = 20) -> list[Recommendation]:
-    """Catalogue items whose title or artist contains ``query`` (case-insensitive), most listened first:
+    """Catalog items whose title or artist contains ``query`` (case-insensitive), most listened first:
     the search box where a new listener finds songs to like."""
     q = (query or "").strip().lower()
     if not q:
         return []
-    c = bundle.mf.catalogue
+    c = bundle.mf.catalog
     hits = np.array([i for i in range(c.n_items) if q in c.titles[i].lower() or q in c.artists[i].lower()], np.int64)
     if len(hits) == 0:
         return []

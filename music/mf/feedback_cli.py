@@ -15,6 +15,7 @@ from music.data import DATASETS
 
 def recommend_profile(args: argparse.Namespace, bundle: Any, emit: Callable[[Any], None]) -> int:
     """``recommend --profile NAME [--like ID]... [--dislike ID]...``: record the feedback, then the picks."""
+    # the store (SQLAlchemy) and the fold-in load only when the verb runs: `python -m music --help` reads this module
     from core.feedback.store import FeedbackError, FeedbackStore
     from music.mf import feedback
 
@@ -43,6 +44,7 @@ def recommend_profile(args: argparse.Namespace, bundle: Any, emit: Callable[[Any
 
 def cmd_import_history(args: argparse.Namespace) -> int:
     """``import-history FILE... --profile NAME --dataset NAME``: store the plays, print the match report."""
+    # the store (SQLAlchemy), the readers and the bundle load only when the verb runs (see ``recommend_profile``)
     from core.feedback.store import FeedbackError, FeedbackStore
     from music.history import HistoryError, read_exports
     from music.history.service import import_history
@@ -82,7 +84,7 @@ def register_history(subparsers: Any, dataset_type: Callable[[str], str] = str) 
 
 
 def cmd_evaluate_foldin(args: argparse.Namespace) -> int:
-    from music.mf.evaluate_foldin import evaluate_foldin
+    from music.mf.evaluate_foldin import evaluate_foldin  # the evaluation's stack loads only when it runs
 
     kwargs = {"download": True} if args.dataset == "movielens-100k" else {}
     out = evaluate_foldin(args.dataset, args.path, seed=args.seed, retrain=not args.no_retrain,

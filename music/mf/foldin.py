@@ -13,7 +13,7 @@ restricted to that one user, which for the least-squares objectives is a d × d 
   regularisation ``λ · |likes|``.
 - **explicit** (ratings): ridge regression of the liked items' "like" rating on ``[q_i, 1]`` (factor and user
   bias), ``λ`` on both (Spark: ``λ · |likes|``, no user bias).
-- **softmax / bpr** (not least squares): 100 gradient steps on the model's full-catalogue softmax
+- **softmax / bpr** (not least squares): 100 gradient steps on the model's full-catalog softmax
   log-likelihood of the liked items plus ``λ‖p‖²``, from ``p = 0`` (the objective is convex in ``p``).
 
 A like carries one confidence for every liked item, because a like says "I like this", not how often it was
@@ -30,7 +30,7 @@ machine where the evaluation was not run, the constants recorded in the committe
 - ``bias_weight`` β, the weight of the trained item bias ``b_i`` in the ranking score (default 1, the model's
   own rule): how much plain item popularity the picks keep;
 - ``similarity_weight`` γ: the ranking adds γ × the liked items' mean cosine similarity to each item in the
-  item-factor space, both z-scored over the catalogue (default 0): item-to-item neighbours of the likes,
+  item-factor space, both z-scored over the catalog (default 0): item-to-item neighbours of the likes,
   which a few likes can express more directly than a solved factor;
 - ``colistening_weight`` δ and ``colistening_alpha`` a: the ranking also adds δ × the liked items' mean
   co-listening similarity to each item, z-scored like the others (default 0). Co-listening is counted on the
@@ -179,11 +179,11 @@ class FoldInModel:
         self.alpha = float(getattr(mf, "alpha", 1.0))
         self.gram = self.Q.T @ self.Q
         self.qb = self.Q.T @ self.bi
-        w = mf.catalogue.history.data
+        w = mf.catalog.history.data
         w = w[w != 0]
         median = float(np.median(np.abs(w))) if len(w) else 1.0
         #: weight of one like as training data: the median training interaction (plays, or a rating)
-        self.like_value = median if mf.catalogue.kind != "explicit" else float(np.quantile(w, 0.9)) if len(w) else 5.0
+        self.like_value = median if mf.catalog.kind != "explicit" else float(np.quantile(w, 0.9)) if len(w) else 5.0
         self.confidence = 1.0 + self.alpha * np.log1p(self.like_value)
         if self.constants.confidence is not None and self.mode != "explicit":
             self.confidence = float(self.constants.confidence)
@@ -194,7 +194,7 @@ class FoldInModel:
             lambda: self.Q / (np.linalg.norm(self.Q, axis=1, keepdims=True) + 1e-12))
         #: co-listening counts of the training history (shareable between models with other constants)
         self._co: LazyValue[CoListening] = LazyValue(
-            lambda: colistening if colistening is not None else CoListening(self.mf.catalogue.history))
+            lambda: colistening if colistening is not None else CoListening(self.mf.catalog.history))
 
     # ------------------------------------------------------------------------------------------
     def solve(self, liked: Sequence[int] | np.ndarray, values: Sequence[float] | np.ndarray | None = None,
@@ -253,7 +253,7 @@ class FoldInModel:
     def scores(self, user: FoldIn) -> np.ndarray:
         """Ranking scores of every item for a folded-in listener: the model's rule ``q_i·p + β·b_i + b_u + μ``,
         plus γ × the liked items' mean factor-space similarity and δ × their mean co-listening similarity when
-        those weights are set (each z-scored over the catalogue, so the weights compare like scales)."""
+        those weights are set (each z-scored over the catalog, so the weights compare like scales)."""
         return self.scores_many([user])[0]
 
     def scores_many(self, users: Sequence[FoldIn]) -> np.ndarray:
@@ -297,7 +297,7 @@ class FoldInModel:
 
     def reason(self, liked: np.ndarray, item: int) -> str:
         """'because you liked X': the liked item nearest to ``item`` in the item-factor space."""
-        c = self.mf.catalogue
+        c = self.mf.catalog
         if len(liked) == 0:
             return "popular with all listeners"
         j = int(liked[np.argmax(self.mf.Qn[liked] @ self.mf.Qn[item])])
@@ -309,7 +309,7 @@ class CoListening:
     """Item-to-item co-listening counts of a training history: how many listeners have both items.
 
     ``BᵀB`` of the binary listener × item matrix, kept sparse (Last.fm-2K: a few million non-zeros), so a
-    listener's similarity row is a sparse row sum, not a pass over the catalogue.
+    listener's similarity row is a sparse row sum, not a pass over the catalog.
     """
 
     def __init__(self, history: Any) -> None:
@@ -328,7 +328,7 @@ class CoListening:
 
 
 def _z(x: np.ndarray, axis: int | None = None) -> np.ndarray:
-    """z-scores over the catalogue (per row with ``axis=1``)."""
+    """z-scores over the catalog (per row with ``axis=1``)."""
     return (x - x.mean(axis=axis, keepdims=True)) / (x.std(axis=axis, keepdims=True) + 1e-12)
 
 

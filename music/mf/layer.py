@@ -35,7 +35,7 @@ class MFLayer(keras.layers.Layer):
                                   trainable=self.mode == "explicit")
         self.bi = self.add_weight(shape=(self.n_items,), initializer="zeros", name="item_bias")
         if self.mode == "wmf":
-            # 1/|items of u| and 1/|users of i|: spread the whole-catalogue term and the L2 over examples.
+            # 1/|items of u| and 1/|users of i|: spread the whole-catalog term and the L2 over examples.
             self.inv_nu = self.add_weight(shape=(self.n_users,), initializer="zeros", name="inv_nu", trainable=False)
             self.inv_ni = self.add_weight(shape=(self.n_items,), initializer="zeros", name="inv_ni", trainable=False)
         if self.svdpp:
@@ -76,7 +76,7 @@ class MFLayer(keras.layers.Layer):
     def _softmax_logits(self, pu: Any, pos: Any, training: bool) -> Any:
         """Column 0: the played item's logit; then the negatives (target is always class 0).
 
-        In training with ``n_sampled`` < catalogue size, the negatives are ``n_sampled`` items drawn
+        In training with ``n_sampled`` < catalog size, the negatives are ``n_sampled`` items drawn
         uniformly per batch and shared by its rows (a sampled softmax: ~9× cheaper on Last.fm-2K's
         17.6k artists); otherwise, and always in evaluation, every item is a negative. The played
         item is masked out of its own negatives.
@@ -93,13 +93,13 @@ class MFLayer(keras.layers.Layer):
         return ops.concatenate([pos_logit[:, None], neg], axis=1)
 
     def _wmf_terms(self, u: Any, pu: Any, i: Any) -> Any:
-        """Per-example pieces of the weighted MF (iALS) objective, stacked as (score, catalogue term).
+        """Per-example pieces of the weighted MF (iALS) objective, stacked as (score, catalog term).
 
         Full objective: Σ_observed c·(1 − s)² + Σ_unobserved s² + λ‖·‖², with s = p_u·q_i + b_i.
         Rewritten
         as Σ_observed [c·(1 − s)² − s²] + Σ_u Σ_all-items s², where the last sum is p̃_u ᵀ G p̃_u with
         G = Q̃ᵀQ̃ (d+1 × d+1, the bias as an extra coordinate), so no negative needs sampling. Each example
-        carries 1/|items of u| of its user's catalogue term; ``wmf_loss`` finishes the sum.
+        carries 1/|items of u| of its user's catalog term; ``wmf_loss`` finishes the sum.
         """
         ones = ops.ones_like(pu[:, :1])
         pt = ops.concatenate([pu, ones], axis=1)

@@ -5,14 +5,14 @@ Three training objectives, one scoring rule ``p_u · q_i + b_u + b_i + μ``:
 - ``explicit`` (ratings): MSE on observed ratings, per-example L2 on the factors and biases
   that are touched (the classic biased MF / "SVD" of the Netflix prize).
 - ``softmax`` (play counts, default for implicit data): for each (user, item) play pair, a
-  softmax of the played item against negatives: the whole catalogue when it has at most
+  softmax of the played item against negatives: the whole catalog when it has at most
   ``n_sampled`` items, else ``n_sampled`` uniformly sampled items shared by the batch (a sampled
   softmax). The pair is weighted by log confidence ``1 + α·log(1 + plays)`` so a heavy rotation
   counts more than one play without drowning everything else.
 - ``bpr``: Bayesian personalised ranking with one uniformly sampled negative per positive.
 
 Why a custom layer and not ``Embedding`` + ``Dot``: the factors must be reachable as whole
-matrices for full-catalogue scoring in training (softmax) and for fast numpy scoring, similar
+matrices for full-catalog scoring in training (softmax) and for fast numpy scoring, similar
 items and reasons after training.
 
 Factor artifact (what ``save`` writes, for any engine or fold-in that reuses trained factors):
@@ -48,7 +48,7 @@ from core.training import check_loss, keras_loss_guard
 from core.threads import torch_threads
 from core.progress import track
 from music.data import MusicDataset
-from music.mf.data import Catalogue
+from music.mf.data import Catalog
 from music.recommender import Recommendation, Recommender, UnknownUser, top_n
 
 log = logging.getLogger(__name__)
@@ -78,11 +78,11 @@ def mf_config(dataset: str, kind: str, overrides: dict[str, Any] | None = None) 
 
 
 # ----------------------------------------------------------------------------------------------
-# the catalogue-based base
+# the catalog-based base
 
 
-class CatalogueRecommender(Recommender):
-    """A ``music.recommender.Recommender`` over a ``Catalogue``: external ids in, titles and reasons out.
+class CatalogRecommender(Recommender):
+    """A ``music.recommender.Recommender`` over a ``Catalog``: external ids in, titles and reasons out.
 
     Subclasses implement ``_fit``, ``score`` and their ``_arrays``/``_from_arrays``; this class adds
     ``recommend`` (on external user ids, seen items excluded), ``similar_items`` (co-listening) and
@@ -90,12 +90,17 @@ class CatalogueRecommender(Recommender):
     """
 
     name: ClassVar[str] = "base"
-    catalogue: Catalogue
+    catalog: Catalog
+
+    @property
+    def catalogue(self) -> Catalog:
+        """The older spelling of ``catalog``, still read by modules not yet renamed (evaluation, peers, services)."""
+        return self.catalog
 
     # -- fitting and scoring --
-    def fit(self, data: MusicDataset, train: pd.DataFrame | None = None, **kwargs: Any) -> "CatalogueRecommender":
+    def fit(self, data: MusicDataset, train: pd.DataFrame | None = None, **kwargs: Any) -> "CatalogRecommender":
         """Fit on ``train`` (default: all of ``data``'s interactions), with ``data``'s id maps."""
-        self.catalogue = Catalogue.from_dataset(data, train)
+        self.catalog = Catalog.from_dataset(data, train)
         self._fit(**kwargs)
         return self
 
@@ -106,58 +111,58 @@ class CatalogueRecommender(Recommender):
         """Scores of every item for each user index in ``users``: shape (len(users), n_items).
 
         ``histories`` is accepted for the shared interface and ignored: these models read the
-        user's training history from the catalogue, without order.
+        user's training history from the catalog, without order.
         """
         raise NotImplementedError
 
     # -- public API on external ids --
     def user_index(self, user: str) -> int:
-        u = self.catalogue.users.get(user)
+        u = self.catalog.users.get(user)
         if u < 0:
-            raise UnknownUser(f"user {user!r} is not in the {self.catalogue.dataset or 'training'} data")
+            raise UnknownUser(f"user {user!r} is not in the {self.catalog.dataset or 'training'} data")
         return u
 
     def recommend(self, user: str, n: int = 10, exclude_seen: bool = True) -> list[Recommendation]:
         """Top-``n`` items for a known user, each with a reason; raises ``UnknownUser`` otherwise."""
         u = self.user_index(user)
-        picks = self.top_items(u, n, exclude=self.catalogue.seen(u) if exclude_seen else None)
+        picks = self.top_items(u, n, exclude=self.catalog.seen(u) if exclude_seen else None)
         return [self._rec(i, s, self.explain(u, i)) for i, s in picks]
 
     def similar_items(self, item: str, n: int = 10) -> list[tuple[str, float]]:
         """Items most similar to ``item`` (by co-listening here; by embeddings in MF)."""
-        i = self.catalogue.items.index(item)
-        h = self.catalogue.history.tocsc()
+        i = self.catalog.items.index(item)
+        h = self.catalog.history.tocsc()
         col = (h[:, i] > 0).astype(np.float32)
         co = np.asarray((h > 0).astype(np.float32).T @ col).ravel()
         norm = np.sqrt(np.asarray((h > 0).sum(axis=0)).ravel() * max(co[i], 1.0)) + 1e-9
         sim = co / norm
         sim[i] = -np.inf
-        return [(self.catalogue.items.external(j), float(sim[j])) for j in top_n(sim, n)]
+        return [(self.catalog.items.external(j), float(sim[j])) for j in top_n(sim, n)]
 
     def explain(self, user: int, item: int, history: np.ndarray | None = None, *,
                 name: Callable[[int], str] | None = None) -> str:
         """The reason shown beside a pick (here: the item's main genre, or plain popularity)."""
-        g = self.catalogue.genres[item]
+        g = self.catalog.genres[item]
         return f"popular in {g[0]}" if g else "popular with all listeners"
 
     def _rec(self, i: int, score: float, reason: str) -> Recommendation:
-        c = self.catalogue
+        c = self.catalog
         return Recommendation(c.items.external(i), c.titles[i], c.artists[i], list(c.genres[i]), float(score), reason)
 
     # -- persistence (arrays + JSON manifest; never pickle) --
     def save(self, stem: str | Path) -> Path:
-        arrays = {**self.catalogue.to_arrays(), **self._arrays()}
-        manifest = {"kind": f"music-{self.name}", "schema": 1, **self.catalogue.to_manifest(), **self._config()}
+        arrays = {**self.catalog.to_arrays(), **self._arrays()}
+        manifest = {"kind": f"music-{self.name}", "schema": 1, **self.catalog.to_manifest(), **self._config()}
         return save_arrays(stem, arrays, manifest)
 
     @classmethod
-    def load(cls, stem: str | Path, *, expect_checksum: str | None = None) -> "CatalogueRecommender":
+    def load(cls, stem: str | Path, *, expect_checksum: str | None = None) -> "CatalogRecommender":
         expect = {"dataset_checksum": expect_checksum} if expect_checksum else None
         arrays, m = load_arrays(stem, kind=f"music-{cls.name}", expect=expect, hint="python -m music train --force")
         try:
             obj = cls.__new__(cls)
             m = dict(m, _stem=str(stem))
-            obj.catalogue = Catalogue.from_saved(arrays, m)
+            obj.catalog = Catalog.from_saved(arrays, m)
             obj._from_arrays(arrays, m)
         except (KeyError, ValueError, IndexError) as exc:
             raise ArtifactError(f"{stem} is corrupt or from another version ({exc!r}); "
@@ -172,6 +177,10 @@ class CatalogueRecommender(Recommender):
 
     def _from_arrays(self, arrays: dict[str, np.ndarray], manifest: dict[str, Any]) -> None:
         pass
+
+
+#: The older spelling of ``CatalogRecommender``, still imported by modules not yet renamed.
+CatalogueRecommender = CatalogRecommender
 
 
 # ----------------------------------------------------------------------------------------------
@@ -200,7 +209,7 @@ def _torch_threads() -> Iterator[None]:
     Why: these small matmuls gain little from a second thread, and on a shared 2-core machine
     torch's spinning threads under contention made an epoch 10× slower (measured 53 s vs 4.5 s).
     """
-    import keras
+    import keras  # keras (and torch) load in seconds; serving a saved model scores with numpy alone
 
     if keras.backend.backend() != "torch":
         yield
@@ -209,7 +218,7 @@ def _torch_threads() -> Iterator[None]:
         yield
 
 
-class KerasMF(CatalogueRecommender):
+class KerasMF(CatalogRecommender):
     """Matrix factorisation trained with Keras; scores and reasons computed from its factors in numpy."""
 
     name = "mf"
@@ -244,9 +253,9 @@ class KerasMF(CatalogueRecommender):
 
     def _train(self, val: Any, progress: Optional[Callable[[float, str], None]],
                validate: Optional[Callable[["KerasMF", pd.DataFrame], float]] = None) -> None:
-        import keras
+        import keras  # keras (and torch) load in seconds; serving a saved model scores with numpy alone
 
-        c = self.catalogue
+        c = self.catalog
         self.mode = self.mode or ("explicit" if c.kind == "explicit" else "softmax")
         keras.utils.set_random_seed(self.seed)
         h = c.history.tocoo()
@@ -266,9 +275,10 @@ class KerasMF(CatalogueRecommender):
 
     def _build(self, keras: Any, w: np.ndarray) -> None:
         """The Keras model for ``mode`` around one ``MFLayer``, its fixed per-user/item inputs set, compiled."""
+        # keras (and torch) load in seconds; serving a saved model scores with numpy alone
         from music.mf.layer import MFLayer, wmf_loss
 
-        c = self.catalogue
+        c = self.catalog
         mu = float(w.mean()) if self.mode == "explicit" and len(w) else 0.0
         self.clip = (float(w.min()), float(w.max())) if self.mode == "explicit" and len(w) else None
         layer = MFLayer(c.n_users, c.n_items, self.dim, self.l2, self.mode, mu, n_sampled=self.n_sampled,
@@ -310,7 +320,7 @@ class KerasMF(CatalogueRecommender):
                 factor = phases[epoch]
                 self.model.optimizer.learning_rate.assign(self._keras_lr(lr0 * factor))
             if self.mode == "bpr":  # fresh negatives every epoch
-                x[:, 2] = rng.integers(0, self.catalogue.n_items, len(x))
+                x[:, 2] = rng.integers(0, self.catalog.n_items, len(x))
             hist = self.model.fit(x, y, sample_weight=sw, batch_size=self.batch_size, epochs=1, verbose=0,
                                   shuffle=True, callbacks=[guard])
             rec = {"epoch": epoch + 1, "lr_factor": factor,
@@ -379,7 +389,7 @@ class KerasMF(CatalogueRecommender):
         return np.stack([u, i, neg], 1).astype(np.int32), np.ones(n, np.float32), conf / conf.mean()
 
     def _extract(self) -> None:
-        from keras import ops
+        from keras import ops  # keras (and torch) load in seconds; serving a saved model scores with numpy alone
 
         layer = self.model.get_layer("mf")
         self.P, self.Q = (np.asarray(ops.convert_to_numpy(t), np.float32) for t in (layer.P, layer.Q))
@@ -408,16 +418,16 @@ class KerasMF(CatalogueRecommender):
         return np.clip(pred, *clip) if clip else pred
 
     def similar_items(self, item: str, n: int = 10) -> list[tuple[str, float]]:
-        i = self.catalogue.items.index(item)
+        i = self.catalog.items.index(item)
         sim = self.Qn @ self.Qn[i]
         sim[i] = -np.inf
-        return [(self.catalogue.items.external(j), float(sim[j])) for j in top_n(sim, n)]
+        return [(self.catalog.items.external(j), float(sim[j])) for j in top_n(sim, n)]
 
     def explain(self, user: int, item: int, history: np.ndarray | None = None, *,
                 name: Callable[[int], str] | None = None) -> str:
         """'because you listened to X': the history item nearest to ``item`` in embedding space."""
         u, i = user, item
-        c = self.catalogue
+        c = self.catalog
         row = c.history[u]
         hist, w = row.indices, row.data
         if c.kind == "explicit" and len(w):
@@ -439,7 +449,7 @@ class KerasMF(CatalogueRecommender):
                 "engine": getattr(self, "engine", "keras"), "engine_params": getattr(self, "engine_params", None)}
 
     def save(self, stem: str | Path) -> Path:
-        """``stem.keras`` (the Keras model) + ``stem.npz``/``stem.json`` (catalogue, manifest)."""
+        """``stem.keras`` (the Keras model) + ``stem.npz``/``stem.json`` (catalog, manifest)."""
         stem = Path(stem)
         keras_path = stem.with_suffix(".keras")
         with atomic_path(keras_path) as tmp:
@@ -476,6 +486,7 @@ class KerasMF(CatalogueRecommender):
             import music  # noqa: F401 - KERAS_BACKEND
             import keras
 
+            # keras (and torch) load in seconds; serving a saved model scores with numpy alone
             from music.mf.layer import MFLayer
 
             fix = "Rebuild it with `python -m music train --force`."

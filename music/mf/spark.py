@@ -1,7 +1,7 @@
 """Matrix factorisation trained by Spark MLlib's ALS, saved as an ordinary ``music-mf`` artifact.
 
 Why the same artifact as the Keras MF: the tab, fold-in, similar items and explanations read only ``P``,
-``Q``, the biases and the catalogue, so a model trained on a Spark cluster drops in unchanged. ALS has no
+``Q``, the biases and the catalog, so a model trained on a Spark cluster drops in unchanged. ALS has no
 bias terms, so ``bu``, ``bi`` and ``μ`` are zero; the ``.keras`` file holds an ``MFLayer`` carrying the ALS
 factors (so ``keras_model()`` and fine-tuning work as for any MF); the manifest says ``engine="spark"`` and
 records ALS's parameters (fold-in then uses ALS's objective: ALS-WR regularisation ``λ·n``).
@@ -21,10 +21,11 @@ import numpy as np
 import pandas as pd
 
 from core.artifacts import atomic_path, checksum_files
-from core.spark_als import grid, train_als, tune_als
+from core.spark import SparkUnavailable, spark_job
 from music.data import MusicDataset, Split
-from music.mf.data import Catalogue
+from music.mf.data import Catalog
 from music.mf.model import KerasMF
+from music.mf.spark_als import grid, train_als, tune_als
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +38,17 @@ DEFAULTS: dict[str, dict[str, Any]] = {"implicit": {"rank": 64, "reg": 0.1, "alp
                                        "explicit": {"rank": 64, "reg": 0.1, "alpha": 1.0, "max_iter": 15}}
 
 
-def _triples(catalogue: Catalogue, frame_matrix: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(users, items, values) for ALS from a catalogue's history: log1p(plays) when implicit, ratings as is."""
-    h = (catalogue.history if frame_matrix is None else frame_matrix).tocoo()
+def _triples(catalog: Catalog, frame_matrix: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(users, items, values) for ALS from a catalog's history: log1p(plays) when implicit, ratings as is."""
+    h = (catalog.history if frame_matrix is None else frame_matrix).tocoo()
     values = h.data.astype(np.float32)
-    if catalogue.kind != "explicit":
+    if catalog.kind != "explicit":
         values = np.log1p(np.abs(values))
     return h.row.astype(np.int64), h.col.astype(np.int64), values
 
 
 class SparkALSMF(KerasMF):
-    """``KerasMF``'s artifact and serving, with factors fitted by Spark MLlib ALS (``core.spark_als``)."""
+    """``KerasMF``'s artifact and serving, with factors fitted by Spark MLlib ALS (``music.mf.spark_als``)."""
 
     name = "mf"  # the same artifact kind ("music-mf"): load it with KerasMF.load or load_bundle
 
@@ -58,9 +59,7 @@ class SparkALSMF(KerasMF):
         self.engine = "spark"
 
     def _fit(self, **kwargs: Any) -> None:
-        from core.spark import spark_job
-
-        c = self.catalogue
+        c = self.catalog
         implicit = c.kind != "explicit"
         self.mode = "wmf" if implicit else "explicit"
         u, i, v = _triples(c)
@@ -82,18 +81,19 @@ class SparkALSMF(KerasMF):
         self.model = None
 
     def _train(self, u: np.ndarray, i: np.ndarray, v: np.ndarray, implicit: bool, spark: Any) -> tuple[np.ndarray, np.ndarray]:
-        c = self.catalogue
+        c = self.catalog
         return train_als(u, i, v, c.n_users, c.n_items, implicit=implicit, rank=self.rank, reg=self.reg,
                          alpha=self.alpha, max_iter=self.max_iter, seed=self.seed, spark=spark)
 
     def save(self, stem: str | Path) -> Path:
         """The ``KerasMF`` artifact: ``.keras`` (an MFLayer holding the ALS factors) + ``.npz``/``.json``."""
+        # keras (and torch) load in seconds; only saving the trained model needs them
         import keras
 
-        from music.mf.layer import MFLayer
+        from music.mf.layer import MFLayer  # keras too
 
         stem = Path(stem)
-        c = self.catalogue
+        c = self.catalog
         layer = MFLayer(c.n_users, c.n_items, self.dim, self.l2, self.mode, self.mu, seed=self.seed, name="mf")
         inp = keras.Input(shape=(2,), dtype="int32", name="ids")
         model = keras.Model(inp, layer(inp), name=f"mf_spark_{self.mode}")
@@ -121,13 +121,11 @@ def spark_als_row(data: MusicDataset, split: Split, inner: Split, topn_metrics: 
     Returns (metrics row, chosen parameters, tuning table). ``topn_metrics(model, test)`` is the evaluation's
     own metric function, so the row is computed exactly as the others.
     """
-    from core.spark import spark_job
-
     with spark_job(master) as spark:
         best: dict[str, Any] = dict(DEFAULTS[data.kind])
         table: list[dict[str, Any]] = []
         if tune:
-            cat = Catalogue.from_dataset(data, inner.train)
+            cat = Catalog.from_dataset(data, inner.train)
             val = inner.test
             vu, vi = cat.users.indices(val["user"]), cat.items.indices(val["item"])
             ok = (vu >= 0) & (vi >= 0)
@@ -146,8 +144,6 @@ def spark_als_row_or_error(data: MusicDataset, split: Split, inner: Split, topn_
                            tune: bool = True, master: str | None = None) -> tuple[dict[str, Any], Any, list[dict[str, Any]]]:
     """``spark_als_row``, or an ``{"error": ...}`` row when Spark cannot start here (no Java), as for a
     missing peer: the rest of the evaluation still runs."""
-    from core.spark import SparkUnavailable
-
     try:
         return spark_als_row(data, split, inner, topn_metrics, seed=seed, tune=tune, master=master)
     except SparkUnavailable as exc:

@@ -26,7 +26,8 @@ from music.data import LABELS, MusicDataset, load_dataset, user_holdout_split
 from music.data.dataset import check_trainable
 from music.mf.baselines import GenreRecommender, Popularity
 from music.mf.evaluate import results_path, val_ndcg
-from music.mf.model import CatalogueRecommender, KerasMF, mf_config
+from music.mf.model import CatalogRecommender, KerasMF, mf_config
+from music.mf.spark import fit_spark_mf
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +44,14 @@ class Bundle:
 
     dataset: str
     manifest: dict[str, Any]
-    models: dict[str, CatalogueRecommender] = field(default_factory=dict)
+    models: dict[str, CatalogRecommender] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
         return str(self.manifest.get("label", LABELS.get(self.dataset, self.dataset)))
 
     @property
-    def mf(self) -> CatalogueRecommender:
+    def mf(self) -> CatalogRecommender:
         return self.models["mf"]
 
     @property
@@ -58,7 +59,7 @@ class Bundle:
         return self.models["genre"]  # type: ignore[return-value]
 
     @property
-    def popularity(self) -> CatalogueRecommender:
+    def popularity(self) -> CatalogRecommender:
         return self.models["popularity"]
 
 
@@ -108,7 +109,6 @@ def train(
     check_trainable(data, dataset)
     t0 = time.time()
     if engine == "spark":  # ALS needs no early stopping: a fixed number of sweeps over all interactions
-        from music.mf.spark import fit_spark_mf
 
         mf: KerasMF = fit_spark_mf(data, master=master, params=mf_params)
         params = dict(mf.engine_params)
@@ -118,10 +118,10 @@ def train(
         split = user_holdout_split(data.interactions, test_fraction=0.05, min_items=10, seed=123)
         mf = KerasMF(**params)
         mf.fit(data, split.train, val=split.test, progress=_epoch_progress(progress, mf), validate=val_ndcg)
-    models: dict[str, CatalogueRecommender] = {"mf": mf, "genre": GenreRecommender().fit(data),
+    models: dict[str, CatalogRecommender] = {"mf": mf, "genre": GenreRecommender().fit(data),
                                       "popularity": Popularity().fit(data)}
     # MF is served with every interaction as history (to exclude and explain), though fitted on 95 %.
-    mf.catalogue = models["genre"].catalogue
+    mf.catalog = models["genre"].catalog
     check_finite_arrays(f"{dataset} MF", **{k: getattr(mf, k, None) for k in ("P", "Q", "bu", "bi")})  # before anything is written
     manifest = {
         "kind": "music-bundle", "schema": SCHEMA, "dataset": dataset, "label": label or LABELS.get(dataset, dataset),
@@ -152,7 +152,7 @@ def _epoch_progress(progress: Optional[Callable[[float, str], None]], mf: KerasM
     return report
 
 
-def _save_bundle(out: Path, models: dict[str, CatalogueRecommender], manifest: dict[str, Any]) -> None:
+def _save_bundle(out: Path, models: dict[str, CatalogRecommender], manifest: dict[str, Any]) -> None:
     """Write every model and ``bundle.json`` into a hidden sibling of ``out``, then swap it in.
 
     Readers see the old bundle or the new one, never a mix: the old folder is moved aside and the new one renamed

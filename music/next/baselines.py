@@ -213,7 +213,7 @@ class MFAdapter(NextRecommender):
     It is fitted on the same training baskets (play counts per user and item) and scores every item
     for a known user; it ignores the order of the history, which is exactly what it is here to show.
     ``model_factory`` builds an unfitted ``music.mf.model.KerasMF``; the adapter uses its public interface
-    (``fit(data, val=...)``, ``score(user indices)``, ``catalogue`` id maps).
+    (``fit(data, val=...)``, ``score(user indices)``, ``catalog`` id maps).
     """
 
     name = "mf"
@@ -250,7 +250,7 @@ class MFAdapter(NextRecommender):
         self.model = self.model_factory()
         self.model.fit(self.dataset, val=val_frame)
         self.seqs = seqs
-        cat = self.model.catalogue  # their id maps: translate once to our 1-based indices
+        cat = self.model.catalog  # their id maps: translate once to our 1-based indices
         self.to_ours = np.array([seqs.item_index(i) for i in cat.items.ids], dtype=np.int64)
         self.their_user = np.array([cat.users.get(uid) for uid in seqs.user_ids], dtype=np.int64)
         return self

@@ -106,7 +106,7 @@ def item_texts(items: Any, item_ids: Sequence[str]) -> list[str]:
 class CaserNext(NextRecommender):
     """Caser as a ``NextRecommender``: fit on training baskets, score histories, explain a pick.
 
-    ``texts`` (one per catalogue item) is needed for the ``text`` init only.
+    ``texts`` (one per catalog item) is needed for the ``text`` init only.
     """
 
     def __init__(self, cfg: CaserConfig, texts: Sequence[str] | None = None, encoder: Any = None) -> None:

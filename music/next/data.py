@@ -20,7 +20,7 @@ the same cut:
 * **samples** — Caser's sliding window: the last ``L`` items (left-padded with 0) → the next ``T`` items,
   built from training baskets only, so no validation or test item can leak into a sample.
 
-Item index 0 is the padding index; real items are ``1..n_items`` in the dataset's catalogue order.
+Item index 0 is the padding index; real items are ``1..n_items`` in the dataset's catalog order.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ DEFAULT_BASKET = {"lastfm-2k": "month", "movielens-100k": "event", "ml-100k": "e
 
 @dataclass
 class SequenceData:
-    """Every user's baskets in time order, over one item catalogue.
+    """Every user's baskets in time order, over one item catalog.
 
     ``baskets[u]`` is a list of int32 arrays of item indices (1-based; 0 is padding), oldest first;
     ``sessions[u]`` gives, for each basket, the id of the gap-cut session it starts in (used by
@@ -143,10 +143,10 @@ def build_sequences(
     session_gap: int = 1800,
     dedupe_in_basket: bool = True,
 ) -> SequenceData:
-    """Turn time-ordered events into per-user baskets over the catalogue ``item_ids``.
+    """Turn time-ordered events into per-user baskets over the catalog ``item_ids``.
 
     Events are ordered by user, timestamp and then item id (as text), so ties within one second have
-    one documented order whatever the order of the file. Events on items outside the catalogue are dropped (counted in ``config['unknown_item_events']``).
+    one documented order whatever the order of the file. Events on items outside the catalog are dropped (counted in ``config['unknown_item_events']``).
     Within a basket the first occurrence order is kept and repeats are merged when
     ``dedupe_in_basket`` (tagging one artist with five tags in a month is one artist that month).
     Re-listens across baskets are kept: repeat consumption is part of what music models must predict.
@@ -161,7 +161,7 @@ def build_sequences(
     codes = ev["item"].map(index).fillna(PAD).to_numpy(np.int64)
     unknown = int((codes == PAD).sum())
     if unknown:
-        log.warning("%s: %d events on items outside the catalogue were dropped", name, unknown)
+        log.warning("%s: %d events on items outside the catalog were dropped", name, unknown)
     sessions = cut_sessions(ev, session_gap)
     keys = basket_keys(ev, basket, sessions)
     keep = codes != PAD
@@ -201,7 +201,7 @@ def build_sequences(
 def from_dataset(dataset: Any, *, basket: str | None = None, session_gap: int = 1800) -> SequenceData:
     """Sequences from a ``music.data.MusicDataset`` (its ``events``; ``interactions`` with timestamps as a fallback).
 
-    The catalogue is the dataset's whole item table, so evaluation ranks every item it knows.
+    The catalog is the dataset's whole item table, so evaluation ranks every item it knows.
     """
     events = getattr(dataset, "events", None)
     if events is None or len(events) == 0:

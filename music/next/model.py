@@ -5,14 +5,14 @@ The last ``L`` items a user played are looked up in an item-embedding table and 
 time (they catch union-level patterns: "after A and B comes C", wherever A, B sit in the window);
 vertical filters are weighted sums of the ``L`` rows (point-level: "the recent items, mixed"). Both are
 concatenated, passed through a dense layer, joined with a user embedding (long-term taste) and scored
-against every item in the catalogue.
+against every item in the catalog.
 
 Three ways to start the item-embedding table, compared side by side in the evaluation:
 
 * ``onehot`` — random, trained from scratch (a one-hot vector times a learned matrix *is* an embedding);
 * ``word2vec`` — skip-gram vectors (gensim) learned on the *training* sequences only;
 * ``text`` — MiniLM sentence embeddings of "title — artist — tags" (``core.text``), reduced to ``d``
-  dimensions by PCA over the catalogue (no interaction data, so no leakage).
+  dimensions by PCA over the catalog (no interaction data, so no leakage).
 
 Any of them can be trainable or frozen. Written with ``keras.ops`` only; saved as ``.keras`` plus a JSON
 manifest (never a pickle), atomically. ``music.next.caser`` wraps the network in the next-item interface
@@ -36,6 +36,7 @@ import numpy as np
 from keras import layers, ops
 
 from core.artifacts import ArtifactError, atomic_path, read_json, write_json
+from core.text import get_text_encoder
 from core.training import check_loss, keras_loss_guard
 from music.next.data import PAD, Samples
 
@@ -104,9 +105,9 @@ class VerticalConv(layers.Layer):
 class ItemScores(layers.Layer):
     """The output layer ``joint @ W + b`` over all items, or over a candidate subset during sampled training.
 
-    Why its own layer: on a large catalogue (Last.fm-2K: 18,022 artists) the full softmax dominates the
+    Why its own layer: on a large catalog (Last.fm-2K: 18,022 artists) the full softmax dominates the
     cost of an epoch; training on the targets plus a few thousand random items shares these very
-    weights, so the saved model still scores the whole catalogue.
+    weights, so the saved model still scores the whole catalog.
     """
 
     def __init__(self, n_out: int, l2: float = 0.0, **kwargs: Any) -> None:
@@ -262,7 +263,7 @@ def word2vec_vectors(
     table is rescaled to the spread Keras' own ``uniform`` initialiser uses, so the three inits start
     on a comparable footing.
     """
-    from gensim.models import Word2Vec
+    from gensim.models import Word2Vec  # optional heavy dependency: gensim loads only for the word2vec initialisation
 
     rng = np.random.default_rng(seed)
     table = rng.uniform(-0.05, 0.05, size=(n_items + 1, d)).astype(np.float32)
@@ -280,11 +281,10 @@ def word2vec_vectors(
 
 def text_vectors(texts: Sequence[str], d: int, *, seed: int = 0, encoder: Any = None) -> np.ndarray:
     """MiniLM embeddings of item descriptions (``texts[i]`` describes item ``i + 1``), PCA-reduced to ``d``."""
+    # scikit-learn loads in about a second; only the text initialisation needs PCA
     from sklearn.decomposition import PCA
 
     if encoder is None:
-        from core.text import get_text_encoder
-
         encoder = get_text_encoder()
     vecs = encoder.encode(list(texts), desc="item texts")
     k = min(d, vecs.shape[0], vecs.shape[1])
@@ -412,7 +412,7 @@ def _soft_target_loss(y_true: Any, logits: Any) -> Any:
 
     ``y_true`` holds the (B, T) next-item indices (as floats, Keras' convention; exact below 2**24),
     0 for "no item" at the end of a user's training data. Sparse on purpose: a dense (B, n_items)
-    target would cost more than the network on a 17k-artist catalogue.
+    target would cost more than the network on a 17k-artist catalog.
     """
     idx = ops.cast(y_true, "int32")
     mask = ops.cast(ops.not_equal(idx, PAD), logits.dtype)

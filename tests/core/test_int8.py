@@ -121,7 +121,7 @@ def test_openvino_engine_runs_the_same_int8_graph(monkeypatch):
 
 
 def test_spark_executors_get_the_drivers_precision(monkeypatch):
-    from core.spark_encode import encoder_spec
+    from core.spark.encode import encoder_spec
 
     monkeypatch.setenv("RECS_ENCODER_PRECISION", "fp32")
     assert encoder_spec()["precision"] == "fp32"

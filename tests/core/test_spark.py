@@ -73,7 +73,7 @@ def test_spark_vectors_equal_in_process_vectors(spark):
     """300 Tux Paint stamps (PNG and SVG) encoded by executors match the in-process encoder row by row."""
     from core.datasets import load_tuxpaint
     from core.encoders import get_image_encoder, l2_normalize
-    from core.spark_encode import encode_catalog, encoder_spec
+    from core.spark.encode import encode_catalog, encoder_spec
 
     stamps = load_tuxpaint()
     picked = [stamps[i] for i in np.linspace(0, len(stamps) - 1, 300).astype(int)]
@@ -145,7 +145,7 @@ def test_spark_als_top10_agrees_with_implicit_als(spark):
     from threadpoolctl import threadpool_limits
 
     from core.datasets import DataUnavailable
-    from core.spark_als import top_k, train_als
+    from music.mf.spark_als import top_k, train_als
     from music.data import load_dataset
 
     try:

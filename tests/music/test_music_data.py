@@ -231,6 +231,6 @@ def test_test_period_tags_change_no_genre(tmp_path):
     assert when_c == when_p == "2010-03-01"
     pd.testing.assert_frame_equal(t_c.items, t_p.items)
     rec_c, rec_p = GenreRecommender().fit(t_c), GenreRecommender().fit(t_p)
-    users = np.arange(rec_c.catalogue.n_users)
+    users = np.arange(rec_c.catalog.n_users)
     np.testing.assert_array_equal(rec_c.score(users), rec_p.score(users))
     assert rec_c.genre_names == rec_p.genre_names

@@ -1,6 +1,6 @@
 """Fold-in: a profile's likes become personal picks at once, dislikes never come back.
 
-A planted catalogue: three genre clusters of 30 items; each listener plays items of one cluster (plus one
+A planted catalog: three genre clusters of 30 items; each listener plays items of one cluster (plus one
 stray play). A listener known only by 5 likes from one cluster must get picks from that cluster.
 """
 
@@ -72,7 +72,7 @@ def test_likes_from_one_cluster_give_picks_from_that_cluster(bundle, cluster):
     assert same >= 7, [p.item for p in out.picks]
     assert not set(likes) & {p.item for p in out.picks}
     assert all(p.reason.startswith("because you liked ") for p in out.picks)
-    liked_titles = {bundle.mf.catalogue.titles[bundle.mf.catalogue.items.index(i)] for i in likes}
+    liked_titles = {bundle.mf.catalog.titles[bundle.mf.catalog.items.index(i)] for i in likes}
     assert all(any(t in p.reason for t in liked_titles) for p in out.picks)
 
 
@@ -156,7 +156,7 @@ def test_colistening_weight_adds_the_liked_items_neighbours_in_the_training_hist
     """δ adds the asymmetric cosine of co-listening counts, counted on the model's own training history."""
     from music.mf.foldin import CoListening, FoldInConstants, FoldInModel
 
-    h = bundle.mf.catalogue.history
+    h = bundle.mf.catalog.history
     b = (h.toarray() != 0).astype(float)
     co = CoListening(h)
     liked = np.array([0, 4, 9])
@@ -202,8 +202,8 @@ def test_the_product_uses_the_constants_chosen_for_its_dataset(bundle):
         liked = np.array([0, 1, 2])
         want = f.scores(f.solve(liked))
         want[liked] = -np.inf
-        top = feedback.picks_for_likes(bundle, list(bundle.mf.catalogue.items.externals(liked)), n=5).picks
-        assert [p.item for p in top] == list(bundle.mf.catalogue.items.externals(np.argsort(-want, kind="stable")[:5]))
+        top = feedback.picks_for_likes(bundle, list(bundle.mf.catalog.items.externals(liked)), n=5).picks
+        assert [p.item for p in top] == list(bundle.mf.catalog.items.externals(np.argsort(-want, kind="stable")[:5]))
         assert load_constants("planted", "explicit", "keras") == FoldInConstants()
     finally:
         constants_path("planted").unlink(missing_ok=True)

@@ -72,7 +72,7 @@ def store(tmp_path):
 
 
 def _artists(bundle, items) -> set[str]:
-    c = bundle.mf.catalogue
+    c = bundle.mf.catalog
     return {c.artists[c.items.index(i)] for i in items}
 
 

@@ -36,12 +36,12 @@ def test_mf_recovers_planted_structure_and_beats_popularity(fitted):
     assert m_mf["ndcg@10"] > 1.3 * m_pop["ndcg@10"], (m_mf, m_pop)
     assert m_mf["hr@10"] > m_pop["hr@10"]
     # The embedding space groups songs by genre: nearest neighbours share a genre far above chance.
-    genres = mf.catalogue.genres
+    genres = mf.catalog.genres
     share = []
-    for i in range(0, mf.catalogue.n_items, 10):
-        item = mf.catalogue.items.external(i)
+    for i in range(0, mf.catalog.n_items, 10):
+        item = mf.catalog.items.external(i)
         for j, _ in mf.similar_items(item, 5):
-            share.append(bool(set(genres[i]) & set(genres[mf.catalogue.items.index(j)])))
+            share.append(bool(set(genres[i]) & set(genres[mf.catalog.items.index(j)])))
     assert np.mean(share) > 0.5
 
 
@@ -100,7 +100,7 @@ def test_save_load_round_trip(fitted, tmp_path):
     assert [r.item for r in back.recommend(user, 10)] == [r.item for r in mf.recommend(user, 10)]
     # the .keras file itself loads and scores like the factors
     km = back.keras_model()
-    assert km.get_layer("mf").n_items == mf.catalogue.n_items
+    assert km.get_layer("mf").n_items == mf.catalog.n_items
     g = GenreRecommender().fit(data, split.train)
     g.save(tmp_path / "genre")
     assert [r.item for r in GenreRecommender.load(tmp_path / "genre").recommend_for_genres(["rock"])] == \
@@ -137,7 +137,7 @@ def test_explicit_mf_beats_global_mean():
     data = make_dataset("csv", "explicit", raw, pd.DataFrame({"item": np.arange(120).astype(str)}))
     sp = ratio_split(data.interactions, seed=1)
     mf = KerasMF(dim=8, l2=1e-3, epochs=25, batch_size=128, lr=5e-3).fit(data, sp.train)
-    pred = mf.predict(mf.catalogue.users.indices(sp.test["user"]), mf.catalogue.items.indices(sp.test["item"]),
+    pred = mf.predict(mf.catalog.users.indices(sp.test["user"]), mf.catalog.items.indices(sp.test["item"]),
                       clip=(1, 5))
     rmse = rating_metrics(pred, sp.test["weight"])["rmse"]
     base = rating_metrics(np.full(len(sp.test), sp.train["weight"].mean()), sp.test["weight"])["rmse"]

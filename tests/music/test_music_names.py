@@ -61,15 +61,15 @@ APART = [
 ]
 
 
-@pytest.mark.parametrize(("played", "catalogue"), SAME, ids=[f"{a}={b}" for a, b in SAME])
-def test_tricky_pairs_match(played, catalogue):
-    names = ["Portishead (Tribute)", catalogue, "Unrelated Artist"]
+@pytest.mark.parametrize(("played", "catalog"), SAME, ids=[f"{a}={b}" for a, b in SAME])
+def test_tricky_pairs_match(played, catalog):
+    names = ["Portishead (Tribute)", catalog, "Unrelated Artist"]
     assert NameIndex(names).match(played) == 1
 
 
-@pytest.mark.parametrize(("played", "catalogue"), APART, ids=[f"{a}!={b}" for a, b in APART])
-def test_different_artists_stay_apart(played, catalogue):
-    assert NameIndex(["Unrelated Artist", catalogue]).match(played) is None
+@pytest.mark.parametrize(("played", "catalog"), APART, ids=[f"{a}!={b}" for a, b in APART])
+def test_different_artists_stay_apart(played, catalog):
+    assert NameIndex(["Unrelated Artist", catalog]).match(played) is None
 
 
 def test_normalize_keys():
@@ -98,13 +98,13 @@ def test_credits_split_featured_artists_but_never_a_band_name():
 
 
 def test_an_exact_name_wins_over_its_main_credit():
-    """A catalogue that lists the credit itself (or a band named "X with Y") matches that entry, not X."""
+    """A catalog that lists the credit itself (or a band named "X with Y") matches that entry, not X."""
     index = NameIndex(["Jay-Z", "Jay-Z feat. Alicia Keys"])
     assert index.match("Jay-Z feat. Alicia Keys") == 1
     assert index.match("JAY-Z") == 0
 
 
-def test_ties_go_to_the_first_catalogue_entry():
+def test_ties_go_to_the_first_catalog_entry():
     index = NameIndex(["Sigur Rós", "Sigur Ros", "SIGUR ROS"])
     assert index.match("sigur ros") == 0
     assert NameIndex(["ACDC", "AC/DC"]).match("A.C.D.C.") == 0  # the spaceless key also keeps the first

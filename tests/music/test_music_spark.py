@@ -62,7 +62,7 @@ def test_als_agrees_with_the_in_process_solve_and_with_keras_mf(spark, ml_slice)
 
     als = SparkALSMF(rank=16, reg=0.1, alpha=1.0, max_iter=10, spark=spark).fit(ml_slice)
     fold = FoldInModel(als)
-    c = als.catalogue
+    c = als.catalog
     overlap_solve = []
     for u in range(c.n_users):
         row = c.history[u]
@@ -95,17 +95,17 @@ def test_train_engine_spark_writes_an_artifact_the_service_uses(spark, ml_slice,
     mf = bundle.mf
     assert isinstance(mf, KerasMF) and mf.engine == "spark" and mf.P.shape[1] == 8
     assert not mf.bi.any() and not mf.bu.any() and mf.mu == 0.0  # ALS has no biases
-    assert mf.keras_model().get_layer("mf").Q.shape == (mf.catalogue.n_items, 8)  # the .keras carries the factors
+    assert mf.keras_model().get_layer("mf").Q.shape == (mf.catalog.n_items, 8)  # the .keras carries the factors
     assert (bundle_dir("ml-slice") / "mf.keras").is_file()
 
-    user = mf.catalogue.users.ids[0]
+    user = mf.catalog.users.ids[0]
     picks = service.recommend_user(bundle, user, 10)
-    seen = set(mf.catalogue.items.externals(mf.catalogue.seen(mf.user_index(user))))
+    seen = set(mf.catalog.items.externals(mf.catalog.seen(mf.user_index(user))))
     assert len(picks) == 10 and not seen & {p.item for p in picks}
     assert picks[0].reason.startswith("because you")
 
     store = FeedbackStore.open(f"sqlite:///{tmp_path / 'fb.sqlite3'}", tmp_path / "img")
-    liked = mf.catalogue.items.ids[:3]
+    liked = mf.catalog.items.ids[:3]
     for item in liked:
         feedback.record(store, bundle, "ana", item, "like")
     out = feedback.profile_picks(store, bundle, "ana", 10)

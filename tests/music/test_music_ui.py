@@ -47,7 +47,7 @@ def test_tab_shows_history_and_picks_with_reasons(bundle):
 
     loaded = load_bundle("simulated")
     assert list(history["title"]) == list(service.history(loaded, user, n=10)["title"])
-    c = loaded.mf.catalogue
+    c = loaded.mf.catalog
     seen_titles = {c.titles[i] for i in c.seen(c.users.index(user))}
     assert len(seen_titles) >= len(history) and set(history["title"]) <= seen_titles
     assert not set(picks["title"]) & seen_titles

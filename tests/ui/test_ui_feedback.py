@@ -107,11 +107,11 @@ def test_music_search_lets_a_new_listener_like_songs(music_bundle, store):
     at.radio(key="music_mode").set_value("A new listener").run()
     from music.mf.train import load_bundle
 
-    catalogue = load_bundle("simulated").mf.catalogue
-    artist = catalogue.artists[0]
+    catalog = load_bundle("simulated").mf.catalog
+    artist = catalog.artists[0]
     at.text_input(key="music_search").set_value(artist).run()
     found = [k[len("mrate_search_"):-len("_like")] for k in _keys(at, "mrate_search_") if k.endswith("_like")]
-    assert found and all(catalogue.artists[catalogue.items.index(i)] == artist for i in found)
+    assert found and all(catalog.artists[catalog.items.index(i)] == artist for i in found)
     at.button(key=f"mrate_search_{found[0]}_like").click().run()
     assert store.likes(_me(store), "music") == [f"simulated:{found[0]}"]
     assert "Picks folded in from your 1 like " in _texts(at)

@@ -1,6 +1,6 @@
 """Imported listening history: the plays a person brought in from Spotify, Last.fm or ListenBrainz.
 
-Why raw plays and not likes: which catalogue item a play means depends on the trained dataset it is matched
+Why raw plays and not likes: which catalog item a play means depends on the trained dataset it is matched
 against (artists in Last.fm-2K, tracks in a service's log), and a dataset trained later must be able to
 match the same history. So the store keeps what the export said, one row per play, and the music tab
 matches it at view time. ``fingerprint`` (artist, track and minute of the play) is unique per profile, so

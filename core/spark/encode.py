@@ -60,6 +60,7 @@ def worker_encoder(spec: dict[str, Any], threads: int) -> "ImageEncoder":
     key = tuple(spec.get(k) for k in ENCODER_KEYS) + (threads,)
     encoder = _ENCODERS.get(key)
     if encoder is None:
+        # torch and onnxruntime load in seconds: once per Spark worker, not in the driver
         from core.encoders import ImageEncoder
 
         encoder = ImageEncoder(

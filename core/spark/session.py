@@ -143,7 +143,7 @@ def stop_session(spark: Optional["SparkSession"]) -> None:
 def spark_job(master: Optional[str] = None, **kwargs: Any) -> Iterator["SparkSession"]:
     """A session for one batch job: the already active one if there is one (left running, e.g. a test
     module's), else a new one on ``master`` that is stopped when the job ends (a CLI run frees its JVM)."""
-    from pyspark.sql import SparkSession
+    from pyspark.sql import SparkSession  # pyspark loads in about a second: only when a Spark job really runs
 
     java_version()
     active = SparkSession.getActiveSession()

@@ -74,7 +74,7 @@ def train_als(
 
     See the module docstring for the exact contract (value → confidence, regularisation scale, zero rows).
     """
-    from pyspark.ml.recommendation import ALS
+    from pyspark.ml.recommendation import ALS  # pyspark loads in about a second: only when ALS really runs
 
     users, items = np.asarray(users, np.int64), np.asarray(items, np.int64)
     values = np.asarray(values, np.float32)

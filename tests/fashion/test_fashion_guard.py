@@ -42,7 +42,8 @@ def jeans() -> Image.Image:
 
 
 def test_garment_classes_come_from_wordnet_branches():
-    from core.concepts import concept_table, garment_classes, imagenet_synset_ids
+    from core.concepts import concept_table, imagenet_synset_ids
+    from fashion.guard import garment_classes
 
     mask = garment_classes()
     names = concept_table().class_names
@@ -54,13 +55,38 @@ def test_garment_classes_come_from_wordnet_branches():
 
 
 def test_decision_on_a_garment_and_a_cat(jeans, cat_photo):
-    from core.concepts import garment_check
+    from fashion.service import garment_check
 
     garment = garment_check(jeans)
     other = garment_check(cat_photo)
     assert garment.is_garment and not other.is_garment
     assert garment.mass > other.mass
     assert WARNING in other.warning and "cat" in other.warning.lower()
+
+
+def test_every_garment_root_is_a_named_hypernym():
+    """The guard finds a class's branches among the hypernyms ``class_facts`` records, which are those with a
+    one-word name: a root named only by compounds would silently match nothing."""
+    from core.concepts import _naming_lemmas, wordnet
+    from fashion.guard import GARMENT_ROOTS
+
+    wn = wordnet()
+    assert all(_naming_lemmas(wn, wn.synset(root)) for root in GARMENT_ROOTS)
+
+
+def test_check_runs_the_classifier_once_per_photo(jeans, monkeypatch):
+    """A rerun (a like, a filter change) asks again with the same photo, maybe as another object: no second pass."""
+    from fashion import guard
+
+    calls = []
+    real = guard.classify
+    monkeypatch.setattr(guard, "_answers", type(guard._answers)())
+    monkeypatch.setattr(guard, "classify", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = guard.garment_check(jeans)
+    again = guard.garment_check(jeans.copy())
+    assert again == first and len(calls) == 1
+    other = guard.garment_check(jeans.rotate(90, expand=True))
+    assert len(calls) == 2 and other is not first
 
 
 @pytest.fixture(scope="module")
