@@ -55,6 +55,7 @@ class DevSets:
     """The dev subject photos and the gold-tagged dev photos, encoded once, with the decoder's lists."""
 
     def __init__(self, service) -> None:
+        # the model stack (torch, keras) loads when a run starts, so --help answers at once
         from hashtag.subjects import base_lists
 
         self.service = service
@@ -121,8 +122,10 @@ def variants(dev: DevSets) -> list[dict[str, Any]]:
 def main() -> int:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # torch loads when a run starts, so --help answers at once
     import torch
 
+    # the model stack (torch, keras) loads when a run starts, so --help answers at once
     from hashtag.service import HashtagService
 
     service = HashtagService()

@@ -7,7 +7,7 @@ Why here and not in ``music/``: the peers are pinned in ``requirements-bench.txt
 serves them. ``music.mf.evaluate.evaluate`` takes peers as an argument; this script passes these, so the
 committed ``bench/results/music_evaluate_<dataset>.json`` compares our models with them on the same split and
 with the same tuning budget (``python -m music evaluate`` alone gives the product's rows). Each peer is a
-``CatalogueRecommender``, fitted, scored and explained exactly as our own models; a peer whose package is
+``CatalogRecommender``, fitted, scored and explained exactly as our own models; a peer whose package is
 missing gets a "not installed" row instead of failing the run.
 """
 
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.metrics import write_result  # noqa: E402
 from music.data import load_dataset  # noqa: E402
 from music.mf.evaluate import Peer, evaluate  # noqa: E402
-from music.mf.model import CatalogueRecommender  # noqa: E402
+from music.mf.model import CatalogRecommender  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ def _implicit() -> Any:
 
 def _implicit_factors(model: Any, user_items: Any) -> tuple[np.ndarray, np.ndarray]:
     """Fit an implicit model on a users × items CSR matrix; (user factors, item factors) as float32."""
+    # an optional peer's dependency, loaded only when that peer runs
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1, "blas"):  # implicit's own advice: BLAS threads fight its OpenMP loop
@@ -53,7 +54,7 @@ def _implicit_factors(model: Any, user_items: Any) -> tuple[np.ndarray, np.ndarr
     return np.asarray(model.user_factors, np.float32), np.asarray(model.item_factors, np.float32)
 
 
-class _FactorPeer(CatalogueRecommender):
+class _FactorPeer(CatalogRecommender):
     """An implicit peer: scores are user factors · item factors."""
 
     U: np.ndarray
@@ -79,7 +80,7 @@ class ImplicitALS(_FactorPeer):
 
     def _fit(self, **kwargs: Any) -> None:
         cpu = _implicit()
-        conf = self.catalogue.history.copy().astype(np.float32)
+        conf = self.catalog.history.copy().astype(np.float32)
         conf.data = 1.0 + self.alpha * np.log1p(conf.data)
         model = cpu.als.AlternatingLeastSquares(factors=self.factors, regularization=self.regularization,
                                                 iterations=self.iterations, random_state=self.seed,
@@ -103,7 +104,7 @@ class ImplicitBPR(_FactorPeer):
 
     def _fit(self, **kwargs: Any) -> None:
         cpu = _implicit()
-        liked = (self.catalogue.history > 0).astype(np.float32)
+        liked = (self.catalog.history > 0).astype(np.float32)
         model = cpu.bpr.BayesianPersonalizedRanking(factors=self.factors, learning_rate=self.learning_rate,
                                                     regularization=self.regularization, iterations=self.iterations,
                                                     random_state=self.seed, num_threads=1)
@@ -114,8 +115,8 @@ class ImplicitBPR(_FactorPeer):
                 "iterations": self.iterations}
 
 
-class SurpriseSVD(CatalogueRecommender):
-    """Surprise's ``SVD`` (biased MF by SGD) on the catalogue's training ratings.
+class SurpriseSVD(CatalogRecommender):
+    """Surprise's ``SVD`` (biased MF by SGD) on the catalog's training ratings.
 
     Predictions are clipped to the rating scale, as ours are; a user or item absent from training
     gets Surprise's own fallback (biases, then the global mean).
@@ -132,9 +133,10 @@ class SurpriseSVD(CatalogueRecommender):
             import surprise
         except ImportError as exc:
             raise PeerMissing("scikit-surprise is not installed (pip install -r requirements-bench.txt)") from exc
+        # an optional peer's dependency, loaded only when that peer runs
         import pandas as pd
 
-        h = self.catalogue.history.tocoo()
+        h = self.catalog.history.tocoo()
         lo, hi = (float(h.data.min()), float(h.data.max())) if h.nnz else (1.0, 5.0)
         frame = pd.DataFrame({"user": h.row, "item": h.col, "rating": h.data.astype(np.float64)})
         data = surprise.Dataset.load_from_df(frame, surprise.Reader(rating_scale=(lo, hi)))
@@ -146,7 +148,7 @@ class SurpriseSVD(CatalogueRecommender):
         return np.array([self.algo.predict(int(u), int(i)).est for u, i in zip(users, items)], dtype=np.float64)
 
     def score(self, users: np.ndarray, histories: Sequence[np.ndarray] | None = None) -> np.ndarray:
-        items = np.arange(self.catalogue.n_items)
+        items = np.arange(self.catalog.n_items)
         return np.stack([self.predict(np.full(len(items), u), items) for u in np.asarray(users)])
 
     def explain(self, user: int, item: int, history: np.ndarray | None = None, *,

@@ -9,7 +9,7 @@ meet the same three steps in each (as ``evaluate(models, data, metrics)`` in Rec
 3. each model × metric gets its mean and a 95 % percentile bootstrap interval over queries, or over larger
    units when several queries come from one thing (a product's picture, mirror and crop are one draw).
 
-Evaluations whose ranking is special (rank of a target among the whole catalogue, a fold-in solve per
+Evaluations whose ranking is special (rank of a target among the whole catalog, a fold-in solve per
 listener) compute the per-query values themselves and hand them to ``summarize_table``: the same step 3.
 ``Row.nested`` and ``Row.flat`` give the two JSON shapes the result files use, ``write_result`` writes
 them under ``bench/results/`` with the run's metadata, and ``chart_frame`` turns a table into the

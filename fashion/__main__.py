@@ -27,6 +27,7 @@ from core.datasets import DataUnavailable
 from core.encoders import BACKBONES, WeightsUnavailable
 from core.images import ImageError
 from core.spark import SparkUnavailable
+from core.evaluation import write_result
 
 
 def _config(args: argparse.Namespace, grey28: bool):
@@ -97,7 +98,6 @@ def cmd_similar(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    from core.evaluation import write_result
     from fashion.evaluate import evaluate, evaluation_path
     from fashion.model import GREY28_INPUT_SIZE, EncoderConfig
 
@@ -112,7 +112,6 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_evaluate_feedback(args: argparse.Namespace) -> dict[str, Any]:
-    from core.evaluation import write_result
     from fashion.evaluate_feedback import evaluate_shipped
 
     result = evaluate_shipped(args.queries, args.val_queries)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from core.cli import Parser
+from core.evaluation import write_result
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 log = logging.getLogger("hashtag")
@@ -315,7 +316,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     check = None if args.check_photos.lower() == "none" else args.check_photos
     table = _service(args).evaluate(args.split, photo_set=photos, check_set=check)
     if args.split == "test":
-        from core.evaluation import write_result
 
         write_result("hashtag_evaluate", table, seeds={"bootstrap": 0})
     lines = []

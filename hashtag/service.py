@@ -620,6 +620,7 @@ def record_feedback(person: Person, handle: HashtagService, item: str, signal: s
 
     Refused with one sentence, so a caller that treats every tab alike learns where the feedback goes.
     """
+    # the feedback store (SQLAlchemy) loads where feedback is written, not for `python -m hashtag predict`
     from core.feedback import FeedbackError
 
     raise FeedbackError("The Hashtags tab keeps your corrected tag list with its photo (save_tags), "

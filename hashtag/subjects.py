@@ -23,6 +23,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from core.datasets import DataUnavailable
+from core.metrics import summarize
+from hashtag.concepts import CANDIDATES, fuse_all, photo_grids_and_transparency, _resolve
 from hashtag.order import NO_ORDER, TUXPAINT_ONLY, OrderRule
 
 log = logging.getLogger(__name__)
@@ -59,8 +61,6 @@ def load_subject_set(csv_path: str | Path = DEV_SUBJECTS, *, require_all: bool =
 
     Missing files are skipped with a warning (``require_all``: a ``DataUnavailable`` instead).
     """
-    from hashtag.concepts import _resolve
-
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise DataUnavailable(f"No subject photo set at {csv_path}.")
@@ -110,7 +110,6 @@ def per_photo(tags: Sequence[Sequence[str]], photos: Sequence[SubjectPhoto], k: 
 
 def subject_scores(tags: Sequence[Sequence[str]], photos: Sequence[SubjectPhoto]) -> dict[str, Any]:
     """Means with 95 % bootstrap intervals, overall and per group (``by_group``)."""
-    from core.metrics import summarize
 
     def table(rows: list[int]) -> dict[str, Any]:
         values = per_photo([tags[i] for i in rows], [photos[i] for i in rows])
@@ -134,8 +133,6 @@ def method_lists(service, photos: Sequence[SubjectPhoto], *, likeness: Optional[
     ``model`` (the decoder alone), and ``fused`` under each of ``orders`` (default: the service's order and none)
     with the service's fusion rule, or under each of ``rules`` (name → ``FusionRule``) with the service's order.
     ``base``: ``base_lists`` of the same photos, when the caller already has them."""
-    from hashtag.concepts import CANDIDATES, fuse_all
-
     base = base or base_lists(service, photos, likeness=likeness, k=k)
     lists, likeness, transparent = base["lists"], base["likeness"], base["transparent"]
     out: dict[str, list[list[tuple]]] = {
@@ -157,8 +154,6 @@ def base_lists(service, photos: Sequence[SubjectPhoto], *, likeness: Optional[np
                ) -> dict[str, Any]:
     """What every fusion rule starts from, computed once: grids, gate scores, the two taggers' lists, the
     concept masses, the head's confidence and each photo's share of see-through pixels."""
-    from hashtag.concepts import photo_grids_and_transparency
-
     grids, transparent = photo_grids_and_transparency(service.encoder, photos)
     likeness = service.likeness(grids) if likeness is None else likeness
     lists, _ = service._all_lists(grids, k, likeness=likeness, order=NO_ORDER, transparent=transparent)
@@ -170,7 +165,6 @@ def candidate_ceiling(candidates: Sequence[Sequence[str]], photos: Sequence[Subj
     """How often the subject (or a word accepted for it) is among a photo's candidates at all: no ordering of
     those candidates can put it in the top 5 more often. Mean with a 95 % bootstrap interval, overall and per
     group (``by_group``)."""
-    from core.metrics import summarize
 
     def table(rows: list[int]) -> dict[str, Any]:
         hit = np.array([float(any(w in photos[i].acceptable for w in candidates[i])) for i in rows])
@@ -189,8 +183,6 @@ def evaluate_subjects(service, photos: Sequence[SubjectPhoto], *, likeness: Opti
     """Every method's ``subject_scores`` on the same photos, the gate's verdicts, each photo's fused top 5, and the
     candidate ceilings: the subject among every word the concept tagger gives any weight, and among the candidates
     fusion sees (the concept tagger's ``CANDIDATES`` best and the decoder's)."""
-    from hashtag.concepts import CANDIDATES
-
     base = base_lists(service, photos, likeness=likeness)
     lists = method_lists(service, photos, likeness=likeness, base=base)
     every = service.concepts.predict_grids(base["grids"], len(service.concepts.table.words))
@@ -221,7 +213,6 @@ def tune_order(service, csv_path: str | Path = DEV_SUBJECTS) -> dict[str, Any]:
     Eligible: the dev set's gold F1@5 (all 45 dev photos, ``hashtag/realphotos_dev.csv``) at least the concept
     tagger's, the real-photo bar this list already had to meet. Among those, the best mean of subject@1 and
     subject@5 on the dev subjects wins; ties to more rules on (each is there for a reason a person gives)."""
-    from hashtag.concepts import CANDIDATES, fuse_all
     from hashtag.evaluate import per_image_scores
     from hashtag.gate import out_of_fold
 
@@ -268,8 +259,6 @@ def tune_guard(service, csv_path: str | Path = DEV_SUBJECTS, *, tolerance: float
     fewest dev photos with a clip-art corpus word in their top 5, then the best mean of subject@1 and subject@5,
     then the guard that overrides the gate least often on validation, then the most demanding share."""
     from dataclasses import replace
-
-    from hashtag.concepts import CANDIDATES, fuse_all
     from hashtag.evaluate import per_image_scores
     from hashtag.gate import out_of_fold
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from core.cli import Parser, run
+from core.evaluation import write_result
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -180,7 +181,6 @@ def _search_own_catalog(args: argparse.Namespace, text: str | None) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from core.evaluation import write_result
     from multimodal.evaluate import bars, evaluate, save_report
 
     catalog = _catalog(args)

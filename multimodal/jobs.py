@@ -21,6 +21,7 @@ SHIPPED = "tuxpaint"
 @job_handler
 def build_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
     """``params`` = ``{"catalog": "tuxpaint"}``: build (or reuse a fresh) index with the default settings."""
+    # the job process starts with the standard library only; the model stack loads when it runs
     from multimodal.data import load_tuxpaint_catalog
     from multimodal.train import build_index
 

@@ -23,6 +23,8 @@ from core.metrics import RESULTS_DIR
 from multimodal import feedback  # noqa: F401 - the tab's likes and re-ranking, reached through this service
 from multimodal.data import load_product_image
 from multimodal.model import DEFAULT_ALPHA, MultimodalIndex, Result, default_stem, index_dir
+from core.jobs import JobQueue, ensure_worker
+from multimodal.jobs import HANDLER, KIND, SHIPPED
 
 log = logging.getLogger(__name__)
 
@@ -190,8 +192,6 @@ def queue_build(name: str, *, permission: tuple[bool, str], owner: Optional[str]
 
     A build already queued or running is returned instead of a second one: ten people clicking build once.
     """
-    from core.jobs import JobQueue, ensure_worker
-    from multimodal.jobs import HANDLER, KIND, SHIPPED
 
     allowed, why = permission
     if not allowed:
@@ -209,8 +209,6 @@ def queue_build(name: str, *, permission: tuple[bool, str], owner: Optional[str]
 
 def build_jobs(limit: int = 5, queue: Any = None) -> list:
     """The latest product-index builds, newest first (every session sees the same list)."""
-    from core.jobs import JobQueue
-    from multimodal.jobs import KIND
 
     return [j for j in (queue or JobQueue()).list(limit=50) if j.kind == KIND][:limit]
 

@@ -13,6 +13,7 @@ through Playwright, the same pair the browser tests use.
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import shutil
@@ -132,10 +133,12 @@ SHOTS = {"hashtags": hashtags, "music": music, "fashion": fashion, "product-sear
 
 def query_photos(folder: Path) -> Path:
     """A cat photo (scikit-image's Chelsea) and a garment (blue jeans from the Tux Paint clothes catalog)."""
+    # the query photos' packages load when the pictures are taken, not for --help
     from skimage import data as skdata
 
     Image.fromarray(skdata.chelsea()).save(folder / "cat.png")
     sys.path.insert(0, str(ROOT))
+    # the project's modules, once ROOT is on sys.path; they bring the model stack
     from fashion.service import catalog
 
     catalog("tuxpaint-clothes").image(4).save(folder / "garment.png")  # blue jeans
@@ -154,7 +157,6 @@ def _panel_shot(page, start) -> bytes:
 
 def save_light(png: bytes, path: Path) -> None:
     """Palette-quantize (256 colours) so a screenshot is tens of kB, not hundreds."""
-    import io
 
     image = Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
     tmp = path.with_suffix(".tmp.png")
@@ -168,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", choices=sorted(SHOTS), help="some tabs only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Playwright starts a browser driver: loaded when pictures are taken, not for --help
     from playwright.sync_api import sync_playwright
 
     args.out.mkdir(parents=True, exist_ok=True)

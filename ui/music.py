@@ -215,7 +215,7 @@ def _render_profile(bundle: Bundle, n: int, version: float, feedback: Feedback, 
     rate_rows(bundle, mine.picks, "mine", feedback, reasons=True)
     if likes:
         with st.expander(f"Your {len(likes)} liked songs"):
-            c = bundle.mf.catalogue
+            c = bundle.mf.catalog
             for item in likes:
                 if item in c.items:
                     i = c.items.index(item)

@@ -398,6 +398,7 @@ def _noun_sense(token: str):
 @functools.lru_cache(maxsize=1)
 def _wordnet():
     """WordNet (``core.concepts``), or None where it is not installed: words then match in ``plain`` mode."""
+    # WordNet (nltk and its corpus) loads on the first word search, not when a catalog opens
     from core.concepts import wordnet
     from core.datasets import DataUnavailable
 

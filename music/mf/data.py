@@ -86,6 +86,3 @@ class Catalog:
         return cls(users, items, m["titles"], m["artists"], m["genres"], hist, m.get("data_kind", "implicit"),
                    m.get("dataset", ""), m.get("dataset_checksum", ""))
 
-
-#: The older spelling of ``Catalog``, still imported by modules not yet renamed.
-Catalogue = Catalog

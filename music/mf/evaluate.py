@@ -4,7 +4,7 @@ Protocols (leak-free; the test split is never used to choose anything):
 
 - **Top-N (implicit data)**: per-user holdout (20 % of each user's items, users with ≥ 5 items),
   full ranking over every item the user has not interacted with in train; precision@10, recall@10
-  (hits / held-out items), NDCG@10, HR@10 and catalogue coverage (share of items in any top-10).
+  (hits / held-out items), NDCG@10, HR@10 and catalog coverage (share of items in any top-10).
   Hyper-parameters of MF, implicit's ALS and BPR are picked on one validation split carved from
   train the same way, then each is refitted on the whole train split. Genres (for the genre
   recommender) come from tag events dated before the test period only.
@@ -35,7 +35,7 @@ from music.data import MusicDataset, Split, load_dataset, period_starts, ratio_s
 from music.data.dataset import check_trainable
 from music.mf import data as mfdata
 from music.mf.baselines import GenreRecommender, Popularity
-from music.mf.model import CatalogueRecommender, KerasMF, mf_config
+from music.mf.model import CatalogRecommender, KerasMF, mf_config
 from music.mf.spark import spark_als_row_or_error
 from music.recommender import top_n
 
@@ -46,14 +46,14 @@ K = 10
 MF_GRID_IMPLICIT = [{"mode": "wmf", "dim": d, "l2": l2, "alpha": a}
                     for d, l2, a in ((64, 0.05, 1.0), (64, 0.15, 1.0), (64, 0.05, 2.0), (128, 0.05, 1.0),
                                      (128, 0.15, 1.0))]
-#: The softmax objective is tried too where the catalogue is small enough for it to be cheap here
+#: The softmax objective is tried too where the catalog is small enough for it to be cheap here
 #: (on Last.fm-2K's 17.6k artists one fit took ~15 min on this shared 2-core machine, and scored
 #: 0.132 validation NDCG@10 against 0.170 for the weighted objective).
 MF_GRID_SOFTMAX = [{"mode": "softmax", "dim": 64, "l2": 1e-3, "lr": 5e-3, "batch_size": 256}]
 SOFTMAX_MAX_ITEMS = 5000
 MF_GRID_EXPLICIT = [{"l2": 0.1, "svdpp": True}, {"l2": 0.1, "svdpp": False}]
 
-#: A benchmark peer: (row name, a class built as ``cls(**params, seed=seed)`` into a ``CatalogueRecommender``,
+#: A benchmark peer: (row name, a class built as ``cls(**params, seed=seed)`` into a ``CatalogRecommender``,
 #: its validation grid). The product has none; ``bench/music_peers.py`` passes implicit's and Surprise's. A peer
 #: whose package is missing raises ``ImportError`` when fitted and gets an ``error`` row instead of numbers.
 Peer = tuple[str, Callable[..., Any], list[dict[str, Any]]]
@@ -66,14 +66,14 @@ Peer = tuple[str, Callable[..., Any], list[dict[str, Any]]]
 class UnseenRanker:
     """A fitted model as a ``core.evaluation.Ranker`` over user indices: the top items outside each user's
     training history (they are not "new" picks), every other item competing; it remembers every item it showed,
-    for catalogue coverage."""
+    for catalog coverage."""
 
-    def __init__(self, model: CatalogueRecommender, batch: int = 256) -> None:
+    def __init__(self, model: CatalogRecommender, batch: int = 256) -> None:
         self.model, self.batch, self.shown = model, batch, set()
         self.name = str(getattr(model, "name", "model"))
 
     def rank(self, users: np.ndarray, k: int) -> list[list[int]]:
-        hist = self.model.catalogue.history
+        hist = self.model.catalog.history
         out: list[list[int]] = []
         for start in range(0, len(users), self.batch):
             ub = users[start:start + self.batch]
@@ -87,7 +87,7 @@ class UnseenRanker:
         return out
 
 
-def topn_table(model: CatalogueRecommender, test: pd.DataFrame, k: int = K, batch: int = 256, n_boot: int = 0
+def topn_table(model: CatalogRecommender, test: pd.DataFrame, k: int = K, batch: int = 256, n_boot: int = 0
                ) -> tuple[evaluation.Row, dict[str, Any]]:
     """Full-ranking top-``k`` metrics of a fitted ``model`` on held-out ``test`` interactions (``core.evaluation``).
 
@@ -96,7 +96,7 @@ def topn_table(model: CatalogueRecommender, test: pd.DataFrame, k: int = K, batc
     evaluated user and metric, with 95 % intervals when ``n_boot``) and ``{"coverage", "users",
     "skipped_unknown_users"}``.
     """
-    c = model.catalogue
+    c = model.catalog
     uidx = c.users.indices(test["user"])
     iidx = c.items.indices(test["item"])
     known = uidx >= 0
@@ -115,7 +115,7 @@ def topn_table(model: CatalogueRecommender, test: pd.DataFrame, k: int = K, batc
                  "skipped_unknown_users": int((~known).sum())}
 
 
-def topn_metrics(model: CatalogueRecommender, test: pd.DataFrame, k: int = K, batch: int = 256,
+def topn_metrics(model: CatalogRecommender, test: pd.DataFrame, k: int = K, batch: int = 256,
                  ci: bool = False) -> dict[str, Any]:
     """Mean full-ranking top-``k`` metrics (see ``topn_table``); ``ci`` adds a 95 % interval over users per metric."""
     row, extra = topn_table(model, test, k, batch, n_boot=2000 if ci else 0)
@@ -125,7 +125,7 @@ def topn_metrics(model: CatalogueRecommender, test: pd.DataFrame, k: int = K, ba
     return {**out, **extra}
 
 
-def val_ndcg(model: CatalogueRecommender, val: pd.DataFrame) -> float:
+def val_ndcg(model: CatalogRecommender, val: pd.DataFrame) -> float:
     """NDCG@10 on held-out interactions: the criterion MF's early stopping and tuning use on implicit data."""
     return float(topn_metrics(model, val)["ndcg@10"])
 
@@ -149,7 +149,7 @@ def _root_mean(x: np.ndarray, axis: int = -1) -> np.ndarray:
 # top-N with tuning on validation
 
 
-def _tune(name: str, grid: list[dict[str, Any]], make: Callable[[dict[str, Any]], CatalogueRecommender],
+def _tune(name: str, grid: list[dict[str, Any]], make: Callable[[dict[str, Any]], CatalogRecommender],
           data: MusicDataset, inner: Split) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Fit each config on the inner train, score NDCG@10 on validation; return the best config."""
     table = []
@@ -233,7 +233,7 @@ def evaluate_topn(data: MusicDataset, *, seed: int = 42, tune: bool = True,
 def _rating_fit_predict(model: Any, data: MusicDataset, sp: Split) -> np.ndarray:
     """Fit a Surprise peer on ``sp.train`` and predict ``sp.test`` (its own fallback for unseen ids)."""
     model.fit(data, sp.train)
-    c = model.catalogue
+    c = model.catalog
     return model.predict(c.users.indices(sp.test["user"]), c.items.indices(sp.test["item"]))
 
 
@@ -248,11 +248,11 @@ def evaluate_ratings(data: MusicDataset, *, seed: int = 42, tune: bool = True,
 
     def fit_predict(params: dict[str, Any], sp: Split, val: pd.DataFrame | None) -> tuple[KerasMF, np.ndarray]:
         mf = KerasMF(**params).fit(data, sp.train, val=val)
-        u = mf.catalogue.users.indices(sp.test["user"])
-        i = mf.catalogue.items.indices(sp.test["item"])
+        u = mf.catalog.users.indices(sp.test["user"])
+        i = mf.catalog.items.indices(sp.test["item"])
         # An item/user only in test has no trained factors: mask it so only its biases count.
-        u = np.where(np.asarray(mf.catalogue.history.getnnz(axis=1))[np.maximum(u, 0)] > 0, u, -1)
-        i = np.where(np.asarray(mf.catalogue.history.getnnz(axis=0))[np.maximum(i, 0)] > 0, i, -1)
+        u = np.where(np.asarray(mf.catalog.history.getnnz(axis=1))[np.maximum(u, 0)] > 0, u, -1)
+        i = np.where(np.asarray(mf.catalog.history.getnnz(axis=0))[np.maximum(i, 0)] > 0, i, -1)
         return mf, mf.predict(u, i, clip=(lo, hi))
 
     # Without tuning, the default config still gets one validation run to fix its schedule.

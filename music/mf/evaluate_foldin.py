@@ -189,7 +189,7 @@ def retrain_metrics(data: MusicDataset, cfg: dict[str, Any], setup: dict[str, An
                           "weight": np.float32(like_value)})
     stop = setup["stop"]
     full = KerasMF(**dict(cfg, schedule=schedule)).fit(data, pd.concat([stop.train, likes], ignore_index=True))
-    scores = full.score(full.catalogue.users.indices(users))
+    scores = full.score(full.catalog.users.indices(users))
     return _rank_metrics(lambda r: scores[r], revealed, rest)
 
 
@@ -380,7 +380,7 @@ def bars_of(bar: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
 
 def _genre_pref(genre: GenreRecommender, liked: np.ndarray) -> np.ndarray:
     """Genre preference of a listener known only by liked items (each counts once), summing to 1."""
-    w = np.zeros(genre.catalogue.n_items, np.float32)
+    w = np.zeros(genre.catalog.n_items, np.float32)
     w[liked] = 1.0
     v = genre.item_genre @ w
     return v / v.sum() if v.sum() > 0 else v

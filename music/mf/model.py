@@ -92,11 +92,6 @@ class CatalogRecommender(Recommender):
     name: ClassVar[str] = "base"
     catalog: Catalog
 
-    @property
-    def catalogue(self) -> Catalog:
-        """The older spelling of ``catalog``, still read by modules not yet renamed (evaluation, peers, services)."""
-        return self.catalog
-
     # -- fitting and scoring --
     def fit(self, data: MusicDataset, train: pd.DataFrame | None = None, **kwargs: Any) -> "CatalogRecommender":
         """Fit on ``train`` (default: all of ``data``'s interactions), with ``data``'s id maps."""
@@ -178,9 +173,6 @@ class CatalogRecommender(Recommender):
     def _from_arrays(self, arrays: dict[str, np.ndarray], manifest: dict[str, Any]) -> None:
         pass
 
-
-#: The older spelling of ``CatalogRecommender``, still imported by modules not yet renamed.
-CatalogueRecommender = CatalogRecommender
 
 
 # ----------------------------------------------------------------------------------------------

@@ -24,12 +24,12 @@ BLEND_BELOW = 5
 
 def users(bundle: Bundle) -> list[str]:
     """Every known user id, in the model's order."""
-    return bundle.mf.catalogue.users.ids
+    return bundle.mf.catalog.users.ids
 
 
 def history(bundle: Bundle, user: str, n: int = 10) -> pd.DataFrame:
     """The user's top ``n`` history items (most played / best rated first) with metadata."""
-    c = bundle.mf.catalogue
+    c = bundle.mf.catalog
     u = bundle.mf.user_index(user)
     row = c.history[u]
     order = np.argsort(-row.data, kind="stable")[:n]
@@ -56,7 +56,7 @@ def recommend_user(bundle: Bundle, user: str, n: int = 10, exclude_seen: bool = 
     """
     mf = bundle.mf
     u = mf.user_index(user)
-    seen = mf.catalogue.seen(u)
+    seen = mf.catalog.seen(u)
     if len(seen) == 0:
         return bundle.popularity.recommend(user, n, exclude_seen)
     if len(seen) >= BLEND_BELOW:
@@ -81,7 +81,7 @@ def recommend_new_listener(bundle: Bundle, genres: Sequence[str], n: int = 10) -
 
 def genres(bundle: Bundle) -> list[str]:
     """Genres on offer for new listeners, most common first."""
-    c = bundle.genre.catalogue
+    c = bundle.genre.catalog
     counts: dict[str, int] = {}
     for gs in c.genres:
         for g in gs:

@@ -13,7 +13,7 @@ Protocol (the same for the CNN variants and every baseline, so the table is a fa
    (``core.metrics.ratio_ci``). Every metric of every method carries a 95 % bootstrap interval over users.
 4. Predicting a target, a method reads the user's whole history before it (for the test target this
    includes the validation basket, as *input*: nobody refits on it).
-5. Full ranking over the whole catalogue. Items already in the history are excluded only where the
+5. Full ranking over the whole catalog. Items already in the history are excluded only where the
    data never repeats (MovieLens: nobody rates a film twice); in listening data re-listens are targets.
 6. A target basket may hold several items: HR@10 = any of them in the top 10; MRR = 1 / rank of the
    first hit; NDCG@10 with the ideal DCG of ``min(|basket|, 10)`` hits; top-1 accuracy
@@ -93,7 +93,7 @@ def target_ranks(scores: np.ndarray, targets: np.ndarray, tiebreak: np.ndarray) 
 
 
 def ranks_metrics(ranks: Sequence[np.ndarray], k: int = K) -> dict[str, np.ndarray]:
-    """Per target basket, from the full-catalogue ranks of its items: HR@k, NDCG@k (ideal DCG of min(|basket|, k)
+    """Per target basket, from the full-catalog ranks of its items: HR@k, NDCG@k (ideal DCG of min(|basket|, k)
     hits), MRR (1 / rank of the first hit, at any depth) and top-1, with the definitions of ``core.metrics``."""
     hits = np.zeros((len(ranks), k), dtype=bool)
     for r, rk in enumerate(ranks):
