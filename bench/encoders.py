@@ -1,18 +1,20 @@
 """Encoder engines side by side in one run: EfficientNet-Lite0 at 224 px, images/s and agreement with fp32.
 
-    python bench/encoders.py [--repeats 5] [--photos 500] [--out bench/results/encoders.json]
+    python bench/encoders.py [--repeats 5] [--nncf] [--out bench/results/encoders.json]
 
 Rows (same process, same inputs, one after another per repeat, medians of ``--repeats``):
-- ONNX Runtime fp32 (the fp32 default) and ONNX Runtime int8 (static QDQ, per-channel weights; the product's
-  int8 graph, built by ``core.encoders`` from ``core.int8``'s calibration images);
-- OpenVINO int8 (NNCF post-training quantization of the same fp32 graph on the same calibration batches) and
-  OpenVINO running ONNX Runtime's QDQ graph, when ``openvino``/``nncf`` are installed (requirements-bench.txt).
+- ONNX Runtime fp32 (the default) and ONNX Runtime int8 (static QDQ, per-channel weights; the product's int8
+  graph, built by ``core.encoders`` from ``core.int8``'s calibration images);
+- OpenVINO running that same QDQ graph (the int8 engine where ``openvino`` is installed), and with ``--nncf``
+  OpenVINO on NNCF's own post-training quantization of the fp32 graph (requirements-bench.txt).
 
 Throughput: batch 1 and 32, wall-clock images/s and images per process CPU-second (the machine is shared: the
-CPU-second figure is the steadier one). Agreement with ONNX Runtime fp32 on held-out real photos (OpenCV's sample
-photos and scikit-image's, never used for calibration): top-1 equal, fp32 top-1 within the int8 top 5, cosine of
-the max-pooled embeddings, each with a 95% bootstrap interval over images. Fewer than ``--photos`` distinct photos
-are installed, so the set is filled with seeded random crops, flips and rescalings of them (reported as such).
+CPU-second figure is the steadier one); the ratio to ONNX Runtime fp32 is taken within each repeat (its median) and
+as a ratio of medians. Agreement with ONNX Runtime fp32 on the evaluation list ``bench/checksets/int8_eval.csv``
+(distinct real photos from Debian and PyPI packages, never calibrated on and never used to choose the recipe):
+top-1 equal, fp32 top-1 within the int8 top 5, cosine of the max-pooled embeddings, each with a 95% bootstrap
+interval over photos. ``dev_photos`` and ``augmented`` serve ``bench/encoders_sensitivity.py``, where recipes are
+chosen.
 """
 
 from __future__ import annotations

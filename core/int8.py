@@ -1,18 +1,21 @@
-"""int8 image encoding: when to use it, what it is calibrated on, and building the quantized graph.
+"""int8 image encoding: when to use it, what it is calibrated on, building the quantized graph and what runs it.
 
 Why int8: EfficientNet-Lite was designed to be quantized (ReLU6, no squeeze-excite), and the CPUs this runs on have
 AVX-512 VNNI (int8 dot products in one instruction). ONNX Runtime's static QDQ quantization with per-channel
-weights runs Lite0 1.7-1.9x faster than its fp32 graph at 224 px (about 2x at 96 px); on 500 held-out photo crops
-the fp32 top-1 class is always in the int8 top 5, the top-1 itself agrees on 94%, and pooled embeddings have cosine
-0.994 to fp32 (numbers and method: docs/encoders.md, bench/encoders.py). Without VNNI/AMX, int8 convolutions are
-emulated and gain little, so ``auto`` keeps fp32 there.
+weights gives one int8 graph; OpenVINO runs it about 2x faster than ONNX Runtime fp32 at batch 32 (ONNX Runtime's
+own int8 kernels about 1.8x). On 291 distinct real photos never calibrated or chosen on, the fp32 top-1 class is
+always in the int8 top 5, the top-1 itself agrees on 94%, and pooled embeddings have cosine 0.995 to fp32 (numbers
+and method: docs/encoders.md, bench/encoders.py). Without VNNI/AMX, int8 convolutions are emulated and gain
+little, so ``auto`` keeps fp32 there.
 
     precision = resolve_precision()           # RECS_ENCODER_PRECISION = int8 | fp32 | auto (default fp32)
+    engine = int8_engine()                    # RECS_INT8_ENGINE = auto (OpenVINO where installed) | onnxruntime | openvino
     quantize_encoder(fp32_onnx, out, batches)  # static QDQ, per-channel, calibrated on real photos
 
 Calibration images are real photos that ship with the project's own dependencies (Debian wallpapers and
 backgrounds, scikit-learn's sample photos) plus a share of Tux Paint clip art (what the clothes catalog holds);
-the photos the accuracy check uses (OpenCV's sample photos, scikit-image's) are never among them.
+the photos of the evaluation list (``bench/checksets/int8_eval.csv``) and the dev photos the recipe was chosen on
+(OpenCV's and scikit-image's samples) are never among them.
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ PRECISIONS = ("int8", "fp32", "auto")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 #: The percentile the percentile calibrator keeps (outliers above it are clipped).
 PERCENTILE = 99.999
-#: What executes the int8 graph: ONNX Runtime (default, ships with the app) or OpenVINO (``RECS_INT8_ENGINE``;
-#: the same QDQ graph, measured 1.3x faster than ONNX Runtime at batch 32, needs the ``openvino`` package).
+#: What executes the int8 graph (``RECS_INT8_ENGINE``; ``auto`` = OpenVINO where the ``openvino`` package is
+#: installed, which runs the same QDQ graph faster, else ONNX Runtime).
 INT8_ENGINES = ("onnxruntime", "openvino")
 #: CPU flags that give fast int8 dot products (AVX-512 VNNI, AVX-VNNI, AMX int8 tiles).
 INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
@@ -79,8 +82,9 @@ def fast_int8() -> bool:
 
 
 #: What an unset ``RECS_ENCODER_PRECISION`` means. fp32: post-training int8 agrees with fp32's top-1 ImageNet class
-#: on 0.938 of held-out photo crops (the product's bar is 0.97) and the hashtag real-photo numbers were not yet
-#: re-measured with it, so int8 is opt-in (``auto`` = int8 where the CPU has VNNI/AMX) until both hold.
+#: on 0.938 [0.907, 0.962] of 291 held-out real photos (the product's bar is 0.97; no recipe tried on dev reached
+#: it) and the hashtag real-photo numbers were not re-measured with it, so int8 is opt-in (``auto`` = int8 where
+#: the CPU has VNNI/AMX) until both hold.
 DEFAULT_PRECISION = "fp32"
 
 

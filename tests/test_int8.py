@@ -107,7 +107,7 @@ def test_int8_still_sees_a_cat_and_an_espresso():
 
 
 def test_openvino_engine_runs_the_same_int8_graph(monkeypatch):
-    pytest.importorskip("openvino", reason="the OpenVINO engine is optional (requirements-bench.txt installs it)")
+    pytest.importorskip("openvino", reason="the OpenVINO engine is optional (requirements.txt pins it; int8 falls back to ONNX Runtime without it)")
     photos = [Image.fromarray(data.chelsea()), Image.fromarray(data.coffee())]
     ort_vecs = ImageEncoder(precision="int8").encode(photos)
     monkeypatch.setenv("RECS_INT8_ENGINE", "openvino")
