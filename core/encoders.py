@@ -457,7 +457,11 @@ class ImageEncoder:
     def _openvino_graph(self, batch: int, int8_path: Path) -> Path:
         """OpenVINO's model files for the int8 graph (built once beside it; the manifest names the graph it came
         from by content hash, so a rebuilt int8 graph or another OpenVINO version converts again)."""
-        import openvino
+        try:
+            import openvino
+        except ImportError as exc:
+            raise RuntimeError("RECS_INT8_ENGINE=openvino needs the openvino package (`pip install "
+                               "openvino==2026.4.1`), or unset it to use ONNX Runtime where it is missing.") from exc
 
         stem = f"{self._stem(batch)}-int8-openvino"
         path, manifest_path = ENCODER_CACHE / f"{stem}.xml", ENCODER_CACHE / f"{stem}.json"

@@ -185,3 +185,13 @@ def test_openvino_graph_is_cached_with_a_manifest(monkeypatch, tmp_path):
     ort = ImageEncoder(input_size=64, precision="int8", int8_engine="onnxruntime").grid_batch(photo).max(axis=(2, 3))
     cosine = float((vec @ ort.T).item() / np.linalg.norm(vec) / np.linalg.norm(ort))
     assert cosine > 0.99, cosine  # the same int8 graph, another engine
+
+
+@pytest.mark.slow(reason="quantizes an encoder")
+def test_forced_openvino_without_the_package_says_what_to_do(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "openvino", None)  # an import of it now fails
+    monkeypatch.setattr(int8, "openvino_available", lambda: False)
+    assert ImageEncoder(input_size=64, precision="int8").int8_engine == "onnxruntime"  # auto falls back
+    enc = ImageEncoder(input_size=64, precision="int8", int8_engine="openvino")
+    with pytest.raises(RuntimeError, match="needs the openvino package"):
+        enc.grid_batch(np.zeros((1, 3, 64, 64), np.float32))
