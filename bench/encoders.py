@@ -1,18 +1,20 @@
 """Encoder engines side by side in one run: EfficientNet-Lite0 at 224 px, images/s and agreement with fp32.
 
-    python bench/encoders.py [--repeats 5] [--photos 500] [--out bench/results/encoders.json]
+    python bench/encoders.py [--repeats 5] [--nncf] [--out bench/results/encoders.json]
 
 Rows (same process, same inputs, one after another per repeat, medians of ``--repeats``):
-- ONNX Runtime fp32 (the fp32 default) and ONNX Runtime int8 (static QDQ, per-channel weights; the product's
-  int8 graph, built by ``core.encoders`` from ``core.int8``'s calibration images);
-- OpenVINO int8 (NNCF post-training quantization of the same fp32 graph on the same calibration batches) and
-  OpenVINO running ONNX Runtime's QDQ graph, when ``openvino``/``nncf`` are installed (requirements-bench.txt).
+- ONNX Runtime fp32 (the default) and ONNX Runtime int8 (static QDQ, per-channel weights; the product's int8
+  graph, built by ``core.encoders`` from ``core.int8``'s calibration images);
+- OpenVINO running that same QDQ graph (the int8 engine where ``openvino`` is installed), and with ``--nncf``
+  OpenVINO on NNCF's own post-training quantization of the fp32 graph (requirements-bench.txt).
 
 Throughput: batch 1 and 32, wall-clock images/s and images per process CPU-second (the machine is shared: the
-CPU-second figure is the steadier one). Agreement with ONNX Runtime fp32 on held-out real photos (OpenCV's sample
-photos and scikit-image's, never used for calibration): top-1 equal, fp32 top-1 within the int8 top 5, cosine of
-the max-pooled embeddings, each with a 95% bootstrap interval over images. Fewer than ``--photos`` distinct photos
-are installed, so the set is filled with seeded random crops, flips and rescalings of them (reported as such).
+CPU-second figure is the steadier one); the ratio to ONNX Runtime fp32 is taken within each repeat (its median) and
+as a ratio of medians. Agreement with ONNX Runtime fp32 on the evaluation list ``bench/checksets/int8_eval.csv``
+(distinct real photos from Debian and PyPI packages, never calibrated on and never used to choose the recipe):
+top-1 equal, fp32 top-1 within the int8 top 5, cosine of the max-pooled embeddings, each with a 95% bootstrap
+interval over photos. ``dev_photos`` and ``augmented`` serve ``bench/encoders_sensitivity.py``, where recipes are
+chosen.
 """
 
 from __future__ import annotations
@@ -47,21 +49,49 @@ SKIMAGE_PHOTOS = ("astronaut", "camera", "cat", "chelsea", "coffee", "rocket", "
                   "hubble_deep_field", "immunohistochemistry", "retina", "brick", "grass", "gravel")
 
 
-def held_out_photos() -> list[tuple[str, "object"]]:
-    """Distinct real photos installed here that calibration never sees: (name, PIL RGB image)."""
+def dev_photos() -> list[tuple[str, "object"]]:
+    """The dev photos recipes are chosen on: OpenCV's and scikit-image's sample photos that are neither calibrated
+    on nor in the evaluation list. (name, PIL RGB image)."""
     from PIL import Image
     from skimage import data
 
+    held_out = int8.evaluation_paths()
     photos = []
     for name in SKIMAGE_PHOTOS:
+        if f"skimage/data/{name}.png" in held_out:
+            continue
         try:
             photos.append((f"skimage:{name}", Image.fromarray(getattr(data, name)()).convert("RGB")))
         except Exception:  # noqa: BLE001 - an image that needs a download is simply not in the set
             continue
     for name in OPENCV_PHOTOS:
-        if (OPENCV_DATA / name).is_file():
+        if (OPENCV_DATA / name).is_file() and str(OPENCV_DATA / name) not in held_out:
             with Image.open(OPENCV_DATA / name) as img:
                 photos.append((f"opencv-doc:{name}", img.convert("RGB")))
+    return photos
+
+
+def eval_photos() -> list[tuple[str, "object"]]:
+    """The evaluation photos (``bench/checksets/int8_eval.csv``: distinct real photos from Debian and PyPI packages,
+    never calibrated or chosen on) that are present here: (path as listed, PIL RGB image)."""
+    import csv
+
+    from PIL import Image
+
+    from core.photosets import resolve_photo
+
+    photos, missing = [], []
+    with open(int8.EVALUATION_SET, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            local = resolve_photo(row["package"], row["path"])
+            if local is None:
+                missing.append(row["package"])
+                continue
+            with Image.open(local) as img:
+                photos.append((row["path"], img.convert("RGB")))
+    if missing:
+        print(f"{len(missing)} evaluation photos absent (packages {sorted(set(missing))}: make heldout-photos)",
+              file=sys.stderr)
     return photos
 
 
@@ -153,69 +183,89 @@ def openvino_engines(fp32_graph: Path, int8_graph: Path, calib: list[np.ndarray]
             "OpenVINO running ORT's QDQ graph": lambda b: tuple(qdq(b).values())}
 
 
+def speed_table(engines: dict[str, Callable], x: np.ndarray, repeats: int) -> list[dict[str, object]]:
+    """Interleaved timing: in each repeat every engine runs batch 32 then batch 1, so all see the same load.
+
+    The ratio to ONNX Runtime fp32 is taken within each repeat and its median reported beside the ratio of medians.
+    """
+    speed: dict[str, dict[int, list]] = {name: {1: [], 32: []} for name in engines}
+    for _ in range(repeats):
+        for name, fn in engines.items():
+            speed[name][32].append(timed(fn, x[:32], 2))
+            speed[name][1].append(timed(fn, x[:1], 16))
+    base = [w for w, _ in speed["ONNX Runtime fp32"][32]]
+    rows = []
+    for name in engines:
+        for batch in (1, 32):
+            walls, cpus = zip(*speed[name][batch])
+            row = {"engine": name, "batch": batch, "img_per_s": round(statistics.median(walls), 1),
+                   "img_per_cpu_s": round(statistics.median(cpus), 1), "img_per_s_all": [round(v, 1) for v in walls]}
+            if batch == 32:
+                ratios = [w / b for w, b in zip(walls, base)]
+                row["speedup_vs_ort_fp32_b32"] = round(statistics.median(walls) / statistics.median(base), 2)
+                row["speedup_per_repeat_median"] = round(statistics.median(ratios), 2)
+                row["speedup_per_repeat"] = [round(r, 2) for r in ratios]
+            rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--photos", type=int, default=500)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--nncf", action="store_true", help="add NNCF's own int8 quantization (minutes to build)")
     parser.add_argument("--out", default="bench/results/encoders.json")
     args = parser.parse_args()
     os.environ["RECS_THREADS"] = str(args.threads)
+    load_start = os.getloadavg()
     fp32 = ImageEncoder(precision="fp32")
-    q8 = ImageEncoder(precision="int8")
+    q8 = ImageEncoder(precision="int8", int8_engine="onnxruntime")
     started = time.perf_counter()
     q8.warm_up()  # builds (or loads) the int8 graphs for batch 1 and 32
     int8_ready_s = time.perf_counter() - started
     fp32.warm_up()
     engines: dict[str, Callable] = {
         "ONNX Runtime fp32": lambda b: fp32._run(b, want_logits=True),
-        "ONNX Runtime int8 (QDQ, default on VNNI)": lambda b: q8._run(b, want_logits=True),
+        "ONNX Runtime int8 (QDQ)": lambda b: q8._run(b, want_logits=True),
     }
-    calib = int8.calibration_batches(fp32.preprocess, int8.calibration_sources(), 32)
-    engines.update(openvino_engines(fp32._fp32_graph(32), q8._int8_graph(32, fp32._fp32_graph(32)), calib, 32,
-                                    args.threads))
-    distinct = held_out_photos()
-    photos = augmented(distinct, args.photos)
+    if int8.openvino_available():
+        ov8 = ImageEncoder(precision="int8", int8_engine="openvino")
+        ov8.warm_up()
+        engines["OpenVINO int8 (the same QDQ graph)"] = lambda b: ov8._run(b, want_logits=True)
+    if args.nncf:
+        calib = int8.calibration_batches(fp32.preprocess, int8.calibration_sources(), 32)
+        nncf_rows = openvino_engines(fp32._fp32_graph(32), q8._int8_graph(32, fp32._fp32_graph(32)), calib, 32,
+                                     args.threads)
+        engines.update({k: v for k, v in nncf_rows.items() if "NNCF" in k})
+    photos = eval_photos()
     x = np.stack([fp32.preprocess(img) for _, img in photos])
     outputs = {name: run_all(fn, x) for name, fn in engines.items()}
     ref_logits, ref_vec = outputs["ONNX Runtime fp32"]
-    speed: dict[str, dict[int, list]] = {name: {1: [], 32: []} for name in engines}
-    for _ in range(args.repeats):  # interleaved, so every engine sees the same load
-        for name, fn in engines.items():
-            speed[name][32].append(timed(fn, x[:32], 2))
-            speed[name][1].append(timed(fn, x[:1], 16))
-    rows = []
-    for name in engines:
-        for batch in (1, 32):
-            walls, cpus = zip(*speed[name][batch])
-            rows.append({"engine": name, "batch": batch, "img_per_s": round(statistics.median(walls), 1),
-                         "img_per_cpu_s": round(statistics.median(cpus), 1),
-                         "img_per_s_all": [round(v, 1) for v in walls]})
-        if name != "ONNX Runtime fp32":
-            rows[-1]["agreement"] = agreement(ref_logits, outputs[name][0], ref_vec, outputs[name][1])
-    base = next(r for r in rows if r["engine"] == "ONNX Runtime fp32" and r["batch"] == 32)
+    rows = speed_table(engines, x, args.repeats)
     for r in rows:
-        r["speedup_vs_ort_fp32_b32"] = round(r["img_per_s"] / base["img_per_s"], 2) if r["batch"] == 32 else None
+        if r["engine"] != "ONNX Runtime fp32" and r["batch"] == 32:
+            r["agreement"] = agreement(ref_logits, outputs[r["engine"]][0], ref_vec, outputs[r["engine"]][1])
     result = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_at_end": os.getloadavg(),
-                    "int8_flags": list(int8.int8_flags()), "threads": args.threads,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_start": load_start,
+                    "load_avg_at_end": os.getloadavg(), "int8_flags": list(int8.int8_flags()),
+                    "threads": args.threads,
                     "note": "shared 2-core machine, busy during the run: compare rows, not absolute numbers"},
         "backbone": "efficientnet_lite0", "input_size": 224, "repeats": args.repeats,
-        "photos": {"images": len(photos), "distinct_real_photos": len(distinct),
-                   "filled_with": "seeded random crops (30-100% area), flips and 0.5-1x rescalings of those photos",
-                   "sources": [n for n, _ in distinct]},
+        "photos": {"images": len(photos), "distinct_real_photos": len(photos), "list": str(int8.EVALUATION_SET.name),
+                   "note": "each image a different photo; none calibrated on or used to choose the recipe"},
         "int8_graph_ready_s": round(int8_ready_s, 1),
         "calibration": {"images": len(int8.calibration_sources()), "recipe": int8.RECIPE},
         "rows": rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'engine':40s} {'batch':>5s} {'img/s':>8s} {'img/cpu-s':>9s}  agreement with fp32 (n={len(photos)})")
+    print(f"{'engine':40s} {'batch':>5s} {'img/s':>8s} {'img/cpu-s':>9s} {'x fp32':>6s}  agreement (n={len(photos)})")
     for r in rows:
         a = r.get("agreement")
         agree = (f"top1 {a['top1_equal']['mean']:.3f} {a['top1_equal']['ci95']}, top1∈top5 "
                  f"{a['fp32_top1_in_top5']['mean']:.3f}, cos {a['embedding_cosine']['mean']:.4f}") if a else ""
-        print(f"{r['engine']:40s} {r['batch']:5d} {r['img_per_s']:8.1f} {r['img_per_cpu_s']:9.1f}  {agree}")
+        ratio = f"{r['speedup_per_repeat_median']:6.2f}" if r["batch"] == 32 else " " * 6
+        print(f"{r['engine']:40s} {r['batch']:5d} {r['img_per_s']:8.1f} {r['img_per_cpu_s']:9.1f} {ratio}  {agree}")
     print(f"written to {args.out}")
 
 

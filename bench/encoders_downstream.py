@@ -8,7 +8,11 @@ fresh models folder and a fresh encoder cache (so the int8 run pays for quantizi
 
 - fashion: ``python -m fashion index`` (the Fashion-MNIST step of ``make models``: 70,000 items at 96 px plus the
   projection) then ``python -m fashion evaluate --json`` (precision@10 on the test split, with its interval);
-- multimodal: ``python -m multimodal evaluate --json`` (it encodes the Tux Paint catalog itself; fused recall@10).
+- multimodal: ``python -m multimodal evaluate --json`` (it encodes the Tux Paint catalog itself; fused recall@10);
+- catalog: ``python bench/catalog_quality.py`` (own-catalog word search and photo search on the labelled real
+  photos of ``bench/checksets/catalog_*.csv``; its result file is read back, one per precision);
+- hashtag: ``python -m hashtag build-dataset``, ``train`` and ``evaluate --json`` (the real-photo hit rates of the
+  model trained on that precision's grids; long: run it alone with ``--steps hashtag``).
 
 The machine is shared: CPU-seconds are the comparable figure, wall-clock depends on the neighbours.
 """
@@ -30,6 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 STEPS = {
     "fashion": [("index", ["-m", "fashion", "index", "--json"]), ("evaluate", ["-m", "fashion", "evaluate", "--json"])],
     "multimodal": [("evaluate", ["-m", "multimodal", "evaluate", "--json"])],  # encodes the catalog itself
+    "catalog": [("quality", ["bench/catalog_quality.py", "--out", "encoders_downstream_catalog_{precision}"])],
+    "hashtag": [("build-dataset", ["-m", "hashtag", "build-dataset", "--json"]),
+                ("train", ["-m", "hashtag", "train", "--json"]), ("evaluate", ["-m", "hashtag", "evaluate", "--json"])],
 }
 
 
@@ -59,17 +66,23 @@ def main() -> None:
     parser.add_argument("--steps", nargs="+", default=list(STEPS), choices=list(STEPS))
     parser.add_argument("--precisions", nargs="+", default=["fp32", "int8"])
     parser.add_argument("--threads", type=int, default=1, help="RECS_THREADS (make run's image lane: 1)")
+    parser.add_argument("--encoder-cache", default=None,
+                        help="reuse this encoder cache (already quantized graphs) instead of a fresh one per precision")
     parser.add_argument("--out", default="bench/results/encoders_downstream.json")
     args = parser.parse_args()
-    result: dict[str, object] = {"load_avg_start": os.getloadavg(), "threads": args.threads, "runs": {}}
+    result: dict[str, object] = {"load_avg_start": os.getloadavg(), "threads": args.threads, "runs": {},
+                                 "int8_engine": os.environ.get("RECS_INT8_ENGINE", "auto")}
     for precision in args.precisions:
         with tempfile.TemporaryDirectory(prefix=f"downstream-{precision}-") as work:
             env = dict(os.environ, RECS_ENCODER_PRECISION=precision, RECS_MODELS_DIR=f"{work}/models",
-                       RECS_ENCODER_CACHE=f"{work}/encoders", RECS_THREADS=str(args.threads),
+                       RECS_ENCODER_CACHE=args.encoder_cache or f"{work}/encoders", RECS_THREADS=str(args.threads),
                        OMP_NUM_THREADS=str(args.threads), RECS_NO_TQDM="1", PYTHONPATH=str(ROOT))
             for step in args.steps:
                 for name, command in STEPS[step]:
-                    row = run(command, env)
+                    row = run([c.format(precision=precision) for c in command], env)
+                    result_file = ROOT / "bench" / "results" / f"encoders_downstream_catalog_{precision}.json"
+                    if step == "catalog" and row["exit"] == 0 and result_file.is_file():
+                        row["result"] = json.loads(result_file.read_text())
                     result["runs"].setdefault(precision, {}).setdefault(step, {})[name] = row
                     print(precision, step, name, {k: v for k, v in row.items() if k != "result"}, flush=True)
                     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

@@ -302,6 +302,7 @@ class ImageEncoder:
         threads: Optional[int] = None,
         resize: str = "pad",
         precision: Optional[str] = None,
+        int8_engine: Optional[str] = None,
     ) -> None:
         if backbone not in BACKBONES:
             raise ValueError(f"Unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}.")
@@ -316,7 +317,7 @@ class ImageEncoder:
         self.runtime = runtime
         # int8 exists only as an ONNX graph; the eager runtimes are fp32 (bf16 is its own runtime)
         self.precision = int8.resolve_precision(precision) if runtime == "onnx" else "fp32"
-        self.int8_engine = int8.int8_engine() if self.precision == "int8" else None
+        self.int8_engine = int8.int8_engine(int8_engine) if self.precision == "int8" else None
         self.resize = resize
         self.input_size = int(input_size or self.backbone.input_size)
         if self.input_size < 32:
@@ -400,7 +401,7 @@ class ImageEncoder:
         if self.precision == "int8":
             path = self._int8_graph(batch, path)
             if self.int8_engine == "openvino":
-                self._sessions[batch] = int8.OpenVINOSession(path, self.threads)
+                self._sessions[batch] = int8.OpenVINOSession(self._openvino_graph(batch, path), self.threads)
                 return self._sessions[batch]
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = self.threads
@@ -451,6 +452,29 @@ class ImageEncoder:
         with FileLock(str(ENCODER_CACHE / f".{stem}.lock")):  # make's two lanes may both want it first
             if not _fresh(path, manifest_path, expected):
                 self._quantize(batch, fp32_path, path, manifest_path, expected, sources)
+        return path
+
+    def _openvino_graph(self, batch: int, int8_path: Path) -> Path:
+        """OpenVINO's model files for the int8 graph (built once beside it; the manifest names the graph it came
+        from by content hash, so a rebuilt int8 graph or another OpenVINO version converts again)."""
+        try:
+            import openvino
+        except ImportError as exc:
+            raise RuntimeError("RECS_INT8_ENGINE=openvino needs the openvino package (`pip install "
+                               "openvino==2026.4.1`), or unset it to use ONNX Runtime where it is missing.") from exc
+
+        stem = f"{self._stem(batch)}-int8-openvino"
+        path, manifest_path = ENCODER_CACHE / f"{stem}.xml", ENCODER_CACHE / f"{stem}.json"
+        expected = {"openvino": openvino.__version__, "source": _file_sha(str(int8_path)),
+                    "cpu_int8_flags": list(int8.int8_flags())}
+        if _fresh(path, manifest_path, expected) and path.with_suffix(".bin").is_file():
+            return path
+        with FileLock(str(ENCODER_CACHE / f".{stem}.lock")):
+            if not (_fresh(path, manifest_path, expected) and path.with_suffix(".bin").is_file()):
+                info = int8.convert_to_openvino(int8_path, path)
+                write_json(manifest_path, {"kind": "openvino-encoder-int8", "backbone": self.name, **expected,
+                                           "source_graph": int8_path.name, "batch": batch,
+                                           "input_size": self.input_size, **info})
         return path
 
     def _quantize(self, batch: int, fp32_path: Path, path: Path, manifest_path: Path, expected: dict[str, object],
@@ -615,15 +639,16 @@ def get_image_encoder(
 ) -> ImageEncoder:
     """A process-wide cached encoder (building one costs a second or two; the UI wraps this in st.cache_resource).
 
-    ``precision`` None means the machine's default (``RECS_ENCODER_PRECISION``, else fp32), resolved here so the
-    cache holds one encoder per actual precision.
+    ``precision`` None means the machine's default (``RECS_ENCODER_PRECISION``, else ``core.int8.DEFAULT_PRECISION``),
+    resolved here with the int8 engine so the cache holds one encoder per actual precision and engine.
     """
-    return _cached_encoder(backbone, pooling, runtime, input_size, weights, allow_download,
-                           int8.resolve_precision(precision) if runtime == "onnx" else "fp32")
+    precision = int8.resolve_precision(precision) if runtime == "onnx" else "fp32"
+    engine = int8.int8_engine() if precision == "int8" else None
+    return _cached_encoder(backbone, pooling, runtime, input_size, weights, allow_download, precision, engine)
 
 
 @functools.lru_cache(maxsize=8)
 def _cached_encoder(backbone: str, pooling: str, runtime: str, input_size: Optional[int], weights: Optional[str],
-                    allow_download: bool, precision: str) -> ImageEncoder:
+                    allow_download: bool, precision: str, engine: Optional[str]) -> ImageEncoder:
     return ImageEncoder(backbone, pooling=pooling, runtime=runtime, input_size=input_size, weights=weights,
-                        allow_download=allow_download, precision=precision)
+                        allow_download=allow_download, precision=precision, int8_engine=engine)

@@ -1,18 +1,21 @@
-"""int8 image encoding: when to use it, what it is calibrated on, and building the quantized graph.
+"""int8 image encoding: when to use it, what it is calibrated on, building the quantized graph and what runs it.
 
 Why int8: EfficientNet-Lite was designed to be quantized (ReLU6, no squeeze-excite), and the CPUs this runs on have
 AVX-512 VNNI (int8 dot products in one instruction). ONNX Runtime's static QDQ quantization with per-channel
-weights runs Lite0 1.7-1.9x faster than its fp32 graph at 224 px (about 2x at 96 px); on 500 held-out photo crops
-the fp32 top-1 class is always in the int8 top 5, the top-1 itself agrees on 94%, and pooled embeddings have cosine
-0.994 to fp32 (numbers and method: docs/encoders.md, bench/encoders.py). Without VNNI/AMX, int8 convolutions are
-emulated and gain little, so ``auto`` keeps fp32 there.
+weights gives one int8 graph; OpenVINO runs it about 2x faster than ONNX Runtime fp32 at batch 32 (ONNX Runtime's
+own int8 kernels about 1.8x). On 291 distinct real photos never calibrated or chosen on, the fp32 top-1 class is
+always in the int8 top 5, the top-1 itself agrees on 94%, and pooled embeddings have cosine 0.995 to fp32 (numbers
+and method: docs/encoders.md, bench/encoders.py). Without VNNI/AMX, int8 convolutions are emulated and gain
+little, so ``auto`` keeps fp32 there.
 
     precision = resolve_precision()           # RECS_ENCODER_PRECISION = int8 | fp32 | auto (default fp32)
+    engine = int8_engine()                    # RECS_INT8_ENGINE = auto (OpenVINO where installed) | onnxruntime | openvino
     quantize_encoder(fp32_onnx, out, batches)  # static QDQ, per-channel, calibrated on real photos
 
 Calibration images are real photos that ship with the project's own dependencies (Debian wallpapers and
 backgrounds, scikit-learn's sample photos) plus a share of Tux Paint clip art (what the clothes catalog holds);
-the photos the accuracy check uses (OpenCV's sample photos, scikit-image's) are never among them.
+the photos of the evaluation list (``bench/checksets/int8_eval.csv``) and the dev photos the recipe was chosen on
+(OpenCV's and scikit-image's samples) are never among them.
 """
 
 from __future__ import annotations
@@ -33,8 +36,12 @@ from core.images import load_image
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("int8", "fp32", "auto")
-#: What executes the int8 graph: ONNX Runtime (default, ships with the app) or OpenVINO (``RECS_INT8_ENGINE``;
-#: the same QDQ graph, measured 1.3x faster than ONNX Runtime at batch 32, needs the ``openvino`` package).
+#: How activation ranges are measured (onnxruntime.quantization's calibrators).
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+#: The percentile the percentile calibrator keeps (outliers above it are clipped).
+PERCENTILE = 99.999
+#: What executes the int8 graph (``RECS_INT8_ENGINE``; ``auto`` = OpenVINO where the ``openvino`` package is
+#: installed, which runs the same QDQ graph faster, else ONNX Runtime).
 INT8_ENGINES = ("onnxruntime", "openvino")
 #: CPU flags that give fast int8 dot products (AVX-512 VNNI, AVX-VNNI, AMX int8 tiles).
 INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
@@ -76,8 +83,9 @@ def fast_int8() -> bool:
 
 
 #: What an unset ``RECS_ENCODER_PRECISION`` means. fp32: post-training int8 agrees with fp32's top-1 ImageNet class
-#: on 0.938 of held-out photo crops (the product's bar is 0.97) and the hashtag real-photo numbers were not yet
-#: re-measured with it, so int8 is opt-in (``auto`` = int8 where the CPU has VNNI/AMX) until both hold.
+#: on 0.938 [0.907, 0.962] of 291 held-out real photos (the product's bar is 0.97; no recipe tried on dev reached
+#: it), so int8 is opt-in (``auto`` = int8 where the CPU has VNNI/AMX) although every downstream number measured
+#: with it (fashion, multimodal, own-catalog search, hashtag real photos) stayed within its tolerance.
 DEFAULT_PRECISION = "fp32"
 
 
@@ -91,16 +99,47 @@ def resolve_precision(requested: Optional[str] = None) -> str:
     return value
 
 
-def int8_engine() -> str:
-    """``RECS_INT8_ENGINE`` (default onnxruntime), validated."""
-    value = os.environ.get("RECS_INT8_ENGINE", "onnxruntime").strip().lower()
-    if value not in INT8_ENGINES:
-        raise ValueError(f"RECS_INT8_ENGINE must be one of {', '.join(INT8_ENGINES)}, not {value!r}")
+def openvino_available() -> bool:
+    """Whether the ``openvino`` package can be imported (it is the faster int8 engine where it is installed)."""
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+def int8_engine(requested: Optional[str] = None) -> str:
+    """What runs the int8 graph: the argument, else ``RECS_INT8_ENGINE``, else ``auto``.
+
+    ``auto`` is OpenVINO where it is installed (it runs the same QDQ graph measurably faster than ONNX Runtime:
+    docs/encoders.md) and ONNX Runtime otherwise; naming an engine forces it.
+    """
+    value = (requested or os.environ.get("RECS_INT8_ENGINE") or "auto").strip().lower()
+    if value not in (*INT8_ENGINES, "auto"):
+        raise ValueError(f"RECS_INT8_ENGINE must be one of {', '.join(INT8_ENGINES)}, auto, not {value!r}")
+    if value == "auto":
+        return "openvino" if openvino_available() else "onnxruntime"
     return value
 
 
+def convert_to_openvino(onnx_path: Path, xml_path: Path) -> dict[str, object]:
+    """OpenVINO's own model files (``.xml`` + ``.bin``) for an int8 QDQ graph, so later starts skip the ONNX import.
+
+    Both files are written under temporary names and renamed, the ``.bin`` first, so a reader never finds an
+    ``.xml`` without its weights. Returns what the manifest records.
+    """
+    import openvino as ov
+
+    model = ov.convert_model(str(onnx_path))
+    xml_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=xml_path.parent) as work:
+        tmp_xml = Path(work) / xml_path.name
+        ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
+        os.replace(tmp_xml.with_suffix(".bin"), xml_path.with_suffix(".bin"))
+        os.replace(tmp_xml, xml_path)
+    return {"openvino": ov.__version__, "bytes": xml_path.with_suffix(".bin").stat().st_size}
+
+
 class OpenVINOSession:
-    """An int8 QDQ graph compiled by OpenVINO, called like an ONNX Runtime session (``run(None, {"x": x})``).
+    """An int8 graph compiled by OpenVINO, called like an ONNX Runtime session (``run(None, {"x": x})``).
 
     One infer request per call: a compiled model's own request is not safe to share between request threads.
     fp32 inference precision is forced so OpenVINO does not silently switch the fp32 parts to bf16.
@@ -108,7 +147,7 @@ class OpenVINOSession:
 
     def __init__(self, path: Path, threads: int) -> None:
         try:
-            import openvino as ov  # optional: only this engine needs it
+            import openvino as ov  # optional: ONNX Runtime runs the same graph where it is missing
         except ImportError as exc:
             raise RuntimeError("RECS_INT8_ENGINE=openvino needs the openvino package "
                                "(`pip install openvino==2026.4.1`), or unset it to use ONNX Runtime.") from exc
@@ -125,6 +164,20 @@ class OpenVINOSession:
 # calibration images
 
 
+#: The committed list of photos the int8 accuracy check reports on (never calibrated on, never chosen on).
+EVALUATION_SET = Path(__file__).resolve().parent.parent / "bench" / "checksets" / "int8_eval.csv"
+
+
+def evaluation_paths() -> set[str]:
+    """The ``path`` column of the evaluation list: calibration leaves these photos out."""
+    import csv
+
+    if not EVALUATION_SET.is_file():
+        return set()
+    with open(EVALUATION_SET, newline="", encoding="utf-8") as f:
+        return {row["path"] for row in csv.DictReader(f)}
+
+
 def calibration_sources(limit: Optional[int] = None, clipart: Optional[int] = None) -> list[str]:
     """Names of the calibration images on this machine, deterministic: photos first, then Tux Paint stamps.
 
@@ -139,7 +192,8 @@ def calibration_sources(limit: Optional[int] = None, clipart: Optional[int] = No
     photos = [f"sklearn:{name}" for name in ("china.jpg", "flower.jpg")]
     root = Path("/usr/share/backgrounds")
     if root.is_dir():
-        photos += sorted(str(p) for p in root.rglob("*.jpg") if p.stat().st_size > 0)
+        held_out = evaluation_paths()
+        photos += sorted(str(p) for p in root.rglob("*.jpg") if p.stat().st_size > 0 and str(p) not in held_out)
     stamps_root = Path("/usr/share/tuxpaint/stamps")
     stamps = sorted(str(p) for p in stamps_root.rglob("*.png")) if stamps_root.is_dir() else []
     want_photos = limit - min(clipart, len(stamps)) if photos else 0
@@ -207,28 +261,50 @@ class _Reader:
 
 
 def quantize_encoder(fp32_path: Path, out_path: Path, batches: Sequence[np.ndarray], *,
-                     activation: str = "u8", exclude: Sequence[str] = EXCLUDE_PATTERNS) -> dict[str, object]:
+                     activation: str = "u8", exclude: Sequence[str] = EXCLUDE_PATTERNS, method: str = "minmax",
+                     symmetric: bool = False, calibration_cache: Optional[Path] = None,
+                     op_types: Optional[Sequence[str]] = None, depthwise_fp32: bool = False) -> dict[str, object]:
     """Static QDQ quantization of an exported encoder: per-channel int8 weights, ``activation`` u8 or s8.
 
-    The graph is pre-processed (shape inference, fusions) first, as ONNX Runtime recommends, then calibrated
-    with min/max ranges on ``batches``. Written atomically; returns what the manifest records.
+    The graph is pre-processed (shape inference, fusions) first, as ONNX Runtime recommends, then calibrated on
+    ``batches`` with ``method`` (minmax, percentile or entropy ranges; ``symmetric`` centres activation ranges on
+    zero). ``op_types`` limits which operators are quantized (``("Conv", "Gemm")`` keeps the residual additions in
+    fp32); ``depthwise_fp32`` keeps every depthwise convolution fp32. ``calibration_cache`` keeps the measured ranges in a JSON file, so variants that differ only in which
+    nodes stay fp32 are calibrated once. Written atomically; returns what the manifest records.
     """
     import onnx  # onnx and the quantizer load only to build an int8 graph (once per machine)
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    if not batches:
+    if not batches and calibration_cache is None:
         raise ValueError("calibration needs at least one batch")
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"calibration method must be one of {', '.join(CALIBRATION_METHODS)}, not {method!r}")
     act = {"u8": QuantType.QUInt8, "s8": QuantType.QInt8}[activation]
+    calib = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+             "entropy": CalibrationMethod.Entropy}[method]
+    extra = {"ActivationSymmetric": symmetric}
+    if method == "percentile":
+        extra["CalibPercentile"] = PERCENTILE
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_path.parent) as work, atomic_path(out_path) as tmp:
         pre = Path(work) / "pre.onnx"
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
-        kept = [n.name for n in onnx.load(str(pre)).graph.node if any(p in n.name for p in exclude)]
+        nodes = onnx.load(str(pre)).graph.node
+        kept = [n.name for n in nodes if any(p in n.name for p in exclude)
+                or (depthwise_fp32 and n.op_type == "Conv" and _groups(n) > 1)]
         quantize_static(
             str(pre), str(tmp), _Reader(batches), quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=act, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-            nodes_to_exclude=kept,
+            activation_type=act, weight_type=QuantType.QInt8, calibrate_method=calib,
+            nodes_to_exclude=kept, extra_options=extra, op_types_to_quantize=list(op_types) if op_types else None,
+            calibration_cache_path=str(calibration_cache) if calibration_cache else None,
         )
     return {"format": "QDQ", "per_channel": True, "activations": activation, "weights": "s8",
-            "calibration_method": "minmax", "fp32_patterns": list(exclude), "fp32_nodes": len(kept)}
+            "calibration_method": method, "activation_symmetric": symmetric, "fp32_patterns": list(exclude),
+            "fp32_nodes": len(kept), "op_types": list(op_types) if op_types else "all",
+            "depthwise_fp32": depthwise_fp32}
+
+
+def _groups(node) -> int:
+    """A Conv node's ``group`` attribute (1 when absent)."""
+    return next((int(a.i) for a in node.attribute if a.name == "group"), 1)

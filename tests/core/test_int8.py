@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -105,7 +107,7 @@ def test_int8_still_sees_a_cat_and_an_espresso():
 
 
 def test_openvino_engine_runs_the_same_int8_graph(monkeypatch):
-    pytest.importorskip("openvino", reason="the OpenVINO engine is optional (requirements-bench.txt installs it)")
+    pytest.importorskip("openvino", reason="the OpenVINO engine is optional (requirements.txt pins it; int8 falls back to ONNX Runtime without it)")
     photos = [Image.fromarray(data.chelsea()), Image.fromarray(data.coffee())]
     ort_vecs = ImageEncoder(precision="int8").encode(photos)
     monkeypatch.setenv("RECS_INT8_ENGINE", "openvino")
@@ -128,3 +130,68 @@ def test_spark_executors_get_the_drivers_precision(monkeypatch):
     monkeypatch.setenv("RECS_ENCODER_PRECISION", "int8")
     assert encoder_spec()["precision"] == "int8"
     assert encoder_spec(runtime="torch")["precision"] == "fp32"
+
+
+def test_int8_engine_is_openvino_where_installed_else_onnxruntime(monkeypatch):
+    monkeypatch.delenv("RECS_INT8_ENGINE", raising=False)
+    monkeypatch.setattr(int8, "openvino_available", lambda: True)
+    assert int8.int8_engine() == "openvino"
+    monkeypatch.setattr(int8, "openvino_available", lambda: False)
+    assert int8.int8_engine() == "onnxruntime"  # the app still runs int8 without the optional package
+    monkeypatch.setenv("RECS_INT8_ENGINE", "onnxruntime")
+    monkeypatch.setattr(int8, "openvino_available", lambda: True)
+    assert int8.int8_engine() == "onnxruntime"  # forced
+    assert int8.int8_engine("openvino") == "openvino"
+
+
+def test_vectors_of_different_precision_or_engine_never_share_a_spec(monkeypatch):
+    monkeypatch.setattr(int8, "int8_flags", lambda: ("avx512_vnni",))
+    specs = [ImageEncoder(input_size=64, precision="fp32").spec,
+             ImageEncoder(input_size=64, precision="int8", int8_engine="onnxruntime").spec]
+    if int8.openvino_available():
+        specs.append(ImageEncoder(input_size=64, precision="int8", int8_engine="openvino").spec)
+    assert len({json.dumps(s, sort_keys=True) for s in specs}) == len(specs)
+    assert specs[1]["cpu_int8"] == ["avx512_vnni"] and specs[1]["int8_engine"] == "onnxruntime"
+
+
+def test_evaluation_photos_are_never_calibrated_on():
+    listed = int8.evaluation_paths()
+    assert len(listed) >= 250  # distinct real photos from Debian and PyPI packages
+    assert not set(int8.calibration_sources()) & listed
+    assert not {s.partition("#crop")[0] for s in int8.calibration_sources()} & listed
+
+
+@pytest.mark.slow(reason="quantizes an encoder and converts it for OpenVINO")
+def test_openvino_graph_is_cached_with_a_manifest(monkeypatch, tmp_path):
+    pytest.importorskip("openvino", reason="the OpenVINO engine needs the openvino package")
+    monkeypatch.setattr(encoders, "ENCODER_CACHE", tmp_path)
+    monkeypatch.setattr(int8, "CALIBRATION_IMAGES", 12)
+    monkeypatch.setattr(int8, "CALIBRATION_CLIPART", 4)
+    enc = ImageEncoder(input_size=64, precision="int8", int8_engine="openvino")
+    photo = np.stack([enc.preprocess(Image.fromarray(data.chelsea()))])
+    vec = enc.grid_batch(photo).max(axis=(2, 3))
+    xml = sorted(tmp_path.glob("*-int8-openvino.xml"))
+    assert len(xml) == 1 and xml[0].with_suffix(".bin").is_file()
+    manifest = read_json(xml[0].with_suffix(".json"))
+    assert manifest["kind"] == "openvino-encoder-int8" and manifest["source_graph"].endswith("-int8.onnx")
+    assert {"openvino", "cpu_int8_flags", "source"} <= set(manifest)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a fresh OpenVINO graph was converted again")
+
+    monkeypatch.setattr(int8, "convert_to_openvino", refuse)
+    again = ImageEncoder(input_size=64, precision="int8", int8_engine="openvino").grid_batch(photo).max(axis=(2, 3))
+    assert np.array_equal(again, vec)
+    ort = ImageEncoder(input_size=64, precision="int8", int8_engine="onnxruntime").grid_batch(photo).max(axis=(2, 3))
+    cosine = float((vec @ ort.T).item() / np.linalg.norm(vec) / np.linalg.norm(ort))
+    assert cosine > 0.99, cosine  # the same int8 graph, another engine
+
+
+@pytest.mark.slow(reason="quantizes an encoder")
+def test_forced_openvino_without_the_package_says_what_to_do(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "openvino", None)  # an import of it now fails
+    monkeypatch.setattr(int8, "openvino_available", lambda: False)
+    assert ImageEncoder(input_size=64, precision="int8").int8_engine == "onnxruntime"  # auto falls back
+    enc = ImageEncoder(input_size=64, precision="int8", int8_engine="openvino")
+    with pytest.raises(RuntimeError, match="needs the openvino package"):
+        enc.grid_batch(np.zeros((1, 3, 64, 64), np.float32))
