@@ -20,6 +20,7 @@ chosen.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -30,12 +31,15 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from PIL import Image
+from skimage import data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("RECS_NO_TQDM", "1")
 
 from core import int8  # noqa: E402
 from core.encoders import ImageEncoder, l2_normalize  # noqa: E402
+from core.photosets import resolve_photo  # noqa: E402
 
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 #: OpenCV's sample files that are photographs (logos, drawings, renders, charts and text scans left out).
@@ -52,8 +56,6 @@ SKIMAGE_PHOTOS = ("astronaut", "camera", "cat", "chelsea", "coffee", "rocket", "
 def dev_photos() -> list[tuple[str, "object"]]:
     """The dev photos recipes are chosen on: OpenCV's and scikit-image's sample photos that are neither calibrated
     on nor in the evaluation list. (name, PIL RGB image)."""
-    from PIL import Image
-    from skimage import data
 
     held_out = int8.evaluation_paths()
     photos = []
@@ -74,11 +76,8 @@ def dev_photos() -> list[tuple[str, "object"]]:
 def eval_photos() -> list[tuple[str, "object"]]:
     """The evaluation photos (``bench/checksets/int8_eval.csv``: distinct real photos from Debian and PyPI packages,
     never calibrated or chosen on) that are present here: (path as listed, PIL RGB image)."""
-    import csv
 
-    from PIL import Image
 
-    from core.photosets import resolve_photo
 
     photos, missing = [], []
     with open(int8.EVALUATION_SET, newline="", encoding="utf-8") as f:
@@ -97,7 +96,6 @@ def eval_photos() -> list[tuple[str, "object"]]:
 
 def augmented(photos: list, n: int, seed: int = 0) -> list[tuple[str, "object"]]:
     """The photos themselves, then seeded random crops (30-100% of the area), flips and rescalings up to ``n``."""
-    from PIL import Image
 
     rng = np.random.default_rng(seed)
     out = list(photos)

@@ -20,7 +20,9 @@ the photos of the evaluation list (``bench/checksets/int8_eval.csv``) and the de
 
 from __future__ import annotations
 
+import csv
 import functools
+import importlib.util
 import logging
 import os
 import tempfile
@@ -101,7 +103,6 @@ def resolve_precision(requested: Optional[str] = None) -> str:
 
 def openvino_available() -> bool:
     """Whether the ``openvino`` package can be imported (it is the faster int8 engine where it is installed)."""
-    import importlib.util
 
     return importlib.util.find_spec("openvino") is not None
 
@@ -126,6 +127,7 @@ def convert_to_openvino(onnx_path: Path, xml_path: Path) -> dict[str, object]:
     Both files are written under temporary names and renamed, the ``.bin`` first, so a reader never finds an
     ``.xml`` without its weights. Returns what the manifest records.
     """
+    # optional: OpenVINO is installed where it runs int8 faster; ONNX Runtime runs the graph otherwise
     import openvino as ov
 
     model = ov.convert_model(str(onnx_path))
@@ -170,7 +172,6 @@ EVALUATION_SET = Path(__file__).resolve().parent.parent / "bench" / "checksets" 
 
 def evaluation_paths() -> set[str]:
     """The ``path`` column of the evaluation list: calibration leaves these photos out."""
-    import csv
 
     if not EVALUATION_SET.is_file():
         return set()
