@@ -122,7 +122,7 @@ def test_openvino_engine_runs_the_same_int8_graph(monkeypatch):
         ImageEncoder(precision="int8")
 
 
-def test_spark_executors_get_the_drivers_precision(monkeypatch):
+def test_spark_executors_get_the_drivers_precision_and_engine(monkeypatch):
     from core.spark.encode import encoder_spec
 
     monkeypatch.setenv("RECS_ENCODER_PRECISION", "fp32")
@@ -130,6 +130,11 @@ def test_spark_executors_get_the_drivers_precision(monkeypatch):
     monkeypatch.setenv("RECS_ENCODER_PRECISION", "int8")
     assert encoder_spec()["precision"] == "int8"
     assert encoder_spec(runtime="torch")["precision"] == "fp32"
+    # and its int8 engine: an executor must not run ONNX Runtime where the driver ran OpenVINO (vectors would mix)
+    monkeypatch.setenv("RECS_INT8_ENGINE", "onnxruntime")
+    assert encoder_spec()["int8_engine"] == "onnxruntime"
+    monkeypatch.setenv("RECS_ENCODER_PRECISION", "fp32")
+    assert encoder_spec()["int8_engine"] is None
 
 
 def test_int8_engine_is_openvino_where_installed_else_onnxruntime(monkeypatch):
