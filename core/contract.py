@@ -199,6 +199,11 @@ class Handles:
                 self._values.pop(next(iter(self._values)))
         return held[1].get()
 
+    def release(self, name: Hashable) -> None:
+        """Drop ``name``'s handle (a model folder that is being deleted; a test's temporary model)."""
+        with self._lock:
+            self._values.pop(name, None)
+
 
 def committed(name: str) -> Path:
     """``<results folder>/<name>.json``: an evaluation the repository carries (``bench/results/``, or

@@ -248,8 +248,6 @@ def test_the_tab_loads_the_served_version(tiny_model, store, tmp_path, monkeypat
 
     from streamlit.testing.v1 import AppTest
 
-    from ui import hashtag as tab
-
     try:
         at = AppTest.from_function(_hashtag_tab, args=(str(tiny_model),), default_timeout=120).run()
         assert not at.exception
@@ -257,7 +255,7 @@ def test_the_tab_loads_the_served_version(tiny_model, store, tmp_path, monkeypat
         assert f"Model version **{new['version']}**" in captions
         assert "trained on csv + 2 users' tagged photos (imports #1); val F1@5 0.000." in captions
     finally:
-        tab._service.clear()  # the tmp model must not stay in the process's model cache
+        service._HANDLES.release(str(Path(tiny_model).resolve()))  # the tmp model must not stay in the model cache
 
 
 def _hashtag_tab(root: str) -> None:
