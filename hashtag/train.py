@@ -105,6 +105,28 @@ def validate(model: HashtagDecoder, ds: HashtagDataset, grids: np.ndarray, rows:
     return score_predictions(preds, [ds.examples[i].tags for i in rows])
 
 
+@dataclass
+class _Run:
+    """What one training run carries from step to step: the data, the model, its optimiser and the epoch state."""
+
+    ds: HashtagDataset
+    config: TrainConfig
+    out: Path
+    key: str
+    grids: np.ndarray
+    flips: Optional[np.ndarray]
+    samples: list[int]
+    tokens: dict[int, Any]
+    val_rows: list[int]
+    model: HashtagDecoder
+    opt: Any
+    gen: Any
+    state: dict[str, Any]
+    base_manifest: dict[str, Any]
+    t0: float
+    first_loss: Optional[float] = None
+
+
 def train(
     dataset_root: str | Path = DEFAULT_DATASET,
     config: Optional[TrainConfig] = None,
@@ -143,112 +165,14 @@ def train(
     key = config.key(f"{ds.checksum}/{checksum_strings(ds.vocab.tags)}{feedback.key if feedback else ''}",
                      encoder.spec)  # data + its vocabulary (+ the users' pairs)
     out = Path(out) if out else model_dir(ds.root)
-    if not force and (out / "hashtag.json").is_file():
-        try:
-            manifest = read_json(out / "hashtag.json")
-            if manifest.get("key") == key and manifest.get("status") == "done" and manifest.get("complete", True):
-                log.info("fresh model in %s (key %s); use --force to retrain", out, key)
-                return manifest
-        except ArtifactError:
-            pass
+    fresh = None if force else _fresh_manifest(out, key)
+    if fresh is not None:
+        return fresh
     # small-matrix training: one thread by default (core.threads); restored afterwards, e.g. in the app's process
     with torch_threads(max(1, config.threads)):
-        gen = seed_everything(config.seed)
-        arrays = grid_cache(ds, encoder, flips=config.flips, progress=progress)
-        grids, flips = arrays["grids"], arrays.get("flips")
-        train_rows = [i for i, e in enumerate(ds.examples) if e.split == "train" and
-                      any(t in ds.vocab.index for t in e.tags)]
-        if config.subset:
-            train_rows = train_rows[: config.subset]
-        val_rows = [i for i, e in enumerate(ds.examples) if e.split == "val"] or train_rows[:32]
-        samples = list(train_rows)
-        tokens = {i: ds.vocab.encode(ds.examples[i].tags, config.max_tags) for i in train_rows}
-        if feedback is not None:
-            grids, flips = feedback.extend(ds, encoder, grids, flips, samples, tokens, config.max_tags)
-
-        mcfg = DecoderConfig(vocab_size=len(ds.vocab), encoder_dim=int(grids.shape[1]), dropout=config.dropout,
-                             feature_dropout=config.feature_dropout, init_pool=config.init_pool)
-        model = HashtagDecoder(mcfg)
-        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        state = {"epoch": 0, "best_f1": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
-        last = out / "last.pt"
-        if last.is_file() and not force:
-            try:
-                ck = torch.load(last, map_location="cpu", weights_only=True)
-                if ck.get("key") == key:
-                    model.load_state_dict(ck["model"])
-                    opt.load_state_dict(ck["optimizer"])
-                    state = ck["state"]
-                    gen.manual_seed(config.seed + state["epoch"])
-                    log.info("resuming from epoch %d (best val f1@5 %.4f)", state["epoch"], state["best_f1"])
-            except Exception as exc:  # noqa: BLE001 - an unreadable last.pt just means starting over
-                log.warning("ignoring %s (%s)", last, exc)
-        base_manifest = {
-            "kind": "hashtag-decoder", "schema": 1, "key": key, "config": mcfg.to_json(), "train": asdict(config),
-            "vocab": ds.vocab.tags, "encoder": encoder.spec, "dataset": {**ds.manifest, "root": str(ds.root)},
-            "train_images": len(train_rows), "train_samples": len(samples),
-            "feedback": feedback.summary() if feedback else {"user_pairs": 0},
-        }
-        n_batches = (len(samples) + config.batch_size - 1) // config.batch_size
-        total_epochs = config.epochs
-        out_of_time = False
-        first_loss: Optional[float] = None
-        while state["epoch"] < total_epochs and state["bad_epochs"] < config.patience:
-            epoch = state["epoch"] + 1
-            model.train()
-            order = torch.randperm(len(samples), generator=gen).tolist()
-            # each epoch sees every training image once, as itself or as its mirror image (coin flip per image):
-            # augmentation without doubling the epoch's cost
-            flip = (torch.rand(len(samples), generator=gen) < 0.5).tolist() if flips is not None else [False] * len(samples)
-            losses = []
-
-            def report(frac: float, msg: str, _e: int = epoch) -> None:
-                if progress:
-                    progress(((_e - 1) + frac) / total_epochs, f"epoch {_e}/{total_epochs}: {msg}")
-
-            for b in track(range(n_batches), desc=f"epoch {epoch}", progress=report, unit="batch"):
-                chunk = [(samples[j], flip[j]) for j in order[b * config.batch_size:(b + 1) * config.batch_size]]
-                x = np.stack([(flips if fl else grids)[i] for i, fl in chunk]).astype(np.float32)
-                tok = _targets([tokens[i] for i, _ in chunk], config.shuffle_tags, gen)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-                    logits, alphas = model(torch.from_numpy(x), tok,
-                                           sample_prob=config.sample_prob * min(1.0, (epoch - 1) / 10), generator=gen)
-                loss, ce = masked_loss(logits.float(), alphas.float(), tok[:, 1:], alpha_c=config.alpha_c,
-                                       label_smoothing=config.label_smoothing)
-                # A diverged batch stops here, before its step and before this epoch writes any checkpoint.
-                value = check_loss(loss.detach(), "hashtag decoder", f"epoch {epoch}, batch {b + 1}", first_loss)
-                first_loss = value if first_loss is None else first_loss
-                opt.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-                opt.step()
-                losses.append(float(ce.detach()))
-            val = validate(model, ds, grids, val_rows, config.beam, config.max_tags)
-            state["epoch"] = epoch
-            state["history"].append({"epoch": epoch, "train_ce": round(float(np.mean(losses)), 4),
-                                     "val_f1@5": val["f1@5"], "seconds": round(time.time() - t0, 1)})
-            log.info("epoch %d: train ce %.4f, val f1@5 %.4f", epoch, np.mean(losses), val["f1@5"])
-            if progress:  # the epoch's validation score, for a job's progress line
-                progress(epoch / total_epochs, f"epoch {epoch}/{total_epochs}: val F1@5 {val['f1@5']:.3f}")
-            if val["f1@5"] > state["best_f1"]:
-                state.update(best_f1=val["f1@5"], best_epoch=epoch, bad_epochs=0)
-                save_checkpoint(model, out, {**base_manifest, "status": "training", "epoch": epoch, "val": val,
-                                             "history": state["history"]})
-            else:
-                state["bad_epochs"] += 1
-            with atomic_path(last) as tmp:
-                torch.save({"key": key, "model": model.state_dict(), "optimizer": opt.state_dict(), "state": state}, tmp)
-            if (time.time() - t0) / 60 > config.max_minutes:
-                log.warning("stopping at epoch %d: the %.0f-minute budget is used up (rerun to resume)", epoch,
-                            config.max_minutes)
-                out_of_time = True
-                break
-        model, manifest = load_checkpoint(out)
-        manifest.update(status="done", complete=not out_of_time, history=state["history"], best_epoch=state["best_epoch"],
-                        train_seconds=round(time.time() - t0, 1))
-        write_json(out / "hashtag.json", manifest)
-        log.info("trained in %.0f s; best val f1@5 %.4f at epoch %d", time.time() - t0, state["best_f1"],
-                 state["best_epoch"])
+        run = _prepare(ds, config, encoder, feedback, out, key, force, progress, t0)
+        out_of_time = _epochs(run, progress)
+        manifest = _finish(run, out_of_time)
         if evaluate_after and out == model_dir(ds.root):
             # one test-split and dev-photo evaluation of the finished model next to both baselines, for the app
             # to show; nothing is chosen from it. The held-out photo check is left to `python -m hashtag evaluate`
@@ -258,3 +182,151 @@ def train(
             table = HashtagService(ds.root, encoder=encoder).evaluate("test", check_set=None)
             log.info("test f1@5: %s", {m: r["f1@5"] for m, r in table.items() if "f1@5" in r})
         return manifest
+
+
+def _fresh_manifest(out: Path, key: str) -> Optional[dict[str, Any]]:
+    """The finished model's manifest when one with this exact key is already there, else None."""
+    if not (out / "hashtag.json").is_file():
+        return None
+    try:
+        manifest = read_json(out / "hashtag.json")
+    except ArtifactError:
+        return None
+    if manifest.get("key") == key and manifest.get("status") == "done" and manifest.get("complete", True):
+        log.info("fresh model in %s (key %s); use --force to retrain", out, key)
+        return manifest
+    return None
+
+
+def _prepare(ds: HashtagDataset, config: TrainConfig, encoder, feedback, out: Path, key: str, force: bool,
+             progress: Optional[ProgressFn], t0: float) -> _Run:
+    """Grids, training rows and targets, a new (or resumed) model and optimiser, and the manifest's fixed part."""
+    gen = seed_everything(config.seed)
+    arrays = grid_cache(ds, encoder, flips=config.flips, progress=progress)
+    grids, flips = arrays["grids"], arrays.get("flips")
+    train_rows = [i for i, e in enumerate(ds.examples) if e.split == "train" and
+                  any(t in ds.vocab.index for t in e.tags)]
+    if config.subset:
+        train_rows = train_rows[: config.subset]
+    val_rows = [i for i, e in enumerate(ds.examples) if e.split == "val"] or train_rows[:32]
+    samples = list(train_rows)
+    tokens = {i: ds.vocab.encode(ds.examples[i].tags, config.max_tags) for i in train_rows}
+    if feedback is not None:
+        grids, flips = feedback.extend(ds, encoder, grids, flips, samples, tokens, config.max_tags)
+
+    mcfg = DecoderConfig(vocab_size=len(ds.vocab), encoder_dim=int(grids.shape[1]), dropout=config.dropout,
+                         feature_dropout=config.feature_dropout, init_pool=config.init_pool)
+    model = HashtagDecoder(mcfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    state = {"epoch": 0, "best_f1": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
+    if not force:
+        state = _resume(out / "last.pt", key, model, opt, gen, config, state)
+    base_manifest = {
+        "kind": "hashtag-decoder", "schema": 1, "key": key, "config": mcfg.to_json(), "train": asdict(config),
+        "vocab": ds.vocab.tags, "encoder": encoder.spec, "dataset": {**ds.manifest, "root": str(ds.root)},
+        "train_images": len(train_rows), "train_samples": len(samples),
+        "feedback": feedback.summary() if feedback else {"user_pairs": 0},
+    }
+    return _Run(ds, config, out, key, grids, flips, samples, tokens, val_rows, model, opt, gen, state,
+                base_manifest, t0)
+
+
+def _resume(last: Path, key: str, model: HashtagDecoder, opt, gen, config: TrainConfig,
+            state: dict[str, Any]) -> dict[str, Any]:
+    """Continue an interrupted run of the same key from ``last.pt``; an unreadable one means starting over."""
+    if not last.is_file():
+        return state
+    try:
+        ck = torch.load(last, map_location="cpu", weights_only=True)
+        if ck.get("key") == key:
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            state = ck["state"]
+            gen.manual_seed(config.seed + state["epoch"])
+            log.info("resuming from epoch %d (best val f1@5 %.4f)", state["epoch"], state["best_f1"])
+    except Exception as exc:  # noqa: BLE001 - an unreadable last.pt just means starting over
+        log.warning("ignoring %s (%s)", last, exc)
+    return state
+
+
+def _epochs(run: _Run, progress: Optional[ProgressFn]) -> bool:
+    """Epochs until the budget, the patience or the time runs out; True when the time budget cut the run short."""
+    config, state = run.config, run.state
+    while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
+        epoch = state["epoch"] + 1
+        losses = _train_epoch(run, epoch, progress)
+        _end_epoch(run, epoch, losses, progress)
+        if (time.time() - run.t0) / 60 > config.max_minutes:
+            log.warning("stopping at epoch %d: the %.0f-minute budget is used up (rerun to resume)", epoch,
+                        config.max_minutes)
+            return True
+    return False
+
+
+def _train_epoch(run: _Run, epoch: int, progress: Optional[ProgressFn]) -> list[float]:
+    """One pass of teacher forcing over the training samples; the per-batch cross-entropies."""
+    config, model, opt, gen = run.config, run.model, run.opt, run.gen
+    total_epochs = config.epochs
+    n_batches = (len(run.samples) + config.batch_size - 1) // config.batch_size
+    model.train()
+    order = torch.randperm(len(run.samples), generator=gen).tolist()
+    # each epoch sees every training image once, as itself or as its mirror image (coin flip per image):
+    # augmentation without doubling the epoch's cost
+    flip = ((torch.rand(len(run.samples), generator=gen) < 0.5).tolist() if run.flips is not None
+            else [False] * len(run.samples))
+    losses = []
+
+    def report(frac: float, msg: str) -> None:
+        if progress:
+            progress(((epoch - 1) + frac) / total_epochs, f"epoch {epoch}/{total_epochs}: {msg}")
+
+    for b in track(range(n_batches), desc=f"epoch {epoch}", progress=report, unit="batch"):
+        chunk = [(run.samples[j], flip[j]) for j in order[b * config.batch_size:(b + 1) * config.batch_size]]
+        x = np.stack([(run.flips if fl else run.grids)[i] for i, fl in chunk]).astype(np.float32)
+        tok = _targets([run.tokens[i] for i, _ in chunk], config.shuffle_tags, gen)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+            logits, alphas = model(torch.from_numpy(x), tok,
+                                   sample_prob=config.sample_prob * min(1.0, (epoch - 1) / 10), generator=gen)
+        loss, ce = masked_loss(logits.float(), alphas.float(), tok[:, 1:], alpha_c=config.alpha_c,
+                               label_smoothing=config.label_smoothing)
+        # A diverged batch stops here, before its step and before this epoch writes any checkpoint.
+        value = check_loss(loss.detach(), "hashtag decoder", f"epoch {epoch}, batch {b + 1}", run.first_loss)
+        run.first_loss = value if run.first_loss is None else run.first_loss
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        losses.append(float(ce.detach()))
+    return losses
+
+
+def _end_epoch(run: _Run, epoch: int, losses: list[float], progress: Optional[ProgressFn]) -> None:
+    """Validate, keep the best checkpoint, count patience, and save ``last.pt`` to resume from."""
+    config, state = run.config, run.state
+    val = validate(run.model, run.ds, run.grids, run.val_rows, config.beam, config.max_tags)
+    state["epoch"] = epoch
+    state["history"].append({"epoch": epoch, "train_ce": round(float(np.mean(losses)), 4),
+                             "val_f1@5": val["f1@5"], "seconds": round(time.time() - run.t0, 1)})
+    log.info("epoch %d: train ce %.4f, val f1@5 %.4f", epoch, np.mean(losses), val["f1@5"])
+    if progress:  # the epoch's validation score, for a job's progress line
+        progress(epoch / config.epochs, f"epoch {epoch}/{config.epochs}: val F1@5 {val['f1@5']:.3f}")
+    if val["f1@5"] > state["best_f1"]:
+        state.update(best_f1=val["f1@5"], best_epoch=epoch, bad_epochs=0)
+        save_checkpoint(run.model, run.out, {**run.base_manifest, "status": "training", "epoch": epoch, "val": val,
+                                             "history": state["history"]})
+    else:
+        state["bad_epochs"] += 1
+    with atomic_path(run.out / "last.pt") as tmp:
+        torch.save({"key": run.key, "model": run.model.state_dict(), "optimizer": run.opt.state_dict(),
+                    "state": state}, tmp)
+
+
+def _finish(run: _Run, out_of_time: bool) -> dict[str, Any]:
+    """The best checkpoint's manifest, marked done (or incomplete when the time budget cut the run short)."""
+    _, manifest = load_checkpoint(run.out)
+    manifest.update(status="done", complete=not out_of_time, history=run.state["history"],
+                    best_epoch=run.state["best_epoch"], train_seconds=round(time.time() - run.t0, 1))
+    write_json(run.out / "hashtag.json", manifest)
+    log.info("trained in %.0f s; best val f1@5 %.4f at epoch %d", time.time() - run.t0, run.state["best_f1"],
+             run.state["best_epoch"])
+    return manifest

@@ -186,14 +186,31 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _benchmark_peers(kind: str) -> list:
+    """implicit's and Surprise's models from the checkout's ``bench/music_peers.py``, rows beside ours.
+
+    They are benchmark code, not the product's: a checkout has them (the same rows as the committed results), an
+    installed product without ``bench/`` evaluates its own models only and says so.
+    """
+    try:
+        # optional: bench/ is a folder of the checkout, not a package the product ships
+        from bench.music_peers import peers_for
+    except ImportError:
+        log.info("bench/music_peers.py is not importable here: evaluating without the implicit/Surprise peers")
+        return []
+    return peers_for(kind)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     # the trained models' stack loads only in the verbs that use it: --help stays quick
+    from music.data import load_dataset
     from music.mf.evaluate import evaluate
 
-    kwargs = _load_kwargs(args)
+    data = load_dataset(args.dataset, args.path, **_load_kwargs(args))
     results = evaluate(args.dataset, args.path, seed=args.seed, tune=not args.no_tune, spark=not args.no_spark,
-                       **kwargs)
-    if args.json:  # the committed bench/results file, with the benchmark peers, comes from bench/music_peers.py
+                       data=data, peers=_benchmark_peers(data.kind))
+    if args.json:
+        write_result(f"music_evaluate_{args.dataset}", results, seeds={"split": args.seed, "validation": args.seed + 1})
         _print_json(results["methods"])
     else:
         print(f"{results['label']} ({results['protocol']})")
