@@ -17,9 +17,10 @@ import streamlit as st
 from core.feedback.catalog import catalog_feedback, catalog_key, record_item_feedback
 from core.images import ImageError
 from ui import profile as profiles
+from ui import result_grid
 from ui.common import PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, md_text
+from ui.result_grid import Cell
 
-COLUMNS = 5
 
 
 @st.cache_data(show_spinner="Searching…", max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
@@ -83,16 +84,10 @@ def _feedback(tab: str, catalog: Any) -> tuple[list[str], list[str]]:
 
 
 def _grid(tab: str, catalog: Any, hits: list, liked: list[str], disliked: list[str]) -> None:
-    if not hits:
-        st.info("Nothing matches (try removing the category filter).")
-        return
-    for start in range(0, len(hits), COLUMNS):
-        for col, hit in zip(st.columns(COLUMNS), hits[start : start + COLUMNS]):
-            with col:
-                st.image(str(hit.thumbnail), width="stretch", caption=md_text(hit.title or hit.id))
-                st.text(f"{hit.category + ' · ' if hit.category else ''}score {hit.score:.3f}")
-                st.text(hit.reason or ", ".join(hit.words[:3]))
-                _buttons(tab, catalog, hit.id, liked, disliked)
+    cells = [Cell(id=hit.id, image=str(hit.thumbnail), image_caption=hit.title or hit.id,
+                  lines=(hit.category, f"score {hit.score:.3f}", hit.reason or ", ".join(hit.words[:3])))
+             for hit in hits]
+    result_grid.show(cells, under=lambda c: _buttons(tab, catalog, c.id, liked, disliked))
 
 
 def _buttons(tab: str, catalog: Any, item: str, liked: list[str], disliked: list[str]) -> None:

@@ -23,11 +23,12 @@ from core.search import Hit, describe
 from fashion import service
 from fashion.service import Catalog, CatalogError, FashionIndex, garment_check
 from fashion.service import feedback as fashion_feedback
-from ui import catalog_view, model_card
+from ui import catalog_view, model_card, result_grid
 from ui import profile as profiles
 from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, show_error,
                        Busy, heavy_slot, md_text)
 from ui.jobs_view import show
+from ui.result_grid import Cell
 
 CATALOG_LABELS = {
     "fashion-mnist": "Fashion-MNIST — 70,000 Zalando product photos (28 px, grey, 10 classes)",
@@ -97,19 +98,19 @@ def _display(catalog: Catalog, row: int, size: int = 112) -> Image.Image:
 
 
 def _results_grid(catalog: Catalog, hits, index: Optional[FashionIndex] = None, feedback: Feedback = ((), ()),
-                  saved: tuple[str, ...] = (), section: str = "r", columns: int = 5) -> None:
-    cols = st.columns(columns)
+                  saved: tuple[str, ...] = (), section: str = "r") -> None:
     liked, disliked = set(feedback[0]), set(feedback[1])
-    for n, hit in enumerate(hits):
-        with cols[n % columns]:
-            row = catalog.row(hit.id)
-            if row is not None:
-                st.image(_display(catalog, row), width="stretch")
-            scored = hit.score == hit.score  # saved items carry no score (NaN)
-            st.markdown(f"**{md_text(hit.meta['label'])}**" + (f"  \nsimilarity {hit.score:.3f}" if scored else ""))
-            st.caption(md_text(hit.meta["title"]))
-            if index is not None:
-                _item_buttons(index, hit.id, liked, disliked, hit.id in saved, f"ffb_{section}")
+    cells = []
+    for hit in hits:
+        row = catalog.row(hit.id)
+        scored = hit.score == hit.score  # saved items carry no score (NaN)
+        cells.append(Cell(id=hit.id, image=_display(catalog, row) if row is not None else None, title=hit.meta["label"],
+                          subtitle=f"similarity {hit.score:.3f}" if scored else "", lines=(hit.meta["title"],)))
+    under = None
+    if index is not None:
+        def under(cell: Cell) -> None:
+            _item_buttons(index, cell.id, liked, disliked, cell.id in saved, f"ffb_{section}")
+    result_grid.show(cells, under=under)
 
 
 def _item_buttons(index: FashionIndex, item: str, liked: set[str], disliked: set[str], is_saved: bool,

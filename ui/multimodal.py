@@ -21,16 +21,17 @@ from core.jobs import JobError
 from multimodal import service as products
 from multimodal.service import CatalogError, Result, own_catalog, own_version
 from multimodal.service import feedback as mm_feedback
-from ui import catalog_view, model_card
+from ui import catalog_view, model_card, result_grid
 from ui import profile as profiles
 from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, Busy, heavy_slot, image_digest, image_upload, md_code, md_text,
                        show_error)
 from ui.jobs_view import show
+from ui.result_grid import Cell
 
 log = logging.getLogger(__name__)
 
 KEY = "mm"
-COLUMNS = 5
+COLUMNS = result_grid.COLUMNS
 PICTURE_WEIGHT = 0.3
 
 
@@ -184,38 +185,27 @@ def _saved_panel(service: Any, saved: list[str], feedback: Feedback) -> None:
         if not saved:
             st.caption("Nothing saved yet: :material/bookmark_add: under a product keeps it here (under your profile).")
             return
-        for start in range(0, len(saved), COLUMNS):
-            for col, item_id in zip(st.columns(COLUMNS), saved[start : start + COLUMNS]):
-                with col:
-                    item = service.item(item_id)
-                    thumb = _thumb(item["image_path"])
-                    if thumb is not None:
-                        st.image(thumb, width="stretch")
-                    st.markdown(f"**{md_text(item['title'])}**")
-                    st.caption(md_text(item["category"]))
-                    _item_buttons(service, item_id, feedback, True, f"{KEY}_fbsaved")
+        items = [service.item(item_id) for item_id in saved]
+        cells = [Cell(id=i, image=_thumb(item["image_path"]), title=item["title"], lines=(item["category"],))
+                 for i, item in zip(saved, items)]
+        result_grid.show(cells, under=lambda c: _item_buttons(service, c.id, feedback, True, f"{KEY}_fbsaved"),
+                         columns=COLUMNS)
 
 
 def _grid(results: list[Result], service: Any, feedback: Feedback = ((), ()), saved: tuple[str, ...] = ()) -> None:
-    if not results:
-        st.info("No products match (try removing the category filter).")
-        return
-    for start in range(0, len(results), COLUMNS):
-        cols = st.columns(COLUMNS)
-        for col, r in zip(cols, results[start : start + COLUMNS]):
-            with col:
-                thumb = _thumb(r.image_path)
-                if thumb is not None:
-                    st.image(thumb, width="stretch")
-                else:
-                    st.caption("(image unavailable)")
-                st.markdown(f"**{md_text(r.title)}**")
-                parts = [f"score {r.score:.3f}"]
-                if r.text_score is not None and r.image_score is not None:
-                    parts.append(f"text {r.text_score:.2f} · image {r.image_score:.2f}")
-                st.caption(f"{md_text(r.category)} · " + " · ".join(parts), help=md_text(products.explain(service, r)))
-                st.button("More like this", key=f"{KEY}_more_{r.id}", on_click=_set_like, args=(r.id,))
-                _item_buttons(service, r.id, feedback, r.id in saved, f"{KEY}_fb")
+    cells = []
+    for r in results:
+        scores = [f"score {r.score:.3f}"]
+        if r.text_score is not None and r.image_score is not None:
+            scores.append(f"text {r.text_score:.2f} · image {r.image_score:.2f}")
+        cells.append(Cell(id=r.id, image=_thumb(r.image_path), title=r.title, lines=(r.category, *scores),
+                          why=products.explain(service, r)))
+
+    def under(cell: Cell) -> None:
+        st.button("More like this", key=f"{KEY}_more_{cell.id}", on_click=_set_like, args=(cell.id,))
+        _item_buttons(service, cell.id, feedback, cell.id in saved, f"{KEY}_fb")
+
+    result_grid.show(cells, under=under, columns=COLUMNS, empty="No products match (try removing the category filter).")
 
 
 def _build_button(name: str) -> None:
