@@ -99,7 +99,7 @@ def _add_evaluations(sub: Any) -> None:
     from hashtag.data import DEFAULT_DATASET
 
     v = sub.add_parser("build-vocabulary", help="regenerate the open-vocabulary tagger's word list from WordNet + "
-                                                "wordfreq (hashtag/openvocab_words.txt)")
+                                                "wordfreq (data/hashtag/openvocab_words.txt)")
     v.add_argument("--json", action="store_true")
 
     o = sub.add_parser("tune-order", help="choose the hashtag ordering rules on the dev photos' subjects")
