@@ -34,6 +34,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from core.artifacts import ArtifactError, checksum_strings, load_arrays, save_arrays
+from core.locks import build_lock
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class PhotoGate:
         Balanced, because the photos are a few dozen against hundreds of training images: unweighted, the
         regression would call everything clip art.
         """
+        # sklearn (with scipy, about 1,400 modules) loads only to fit a gate; a saved gate is applied with numpy
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
 
@@ -140,6 +142,7 @@ def out_of_fold(training: np.ndarray, photos: np.ndarray, *, c: float = GATE_C, 
     with more confidence than any new photo gets; the fusion rule is tuned and the dev table reported on
     these scores instead.
     """
+    # sklearn (with scipy, about 1,400 modules) loads only to fit gates, not when the app imports the tab
     from sklearn.model_selection import KFold
 
     out = np.zeros(len(photos), np.float32)
@@ -153,6 +156,7 @@ def out_of_fold(training: np.ndarray, photos: np.ndarray, *, c: float = GATE_C, 
 def tune_gate(training: np.ndarray, validation: np.ndarray, photos: np.ndarray,
               grid: Sequence[float] = C_GRID) -> dict:
     """Choose C by out-of-fold ROC AUC: validation images (never fitted) against dev photos (cross-fitted)."""
+    # sklearn (with scipy, about 1,400 modules) loads only when tuning, not when the app imports the tab
     from sklearn.metrics import roc_auc_score
 
     rows = []
@@ -176,8 +180,6 @@ def load_or_fit(folder: Path, model_key: str, training_grids: Callable[[], np.nd
     needs neither). Fitting runs under a build lock of this model folder, so two processes never write the
     files at once.
     """
-    from core.locks import build_lock
-
     key = gate_key(model_key, photo_ids, c)
     folder = Path(folder)
     with build_lock(f"hashtag-gate-{checksum_strings([str(folder.resolve())])[:12]}"):

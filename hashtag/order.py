@@ -28,6 +28,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
+from core.concepts import zipf
+
 Fused = list[tuple[str, float, str]]
 
 #: Words that name a whole kingdom or "a thing": true of nearly everything, so a person writes them last if at all.
@@ -74,8 +76,6 @@ def near_duplicate(a: str, b: str, *, head: bool = True) -> bool:
     (``tabby``/``tabbycat``, ``wall``/``wallclock``): the rest of the compound must itself be an everyday word
     (wordfreq Zipf ≥ ``PART_FLOOR``, at least ``MIN_PART`` letters), so #bus and #business stay apart. ``head``:
     also when the shorter word is the compound's last part (``cat``/``tabbycat``, ``clock``/``wallclock``)."""
-    from core.concepts import zipf
-
     ka, kb = variant_key(a), variant_key(b)
     if ka == kb:
         return True

@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import itertools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -25,6 +25,8 @@ import numpy as np
 from core.datasets import DataUnavailable
 from core.metrics import summarize
 from hashtag.concepts import CANDIDATES, fuse_all, photo_grids_and_transparency, _resolve
+from hashtag.evaluate import per_image_scores
+from hashtag.gate import out_of_fold
 from hashtag.order import NO_ORDER, TUXPAINT_ONLY, OrderRule
 
 log = logging.getLogger(__name__)
@@ -213,9 +215,6 @@ def tune_order(service, csv_path: str | Path = DEV_SUBJECTS) -> dict[str, Any]:
     Eligible: the dev set's gold F1@5 (all 45 dev photos, ``data/hashtag/realphotos_dev.csv``) at least the concept
     tagger's, the real-photo bar this list already had to meet. Among those, the best mean of subject@1 and
     subject@5 on the dev subjects wins; ties to more rules on (each is there for a reason a person gives)."""
-    from hashtag.evaluate import per_image_scores
-    from hashtag.gate import out_of_fold
-
     photos = load_subject_set(csv_path)
     base = base_lists(service, photos)
     if service.gate() is not None:  # the dev photos are the gate's own examples: cross-fitted scores
@@ -258,10 +257,6 @@ def tune_guard(service, csv_path: str | Path = DEV_SUBJECTS, *, tolerance: float
     Eligible: the training corpus's validation F1@5 within ``tolerance`` of the decoder alone. Among those, the
     fewest dev photos with a clip-art corpus word in their top 5, then the best mean of subject@1 and subject@5,
     then the guard that overrides the gate least often on validation, then the most demanding share."""
-    from dataclasses import replace
-    from hashtag.evaluate import per_image_scores
-    from hashtag.gate import out_of_fold
-
     photos = load_subject_set(csv_path)
     base = base_lists(service, photos)
     if service.gate() is not None:  # the dev photos are the gate's own examples: cross-fitted scores
