@@ -31,6 +31,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import streamlit as st  # noqa: E402
 
+from streamlit.runtime.scriptrunner import script_runner  # noqa: E402
+
+from core.jobs import worker as job_worker  # noqa: E402
+from core.threads import pin_process_threads  # noqa: E402
 from ui.common import TAB_VISIT, warn_if_exposed  # noqa: E402
 
 logging.basicConfig(level=os.environ.get("RECS_LOG_LEVEL", "INFO").upper(),
@@ -70,10 +74,6 @@ def _process_setup() -> int:
       ``runner.postScriptGC``; Python's own collector still runs.)
     - One warning in the log when the server listens beyond loopback without a login.
     """
-    from streamlit.runtime.scriptrunner import script_runner
-
-    from core.threads import pin_process_threads
-
     if hasattr(script_runner, "_clean_problem_modules"):
         script_runner._clean_problem_modules = _close_pyplot_figures
     else:  # another Streamlit than the pinned one: clicks cost more, nothing breaks
@@ -82,9 +82,7 @@ def _process_setup() -> int:
     warn_if_exposed()
     threads = pin_process_threads()
     try:  # catalog builds and training run in a worker process beside the server, started with it
-        from core.jobs import ensure_worker
-
-        ensure_worker()
+        job_worker.ensure_worker()
     except Exception:  # noqa: BLE001 - without a worker the tabs still work; the Data page says builds wait
         log.exception("could not start the job worker")
     return threads

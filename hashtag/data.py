@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
+from PIL import ImageOps
 
 from core.artifacts import (
     MODELS_DIR,
@@ -41,6 +42,8 @@ from core.artifacts import (
     save_arrays,
     write_json,
 )
+from core.datasets import load_tuxpaint
+from core.images import load_any
 from core.progress import ProgressFn
 from hashtag.text import (  # noqa: F401 - re-exported: the dataset API includes its normalisation
     EXTRA_STOP,
@@ -97,8 +100,6 @@ def split_of(group: str, val: float = 0.1, test: float = 0.1) -> str:
 
 def tuxpaint_examples(root: str | Path | None = None) -> list[Example]:
     """Tux Paint stamps → examples: tags = category folders (root→leaf) + caption content words."""
-    from core.datasets import load_tuxpaint
-
     stamps = load_tuxpaint(root)
     raw_words: list[str] = []
     for s in stamps:
@@ -254,8 +255,6 @@ class HashtagDataset:
 
 def drop_unreadable(examples: list[Example]) -> list[Example]:
     """Examples whose image decodes (PNG/JPEG/… through ``load_image``, SVG through ``load_any``)."""
-    from core.images import load_any
-
     keep = []
     for e in examples:
         try:
@@ -351,10 +350,6 @@ def grid_cache(ds: HashtagDataset, encoder, *, flips: bool = True, progress: Opt
     dataset checksum; a stale file is recomputed instead of silently mixing features. float16 halves the
     file (≈120 MB per copy for Tux Paint) at no measurable cost to the decoder.
     """
-    from PIL import ImageOps
-
-    from core.images import load_any
-
     spec = dict(encoder.spec)
     key = checksum_strings([ds.checksum, *(f"{k}={v}" for k, v in sorted(spec.items())), f"flips={flips}"])[:12]
     stem = ds.root / f"grids-{key}"

@@ -56,6 +56,7 @@ def tag_metrics(tags: Sequence[Sequence[str]], gold: Sequence[Iterable[str]], na
 
 def bleu_scores(predicted: Sequence[Sequence[str]], gold: Sequence[Sequence[str]]) -> dict[str, float]:
     """Corpus BLEU-1..4 of tag sequences (nltk; smoothing method 1 so short lists do not score 0)."""
+    # nltk (about 1,700 modules with scipy and sklearn) loads only to score BLEU, not when the app imports the tab
     from nltk.translate.bleu_score import SmoothingFunction, corpus_bleu
 
     if not gold:  # an empty split (tiny custom datasets): nothing to score, not a crash

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
 import numpy as np
+from PIL import ImageOps
 
 from core.artifacts import checksum_strings
 from core.feedback import FeedbackError, FeedbackStore, TaggedImageRecord, normalize_tags
 from core.identity import Identity
-from core.images import ImageSource
+from core.images import ImageSource, load_image
 from hashtag.data import HashtagDataset, Vocab
 
 log = logging.getLogger(__name__)
@@ -86,10 +87,6 @@ class FeedbackPairs:
                samples: list[int], tokens: dict[int, list[int]], max_tags: int
                ) -> tuple[np.ndarray, Optional[np.ndarray]]:
         """Append the pairs' encoder grids after the dataset's rows, and their rows to ``samples`` / ``tokens``."""
-        from PIL import ImageOps
-
-        from core.images import load_image
-
         if not self.records:
             return grids, flips
         images = [load_image(r.path) for r in self.records]

@@ -7,7 +7,7 @@ to the nearest training image; that signal separates Tux Paint validation images
 with ROC AUC 0.95 and lets about half of the dev photos through as clip-art-like.
 
 ``PhotoGate`` is a logistic regression on the encoder's pooled grid (mean and max over the 7 × 7 regions,
-standardised): the decoder's training split is one class, the real-photo dev set (``hashtag/realphotos_dev.csv``,
+standardised): the decoder's training split is one class, the real-photo dev set (``data/hashtag/realphotos_dev.csv``,
 photos that ship in PyPI and Debian packages) the other. Its probability is the gate score the ``FusionRule``
 thresholds. Out-of-fold on the dev photos it reaches ROC AUC 0.99 against the validation images
 (``python -m hashtag tune-fusion``, ``bench/results/hashtag_fusion_tuning.json``).
@@ -34,6 +34,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from core.artifacts import ArtifactError, checksum_strings, load_arrays, save_arrays
+from core.locks import build_lock
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class PhotoGate:
         Balanced, because the photos are a few dozen against hundreds of training images: unweighted, the
         regression would call everything clip art.
         """
+        # sklearn (with scipy, about 1,400 modules) loads only to fit a gate; a saved gate is applied with numpy
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
 
@@ -140,6 +142,7 @@ def out_of_fold(training: np.ndarray, photos: np.ndarray, *, c: float = GATE_C, 
     with more confidence than any new photo gets; the fusion rule is tuned and the dev table reported on
     these scores instead.
     """
+    # sklearn (with scipy, about 1,400 modules) loads only to fit gates, not when the app imports the tab
     from sklearn.model_selection import KFold
 
     out = np.zeros(len(photos), np.float32)
@@ -153,6 +156,7 @@ def out_of_fold(training: np.ndarray, photos: np.ndarray, *, c: float = GATE_C, 
 def tune_gate(training: np.ndarray, validation: np.ndarray, photos: np.ndarray,
               grid: Sequence[float] = C_GRID) -> dict:
     """Choose C by out-of-fold ROC AUC: validation images (never fitted) against dev photos (cross-fitted)."""
+    # sklearn (with scipy, about 1,400 modules) loads only when tuning, not when the app imports the tab
     from sklearn.metrics import roc_auc_score
 
     rows = []
@@ -176,8 +180,6 @@ def load_or_fit(folder: Path, model_key: str, training_grids: Callable[[], np.nd
     needs neither). Fitting runs under a build lock of this model folder, so two processes never write the
     files at once.
     """
-    from core.locks import build_lock
-
     key = gate_key(model_key, photo_ids, c)
     folder = Path(folder)
     with build_lock(f"hashtag-gate-{checksum_strings([str(folder.resolve())])[:12]}"):

@@ -14,9 +14,15 @@ from pathlib import Path
 from typing import Any, Optional
 
 from core.artifacts import checksum_strings, write_json
+from core.feedback import FeedbackStore
 from core.jobs import Progress, job_handler
+from core.jobs.uploads import is_upload
+from core.locks import build_lock
 from core.progress import ProgressFn
 from hashtag.data import DEFAULT_DATASET, ensure_dataset
+from hashtag.imports import import_zip
+from hashtag.service import queue_retrain
+from hashtag.train import TrainConfig, train
 from hashtag.versions import move_into_place, serving_score, decide, new_version_id, set_serving, version_dir
 
 log = logging.getLogger(__name__)
@@ -31,9 +37,6 @@ def retrain_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
 
     The feedback store is the job's database (``RECS_DATABASE_URL``, which the worker sets to its queue's).
     """
-    from core.feedback import FeedbackStore
-    from hashtag.train import TrainConfig
-
     allowed = {f.name for f in fields(TrainConfig)} & set(OVERRIDABLE)
     overrides = {k: v for k, v in dict(params.get("config") or {}).items() if k in allowed}
     store = FeedbackStore.open(images_dir=params.get("images_dir") or None)
@@ -46,11 +49,6 @@ def retrain_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
 def import_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
     """``params`` = ``{"profile", "upload", "label", "reviewer", "dataset", "images_dir"}``: store the zip's tagged photos as
     one import; an administrator's (``reviewer`` set when it was queued) is accepted and queues a retrain."""
-    from core.feedback import FeedbackStore
-    from core.jobs.uploads import is_upload
-    from hashtag.imports import import_zip
-    from hashtag.service import queue_retrain
-
     upload = Path(str(params["upload"]))
     try:
         progress(0.05, "unpacking and checking the photos")
@@ -77,9 +75,6 @@ def retrain(dataset_root: str | Path = DEFAULT_DATASET, config=None, *, store=No
     Builds in ``scratch`` and renames into ``versions/<id>`` at the end; returns the version's summary with
     ``served`` and ``reason``.
     """
-    from core.locks import build_lock
-    from hashtag.train import TrainConfig, train
-
     root = ensure_dataset(dataset_root).root
     version = new_version_id()
     work = Path(scratch) / version

@@ -26,6 +26,7 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
@@ -268,8 +269,6 @@ def model_dir(dataset_root: Path) -> Path:
 
 def save_checkpoint(model: HashtagDecoder, folder: Path, manifest: dict[str, Any]) -> None:
     """Best weights as safetensors (no pickle) + a JSON manifest (config, vocab, encoder, data, scores)."""
-    from safetensors.torch import save_file
-
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(folder / "hashtag.safetensors") as tmp:
@@ -279,8 +278,6 @@ def save_checkpoint(model: HashtagDecoder, folder: Path, manifest: dict[str, Any
 
 def load_checkpoint(folder: Path) -> tuple[HashtagDecoder, dict[str, Any]]:
     """Rebuild the decoder from its manifest and weights; a missing/corrupt one says how to retrain."""
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     mpath, wpath = folder / "hashtag.json", folder / "hashtag.safetensors"
     if not mpath.is_file() or not wpath.is_file():

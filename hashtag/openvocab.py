@@ -31,13 +31,17 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+import torch
 
 from core.artifacts import ArtifactError, checksum_strings, load_arrays, save_arrays
+from core.concepts import word_of, wordnet, zipf
 from core.datasets import DataUnavailable
+from core import encoders
+from core.progress import track
 
 log = logging.getLogger(__name__)
 
-VOCABULARY = Path(__file__).resolve().parent / "openvocab_words.txt"
+VOCABULARY = Path(__file__).resolve().parents[1] / "data" / "hashtag" / "openvocab_words.txt"
 NOUN_FLOOR = 3.0
 ADJECTIVE_FLOOR = 3.5
 #: How much more frequent a two-word compound (hot_dog) must be than a single word to enter the vocabulary
@@ -77,8 +81,6 @@ class OpenVocabUnavailable(DataUnavailable):
 def build_vocabulary(out: Path = VOCABULARY, *, noun_floor: float = NOUN_FLOOR,
                      adjective_floor: float = ADJECTIVE_FLOOR) -> list[str]:
     """Write the hashtag vocabulary (one word a line, sorted; a ``#`` header says how it was made) and return it."""
-    from core.concepts import word_of, wordnet, zipf
-
     wn = wordnet()
     words = set(COMMON_HASHTAGS)
     for pos, floor in (("n", noun_floor), ("a", adjective_floor)):
@@ -142,7 +144,6 @@ class OpenVocabTagger:
             import open_clip  # optional heavy dependency: only this opt-in tagger needs it
         except ImportError as exc:
             raise OpenVocabUnavailable(INSTALL_HINT) from exc
-        import torch
 
         model_name, pretrained, self.key = resolve_model(name_or_dir, allow_download=allow_download)
         if not allow_download:  # belt and braces: a local folder must never reach for the hub
@@ -155,9 +156,8 @@ class OpenVocabTagger:
         self.prompt = prompt
         self.batch = batch
         self.logit_scale = float(torch.as_tensor(self.model.logit_scale).detach().exp().clamp(max=100.0))
-        from core.encoders import ENCODER_CACHE
 
-        self.cache_dir = Path(cache_dir) if cache_dir else ENCODER_CACHE
+        self.cache_dir = Path(cache_dir) if cache_dir else encoders.ENCODER_CACHE
         self.text = self._text_embeddings()
 
     def _cache_key(self) -> str:
@@ -180,10 +180,6 @@ class OpenVocabTagger:
         return text
 
     def _embed_words(self) -> np.ndarray:
-        import torch
-
-        from core.progress import track
-
         rows = []
         with torch.no_grad():
             for start in track(range(0, len(self.words), self.batch), desc="embedding the hashtag vocabulary"):
@@ -194,8 +190,6 @@ class OpenVocabTagger:
 
     def image_embeddings(self, images: Sequence) -> np.ndarray:
         """(N, D) L2-normalised image embeddings of PIL images."""
-        import torch
-
         with torch.no_grad():
             x = torch.stack([self.preprocess(im.convert("RGB")) for im in images])
             emb = self.model.encode_image(x).float()

@@ -18,7 +18,7 @@ words (#cartoon, #household, #seasonal) describe Tux Paint, not photographs.
 4. **family second**: when the subject's family word (a broader word of the same concept, ``family(subject,
    word)``: #cattle for #cow, #tool for #hammer) is in the list, it moves right behind the subject.
 
-The rules were chosen on the real-photo dev set's main subjects (``hashtag/realphotos_dev_subjects.csv``,
+The rules were chosen on the real-photo dev set's main subjects (``data/hashtag/realphotos_dev_subjects.csv``,
 ``python -m hashtag tune-order``); docs/hashtag.md has the numbers.
 """
 
@@ -27,6 +27,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
+
+from core.concepts import zipf
 
 Fused = list[tuple[str, float, str]]
 
@@ -74,8 +76,6 @@ def near_duplicate(a: str, b: str, *, head: bool = True) -> bool:
     (``tabby``/``tabbycat``, ``wall``/``wallclock``): the rest of the compound must itself be an everyday word
     (wordfreq Zipf ≥ ``PART_FLOOR``, at least ``MIN_PART`` letters), so #bus and #business stay apart. ``head``:
     also when the shorter word is the compound's last part (``cat``/``tabbycat``, ``clock``/``wallclock``)."""
-    from core.concepts import zipf
-
     ka, kb = variant_key(a), variant_key(b)
     if ka == kb:
         return True

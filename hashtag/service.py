@@ -19,7 +19,11 @@ from core.artifacts import ArtifactError, read_json, write_json
 from core.contract import (Answer, Handles, Metric, ModelCard, Person, Request, Source, built_date, committed,
                            metrics_of, read_results, source_of)
 from core.datasets import DataUnavailable
-from core.images import ImageSource, load_image
+from core.encoders import get_image_encoder
+from core.feedback import FeedbackError
+from core.images import ImageSource, load_any, load_image
+from core.jobs import JobQueue, worker as job_worker
+from core.jobs.uploads import save_upload
 from core.locks import LazyValue
 from hashtag.concepts import (CANDIDATES, FUSION, FUSION_SIMILARITY, ConceptTagger, FusionRule, acceptable_tags,
                               fuse_all, load_photo_set, photo_grids)
@@ -27,12 +31,13 @@ from hashtag.data import DEFAULT_DATASET, HashtagDataset, Vocab, grid_cache, loa
 from hashtag.evaluate import (MostFrequent, Prediction, candidate_ceiling, headline_scores, judged_scores, pool_grids,
                               score_predictions, tune_knn)
 from hashtag.feedback import pending_edits, record_tag_edits, review_edit  # noqa: F401 - the tab and review page
+from hashtag.imports import ImportRefused, import_zip
 from hashtag.gate import PhotoGate, load_or_fit, out_of_fold, transparency
 from hashtag.model import TRAIN_HINT, ModelTagger, TagResult, load_checkpoint, model_dir  # noqa: F401 - the tab
 from hashtag.openvocab import OpenVocabTagger, fuse_open
 from hashtag.order import ORDER, OrderRule, order_tags
 from hashtag.versions import (BASE, VersionError, list_versions, served_dir, serving_version,  # noqa: F401 - the Data page
-                              set_serving, version_dir)
+                              set_serving, version_dir, RETRAIN_HANDLER, RETRAIN_KIND)
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +109,6 @@ class HashtagService:
     def __init__(self, dataset_root: str | Path = DEFAULT_DATASET, *, encoder=None, beam: Optional[int] = None,
                  weights: Optional[str] = None) -> None:
         """``weights``: the state-dict file of a ResNet backbone the model was trained with (Lite0/Lite2 ship)."""
-        from core.encoders import get_image_encoder
-
         self.dataset: HashtagDataset = load_dataset(dataset_root)
         #: The model version served (``hashtag.versions``: the pointer's, else the model folder itself).
         self.version = serving_version(self.dataset.root)
@@ -312,14 +315,10 @@ class HashtagService:
 
     def example_transparency(self, rows: list[int]) -> np.ndarray:
         """Each dataset image's share of see-through pixels (the cut-out guard's input), read from its file."""
-        from core.images import load_any
-
         return np.array([transparency(load_any(self.dataset.examples[i].image)) for i in rows], np.float32)
 
     def photo_set_transparency(self, photo_set: str) -> np.ndarray:
         """Each photo's share of see-through pixels in a real-photo set, read from its file."""
-        from core.images import load_any
-
         return np.array([transparency(load_any(p.path)) for p in load_photo_set(photo_set)], np.float32)
 
     def evaluate(self, split: str = "test", photo_set: Optional[str] = "dev",
@@ -440,8 +439,6 @@ def import_photos(store, profile: str, archive: bytes, *, label: str, permission
     An administrator's import is accepted for training at once; anyone else's waits on the Review page.
     Raises ``ImportRefused`` (one sentence, nothing stored) for an unusable zip.
     """
-    from hashtag.imports import import_zip
-
     return import_zip(store, profile, archive, label=label, reviewer=profile if permission[0] else None)
 
 
@@ -457,10 +454,6 @@ def queue_import(profile: str, archive: bytes, *, label: str, permission: Permis
     run in the app. The permission is taken now, at the click: an administrator's import is accepted for
     training at once (and queues a retrain when stored), anyone else's waits for review.
     """
-    from core.jobs import JobQueue, ensure_worker
-    from core.jobs.uploads import save_upload
-    from hashtag.imports import ImportRefused
-
     if not archive:
         raise ImportRefused("Choose a .zip of photos with their hashtags first.")
     queue = queue or JobQueue()
@@ -468,14 +461,12 @@ def queue_import(profile: str, archive: bytes, *, label: str, permission: Permis
               "reviewer": profile if permission[0] else None, "dataset": str(Path(dataset_root).resolve()),
               "images_dir": str(images_dir) if images_dir else None}
     job = queue.submit(IMPORT_KIND, IMPORT_HANDLER, "Import tagged photos", params, owner=profile)
-    ensure_worker(queue.url)
+    job_worker.ensure_worker(queue.url)
     return job
 
 
 def import_jobs(profile: str, limit: int = 3, queue=None) -> list:
     """This person's latest photo imports, newest first (nobody else's: the reports name their files)."""
-    from core.jobs import JobQueue
-
     if not profile:
         return []
     return [j for j in (queue or JobQueue()).list(limit=50) if j.kind == IMPORT_KIND and j.owner == profile][:limit]
@@ -493,8 +484,6 @@ def remove_import(store, batch_id: int, *, profile: str, permission: Permission)
 
 def review_import(store, batch_id: int, decision: str, *, reviewer: str, permission: Permission) -> int:
     """An administrator accepts (for training) or rejects every photo of one import; returns how many."""
-    from core.feedback import FeedbackError
-
     if not permission[0]:
         raise FeedbackError(permission[1] or "Only administrators may review imports.")
     return store.review_import(batch_id, decision, reviewer or "this-machine")
@@ -507,32 +496,26 @@ def queue_retrain(dataset_root: str | Path = DEFAULT_DATASET, *, store, permissi
     A retrain still waiting in the queue will read every accepted photo when it starts, so a second request
     while one waits returns that job instead of stacking another.
     """
-    from core.jobs import JobQueue, ensure_worker
-    from hashtag.versions import RETRAIN_HANDLER as HANDLER, RETRAIN_KIND as KIND
-
     _allowed(permission, "retrain the hashtag model")
     root = str(Path(dataset_root).resolve())
     queue = queue or JobQueue()
-    waiting = [j for j in queue.list(limit=50, statuses=["queued"]) if j.kind == KIND and j.params.get("dataset") == root]
+    waiting = [j for j in queue.list(limit=50, statuses=["queued"])
+               if j.kind == RETRAIN_KIND and j.params.get("dataset") == root]
     if waiting:
         return waiting[0].id
     params = {"dataset": root, "images_dir": str(store.images_dir), "config": config or {}}
-    job = queue.submit(KIND, HANDLER, "Retrain the hashtag model with imported photos", params, owner=owner)
-    ensure_worker(queue.url)
+    job = queue.submit(RETRAIN_KIND, RETRAIN_HANDLER, "Retrain the hashtag model with imported photos", params,
+                       owner=owner)
+    job_worker.ensure_worker(queue.url)
     return job
 
 
 def retrain_jobs(limit: int = 10, queue=None) -> list:
     """The latest retrains, newest first (every session sees the same list)."""
-    from core.jobs import JobQueue
-    from hashtag.versions import RETRAIN_KIND as KIND
-
-    return [j for j in (queue or JobQueue()).list(limit=50) if j.kind == KIND][:limit]
+    return [j for j in (queue or JobQueue()).list(limit=50) if j.kind == RETRAIN_KIND][:limit]
 
 
 def cancel_retrain(job_id: int, *, permission: Permission, queue=None):
-    from core.jobs import JobQueue
-
     _allowed(permission, "cancel retrains")
     return (queue or JobQueue()).cancel(job_id)
 

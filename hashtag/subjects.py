@@ -8,7 +8,7 @@ words never describe a photograph). Every number comes with a 95 % bootstrap int
 per group, so "fused is never below concepts" can be checked group by group.
 
 ``tune_order`` chooses the ordering rules (``hashtag.order``) on the dev photos' subjects
-(``hashtag/realphotos_dev_subjects.csv``) only.
+(``data/hashtag/realphotos_dev_subjects.csv``) only.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import itertools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -25,11 +25,13 @@ import numpy as np
 from core.datasets import DataUnavailable
 from core.metrics import summarize
 from hashtag.concepts import CANDIDATES, fuse_all, photo_grids_and_transparency, _resolve
+from hashtag.evaluate import per_image_scores
+from hashtag.gate import out_of_fold
 from hashtag.order import NO_ORDER, TUXPAINT_ONLY, OrderRule
 
 log = logging.getLogger(__name__)
 
-DEV_SUBJECTS = Path(__file__).resolve().parent / "realphotos_dev_subjects.csv"
+DEV_SUBJECTS = Path(__file__).resolve().parents[1] / "data" / "hashtag" / "realphotos_dev_subjects.csv"
 GROUPS = ("animals", "objects", "scenes")
 #: The labelled check sets' finer groups (``bench/checksets``) folded into the three the bars are stated for.
 GROUP_OF = {"animal": "animals", "tool": "objects", "object": "objects", "food": "objects", "vehicle": "objects",
@@ -210,12 +212,9 @@ def evaluate_subjects(service, photos: Sequence[SubjectPhoto], *, likeness: Opti
 def tune_order(service, csv_path: str | Path = DEV_SUBJECTS) -> dict[str, Any]:
     """Every on/off combination of the ordering rules, on dev photos only.
 
-    Eligible: the dev set's gold F1@5 (all 45 dev photos, ``hashtag/realphotos_dev.csv``) at least the concept
+    Eligible: the dev set's gold F1@5 (all 45 dev photos, ``data/hashtag/realphotos_dev.csv``) at least the concept
     tagger's, the real-photo bar this list already had to meet. Among those, the best mean of subject@1 and
     subject@5 on the dev subjects wins; ties to more rules on (each is there for a reason a person gives)."""
-    from hashtag.evaluate import per_image_scores
-    from hashtag.gate import out_of_fold
-
     photos = load_subject_set(csv_path)
     base = base_lists(service, photos)
     if service.gate() is not None:  # the dev photos are the gate's own examples: cross-fitted scores
@@ -258,10 +257,6 @@ def tune_guard(service, csv_path: str | Path = DEV_SUBJECTS, *, tolerance: float
     Eligible: the training corpus's validation F1@5 within ``tolerance`` of the decoder alone. Among those, the
     fewest dev photos with a clip-art corpus word in their top 5, then the best mean of subject@1 and subject@5,
     then the guard that overrides the gate least often on validation, then the most demanding share."""
-    from dataclasses import replace
-    from hashtag.evaluate import per_image_scores
-    from hashtag.gate import out_of_fold
-
     photos = load_subject_set(csv_path)
     base = base_lists(service, photos)
     if service.gate() is not None:  # the dev photos are the gate's own examples: cross-fitted scores

@@ -20,6 +20,7 @@ INVARIANT = frozenset({"clothes", "scissors", "pants", "jeans", "shorts", "trous
 
 
 def _stop_words() -> frozenset[str]:
+    # sklearn (with scipy, about 1,400 modules) loads only when captions become tags (building a dataset)
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     return frozenset(ENGLISH_STOP_WORDS) | EXTRA_STOP
@@ -36,6 +37,7 @@ def content_words(text: str) -> list[str]:
     global _STOP
     if _STOP is None:
         _STOP = _stop_words()
+    # nltk (about 1,700 modules) loads only when captions become tags, not when the app imports the tab
     from nltk.tokenize import wordpunct_tokenize
 
     words = []
@@ -81,6 +83,7 @@ def build_lemma_map(words: Iterable[str]) -> dict[str, str]:
     "birds" → "bird" and "berries" → "berry" while "university" never becomes "universe". Words whose
     singular is absent from the corpus fall back to ``singular``.
     """
+    # nltk (about 1,700 modules) loads only when a dataset's tags are built, not when the app imports the tab
     from nltk.stem.snowball import SnowballStemmer
 
     stemmer = SnowballStemmer("english")

@@ -25,11 +25,13 @@ import numpy as np
 import torch
 
 from core.artifacts import ArtifactError, atomic_path, checksum_strings, read_json, write_json
+from core.encoders import get_image_encoder
 from core.training import check_loss
 from core.progress import ProgressFn, track
 from core.threads import torch_threads
 from hashtag.data import DEFAULT_DATASET, HashtagDataset, ensure_dataset, grid_cache
 from hashtag.evaluate import score_predictions
+from hashtag.feedback import load_feedback_pairs
 from hashtag.model import (  # noqa: F401 - model_dir, load_checkpoint, TRAIN_HINT: re-exported for callers of train
     PAD_ID, TRAIN_HINT, DecoderConfig, HashtagDecoder, ModelTagger, load_checkpoint, masked_loss, model_dir,
     save_checkpoint,
@@ -151,15 +153,11 @@ def train(
     ``with_feedback`` adds the users' stored (image, final tags) pairs (``hashtag.feedback``, from ``store`` or
     the default feedback database) to training as their own split.
     """
-    from core.encoders import get_image_encoder
-
     config = config or TrainConfig()
     t0 = time.time()
     ds = ensure_dataset(Path(dataset_root))
     feedback = None
     if with_feedback:
-        from hashtag.feedback import load_feedback_pairs
-
         feedback = load_feedback_pairs(ds, store)  # users' new tags join ds.vocab before the key is taken
     encoder = encoder or get_image_encoder()
     key = config.key(f"{ds.checksum}/{checksum_strings(ds.vocab.tags)}{feedback.key if feedback else ''}",
