@@ -44,6 +44,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.metrics import write_result  # noqa: E402
+from PIL import Image  # noqa: E402
+from skimage import data as skdata  # noqa: E402
+from core.images import load_any  # noqa: E402
+from playwright.async_api import TimeoutError as PlaywrightTimeout  # noqa: E402
+from playwright.async_api import async_playwright  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -122,11 +127,6 @@ def _png(img: Any) -> bytes:
 
 def session_images(n: int, folder: Path) -> "list[tuple[Path, Path]]":
     """(hashtag photo, garment photo) per session, each session's own (a shifted crop): own content hash."""
-    from PIL import Image
-    from skimage import data as skdata
-
-    from core.images import load_any
-
     cat = Image.fromarray(skdata.chelsea())
     garment = load_any("/usr/share/tuxpaint/stamps/clothes/t_jacket.png")
     paths = []
@@ -148,8 +148,6 @@ async def journey(browser: Any, url: str, index: int, images: "tuple[Path, Path]
 
     With ``pid`` (a lone session) it also records the server's CPU-seconds spent on each action.
     """
-    from playwright.async_api import TimeoutError as PlaywrightTimeout
-
     out: dict[str, Any] = {"session": index, "times": {}, "errors": [], "page_load_timeout": False, "cpu": {}}
     marks = [cpu_seconds(pid)] if pid else []
 
@@ -229,8 +227,6 @@ async def run_phase(url: str, n: int, images: "list[tuple[Path, Path]]", page_ti
                     first: int = 0) -> list[dict[str, Any]]:
     """N sessions at once in one headless Chromium, on inputs ``first`` … ``first + n - 1`` (photos, words,
     listener); the phase is cut at ``budget`` seconds."""
-    from playwright.async_api import async_playwright
-
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:

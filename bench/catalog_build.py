@@ -38,6 +38,11 @@ sys.path.insert(0, str(ROOT))
 
 from core import artifacts  # noqa: E402
 from core.encoders import ENCODER_CACHE  # noqa: E402
+from core.photosets import load_photoset, materialize_jpegs  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+from core.encoders import get_image_encoder  # noqa: E402
+from bench import app_load  # noqa: E402
 
 log = logging.getLogger("bench.catalog_build")
 
@@ -55,8 +60,6 @@ def load_average() -> list[float]:
 def jpeg_folder(n: int, cache: Path = CACHE, size: int = 600, seed: int = 0,
                 photosets: Sequence[str] = PHOTOSETS) -> Path:
     """A folder of ``n`` photo-like JPEGs, made once and reused while its manifest says the same inputs."""
-    from core.photosets import load_photoset, materialize_jpegs
-
     photos = [p for csv in photosets for p in load_photoset(ROOT / csv)]
     folder = cache / f"jpegs-{n}-s{size}-seed{seed}"
     manifest = folder / "manifest.json"
@@ -103,11 +106,6 @@ def run_build(name: str, folder: Path, models_dir: Path, log_dir: Path) -> dict[
 # -- the bare encoder -----------------------------------------------------------------------------------
 def encoder_images_per_s(folder: Path, repeats: int = 5, batch: int = 32) -> dict[str, Any]:
     """The CNN alone on preprocessed 224 px batches of ``batch`` (warm): images/s of the median repeat."""
-    import numpy as np
-    from PIL import Image
-
-    from core.encoders import get_image_encoder
-
     encoder = get_image_encoder("efficientnet_lite0", "max")
     files = sorted(folder.glob("*/*.jpg"))[:batch]
     arrays = np.stack([encoder.preprocess(Image.open(f).convert("RGB")) for f in files])
@@ -126,8 +124,6 @@ def encoder_images_per_s(folder: Path, repeats: int = 5, batch: int = 32) -> dic
 def sessions_during_build(folder: Path, models_dir: Path, log_dir: Path, app_models: Path,
                           sessions: int = 5) -> dict[str, Any]:
     """Run a build and, at the same time, ``sessions`` browser journeys against a freshly started app."""
-    from bench import app_load
-
     env = {**os.environ, "RECS_MODELS_DIR": str(app_models), "KERAS_BACKEND": "torch", "HF_HUB_OFFLINE": "1",
            "RECS_NO_TQDM": "1"}
     images = app_load.session_images(1 + sessions, log_dir)

@@ -47,6 +47,7 @@ from core.catalog.jobs import add_catalog  # noqa: E402
 from core.encoders import get_image_encoder  # noqa: E402
 from core.metrics import bootstrap_ci, write_result  # noqa: E402
 from core.photosets import Photo, load_photoset  # noqa: E402
+from fashion.train import build_index  # noqa: E402
 
 log = logging.getLogger("catalog_quality")
 CHECKSETS = ROOT / "bench" / "checksets"
@@ -99,8 +100,6 @@ def photo_precision(neighbours, labels: dict[str, str]) -> dict[str, list[float]
 
 def fashion_neighbours(folder: Path):
     """The Fashion tab's own index over the same folder, as the baseline for photo search."""
-    from fashion.train import build_index
-
     index, _ = build_index(str(folder))
     return lambda item: [f"{h.id}.jpg" for h in index.similar(Path(item).with_suffix("").as_posix(), K)]
 

@@ -20,17 +20,16 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from fashion.guard import garment_mass  # noqa: E402
+from core.datasets import load_tuxpaint  # noqa: E402
+from core.encoders import get_image_encoder  # noqa: E402
+from core.images import ImageError, load_any  # noqa: E402
+from core.metrics import bootstrap_ci, write_result  # noqa: E402
 
 CANDIDATES = (0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fashion.guard import garment_mass
-    from core.datasets import load_tuxpaint
-    from core.encoders import get_image_encoder
-    from core.images import ImageError, load_any
-    from core.metrics import bootstrap_ci, write_result
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=None, help="JSON path (default bench/results/garment_threshold.json)")
     args = parser.parse_args(argv)

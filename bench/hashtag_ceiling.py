@@ -41,6 +41,9 @@ from core.encoders import get_image_encoder  # noqa: E402
 from core.threads import torch_threads  # noqa: E402
 from hashtag.data import ensure_dataset, grid_cache  # noqa: E402
 from hashtag.evaluate import score_predictions, tune_knn  # noqa: E402
+from core.images import load_any  # noqa: E402
+from PIL import ImageOps  # noqa: E402
+from core.encoders import ImageEncoder  # noqa: E402
 
 
 def pooled(grids: np.ndarray) -> np.ndarray:
@@ -98,9 +101,8 @@ def fit_probe(ds, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, g
 
 def augmented_views(ds, rows: list[int], encoder, n: int) -> np.ndarray:
     """``n`` random affine + colour-jitter views of each training image, encoded to grids."""
+    # torchvision's transforms take seconds to import; only the augmented-views run needs them
     from torchvision.transforms import v2 as T
-
-    from core.images import load_any
 
     torch.manual_seed(0)
     aug = T.Compose([T.RandomHorizontalFlip(), T.RandomAffine(degrees=15, translate=(0.1, 0.1), scale=(0.7, 1.1),
@@ -111,11 +113,6 @@ def augmented_views(ds, rows: list[int], encoder, n: int) -> np.ndarray:
 
 def finetune_last_blocks(ds, tr: list[int], va: list[int], gold, *, cut: int = 5, epochs: int = 40) -> float:
     """Fine-tune Lite0's blocks[cut:] + conv head + an MLP head on cached block-``cut`` inputs (+ mirrors)."""
-    from PIL import ImageOps
-
-    from core.encoders import ImageEncoder
-    from core.images import load_any
-
     enc = ImageEncoder("efficientnet_lite0", runtime="torch")
     m = enc.module.model.float().to(memory_format=torch.contiguous_format)
 

@@ -66,6 +66,7 @@ class LearnedRepeat(RepeatRecency):
     name = "learned_repeat"
 
     def fit(self, seqs: SequenceData, upto: np.ndarray) -> "LearnedRepeat":
+        # scikit-learn takes seconds to import; only this learned peer needs it
         from sklearn.linear_model import LogisticRegression
 
         super().fit(seqs, upto)  # self.pop: the popularity fallback, far below any history score

@@ -30,6 +30,8 @@ os.environ["RECS_MODELS_DIR"] = tempfile.mkdtemp(prefix="bench-music-logs-")
 import numpy as np  # noqa: E402
 
 from core.metrics import write_result  # noqa: E402
+from music.logs import train_log  # noqa: E402
+import torch  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "music" / "logs" / "service_log.csv"
 FIXTURE_COLUMNS = {"user": "listener_id", "item": "track_id", "weight": "play_count", "timestamp": "played_at",
@@ -52,8 +54,6 @@ def synthetic_log(path: Path, *, listeners: int = 2000, tracks: int = 2000, play
 
 
 def run(path: Path, columns: dict[str, str], repeats: int) -> dict[str, Any]:
-    from music.logs import train_log
-
     total, mf, nxt, result = [], [], [], {}
     for k in range(repeats):
         started = time.perf_counter()
@@ -73,7 +73,6 @@ def main() -> int:
     p.add_argument("--out", default="music_logs", help="result name under bench/results/")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    import torch
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:

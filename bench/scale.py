@@ -43,6 +43,8 @@ os.environ.setdefault("RECS_NO_TQDM", "1")
 from core.artifacts import MODELS_DIR, ArtifactError, load_arrays  # noqa: E402
 from core.metrics import RESULTS_DIR, bootstrap_ci, write_result  # noqa: E402
 from core.search import VectorIndex, build_faiss, ivf_train_sample, resolve_params  # noqa: E402
+import faiss  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 log = logging.getLogger("bench.scale")
 K = 10
@@ -84,8 +86,6 @@ def seed_data(source: Path, n: int) -> "tuple[np.ndarray, np.ndarray, np.ndarray
     """The real vectors (at most ``n``) and what rows are grown from: (vectors, labels, each one's 10 real nearest
     neighbours, the noise σ, the median real nearest-neighbour distance). Exits with one error line if the
     fashion index is missing or stale."""
-    import faiss
-
     try:
         real, labels = load_real(source)
     except ArtifactError as exc:
@@ -147,8 +147,6 @@ def summarise(times: np.ndarray, rows: np.ndarray, truth: np.ndarray, **extra: A
 
 
 def faiss_mb(index: Any) -> float:
-    import faiss
-
     return round(len(faiss.serialize_index(index)) / 2**20, 1)
 
 
@@ -211,8 +209,6 @@ class Bench:
 
     def build(self, kind: str, params: dict[str, Any]) -> "tuple[Any, float, float]":
         """Build a FAISS index on ``args.threads`` threads: (index, build seconds, MB the process grew by)."""
-        import faiss
-
         gc.collect()
         before = rss_mb()
         t = time.perf_counter()
@@ -224,8 +220,6 @@ class Bench:
 
     def ann_run(self, index: Any, kind: str, full: dict[str, Any]) -> Callable[[dict[str, Any], np.ndarray], Any]:
         """A function timing ``index`` on some queries at one search setting, one thread, batch 1."""
-        from threadpoolctl import threadpool_limits
-
         def run(setting: dict[str, Any], queries: np.ndarray) -> "tuple[np.ndarray, np.ndarray]":
             ix = self.attach(index, kind, {**full, **setting})
             with threadpool_limits(1):
@@ -236,8 +230,6 @@ class Bench:
 def make_bench(args: argparse.Namespace) -> "tuple[Bench, dict[str, Any]]":
     """Grow the catalog and the queries from the real vectors, compute exact top-10 for every query, and start the
     result with what the data is."""
-    from threadpoolctl import threadpool_limits
-
     load_before = os.getloadavg()
     rng = np.random.default_rng(0)
     # real nearest neighbours (the edges new rows are made along) and the noise scale
@@ -350,6 +342,7 @@ def measure_numpy_exact(bench: Bench) -> dict[str, Any]:
 
 def measure_sklearn(bench: Bench) -> dict[str, Any]:
     """scikit-learn ``NearestNeighbors``, brute force, euclidean on unit vectors."""
+    # scikit-learn takes seconds to import; only the sklearn peer needs it
     from sklearn.neighbors import NearestNeighbors
 
     before = rss_mb()
@@ -363,8 +356,6 @@ def measure_sklearn(bench: Bench) -> dict[str, Any]:
 
 def measure_faiss_flat(bench: Bench) -> dict[str, Any]:
     """FAISS ``IndexFlatIP``: exact search through FAISS's own kernels."""
-    from threadpoolctl import threadpool_limits
-
     index, build, grew = bench.build("flat", {})
     ix = bench.attach(index, "flat", {})
     with threadpool_limits(1):
@@ -377,8 +368,6 @@ def measure_faiss_flat(bench: Bench) -> dict[str, Any]:
 
 def exact_sweep(bench: Bench) -> dict[str, dict[str, float]]:
     """Where exact stops being fast enough: numpy exact p50 / p95 on the first n' rows, for growing n'."""
-    from threadpoolctl import threadpool_limits
-
     sweep = {}
     with threadpool_limits(1):
         for size in (25_000, 50_000, 100_000, 200_000, 400_000, 1_000_000):
@@ -396,8 +385,6 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = parse_args(argv)
     if table_only(args, markdown_table):
         return
-    import faiss
-    from threadpoolctl import threadpool_limits
 
     faiss.omp_set_num_threads(args.threads)
     skip = set(filter(None, args.skip.split(",")))

@@ -48,6 +48,8 @@ os.environ.setdefault("RECS_NO_TQDM", "1")
 from bench.scale import K, TARGET_RECALL, common_args, grow, recall_per_query, seed_data, table_only  # noqa: E402
 from core.metrics import bootstrap_ci, write_result  # noqa: E402
 from core.search import DEFAULT_PARAMS, EXACT_BELOW, VectorIndex, factory_string  # noqa: E402
+import faiss  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 log = logging.getLogger("bench.scale_threshold")
 SIZES = (10_000, 25_000, 50_000, 75_000, 100_000, 150_000, 200_000, 300_000, 500_000, 1_000_000)
@@ -97,8 +99,6 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = parser.parse_args(argv)
     if table_only(args, markdown_table):
         return
-    import faiss
-    from threadpoolctl import threadpool_limits
 
     sizes = sorted(int(s) for s in args.sizes.split(","))
     started, load_before = time.time(), os.getloadavg()

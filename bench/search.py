@@ -26,6 +26,7 @@ os.environ.setdefault("RECS_NO_TQDM", "1")
 from core.search import VectorIndex  # noqa: E402
 from fashion.data import load_tuxpaint_clothes  # noqa: E402
 from fashion.train import build_index  # noqa: E402
+from sklearn.neighbors import NearestNeighbors  # noqa: E402
 
 
 def pct(values: list[float]) -> dict[str, float]:
@@ -56,8 +57,6 @@ def main() -> None:
         queries.append(index.embed([p])[0])
         embed_times.append(time.perf_counter() - t)
     result["encode_query"] = pct(embed_times)
-
-    from sklearn.neighbors import NearestNeighbors
 
     for size in (10_000, len(index)):
         vectors = index.vectors[:size]

@@ -30,6 +30,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.metrics import ratio_ci, summarize, write_result  # noqa: E402
+from core.encoders import l2_normalize  # noqa: E402
+from core.spark import spark_session, stop_session  # noqa: E402
+from fashion.data import load_catalog, load_fashion_mnist  # noqa: E402
+from fashion.model import catalog_features  # noqa: E402
+from fashion.train import default_config, spark_features  # noqa: E402
+from scipy import sparse  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+from music.data import load_dataset, user_holdout_split  # noqa: E402
+from music.mf.spark_als import holdout_ndcg, train_als, tune_als  # noqa: E402
 
 log = logging.getLogger("bench.spark")
 
@@ -47,12 +56,6 @@ def _load() -> list[float]:
 
 
 def bench_encode(master: str, mnist: int) -> dict[str, Any]:
-    from core.encoders import l2_normalize
-    from core.spark import spark_session, stop_session
-    from fashion.data import load_catalog, load_fashion_mnist
-    from fashion.model import catalog_features
-    from fashion.train import default_config, spark_features
-
     catalogs = {"tuxpaint-clothes": load_catalog("tuxpaint-clothes"),
                 f"fashion-mnist-first-{mnist}": load_fashion_mnist().subset(np.arange(mnist))}
     started = time.perf_counter()
@@ -83,9 +86,8 @@ def bench_encode(master: str, mnist: int) -> dict[str, Any]:
 
 
 def _implicit_fit(u, i, v, n_users, n_items, *, factors, regularization, alpha, seed=0):
+    # implicit is a benchmark-only peer (requirements-bench.txt), needed only by this step
     from implicit.cpu.als import AlternatingLeastSquares
-    from scipy import sparse
-    from threadpoolctl import threadpool_limits
 
     conf = sparse.csr_matrix((1.0 + alpha * v, (u, i)), shape=(n_users, n_items), dtype=np.float32)
     with threadpool_limits(1, "blas"):
@@ -97,10 +99,6 @@ def _implicit_fit(u, i, v, n_users, n_items, *, factors, regularization, alpha, 
 
 def bench_als(dataset: str, path: str | None, master: str, seed: int = 42, tune: bool = True) -> dict[str, Any]:
     """Both solvers tuned on validation (``tune``) or, without, each at its first grid candidate."""
-    from core.spark import spark_session, stop_session
-    from music.data import load_dataset, user_holdout_split
-    from music.mf.spark_als import holdout_ndcg, train_als, tune_als
-
     data = load_dataset(dataset, path)
     split = user_holdout_split(data.interactions, test_fraction=0.2, min_items=5, seed=seed)
     inner = user_holdout_split(split.train, test_fraction=0.2, min_items=5, seed=seed + 1)

@@ -23,6 +23,10 @@ import time
 import zipfile
 from pathlib import Path
 
+from core import artifacts, metrics
+from core.feedback import FeedbackStore
+from core.jobs.handlers import Progress, execute
+
 log = logging.getLogger("bench.tagged_photos_retrain")
 
 
@@ -49,15 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     work = Path(tempfile.mkdtemp(prefix="tagged-bench-"))
     os.environ["RECS_DATABASE_URL"] = f"sqlite:///{work / 'fb.sqlite3'}"
-    from core import artifacts, metrics
-
     results = metrics.RESULTS_DIR
     artifacts.MODELS_DIR = work / "models"
     try:
         root = work / "tuxpaint"
         shutil.copytree(source, root, ignore=shutil.ignore_patterns("last.pt", "versions", "serving.json"))
-        from core.feedback import FeedbackStore
-        from core.jobs.handlers import Progress, execute
+        # after MODELS_DIR points into the scratch folder: hashtag.data fixes its model paths from it when imported
         from hashtag import service
         from hashtag.concepts import load_photo_set
 

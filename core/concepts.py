@@ -29,13 +29,16 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from core.artifacts import ArtifactError, read_json, write_json
 from core.datasets import DataUnavailable
+from core.encoders import ENCODER_CACHE
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +120,6 @@ def _missing_wordnet(source: Path) -> WordNetUnavailable:
 
 def _private_copy(source: Path) -> Path:
     """The WordNet files plus ``lexnames`` in a folder of our own (nltk refuses folders it does not know)."""
-    from core.encoders import ENCODER_CACHE
-
     target = ENCODER_CACHE / "wordnet-3.0"  # beside the other caches derived from shipped files
     sizes = {name: (source / name).stat().st_size for name in _WORDNET_FILES}
     if (target / "lexnames").is_file() and all(
@@ -148,6 +149,7 @@ def _pos_id(lexname: str) -> int:
 @functools.lru_cache(maxsize=2)
 def wordnet(source: Optional[str] = None):
     """nltk's WordNet reader over Debian's WordNet 3.0 (loaded once per process, about two seconds)."""
+    # nltk takes seconds to import; only the WordNet table needs it
     import nltk
     from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
@@ -162,8 +164,6 @@ def wordnet(source: Optional[str] = None):
         def map_wn(self, version: str = "3.0"):  # only WordNet 3.0 offsets are used: no version map
             return None
 
-    import warnings
-
     with warnings.catch_warnings():  # "multilingual functions are not available": we do not use them
         warnings.simplefilter("ignore")
         return _WordNet30(str(copy), None)
@@ -172,6 +172,7 @@ def wordnet(source: Optional[str] = None):
 @functools.lru_cache(maxsize=1)
 def imagenet_synset_ids() -> list[str]:
     """The 1,000 WordNet ids (``n02106662``…) of an ImageNet-1k head, in output order (shipped in timm)."""
+    # timm (torch models) takes seconds to import; only the path of its shipped synset list is read
     import timm
 
     path = Path(timm.__file__).parent / "data" / "_info" / "imagenet_synsets.txt"
@@ -189,6 +190,7 @@ def word_of(lemma: str) -> str:
 @functools.lru_cache(maxsize=50_000)
 def zipf(phrase: str) -> float:
     """wordfreq's Zipf frequency of an English word or phrase (``_`` read as a space)."""
+    # wordfreq takes about half a second to import; only this frequency lookup needs it
     from wordfreq import zipf_frequency
 
     return float(zipf_frequency(phrase.replace("_", " "), "en"))
@@ -253,8 +255,6 @@ def _naming_lemmas(wn, node) -> list[tuple[str, int]]:
 
 def _facts_path() -> Path:
     """Next to the exported encoder graphs: like them, a pure function of shipped files, safe to share."""
-    from core.encoders import ENCODER_CACHE
-
     return ENCODER_CACHE / f"imagenet_wordnet-v{_FACTS_VERSION}.json"
 
 
@@ -267,8 +267,6 @@ def class_facts() -> dict:
     synset and sense) is written next to the encoder cache (``models/encoders/``) and keyed by the WordNet files'
     sizes and the class list; frequency floors are applied later, so tuning them needs no WordNet.
     """
-    from core.artifacts import ArtifactError, read_json, write_json
-
     ids = imagenet_synset_ids()
     key = {"version": _FACTS_VERSION, "classes": ids[0] + ids[-1] + str(len(ids)),
            "wordnet": {n: (WORDNET_DIR / n).stat().st_size for n in ("data.noun", "index.noun")

@@ -25,21 +25,20 @@ from core.artifacts import ArtifactError, write_json
 from core.cli import Parser, run
 from core.datasets import DataUnavailable
 from core.encoders import BACKBONES, WeightsUnavailable
-from core.images import ImageError
+from core.images import ImageError, load_image
 from core.spark import SparkUnavailable
 from core.evaluation import write_result
+from fashion.evaluate import evaluate, evaluation_path
+from fashion.model import GREY28_INPUT_SIZE, EncoderConfig
+from fashion.train import build_index
 
 
 def _config(args: argparse.Namespace, grey28: bool):
-    from fashion.model import GREY28_INPUT_SIZE, EncoderConfig
-
     size = args.input_size or (GREY28_INPUT_SIZE if grey28 else None)
     return EncoderConfig(args.backbone, args.pooling, size, args.runtime, args.weights)
 
 
 def cmd_index(args: argparse.Namespace) -> dict[str, Any]:
-    from fashion.train import build_index
-
     started = time.perf_counter()
     index, built = build_index(
         args.catalog, config_for=lambda grey28: _config(args, grey28), projection=args.projection, force=args.force,
@@ -76,6 +75,7 @@ def _hits(hits) -> list[dict[str, Any]]:
 
 
 def cmd_search(args: argparse.Namespace) -> list[dict[str, Any]]:
+    # the service brings the likes database stack (sqlalchemy, through core.feedback); only search and similar need it
     from fashion import service
 
     if service.is_built_catalog(args.catalog):  # a catalog of someone's own photos (python -m core catalog add)
@@ -86,21 +86,16 @@ def cmd_search(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def _photo(path: str):
     """A query photo from a path, decoded once with the shared loader (a clear ImageError when it is not one)."""
-    from core.images import load_image
-
     return load_image(path)
 
 
 def cmd_similar(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from fashion import service
+    from fashion import service  # the likes database stack (sqlalchemy) loads only for search and similar
 
     return _hits(service.similar_items(service.open_index(args.catalog), args.item, args.top, args.category))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    from fashion.evaluate import evaluate, evaluation_path
-    from fashion.model import GREY28_INPUT_SIZE, EncoderConfig
-
     if args.queries is not None and args.queries < 2:
         raise ValueError("--queries must be at least 2")
     config = EncoderConfig(args.backbone, args.pooling, args.input_size or GREY28_INPUT_SIZE, args.runtime, args.weights)
@@ -112,6 +107,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_evaluate_feedback(args: argparse.Namespace) -> dict[str, Any]:
+    # brings the likes database stack (sqlalchemy, through core.feedback); only this verb needs it
     from fashion.evaluate_feedback import evaluate_shipped
 
     result = evaluate_shipped(args.queries, args.val_queries)

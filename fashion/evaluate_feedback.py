@@ -30,6 +30,10 @@ import numpy as np
 from core.feedback.relevance import PAGE, choose_method, choose_weights, method_pages, precision_summary, second_pages
 from core.evaluation import summarize_row
 from core.metrics import precision_at_k
+from fashion.data import load_fashion_mnist
+from fashion.evaluate import cached_features
+from fashion.model import apply_projection
+from fashion.train import ProjectionConfig, open_index, train_projection
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +114,6 @@ def held_out_validation(index, n_queries: int = 3000, seed: int = 0) -> tuple[np
     class and would choose weights for an easier task. Here ``n_queries`` train items are held out, the same
     projection recipe is fitted on the other train items only, and the held-out items are the queries.
     """
-    from fashion.data import load_fashion_mnist
-    from fashion.evaluate import cached_features
-    from fashion.model import apply_projection
-    from fashion.train import ProjectionConfig, train_projection
-
     catalog = load_fashion_mnist()
     if list(catalog.ids) != list(index.ids):
         raise ValueError("the index does not list the Fashion-MNIST catalog in its own order; rebuild it")
@@ -131,8 +130,6 @@ def held_out_validation(index, n_queries: int = 3000, seed: int = 0) -> tuple[np
 
 def evaluate_shipped(max_queries: Optional[int] = None, val_queries: int = 3000) -> dict[str, Any]:
     """Run the protocol on the built Fashion-MNIST index (``python -m fashion index``)."""
-    from fashion.train import open_index
-
     index = open_index("fashion-mnist")
     split = [i.split("-", 1)[0] for i in index.ids]  # Fashion-MNIST ids are train-NNNNN / test-NNNNN
     validation = held_out_validation(index, val_queries) if index.projection is not None else None

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from core.jobs.handlers import Progress, job_handler
+from fashion.train import build_index
 
 KIND, HANDLER = "fashion.index", "fashion.jobs:build_job"
 
@@ -18,8 +19,6 @@ KIND, HANDLER = "fashion.index", "fashion.jobs:build_job"
 @job_handler
 def build_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
     """``params`` = ``{"catalog"}``: build (or reuse a fresh) index with the default encoder settings."""
-    from fashion.train import build_index
-
     t0 = time.time()
     index, built = build_index(str(params["catalog"]), progress=progress)
     return {"catalog": params["catalog"], "items": len(index), "built": bool(built),

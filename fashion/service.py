@@ -18,11 +18,13 @@ from core.contract import (Answer, Handles, ModelCard, Person, Request, Source, 
 from core.catalog.sources import CatalogError
 from core.catalog.store import BuiltCatalog
 from core.images import ImageSource
+from core.jobs import JobQueue, ensure_worker
 from fashion import feedback  # noqa: F401 - the tab's likes and re-ranking, reached through this service
 from core.progress import ProgressFn
 from core.search import Hit
 from fashion.data import CATALOGS, Catalog, catalog_key, load_catalog
 from fashion.evaluate import evaluation_path
+from fashion.jobs import HANDLER, KIND
 from fashion.guard import GarmentCheck, garment_check  # cached per photo: reruns run no second CNN pass
 from fashion.model import FashionIndex, index_stem, to_fashion_mnist_style
 from fashion.train import build_index, open_index
@@ -87,9 +89,6 @@ def queue_build(name: str, *, permission: tuple[bool, str], owner: Optional[str]
 
     A build of the same catalog already queued or running is returned instead of a second one.
     """
-    from core.jobs import JobQueue, ensure_worker
-    from fashion.jobs import HANDLER, KIND
-
     allowed, why = permission
     if not allowed:
         raise CatalogError(why or "Only administrators may build indexes.")
@@ -106,9 +105,6 @@ def queue_build(name: str, *, permission: tuple[bool, str], owner: Optional[str]
 
 def build_jobs(limit: int = 5, queue: Any = None) -> list:
     """The latest index builds, newest first (every session sees the same list)."""
-    from core.jobs import JobQueue
-    from fashion.jobs import KIND
-
     return [j for j in (queue or JobQueue()).list(limit=50) if j.kind == KIND][:limit]
 
 

@@ -22,6 +22,8 @@ from core.training import check_loss
 from core.encoders import ImageEncoder
 from core.progress import ProgressFn, track
 from core.search import choose_kind
+from core.spark import spark_job
+from core.spark.encode import encode_catalog
 from core.threads import torch_threads
 from fashion.data import Catalog, catalog_key, load_catalog
 from fashion.model import (
@@ -233,9 +235,6 @@ def spark_features(
     File catalogs send image paths (on a cluster every executor must see them); 28 px grey catalogs send
     each item's 784 bytes, so executors need no copy of the dataset.
     """
-    from core.spark import spark_job
-    from core.spark.encode import encode_catalog
-
     with spark_job(master, app_name=f"fashion-index-{catalog.name}") as spark:
         if catalog.grey28:
             sources = [row.tobytes() for row in np.ascontiguousarray(catalog.pixels)]

@@ -23,8 +23,15 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+from core.artifacts import ArtifactError
+from core.catalog.sources import CatalogError as OwnCatalogError
 from core.cli import Parser, run
+from core.datasets import DataUnavailable
 from core.evaluation import write_result
+from core.images import ImageError, load_image
+from core.spark import SparkUnavailable
+from core.text import TextEncoderUnavailable
+from multimodal.data import CatalogError, load_catalog
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -90,8 +97,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _catalog(args: argparse.Namespace):
-    from multimodal.data import load_catalog
-
     kwargs = {}
     if args.text_fields:
         kwargs["text_fields"] = tuple(f.strip() for f in args.text_fields.split(",") if f.strip())
@@ -111,6 +116,7 @@ def _catalog(args: argparse.Namespace):
 
 
 def cmd_index(args: argparse.Namespace) -> int:
+    # loads torch and the encoders; only this verb needs them (--help stays light)
     from multimodal.train import build_index
 
     catalog = _catalog(args)
@@ -127,6 +133,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    # loads torch and the encoders; only this verb needs them (--help stays light)
     from multimodal.service import SearchService
 
     if args.top < 1 or args.top > 1000:
@@ -163,7 +170,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def _search_own_catalog(args: argparse.Namespace, text: str | None) -> int:
     """Words, photo or both over a built catalog; each hit has its catalog id, score, title, and why it was found."""
-    from core.images import load_image
+    # loads torch and the encoders; only this verb needs them (--help stays light)
     from multimodal.service import own_catalog
 
     catalog = own_catalog(args.catalog)
@@ -181,6 +188,7 @@ def _search_own_catalog(args: argparse.Namespace, text: str | None) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    # loads torch and the encoders; only this verb needs them (--help stays light)
     from multimodal.evaluate import bars, evaluate, save_report
 
     catalog = _catalog(args)
@@ -210,7 +218,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate_feedback(args: argparse.Namespace) -> int:
-    from core.metrics import write_result
+    # loads torch and the encoders; only this verb needs them (--help stays light)
     from multimodal.feedback import evaluate_feedback
     from multimodal.model import MultimodalIndex, default_stem
 
@@ -227,14 +235,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO if os.environ.get("RECS_VERBOSE") else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = _parser().parse_args(argv)
-    from core.artifacts import ArtifactError
-    from core.datasets import DataUnavailable
-    from core.images import ImageError
+    # core.encoders loads torch (seconds); its error class is needed only once a verb runs, not for --help
     from core.encoders import WeightsUnavailable
-    from core.text import TextEncoderUnavailable
-    from multimodal.data import CatalogError
-    from core.catalog.sources import CatalogError as OwnCatalogError
-    from core.spark import SparkUnavailable
 
     verb = {"index": cmd_index, "search": cmd_search, "evaluate": cmd_evaluate,
             "evaluate-feedback": cmd_evaluate_feedback}[args.verb]

@@ -39,12 +39,15 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
 
 from core.artifacts import load_arrays, save_arrays, write_json
+from core.encoders import get_image_encoder
 from core.evaluation import ScoreRanker, Split, per_query
 from core.evaluation import evaluate as run_evaluation
-from multimodal.data import (Catalog, category_query, compose_text, drop_unreadable_images, paraphrase,
-                             split_groups)
+from core.text import get_text_encoder
+from multimodal.data import (Catalog, category_query, compose_text, drop_unreadable_images, load_product_image,
+                             paraphrase, split_groups)
 from multimodal.model import index_dir
 from multimodal.train import ProjectionConfig, center_crop, hflip, train_projection
 
@@ -107,9 +110,6 @@ def encode_catalog(catalog: Catalog, *, pooling: str = "max", text_model: str = 
                    backbone: str = "efficientnet_lite0", cache: bool = True,
                    allow_download: bool = False) -> Encoded:
     """Encode texts and three views of every image, reusing ``<models>/multimodal/<name>-evalcache`` if fresh."""
-    from core.encoders import get_image_encoder
-    from core.text import get_text_encoder
-
     text_enc = get_text_encoder(text_model, allow_download=allow_download)
     image_enc = get_image_encoder(backbone, pooling=pooling, allow_download=allow_download)
     eval_fields = [f for f in catalog.text_fields if f not in LABEL_FIELDS] or ["title"]
@@ -150,8 +150,6 @@ def encode_catalog(catalog: Catalog, *, pooling: str = "max", text_model: str = 
 
 
 def _tfidf_scores(gallery_texts: list[str], queries: list[str]) -> np.ndarray:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
     vec = TfidfVectorizer(sublinear_tf=True, stop_words="english")
     g = vec.fit_transform(gallery_texts)
     q = vec.transform(queries)
@@ -178,9 +176,6 @@ def choose_alpha(enc: Encoded, train: list[int], q_text: np.ndarray, seed: int =
 
 
 def _imagenet_label_text(image_paths: Sequence, enc_text, backbone: str = "efficientnet_lite0") -> np.ndarray:
-    from core.encoders import get_image_encoder
-    from multimodal.data import load_product_image
-
     preds = get_image_encoder(backbone).classify([load_product_image(p) for p in image_paths], top=3)
     return enc_text.encode([", ".join(lbl for lbl, _ in row) for row in preds], desc="encoding ImageNet labels")
 
@@ -211,9 +206,6 @@ def evaluate(
     allow_download: bool = False,
 ) -> dict[str, Any]:
     """Run the whole protocol; return ``{"methods": {method: metrics}, "details": {...}}``."""
-    from core.encoders import get_image_encoder
-    from core.text import get_text_encoder
-
     t0 = time.time()
     enc = encode_catalog(catalog, cache=cache, text_model=text_model, backbone=backbone, pooling=pooling,
                          allow_download=allow_download)

@@ -24,6 +24,8 @@ import numpy as np
 from core.feedback import FeedbackStore, RocchioWeights, feedback_note, rocchio
 from core.feedback.rerank import POOL, FeedbackMethod, feedback_scores, one_blas_thread
 from core.feedback.catalog import catalog_feedback, catalog_key, record_item_feedback
+from core.feedback.relevance import BETAS, GAMMAS, PAGE, candidate_grids, precision_summary
+from core.metrics import bootstrap_ci
 from multimodal.model import DEFAULT_ALPHA, MultimodalIndex, Result
 
 log = logging.getLogger(__name__)
@@ -177,8 +179,6 @@ def evaluate_feedback(index: MultimodalIndex, *, alpha: float = DEFAULT_ALPHA, s
     catalog. Half the products (seeded) choose the Rocchio weights (5 × 7 grid), then the re-ranker (35
     settings each, on the chosen Rocchio's pool); the other half report. Small catalogs say so.
     """
-    from core.feedback.relevance import BETAS, GAMMAS, PAGE
-
     rows = [r for r in range(len(index)) if index.has_text[r] or index.projected is not None]
     order = np.random.default_rng(seed).permutation(rows)
     halves = {"validation": order[: len(order) // 2], "test": order[len(order) // 2:]}
@@ -236,9 +236,6 @@ def evaluate_feedback(index: MultimodalIndex, *, alpha: float = DEFAULT_ALPHA, s
 
 def _evaluate(index: MultimodalIndex, alpha: float, seed: int, sessions, halves: dict, grid: list) -> dict[str, Any]:
     """``evaluate_feedback``'s choice on the validation half and report on the test half."""
-    from core.feedback.relevance import candidate_grids, precision_summary
-    from core.metrics import bootstrap_ci
-
     val_without, val_with = sessions(halves["validation"], grid)
     best = int(np.argmax(val_with.mean(axis=1)))
     weights = grid[best]

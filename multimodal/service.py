@@ -18,8 +18,10 @@ from core.catalog.sources import CatalogError  # noqa: F401 - the Product search
 from core.catalog.store import BuiltCatalog
 from core.contract import (Answer, Handles, ModelCard, Person, Request, Source, built_date, committed,
                            file_version, metrics_of, read_results, source_of, without)
+from core.encoders import get_image_encoder
 from core.images import ImageError, ImageSource, load_image
 from core.metrics import RESULTS_DIR
+from core.text import get_text_encoder
 from multimodal import feedback  # noqa: F401 - the tab's likes and re-ranking, reached through this service
 from multimodal.data import load_product_image
 from multimodal.model import DEFAULT_ALPHA, MultimodalIndex, Result, default_stem, index_dir
@@ -48,9 +50,6 @@ class SearchService:
     """An index plus the text and image encoders that made it."""
 
     def __init__(self, index: MultimodalIndex) -> None:
-        from core.encoders import get_image_encoder
-        from core.text import get_text_encoder
-
         self.index = index
         text_spec = index.manifest.get("text_encoder", {})
         image_spec = index.manifest.get("image_encoder", {})

@@ -15,9 +15,16 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import ImageOps
 
 from core.artifacts import read_json
+from core.encoders import get_image_encoder, l2_normalize
 from core.progress import ProgressFn
+from core.spark import spark_job
+from core.spark.encode import encode_catalog, encoder_spec
+from core.text import get_text_encoder
 from core.threads import torch_threads
 from core.training import check_loss
 from multimodal.data import Catalog, drop_unreadable_images
@@ -52,8 +59,6 @@ def info_nce(pred: "torch.Tensor", target: "torch.Tensor", positives: "torch.Ten
     Both are (b, d) and L2-normalised; ``positives`` is the (b, b) same-text mask. Each row's target
     distribution spreads evenly over its positives.
     """
-    import torch.nn.functional as F
-
     logits = pred @ target.T / temperature
     soft = positives.float() / positives.float().sum(dim=1, keepdim=True)
     loss_i2t = -(soft * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
@@ -74,8 +79,6 @@ def train_projection(
 
     Returns the projection and the per-epoch training loss (tests check that it falls).
     """
-    import torch
-
     cfg = config or ProjectionConfig()
     keep = np.linalg.norm(text, axis=1) > 0.5  # items with no text teach nothing
     views = [np.asarray(v, np.float32)[keep] for v in image_views]
@@ -131,8 +134,6 @@ def train_projection(
 
 def hflip(images: Sequence) -> list:
     """Mirror images left-right (the cheapest augmentation that keeps a product what it is)."""
-    from PIL import ImageOps
-
     return [ImageOps.mirror(im) for im in images]
 
 
@@ -171,9 +172,6 @@ def build_index(
     so ``make run`` does without). ``engine="spark"`` encodes the pictures on Spark (``master``: default
     ``local[*]``) with the same ONNX encoder, so the vectors equal the in-process ones.
     """
-    from core.encoders import get_image_encoder
-    from core.text import get_text_encoder
-
     stem = Path(stem) if stem is not None else default_stem(catalog.name)
     t0 = time.time()
     checksum = catalog.checksum()
@@ -230,10 +228,6 @@ def spark_image_vectors(paths: Sequence[Path | str], spec: dict[str, Any], maste
     ``spec`` is the in-process encoder's ``spec``; its backbone, pooling and input size are what the
     executors build (ONNX runtime, as in process). On a cluster every executor must see the paths.
     """
-    from core.encoders import l2_normalize
-    from core.spark import spark_job
-    from core.spark.encode import encode_catalog, encoder_spec
-
     settings = encoder_spec(str(spec["backbone"]), str(spec["pooling"]), "onnx", int(spec["input_size"]))
     with spark_job(master, app_name="multimodal-index") as spark:
         return l2_normalize(encode_catalog(spark, list(paths), settings))

@@ -19,6 +19,8 @@ import streamlit as st
 
 from core.feedback import FeedbackError
 from core.jobs import JobError
+from hashtag import service
+from hashtag.service import DEFAULT_DATASET
 from ui import profile as profiles
 from ui.common import md_text
 from ui.jobs_view import follow, job_rows, show
@@ -33,8 +35,6 @@ MAX_UPLOAD_MB = 500
 
 def _dataset_root() -> str:
     """The dataset whose model the Hashtags tab serves (the one retrains extend)."""
-    from hashtag.service import DEFAULT_DATASET
-
     return str(DEFAULT_DATASET)
 
 
@@ -73,8 +73,6 @@ def _import_form() -> None:
 
 def import_upload(data: bytes, name: str) -> None:
     """Queue the import of one uploaded zip for this session's profile (a worker stores it; see ``_import_jobs``)."""
-    from hashtag import service
-
     def action(store, key: str) -> int:
         return service.queue_import(key, data, label=name, permission=profiles.heavy_permission(),
                                     dataset_root=_dataset_root(), images_dir=store.images_dir)
@@ -91,8 +89,6 @@ def import_upload(data: bytes, name: str) -> None:
 
 def _import_jobs() -> None:
     """This person's running photo import, and the report of the latest one when it ends (kept in the session)."""
-    from hashtag import service
-
     follow(lambda: service.import_jobs(profiles.known() or "", limit=3), _import_outcome)
 
 
@@ -144,8 +140,6 @@ def _report() -> None:
 
 def _imports_panel() -> None:
     """This profile's imports (everyone's for an administrator), with their review state and a remove button."""
-    from hashtag import service
-
     who = profiles.identity()
     admin = profiles.heavy_permission()[0]
     note = st.session_state.pop(f"{KEY}_note", None)
@@ -183,8 +177,6 @@ def _imports_panel() -> None:
 
 def _review(batch_id: int, decision: str) -> None:
     """Accept or reject a whole import (the permission is taken at the click); an acceptance queues a retrain."""
-    from hashtag import service
-
     who = profiles.identity()
     try:
         n = service.review_import(profiles.store(), batch_id, decision, reviewer=who.key,
@@ -202,8 +194,6 @@ def _review(batch_id: int, decision: str) -> None:
 
 
 def _remove(batch_id: int, profile: str) -> None:
-    from hashtag import service
-
     try:
         removed = service.remove_import(profiles.store(), batch_id, profile=profile,
                                         permission=profiles.heavy_permission())
@@ -217,8 +207,6 @@ def _remove(batch_id: int, profile: str) -> None:
 
 
 def _retrain_panel(root: str) -> None:
-    from hashtag import service
-
     allowed, why = profiles.heavy_permission()
     if allowed:
         if st.button("Retrain with imported photos", key=f"{KEY}_retrain",
@@ -237,8 +225,6 @@ def _retrain_panel(root: str) -> None:
 
 def _jobs() -> None:
     """The shared list of retrains; redrawn while one runs, and the whole section once one finishes."""
-    from hashtag import service
-
     show(lambda: service.retrain_jobs(limit=5), KEY, _retrained, title="Retrains")
 
 
@@ -258,8 +244,6 @@ def trained_on(row: dict[str, Any]) -> str:
 
 
 def _versions_panel(root: str) -> None:
-    from hashtag import service
-
     rows = service.list_versions(root)
     if not rows:
         st.info("No hashtag model is trained yet; a retrain (or `python -m hashtag train`) makes the first one.")

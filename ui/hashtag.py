@@ -15,9 +15,11 @@ import streamlit as st
 from PIL import Image
 
 from core.contract import Person, Request
-from core.images import letterbox
+from core.images import letterbox, load_image
+from core.jobs import JobError
 from hashtag import service as hashtags
-from hashtag.service import CONCEPT_LIMITS, SOURCE_LABELS, hashtag_line, typed_tags
+from hashtag.service import (CONCEPT_LIMITS, DEFAULT_DATASET, SOURCE_LABELS, hashtag_line, open_vocabulary_tagger,
+                             queue_retrain, serving_summary, typed_tags)
 from ui import model_card
 from ui import profile as profiles
 from ui.common import (PERSIST, RESULT_ENTRIES, RESULT_TTL, image_digest, image_upload, show_error,
@@ -43,8 +45,6 @@ def _predict(dataset_root: str, version: float, digest: str, method: str, k: int
 @st.cache_resource(show_spinner="Loading the open-vocabulary model…", max_entries=1)
 def _open_vocabulary(name_or_dir: str, allow_download: bool):
     """The opt-in OpenCLIP tagger (its vocabulary's text embeddings are cached on disk per model)."""
-    from hashtag.service import open_vocabulary_tagger
-
     return open_vocabulary_tagger(name_or_dir, allow_download=allow_download)
 
 
@@ -59,6 +59,7 @@ def _predict_fused(dataset_root: str, version: float, digest: str, k: int, _imag
 
 def attention_overlay(image: Image.Image, attention: np.ndarray, size: int = 224) -> Image.Image:
     """The image (letterboxed square, as the encoder saw it) with a red heat map of one tag's attention."""
+    # matplotlib takes about a second to import; only the attention view draws with it
     from matplotlib import colormaps
 
     canvas = letterbox(image, size)  # exactly the encoder's view, so the heat map lines up
@@ -87,8 +88,6 @@ def _about(service) -> None:
 
 def _version_caption(service) -> None:
     """Which model version is served and what it learned from (imports of tagged photos are on the Data tab)."""
-    from hashtag.service import serving_summary
-
     try:
         row = serving_summary(service.dataset.root)
     except Exception as exc:  # noqa: BLE001 - the caption is information; the tab keeps working without it
@@ -108,9 +107,6 @@ def _version_caption(service) -> None:
 
 def _train_button(dataset_root: str) -> None:
     """No model yet: say how to train one, and queue its training as a background job (never in this thread)."""
-    from core.jobs import JobError
-    from hashtag.service import queue_retrain
-
     st.info(f"No trained hashtag model yet. Train it in a terminal with `{TRAIN_COMMAND}` "
             "(a few minutes on a CPU), or queue it here; it trains in the background (progress on the Data tab).")
     if st.button("Train the hashtag model now", key="hashtag_train"):
@@ -194,8 +190,6 @@ def tag_editor(image: Image.Image, results, digest: str, version: str) -> None:
 
 def render(dataset_root: Optional[str] = None) -> None:
     """The Hashtags tab."""
-    from hashtag.service import DEFAULT_DATASET
-
     root = str(dataset_root or DEFAULT_DATASET)
     st.subheader("Hashtags for a photo")
     st.write("Upload a photo; a soft-attention LSTM trained on captioned images writes hashtags, the encoder's "
@@ -297,8 +291,6 @@ MAX_BATCH = 20
 
 def _batch(root: str, version: float, method: str, k: int, clip: Optional[tuple[str, bool]]) -> None:
     """Several photos at once: one row each, models loaded once; an unreadable file gets its own error row."""
-    from core.images import load_image
-
     with st.expander("Several photos at once"):
         files = st.file_uploader("Photos", type=["jpg", "jpeg", "png", "webp", "gif"], accept_multiple_files=True,
                                  key="hashtag_batch")

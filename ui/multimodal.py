@@ -16,10 +16,10 @@ import streamlit as st
 
 from core.artifacts import ArtifactError
 from core.contract import Person, Request
-from core.images import ImageError
+from core.images import ImageError, thumbnail
 from core.jobs import JobError
 from multimodal import service as products
-from multimodal.service import CatalogError, Result, own_catalog, own_version
+from multimodal.service import CatalogError, Result, evaluation_report, load_product_image, own_catalog, own_version
 from multimodal.service import feedback as mm_feedback
 from ui import catalog_view, model_card, result_grid
 from ui import profile as profiles
@@ -92,9 +92,6 @@ def _thumb(path: str) -> Optional[bytes | str]:
     one here costs about 0.1 CPU-s of the server per picture, most of a search's cost for ten results.
     Markup Streamlit would not recognise as SVG is rasterised as before.
     """
-    from core.images import thumbnail
-    from multimodal.service import load_product_image
-
     if path.lower().endswith(".svg"):
         try:
             text = Path(path).read_text(encoding="utf-8")
@@ -126,8 +123,6 @@ def _own_catalog(name: str) -> None:
 
 
 def _explain(name: str, service: Any) -> None:
-    from multimodal.service import evaluation_report
-
     manifest = service.index.manifest
     catalog = manifest.get("catalog", {})
     with st.expander("What is this catalog, and how well does search work?", expanded=False):

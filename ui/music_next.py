@@ -8,6 +8,7 @@ that imports streamlit.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Callable, Optional
 
@@ -103,8 +104,6 @@ def _quality(dataset: str) -> None:
     if not path.is_file():
         return
     try:
-        import json
-
         res = json.loads(path.read_text(encoding="utf-8"))
         runs = res["splits"]
         frames = {name: pd.DataFrame(run["methods"]).T[["hr@10", "ndcg@10", "mrr", "top1"]].astype(float)

@@ -13,6 +13,7 @@ import logging
 import streamlit as st
 
 from core.feedback import FeedbackError
+from hashtag import service
 from ui import profile as profiles
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,6 @@ PAGE = 20
 
 def _decide(image_id: int, decision: str) -> None:
     """One accept / reject click: the permission is taken now, not when the page was drawn."""
-    from hashtag import service
-
     try:
         service.review_edit(profiles.store(), image_id, decision, profiles.identity(), profiles.heavy_permission())
         st.session_state["review_note"] = f"Tag edit {image_id} {decision}."
@@ -34,8 +33,6 @@ def _decide(image_id: int, decision: str) -> None:
 
 def render() -> None:
     """The Review tab."""
-    from hashtag import service
-
     allowed, why = profiles.heavy_permission()
     error = st.session_state.pop("review_error", None)
     if error:

@@ -34,7 +34,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from core.artifacts import ArtifactError
+from core.artifacts import ArtifactError, read_json
 from core.catalog.build import catalogs_dir, read_manifest
 from core.catalog.sources import CatalogError, check_name
 from core.encoders import get_image_encoder
@@ -416,8 +416,6 @@ def _words(text: str) -> list[str]:
 
 
 def _read_json_list(path: Path) -> list:
-    from core.artifacts import read_json
-
     value = read_json(path)
     if not isinstance(value, list):
         raise ArtifactError(f"{path} is not a list; rebuild the catalog.")

@@ -15,6 +15,7 @@ from typing import Any, Optional, Sequence
 
 from core.feedback.store import FeedbackStore, PlayCount
 from music.history.formats import History, read_exports
+from music.mf.feedback import has_real_names, match_counts
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,6 @@ def import_history(store: FeedbackStore, profile: str,
 
 def match_report(bundle: Any, counts: Sequence[PlayCount]) -> dict[str, Any]:
     """How these plays match the bundle's dataset; a dataset with invented names says so instead."""
-    from music.mf.feedback import has_real_names, match_counts
-
     if not has_real_names(bundle):
         skips = sum(c.skips for c in counts)
         return {"plays": sum(c.plays for c in counts) + skips, "skipped_short": skips, "dataset": bundle.dataset,
