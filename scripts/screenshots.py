@@ -17,13 +17,9 @@ import io
 import logging
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -31,50 +27,25 @@ from typing import Iterator
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.app_load import start_app, stop_app  # noqa: E402 - the benchmark's way to run the app
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 VIEWPORT = {"width": 1400, "height": 1600}
 SHOT_HEIGHT = 1150
 log = logging.getLogger("screenshots")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def running_app(scratch: Path) -> Iterator[str]:
     """The app on a free port, on the real models and a scratch database; stopped on exit."""
-    port = _free_port()
-    env = dict(os.environ, PYTHONPATH=str(ROOT), KERAS_BACKEND="torch", HF_HUB_OFFLINE="1",
+    env = dict(os.environ, KERAS_BACKEND="torch", HF_HUB_OFFLINE="1",
                RECS_DATABASE_URL=f"sqlite:///{scratch / 'feedback.sqlite3'}")
-    with open(scratch / "streamlit.log", "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless", "true",
-             "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_healthy(url, proc)
-            yield url
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=20)
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, seconds: float = 120) -> None:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the app exited while starting; see streamlit.log in the scratch folder")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"the app was not healthy after {seconds:.0f} s")
+    proc, url = start_app(ROOT, env, scratch / "streamlit.log")
+    try:
+        yield url
+    finally:
+        stop_app(proc)
 
 
 def _images_loaded(page, minimum: int) -> None:
@@ -137,8 +108,7 @@ def query_photos(folder: Path) -> Path:
     from skimage import data as skdata
 
     Image.fromarray(skdata.chelsea()).save(folder / "cat.png")
-    sys.path.insert(0, str(ROOT))
-    # the project's modules, once ROOT is on sys.path; they bring the model stack
+    # the project's modules bring the model stack: loaded when pictures are taken, not for --help
     from fashion.service import catalog
 
     catalog("tuxpaint-clothes").image(4).save(folder / "garment.png")  # blue jeans

@@ -18,18 +18,8 @@ from torchmetrics.functional.retrieval import (
 )
 
 from core.evaluation import ScoreRanker, Split, chart_frame, evaluate, interval_frame, ranked_relevance, write_result
+from tests.core.ranking_fixture import RELEVANT, SCORES
 
-# Three queries over 8 items, as in tests/test_core_metrics.py; query 1 has no relevant item.
-SCORES = np.array([
-    [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2],
-    [0.1, 0.9, 0.8, 0.2, 0.7, 0.6, 0.5, 0.05],
-    [0.3, 0.2, 0.9, 0.1, 0.8, 0.4, 0.6, 0.7],
-])
-RELEVANT = np.array([
-    [1, 0, 1, 0, 0, 0, 0, 1],
-    [0, 0, 0, 0, 0, 0, 0, 0],
-    [0, 1, 1, 1, 1, 1, 1, 0],
-], dtype=bool)
 SPLIT = Split(np.arange(3), [set(np.nonzero(r)[0].tolist()) for r in RELEVANT])
 
 

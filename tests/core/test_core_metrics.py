@@ -17,19 +17,7 @@ from torchmetrics.functional.retrieval import (
 )
 
 from core import metrics
-
-# Three queries over a gallery of 8 items: scores and binary relevance (item 7 of query 1 is relevant but
-# ranked last, so recall@5 < 1 and AP's denominator matters).
-SCORES = np.array([
-    [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2],
-    [0.1, 0.9, 0.8, 0.2, 0.7, 0.6, 0.5, 0.05],
-    [0.3, 0.2, 0.9, 0.1, 0.8, 0.4, 0.6, 0.7],
-])
-RELEVANT = np.array([
-    [1, 0, 1, 0, 0, 0, 0, 1],
-    [0, 0, 0, 0, 0, 0, 0, 0],
-    [0, 1, 1, 1, 1, 1, 1, 0],
-], dtype=bool)
+from tests.core.ranking_fixture import RELEVANT, SCORES
 
 
 def _ranked(scores: np.ndarray, relevant: np.ndarray) -> np.ndarray:
