@@ -9,13 +9,13 @@ from __future__ import annotations
 import random
 from typing import NamedTuple, Optional
 
-import pandas as pd
 import streamlit as st
 from PIL import Image
 
 from core.artifacts import ArtifactError
 from core.contract import Person, Request
 from core.datasets import DataUnavailable
+from core.evaluation import chart_frame
 from core.feedback.catalog import catalog_key as feedback_key
 from core.images import ImageError, letterbox
 from core.jobs import JobError
@@ -144,15 +144,14 @@ def _evaluation_panel() -> None:
     if data is None:
         st.caption("No evaluation yet: `python -m fashion evaluate` measures precision@10 against a pixel baseline.")
         return
-    table = pd.DataFrame(data).T
-    keep = [c for c in ("precision@1", "precision@10", "map@10", "ndcg@10", "queries") if c in table.columns]
+    table = chart_frame(data, ("precision@1", "precision@10", "map@10", "ndcg@10", "queries"))
     st.markdown(
         "**How good is it?** Each Fashion-MNIST test image queries the 60,000 train images; precision@10 is the share "
         "of the 10 nearest that have the query's class. `model` = this tab's pipeline, `frozen` = ImageNet features "
         "without the learned projection, `pixel_knn` = raw-pixel baseline; `photo:*` = colour photos as queries."
     )
-    st.bar_chart(table[["precision@10"]].astype(float), horizontal=True, height=220)
-    st.dataframe(table[keep], width="stretch")
+    st.bar_chart(table[["precision@10"]], horizontal=True, height=220)
+    st.dataframe(table, width="stretch")
 
 
 def _own_catalog(name: str) -> None:

@@ -16,6 +16,7 @@ import streamlit as st
 
 from core.artifacts import ArtifactError
 from core.contract import Person, Request
+from core.evaluation import chart_frame
 from music import service as music
 from music.service import (
     LABELS, NO_REAL_NAMES, Bundle, Recommendation, UnknownUser, evaluated_datasets, load_results,
@@ -306,8 +307,7 @@ def _render_evaluation(current: str | None = None) -> None:
         for method, m in methods.items():
             if "error" in m:
                 st.caption(f"{md_text(method)}: {md_text(m['error'])}")
-        frame = pd.DataFrame({k: v for k, v in methods.items() if "error" not in v}).T
-        frame = frame[[c for c in METRICS if c in frame.columns]].astype(float)
+        frame = chart_frame(methods, METRICS)
         if frame.empty:
             st.info("The results file has no metrics to plot.")
             return
