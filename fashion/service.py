@@ -18,7 +18,8 @@ from core.contract import (Answer, Handles, ModelCard, Person, Request, Source, 
 from core.catalog.sources import CatalogError
 from core.catalog.store import BuiltCatalog
 from core.images import ImageSource
-from core.jobs import JobQueue, ensure_worker
+from core.jobs import JobQueue
+from core.jobs import worker as job_worker  # called through its module: tests replace worker.ensure_worker
 from fashion import feedback  # noqa: F401 - the tab's likes and re-ranking, reached through this service
 from core.progress import ProgressFn
 from core.search import Hit
@@ -99,7 +100,7 @@ def queue_build(name: str, *, permission: tuple[bool, str], owner: Optional[str]
     if waiting is not None:
         return waiting.id
     job = queue.submit(KIND, HANDLER, f"Build the {name} index", {"catalog": name}, owner=owner)
-    ensure_worker(queue.url)
+    job_worker.ensure_worker(queue.url)
     return job
 
 

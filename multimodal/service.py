@@ -25,7 +25,8 @@ from core.text import get_text_encoder
 from multimodal import feedback  # noqa: F401 - the tab's likes and re-ranking, reached through this service
 from multimodal.data import load_product_image
 from multimodal.model import DEFAULT_ALPHA, MultimodalIndex, Result, default_stem, index_dir
-from core.jobs import JobQueue, ensure_worker
+from core.jobs import JobQueue
+from core.jobs import worker as job_worker  # called through its module: tests replace worker.ensure_worker
 from multimodal.jobs import HANDLER, KIND, SHIPPED
 
 log = logging.getLogger(__name__)
@@ -202,7 +203,7 @@ def queue_build(name: str, *, permission: tuple[bool, str], owner: Optional[str]
     if waiting is not None:
         return waiting.id
     job = queue.submit(KIND, HANDLER, f"Build the {name} product index", {"catalog": name}, owner=owner)
-    ensure_worker(queue.url)
+    job_worker.ensure_worker(queue.url)
     return job
 
 

@@ -18,7 +18,8 @@ from core.catalog.jobs import HANDLER, RESERVED, summary
 from core.catalog.sources import CatalogError, check_name
 from core.catalog.store import BuiltCatalog, folder_of, list_catalogs, open_catalog, remove_catalog, version
 from core.feedback.store import FeedbackStore
-from core.jobs import JobQueue, JobView, ensure_worker
+from core.jobs import JobQueue, JobView
+from core.jobs import worker as job_worker  # called through its module: tests replace worker.ensure_worker
 from core.jobs.uploads import save_upload
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def queue_build(name: str, *, permission: Permission, upload: Optional[bytes] = 
         params["path"] = str(folder.resolve())
     queue = queue or JobQueue()
     job = queue.submit(KIND, HANDLER, f"Build catalog {name}", params, owner=owner)
-    ensure_worker(queue.url)
+    job_worker.ensure_worker(queue.url)
     return job
 
 

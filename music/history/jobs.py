@@ -18,7 +18,8 @@ from typing import Any, Optional, Sequence
 
 from core import artifacts
 from core.feedback.store import FeedbackStore
-from core.jobs import JobQueue, JobView, ensure_worker
+from core.jobs import JobQueue, JobView
+from core.jobs import worker as job_worker  # called through its module: tests replace worker.ensure_worker
 from core.jobs.handlers import job_handler
 from core.jobs.uploads import uploads_dir
 from music.history.formats import HistoryError, read_exports
@@ -61,7 +62,7 @@ def queue_import(profile: str, files: Sequence[tuple[str, bytes]], dataset: Opti
     queue = queue or JobQueue()
     params = {"profile": profile, "folder": folder.name, "names": names, "dataset": dataset}
     job = queue.submit(KIND, HANDLER, "Import a listening history", params, owner=profile)
-    ensure_worker(queue.url)
+    job_worker.ensure_worker(queue.url)
     return job
 
 

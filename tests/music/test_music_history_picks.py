@@ -168,7 +168,7 @@ def test_the_import_job_stores_the_plays_and_reports_only_to_its_owner(tmp_path,
 
     url = f"sqlite:///{tmp_path / 'jobs.sqlite3'}"
     monkeypatch.setenv("RECS_DATABASE_URL", url)
-    monkeypatch.setattr(jobs, "ensure_worker", lambda _url: None)
+    monkeypatch.setattr("core.jobs.worker.ensure_worker", lambda _url: None)  # no worker process in a test
     queue = JobQueue(url)
     db = FeedbackStore.open(url, images_dir=tmp_path / "images")
     db.create_profile("owner")
