@@ -95,6 +95,7 @@ def test_filters_and_exclusions(built):
         catalog.search(text="cat", categories=["nope"])
 
 
+@pytest.mark.slow(reason="builds a titled catalog (~6 s)")
 def test_titles_are_searched_where_a_csv_gives_them(tmp_path):
     folder = _shop(tmp_path / "titled")
     rows = ["image,title", "animals/cat.png,Striped kitten portrait", "food/coffee.png,Espresso in a white cup",

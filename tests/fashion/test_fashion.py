@@ -198,6 +198,7 @@ def _png(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.slow(reason="AppTest of the Fashion tab on a built index (~6 s)")
 def test_app_tab_upload_filter_and_bad_file(clothes_index):
     from streamlit.testing.v1 import AppTest
 

@@ -354,6 +354,7 @@ def _photos_section() -> None:
     data_photos.render()
 
 
+@pytest.mark.slow(reason="AppTest of the Data page over a trained model (~10 s)")
 def test_data_page_shows_imports_jobs_and_why_a_version_is_not_served(tiny_model, store, tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 

@@ -131,6 +131,7 @@ def test_a_dislike_and_a_like_shape_the_history_picks(store, bundle):
     assert first.item not in [p.item for p in after.picks]
 
 
+@pytest.mark.slow(reason="trains a simulated bundle (~5 s)")
 def test_the_simulated_dataset_says_it_cannot_match(store):
     train("simulated")
     report = import_history(store, "me", [("my_spotify_data.zip", spotify_zip())], load_bundle("simulated"))

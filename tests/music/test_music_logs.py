@@ -285,6 +285,7 @@ def _music_tab() -> None:
     music.render()
 
 
+@pytest.mark.slow(reason="AppTest of the Data page's log import (~7 s)")
 def test_the_data_page_uploads_picks_columns_and_queues_training(tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
 

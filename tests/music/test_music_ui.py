@@ -58,6 +58,7 @@ def test_tab_shows_history_and_picks_with_reasons(bundle):
     assert len(at.dataframe[0].value) == 5
 
 
+@pytest.mark.slow(reason="AppTest of the Music tab (~5 s)")
 def test_unknown_user_and_new_listener(bundle):
     at = AppTest.from_function(_app, default_timeout=120).run()
     at.text_input(key="music_user_typed").set_value("no-such-listener").run()

@@ -48,6 +48,7 @@ def _switch(at, open_: bool) -> None:
     at.run()
 
 
+@pytest.mark.slow(reason="AppTest of the whole app across tabs (~7 s)")
 def test_an_upload_survives_a_tab_switch_and_can_still_be_removed():
     import io
 
