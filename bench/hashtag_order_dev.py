@@ -1,9 +1,9 @@
 """Choose the hashtag order and concept ranking on the dev subject photos only (never the held-out set).
 
-The dev subjects are the 34 labelled dev photos (``data/hashtag/realphotos_dev_subjects.csv``) plus 24 more labelled
+The dev subjects are the 34 labelled dev photos (``bench/checksets/realphotos_dev_subjects.csv``) plus 24 more labelled
 for this (``bench/checksets/hashtag_dev_subjects.csv``, committed before any model ran on them): 58 photos. Every
 variant is scored on them (subject first, subject in the top 5, per group) and on the 45 gold-tagged dev photos
-(``data/hashtag/realphotos_dev.csv``, F1@5). Eligible, as in ``python -m hashtag tune-order``: dev gold F1@5 at least the
+(``bench/checksets/realphotos_dev.csv``, F1@5). Eligible, as in ``python -m hashtag tune-order``: dev gold F1@5 at least the
 concept tagger's under the same ranking; then the best mean of subject@1 and subject@5; ties go to the shipped rule
 (a change must earn its place). Also the dev candidate ceiling: the subject among every word the concept tagger gives
 any weight. Result: ``bench/results/hashtag_order_dev.json``.

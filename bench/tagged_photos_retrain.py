@@ -2,7 +2,7 @@
 
 Copies the trained Tux Paint dataset + model (``models/hashtag/tuxpaint``, without ``last.pt``) to a temporary
 folder, imports N real photos with hand-written hashtags (the dev photo set that ships in packages,
-``data/hashtag/realphotos_dev.csv``) as an administrator, runs the retrain job in-process exactly as the worker
+``bench/checksets/realphotos_dev.csv``) as an administrator, runs the retrain job in-process exactly as the worker
 would (``core.jobs.handlers.execute``, default ``TrainConfig``), and writes the timings, each epoch's
 validation F1@5 and the serve/keep decision to ``bench/results/tagged_photos_retrain.json``. The installed model
 is never touched.

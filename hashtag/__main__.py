@@ -107,7 +107,7 @@ def _add_predict(sub: Any) -> None:
 def _add_evaluations(sub: Any) -> None:
     """The verbs that measure or tune on held-out photos, and the open vocabulary's word list."""
     v = sub.add_parser("build-vocabulary", help="regenerate the open-vocabulary tagger's word list from WordNet + "
-                                                "wordfreq (data/hashtag/openvocab_words.txt)")
+                                                "wordfreq (hashtag/openvocab_words.txt)")
     v.add_argument("--json", action="store_true")
 
     o = sub.add_parser("tune-order", help="choose the hashtag ordering rules on the dev photos' subjects")

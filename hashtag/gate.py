@@ -7,7 +7,7 @@ to the nearest training image; that signal separates Tux Paint validation images
 with ROC AUC 0.95 and lets about half of the dev photos through as clip-art-like.
 
 ``PhotoGate`` is a logistic regression on the encoder's pooled grid (mean and max over the 7 × 7 regions,
-standardised): the decoder's training split is one class, the real-photo dev set (``data/hashtag/realphotos_dev.csv``,
+standardised): the decoder's training split is one class, the real-photo dev set (``bench/checksets/realphotos_dev.csv``,
 photos that ship in PyPI and Debian packages) the other. Its probability is the gate score the ``FusionRule``
 thresholds. Out-of-fold on the dev photos it reaches ROC AUC 0.99 against the validation images
 (``python -m hashtag tune-fusion``, ``bench/results/hashtag_fusion_tuning.json``).

@@ -41,7 +41,7 @@ from core.progress import track
 
 log = logging.getLogger(__name__)
 
-VOCABULARY = Path(__file__).resolve().parents[1] / "data" / "hashtag" / "openvocab_words.txt"
+VOCABULARY = Path(__file__).resolve().parent / "openvocab_words.txt"
 NOUN_FLOOR = 3.0
 ADJECTIVE_FLOOR = 3.5
 #: How much more frequent a two-word compound (hot_dog) must be than a single word to enter the vocabulary

@@ -18,7 +18,7 @@ words (#cartoon, #household, #seasonal) describe Tux Paint, not photographs.
 4. **family second**: when the subject's family word (a broader word of the same concept, ``family(subject,
    word)``: #cattle for #cow, #tool for #hammer) is in the list, it moves right behind the subject.
 
-The rules were chosen on the real-photo dev set's main subjects (``data/hashtag/realphotos_dev_subjects.csv``,
+The rules were chosen on the real-photo dev set's main subjects (``bench/checksets/realphotos_dev_subjects.csv``,
 ``python -m hashtag tune-order``); docs/hashtag.md has the numbers.
 """
 

@@ -8,7 +8,7 @@ words never describe a photograph). Every number comes with a 95 % bootstrap int
 per group, so "fused is never below concepts" can be checked group by group.
 
 ``tune_order`` chooses the ordering rules (``hashtag.order``) on the dev photos' subjects
-(``data/hashtag/realphotos_dev_subjects.csv``) only.
+(``bench/checksets/realphotos_dev_subjects.csv``) only.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from hashtag.order import NO_ORDER, TUXPAINT_ONLY, OrderRule
 
 log = logging.getLogger(__name__)
 
-DEV_SUBJECTS = Path(__file__).resolve().parents[1] / "data" / "hashtag" / "realphotos_dev_subjects.csv"
+DEV_SUBJECTS = Path(__file__).resolve().parents[1] / "bench" / "checksets" / "realphotos_dev_subjects.csv"
 GROUPS = ("animals", "objects", "scenes")
 #: The labelled check sets' finer groups (``bench/checksets``) folded into the three the bars are stated for.
 GROUP_OF = {"animal": "animals", "tool": "objects", "object": "objects", "food": "objects", "vehicle": "objects",
@@ -212,7 +212,7 @@ def evaluate_subjects(service, photos: Sequence[SubjectPhoto], *, likeness: Opti
 def tune_order(service, csv_path: str | Path = DEV_SUBJECTS) -> dict[str, Any]:
     """Every on/off combination of the ordering rules, on dev photos only.
 
-    Eligible: the dev set's gold F1@5 (all 45 dev photos, ``data/hashtag/realphotos_dev.csv``) at least the concept
+    Eligible: the dev set's gold F1@5 (all 45 dev photos, ``bench/checksets/realphotos_dev.csv``) at least the concept
     tagger's, the real-photo bar this list already had to meet. Among those, the best mean of subject@1 and
     subject@5 on the dev subjects wins; ties to more rules on (each is there for a reason a person gives)."""
     photos = load_subject_set(csv_path)

@@ -12,7 +12,7 @@ from core import photo_archives
 from core.photosets import (CHECKSETS_DIR, GROUPS, MIN_TEST_PER_LABEL, Photo, PhotoSetError, load_photoset,
                             materialize_jpegs, read_rows, split_by_hash)
 
-HASHTAG_SETS = [CHECKSETS_DIR.parent.parent / "data" / "hashtag" / f"realphotos_{n}.csv" for n in ("dev", "check", "scenes")]
+HASHTAG_SETS = [CHECKSETS_DIR / f"realphotos_{n}.csv" for n in ("dev", "check", "scenes")]
 
 
 def _photo(path, color, size, label="thing"):
