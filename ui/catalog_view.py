@@ -24,7 +24,7 @@ from ui.result_grid import Cell
 
 
 @st.cache_data(show_spinner="Searching…", max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
-def _search(name: str, stamp: float, text: str, digest: Optional[str], alpha: float, k: int,
+def _search(name: str, version: float, text: str, digest: Optional[str], alpha: float, k: int,
             categories: tuple[str, ...], liked: tuple[str, ...], disliked: tuple[str, ...], _catalog: Any,
             _image: Any) -> list:
     return _catalog.search(text=text or None, image=_image, k=k, alpha=alpha, categories=categories,
@@ -32,12 +32,12 @@ def _search(name: str, stamp: float, text: str, digest: Optional[str], alpha: fl
 
 
 @st.cache_data(show_spinner="Finding similar items…", max_entries=RESULT_ENTRIES, ttl=RESULT_TTL)
-def _similar(name: str, stamp: float, item: str, k: int, categories: tuple[str, ...], liked: tuple[str, ...],
+def _similar(name: str, version: float, item: str, k: int, categories: tuple[str, ...], liked: tuple[str, ...],
              disliked: tuple[str, ...], _catalog: Any) -> list:
     return _catalog.similar_items(item, k, categories, liked=liked, disliked=disliked)
 
 
-def render(tab: str, catalog: Any, stamp: float, *, words: bool) -> None:
+def render(tab: str, catalog: Any, version: float, *, words: bool) -> None:
     """The search panel of catalog ``catalog`` in tab ``tab`` (``fashion`` or ``multimodal``)."""
     key = f"{tab}_own"
     m = catalog.manifest
@@ -61,10 +61,10 @@ def render(tab: str, catalog: Any, stamp: float, *, words: bool) -> None:
         info, back = st.columns([5, 1])
         info.write(f"More like {more} (itself excluded):")
         back.button("Back to search", key=f"{key}_back", on_click=st.session_state.pop, args=(f"{key}_more", None))
-        hits = _similar(catalog.name, stamp, more, top, tuple(categories), tuple(liked), tuple(disliked), catalog)
+        hits = _similar(catalog.name, version, more, top, tuple(categories), tuple(liked), tuple(disliked), catalog)
     elif (text or "").strip() or image is not None:
         try:
-            hits = _search(catalog.name, stamp, (text or "").strip(), image_digest(image), alpha if image is not None
+            hits = _search(catalog.name, version, (text or "").strip(), image_digest(image), alpha if image is not None
                            else 1.0, top, tuple(categories), tuple(liked), tuple(disliked), catalog, image)
         except (ValueError, ImageError) as exc:
             st.error(f"Cannot search: {md_text(str(exc))}")

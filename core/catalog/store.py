@@ -459,17 +459,17 @@ _OPEN_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=8)
-def _open(name: str, stamp: float) -> BuiltCatalog:
+def _open(name: str, built: float) -> BuiltCatalog:
     return BuiltCatalog(folder_of(name))
 
 
 def open_catalog(name: str) -> BuiltCatalog:
     """A built catalog, loaded once per build (threads share it); ``CatalogError`` when there is none."""
-    stamp = version(name)
-    if stamp is None:
+    built = version(name)
+    if built is None:
         raise CatalogError(f"There is no catalog named {name}; build one with `python -m core catalog add`.")
     with _OPEN_LOCK:
-        return _open(name, stamp)
+        return _open(name, built)
 
 
 def remove_catalog(name: str) -> None:
