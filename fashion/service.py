@@ -96,7 +96,7 @@ def queue_build(name: str, *, permission: tuple[bool, str], owner: Optional[str]
     if name not in CATALOGS:
         raise CatalogError(f"{name!r} is not a shipped catalog (those are {', '.join(CATALOGS)}).")
     queue = queue or JobQueue()
-    waiting = next((j for j in build_jobs(queue=queue) if j.active and j.params.get("catalog") == name), None)
+    waiting = queue.waiting(KIND, catalog=name)
     if waiting is not None:
         return waiting.id
     job = queue.submit(KIND, HANDLER, f"Build the {name} index", {"catalog": name}, owner=owner)

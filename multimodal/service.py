@@ -192,14 +192,13 @@ def queue_build(name: str, *, permission: tuple[bool, str], owner: Optional[str]
 
     A build already queued or running is returned instead of a second one: ten people clicking build once.
     """
-
     allowed, why = permission
     if not allowed:
         raise CatalogError(why or "Only administrators may build indexes.")
     if name != SHIPPED:
         raise CatalogError(f"{name!r} is not the shipped index ({SHIPPED}); add your own catalog on the Data tab.")
     queue = queue or JobQueue()
-    waiting = next((j for j in build_jobs(queue=queue) if j.active), None)
+    waiting = queue.waiting(KIND)
     if waiting is not None:
         return waiting.id
     job = queue.submit(KIND, HANDLER, f"Build the {name} product index", {"catalog": name}, owner=owner)
@@ -209,7 +208,6 @@ def queue_build(name: str, *, permission: tuple[bool, str], owner: Optional[str]
 
 def build_jobs(limit: int = 5, queue: Any = None) -> list:
     """The latest product-index builds, newest first (every session sees the same list)."""
-
     return [j for j in (queue or JobQueue()).list(limit=50) if j.kind == KIND][:limit]
 
 

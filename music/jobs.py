@@ -89,7 +89,7 @@ def queue_training(name: str, *, permission: Permission, upload: Optional[bytes]
     if name in trained_datasets() and not replace:
         raise LogError(f"A trained dataset named {name} already exists; tick 'replace' or choose another name.")
     queue = queue or JobQueue()
-    if any(j.active and j.params.get("name") == name for j in jobs(limit=50, queue=queue)):
+    if queue.waiting(KIND, name=name) is not None:
         raise LogError(f"A training of {name} is already queued or running; wait for it or cancel it.")
     if (upload is None) == (path is None):
         raise LogError("Give either an uploaded log or a file on the server.")

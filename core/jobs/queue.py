@@ -208,6 +208,14 @@ class JobQueue:
         with self._read() as s:
             return [_view(row) for row in s.scalars(query)]
 
+    def waiting(self, kind: str, **params: Any) -> Optional[JobView]:
+        """The newest queued or running ``kind`` job whose params include ``params``, or None.
+
+        What a button that builds one shared thing asks first, so ten people clicking it make one job.
+        """
+        return next((j for j in self.list(limit=50, statuses=ACTIVE) if j.kind == kind
+                     and all(j.params.get(key) == value for key, value in params.items())), None)
+
     def cancel(self, job_id: int) -> JobView:
         """Cancel: a queued job becomes ``cancelled`` at once; a running one is flagged and its worker stops it.
 

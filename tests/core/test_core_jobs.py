@@ -375,3 +375,15 @@ def test_cli_errors_are_one_line(sqlite_url, monkeypatch, capsys):
     job_id = JobQueue(sqlite_url).submit("build", H + "count", "listed")
     assert jobs_cli.main(["list", "--json"]) == 0
     assert [row["id"] for row in json.loads(capsys.readouterr().out)] == [job_id]
+
+
+def test_waiting_finds_the_active_job_of_a_kind_and_params_only(sqlite_url):
+    queue = JobQueue(sqlite_url)
+    first = queue.submit("demo.build", "tests.job_handlers:count", "Build a", {"catalog": "a"})
+    queue.submit("demo.build", "tests.job_handlers:count", "Build b", {"catalog": "b"})
+    queue.submit("demo.other", "tests.job_handlers:count", "Other a", {"catalog": "a"})
+    assert queue.waiting("demo.build", catalog="a").id == first
+    assert queue.waiting("demo.build", catalog="c") is None
+    queue.cancel(first)  # an ended job no longer waits: the next click queues a new one
+    assert queue.waiting("demo.build", catalog="a") is None
+    assert queue.waiting("demo.build").params["catalog"] == "b"
