@@ -8,7 +8,9 @@ folder under /tmp and reused. Each build is ``python -m core catalog add bench-N
 subprocess with its own empty ``RECS_MODELS_DIR`` (the ONNX graphs and concept-word caches are shared through
 ``RECS_ENCODER_CACHE``), so the wall time covers every step a person waits for: interpreter and imports, reading
 the folder, decode, thumbnails, embeddings, words, index, near-duplicates and the atomic rename. Peak memory is
-the subprocess's own high-water mark (``os.wait4``'s ``ru_maxrss``: every thread, including decode threads).
+the subprocess's own high-water mark (``VmHWM`` of its address space, read by the child as it exits: every
+thread, including decode threads). ``ru_maxrss`` would not do: Linux carries the parent's high-water mark into a
+child across fork and exec, so a benchmark run inside a large process (a test session) reports that process.
 
 Beside each build, the bare encoder's images/s in this process (preprocessed 224 px batches of 32, warm, median of
 repeats) shows how much of the build's time is the CNN itself. ``--with-load`` runs ``bench/app_load.py``'s
@@ -81,15 +83,37 @@ def build_env(models_dir: Path) -> dict[str, str]:
             "PYTHONPATH": str(ROOT), "KERAS_BACKEND": "torch", "HF_HUB_OFFLINE": "1", "RECS_NO_TQDM": "1"}
 
 
+# ``python -m core ARGS`` that writes its own VmHWM (kB) to argv[1] as it exits, on Linux.
+_REPORT_PEAK = """
+import atexit, pathlib, re, runpy, sys
+peak_file = pathlib.Path(sys.argv.pop(1))
+def _report():
+    status = pathlib.Path("/proc/self/status")
+    found = re.search(r"VmHWM:\\s+(\\d+)", status.read_text()) if status.exists() else None
+    if found:
+        peak_file.write_text(found.group(1))
+atexit.register(_report)
+sys.argv[0] = "core"
+runpy.run_module("core", run_name="__main__", alter_sys=True)
+"""
+
+
+def _peak_mb(peak_file: Path, usage: Any) -> float:
+    """The child's own high-water mark; ``ru_maxrss`` only where /proc is missing (it may include the parent's)."""
+    kb = int(peak_file.read_text()) if peak_file.exists() else usage.ru_maxrss
+    return round(kb / 1024, 1)
+
+
 def run_build(name: str, folder: Path, models_dir: Path, log_dir: Path) -> dict[str, Any]:
     """``catalog add`` in a subprocess: wall time from start to exit, its peak RSS, and the CLI's JSON."""
-    out, err = log_dir / f"{name}.json", log_dir / f"{name}.log"
+    out, err, peak_file = log_dir / f"{name}.json", log_dir / f"{name}.log", log_dir / f"{name}.peak"
     load_before = load_average()
     with open(out, "w") as stdout, open(err, "w") as stderr:
         started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "core", "catalog", "add", name, str(folder), "--json",
-                                 "--replace"], cwd=ROOT, env=build_env(models_dir), stdout=stdout, stderr=stderr)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not every child's so far
+        proc = subprocess.Popen([sys.executable, "-c", _REPORT_PEAK, str(peak_file), "catalog", "add", name,
+                                 str(folder), "--json", "--replace"], cwd=ROOT, env=build_env(models_dir),
+                                stdout=stdout, stderr=stderr)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own CPU time, not every child's so far
         seconds = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
@@ -97,7 +121,7 @@ def run_build(name: str, folder: Path, models_dir: Path, log_dir: Path) -> dict[
         raise RuntimeError(f"catalog add {name} exited {proc.returncode}: {' | '.join(tail)}")
     result = json.loads(out.read_text())
     return {"images": result["items"], "skipped": result["skipped"]["count"], "seconds": round(seconds, 2),
-            "images_per_s": round(result["items"] / seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+            "images_per_s": round(result["items"] / seconds, 1), "peak_rss_mb": _peak_mb(peak_file, usage),
             "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "cli_seconds": result["seconds"],
             "phases": result["phases"], "search": result["search"],
             "load_avg_before": load_before, "load_avg_after": load_average()}
