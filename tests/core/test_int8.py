@@ -165,7 +165,7 @@ def test_vectors_of_different_precision_or_engine_never_share_a_spec(monkeypatch
 
 
 #: The evaluation list's size today (distinct real photos from Debian and PyPI packages); it only grows.
-EVALUATION_PHOTOS = 450
+EVALUATION_PHOTOS = 500
 
 
 def _evaluation_rows() -> list[dict[str, str]]:
@@ -195,7 +195,7 @@ def test_evaluation_list_is_distinct_and_never_calibrated_or_chosen_on():
     assert not any(f"skimage:{PurePosixPath(p).stem}" in dev for p in listed if p.startswith("skimage/"))
 
 
-@pytest.mark.slow(reason="copies 450 photos out of their package files and decodes each")
+@pytest.mark.slow(reason="copies 500 photos out of their package files and decodes each")
 def test_every_evaluation_photo_loads_as_an_rgb_image_of_64_px_or_more():
     rows = _evaluation_rows()
     absent = sorted({row["package"] for row in rows if resolve_photo(row["package"], row["path"]) is None})
