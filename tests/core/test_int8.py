@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+from pathlib import PurePosixPath
 
 import numpy as np
 import pytest
@@ -12,7 +14,10 @@ from skimage import data
 import core.encoders as encoders
 from core import int8
 from core.artifacts import read_json
+from bench import encoders as bench_encoders
 from core.encoders import ImageEncoder, get_image_encoder
+from core.photo_archives import is_archive_spec, parse_spec
+from core.photosets import resolve_photo
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
@@ -159,11 +164,47 @@ def test_vectors_of_different_precision_or_engine_never_share_a_spec(monkeypatch
     assert specs[1]["cpu_int8"] == ["avx512_vnni"] and specs[1]["int8_engine"] == "onnxruntime"
 
 
-def test_evaluation_photos_are_never_calibrated_on():
+#: The evaluation list's size today (distinct real photos from Debian and PyPI packages); it only grows.
+EVALUATION_PHOTOS = 500
+
+
+def _evaluation_rows() -> list[dict[str, str]]:
+    with open(int8.EVALUATION_SET, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _installed_path(path: str) -> str:
+    """Where a listed photo lands when its package is installed (a ``deb:`` member under ``/``), else the path."""
+    if not is_archive_spec(path):
+        return path
+    kind, _, member = parse_spec(path)
+    return "/" + member.partition("!")[0] if kind == "deb" else path
+
+
+def test_evaluation_list_is_distinct_and_never_calibrated_or_chosen_on():
+    rows = _evaluation_rows()
     listed = int8.evaluation_paths()
-    assert len(listed) >= 250  # distinct real photos from Debian and PyPI packages
-    assert not set(int8.calibration_sources()) & listed
-    assert not {s.partition("#crop")[0] for s in int8.calibration_sources()} & listed
+    assert len(rows) >= EVALUATION_PHOTOS and len(listed) == len(rows)  # no row twice
+    assert all(row["package"] and row["path"] for row in rows)
+    calibrated = {s.partition("#crop")[0] for s in int8.calibration_sources()}
+    assert not calibrated & listed
+    # a listed .deb photo is never calibrated on either where that package happens to be installed
+    assert not calibrated & {_installed_path(p) for p in listed}
+    dev = {name for name, _ in bench_encoders.dev_photos()}
+    assert dev and not any(f"opencv-doc:{PurePosixPath(p).name}" in dev for p in listed if "opencv-doc" in p)
+    assert not any(f"skimage:{PurePosixPath(p).stem}" in dev for p in listed if p.startswith("skimage/"))
+
+
+@pytest.mark.slow(reason="copies 500 photos out of their package files and decodes each")
+def test_every_evaluation_photo_loads_as_an_rgb_image_of_64_px_or_more():
+    rows = _evaluation_rows()
+    absent = sorted({row["package"] for row in rows if resolve_photo(row["package"], row["path"]) is None})
+    if absent:
+        pytest.skip(f"packages not downloaded here (make heldout-photos): {', '.join(absent)}")
+    for row in rows:
+        with Image.open(resolve_photo(row["package"], row["path"])) as img:
+            rgb = img.convert("RGB")
+        assert rgb.mode == "RGB" and min(rgb.size) >= 64, row["path"]
 
 
 @pytest.mark.slow(reason="quantizes an encoder and converts it for OpenVINO")
