@@ -15,8 +15,8 @@ little, so ``auto`` keeps fp32 there.
     quantize_nncf(fp32_onnx, xml, images, batch=32)  # NNCF's recipe (the openvino-nncf engine), OpenVINO files
 
 ``openvino-nncf`` is an option, not the default: NNCF's mixed preset with full bias correction (the same layers fp32)
-agrees with fp32's top-1 on more dev images than the QDQ recipe (0.925 against 0.888) but still short of the 0.97
-the product asks (docs/encoders.md, bench/encoders_nncf.py).
+agreed with fp32's top-1 on more dev images than the QDQ recipe (0.925 against 0.888), short of the 0.97 the product
+asks, and on the evaluation photos on fewer (0.897 against 0.938; docs/encoders.md, bench/encoders_nncf.py).
 
 Calibration images are real photos that ship with the project's own dependencies (Debian wallpapers and
 backgrounds, scikit-learn's sample photos) plus a share of Tux Paint clip art (what the clothes catalog holds);
