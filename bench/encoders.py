@@ -5,8 +5,8 @@
 Rows (same process, same inputs, one after another per repeat, medians of ``--repeats``):
 - ONNX Runtime fp32 (the default) and ONNX Runtime int8 (static QDQ, per-channel weights; the product's int8
   graph, built by ``core.encoders`` from ``core.int8``'s calibration images);
-- OpenVINO running that same QDQ graph (the int8 engine where ``openvino`` is installed), and with ``--nncf``
-  OpenVINO on NNCF's own post-training quantization of the fp32 graph (requirements-bench.txt).
+- OpenVINO running that same QDQ graph, and with ``--nncf`` OpenVINO running NNCF's post-training quantization of
+  the fp32 graph (``RECS_INT8_ENGINE=openvino-nncf``, ``core.int8.NNCF_RECIPE``).
 
 Throughput: batch 1 and 32, wall-clock images/s and images per process CPU-second (the machine is shared: the
 CPU-second figure is the steadier one); the ratio to ONNX Runtime fp32 is taken within each repeat (its median) and
@@ -157,30 +157,6 @@ def timed(fn: Callable[[np.ndarray], object], x: np.ndarray, calls: int) -> tupl
     return calls * len(x) / wall, calls * len(x) / max(cpu, 1e-9)
 
 
-def openvino_engines(fp32_graph: Path, int8_graph: Path, calib: list[np.ndarray], batch: int,
-                     threads: int) -> dict[str, Callable]:
-    """OpenVINO rows (empty when openvino/nncf are not installed): NNCF int8 and ORT's QDQ graph on OpenVINO."""
-    try:
-        import nncf
-        import openvino as ov
-    except ImportError:
-        return {}
-    core = ov.Core()
-    config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}  # no silent bf16
-    model = ov.convert_model(str(fp32_graph))
-    model.reshape([-1, *model.input(0).get_shape()[1:]])  # any batch: the same compiled model times batch 1 and 32
-    started = time.perf_counter()
-    quantized = nncf.quantize(model, nncf.Dataset(calib), subset_size=len(calib) * batch)
-    log_s = round(time.perf_counter() - started, 1)
-    nncf_int8 = core.compile_model(quantized, "CPU", config)
-    qdq_model = ov.convert_model(str(int8_graph))
-    qdq_model.reshape([-1, *qdq_model.input(0).get_shape()[1:]])
-    qdq = core.compile_model(qdq_model, "CPU", config)
-    print(f"OpenVINO NNCF quantization: {log_s} s", flush=True)
-    return {"OpenVINO int8 (NNCF)": lambda b: tuple(nncf_int8(b).values()),
-            "OpenVINO running ORT's QDQ graph": lambda b: tuple(qdq(b).values())}
-
-
 def speed_table(engines: dict[str, Callable], x: np.ndarray, repeats: int) -> list[dict[str, object]]:
     """Interleaved timing: in each repeat every engine runs batch 32 then batch 1, so all see the same load.
 
@@ -211,7 +187,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--nncf", action="store_true", help="add NNCF's own int8 quantization (minutes to build)")
+    parser.add_argument("--nncf", action="store_true", help="add NNCF's int8 recipe (minutes to build once)")
     parser.add_argument("--out", default="bench/results/encoders.json")
     args = parser.parse_args()
     os.environ["RECS_THREADS"] = str(args.threads)
@@ -231,10 +207,9 @@ def main() -> None:
         ov8.warm_up()
         engines["OpenVINO int8 (the same QDQ graph)"] = lambda b: ov8._run(b, want_logits=True)
     if args.nncf:
-        calib = int8.calibration_batches(fp32.preprocess, int8.calibration_sources(), 32)
-        nncf_rows = openvino_engines(fp32._fp32_graph(32), q8._int8_graph(32, fp32._fp32_graph(32)), calib, 32,
-                                     args.threads)
-        engines.update({k: v for k, v in nncf_rows.items() if "NNCF" in k})
+        nn8 = ImageEncoder(precision="int8", int8_engine="openvino-nncf")
+        nn8.warm_up()  # builds (or loads) NNCF's graphs for batch 1 and 32
+        engines["OpenVINO int8 (NNCF recipe)"] = lambda b: nn8._run(b, want_logits=True)
     photos = eval_photos()
     x = np.stack([fp32.preprocess(img) for _, img in photos])
     outputs = {name: run_all(fn, x) for name, fn in engines.items()}
@@ -252,7 +227,8 @@ def main() -> None:
         "photos": {"images": len(photos), "distinct_real_photos": len(photos), "list": str(int8.EVALUATION_SET.name),
                    "note": "each image a different photo; none calibrated on or used to choose the recipe"},
         "int8_graph_ready_s": round(int8_ready_s, 1),
-        "calibration": {"images": len(int8.calibration_sources()), "recipe": int8.RECIPE},
+        "calibration": {"images": len(int8.calibration_sources()), "recipe": int8.RECIPE,
+                        "nncf_recipe": int8.NNCF_RECIPE if args.nncf else None},
         "rows": rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -399,6 +399,9 @@ class ImageEncoder:
             return self._sessions[batch]
         path = self._fp32_graph(batch)
         if self.precision == "int8":
+            if self.int8_engine == "openvino-nncf":
+                self._sessions[batch] = int8.OpenVINOSession(self._nncf_graph(batch, path), self.threads)
+                return self._sessions[batch]
             path = self._int8_graph(batch, path)
             if self.int8_engine == "openvino":
                 self._sessions[batch] = int8.OpenVINOSession(self._openvino_graph(batch, path), self.threads)
@@ -475,6 +478,43 @@ class ImageEncoder:
                 write_json(manifest_path, {"kind": "openvino-encoder-int8", "backbone": self.name, **expected,
                                            "source_graph": int8_path.name, "batch": batch,
                                            "input_size": self.input_size, **info})
+        return path
+
+    def _nncf_graph(self, batch: int, fp32_path: Path) -> Path:
+        """OpenVINO's int8 model files made by NNCF from the fp32 export (``int8.NNCF_RECIPE``), built once.
+
+        The manifest records the recipe, the calibration images by name, the NNCF and OpenVINO versions and the CPU's
+        int8 flags; a change to any of them (or to the weights) rebuilds the files.
+        """
+        try:
+            # optional: only this engine needs NNCF (and OpenVINO); ONNX Runtime serves fp32 and int8 without them
+            import nncf
+            import openvino
+        except ImportError as exc:
+            raise RuntimeError("RECS_INT8_ENGINE=openvino-nncf needs the openvino and nncf packages "
+                               "(requirements.txt), or set RECS_INT8_ENGINE=openvino or onnxruntime.") from exc
+
+        stem = f"{self._stem(batch)}-int8-nncf"
+        path, manifest_path = ENCODER_CACHE / f"{stem}.xml", ENCODER_CACHE / f"{stem}.json"
+        sources = int8.calibration_sources(limit=int8.NNCF_CALIBRATION_IMAGES, clipart=int8.NNCF_CALIBRATION_CLIPART)
+        expected = {"torch": torch.__version__, "weights": self.weights_id, "input_size": self.input_size,
+                    "batch": batch, "recipe": int8.NNCF_RECIPE, "nncf": nncf.__version__,
+                    "openvino": openvino.__version__, "cpu_int8_flags": list(int8.int8_flags()),
+                    "calibration_id": hashlib.sha256("\n".join(sources).encode()).hexdigest()[:12]}
+        if _fresh(path, manifest_path, expected) and path.with_suffix(".bin").is_file():
+            return path
+        ENCODER_CACHE.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(ENCODER_CACHE / f".{stem}.lock")):
+            if not (_fresh(path, manifest_path, expected) and path.with_suffix(".bin").is_file()):
+                start = time.perf_counter()
+                log.info("quantizing %s to int8 with NNCF at batch %d, %d px on %d real images (once; cached in %s)",
+                         self.name, batch, self.input_size, len(sources), ENCODER_CACHE)
+                images = [self.preprocess(int8.load_calibration_image(s)) for s in sources]
+                info = int8.quantize_nncf(fp32_path, path, images, batch=batch)
+                write_json(manifest_path, {"kind": "openvino-encoder-int8-nncf", "backbone": self.name, **expected,
+                                           "quantization": info, "calibration": {"images": len(sources),
+                                                                                 "sources": sources},
+                                           "build_seconds": round(time.perf_counter() - start, 1)})
         return path
 
     def _quantize(self, batch: int, fp32_path: Path, path: Path, manifest_path: Path, expected: dict[str, object],
