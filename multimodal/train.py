@@ -150,6 +150,21 @@ def center_crop(images: Sequence, keep: float = 0.8) -> list:
     return out
 
 
+def _is_fresh(stem: Path, want: dict[str, Any], projection: bool) -> bool:
+    """True when the index at ``stem`` was built from the same data with the same encoders (``want``: manifest
+    keys and their values) and, when one is wanted, its projection exists."""
+    manifest_path = stem.with_suffix(".json")
+    if not manifest_path.is_file():
+        return False
+    try:
+        old = read_json(manifest_path)
+    except Exception:  # noqa: BLE001 - an unreadable manifest means rebuild
+        return False
+    return (old.get("kind") == INDEX_KIND and old.get("schema") == SCHEMA
+            and all(old.get(key) == value for key, value in want.items())
+            and (not projection or Path(str(stem) + "-projection.json").is_file()))
+
+
 def build_index(
     catalog: Catalog,
     *,
@@ -185,20 +200,11 @@ def build_index(
     checksum = catalog.checksum()
     text_enc = get_text_encoder(text_model, allow_download=allow_download)
     image_enc = get_image_encoder(backbone, pooling=pooling, allow_download=allow_download)
-    manifest_path = stem.with_suffix(".json")
-    if not force and manifest_path.is_file():
-        try:
-            old = read_json(manifest_path)
-            fresh = (old.get("kind") == INDEX_KIND and old.get("schema") == SCHEMA
-                     and old.get("data_checksum") == checksum and old.get("text_encoder") == text_enc.spec
-                     and old.get("image_encoder") == image_enc.spec
-                     and (not projection or Path(str(stem) + "-projection.json").is_file())
-                     and all(old.get(key) == value for key, value in (extra_manifest or {}).items()))
-        except Exception:  # noqa: BLE001 - an unreadable manifest means rebuild
-            fresh = False
-        if fresh:
-            log.info("index %s is fresh (checksum %s); use --force to rebuild", stem, checksum)
-            return stem, False
+    want = {"data_checksum": checksum, "text_encoder": text_enc.spec, "image_encoder": image_enc.spec,
+            **(extra_manifest or {})}
+    if not force and _is_fresh(stem, want, projection):
+        log.info("index %s is fresh (checksum %s); use --force to rebuild", stem, checksum)
+        return stem, False
     images: Optional[list] = None
     if image_vectors is None:
         catalog, images = drop_unreadable_images(catalog)
