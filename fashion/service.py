@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["BuiltCatalog", "Catalog", "CatalogError", "catalog_key", "feedback", "FashionIndex", "Hit", "build",
            "build_jobs", "catalog", "catalog_look", "catalog_names", "GarmentCheck", "garment_check", "queue_build",
-           "index_version", "is_built_catalog", "is_own", "is_shipped", "open_index", "shipped_build_jobs", "own_catalog", "own_version",
+           "index_version", "is_built_catalog", "is_own", "is_shipped", "open_index", "shipped_build_jobs",
+           "own_catalog", "own_version",
            "saved_evaluation", "search_upload", "similar_items",
            # the contract every tab's service offers (core.contract)
            "sources", "open", "query", "record_feedback", "explain", "card"]

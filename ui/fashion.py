@@ -170,6 +170,7 @@ def _own_catalog(name: str) -> None:
     except (CatalogError, ArtifactError) as exc:
         show_error(exc, "The catalog cannot be used")
         return
+    model_card.show(service.card, name, key="fashion_card")
     catalog_view.render("fashion", catalog, version, words=False)
 
 

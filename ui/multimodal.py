@@ -234,6 +234,11 @@ def _pick_catalog() -> Optional[str]:
     if name not in names:
         _own_catalog(name)
         return None
+    if name in products.own_catalog_names() and st.radio(
+            "Search with", ["the tuned product index", "the catalog search (words seen in every picture)"],
+            key=f"{KEY}_head_{name}", horizontal=True, persist_state=PERSIST) != "the tuned product index":
+        _own_catalog(name)  # the shipped catalog itself, as any catalog is searched: words, thumbnails, duplicates
+        return None
     return name
 
 

@@ -122,3 +122,24 @@ def test_both_services_list_each_shipped_catalog_once_and_a_second_build_is_skip
     assert {"tuxpaint", "tuxpaint-clothes"} <= set(garments)
     assert {s.kind for s in fashion.service.sources() if s.name.startswith("tuxpaint")} == {"shipped catalog"}
     assert isinstance(fashion.service.open("tuxpaint-clothes"), BuiltCatalog)
+
+
+def _app() -> None:
+    import ui.multimodal
+
+    ui.multimodal.render()
+
+
+def test_the_tab_searches_the_shipped_catalog_with_its_head_or_as_an_ordinary_catalog(heads):
+    from streamlit.testing.v1 import AppTest
+
+    add_catalog("tuxpaint-clothes", "shipped:tuxpaint-clothes", update=True)
+    at = AppTest.from_function(_app, default_timeout=180)
+    at.run()
+    assert not at.exception
+    picker = at.selectbox(key="mm_catalog")
+    assert picker.options.count("tuxpaint") == 1 and "tuxpaint-clothes (shipped)" in picker.options
+    assert at.text_input(key="mm_text")  # the tuned head's own search box
+    at.radio(key="mm_head_tuxpaint").set_value("the catalog search (words seen in every picture)").run()
+    assert not at.exception and not at.error
+    assert "Search words" in [t.label for t in at.text_input]  # the shared catalog view over the same catalog
