@@ -102,12 +102,13 @@ heldout-photos: $(STAMPS)/venv
 		echo "palapeli-data .deb not downloaded (apt-get download palapeli-data into data/debs): bench/checksets/hashtag_dev_subjects.csv will name it as missing" >&2
 
 # Default models for the app; each command skips when its artifact is fresh (use --force to rebuild).
-# scripts/build_models.py builds them in two lanes at once, one per core: the image lane (Fashion-MNIST index,
-# Tux Paint clothes, product search) and the training lane (hashtags, music). Most of the training lane runs on
-# one thread, so one step at a time left a core idle for about half the build (docs/deployment.md, "Set-up", has the
-# measured times). Each job gets an equal share of the cores: one ONNX thread did 338 Fashion-MNIST images per
-# CPU-second on a busy machine against 203 for two. Each lane shows its running step's progress line; full
-# output goes to models/build-logs/. MODEL_JOBS=1 builds one step at a time (on all cores).
+# scripts/build_models.py builds them in two lanes at once, one per core: the image lane (Fashion-MNIST index, the
+# shipped Tux Paint catalogs built as ordinary catalogs by core.catalog, product search's head on them) and the
+# training lane (hashtags, music). Most of the training lane runs on one thread, so one step at a time left a core
+# idle for about half the build (docs/deployment.md, "Set-up", has the measured times). Each job gets an equal share
+# of the cores: one ONNX thread did 338 Fashion-MNIST images per CPU-second on a busy machine against 203 for two.
+# Each lane shows its running step's progress line; full output goes to models/build-logs/. MODEL_JOBS=1 builds one
+# step at a time (on all cores).
 # Where the CPU has VNNI/AMX the image lane encodes with int8 graphs, quantized on first use into models/encoders/
 # (docs/encoders.md); RECS_ENCODER_PRECISION=fp32 make run keeps fp32 everywhere.
 MODEL_JOBS ?= 2

@@ -12,6 +12,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from core.artifacts import ArtifactError, read_json
+from core.catalog import service as own_catalogs_service
 from core.catalog import store as own_catalogs
 from core.contract import (Answer, Handles, ModelCard, Person, Request, Source, built_date, committed, count,
                            file_version, metrics_of, read_results, source_of)
@@ -34,20 +35,35 @@ log = logging.getLogger(__name__)
 
 __all__ = ["BuiltCatalog", "Catalog", "CatalogError", "catalog_key", "feedback", "FashionIndex", "Hit", "build",
            "build_jobs", "catalog", "catalog_look", "catalog_names", "GarmentCheck", "garment_check", "queue_build",
-           "index_version", "is_built_catalog", "is_own", "open_index", "own_catalog", "own_version",
+           "index_version", "is_built_catalog", "is_own", "is_shipped", "open_index", "shipped_build_jobs",
+           "own_catalog", "own_version",
            "saved_evaluation", "search_upload", "similar_items",
            # the contract every tab's service offers (core.contract)
            "sources", "open", "query", "record_feedback", "explain", "card"]
 
 
+#: Catalogs this tab searches with its own index and head (Fashion-MNIST: 28 px grey, 96 px encoding and a
+#: projection trained on its labels). Every other catalog, the shipped Tux Paint ones included, is an ordinary
+#: catalog from the one catalog store (``core.catalog``), searched by its image vectors.
+TAB_INDEXES = ("fashion-mnist",)
+
+
 def catalog_names() -> list[str]:
-    """Every catalog the tab can search: the shipped ones, then the ones people built on the Data page."""
-    return list(CATALOGS) + [n for n in own_catalogs.catalog_names() if n not in CATALOGS]
+    """Every catalog the tab can search, each once: its own indexes, then the catalog store (shipped first)."""
+    listed = [m for m in own_catalogs.list_catalogs() if "error" not in m and m["name"] not in TAB_INDEXES]
+    listed.sort(key=lambda m: not m.get("shipped", False))
+    return list(TAB_INDEXES) + [m["name"] for m in listed]
 
 
 def is_own(name: str) -> bool:
-    """True for a catalog built from someone's own photos (``core.catalog``), searched by its image vectors."""
-    return name not in CATALOGS
+    """True for a catalog of the catalog store (``core.catalog``: shipped or built from someone's photos),
+    searched by its image vectors; False for the tab's own Fashion-MNIST index."""
+    return name not in TAB_INDEXES
+
+
+def is_shipped(name: str) -> bool:
+    """True for a catalog that ships with the app (Fashion-MNIST, the Tux Paint catalogs)."""
+    return name in TAB_INDEXES or own_catalogs_service.is_shipped(name)
 
 
 def is_built_catalog(name: str) -> bool:
@@ -93,7 +109,9 @@ def queue_build(name: str, *, permission: tuple[bool, str], owner: Optional[str]
     allowed, why = permission
     if not allowed:
         raise CatalogError(why or "Only administrators may build indexes.")
-    if name not in CATALOGS:
+    if name not in TAB_INDEXES:
+        if name in CATALOGS:  # a shipped catalog of the catalog store: its ordinary build
+            return own_catalogs_service.queue_shipped(name, permission=permission, owner=owner, queue=queue)
         raise CatalogError(f"{name!r} is not a shipped catalog (those are {', '.join(CATALOGS)}).")
     queue = queue or JobQueue()
     waiting = queue.waiting(KIND, catalog=name)
@@ -102,6 +120,11 @@ def queue_build(name: str, *, permission: tuple[bool, str], owner: Optional[str]
     job = queue.submit(KIND, HANDLER, f"Build the {name} index", {"catalog": name}, owner=owner)
     job_worker.ensure_worker(queue.url)
     return job
+
+
+def shipped_build_jobs(name: str, limit: int = 5, queue: Any = None) -> list:
+    """The latest ordinary catalog builds of shipped catalog ``name``, newest first (every session sees them)."""
+    return [j for j in own_catalogs_service.jobs(limit=50, queue=queue) if j.params.get("name") == name][:limit]
 
 
 def build_jobs(limit: int = 5, queue: Any = None) -> list:
@@ -145,7 +168,7 @@ def saved_evaluation() -> Optional[dict[str, Any]]:
 # the contract every tab's service offers (core.contract)
 
 #: Opened indexes, one per (catalog, index version), shared by the app's sessions and the CLI.
-_HANDLES = Handles(keep=len(CATALOGS) + 2)
+_HANDLES = Handles(keep=len(TAB_INDEXES) + 2)
 
 #: What the tab's search cannot do, whatever its measured quality.
 LIMITS = (
@@ -156,10 +179,15 @@ LIMITS = (
 
 
 def sources() -> list[Source]:
-    """The shipped catalogs (with their built index's version, None while unbuilt), then people's own catalogs."""
-    shipped = [source_of(n, "catalog", index_stem(catalog_key(n)).with_suffix(".json")) for n in CATALOGS]
-    own = [source_of(n, "own catalog", None, version=own_version(n)) for n in catalog_names() if is_own(n)]
-    return shipped + own
+    """The tab's own Fashion-MNIST index (its version, None while unbuilt), then every catalog of the catalog
+    store, each once: the shipped Tux Paint catalogs (``shipped catalog``; version None while unbuilt) and
+    people's own (``own catalog``)."""
+    shipped = [source_of(n, "catalog", index_stem(catalog_key(n)).with_suffix(".json")) for n in TAB_INDEXES]
+    stored = [source_of(n, "shipped catalog" if is_shipped(n) else "own catalog", None, version=own_version(n))
+              for n in catalog_names() if is_own(n)]
+    unbuilt = [Source(n, "shipped catalog") for n in CATALOGS if n not in TAB_INDEXES and n not in catalog_names()]
+    return (shipped + [s for s in stored if s.kind == "shipped catalog"] + unbuilt
+            + [s for s in stored if s.kind == "own catalog"])
 
 
 def open(name: str) -> "FashionIndex | BuiltCatalog":  # noqa: A001 - the contract's name for "give me one"
@@ -219,10 +247,13 @@ def card(name: str) -> ModelCard:
     ``python -m fashion evaluate`` (the artifact's own, else the committed ``bench/results/fashion_evaluate.json``)."""
     if is_own(name):
         version = own_version(name)
-        unmeasured = "Own catalogs have no labelled queries, so their search is not measured."
+        shipped = is_shipped(name)
+        unmeasured = ("This shipped catalog has no measured search quality here." if shipped
+                      else "Own catalogs have no labelled queries, so their search is not measured.")
+        data = (f"{name}: a catalog that ships with the app (Tux Paint stamps)" if shipped
+                else f"{name}: photos someone added on the Data page")
         return ModelCard(name, "EfficientNet-Lite0 image vectors (ImageNet weights), exact cosine search",
-                         f"{name}: photos someone added on the Data page", version, built_date(version), (), "",
-                         limits=LIMITS[:1] + (unmeasured,))
+                         data, version, built_date(version), (), "", limits=LIMITS[:1] + (unmeasured,))
     path = index_stem(catalog_key(name)).with_suffix(".json")
     manifest = read_results(path) or {}
     enc = manifest.get("encoder", {})

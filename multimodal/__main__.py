@@ -115,10 +115,27 @@ def _catalog(args: argparse.Namespace):
     return catalog
 
 
+def _shipped_defaults(args: argparse.Namespace) -> bool:
+    """True when ``index`` asks for the shipped Tux Paint catalog with the default encoders, as the app uses it."""
+    return (args.catalog == "tuxpaint" and not args.catalog_path and not args.text_fields and args.limit is None
+            and not args.name and args.text_model == "all-MiniLM-L6-v2" and args.backbone == "efficientnet_lite0"
+            and args.pooling == "max" and args.engine == "local" and not args.allow_download)
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     # loads torch and the encoders; only this verb needs them (--help stays light)
-    from multimodal.train import build_index
+    from multimodal.train import build_catalog_head, build_index
 
+    if _shipped_defaults(args):  # the shipped catalog: built as an ordinary catalog, the tab's head on top
+        stem, built, summary = build_catalog_head("tuxpaint", kind="tuxpaint", force=args.force,
+                                                  projection=not args.no_projection, augment=args.augment)
+        info = {"index": str(stem), "built": built, "products": summary.get("items"), "catalog": summary}
+        if args.json:
+            print(json.dumps(info))
+        else:
+            print(f"{'built' if built else 'fresh, not rebuilt'}: {stem} ({summary.get('items')} products, "
+                  "catalog tuxpaint)", file=sys.stderr)
+        return 0
     catalog = _catalog(args)
     stem, built = build_index(catalog, force=args.force, projection=not args.no_projection, augment=args.augment,
                               text_model=args.text_model, backbone=args.backbone, pooling=args.pooling,

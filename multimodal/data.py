@@ -170,6 +170,29 @@ def load_tuxpaint_catalog(
     )
 
 
+def catalog_from_items(name: str, items: Sequence[dict], *, kind: str = "catalog",
+                       text_fields: Sequence[str] = TUXPAINT_TEXT_FIELDS) -> Catalog:
+    """The products of a catalog built by ``core.catalog`` (its ``items.json`` rows, in its row order).
+
+    Why: a shipped catalog exists once, as an ordinary catalog; the Product search head (its tuned fusion
+    weight and image→text projection) is fitted on top of that catalog's items and image vectors instead of
+    reading the stamps again. A row's fields are its attributes (a shipped Tux Paint row keeps the stamp's own
+    ``caption``; others use the title), category and title, so ``compose_text`` gives the same product text as
+    the Tux Paint loader above.
+    """
+    products = []
+    for row in items:
+        attributes = {str(k): str(v) for k, v in dict(row.get("attributes", {})).items()}
+        category = str(row.get("category") or "uncategorised")
+        title = str(row.get("title") or row["id"])
+        values = {"caption": title, **attributes, "title": title, "category": category,
+                  "description": str(row.get("description", ""))}
+        products.append(Product(id=str(row["id"]), title=title, text=compose_text(values, text_fields),
+                                category=category, image_path=Path(str(row["source"])), group=str(row["id"]),
+                                category_path=attributes.get("category_path", category), fields=values))
+    return Catalog(name=name, kind=kind, products=products, source=f"catalog:{name}", text_fields=tuple(text_fields))
+
+
 # ----------------------------------------------------------------------------------------------
 # Kaggle "Fashion Product Images" (styles.csv + images/<id>.jpg)
 

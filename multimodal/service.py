@@ -23,7 +23,9 @@ from core.images import ImageError, ImageSource, load_image
 from core.metrics import RESULTS_DIR
 from core.text import get_text_encoder
 from multimodal import feedback  # noqa: F401 - the tab's likes and re-ranking, reached through this service
+from core.progress import ProgressFn
 from multimodal.data import load_product_image
+from multimodal.train import build_catalog_head
 from multimodal.model import DEFAULT_ALPHA, MultimodalIndex, Result, default_stem, index_dir
 from core.jobs import JobQueue
 from core.jobs import worker as job_worker  # called through its module: tests replace worker.ensure_worker
@@ -228,11 +230,38 @@ def index_version(name: str) -> Optional[float]:
 
 
 def sources() -> list[Source]:
-    """Built product indexes, then catalogs people built on the Data page (searched by words, photo or both)."""
-    built = index_names()
-    return ([source_of(n, "index", index_dir() / f"{n}.json") for n in built]
-            + [source_of(n, "own catalog", None, version=own_version(n))
-               for n in own_catalog_names() if n not in built])
+    """Every catalog in the one catalog store, each once (shipped ones first), then product indexes built from
+    a path with ``python -m multimodal index --catalog-path`` that are no catalog.
+
+    ``kind``: ``index`` where this tab has a tuned head on the catalog (the shipped Tux Paint catalog: fusion
+    weight, image→text projection and feedback re-ranker chosen on its data) or a path-built index;
+    ``shipped catalog`` / ``own catalog`` for catalogs searched by the shared catalog search.
+    """
+    heads = index_names()
+    listed = [m for m in own_catalogs.list_catalogs() if "error" not in m]
+    listed.sort(key=lambda m: (not m.get("shipped", False), m["name"] not in heads, m["name"] != SHIPPED))
+    out = []
+    for manifest in listed:
+        name = manifest["name"]
+        if name in heads:
+            out.append(source_of(name, "index", index_dir() / f"{name}.json"))
+        else:
+            kind = "shipped catalog" if manifest.get("shipped") else "own catalog"
+            out.append(source_of(name, kind, None, version=own_version(name)))
+    named = {s.name for s in out}
+    return out + [source_of(n, "index", index_dir() / f"{n}.json") for n in heads if n not in named]
+
+
+def build_head(name: str = SHIPPED, *, force: bool = False, projection: bool = True, augment: bool = False,
+               progress: Optional[ProgressFn] = None) -> tuple[Path, bool, dict[str, Any]]:
+    """Build the shipped catalog ``name`` the ordinary way (``core.catalog``, skipped when fresh), then this tab's
+    head on top of it (``multimodal.train.build_catalog_head``). Returns (index stem, whether the head was
+    rebuilt, the catalog's build summary)."""
+    if name != SHIPPED:
+        raise CatalogError(f"Only the shipped {SHIPPED!r} catalog has a Product search head.")
+    # the product kind the Tux Paint loader gave its products, kept so their data checksum does not change
+    return build_catalog_head(name, kind=SHIPPED, force=force, projection=projection, augment=augment,
+                              progress=progress)
 
 
 def open(name: str) -> "SearchService | BuiltCatalog":  # noqa: A001 - the contract's name for "give me one"

@@ -20,6 +20,9 @@ import torch.nn.functional as F
 from PIL import ImageOps
 
 from core.artifacts import read_json
+from core.catalog.jobs import add_catalog
+from core.catalog.sources import BUILTINS, SHIPPED_PREFIX
+from core.catalog.store import open_catalog
 from core.encoders import get_image_encoder, l2_normalize
 from core.progress import ProgressFn
 from core.spark import spark_job
@@ -27,7 +30,7 @@ from core.spark.encode import encode_catalog, encoder_spec
 from core.text import get_text_encoder
 from core.threads import torch_threads
 from core.training import check_loss
-from multimodal.data import Catalog, drop_unreadable_images
+from multimodal.data import Catalog, catalog_from_items, drop_unreadable_images
 from multimodal.model import INDEX_KIND, SCHEMA, MultimodalIndex, Projection, default_stem, l2n
 
 log = logging.getLogger(__name__)
@@ -147,6 +150,21 @@ def center_crop(images: Sequence, keep: float = 0.8) -> list:
     return out
 
 
+def _is_fresh(stem: Path, want: dict[str, Any], projection: bool) -> bool:
+    """True when the index at ``stem`` was built from the same data with the same encoders (``want``: manifest
+    keys and their values) and, when one is wanted, its projection exists."""
+    manifest_path = stem.with_suffix(".json")
+    if not manifest_path.is_file():
+        return False
+    try:
+        old = read_json(manifest_path)
+    except Exception:  # noqa: BLE001 - an unreadable manifest means rebuild
+        return False
+    return (old.get("kind") == INDEX_KIND and old.get("schema") == SCHEMA
+            and all(old.get(key) == value for key, value in want.items())
+            and (not projection or Path(str(stem) + "-projection.json").is_file()))
+
+
 def build_index(
     catalog: Catalog,
     *,
@@ -162,6 +180,8 @@ def build_index(
     progress: Optional[ProgressFn] = None,
     engine: str = "local",
     master: Optional[str] = None,
+    image_vectors: Optional[np.ndarray] = None,
+    extra_manifest: Optional[dict[str, Any]] = None,
 ) -> tuple[Path, bool]:
     """Encode the catalog (text + image), save the index atomically, train + save the projection.
 
@@ -170,30 +190,31 @@ def build_index(
     evaluation trains its own on the training split only). ``augment`` adds mirrored pictures to the
     projection's training (+1 encoding pass, ~25 % of the build; validation R@10 0.615 with vs 0.608 without,
     so ``make run`` does without). ``engine="spark"`` encodes the pictures on Spark (``master``: default
-    ``local[*]``) with the same ONNX encoder, so the vectors equal the in-process ones.
+    ``local[*]``) with the same ONNX encoder, so the vectors equal the in-process ones. ``image_vectors`` (one
+    row per product, made by the same image encoder) are used instead of encoding the pictures: the Product
+    search head of a catalog built by ``core.catalog`` reuses that catalog's vectors. ``extra_manifest`` is
+    recorded in the index manifest (which catalog it was fitted on).
     """
     stem = Path(stem) if stem is not None else default_stem(catalog.name)
     t0 = time.time()
     checksum = catalog.checksum()
     text_enc = get_text_encoder(text_model, allow_download=allow_download)
     image_enc = get_image_encoder(backbone, pooling=pooling, allow_download=allow_download)
-    manifest_path = stem.with_suffix(".json")
-    if not force and manifest_path.is_file():
-        try:
-            old = read_json(manifest_path)
-            fresh = (old.get("kind") == INDEX_KIND and old.get("schema") == SCHEMA
-                     and old.get("data_checksum") == checksum and old.get("text_encoder") == text_enc.spec
-                     and old.get("image_encoder") == image_enc.spec
-                     and (not projection or Path(str(stem) + "-projection.json").is_file()))
-        except Exception:  # noqa: BLE001 - an unreadable manifest means rebuild
-            fresh = False
-        if fresh:
-            log.info("index %s is fresh (checksum %s); use --force to rebuild", stem, checksum)
-            return stem, False
-    catalog, images = drop_unreadable_images(catalog)
+    want = {"data_checksum": checksum, "text_encoder": text_enc.spec, "image_encoder": image_enc.spec,
+            **(extra_manifest or {})}
+    if not force and _is_fresh(stem, want, projection):
+        log.info("index %s is fresh (checksum %s); use --force to rebuild", stem, checksum)
+        return stem, False
+    images: Optional[list] = None
+    if image_vectors is None:
+        catalog, images = drop_unreadable_images(catalog)
+    elif len(image_vectors) != len(catalog):
+        raise ValueError(f"{len(image_vectors)} image vectors for {len(catalog)} products")
     texts = [p.text for p in catalog.products]
     text_vecs = text_enc.encode(texts, progress=progress, desc="encoding product text")
-    if engine == "spark":
+    if image_vectors is not None:
+        image_vecs = np.asarray(image_vectors, np.float32)
+    elif engine == "spark":
         image_vecs = spark_image_vectors([p.image_path for p in catalog.products], image_enc.spec, master)
     else:
         image_vecs = image_enc.encode(images, progress=progress)
@@ -210,8 +231,11 @@ def build_index(
         "fusion": "alpha*cos_text + (1-alpha)*cos_image (renormalised weighted concatenation)",
         "allow_download": allow_download,
         "engine": engine,
+        **(extra_manifest or {}),
     }
     if projection:
+        if augment and images is None:
+            _, images = drop_unreadable_images(catalog)
         views = [image_vecs] + ([image_enc.encode(hflip(images), progress=progress)] if augment else [])
         proj, _ = train_projection(views, text_vecs, texts, projection_config, progress=progress)
         proj.info.update({"index_checksum": checksum, "text_encoder": text_enc.spec,
@@ -220,6 +244,26 @@ def build_index(
     index.save(stem, {**manifest, "build_seconds": round(time.time() - t0, 1)})
     log.info("index %s: %d products in %.1f s", stem, len(index), time.time() - t0)
     return stem, True
+
+
+def build_catalog_head(name: str, *, kind: str = "catalog", force: bool = False, projection: bool = True,
+                       augment: bool = False, progress: Optional[ProgressFn] = None) -> tuple[Path, bool, dict[str, Any]]:
+    """The Product search head of catalog ``name``: built by ``core.catalog`` first when it is a shipped catalog
+    (``shipped:NAME``, skipped when fresh), then the product text, the image→text projection and the saved index,
+    fitted on the catalog's own items and image vectors, so no picture is decoded or encoded a second time.
+
+    Returns (index stem, whether the head was rebuilt, the catalog's build summary or ``{}``). The head is fresh
+    while the catalog's build and the products' data checksum are unchanged.
+    """
+    summary: dict[str, Any] = {}
+    if name in BUILTINS:
+        summary = add_catalog(name, f"{SHIPPED_PREFIX}{name}", update=True, progress=progress)
+    built = open_catalog(name)
+    products = catalog_from_items(name, built.items, kind=kind)
+    stem, rebuilt = build_index(products, force=force, projection=projection, augment=augment, progress=progress,
+                                image_vectors=built.index.vectors,
+                                extra_manifest={"built_from": {"catalog": name, "created": built.manifest["created"]}})
+    return stem, rebuilt, summary
 
 
 def spark_image_vectors(paths: Sequence[Path | str], spec: dict[str, Any], master: Optional[str] = None) -> np.ndarray:

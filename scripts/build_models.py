@@ -3,8 +3,8 @@
     python scripts/build_models.py [--jobs 2] [--dry-run]
 
 Why lanes: most of the training lane (hashtag decoder, music) runs on one thread, so building one step at a time
-left a core idle for about half of the first `make run`. The image lane (Fashion-MNIST index, Tux Paint clothes,
-product search) and the training lane (hashtags, music) share nothing, so each gets an equal share of the cores.
+left a core idle for about half of the first `make run`. The image lane (Fashion-MNIST index, the shipped Tux Paint
+catalogs and product search's head on them) and the training lane (hashtags, music) share nothing, so each gets an equal share of the cores.
 
 Why a runner instead of `make -j`: two processes drawing progress bars on one terminal garble each other, and
 make's `--output-sync` hides a step's bar until the step ends. Here each step writes its full output to
@@ -44,7 +44,10 @@ class Step:
 LANES: dict[str, tuple[Step, ...]] = {
     "images": (
         Step("fashion-mnist", ("-m", "fashion", "index")),
-        Step("tuxpaint-clothes", ("-m", "fashion", "index", "--catalog", "tuxpaint-clothes")),
+        # the shipped Tux Paint catalogs are ordinary catalogs (core.catalog), each built once for both tabs;
+        # product search then fits its head (text, projection) on the tuxpaint catalog's items and vectors
+        Step("tuxpaint-clothes", ("-m", "core", "catalog", "add", "tuxpaint-clothes", "shipped:tuxpaint-clothes",
+                                  "--update")),
         Step("product-search", ("-m", "multimodal", "index")),
     ),
     "training": (

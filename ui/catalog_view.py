@@ -41,7 +41,8 @@ def render(tab: str, catalog: Any, version: float, *, words: bool) -> None:
     """The search panel of catalog ``catalog`` in tab ``tab`` (``fashion`` or ``multimodal``)."""
     key = f"{tab}_own"
     m = catalog.manifest
-    st.caption(f"Your catalog: {len(catalog):,} images ({m.get('titled', 0):,} with titles), built "
+    whose = "Shipped catalog" if getattr(catalog, "shipped", False) else "Your catalog"
+    st.caption(f"{whose}: {len(catalog):,} images ({m.get('titled', 0):,} with titles), built "
                f"{m.get('created', '?')}. Photo search compares CNN image vectors; word search reads titles "
                "where there are any and, for every photo, the ImageNet concepts the CNN sees in it.")
     left, right = st.columns([3, 2])

@@ -94,11 +94,11 @@ def _built(r: dict[str, Any]) -> str:
 def _catalogs_panel() -> None:
     rows = catalogs.catalogs()
     if not rows:
-        st.info("No catalog of your own yet.")
+        st.info("No catalog yet (the shipped ones appear here once `make run` or `make models` has built them).")
         return
     st.markdown("**Catalogs**")
     table = pd.DataFrame([{
-        "name": r["name"], "images": r.get("items"), "titled": r.get("titled"),
+        "name": r["name"], "shipped": "✓" if r.get("shipped") else "", "images": r.get("items"), "titled": r.get("titled"),
         "skipped": r.get("skipped", {}).get("count"), "near-duplicate groups": r.get("duplicate_groups"),
         "source": r.get("source", {}).get("label", ""), "built": r.get("created"), "problem": r.get("error", ""),
     } for r in rows])
@@ -145,13 +145,19 @@ def _duplicates(name: str) -> None:
 
 
 def _remove(name: str) -> None:
+    """The delete button, for whoever may remove it: a shipped catalog only for an administrator's login."""
+    admin = profiles.identity().admin
     if not profiles.heavy_permission()[0]:
+        return
+    if catalogs.is_shipped(name) and not admin:
+        st.caption(f"{name} ships with the app: only an administrator may remove it.")
         return
     with st.expander(f"Remove {name}"):
         sure = st.checkbox(f"Yes, delete {name}: its files and everyone's likes of its items", key=f"{KEY}_sure_{name}")
         if st.button("Delete catalog", key=f"{KEY}_delete_{name}", disabled=not sure, type="primary"):
             try:
-                removed = catalogs.remove(name, permission=profiles.heavy_permission(), store=profiles.store())
+                removed = catalogs.remove(name, permission=profiles.heavy_permission(), admin=admin,
+                                          store=profiles.store())
             except CatalogError as exc:
                 st.error(md_text(str(exc)))
                 return

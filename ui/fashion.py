@@ -32,7 +32,8 @@ from ui.result_grid import Cell
 
 CATALOG_LABELS = {
     "fashion-mnist": "Fashion-MNIST — 70,000 Zalando product photos (28 px, grey, 10 classes)",
-    "tuxpaint-clothes": "Tux Paint clothes — 48 colour clothing images",
+    "tuxpaint-clothes": "Tux Paint clothes — 48 colour clothing images (shipped)",
+    "tuxpaint": "Tux Paint stamps — every clip-art stamp (shipped)",
 }
 
 
@@ -155,8 +156,12 @@ def _evaluation_panel() -> None:
 
 
 def _own_catalog(name: str) -> None:
-    """A catalog built on the Data page: search it by photo through the shared catalog view."""
+    """A catalog of the catalog store (shipped, or built on the Data page): search it by photo through the
+    shared catalog view."""
     version = service.own_version(name)
+    if version is None and service.is_shipped(name):
+        _offer_shipped_build(name)
+        return
     if version is None:
         st.warning(f"The catalog {name} was just removed.")
         return
@@ -165,6 +170,7 @@ def _own_catalog(name: str) -> None:
     except (CatalogError, ArtifactError) as exc:
         show_error(exc, "The catalog cannot be used")
         return
+    model_card.show(service.card, name, key="fashion_card")
     catalog_view.render("fashion", catalog, version, words=False)
 
 
@@ -173,9 +179,11 @@ def render() -> None:
     st.write(
         "Upload a garment photo, or pick a catalog item, and get the most visually similar catalog items."
     )
-    names = [s.name for s in service.sources()]
-    choice = st.selectbox("Catalog", names, format_func=lambda n: CATALOG_LABELS.get(n, f"{n} (your catalog)"),
-                          key="fashion_catalog", persist_state=PERSIST)
+    sources = service.sources()
+    names = [s.name for s in sources]
+    shipped = {s.name for s in sources if s.kind == "shipped catalog"}
+    choice = st.selectbox("Catalog", names, format_func=lambda n: CATALOG_LABELS.get(
+        n, f"{n} (shipped)" if n in shipped else f"{n} (your catalog)"), key="fashion_catalog", persist_state=PERSIST)
     if service.is_own(choice):
         _own_catalog(choice)
         return
@@ -244,6 +252,19 @@ def _offer_build(choice: str) -> None:
             return
     show(lambda: [j for j in service.build_jobs() if j.params.get("catalog") == choice], "fashion_build",
          lambda r: f"{r.get('items', 0):,} items indexed in {r.get('seconds', 0):.0f} s", title="Index build")
+
+
+def _offer_shipped_build(name: str) -> None:
+    """A shipped catalog not built yet: say how, and offer its ordinary catalog build in the background."""
+    st.info(f"The shipped catalog {name} has not been built yet (`python -m core catalog add {name} shipped:{name}`).")
+    if st.button("Build it now", key="fashion_build_shipped"):
+        try:
+            service.queue_build(name, permission=profiles.heavy_permission(), owner=profiles.identity().key or None)
+        except (CatalogError, JobError) as exc:
+            st.error(md_text(str(exc)))
+            return
+    show(lambda: service.shipped_build_jobs(name), "fashion_build_shipped",
+         lambda r: f"{r.get('items', 0):,} images built in {r.get('seconds', 0):.0f} s", title="Catalog build")
 
 
 def _pipeline_caption(index: FashionIndex) -> None:

@@ -109,7 +109,8 @@ def _thumb(path: str) -> Optional[bytes | str]:
 
 
 def _own_catalog(name: str) -> None:
-    """A catalog built on the Data page: words, photo or both, through the shared catalog view."""
+    """A catalog of the catalog store without this tab's head (a shipped one, or one built on the Data page):
+    words, photo or both, through the shared catalog view."""
     version = own_version(name)
     if version is None:
         st.warning(f"The catalog {name} was just removed.")
@@ -220,7 +221,8 @@ def _pick_catalog() -> Optional[str]:
     chosen (drawn here by the shared catalog view)."""
     sources = products.sources()
     names = [s.name for s in sources if s.kind == "index"]
-    own = [s.name for s in sources if s.kind == "own catalog"]
+    own = [s.name for s in sources if s.kind in ("own catalog", "shipped catalog")]
+    shipped = {s.name for s in sources if s.kind == "shipped catalog"}
     if not sources:
         st.warning("No product index yet. Build it with `python -m multimodal index` (what `make run` does), "
                    "or add your own catalog on the Data tab.")
@@ -228,9 +230,14 @@ def _pick_catalog() -> Optional[str]:
         return None
     name = names[0] if len(sources) == 1 and not own else st.selectbox(
         "Catalog", names + own, key=f"{KEY}_catalog", persist_state=PERSIST,
-        format_func=lambda n: f"{n} (your catalog)" if n in own else n)
+        format_func=lambda n: f"{n} (shipped)" if n in shipped else f"{n} (your catalog)" if n in own else n)
     if name not in names:
         _own_catalog(name)
+        return None
+    if name in products.own_catalog_names() and st.radio(
+            "Search with", ["the tuned product index", "the catalog search (words seen in every picture)"],
+            key=f"{KEY}_head_{name}", horizontal=True, persist_state=PERSIST) != "the tuned product index":
+        _own_catalog(name)  # the shipped catalog itself, as any catalog is searched: words, thumbnails, duplicates
         return None
     return name
 

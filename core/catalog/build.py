@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from core import artifacts
-from core.catalog.sources import CatalogError, Item, Skipped, SourceReport, check_name
+from core.catalog.sources import SHIPPED_KIND, CatalogError, Item, Skipped, SourceReport, check_name
 from core.concepts import class_probabilities, concept_table
 from core.encoders import ENCODER_CACHE, ImageEncoder, get_image_encoder
 from core.progress import ProgressFn
@@ -59,6 +59,8 @@ MIN_WORD_MASS = 0.01
 #: (70 % resize, 90 % crop, JPEG quality 60) against distinct photos of the same label (bench/catalog_quality.py;
 #: on test it finds every copy and flags 0.8 % of distinct same-label pairs).
 DUPLICATE_COSINE = 0.79
+#: The image encoder every catalog is built with (backbone, pooling): both tabs compare its vectors.
+DEFAULT_ENCODER = ("efficientnet_lite0", "max")
 
 
 
@@ -104,7 +106,9 @@ def _open_scaled(path: Path, side: int) -> Image.Image:
     that many fewer pixels. The pixel budget is checked on the header, before any pixel is decoded.
     """
     if path.suffix.lower() == ".svg":
-        return load_svg(path, side * 2)
+        # rasterised at ``side`` (256 px), as every other loader of the shipped SVG stamps does (``load_any``),
+        # so a shipped catalog's vectors equal the ones its tabs measured before it became a catalog
+        return load_svg(path, side)
     try:
         with Image.open(path) as img:
             if img.width * img.height > MAX_PIXELS:
@@ -303,7 +307,7 @@ def build_catalog(name: str, report: SourceReport, *, progress: Optional[Progres
     try:
         with build_lock(f"catalog-{name}", timeout=0):
             return _build_locked(name, report, progress or (lambda fraction, message: None), source_label, replace,
-                                 encoder or get_image_encoder("efficientnet_lite0", "max"))
+                                 encoder or get_image_encoder(*DEFAULT_ENCODER))
     except BuildInProgress as exc:
         raise CatalogError(f"The catalog {name} is being built right now; wait for that build to end.") from exc
 
@@ -342,7 +346,9 @@ def _manifest(name: str, report: SourceReport, acc: _Accumulator, encoder: Image
     return {
         "kind": KIND, "schema": SCHEMA, "name": name,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "source": {"kind": report.kind, "label": source_label or str(report.root), "columns": list(report.columns)},
+        "source": {"kind": report.kind, "label": source_label or str(report.root), "columns": list(report.columns),
+                   "checksum": report.checksum()},
+        "shipped": report.kind == SHIPPED_KIND,
         "items": len(acc.items), "titled": extra["titled"],
         "categories": sorted({it.category for it in acc.items if it.category}),
         "attributes": sorted({key for it in acc.items for key in it.attributes}),

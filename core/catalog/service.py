@@ -15,7 +15,8 @@ from typing import Any, Optional
 from core.catalog.archive import check_archive
 from core.catalog.build import read_manifest
 from core.catalog.jobs import HANDLER, RESERVED, summary
-from core.catalog.sources import CatalogError, check_name
+from core.artifacts import ArtifactError
+from core.catalog.sources import BUILTINS, SHIPPED_PREFIX, CatalogError, check_name
 from core.catalog.store import BuiltCatalog, folder_of, list_catalogs, open_catalog, remove_catalog, version
 from core.feedback.store import FeedbackStore
 from core.jobs import JobQueue, JobView
@@ -28,8 +29,8 @@ log = logging.getLogger(__name__)
 ITEM_TABS = ("fashion", "multimodal")
 KIND = "catalog.build"
 
-__all__ = ["BuiltCatalog", "CatalogError", "cancel", "catalogs", "details", "jobs", "open_catalog", "queue_build",
-           "remove", "version"]
+__all__ = ["BuiltCatalog", "CatalogError", "cancel", "catalogs", "details", "is_shipped", "jobs", "open_catalog",
+           "queue_build", "queue_shipped", "remove", "version"]
 
 
 def catalogs() -> list[dict[str, Any]]:
@@ -85,6 +86,25 @@ def queue_build(name: str, *, permission: Permission, upload: Optional[bytes] = 
     return job
 
 
+def queue_shipped(name: str, *, permission: Permission, owner: Optional[str] = None,
+                  queue: Optional[JobQueue] = None) -> int:
+    """Queue the build of a shipped catalog (``shipped:NAME``) that is missing or stale; returns the job id.
+
+    A build of it already queued or running is returned instead of a second one.
+    """
+    _allowed(permission, "build catalogs")
+    if name not in BUILTINS:
+        raise CatalogError(f"{name[:64]!r} is not a shipped catalog (those are {', '.join(BUILTINS)}).")
+    queue = queue or JobQueue()
+    waiting = queue.waiting(KIND, name=name)
+    if waiting is not None:
+        return waiting.id
+    params = {"name": name, "path": f"{SHIPPED_PREFIX}{name}", "update": True, "label": f"{SHIPPED_PREFIX}{name}"}
+    job = queue.submit(KIND, HANDLER, f"Build the shipped catalog {name}", params, owner=owner)
+    job_worker.ensure_worker(queue.url)
+    return job
+
+
 def _check_upload(data: bytes) -> None:
     """The archive checks that need no extraction (size, entries, paths, links, ratio), before it is queued."""
     with tempfile.NamedTemporaryFile(suffix=".zip") as tmp:
@@ -103,9 +123,26 @@ def cancel(job_id: int, *, permission: Permission, queue: Optional[JobQueue] = N
     return (queue or JobQueue()).cancel(job_id)
 
 
-def remove(name: str, *, permission: Permission, store: Optional[FeedbackStore] = None) -> dict[str, int]:
-    """Delete a catalog's files and every like, dislike and saved item of its items; returns the rows removed."""
+def is_shipped(name: str) -> bool:
+    """True for a catalog that ships with the app (built from ``shipped:NAME``), whether built yet or not."""
+    if name in RESERVED:
+        return True
+    try:
+        return bool(read_manifest(folder_of(name)).get("shipped", False))
+    except (CatalogError, ArtifactError):
+        return False
+
+
+def remove(name: str, *, permission: Permission, admin: bool = False,
+           store: Optional[FeedbackStore] = None) -> dict[str, int]:
+    """Delete a catalog's files and every like, dislike and saved item of its items; returns the rows removed.
+
+    A shipped catalog is everyone's starting point, so only an administrator (a login listed in ``admins``,
+    passed as ``admin``) or the operator at the command line (``python -m core catalog remove``) removes it.
+    """
     _allowed(permission, "remove shared catalogs")
+    if is_shipped(name) and not admin:
+        raise CatalogError(f"{name} ships with the app; only an administrator may remove it.")
     remove_catalog(name)
     if store is None:
         return {}

@@ -23,13 +23,15 @@ from typing import Callable, Iterator, Mapping, Optional
 
 from PIL import Image, UnidentifiedImageError
 
+from core.artifacts import checksum_strings
 from core.catalog.archive import LIMITS, CatalogError, Limits, extract_archive, human_bytes, is_ignored
 from core.datasets import TUXPAINT_DIR, DataUnavailable, load_tuxpaint
 from core.images import ALLOWED_FORMATS, MAX_PIXELS
 
 __all__ = [
     "BUILTINS", "CatalogError", "IMAGE_SUFFIXES", "Item", "LIMITS", "Limits", "NAME_PATTERN", "Skipped",
-    "SourceReport", "builtin_source", "check_name", "clothes_kind", "read_source",
+    "SHIPPED_KIND", "SHIPPED_PREFIX", "SourceReport", "builtin_source", "check_name", "clothes_kind", "read_source",
+    "shipped_name",
 ]
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,10 @@ NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")  # used with fullmatch: ``$`` would also accept a trailing newline
 #: Catalogs that ship with the app, built from the Tux Paint stamps (Debian ``tuxpaint-stamps-default``).
 BUILTINS = ("tuxpaint-clothes", "tuxpaint")
+#: How a source names a shipped catalog (``python -m core catalog add tuxpaint shipped:tuxpaint``), and the
+#: source kind its manifest records (the Data page marks such catalogs as shipped).
+SHIPPED_PREFIX = "shipped:"
+SHIPPED_KIND = "shipped"
 #: Files taken as images when their header also says so (SVG by its ``<svg`` tag: it is rasterised later).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".svg"})
 KAGGLE_STYLES = "styles.csv"
@@ -96,6 +102,23 @@ class SourceReport:
     items: list[Item]
     skipped: list[Skipped]
     columns: list[str]
+
+    def checksum(self) -> str:
+        """What the source holds, as one key: each item's id, metadata and file (size and modification time).
+
+        Recorded in the built catalog's manifest, so ``add --update`` (what the default-model build runs for the
+        shipped catalogs) can tell a fresh catalog from one whose source changed without decoding an image.
+        """
+        parts = [self.kind]
+        for item in self.items:
+            try:
+                stat = item.image.stat()
+                file = f"{stat.st_size}:{stat.st_mtime_ns}"
+            except OSError:
+                file = "missing"
+            attributes = ",".join(f"{k}={v}" for k, v in sorted(item.attributes.items()))
+            parts.append("|".join((item.id, item.title, item.category, item.description, attributes, file)))
+        return checksum_strings(parts)
 
 
 def check_name(name: str) -> str:
@@ -610,26 +633,39 @@ def clothes_kind(stamp_id: str, caption: str) -> str:
     return "accessories"
 
 
-def builtin_source(name: str) -> SourceReport:
-    """A catalog that ships with the app, read like any other source (kind ``builtin``).
+def shipped_name(source: str | Path) -> Optional[str]:
+    """The shipped catalog a source names (``shipped:tuxpaint`` → ``tuxpaint``), or None for any other source."""
+    text = str(source)
+    return text[len(SHIPPED_PREFIX):] if text.startswith(SHIPPED_PREFIX) else None
+
+
+def builtin_source(name: str, *, limit: Optional[int] = None) -> SourceReport:
+    """A catalog that ships with the app, read like any other source (kind ``shipped``; ``shipped:NAME``).
 
     ``tuxpaint-clothes``: Tux Paint's clothing stamps labelled by kind (hats, tops, ...); ``tuxpaint``: every
     stamp, labelled by its first two folder levels (``animals/birds``). Ids are the stamps' own ids
-    (``clothes/hat``), so feedback recorded against them stays valid. Mirror copies are left out.
+    (``clothes/hat``), so feedback recorded against them stays valid. Mirror copies are left out. Titles and
+    categories are read as the Product search tab has always read them (the caption, else the stamp's name;
+    ``uncategorised`` for a stamp outside any folder), so its tuned head sees the same products.
+    ``limit`` keeps an evenly spaced subset, the same one ``multimodal.data.load_tuxpaint_catalog`` keeps (tests).
     """
     if name not in BUILTINS:
-        raise CatalogError(f"There is no built-in catalog {name[:64]!r}; the built-in catalogs are "
+        raise CatalogError(f"There is no shipped catalog {name[:64]!r}; the shipped catalogs are "
                            f"{', '.join(BUILTINS)}.")
     clothes = name == "tuxpaint-clothes"
     try:
         stamps = load_tuxpaint(categories=["clothes"] if clothes else None, one_per_stamp=True)
     except DataUnavailable as exc:
         raise CatalogError(str(exc)) from exc
+    if limit is not None and limit < len(stamps):
+        step = len(stamps) / limit
+        stamps = [stamps[int(i * step)] for i in range(limit)]
     root = TUXPAINT_DIR.resolve()
     items = []
     for s in stamps:
-        category = clothes_kind(s.id, s.caption) if clothes else "/".join(s.category[:2])
         words = " ".join(s.name.replace("_", " ").replace("-", " ").split())
-        items.append(Item(id=s.id, image=Path(s.image_path).resolve(), title=s.caption.rstrip("."),
-                          category=category, attributes={"category_path": "/".join(s.category), "name": words}))
-    return SourceReport("builtin", root, items, [], [])
+        category = clothes_kind(s.id, s.caption) if clothes else ("/".join(s.category[:2]) or "uncategorised")
+        items.append(Item(id=s.id, image=Path(s.image_path).resolve(), title=s.caption.rstrip(".") or words,
+                          category=category, attributes={"category_path": "/".join(s.category), "name": words,
+                                                            "caption": s.caption}))
+    return SourceReport(SHIPPED_KIND, root, items, [], [])

@@ -139,6 +139,11 @@ class BuiltCatalog:
     def categories(self) -> list[str]:
         return list(self.manifest.get("categories", []))
 
+    @property
+    def shipped(self) -> bool:
+        """True for a catalog that ships with the app (built from ``shipped:NAME``)."""
+        return bool(self.manifest.get("shipped", False))
+
     def thumbnail(self, row: int) -> Path:
         return self.folder / "thumbs" / f"{row:06d}.jpg"
 

@@ -528,7 +528,7 @@ def test_builtin_tuxpaint_clothes():
         report = builtin_source("tuxpaint-clothes")
     except CatalogError as exc:
         pytest.skip(str(exc))
-    assert report.kind == "builtin" and len(report.items) > 20
+    assert report.kind == "shipped" and len(report.items) > 20
     assert {i.category for i in report.items} <= {"hats", "dresses", "bottoms", "tops", "footwear", "accessories"}
     assert all(i.image.is_file() and i.image.is_relative_to(report.root) and i.title for i in report.items)
     assert len({i.id for i in report.items}) == len(report.items)
