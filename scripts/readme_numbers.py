@@ -654,7 +654,8 @@ def render_encoders_downstream(results_dir: Path) -> str:
             runs.setdefault(precision, {})[step] = run
             cpu = ", ".join(f"{name} {fmt(cmd.get('cpu_s'), 1)}" for name, cmd in run.items())
             load = [round(x, 1) for x in result.get("load_avg_start", [])[:1] + result.get("load_avg_end", [])[:1]]
-            notes.append(f"{step} {precision} ({result.get('int8_engine', '')} engine, {result.get('threads')} "
+            engine = result.get("int8_engine_resolved") or f"RECS_INT8_ENGINE={result.get('int8_engine')}"
+            notes.append(f"{step} {precision} ({engine + ', ' if precision == 'int8' else ''}{result.get('threads')} "
                          f"thread): CPU-s {cpu}; load average {load[0] if load else '—'} at start, "
                          f"{load[1] if len(load) > 1 else '—'} at end")
     rows = [

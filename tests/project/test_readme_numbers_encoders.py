@@ -61,12 +61,15 @@ def test_downstream_table_judges_each_bar_from_the_four_runs(tmp_path):
              "encoders_downstream_fashion_int8": _downstream("fashion", "int8", 0.8970, [0.892, 0.902]),
              "encoders_downstream_multimodal_fp32": _downstream("multimodal", "fp32", 0.2949, [0.258, 0.331]),
              "encoders_downstream_multimodal_int8": _downstream("multimodal", "int8", 0.2960, [0.259, 0.332])}
+    files["encoders_downstream_multimodal_int8"]["int8_engine_resolved"] = "openvino"
     text = _render(tmp_path, "encoders_downstream", files)
     fashion = next(line for line in text.splitlines() if line.startswith("| Fashion-MNIST precision@10, 10,000"))
     assert "0.903 [0.898, 0.908] | 0.897 [0.892, 0.902] | -0.0060 | **missed** (bar ±0.005)" in fashion
     fused = next(line for line in text.splitlines() if "fused recall@10" in line)
     assert "| +0.0011 | **met** (bar ±0.01)" in fused
-    assert "fashion int8 (auto engine, 1 thread): CPU-s index 100.0, evaluate 50.0" in text
+    assert "fashion int8 (RECS_INT8_ENGINE=auto, 1 thread): CPU-s index 100.0, evaluate 50.0" in text
+    assert "multimodal fp32 (1 thread): CPU-s evaluate 80.0" in text
+    assert "multimodal int8 (openvino, 1 thread)" in text
 
 
 def test_downstream_block_is_left_while_a_run_is_missing(tmp_path):
