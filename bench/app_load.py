@@ -43,7 +43,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -348,7 +348,7 @@ def config_medians(runs: "list[dict[str, Any]]") -> dict[str, Any]:
     """Per phase, over the runs of one config: the median of each action's p50 and p95, of the server's
     CPU-seconds per journey and of the wall time; errors and page-load timeouts are summed."""
     out: dict[str, Any] = {}
-    for n in runs[0]["phases"] if runs else []:
+    for n in dict.fromkeys(n for r in runs for n in r["phases"]):
         phases = [r["phases"][n] for r in runs if n in r["phases"]]
         out[n] = {
             "runs": len(phases),
@@ -365,8 +365,12 @@ def config_medians(runs: "list[dict[str, Any]]") -> dict[str, Any]:
 
 
 def run_configs(app_dir: Path, base_env: dict[str, str], configs: "list[tuple[str, dict[str, str]]]",
-                counts: "list[int]", args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    """``args.repeats`` rounds, each starting one server per config in turn; every run and the medians."""
+                counts: "list[int]", args: argparse.Namespace, work: Path,
+                save: Optional[Callable[[dict[str, Any]], None]] = None) -> dict[str, Any]:
+    """``args.repeats`` rounds, each starting one server per config in turn; every run and the medians.
+
+    ``save`` gets the result so far after every run, so a long comparison cut short keeps its finished rounds.
+    """
     per_run = 1 + sum(counts)
     images = session_images(per_run * len(configs) * args.repeats, work)
     out: dict[str, Any] = {"repeats": args.repeats, "order": [], "configs": {
@@ -375,13 +379,18 @@ def run_configs(app_dir: Path, base_env: dict[str, str], configs: "list[tuple[st
     for round_ in range(args.repeats):
         for label, env in configs:
             print(f"round {round_ + 1}/{args.repeats}: {label} {env}", file=sys.stderr)
-            run = measure(app_dir, {**base_env, **env}, counts, images, first,
-                          args, work / f"streamlit-{label}-{round_}.log")
+            try:
+                run = measure(app_dir, {**base_env, **env}, counts, images, first,
+                              args, work / f"streamlit-{label}-{round_}.log")
+            except RuntimeError as exc:  # a server that never became healthy: recorded, the other runs go on
+                run = {"error": str(exc), "phases": {}}
             first += per_run
             out["configs"][label]["runs"].append(run)
             out["order"].append(label)
-    for entry in out["configs"].values():
-        entry["median"] = config_medians(entry["runs"])
+            for entry in out["configs"].values():
+                entry["median"] = config_medians(entry["runs"])
+            if save:
+                save(out)
     return out
 
 
@@ -431,7 +440,9 @@ def main() -> None:
         "page_timeout_s": args.page_timeout, "action_timeout_s": args.action_timeout,
     }
     if configs:
-        result.update(run_configs(app_dir, env, configs, counts, args, work))
+        result.update(run_configs(app_dir, env, configs, counts, args, work,
+                                  save=lambda partial: write_result(args.out, {**result, **partial, "complete": False})))
+        result["complete"] = True
         result["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     else:
         images = session_images(1 + sum(counts), work)  # the warm-up's and every phase's own inputs

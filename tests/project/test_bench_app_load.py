@@ -51,8 +51,10 @@ def test_configs_run_interleaved_with_their_own_env_inputs_and_medians(monkeypat
     monkeypatch.setattr(app_load, "measure", fake_measure)
     monkeypatch.setattr(app_load, "session_images", lambda n, folder: [(folder, folder)] * n)
     configs = [("t1", {"RECS_SERVER_THREADS": "1"}), ("t2", {"RECS_SERVER_THREADS": "2"})]
+    saved = []
     out = app_load.run_configs(tmp_path, {"BASE": "b", "RECS_SERVER_THREADS": "9"}, configs, [10],
-                               Namespace(repeats=3), tmp_path)
+                               Namespace(repeats=3), tmp_path, save=lambda partial: saved.append(list(partial["order"])))
+    assert saved[0] == ["t1"] and saved[-1] == out["order"] and len(saved) == 6  # kept after every run
     # t1, t2, t1, t2, t1, t2: each run on 11 inputs of its own (warm-up + 10 sessions)
     assert out["order"] == ["t1", "t2"] * 3
     assert calls == [("1", "b", 0), ("2", "b", 11), ("1", "b", 22), ("2", "b", 33), ("1", "b", 44), ("2", "b", 55)]
