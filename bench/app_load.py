@@ -1,6 +1,7 @@
 """The app under concurrent users: N headless Chromium sessions through one journey each.
 
     python bench/app_load.py [--sessions 1,10] [--models /path/to/models] [--app-dir .] [--out app_load]
+                             [--env KEY=VALUE ...] [--config LABEL:KEY=VALUE[,KEY=VALUE] ... --repeats R]
 
 Starts ``app.py`` (from ``--app-dir``) with Streamlit on a free loopback port, with its own
 ``RECS_MODELS_DIR``, runs one warm-up journey (models load; reported apart), then for each N in
@@ -20,6 +21,12 @@ timeout and each phase a time budget. Writes ``bench/results/<out>.json``.
 
 Chromium runs on the same machine as the server, so on a small machine the browsers' own CPU slows
 the server down; the CPU-seconds per journey are the server's alone.
+
+Server settings are compared side by side: ``--env KEY=VALUE`` (repeatable) sets the server's environment
+(``RECS_SERVER_THREADS=2``, ``RECS_ENCODER_PRECISION=int8``); each ``--config LABEL:KEY=VALUE,...`` is one
+setting to compare, and ``--repeats R`` rounds start a fresh server for every config in turn (interleaved, so
+every config sees the same neighbours), each with its own models folder when the config sets
+``RECS_MODELS_DIR``. The result then holds every run and, per config, the medians over the rounds.
 """
 
 from __future__ import annotations
@@ -36,7 +43,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -270,51 +277,51 @@ def phase_summary(sessions: list[dict[str, Any]], cpu: float, wall: float, pid: 
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sessions", default="1,10", help="comma-separated N, run in this order")
-    parser.add_argument("--models", default=os.environ.get("RECS_MODELS_DIR", str(ROOT / "models")),
-                        help="RECS_MODELS_DIR for the app (built by `make models`)")
-    parser.add_argument("--app-dir", default=str(ROOT), help="the checkout whose app.py is served")
-    parser.add_argument("--page-timeout", type=float, default=30.0, help="seconds for the page to load")
-    parser.add_argument("--action-timeout", type=float, default=120.0, help="seconds for each action's result")
-    parser.add_argument("--budget", type=float, default=600.0, help="seconds per phase before it is cut")
-    parser.add_argument("--max-sessions", type=int, default=20)
-    parser.add_argument("--no-warmup", action="store_true", help="measure the first journey cold")
-    parser.add_argument("--out", default="app_load", help="result name: bench/results/<out>.json")
-    args = parser.parse_args()
-    counts = [int(x) for x in args.sessions.split(",") if x.strip()]
-    if not counts or min(counts) < 1 or max(counts) > args.max_sessions:
-        print(f"error: --sessions must be between 1 and {args.max_sessions}", file=sys.stderr)
-        sys.exit(2)
-    if not Path(CHROMIUM).exists():
-        print(f"error: {CHROMIUM} is missing (apt-get install chromium)", file=sys.stderr)
-        sys.exit(2)
+def parse_env(items: "list[str]") -> dict[str, str]:
+    """``KEY=VALUE`` strings → a dict; a malformed item raises ``ValueError`` with one sentence."""
+    env = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not key.strip().replace("_", "").isalnum():
+            raise ValueError(f"{item!r} is not KEY=VALUE (a variable name, '=', then its value)")
+        env[key.strip()] = value
+    return env
 
-    app_dir = Path(args.app_dir).resolve()
-    env = {**os.environ, "RECS_MODELS_DIR": str(Path(args.models).resolve()), "KERAS_BACKEND": "torch",
-           "HF_HUB_OFFLINE": "1", "RECS_NO_TQDM": "1"}
-    work = Path(tempfile.mkdtemp(prefix="app-load-"))
-    images = session_images(1 + sum(counts), work)  # the warm-up's and every phase's own inputs
-    log_path = work / "streamlit.log"
+
+def server_env(models: str, extra: dict[str, str]) -> dict[str, str]:
+    """The server's environment: this process's, the models folder, offline settings, then ``--env``'s."""
+    return {**os.environ, "RECS_MODELS_DIR": str(Path(models).resolve()), "KERAS_BACKEND": "torch",
+            "HF_HUB_OFFLINE": "1", "RECS_NO_TQDM": "1", **extra}
+
+
+def parse_config(text: str) -> "tuple[str, dict[str, str]]":
+    """``LABEL:KEY=VALUE[,KEY=VALUE...]`` → (label, environment); malformed raises ``ValueError``."""
+    label, sep, rest = text.partition(":")
+    if not sep or not label.strip():
+        raise ValueError(f"{text!r} is not LABEL:KEY=VALUE[,KEY=VALUE...]")
+    return label.strip(), parse_env([x for x in rest.split(",") if x.strip()])
+
+
+def measure(app_dir: Path, env: dict[str, str], counts: "list[int]", images: "list[tuple[Path, Path]]", first: int,
+            args: argparse.Namespace, log_path: Path) -> dict[str, Any]:
+    """One server from start to stop: the warm-up journey, then each phase of ``counts`` sessions.
+
+    Inputs ``first`` … are this run's own (the warm-up takes one, each phase N more), so no journey reuses
+    another's photo or words.
+    """
     proc, url = start_app(app_dir, env, log_path)
-    git = subprocess.run(["git", "-C", str(app_dir), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    result: dict[str, Any] = {
-        "app_dir": str(app_dir), "commit": git.stdout.strip(), "models": env["RECS_MODELS_DIR"],
-        "cpus": os.cpu_count(), "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
-        "journey": "open → hashtag upload → fashion upload → word search → pick a listener",
-        "page_timeout_s": args.page_timeout, "action_timeout_s": args.action_timeout, "phases": {},
-    }
+    result: dict[str, Any] = {"load_avg_at_start": [round(x, 2) for x in os.getloadavg()], "phases": {},
+                              "server_log": str(log_path)}
     try:
         result["server_start"] = {"server_cpu_s": round(cpu_seconds(proc.pid), 2), **rss_mb(proc.pid)}
         if not args.no_warmup:  # models load on the first journey: measured apart from the steady state
             cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
             warm = asyncio.run(run_phase(url, 1, images, args.page_timeout * 4, args.action_timeout * 3, args.budget,
-                                       proc.pid))
+                                         proc.pid, first=first))
             result["warmup"] = phase_summary(warm, cpu_seconds(proc.pid) - cpu0, time.perf_counter() - t0, proc.pid)
             print(f"warm-up: {result['warmup']['server_cpu_s']} CPU-s, errors {result['warmup']['errors']}",
                   file=sys.stderr)
-        first = 1  # input 0 is the warm-up's
+        first += 1
         for n in counts:
             cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
             sessions = asyncio.run(run_phase(url, n, images, args.page_timeout, args.action_timeout, args.budget,
@@ -329,7 +336,118 @@ def main() -> None:
         result["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     finally:
         stop_app(proc)
-    result["server_log"] = str(log_path)
+    return result
+
+
+def _median(values: "list[Optional[float]]") -> Optional[float]:
+    kept = [v for v in values if v is not None]
+    return round(float(np.median(kept)), 2) if kept else None
+
+
+def config_medians(runs: "list[dict[str, Any]]") -> dict[str, Any]:
+    """Per phase, over the runs of one config: the median of each action's p50 and p95, of the server's
+    CPU-seconds per journey and of the wall time; errors and page-load timeouts are summed."""
+    out: dict[str, Any] = {}
+    for n in dict.fromkeys(n for r in runs for n in r["phases"]):
+        phases = [r["phases"][n] for r in runs if n in r["phases"]]
+        out[n] = {
+            "runs": len(phases),
+            "actions": {a: {"p50_s": _median([p["actions"][a]["p50_s"] for p in phases]),
+                            "p95_s": _median([p["actions"][a]["p95_s"] for p in phases])} for a in ACTIONS},
+            "errors": sum(p["errors"] for p in phases),
+            "page_load_timeouts": sum(p["page_load_timeouts"] for p in phases),
+            "completed_journeys": sum(p["completed_journeys"] for p in phases),
+            "server_cpu_s_per_journey": _median([p["server_cpu_s_per_journey"] for p in phases]),
+            "server_cpu_s_per_journey_runs": [p["server_cpu_s_per_journey"] for p in phases],
+            "wall_s": _median([p["wall_s"] for p in phases]),
+        }
+    return out
+
+
+def run_configs(app_dir: Path, base_env: dict[str, str], configs: "list[tuple[str, dict[str, str]]]",
+                counts: "list[int]", args: argparse.Namespace, work: Path,
+                save: Optional[Callable[[dict[str, Any]], None]] = None) -> dict[str, Any]:
+    """``args.repeats`` rounds, each starting one server per config in turn; every run and the medians.
+
+    ``save`` gets the result so far after every run, so a long comparison cut short keeps its finished rounds.
+    """
+    per_run = 1 + sum(counts)
+    images = session_images(per_run * len(configs) * args.repeats, work)
+    out: dict[str, Any] = {"repeats": args.repeats, "order": [], "configs": {
+        label: {"env": env, "runs": []} for label, env in configs}}
+    first = 0
+    for round_ in range(args.repeats):
+        for label, env in configs:
+            print(f"round {round_ + 1}/{args.repeats}: {label} {env}", file=sys.stderr)
+            try:
+                run = measure(app_dir, {**base_env, **env}, counts, images, first,
+                              args, work / f"streamlit-{label}-{round_}.log")
+            except RuntimeError as exc:  # a server that never became healthy: recorded, the other runs go on
+                run = {"error": str(exc), "phases": {}}
+            first += per_run
+            out["configs"][label]["runs"].append(run)
+            out["order"].append(label)
+            for entry in out["configs"].values():
+                entry["median"] = config_medians(entry["runs"])
+            if save:
+                save(out)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", default="1,10", help="comma-separated N, run in this order")
+    parser.add_argument("--models", default=os.environ.get("RECS_MODELS_DIR", str(ROOT / "models")),
+                        help="RECS_MODELS_DIR for the app (built by `make models`)")
+    parser.add_argument("--app-dir", default=str(ROOT), help="the checkout whose app.py is served")
+    parser.add_argument("--page-timeout", type=float, default=30.0, help="seconds for the page to load")
+    parser.add_argument("--action-timeout", type=float, default=120.0, help="seconds for each action's result")
+    parser.add_argument("--budget", type=float, default=600.0, help="seconds per phase before it is cut")
+    parser.add_argument("--max-sessions", type=int, default=20)
+    parser.add_argument("--no-warmup", action="store_true", help="measure the first journey cold")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="the server's environment (repeatable), e.g. RECS_SERVER_THREADS=2")
+    parser.add_argument("--config", action="append", default=[], metavar="LABEL:KEY=VALUE[,KEY=VALUE]",
+                        help="one server setting to compare (repeatable); each round starts every config in turn")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of --config (interleaved)")
+    parser.add_argument("--out", default="app_load", help="result name: bench/results/<out>.json")
+    args = parser.parse_args()
+    counts = [int(x) for x in args.sessions.split(",") if x.strip()]
+    try:
+        extra = parse_env(args.env)
+        configs = [parse_config(c) for c in args.config]
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    if not counts or min(counts) < 1 or max(counts) > args.max_sessions:
+        print(f"error: --sessions must be between 1 and {args.max_sessions}", file=sys.stderr)
+        sys.exit(2)
+    if args.repeats < 1 or len({label for label, _ in configs}) != len(configs):
+        print("error: --repeats must be at least 1 and every --config label different", file=sys.stderr)
+        sys.exit(2)
+    if not Path(CHROMIUM).exists():
+        print(f"error: {CHROMIUM} is missing (apt-get install chromium)", file=sys.stderr)
+        sys.exit(2)
+
+    app_dir = Path(args.app_dir).resolve()
+    env = server_env(args.models, extra)
+    work = Path(tempfile.mkdtemp(prefix="app-load-"))
+    git = subprocess.run(["git", "-C", str(app_dir), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    result: dict[str, Any] = {
+        "app_dir": str(app_dir), "commit": git.stdout.strip(), "models": env["RECS_MODELS_DIR"], "env": extra,
+        "cpus": os.cpu_count(), "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "journey": "open → hashtag upload → fashion upload → word search → pick a listener",
+        "page_timeout_s": args.page_timeout, "action_timeout_s": args.action_timeout,
+    }
+    if configs:
+        result.update(run_configs(app_dir, env, configs, counts, args, work,
+                                  save=lambda partial: write_result(args.out, {**result, **partial, "complete": False})))
+        result["complete"] = True
+        result["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    else:
+        images = session_images(1 + sum(counts), work)  # the warm-up's and every phase's own inputs
+        run = measure(app_dir, env, counts, images, 0, args, work / "streamlit.log")
+        result.update({k: v for k, v in run.items() if k != "load_avg_at_start"})
     path = write_result(args.out, result)
     print(path)
 

@@ -30,6 +30,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core import int8  # noqa: E402  (light: numpy and PIL; records which engine ``auto`` resolves to)
 
 STEPS = {
     "fashion": [("index", ["-m", "fashion", "index", "--json"]), ("evaluate", ["-m", "fashion", "evaluate", "--json"])],
@@ -71,7 +74,8 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/encoders_downstream.json")
     args = parser.parse_args()
     result: dict[str, object] = {"load_avg_start": os.getloadavg(), "threads": args.threads, "runs": {},
-                                 "int8_engine": os.environ.get("RECS_INT8_ENGINE", "auto")}
+                                 "int8_engine": os.environ.get("RECS_INT8_ENGINE", "auto"),
+                                 "int8_engine_resolved": int8.int8_engine(), "cpu_int8": list(int8.int8_flags())}
     for precision in args.precisions:
         with tempfile.TemporaryDirectory(prefix=f"downstream-{precision}-") as work:
             env = dict(os.environ, RECS_ENCODER_PRECISION=precision, RECS_MODELS_DIR=f"{work}/models",

@@ -365,6 +365,33 @@ def render_app_load(result: dict, name: str) -> str:
                  + ["server CPU-s per journey", "server RSS MB"], rows) + "\n\n" + note
 
 
+def render_app_load_configs(result: dict, name: str) -> str:
+    """Server settings compared at N sessions (``bench/app_load.py --config ... --repeats R``): per setting the
+    medians over the interleaved rounds of each action's p50 / p95, the errors summed, the server's CPU-seconds
+    per journey (median, and each round's), and the load average each round started at."""
+    configs = need(result, "configs")
+    actions = ("open", "hashtags", "fashion", "search", "listener")
+    rows = []
+    for label, entry in configs.items():
+        env = ", ".join(f"{k}={v}" for k, v in entry.get("env", {}).items() if k not in ("RECS_MODELS_DIR", "RECS_ENCODER_CACHE"))
+        loads = [r.get("load_avg_at_start", [None])[0] for r in entry.get("runs", [])]
+        for n, med in need(entry, "median").items():
+            acts = need(med, "actions")
+            rows.append([f"{label} ({env})", str(n), str(med.get("runs")),
+                         f"{med.get('errors', 0)} / {med.get('page_load_timeouts', 0)}"]
+                        + [f"{fmt(acts[a].get('p50_s'), 1)} / {fmt(acts[a].get('p95_s'), 1)}" for a in actions]
+                        + [f"{fmt(med.get('server_cpu_s_per_journey'), 2)} ("
+                           + ", ".join(fmt(v, 2) for v in med.get("server_cpu_s_per_journey_runs", [])) + ")",
+                           ", ".join(fmt(v, 1) for v in loads)])
+    note = (f"Medians over {result.get('repeats')} round(s); each round started one fresh server per setting in the "
+            f"order {', '.join(dict.fromkeys(result.get('order', [])))} (each with its warm-up journey, not "
+            f"counted). Load average at start {result.get('load_avg_at_start')}, at end "
+            f"{result.get('load_avg_at_end')}; {result.get('cpus')} CPUs; commit {result.get('commit')}.")
+    return table(["setting", "sessions", "rounds", "errors / page-load timeouts"]
+                 + [f"{a} p50 / p95 s" for a in actions]
+                 + ["server CPU-s per journey (each round)", "load average at each round's start"], rows) + "\n\n" + note
+
+
 def render_first_run(result: dict, name: str) -> str:
     """The first `make run` of a fresh clone: when the app answers, each model step by lane, and when all are ready.
 
@@ -596,6 +623,59 @@ def headline_rows(results_dir: Path) -> list[list[str]]:
     ]
 
 
+def _downstream_row(label: str, runs: dict, path: tuple, bar: Optional[float]) -> list[str]:
+    """One downstream number for fp32 and int8 from ``bench/encoders_downstream.py`` runs, with the difference
+    and, where the product sets one, the verdict against the bar (|int8 − fp32| ≤ bar)."""
+    *where, method, key = path
+    values = {}
+    cells = []
+    for precision in ("fp32", "int8"):
+        result = need(runs[precision], *where)
+        met = need(result, method) if "methods" not in result else need(result, "methods", method)
+        values[precision] = need(met, key)
+        cells.append(metric(met, key, result.get("intervals", {}).get(method)))
+    delta = values["int8"] - values["fp32"]
+    verdict = "—" if bar is None else ("**met**" if abs(delta) <= bar else "**missed**") + f" (bar ±{bar})"
+    return [label, *cells, f"{delta:+.4f}", verdict]
+
+
+def render_encoders_downstream(results_dir: Path) -> str:
+    """Fashion and product search with fp32 and with int8 image embeddings (the int8 engine the product uses),
+    each precision run as its own process at the same time (``bench/encoders_downstream.py``)."""
+    runs: dict[str, dict] = {}
+    notes = []
+    for step in ("fashion", "multimodal"):
+        for precision in ("fp32", "int8"):
+            path = results_dir / f"encoders_downstream_{step}_{precision}.json"
+            if not path.is_file():
+                raise ShapeError(f"no {path.name}")
+            result = json.loads(path.read_text(encoding="utf-8"))
+            run = need(result, "runs", precision, step)
+            runs.setdefault(precision, {})[step] = run
+            cpu = ", ".join(f"{name} {fmt(cmd.get('cpu_s'), 1)}" for name, cmd in run.items())
+            load = [round(x, 1) for x in result.get("load_avg_start", [])[:1] + result.get("load_avg_end", [])[:1]]
+            engine = result.get("int8_engine_resolved") or f"RECS_INT8_ENGINE={result.get('int8_engine')}"
+            notes.append(f"{step} {precision} ({engine + ', ' if precision == 'int8' else ''}{result.get('threads')} "
+                         f"thread): CPU-s {cpu}; load average {load[0] if load else '—'} at start, "
+                         f"{load[1] if len(load) > 1 else '—'} at end")
+    rows = [
+        _downstream_row("Fashion-MNIST precision@10, 10,000 test queries, projection", runs,
+                        ("fashion", "evaluate", "result", "model", "precision@10"), 0.005),
+        _downstream_row("Fashion-MNIST precision@10, frozen features", runs,
+                        ("fashion", "evaluate", "result", "frozen", "precision@10"), None),
+        _downstream_row("colour-photo queries, catalog look, precision@10 (13 photos)", runs,
+                        ("fashion", "evaluate", "result", "photo:catalog_look", "precision@10"), None),
+        _downstream_row("Product search (Tux Paint) fused recall@10", runs,
+                        ("multimodal", "evaluate", "result", "fused", "recall@10"), 0.01),
+        _downstream_row("Product search image-only recall@10", runs,
+                        ("multimodal", "evaluate", "result", "image", "recall@10"), None),
+        _downstream_row("Product search image→text projection recall@10", runs,
+                        ("multimodal", "evaluate", "result", "text:projection", "recall@10"), None),
+    ]
+    return (table(["number", "fp32", "int8", "int8 − fp32", "bar"], rows)
+            + "\n\n95 % bootstrap intervals in brackets. " + "; ".join(notes) + ".")
+
+
 def render_headlines(results_dir: Path) -> str:
     return table(["tab", "measured", "headline (95 % interval), baseline", "full table"], headline_rows(results_dir)) + "\n"
 
@@ -604,6 +684,9 @@ def render_headlines(results_dir: Path) -> str:
 COMPOSITES: dict[str, tuple[Callable[[Path], str], str]] = {
     "headlines": (render_headlines, "hashtag_evaluate, music_evaluate_lastfm-2k, history_picks, fashion_evaluate, "
                                     "multimodal_evaluate, catalog_quality"),
+    "encoders_downstream": (render_encoders_downstream, "encoders_downstream_fashion_fp32, "
+                                                        "encoders_downstream_fashion_int8, encoders_downstream_multimodal_fp32, "
+                                                        "encoders_downstream_multimodal_int8"),
 }
 
 #: Pattern → renderer, first match wins. Results with an unknown shape keep their README block as it is.
@@ -617,6 +700,7 @@ RENDERERS: list[tuple[str, Renderer]] = [
     ("search", render_search),
     ("scale_threshold*", render_scale_threshold),
     ("scale*", render_scale),
+    ("app_load_threads*", render_app_load_configs),
     ("app_load*", render_app_load),
     ("music_foldin_*", render_music_foldin),
     ("fashion_feedback*", render_feedback),
