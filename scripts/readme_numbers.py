@@ -434,18 +434,28 @@ def render_spark_als(result: dict, name: str) -> str:
 
 
 def render_encoders(result: dict, name: str) -> str:
-    rows = need(result, "rows")
-    cells: dict[tuple[str, str], dict[int, Any]] = {}
-    agree: dict[tuple[str, str], str] = {}
-    for r in rows:
-        key = (r["backbone"], r["runtime"])
-        cells.setdefault(key, {})[int(r["batch"])] = r.get("img_per_s")
-        if "top1_in_top5" in r:
-            agree[key] = f"{r['top1_in_top5']:.1%} / {r['top5_overlap']:.1%}"
-    body = [[b, rt, fmt(v.get(1), 0), fmt(v.get(32), 0), agree.get((b, rt), "—")] for (b, rt), v in cells.items()]
-    load = result.get("machine", {}).get("load_avg")
-    note = f"\n\nimages/s; load average at the time {', '.join(f'{x:.1f}' for x in load)}." if load else ""
-    return table(["backbone", "runtime", "batch 1", "batch 32", "agreement with fp32 eager"], body) + note
+    """``bench/encoders.py``: every engine's speed at batch 1 and 32 beside ONNX Runtime fp32, and int8's agreement
+    with fp32 on the evaluation photos."""
+    body = []
+    for r in need(result, "rows"):
+        agree = r.get("agreement") or {}
+        cell = {k: with_ci(agree[k]["mean"], agree[k]["ci95"]) if k in agree else "" for k in
+                ("top1_equal", "fp32_top1_in_top5")}
+        ratio = ""
+        if r["batch"] == 32 and "speedup_per_repeat_median" in r:
+            ratio = f"{r['speedup_per_repeat_median']:.2f}; {r['speedup_vs_ort_fp32_b32']:.2f}"
+        cosine = fmt(agree["embedding_cosine"]["mean"], 4) if "embedding_cosine" in agree else ""
+        body.append([r["engine"], str(r["batch"]), fmt(r["img_per_s"], 1), fmt(r.get("img_per_cpu_s"), 1), ratio,
+                     cell["top1_equal"], cell["fp32_top1_in_top5"], cosine])
+    photos, machine = result.get("photos", {}), result.get("machine", {})
+    load = machine.get("load_avg_start")
+    note = (f"\n\n{result.get('backbone')} at {result.get('input_size')} px, {machine.get('threads')} threads, "
+            f"{result.get('repeats')} interleaved repeats; agreement on {photos.get('distinct_real_photos')} distinct "
+            f"real photos ({photos.get('list')})")
+    note += f"; load average {load[0]:.1f} at the start." if load else "."
+    return table(["engine", "batch", "img/s", "img/CPU-s", "× ORT fp32, batch 32 (median of per-repeat ratios; "
+                  "ratio of medians)", "top-1 equal [95% CI]", "fp32 top-1 in int8 top-5", "embedding cosine"],
+                 body) + note
 
 
 def render_search(result: dict, name: str) -> str:
