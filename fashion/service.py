@@ -34,7 +34,7 @@ from fashion.train import build_index, open_index
 log = logging.getLogger(__name__)
 
 __all__ = ["BuiltCatalog", "Catalog", "CatalogError", "catalog_key", "feedback", "FashionIndex", "Hit", "build",
-           "build_jobs", "catalog", "catalog_look", "catalog_names", "GarmentCheck", "garment_check", "queue_build",
+           "build_jobs", "catalog", "catalog_look", "catalog_names", "GarmentCheck", "garment_check", "garment_warning", "queue_build",
            "index_version", "is_built_catalog", "is_own", "is_shipped", "open_index", "shipped_build_jobs",
            "own_catalog", "own_version",
            "saved_evaluation", "search_upload", "similar_items",
@@ -59,6 +59,20 @@ def is_own(name: str) -> bool:
     """True for a catalog of the catalog store (``core.catalog``: shipped or built from someone's photos),
     searched by its image vectors; False for the tab's own Fashion-MNIST index."""
     return name not in TAB_INDEXES
+
+
+#: Shipped catalogs that hold only clothes: an upload that does not look like a garment is warned about there
+#: (people's own catalogs may hold anything, so they are never second-guessed).
+GARMENT_CATALOGS = ("fashion-mnist", "tuxpaint-clothes")
+
+
+def garment_warning(name: str, image: ImageSource) -> Optional[str]:
+    """The warning to show above catalog ``name``'s results for ``image``, or None (a garment, or not a clothes
+    catalog). Cached per photo, like ``garment_check``."""
+    if name not in GARMENT_CATALOGS:
+        return None
+    check = garment_check(image)
+    return None if check.is_garment else check.warning
 
 
 def is_shipped(name: str) -> bool:

@@ -9,7 +9,7 @@ widgets that render plain text, never Markdown: a title can contain anything.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import streamlit as st
 
@@ -37,8 +37,10 @@ def _similar(name: str, version: float, item: str, k: int, categories: tuple[str
     return _catalog.similar_items(item, k, categories, liked=liked, disliked=disliked)
 
 
-def render(tab: str, catalog: Any, version: float, *, words: bool) -> None:
-    """The search panel of catalog ``catalog`` in tab ``tab`` (``fashion`` or ``multimodal``)."""
+def render(tab: str, catalog: Any, version: float, *, words: bool,
+           warn: Optional[Callable[[Any], Optional[str]]] = None) -> None:
+    """The search panel of catalog ``catalog`` in tab ``tab`` (``fashion`` or ``multimodal``); ``warn`` gives a
+    sentence to show above the results of an uploaded photo (the Fashion tab's garment check), or None."""
     key = f"{tab}_own"
     m = catalog.manifest
     whose = "Shipped catalog" if getattr(catalog, "shipped", False) else "Your catalog"
@@ -65,6 +67,8 @@ def render(tab: str, catalog: Any, version: float, *, words: bool) -> None:
         hits = _similar(catalog.name, version, more, top, tuple(categories), tuple(liked), tuple(disliked), catalog)
     elif (text or "").strip() or image is not None:
         try:
+            if image is not None and warn is not None and (warning := warn(image)):
+                st.warning(warning)
             hits = _search(catalog.name, version, (text or "").strip(), image_digest(image), alpha if image is not None
                            else 1.0, top, tuple(categories), tuple(liked), tuple(disliked), catalog, image)
         except (ValueError, ImageError) as exc:

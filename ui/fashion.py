@@ -171,7 +171,8 @@ def _own_catalog(name: str) -> None:
         show_error(exc, "The catalog cannot be used")
         return
     model_card.show(service.card, name, key="fashion_card")
-    catalog_view.render("fashion", catalog, version, words=False)
+    catalog_view.render("fashion", catalog, version, words=False,
+                        warn=lambda image: service.garment_warning(name, image))
 
 
 def render() -> None:
