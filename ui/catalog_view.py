@@ -59,6 +59,8 @@ def render(tab: str, catalog: Any, version: float, *, words: bool,
                                     persist_state=PERSIST) if catalog.categories else []
         top = st.slider("Results", 5, 30, 10, 5, key=f"{key}_top", persist_state=PERSIST)
     liked, disliked = _feedback(tab, catalog)
+    saved = _saved(tab, catalog)
+    _saved_panel(tab, catalog, saved, liked, disliked)
     more = st.session_state.get(f"{key}_more")
     if more and more in catalog.ids:
         info, back = st.columns([5, 1])
@@ -78,7 +80,7 @@ def render(tab: str, catalog: Any, version: float, *, words: bool,
         st.info("Type a few words or upload a photo to search your catalog." if words
                 else "Upload a photo to find the most similar items of your catalog.")
         return
-    _grid(tab, catalog, hits, liked, disliked)
+    _grid(tab, catalog, hits, liked, disliked, saved)
 
 
 def _feedback(tab: str, catalog: Any) -> tuple[list[str], list[str]]:
@@ -88,16 +90,38 @@ def _feedback(tab: str, catalog: Any) -> tuple[list[str], list[str]]:
     return catalog_feedback(profiles.store(), profile, tab, catalog.name, set(catalog.ids).__contains__)
 
 
-def _grid(tab: str, catalog: Any, hits: list, liked: list[str], disliked: list[str]) -> None:
+def _saved(tab: str, catalog: Any) -> list[str]:
+    """The ids on the profile's saved list that belong to this catalog and still exist, oldest first."""
+    profile = profiles.known()
+    if profile is None:
+        return []
+    prefix, ids = f"{catalog.name}/", set(catalog.ids)
+    return [k[len(prefix):] for k in profiles.store().saved(profile, tab) if k.startswith(prefix)
+            and k[len(prefix):] in ids]
+
+
+def _saved_panel(tab: str, catalog: Any, saved: list[str], liked: list[str], disliked: list[str]) -> None:
+    with st.expander(f"Your saved list ({len(saved)})"):
+        if not saved:
+            st.caption("Nothing saved yet: :material/bookmark_add: under a result keeps it here (under your profile).")
+            return
+        rows = [catalog.ids.index(item) for item in saved]
+        cells = [Cell(id=item, image=str(catalog.thumbnail(r)), image_caption=catalog.items[r].get("title") or item,
+                      lines=(catalog.items[r].get("category", ""),)) for item, r in zip(saved, rows)]
+        result_grid.show(cells, under=lambda c: _buttons(tab, catalog, c.id, liked, disliked, saved, "saved"))
+
+
+def _grid(tab: str, catalog: Any, hits: list, liked: list[str], disliked: list[str], saved: list[str]) -> None:
     cells = [Cell(id=hit.id, image=str(hit.thumbnail), image_caption=hit.title or hit.id,
                   lines=(hit.category, f"score {hit.score:.3f}", hit.reason or ", ".join(hit.words[:3])))
              for hit in hits]
-    result_grid.show(cells, under=lambda c: _buttons(tab, catalog, c.id, liked, disliked))
+    result_grid.show(cells, under=lambda c: _buttons(tab, catalog, c.id, liked, disliked, saved, "r"))
 
 
-def _buttons(tab: str, catalog: Any, item: str, liked: list[str], disliked: list[str]) -> None:
+def _buttons(tab: str, catalog: Any, item: str, liked: list[str], disliked: list[str], saved: list[str],
+             section: str) -> None:
     """More like this, then 👍 / 👎 / save through the profile's shared buttons (a click reruns this tab only)."""
-    key = f"{tab}_own_{item}"
+    key = f"{tab}_own_{section}_{item}"
     st.button("More like this", key=f"{key}_more", on_click=st.session_state.__setitem__, args=(f"{tab}_own_more", item))
     stored = catalog_key(catalog.name, item)
     verdict = "like" if item in liked else "dislike" if item in disliked else None
@@ -106,4 +130,4 @@ def _buttons(tab: str, catalog: Any, item: str, liked: list[str], disliked: list
         key, verdict,
         record=lambda db, p, sig: record_item_feedback(db, p, tab, catalog.name, item, sig,
                                                        exists=set(catalog.ids).__contains__, model_version=version),
-        undo=lambda db, p: db.undo(p, tab, stored), tab=tab, stored=stored, is_saved=False)
+        undo=lambda db, p: db.undo(p, tab, stored), tab=tab, stored=stored, is_saved=item in saved)

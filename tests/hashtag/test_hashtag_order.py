@@ -121,9 +121,10 @@ def test_more_dev_subjects_share_no_photo_with_any_other_labelled_set():
 
     ours = {member(r["path"]) for r in rows}
     for other in [*(root / "bench" / "checksets").glob("*.csv"), *(root / "hashtag").glob("*.csv")]:
-        if other == dev:
-            continue
-        theirs = {member(r.get("path", "")) for r in csv.DictReader(other.open(encoding="utf-8"))}
+        reader = csv.DictReader(other.open(encoding="utf-8"))
+        if other == dev or reader.fieldnames == ["package", "path"]:
+            continue  # the int8 list has no labels: it compares fp32 with int8 outputs, and nothing is chosen on it
+        theirs = {member(r.get("path", "")) for r in reader}
         assert not ours & theirs, f"{other.name} shares photos with the dev subjects"
 
 

@@ -261,10 +261,11 @@ def test_the_review_page_checks_the_admin_again_at_click_time(store, monkeypatch
 
 
 @pytest.fixture(scope="module")
-def clothes_index(models_dir):
-    from fashion.service import build
+def clothes_catalog(models_dir):
+    """The shipped Tux Paint clothes as the Fashion tab offers them: an ordinary catalog of the catalog store."""
+    from core.catalog.jobs import add_catalog
 
-    return build("tuxpaint-clothes")
+    return add_catalog("tuxpaint-clothes", "shipped:tuxpaint-clothes", update=True)
 
 
 def _fashion() -> None:
@@ -274,37 +275,49 @@ def _fashion() -> None:
 
 
 def _grid_ids(at: AppTest, section: str) -> list[str]:
-    prefix = f"ffb_{section}_"
+    prefix = f"fashion_own_{section}_"
     return [k[len(prefix):-len("_like")] for k in _keys(at, prefix) if k.endswith("_like")]
 
 
-def test_fashion_like_reranks_dislike_hides_save_lists(clothes_index, store):
+def _png_of(item: str) -> bytes:
+    import io
+
+    from fashion.data import load_catalog
+
+    catalog = load_catalog("tuxpaint-clothes")
+    buf = io.BytesIO()
+    catalog.image(catalog.ids.index(item)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_fashion_like_reranks_dislike_hides_save_lists(clothes_catalog, store):
     at = AppTest.from_function(_fashion, default_timeout=240).run()
     at.selectbox(key="fashion_catalog").set_value("tuxpaint-clothes").run()
-    at.text_input(key="fashion_item").set_value("clothes/bluejeans1").run()
+    at.file_uploader(key="fashion_own_image").set_value(("jeans.png", _png_of("clothes/bluejeans1"),
+                                                         "image/png")).run()
     assert not at.exception, at.exception
-    before = _grid_ids(at, "item")
-    assert len(before) == 10 and "re-ranked" not in _texts(at)
+    before = _grid_ids(at, "r")
+    assert len(before) == 10 and "re-ranked" not in _texts(at) and "like what you liked" not in _texts(at)
 
     liked = before[-1]  # like the last result: the ranking moves toward it
-    at.button(key=f"ffb_item_{liked}_like").click().run()
+    at.button(key=f"fashion_own_r_{liked}_like").click().run()
     assert not at.exception, at.exception
     assert store.likes(_me(store), "fashion") == [f"tuxpaint-clothes/{liked}"]
-    assert "re-ranked by your 1 like" in _texts(at)
-    after = _grid_ids(at, "item")
+    after = _grid_ids(at, "r")
     assert after != before and after.index(liked) < before.index(liked)
 
     gone = after[0]
-    at.button(key=f"ffb_item_{gone}_dislike").click().run()
+    at.button(key=f"fashion_own_r_{gone}_dislike").click().run()
     assert store.dislikes(_me(store), "fashion") == [f"tuxpaint-clothes/{gone}"]
-    assert gone not in _grid_ids(at, "item") and "1 dislike" in _texts(at)
+    assert gone not in _grid_ids(at, "r")
 
-    keep = _grid_ids(at, "item")[1]
-    at.button(key=f"ffb_item_{keep}_save").click().run()
+    keep = _grid_ids(at, "r")[1]
+    at.button(key=f"fashion_own_r_{keep}_save").click().run()
     assert store.saved(_me(store), "fashion") == [f"tuxpaint-clothes/{keep}"]
-    assert _grid_ids(at, "saved") == [keep]
-    at.button(key=f"ffb_saved_{keep}_unsave").click().run()
+    assert _grid_ids(at, "saved") == [keep] and "Your saved list (1)" in [e.label for e in at.expander]
+    at.button(key=f"fashion_own_saved_{keep}_unsave").click().run()
     assert store.saved(_me(store), "fashion") == []
+    assert _grid_ids(at, "saved") == []
 
 
 # ---------------------------------------------------------------------------------------------
