@@ -144,14 +144,22 @@ def convert_to_openvino(onnx_path: Path, xml_path: Path) -> dict[str, object]:
     # optional: OpenVINO is installed where it runs int8 faster; ONNX Runtime runs the graph otherwise
     import openvino as ov
 
-    model = ov.convert_model(str(onnx_path))
+    save_openvino(ov.convert_model(str(onnx_path)), xml_path)
+    return {"openvino": ov.__version__, "bytes": xml_path.with_suffix(".bin").stat().st_size}
+
+
+def save_openvino(model: object, xml_path: Path) -> None:
+    """Write an OpenVINO model's ``.xml``/``.bin`` under temporary names and rename them, the ``.bin`` first, so a
+    reader never finds an ``.xml`` without its weights."""
+    # optional: OpenVINO is installed where it runs int8 faster; ONNX Runtime runs the graph otherwise
+    import openvino as ov
+
     xml_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=xml_path.parent) as work:
         tmp_xml = Path(work) / xml_path.name
         ov.save_model(model, str(tmp_xml), compress_to_fp16=False)
         os.replace(tmp_xml.with_suffix(".bin"), xml_path.with_suffix(".bin"))
         os.replace(tmp_xml, xml_path)
-    return {"openvino": ov.__version__, "bytes": xml_path.with_suffix(".bin").stat().st_size}
 
 
 class OpenVINOSession:
@@ -350,12 +358,7 @@ def quantize_nncf(fp32_path: Path, xml_path: Path, images: Sequence[np.ndarray],
                               subset_size=len(images), fast_bias_correction=not full_bias_correction,
                               ignored_scope=scope)
     quantized.reshape([batch, *size])
-    xml_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=xml_path.parent) as work:
-        tmp_xml = Path(work) / xml_path.name
-        ov.save_model(quantized, str(tmp_xml), compress_to_fp16=False)
-        os.replace(tmp_xml.with_suffix(".bin"), xml_path.with_suffix(".bin"))
-        os.replace(tmp_xml, xml_path)
+    save_openvino(quantized, xml_path)
     return {"quantizer": "nncf", "nncf": nncf.__version__, "openvino": ov.__version__,
             "preset": "mixed" if mixed else "performance", "full_bias_correction": full_bias_correction,
             "fp32_patterns": list(ignored), "calibration_images": len(images),
