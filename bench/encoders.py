@@ -183,6 +183,13 @@ def speed_table(engines: dict[str, Callable], x: np.ndarray, repeats: int) -> li
     return rows
 
 
+def machine_note(load: float, threads: int) -> str:
+    """How to read the speeds: a load average above the threads used means other work shared the cores."""
+    if load > threads:
+        return "shared machine, busy during the run (see load_avg_start): compare rows, not absolute numbers"
+    return "quiet machine (load average at most the threads used): absolute numbers stand for this CPU"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
@@ -222,7 +229,7 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_start": load_start,
                     "load_avg_at_end": os.getloadavg(), "int8_flags": list(int8.int8_flags()),
                     "threads": args.threads,
-                    "note": "shared 2-core machine, busy during the run: compare rows, not absolute numbers"},
+                    "note": machine_note(load_start[0], args.threads)},
         "backbone": "efficientnet_lite0", "input_size": 224, "repeats": args.repeats,
         "photos": {"images": len(photos), "distinct_real_photos": len(photos), "list": str(int8.EVALUATION_SET.name),
                    "note": "each image a different photo; none calibrated on or used to choose the recipe"},
