@@ -48,11 +48,15 @@ __all__ = ["BuiltCatalog", "Catalog", "CatalogError", "catalog_key", "feedback",
 TAB_INDEXES = ("fashion-mnist",)
 
 
+def _stored() -> list[dict[str, Any]]:
+    """The catalog store's usable catalogs (their manifests, read once), shipped first."""
+    listed = [m for m in own_catalogs.list_catalogs() if "error" not in m and m["name"] not in TAB_INDEXES]
+    return sorted(listed, key=lambda m: not m.get("shipped", False))
+
+
 def catalog_names() -> list[str]:
     """Every catalog the tab can search, each once: its own indexes, then the catalog store (shipped first)."""
-    listed = [m for m in own_catalogs.list_catalogs() if "error" not in m and m["name"] not in TAB_INDEXES]
-    listed.sort(key=lambda m: not m.get("shipped", False))
-    return list(TAB_INDEXES) + [m["name"] for m in listed]
+    return list(TAB_INDEXES) + [m["name"] for m in _stored()]
 
 
 def is_own(name: str) -> bool:
@@ -197,9 +201,10 @@ def sources() -> list[Source]:
     store, each once: the shipped Tux Paint catalogs (``shipped catalog``; version None while unbuilt) and
     people's own (``own catalog``)."""
     shipped = [source_of(n, "catalog", index_stem(catalog_key(n)).with_suffix(".json")) for n in TAB_INDEXES]
-    stored = [source_of(n, "shipped catalog" if is_shipped(n) else "own catalog", None, version=own_version(n))
-              for n in catalog_names() if is_own(n)]
-    unbuilt = [Source(n, "shipped catalog") for n in CATALOGS if n not in TAB_INDEXES and n not in catalog_names()]
+    stored = [source_of(m["name"], "shipped catalog" if m.get("shipped") else "own catalog", None,
+                        version=own_version(m["name"])) for m in _stored()]
+    built = {s.name for s in stored}
+    unbuilt = [Source(n, "shipped catalog") for n in CATALOGS if n not in TAB_INDEXES and n not in built]
     return (shipped + [s for s in stored if s.kind == "shipped catalog"] + unbuilt
             + [s for s in stored if s.kind == "own catalog"])
 

@@ -87,7 +87,12 @@ def _feedback(tab: str, catalog: Any) -> tuple[list[str], list[str]]:
     profile = profiles.known()
     if profile is None:
         return [], []
-    return catalog_feedback(profiles.store(), profile, tab, catalog.name, set(catalog.ids).__contains__)
+    return catalog_feedback(profiles.store(), profile, tab, catalog.name, _has(catalog))
+
+
+def _has(catalog: Any) -> Callable[[str], bool]:
+    """Whether an id is one of the catalog's items (its own id map, no set of every id per rerun)."""
+    return lambda item: catalog.row_of(item) is not None
 
 
 def _saved(tab: str, catalog: Any) -> list[str]:
@@ -95,9 +100,9 @@ def _saved(tab: str, catalog: Any) -> list[str]:
     profile = profiles.known()
     if profile is None:
         return []
-    prefix, ids = f"{catalog.name}/", set(catalog.ids)
+    prefix, has = f"{catalog.name}/", _has(catalog)
     return [k[len(prefix):] for k in profiles.store().saved(profile, tab) if k.startswith(prefix)
-            and k[len(prefix):] in ids]
+            and has(k[len(prefix):])]
 
 
 def _saved_panel(tab: str, catalog: Any, saved: list[str], liked: list[str], disliked: list[str]) -> None:
@@ -105,7 +110,7 @@ def _saved_panel(tab: str, catalog: Any, saved: list[str], liked: list[str], dis
         if not saved:
             st.caption("Nothing saved yet: :material/bookmark_add: under a result keeps it here (under your profile).")
             return
-        rows = [catalog.ids.index(item) for item in saved]
+        rows = [catalog.row_of(item) for item in saved]
         cells = [Cell(id=item, image=str(catalog.thumbnail(r)), image_caption=catalog.items[r].get("title") or item,
                       lines=(catalog.items[r].get("category", ""),)) for item, r in zip(saved, rows)]
         result_grid.show(cells, under=lambda c: _buttons(tab, catalog, c.id, liked, disliked, saved, "saved"))
@@ -129,5 +134,5 @@ def _buttons(tab: str, catalog: Any, item: str, liked: list[str], disliked: list
     profiles.item_buttons(
         key, verdict,
         record=lambda db, p, sig: record_item_feedback(db, p, tab, catalog.name, item, sig,
-                                                       exists=set(catalog.ids).__contains__, model_version=version),
+                                                       exists=_has(catalog), model_version=version),
         undo=lambda db, p: db.undo(p, tab, stored), tab=tab, stored=stored, is_saved=item in saved)

@@ -21,7 +21,7 @@ from core.images import ImageError, letterbox
 from core.jobs import JobError
 from core.search import Hit, describe
 from fashion import service
-from fashion.service import Catalog, CatalogError, FashionIndex, garment_check
+from fashion.service import Catalog, CatalogError, FashionIndex
 from fashion.service import feedback as fashion_feedback
 from ui import catalog_view, model_card, result_grid
 from ui import profile as profiles
@@ -295,8 +295,8 @@ def _upload_tab(q: _Query) -> None:
     with q2:
         try:
             with heavy_slot():
-                if not (garment := garment_check(image)).is_garment:
-                    st.warning(garment.warning)
+                if warning := service.garment_warning(q.choice, image):
+                    st.warning(warning)
                 hits, note = _search(q.choice, q.version, image_digest(image), q.top_n, q.categories, q.feedback,
                                      image, profiles.current())
         except Busy as exc:

@@ -144,6 +144,10 @@ class BuiltCatalog:
         """True for a catalog that ships with the app (built from ``shipped:NAME``)."""
         return bool(self.manifest.get("shipped", False))
 
+    def row_of(self, item_id: str) -> Optional[int]:
+        """The row of catalog id ``item_id``, or None when this catalog (maybe since a rebuild) lacks it."""
+        return self.index._pos.get(str(item_id))
+
     def thumbnail(self, row: int) -> Path:
         return self.folder / "thumbs" / f"{row:06d}.jpg"
 
