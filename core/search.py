@@ -235,6 +235,10 @@ class VectorIndex:
         except KeyError:
             raise KeyError(f"{item_id!r} is not in the index") from None
 
+    def find(self, item_id: str) -> Optional[int]:
+        """Row of ``item_id``, or None when the index lacks it (an id kept from before a rebuild, say)."""
+        return self._pos.get(str(item_id))
+
     def vector(self, item_id: str) -> np.ndarray:
         return self.vectors[self.position(item_id)]
 

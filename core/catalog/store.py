@@ -146,7 +146,7 @@ class BuiltCatalog:
 
     def row_of(self, item_id: str) -> Optional[int]:
         """The row of catalog id ``item_id``, or None when this catalog (maybe since a rebuild) lacks it."""
-        return self.index._pos.get(str(item_id))
+        return self.index.find(item_id)
 
     def thumbnail(self, row: int) -> Path:
         return self.folder / "thumbs" / f"{row:06d}.jpg"
@@ -220,7 +220,7 @@ class BuiltCatalog:
 
     def _rows(self, ids: Sequence[str]) -> np.ndarray:
         """Rows of the ids this catalog has (feedback on items of another catalog or a rebuilt one is ignored)."""
-        return np.array(sorted({self.index._pos[str(i)] for i in ids if str(i) in self.index._pos}), np.int64)
+        return np.array(sorted({r for r in map(self.index.find, ids) if r is not None}), np.int64)
 
     def _lifted(self, hits: list[CatalogHit], plain: np.ndarray, keep: np.ndarray, any_like: bool) -> list[CatalogHit]:
         """Hits that rank higher than they would without the feedback say so, when there are likes."""
@@ -307,9 +307,9 @@ class BuiltCatalog:
             raise ValueError(f"Unknown category {', '.join(unknown)}; see the catalog's categories.")
         keep = self.index.mask({"category": list(categories)}) if categories else None
         keep = np.ones(len(self), bool) if keep is None else keep.copy()
-        for item_id in exclude:
-            if item_id in self.index._pos:
-                keep[self.index.position(item_id)] = False
+        for row in map(self.index.find, exclude):
+            if row is not None:
+                keep[row] = False
         return keep
 
     def _top(self, scores: np.ndarray, keep: np.ndarray, k: int, reasons: dict[int, str], default: str) -> list[CatalogHit]:
