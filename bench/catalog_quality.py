@@ -2,6 +2,8 @@
 
     python bench/catalog_quality.py            # tune on the dev photos, report on the test photos
     → bench/results/catalog_quality.json
+    python bench/catalog_quality.py --test-set catalog_test2 --out catalog_quality_test2
+    → another test catalog, with the choices recorded in catalog_quality.json (nothing is chosen again)
 
 The photos are ``bench/checksets/catalog_{dev,test}.csv``: real photos from Debian and PyPI packages that no
 model of this product was fitted on, each labelled (``fish``, ``windmill``, ``hammer`` …) by a person looking
@@ -18,7 +20,9 @@ with the person's short title, e.g. "Northern harrier in flight", which need not
 
 Choices (the word-match floor, how title words match — plain, WordNet lemmas, or lemmas and the kinds a title
 word names, "heron" standing for "bird" —, whether rare title words count more (IDF), the title/concept
-weights, the duplicate threshold) are made on dev only.
+weights, the duplicate threshold) are made on dev only. ``--test-set`` reports on a further test catalog
+(``bench/checksets/catalog_test2.csv``: other photos, other labels, labelled the same way) with the choices as
+``bench/results/catalog_quality.json`` recorded them, so a second test set can never move a constant.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
+import json
 import logging
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -51,6 +57,7 @@ from fashion.train import build_index  # noqa: E402
 
 log = logging.getLogger("catalog_quality")
 CHECKSETS = ROOT / "bench" / "checksets"
+RESULTS = ROOT / "bench" / "results"
 MATCH_MIN_GRID = (0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8)
 CONCEPT_WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0)
 LEXICAL_WEIGHT_GRID = (0.0, 0.1, 0.25, 0.5, 1.0)
@@ -156,7 +163,8 @@ def duplicate_report(pos: np.ndarray, neg: np.ndarray, t: float) -> dict:
 
 
 def build_split(split: str, work: Path) -> tuple[dict[str, str], dict[str, store.BuiltCatalog], list[Photo], dict]:
-    photos = load_photoset(CHECKSETS / f"catalog_{split}.csv")
+    """``split`` is ``dev``, ``test`` or the stem of another catalog CSV (``catalog_test2``)."""
+    photos = load_photoset(CHECKSETS / f"{split if split.startswith('catalog_') else f'catalog_{split}'}.csv")
     labels = write_copies(photos, work / split)
     untitled = add_catalog(f"q-{split}-untitled", work / split)
     titled = add_catalog(f"q-{split}-titled", work / f"{split}-titled.csv")
@@ -178,20 +186,24 @@ def photo_summary(per_label: dict[str, list[float]]) -> dict:
             "by_label": {k: round(float(np.mean(v)), 4) for k, v in per_label.items()}, "queries": len(flat)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="catalog_quality")
-    parser.add_argument("--dev-only", action="store_true", help="make the dev choices, print them, never touch test")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    work = Path(tempfile.mkdtemp(prefix="catalog-quality-"))
-    dev_labels, dev, dev_photos, dev_info = build_split("dev", work)
-    chosen = tune_words(dev, dev_labels)
-    if args.dev_only:
-        print({k: v for k, v in chosen.items() if not k.startswith("grid")})
-        return 0
-    threshold = best_threshold(*duplicate_scores(dev_photos))
-    labels, test, test_photos, test_info = build_split("test", work)
+def recorded_choices(name: str) -> tuple[dict, float, dict]:
+    """What dev chose, as ``bench/results/<name>.json`` recorded it: (word choices, duplicate threshold, dev info)."""
+    path = RESULTS / f"{name}.json"
+    try:
+        dev = json.loads(path.read_text(encoding="utf-8"))["dev"]
+        chosen, threshold = dev["chosen"], float(dev["duplicate_threshold"])
+        missing = [k for k in ("match_min", "concept_weight", "lexical_weight", "title_words", "idf") if k not in chosen]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} does not hold the dev choices ({exc}); run bench/catalog_quality.py first") from exc
+    if missing:
+        raise ValueError(f"{path} lacks the dev choice(s) {', '.join(missing)}")
+    info = {k: v for k, v in dev.items() if k not in ("chosen", "duplicate_threshold")}
+    return chosen, threshold, {**info, "choices_from": f"bench/results/{name}.json"}
+
+
+def report_test(split: str, work: Path, chosen: dict, threshold: float) -> dict:
+    """Word search (untitled, titled), photo search and near-duplicates on one test catalog with dev's choices."""
+    labels, test, test_photos, test_info = build_split(split, work)
     words = {kind: summary(word_precision(test[kind], labels, match_min=chosen["match_min"],
                                           concept_weight=chosen["concept_weight"],
                                           lexical_weight=chosen["lexical_weight"] if kind == "titled" else 0.0,
@@ -199,18 +211,57 @@ def main(argv: list[str] | None = None) -> int:
              for kind in ("untitled", "titled")}
     catalog = test["untitled"]
     photo = {"catalog": photo_summary(photo_precision(lambda i: [h.id for h in catalog.similar_items(i, K)], labels)),
-             "fashion_index": photo_summary(photo_precision(fashion_neighbours(work / "test"), labels))}
+             "fashion_index": photo_summary(photo_precision(fashion_neighbours(work / split), labels))}
+    return {**test_info, "word_search": words, "photo_search": photo,
+            "duplicates": duplicate_report(*duplicate_scores(test_photos), threshold)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", help="result name (default: catalog_quality, or catalog_quality_test2 for "
+                                       "--test-set catalog_test2)")
+    parser.add_argument("--dev-only", action="store_true", help="make the dev choices, print them, never touch test")
+    parser.add_argument("--test-set", default="test",
+                        help="test (the default: choose on dev, report on catalog_test.csv) or the stem of another "
+                             "test CSV in bench/checksets, e.g. catalog_test2, reported with the recorded dev choices")
+    parser.add_argument("--choices", default="catalog_quality",
+                        help="the result whose recorded dev choices --test-set uses (default: catalog_quality)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.test_set != "test" and not (re.fullmatch(r"catalog_\w+", args.test_set)
+                                        and (CHECKSETS / f"{args.test_set}.csv").is_file()):
+        print(f"error: --test-set must be test or the stem of a catalog CSV in {CHECKSETS}, "
+              f"got {args.test_set!r}", file=sys.stderr)
+        return 2
+    out = args.out or ("catalog_quality" if args.test_set == "test"
+                       else f"catalog_quality_{args.test_set.removeprefix('catalog_')}")
+    work = Path(tempfile.mkdtemp(prefix="catalog-quality-"))
+    if args.test_set == "test" or args.dev_only:
+        dev_labels, dev, dev_photos, dev_info = build_split("dev", work)
+        chosen = tune_words(dev, dev_labels)
+        if args.dev_only:
+            print({k: v for k, v in chosen.items() if not k.startswith("grid")})
+            return 0
+        threshold = best_threshold(*duplicate_scores(dev_photos))
+    else:
+        try:
+            chosen, threshold, dev_info = recorded_choices(args.choices)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    test = report_test(args.test_set, work, chosen, threshold)
+    words, photo = test["word_search"], test["photo_search"]
+    sets = "catalog_{dev,test}.csv" if args.test_set == "test" else f"catalog_dev.csv (choices), {args.test_set}.csv"
     result = {
-        "protocol": "bench/checksets/catalog_{dev,test}.csv; word query = the label; precision@5; chosen on dev",
+        "protocol": f"bench/checksets/{sets}; word query = the label; precision@5; chosen on dev",
         "dev": {**dev_info, "chosen": chosen, "duplicate_threshold": threshold},
-        "test": {**test_info, "word_search": words, "photo_search": photo,
-                 "duplicates": duplicate_report(*duplicate_scores(test_photos), threshold)},
+        "test": test,
         "bars": {"untitled_word_p@5>=0.5": words["untitled"]["mean"] >= 0.5,
                  "titled_word_p@5>=0.9": words["titled"]["mean"] >= 0.9,
                  "photo_p@5>=fashion_index": photo["catalog"]["mean"] >= photo["fashion_index"]["mean"]},
         "environment": artifacts.environment(),
     }
-    write_result(args.out, result)
+    write_result(out, result)
     print(f"word P@5 untitled {words['untitled']['mean']:.3f} {words['untitled']['ci95']}, titled "
           f"{words['titled']['mean']:.3f}; photo P@5 {photo['catalog']['mean']:.3f} vs fashion index "
           f"{photo['fashion_index']['mean']:.3f}; chosen {chosen['match_min']}, {chosen['concept_weight']}, "
