@@ -486,9 +486,12 @@ def render_catalog_quality(result: dict, name: str) -> str:
                  with_ci(photo["catalog"]["mean"], photo["catalog"]["ci95"]),
                  with_ci(photo["fashion_index"]["mean"], photo["fashion_index"]["ci95"])])
     chosen, dup = need(result, "dev", "chosen"), need(test, "duplicates")
+    recorded = result["dev"].get("choices_from")  # a further test set reuses the choices dev made earlier
+    where = f" (as recorded in `{recorded}`)" if recorded else ""
     return (table(["label (test photos)", "word search, untitled", "word search, titled", "photo search",
                    "photo search, Fashion index"], rows)
-            + f"\n\n{test['photos']} test photos ({result['dev']['photos']} dev), precision@5. Chosen on dev: word-match "
+            + f"\n\n{test['photos']} test photos ({result['dev']['photos']} dev), precision@5. Chosen on dev{where}: "
+              f"word-match "
               f"floor {chosen['match_min']}, concept weight {chosen['concept_weight']}, title-word weight "
               f"{chosen['lexical_weight']}, title words matched as {chosen.get('title_words', 'plain')}"
               f"{' with IDF' if chosen.get('idf') else ''}. Near-duplicates at cosine ≥ {dup['threshold']}: {fmt(dup['copies_found'])} "
@@ -718,6 +721,7 @@ RENDERERS: list[tuple[str, Renderer]] = [
     ("spark_als_*", render_spark_als),
     ("first_run", render_first_run),
     ("catalog_quality", render_catalog_quality),
+    ("catalog_quality_test2", render_catalog_quality),
     ("catalog_feedback", render_catalog_feedback),
     ("catalog_build", render_catalog_build),
     ("history_picks", render_history_picks),
