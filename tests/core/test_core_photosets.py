@@ -96,3 +96,19 @@ def test_committed_check_sets_follow_their_rules():
     assert used and not used & {r["path"] for r in sets["hashtag_heldout"] + sets["product_shots"]}
     assert len(sets["product_shots"]) >= 15
     assert {"animal", "tool", "object", "structure"} <= {r["group"] for r in sets["hashtag_heldout"]}
+
+
+def test_second_catalog_test_set_is_independent_of_the_first():
+    """catalog_test2.csv: the same format, every label with enough photos for precision@5 (at least 6, so a photo
+    query has 5 others of its label), no photo shared with catalog_dev/catalog_test, none a hashtag model was
+    fitted on, and no ImageNet validation photo (foolbox ships those: the CNN's own domain)."""
+    second = read_rows(CHECKSETS_DIR / "catalog_test2.csv")
+    assert all(r["title"] and r["acceptable"] for r in second)
+    assert len({r["path"] for r in second}) == len(second)
+    counts = {label: sum(r["label"] == label for r in second) for label in {r["label"] for r in second}}
+    assert len(counts) >= 12 and min(counts.values()) >= 6
+    first = read_rows(CHECKSETS_DIR / "catalog_dev.csv") + read_rows(CHECKSETS_DIR / "catalog_test.csv")
+    assert not {r["path"] for r in first} & {r["path"] for r in second}
+    assert not any(r["package"] == "foolbox" or "foolbox" in r["path"] for r in second)
+    fitted = {r["path"] for p in HASHTAG_SETS for r in _rows(p)}
+    assert not fitted & {r["path"] for r in second}  # no photo a hashtag model was fitted on

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -130,3 +131,26 @@ def test_headline_block_takes_one_number_per_tab_from_the_results(tmp_path):
     readme.write_text("<!-- numbers:headlines -->\nhand-typed\n<!-- /numbers -->\n")
     readme_numbers.main(["--readme", str(readme), "--results", str(results)])
     assert "hand-typed" in readme.read_text()
+
+
+def test_second_catalog_test_set_renders_like_the_first_and_names_where_its_choices_came_from(tmp_path):
+    """catalog_quality_test2 is drawn by the catalog-quality table; its note says the constants are dev's recorded
+    ones, and the first set's note does not."""
+    results = tmp_path / "results"
+    results.mkdir()
+    for name in ("catalog_quality", "catalog_quality_test2"):
+        (results / f"{name}.json").write_text((ROOT / "bench" / "results" / f"{name}.json").read_text())
+    second = json.loads((results / "catalog_quality_test2.json").read_text())
+    second["test"]["word_search"]["titled"]["mean"] = 0.4321
+    (results / "catalog_quality_test2.json").write_text(json.dumps(second))
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- numbers:catalog_quality -->\nx\n<!-- /numbers -->\n\n"
+                      "<!-- numbers:catalog_quality_test2 -->\ny\n<!-- /numbers -->\n")
+    assert readme_numbers.main(["--readme", str(readme), "--results", str(results)]) == 0
+    first_block, second_block = readme.read_text().split("<!-- numbers:catalog_quality_test2 -->")
+    assert "| **mean** |" in first_block and "| **mean** |" in second_block
+    assert "| 0.432 [" in second_block and "| 0.432 [" not in first_block
+    assert "as recorded in `bench/results/catalog_quality.json`" in second_block
+    assert "as recorded in" not in first_block
+    labels = {r["label"] for r in csv.DictReader(open(ROOT / "bench" / "checksets" / "catalog_test2.csv"))}
+    assert all(f"| {label} |" in second_block for label in labels)
