@@ -99,10 +99,13 @@ def map_lite_state_dict(source: dict, target_keys: Sequence[str]) -> dict:
 
     The two architectures list the same tensors in the same order (``_conv_stem`` ↔ ``conv_stem``,
     ``_blocks.N`` ↔ ``blocks.S.B``, ``_fc`` ↔ ``classifier``); we pair them by position, skipping
-    ``num_batches_tracked``, and refuse the mapping if any pair disagrees in shape.
+    ``num_batches_tracked``, and refuse the mapping if any pair disagrees in shape. A state dict already in timm's
+    names (fine-tuned weights saved as safetensors, whose files keep no order) is taken by name.
     """
     src = [k for k in source if not k.endswith("num_batches_tracked")]
     dst = [k for k in target_keys if not k.endswith("num_batches_tracked")]
+    if set(src) == set(dst):
+        return {k: source[k] for k in dst}
     if len(src) != len(dst):
         raise ValueError(f"state dict has {len(src)} tensors, the architecture {len(dst)}")
     return {d: source[s] for s, d in zip(src, dst)}

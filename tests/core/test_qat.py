@@ -1,0 +1,105 @@
+"""Quantization-aware fine-tuning: the torch simulation rounds as ONNX Runtime's int8 graph does, training refuses a
+NaN loss, fine-tuned weights load back through the product's encoder, and no evaluation or dev photo is trained on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from onnxruntime.quantization.quant_utils import compute_scale_zp, quantize_data
+from onnx import TensorProto
+
+from bench import encoders as bench_encoders
+from core import int8, qat
+from core.encoders import BACKBONES, ImageEncoder
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    module, _ = BACKBONES["efficientnet_lite0"].build(None, False)
+    return module.eval()
+
+
+def test_fake_quantized_weights_sit_on_onnx_runtimes_per_channel_int8_grid():
+    w = torch.randn(6, 4, 3, 3) * torch.linspace(0.01, 2.0, 6).view(6, 1, 1, 1)
+    fq = qat.fake_quant_weight(w)
+    for c in range(w.shape[0]):
+        zero, scale, q = quantize_data(w[c].numpy().ravel(), TensorProto.INT8, symmetric=True)
+        assert int(zero) == 0
+        assert qat.weight_scale(w)[c].item() == pytest.approx(float(scale), rel=1e-6)
+        np.testing.assert_allclose(fq[c].numpy().ravel(), q.astype(np.float32) * float(scale), rtol=1e-5, atol=1e-7)
+        assert len(torch.unique(fq[c])) <= 255
+
+
+def test_activation_ranges_give_onnx_runtimes_uint8_scale_and_zero_point():
+    for lo, hi in ((-1.3, 4.2), (0.0, 6.0), (0.5, 3.0), (-7.0, -0.5)):
+        zero, scale = compute_scale_zp(np.float32(lo), np.float32(hi), np.uint8(0), np.uint8(255))
+        mine_scale, mine_zero = qat.activation_qparams(lo, hi)
+        assert mine_scale == pytest.approx(float(scale), rel=1e-6)
+        assert mine_zero == int(zero)
+
+
+def test_simulation_quantizes_what_the_int8_recipe_quantizes_and_leaves_fp32_weights_behind(lite0):
+    before = {k: v.clone() for k, v in lite0.state_dict().items()}
+    sim = qat.QuantSim(lite0)
+    assert "conv_head" in sim.quantized_convs and "blocks.1.0.conv_pw" in sim.quantized_convs
+    assert not any(n == "conv_stem" or n.startswith("blocks.0.") for n in sim.quantized_convs)
+    x = torch.from_numpy(np.random.default_rng(0).uniform(-1, 1, (2, 3, 64, 64)).astype(np.float32))
+    sim.calibrate([x.numpy()])
+    assert "bn2:out" in sim.ranges and "blocks.1.1.bn3:out" in sim.ranges
+    sim.mode = "quant"
+    conv = lite0.model.blocks[2][0].conv_pw
+    assert all(len(torch.unique(conv.weight[c])) <= 255 for c in range(conv.weight.shape[0]))
+    with torch.no_grad():
+        q_grid, _ = lite0(x)
+    sim.mode = "off"
+    with torch.no_grad():
+        f_grid, _ = lite0(x)
+    assert not torch.equal(q_grid, f_grid)  # the simulation changes the output...
+    assert torch.nn.functional.cosine_similarity(q_grid.flatten(1), f_grid.flatten(1)).min() > 0.9  # ...a little
+    sim.remove()
+    after = lite0.state_dict()
+    assert list(after) == list(before) and all(torch.equal(after[k], before[k]) for k in before)
+
+
+class _NaNImages:
+    def batch(self, rng, n):
+        return np.full((n, 3, 64, 64), np.nan, np.float32)
+
+
+def test_training_refuses_a_nan_loss_and_keeps_the_weights(lite0):
+    before = {k: v.clone() for k, v in lite0.state_dict().items()}
+    calib = [np.zeros((2, 3, 64, 64), np.float32)]
+    with pytest.raises(FloatingPointError, match="loss is nan"):
+        qat.distill(lite0, _NaNImages(), calib, steps=2, batch=2)
+    assert all(torch.equal(lite0.state_dict()[k], before[k]) for k in before)
+
+
+def test_training_images_exclude_evaluation_and_dev_photos():
+    dev = [name for name, _ in bench_encoders.dev_photos()]
+    forbidden = sorted(int8.evaluation_paths()) + dev
+    sources = int8.calibration_sources(limit=400, clipart=150)
+    qat.assert_disjoint(sources, forbidden)  # the pool the fine-tuning trains on
+    for bad in ("/usr/share/wallpapers/x/contents/images/a.jpg", "/usr/share/wallpapers/x/contents/images/a.jpg#crop3"):
+        with pytest.raises(ValueError, match="held out"):
+            qat.assert_disjoint([bad], ["deb:plasma-wallpapers_*.deb!usr/share/wallpapers/x/contents/images/a.jpg"])
+    with pytest.raises(ValueError, match="held out"):
+        qat.assert_disjoint([dev[0]], forbidden)
+
+
+@pytest.mark.slow(reason="fine-tunes the encoder for two steps and builds it back from the saved weights")
+def test_a_few_steps_move_the_weights_and_they_load_back_into_the_encoder(tmp_path):
+    enc = ImageEncoder(precision="fp32", runtime="torch", input_size=64)
+    student = enc.module.to(memory_format=torch.contiguous_format)
+    sources = int8.calibration_sources(limit=6, clipart=2)
+    images = qat.TrainingImages(sources, enc.preprocess, max_side=128)
+    calib = int8.calibration_batches(enc.preprocess, sources, 3)
+    head_before = student.model.conv_head.weight.detach().clone()
+    history = qat.distill(student, images, calib, steps=2, batch=3, lr=1e-4, log_every=1)
+    assert [h["step"] for h in history] == [1, 2] and all(np.isfinite(h["loss"]) for h in history)
+    assert not torch.equal(student.model.conv_head.weight, head_before)
+    path = tmp_path / "qat.safetensors"
+    qat.save_weights(student, path)
+    again = ImageEncoder(precision="fp32", runtime="torch", input_size=64, weights=str(path))
+    x = np.stack([enc.preprocess(images.images[0])])
+    np.testing.assert_allclose(again._run(x, want_logits=True)[1], enc._run(x, want_logits=True)[1], atol=1e-5)
