@@ -140,6 +140,21 @@ def row_text(name: str, a: dict) -> str:
             f"{a['fp32_top1_in_top5']['mean']:.3f} cos {a['embedding_cosine']['mean']:.4f}")
 
 
+def simulation_fidelity(int8_graph: Path, x: np.ndarray, args: argparse.Namespace) -> dict:
+    """How closely ``core.qat.QuantSim`` (calibrated on the product's calibration images) reproduces the int8 graph
+    ONNX Runtime builds from the same weights: its agreement with that graph on the dev images."""
+    enc = ImageEncoder(precision="fp32", runtime="torch")
+    module = enc.module.to(memory_format=torch.contiguous_format)
+    sim = qat.QuantSim(module)
+    sim.calibrate(int8.calibration_batches(enc.preprocess, int8.calibration_sources(), 32))
+    sim.mode = "quant"
+    with torch.no_grad():
+        logits, vecs = run_all(lambda b: tuple(t.numpy() for t in module(torch.from_numpy(b))), x)
+    sim.remove()
+    ort_logits, ort_vecs = run_all(ort_session(int8_graph, args.threads), x)
+    return agreement(ort_logits, logits, ort_vecs, vecs)
+
+
 def dev(args: argparse.Namespace) -> None:
     work = Path(args.work)
     original = original_graphs()
@@ -154,6 +169,9 @@ def dev(args: argparse.Namespace) -> None:
 
     rows = {"shipped post-training int8": compare(original["int8"])}
     print(row_text("shipped post-training int8", rows["shipped post-training int8"]), flush=True)
+    rows["torch simulation of it, against its ONNX Runtime graph"] = simulation_fidelity(original["int8"], x, args)
+    print(row_text("torch simulation vs its ORT int8 graph", rows["torch simulation of it, against its ONNX Runtime "
+                                                                "graph"]), flush=True)
     runs = {}
     for record_path in sorted(work.glob("*.json")):
         record = json.loads(record_path.read_text())

@@ -11,6 +11,7 @@ little, so ``auto`` keeps fp32 there.
     precision = resolve_precision()           # RECS_ENCODER_PRECISION = int8 | fp32 | auto (default fp32)
     engine = int8_engine()                    # RECS_INT8_ENGINE = auto (OpenVINO where installed) | onnxruntime
                                               #   | openvino | openvino-nncf
+    recipe = int8_recipe()                    # RECS_INT8_RECIPE = ptq (default) | qat (fine-tuned for int8 first)
     quantize_encoder(fp32_onnx, out, batches)  # static QDQ, per-channel, calibrated on real photos
     quantize_nncf(fp32_onnx, xml, images, batch=32)  # NNCF's recipe (the openvino-nncf engine), OpenVINO files
 
@@ -70,6 +71,11 @@ EXCLUDE_PATTERNS: tuple[str, ...] = ("/conv_stem/", "/blocks.0/", "/classifier/"
 NNCF_RECIPE = "nncf-mixed-fullbc-fp32stem-v1"
 NNCF_CALIBRATION_IMAGES = 288
 NNCF_CALIBRATION_CLIPART = 96
+#: How the weights the int8 graph is made from are obtained (``RECS_INT8_RECIPE``): ``ptq`` quantizes the shipped
+#: fp32 weights as they are; ``qat`` first fine-tunes a copy of them for int8 (``core.qat``: the QDQ recipe simulated
+#: in torch, distilled from the fp32 network on the calibration pool's unlabelled images; minutes once per machine),
+#: then quantizes that copy with the same QDQ recipe. Measured in docs/encoders.md §2.
+INT8_RECIPES = ("ptq", "qat")
 
 
 
@@ -132,6 +138,15 @@ def int8_engine(requested: Optional[str] = None) -> str:
         raise ValueError(f"RECS_INT8_ENGINE must be one of {', '.join(INT8_ENGINES)}, auto, not {value!r}")
     if value == "auto":
         return "openvino" if openvino_available() else "onnxruntime"
+    return value
+
+
+def int8_recipe(requested: Optional[str] = None) -> str:
+    """``ptq`` or ``qat``: the argument, else ``RECS_INT8_RECIPE``, else ``ptq`` (the shipped weights quantized as
+    they are). ``qat`` applies to the QDQ graph (engines ``onnxruntime`` and ``openvino``), not to NNCF's."""
+    value = (requested or os.environ.get("RECS_INT8_RECIPE") or "ptq").strip().lower()
+    if value not in INT8_RECIPES:
+        raise ValueError(f"RECS_INT8_RECIPE must be one of {', '.join(INT8_RECIPES)}, not {value!r}")
     return value
 
 

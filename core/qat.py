@@ -41,8 +41,18 @@ from torch.nn.utils import parametrize
 
 from core import int8
 from core.artifacts import atomic_path
+from core.progress import ProgressFn, track
 
 log = logging.getLogger(__name__)
+
+#: The product's fine-tuning (``RECS_INT8_RECIPE=qat``), chosen on dev photos (docs/encoders.md §2): Adam at this
+#: learning rate for this many steps of batch 16, temperature 1, ranges re-measured every 100 steps, seed 0, on the
+#: calibration pool's distinct images (``TRAIN_IMAGES`` names, of which ``TRAIN_CLIPART`` stamps). A change here
+#: (it names the recipe) rebuilds the fine-tuned weights.
+QAT_SETTINGS = {"lr": 5e-6, "steps": 120, "batch": 16, "temperature": 1.0, "embedding_weight": 1.0,
+                "recalibrate_every": 100, "seed": 0}
+TRAIN_IMAGES, TRAIN_CLIPART = 400, 150
+QAT_RECIPE = "qat-kd-lr{lr:g}-s{steps}-b{batch}-t{temperature:g}-v1".format(**QAT_SETTINGS)
 
 #: Weight grid: symmetric signed int8 as ONNX Runtime quantizes weights (qmin = -127, not -128).
 WEIGHT_QMAX = 127
@@ -241,7 +251,8 @@ def distillation_loss(s_logits: torch.Tensor, t_logits: torch.Tensor, s_grid: to
 def distill(student: torch.nn.Module, images: TrainingImages, calib: Sequence[np.ndarray], *, steps: int,
             lr: float = 2e-5, batch: int = 16, temperature: float = 1.0, embedding_weight: float = 1.0,
             exclude: Sequence[str] = int8.EXCLUDE_PATTERNS, recalibrate_every: int = 50, seed: int = 0,
-            log_every: int = 10, on_step: Optional[Callable[[int, torch.nn.Module], None]] = None) -> list[dict]:
+            log_every: int = 10, on_step: Optional[Callable[[int, torch.nn.Module], None]] = None,
+            progress: Optional[ProgressFn] = None) -> list[dict]:
     """Fine-tune ``student`` in place so its int8 simulation matches a frozen fp32 copy of it; returns the loss log.
 
     Activation ranges are re-measured on ``calib`` every ``recalibrate_every`` steps (the weights move, and ORT
@@ -256,7 +267,8 @@ def distill(student: torch.nn.Module, images: TrainingImages, calib: Sequence[np
     optimizer = torch.optim.Adam([p for p in student.parameters() if p.requires_grad], lr=lr)
     history: list[dict] = []
     try:
-        for step in range(1, steps + 1):
+        for step in track(range(1, steps + 1), desc="fine-tuning the encoder for int8", progress=progress,
+                          unit="step"):
             if (step - 1) % recalibrate_every == 0:
                 sim.calibrate(calib)
             x = torch.from_numpy(images.batch(rng, batch))
@@ -271,7 +283,7 @@ def distill(student: torch.nn.Module, images: TrainingImages, calib: Sequence[np
             loss.backward()
             optimizer.step()
             sim.mode = "off"
-            if step % log_every == 0 or step == 1:
+            if step % log_every == 0 or step in (1, steps):
                 history.append({"step": step, "loss": round(float(loss.detach()), 5), **{k: round(v, 5) for k, v in
                                                                                  parts.items()}})
                 log.info("QAT step %d/%d: loss %.5f (KL %.5f, cosine %.5f)", step, steps, float(loss.detach()), parts["kl"],
@@ -283,9 +295,29 @@ def distill(student: torch.nn.Module, images: TrainingImages, calib: Sequence[np
     return history
 
 
+def plain_state_dict(state: dict) -> dict:
+    """A state dict in timm's own names: a checkpoint taken while the simulation is installed stores each quantized
+    conv's trainable weight as ``....parametrizations.weight.original``."""
+    return {k.replace(".parametrizations.weight.original", ".weight"): v.detach().contiguous() for k, v in state.items()}
+
+
 def save_weights(module: torch.nn.Module, path: Path) -> None:
     """The fine-tuned state dict (timm's names) as safetensors, written under a temporary name and renamed."""
     net = module.model if hasattr(module, "model") else module
-    state = {k: v.detach().contiguous() for k, v in net.state_dict().items()}
+    state = plain_state_dict(net.state_dict())
     with atomic_path(path) as tmp:
         save_file(state, str(tmp))
+
+
+def fine_tune_for_int8(module: torch.nn.Module, preprocess: Callable[[Image.Image], np.ndarray], path: Path,
+                       progress: Optional[ProgressFn] = None) -> dict[str, object]:
+    """The product's QAT recipe (``QAT_SETTINGS``) applied to ``module`` in place, its weights saved to ``path``
+    (safetensors, atomically); returns what the manifest records (settings, training images, loss log)."""
+    sources = int8.calibration_sources(limit=TRAIN_IMAGES, clipart=TRAIN_CLIPART)
+    assert_disjoint(sources, sorted(int8.evaluation_paths()))
+    images = TrainingImages(sources, preprocess)
+    calib = int8.calibration_batches(preprocess, int8.calibration_sources(), 32)
+    history = distill(module, images, calib, progress=progress, **QAT_SETTINGS)
+    save_weights(module, path)
+    return {"recipe": QAT_RECIPE, "settings": QAT_SETTINGS, "fp32_patterns": list(int8.EXCLUDE_PATTERNS),
+            "training_images": images.sources, "calibration_images": len(calib) * 32, "history": history}

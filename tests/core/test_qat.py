@@ -3,12 +3,15 @@ NaN loss, fine-tuned weights load back through the product's encoder, and no eva
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from onnxruntime.quantization.quant_utils import compute_scale_zp, quantize_data
 from onnx import TensorProto
 
+import core.encoders as encoders
 from bench import encoders as bench_encoders
 from core import int8, qat
 from core.encoders import BACKBONES, ImageEncoder
@@ -95,11 +98,54 @@ def test_a_few_steps_move_the_weights_and_they_load_back_into_the_encoder(tmp_pa
     images = qat.TrainingImages(sources, enc.preprocess, max_side=128)
     calib = int8.calibration_batches(enc.preprocess, sources, 3)
     head_before = student.model.conv_head.weight.detach().clone()
-    history = qat.distill(student, images, calib, steps=2, batch=3, lr=1e-4, log_every=1)
+    path = tmp_path / "qat.safetensors"
+
+    def checkpoint(step, module):  # taken while the simulation is installed, as the benchmark's checkpoints are
+        if step == 2:
+            qat.save_weights(module, path)
+
+    history = qat.distill(student, images, calib, steps=2, batch=3, lr=1e-4, log_every=1, on_step=checkpoint)
     assert [h["step"] for h in history] == [1, 2] and all(np.isfinite(h["loss"]) for h in history)
     assert not torch.equal(student.model.conv_head.weight, head_before)
-    path = tmp_path / "qat.safetensors"
-    qat.save_weights(student, path)
     again = ImageEncoder(precision="fp32", runtime="torch", input_size=64, weights=str(path))
     x = np.stack([enc.preprocess(images.images[0])])
     np.testing.assert_allclose(again._run(x, want_logits=True)[1], enc._run(x, want_logits=True)[1], atol=1e-5)
+
+
+def test_qat_recipe_is_one_setting_recorded_in_the_spec(monkeypatch):
+    monkeypatch.delenv("RECS_INT8_RECIPE", raising=False)
+    assert int8.int8_recipe() == "ptq"
+    assert "int8_recipe" not in ImageEncoder(precision="int8", int8_engine="onnxruntime").spec
+    monkeypatch.setenv("RECS_INT8_RECIPE", "qat")
+    q8 = ImageEncoder(precision="int8", int8_engine="onnxruntime")
+    assert q8.int8_recipe == "qat" and q8.spec["int8_recipe"] == "qat"
+    assert ImageEncoder(precision="fp32").int8_recipe is None  # fp32 is never fine-tuned
+    assert ImageEncoder(precision="int8", int8_engine="openvino-nncf").int8_recipe is None
+    monkeypatch.setenv("RECS_INT8_RECIPE", "magic")
+    with pytest.raises(ValueError, match="ptq, qat"):
+        ImageEncoder(precision="int8")
+
+
+@pytest.mark.slow(reason="fine-tunes the 224 px encoder for two steps")
+def test_fine_tuned_weights_are_built_once_as_safetensors_with_a_manifest(monkeypatch, tmp_path):
+    monkeypatch.setattr(encoders, "ENCODER_CACHE", tmp_path)
+    monkeypatch.setattr(qat, "QAT_SETTINGS", dict(qat.QAT_SETTINGS, steps=2, batch=2))
+    monkeypatch.setattr(qat, "TRAIN_IMAGES", 6)
+    monkeypatch.setattr(qat, "TRAIN_CLIPART", 2)
+    monkeypatch.setattr(int8, "CALIBRATION_IMAGES", 4)
+    monkeypatch.setattr(int8, "CALIBRATION_CLIPART", 1)
+    enc = ImageEncoder(precision="int8", int8_engine="onnxruntime", int8_recipe="qat")
+    path = enc._qat_weights()
+    assert path.suffix == ".safetensors" and path.is_file()
+    manifest = json.loads(path.with_suffix(".json").read_text())
+    assert manifest["recipe"] == qat.QAT_RECIPE and manifest["settings"]["steps"] == 2
+    assert manifest["training_images"] and len(manifest["history"]) == 2
+    assert not set(manifest["training_images"]) & int8.evaluation_paths()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("fine-tuned again although the cached weights are fresh")
+
+    monkeypatch.setattr(qat, "fine_tune_for_int8", refuse)
+    assert ImageEncoder(precision="int8", int8_engine="onnxruntime", int8_recipe="qat")._qat_weights() == path
+    tuned = enc._qat_encoder()
+    assert tuned.int8_recipe == "ptq" and tuned.weights_id != enc.weights_id
