@@ -21,7 +21,7 @@ own agreement with the original is reported too (how far fine-tuning moved fp32 
 
 ``eval``: the chosen checkpoint's int8 graph against the original fp32 model on ``bench/checksets/int8_eval.csv``,
 with the shipped post-training graph beside it, ONNX Runtime and OpenVINO, and speed at batch 32 interleaved with
-ONNX Runtime fp32 in the same run (``bench/encoders.py``'s tables).
+ONNX Runtime fp32 in the same run (``bench/encoders_nncf.py``'s interleaved batch-32 timing).
 """
 
 from __future__ import annotations
@@ -48,8 +48,9 @@ import core.encoders as encoders  # noqa: E402
 from core import int8, qat  # noqa: E402
 from core.encoders import ImageEncoder  # noqa: E402
 from encoders import (  # noqa: E402
-    OPENCV_DATA, agreement, augmented, dev_photos, eval_photos, machine_note, run_all, speed_table,
+    OPENCV_DATA, agreement, augmented, dev_photos, eval_photos, machine_note, run_all,
 )
+from encoders_nncf import speed  # noqa: E402
 from encoders_sensitivity import ort_session  # noqa: E402
 
 log = logging.getLogger("encoders_qat")
@@ -213,11 +214,11 @@ def evaluate(args: argparse.Namespace) -> None:
     x = np.stack([enc.preprocess(img) for _, img in photos])
     outputs = {name: run_all(fn, x) for name, fn in engines.items()}
     ref_logits, ref_vec = outputs["ONNX Runtime fp32"]
-    rows = speed_table(engines, x, args.repeats)
-    for r in rows:
-        if r["engine"] != "ONNX Runtime fp32" and r["batch"] == 32:
-            r["agreement"] = agreement(ref_logits, outputs[r["engine"]][0], ref_vec, outputs[r["engine"]][1])
-            print(row_text(r["engine"], r["agreement"]) + f"  x{r['speedup_per_repeat_median']:.2f} ORT fp32")
+    rows = speed(engines, x[:32], args.repeats)  # every graph here has the static batch 32
+    for name, r in rows.items():
+        if name != "ONNX Runtime fp32":
+            r["agreement"] = agreement(ref_logits, outputs[name][0], ref_vec, outputs[name][1])
+            print(row_text(name, r["agreement"]) + f"  x{r['speedup_per_repeat_median']:.2f} ORT fp32 at batch 32")
     result = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_start": load_start,
                           "load_avg_at_end": os.getloadavg(), "int8_flags": list(int8.int8_flags()),
                           "threads": args.threads, "note": machine_note(load_start[0], args.threads)},
