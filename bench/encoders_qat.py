@@ -54,8 +54,8 @@ from encoders_nncf import speed  # noqa: E402
 from encoders_sensitivity import ort_session  # noqa: E402
 
 log = logging.getLogger("encoders_qat")
-#: The distinct training images: every photo of the calibration pool and a third of its size in stamps.
-TRAIN_LIMIT, TRAIN_CLIPART = 400, 150
+#: fp32 layers of the faster variant: only the ImageNet head (the stem and block 0 int8 too).
+HEAD_ONLY = ("/classifier/", "/fc/")
 
 
 def thumbs(images: Sequence[Image.Image]) -> np.ndarray:
@@ -78,7 +78,7 @@ def assert_unseen(train: qat.TrainingImages, photos: Sequence[tuple[str, Image.I
 
 def training_images(enc: ImageEncoder, dev: Sequence[tuple[str, Image.Image]]) -> qat.TrainingImages:
     """The unlabelled training images, checked by name and content against the dev and evaluation photos."""
-    sources = int8.calibration_sources(limit=TRAIN_LIMIT, clipart=TRAIN_CLIPART)
+    sources = int8.calibration_sources(limit=qat.TRAIN_IMAGES, clipart=qat.TRAIN_CLIPART)
     dev_files = [n for n, _ in dev] + [str(OPENCV_DATA / n.split(":", 1)[1]) for n, _ in dev if n.startswith("opencv")]
     qat.assert_disjoint(sources, sorted(int8.evaluation_paths()) + dev_files)
     train = qat.TrainingImages(sources, enc.preprocess)
@@ -103,7 +103,7 @@ def train(args: argparse.Namespace) -> None:
             qat.save_weights(module, path)
             saved[step] = str(path)
 
-    exclude = ("/classifier/", "/fc/") if args.quantize_stem else int8.EXCLUDE_PATTERNS
+    exclude = HEAD_ONLY if args.quantize_stem else int8.EXCLUDE_PATTERNS
     history = qat.distill(student, images, calib, steps=max(args.checkpoints), lr=args.lr, batch=args.batch,
                           temperature=args.temperature, embedding_weight=args.embedding_weight, exclude=exclude,
                           recalibrate_every=args.recalibrate_every, seed=args.seed, on_step=checkpoint)
@@ -117,15 +117,30 @@ def train(args: argparse.Namespace) -> None:
           f"checkpoints {sorted(saved)}")
 
 
-def graphs(weights: str, work: Path, openvino: bool = False) -> dict[str, Path]:
-    """The product's fp32 export and int8 graph (and OpenVINO files) of ``weights``, built in a private cache."""
+def graphs(weights: str, work: Path, openvino: bool = False,
+           exclude: Sequence[str] = int8.EXCLUDE_PATTERNS) -> dict[str, Path]:
+    """The product's fp32 export and int8 graph (and OpenVINO files) of ``weights``, built in a private cache.
+
+    With other fp32 layers than the product's recipe (``exclude``), the export is quantized by
+    ``core.int8.quantize_encoder`` with those layers fp32, on the product's calibration images."""
     encoders.ENCODER_CACHE = work / "cache"  # the shared encoder cache never sees experimental weights
     enc = ImageEncoder(weights=weights, precision="int8", int8_engine="onnxruntime")
     fp32 = enc._fp32_graph(32)
+    if tuple(exclude) != tuple(int8.EXCLUDE_PATTERNS):
+        out = {"fp32": fp32, "int8": work / "cache" / f"int8-fp32layers-{len(exclude)}.onnx"}
+        if not out["int8"].is_file():
+            batches = int8.calibration_batches(enc.preprocess, int8.calibration_sources(), 32)
+            int8.quantize_encoder(fp32, out["int8"], batches, exclude=exclude)
+        return out
     out = {"fp32": fp32, "int8": enc._int8_graph(32, fp32)}
     if openvino:
         out["openvino"] = enc._openvino_graph(32, out["int8"])
     return out
+
+
+def original_weights() -> str:
+    """The shipped weights file (what ``ImageEncoder()`` loads by default)."""
+    return ImageEncoder(precision="fp32", runtime="torch").weights_source
 
 
 def original_graphs() -> dict[str, Path]:
@@ -173,12 +188,16 @@ def dev(args: argparse.Namespace) -> None:
     rows["torch simulation of it, against its ONNX Runtime graph"] = simulation_fidelity(original["int8"], x, args)
     print(row_text("torch simulation vs its ORT int8 graph", rows["torch simulation of it, against its ONNX Runtime "
                                                                 "graph"]), flush=True)
+    if args.head_only:  # the baseline of runs that fine-tune with the stem and block 0 int8 too
+        head = graphs(original_weights(), work / "original-head-only", exclude=HEAD_ONLY)
+        rows["post-training int8, only the head fp32"] = compare(head["int8"])
+        print(row_text("post-training int8, only the head fp32", rows["post-training int8, only the head fp32"]))
     runs = {}
     for record_path in sorted(work.glob("*.json")):
         record = json.loads(record_path.read_text())
         runs[record["tag"]] = {k: v for k, v in record.items() if k not in ("train_images", "checkpoints")}
         for step, weights in sorted(record["checkpoints"].items(), key=lambda kv: int(kv[0])):
-            built = graphs(weights, work / f"{record['tag']}-s{step}")
+            built = graphs(weights, work / f"{record['tag']}-s{step}", exclude=record["fp32_patterns"])
             name = f"QAT {record['tag']} step {step}"
             rows[name] = compare(built["int8"])
             rows[name]["fine_tuned_fp32"] = compare(built["fp32"])
@@ -244,6 +263,7 @@ def main() -> None:
     t.add_argument("--seed", type=int, default=0)
     d = sub.add_parser("dev")
     d.add_argument("--dev", type=int, default=320)
+    d.add_argument("--head-only", action="store_true", help="add post-training int8 with only the head fp32")
     d.add_argument("--out", default="bench/results/encoders_qat_dev.json")
     e = sub.add_parser("eval")
     e.add_argument("--weights", required=True)
