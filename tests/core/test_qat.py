@@ -134,7 +134,7 @@ def test_fine_tuned_weights_are_built_once_as_safetensors_with_a_manifest(monkey
     monkeypatch.setattr(qat, "TRAIN_CLIPART", 2)
     monkeypatch.setattr(int8, "CALIBRATION_IMAGES", 4)
     monkeypatch.setattr(int8, "CALIBRATION_CLIPART", 1)
-    enc = ImageEncoder(precision="int8", int8_engine="onnxruntime", int8_recipe="qat")
+    enc = ImageEncoder(precision="int8", int8_engine="onnxruntime", int8_recipe="qat", input_size=64)
     path = enc._qat_weights()
     assert path.suffix == ".safetensors" and path.is_file()
     manifest = json.loads(path.with_suffix(".json").read_text())
@@ -149,3 +149,7 @@ def test_fine_tuned_weights_are_built_once_as_safetensors_with_a_manifest(monkey
     assert ImageEncoder(precision="int8", int8_engine="onnxruntime", int8_recipe="qat")._qat_weights() == path
     tuned = enc._qat_encoder()
     assert tuned.int8_recipe == "ptq" and tuned.weights_id != enc.weights_id
+    vec = enc.encode([np.full((40, 40, 3), 200, np.uint8)])  # the int8 graph of the fine-tuned weights, 64 px
+    assert vec.shape == (1, enc.dim) and np.isfinite(vec).all()
+    assert list(tmp_path.glob(f"*{tuned.weights_id}-s64-b1-int8.onnx"))
+    assert not list(tmp_path.glob(f"*{enc.weights_id}-s64-b1-int8.onnx"))  # the shipped weights were not quantized
