@@ -207,6 +207,8 @@ def dev(args: argparse.Namespace) -> None:
     result = {"dev": {"images": len(x), "distinct_photos": len(distinct), "sources": [n for n, _ in distinct]},
               "reference": "the original fp32 Lite0 ONNX graph (ONNX Runtime)", "int8_recipe": int8.RECIPE,
               "engine": "ONNX Runtime", "runs": runs, "rows": rows, "load_avg_end": os.getloadavg()}
+    if Path(args.out).is_file():  # runs stopped by hand are noted in the file by hand; keep the note
+        result["stopped_runs"] = json.loads(Path(args.out).read_text()).get("stopped_runs", {})
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"written to {args.out}")
 
