@@ -3,6 +3,8 @@ evaluation list.
 
     python bench/encoders_qat.py train --lr 2e-5 --steps 240 --checkpoints 80 160 240 --work /tmp/qat
     python bench/encoders_qat.py dev --work /tmp/qat                 # → bench/results/encoders_qat_dev.json
+    python bench/encoders_qat.py product --work /tmp/qat --compare /tmp/qat/lr5e-06-t1-s120.safetensors
+                                                                     # RECS_INT8_RECIPE=qat as the product builds it
     python bench/encoders_qat.py eval --weights /tmp/qat/lr2e-05-s160.safetensors   # once, after choosing on dev
                                                                      # → bench/results/encoders_qat_eval.json
 
@@ -39,6 +41,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -213,6 +216,35 @@ def dev(args: argparse.Namespace) -> None:
     print(f"written to {args.out}")
 
 
+def product(args: argparse.Namespace) -> None:
+    """``RECS_INT8_RECIPE=qat`` built by the product itself (``ImageEncoder._qat_weights``, ``QAT_SETTINGS``) in a
+    private cache, compared on dev with the original fp32 model, and its weights with a benchmark checkpoint."""
+    original = original_graphs()
+    encoders.ENCODER_CACHE = Path(args.work) / "product_cache"
+    started = time.perf_counter()
+    q8 = ImageEncoder(precision="int8", int8_engine="onnxruntime", int8_recipe="qat")
+    weights = q8._qat_weights()
+    tuned = q8._qat_encoder()
+    int8_graph = tuned._int8_graph(32, tuned._fp32_graph(32))
+    built_s = time.perf_counter() - started
+    enc = ImageEncoder(precision="fp32", runtime="torch")
+    x = np.stack([enc.preprocess(img) for _, img in augmented(dev_photos(), args.dev, seed=1)])
+    ref_logits, ref_vec = run_all(ort_session(original["fp32"], args.threads), x)
+    logits, vec = run_all(ort_session(int8_graph, args.threads), x)
+    row = agreement(ref_logits, logits, ref_vec, vec)
+    manifest = json.loads(weights.with_suffix(".json").read_text())
+    row.update({"recipe": manifest["recipe"], "settings": manifest["settings"], "threads": q8.threads,
+                "build_seconds_incl_cached": round(built_s, 1)})
+    if args.compare:
+        a, b = load_file(str(weights)), load_file(args.compare)
+        row["max_abs_weight_difference_to"] = {args.compare: max(float((a[k] - b[k]).abs().max()) for k in a)}
+    print(row_text("product-built qat int8 (dev)", row), row.get("max_abs_weight_difference_to"))
+    result = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+    result["product_build"] = row
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written to {args.out}")
+
+
 def evaluate(args: argparse.Namespace) -> None:
     load_start = os.getloadavg()
     photos = eval_photos()
@@ -267,17 +299,21 @@ def main() -> None:
     d.add_argument("--dev", type=int, default=320)
     d.add_argument("--head-only", action="store_true", help="add post-training int8 with only the head fp32")
     d.add_argument("--out", default="bench/results/encoders_qat_dev.json")
+    b = sub.add_parser("product")
+    b.add_argument("--dev", type=int, default=320)
+    b.add_argument("--compare", help="a benchmark checkpoint to compare the product's weights with")
+    b.add_argument("--out", default="bench/results/encoders_qat_dev.json")
     e = sub.add_parser("eval")
     e.add_argument("--weights", required=True)
     e.add_argument("--repeats", type=int, default=5)
     e.add_argument("--out", default="bench/results/encoders_qat_eval.json")
-    for p in (t, d, e):
+    for p in (t, d, b, e):
         p.add_argument("--work", default="/tmp/qat")
         p.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     Path(args.work).mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
-    {"train": train, "dev": dev, "eval": evaluate}[args.command](args)
+    {"train": train, "dev": dev, "product": product, "eval": evaluate}[args.command](args)
 
 
 if __name__ == "__main__":
