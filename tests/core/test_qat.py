@@ -15,6 +15,7 @@ import core.encoders as encoders
 from bench import encoders as bench_encoders
 from core import int8, qat
 from core.encoders import BACKBONES, ImageEncoder
+from core.spark.encode import encoder_spec
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +120,8 @@ def test_qat_recipe_is_one_setting_recorded_in_the_spec(monkeypatch):
     monkeypatch.setenv("RECS_INT8_RECIPE", "qat")
     q8 = ImageEncoder(precision="int8", int8_engine="onnxruntime")
     assert q8.int8_recipe == "qat" and q8.spec["int8_recipe"] == "qat"
+    assert encoder_spec(precision="int8")["int8_recipe"] == "qat"  # Spark executors build the driver's recipe
+    assert encoder_spec(precision="fp32")["int8_recipe"] is None
     assert ImageEncoder(precision="fp32").int8_recipe is None  # fp32 is never fine-tuned
     assert ImageEncoder(precision="int8", int8_engine="openvino-nncf").int8_recipe is None
     monkeypatch.setenv("RECS_INT8_RECIPE", "magic")
