@@ -44,7 +44,7 @@ from filelock import FileLock
 from PIL import Image
 from safetensors.torch import load_file
 
-from core import int8
+from core import int8, qat
 from core.artifacts import MODELS_DIR, atomic_path, read_json, write_json
 from core.images import ImageSource, letterbox, load_any, load_image
 from core.progress import ProgressFn, track
@@ -99,10 +99,13 @@ def map_lite_state_dict(source: dict, target_keys: Sequence[str]) -> dict:
 
     The two architectures list the same tensors in the same order (``_conv_stem`` ↔ ``conv_stem``,
     ``_blocks.N`` ↔ ``blocks.S.B``, ``_fc`` ↔ ``classifier``); we pair them by position, skipping
-    ``num_batches_tracked``, and refuse the mapping if any pair disagrees in shape.
+    ``num_batches_tracked``, and refuse the mapping if any pair disagrees in shape. A state dict already in timm's
+    names (fine-tuned weights saved as safetensors, whose files keep no order) is taken by name.
     """
     src = [k for k in source if not k.endswith("num_batches_tracked")]
     dst = [k for k in target_keys if not k.endswith("num_batches_tracked")]
+    if set(src) == set(dst):
+        return {k: source[k] for k in dst}
     if len(src) != len(dst):
         raise ValueError(f"state dict has {len(src)} tensors, the architecture {len(dst)}")
     return {d: source[s] for s, d in zip(src, dst)}
@@ -303,6 +306,7 @@ class ImageEncoder:
         resize: str = "pad",
         precision: Optional[str] = None,
         int8_engine: Optional[str] = None,
+        int8_recipe: Optional[str] = None,
     ) -> None:
         if backbone not in BACKBONES:
             raise ValueError(f"Unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}.")
@@ -318,6 +322,10 @@ class ImageEncoder:
         # int8 exists only as an ONNX graph; the eager runtimes are fp32 (bf16 is its own runtime)
         self.precision = int8.resolve_precision(precision) if runtime == "onnx" else "fp32"
         self.int8_engine = int8.int8_engine(int8_engine) if self.precision == "int8" else None
+        # fine-tuned weights for int8 exist only for the QDQ graph (NNCF quantizes the shipped weights itself)
+        self.int8_recipe = (int8.int8_recipe(int8_recipe) if self.precision == "int8"
+                            and self.int8_engine != "openvino-nncf" else None)
+        self._qat: Optional["ImageEncoder"] = None
         self.resize = resize
         self.input_size = int(input_size or self.backbone.input_size)
         if self.input_size < 32:
@@ -360,6 +368,8 @@ class ImageEncoder:
             "precision": self.precision,
             # int8 kernels differ by CPU (VNNI or not), so an int8 artifact records which it was made on
             **({"cpu_int8": list(int8.int8_flags()), "int8_engine": self.int8_engine} if self.precision == "int8" else {}),
+            # fine-tuned int8 weights give other vectors than the shipped weights quantized as they are
+            **({"int8_recipe": self.int8_recipe} if self.int8_recipe == "qat" else {}),
         }
 
     # -- preprocessing ------------------------------------------------------------------------
@@ -397,6 +407,9 @@ class ImageEncoder:
         """An ONNX Runtime session for a static (batch, 3, S, S) shape, exported (and quantized) once, cached on disk."""
         if batch in self._sessions:
             return self._sessions[batch]
+        if self.int8_recipe == "qat":  # the fine-tuned weights' own encoder builds and serves the int8 graph
+            self._sessions[batch] = self._qat_encoder()._onnx_session(batch)
+            return self._sessions[batch]
         path = self._fp32_graph(batch)
         if self.precision == "int8":
             if self.int8_engine == "openvino-nncf":
@@ -415,6 +428,41 @@ class ImageEncoder:
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self._sessions[batch] = session
         return session
+
+    def _qat_encoder(self) -> "ImageEncoder":
+        """An int8 encoder of the weights fine-tuned for int8 (``RECS_INT8_RECIPE=qat``): its fp32 export and QDQ
+        graph are cached under the fine-tuned weights' own hash, the same recipe and calibration as ``ptq``."""
+        if self._qat is None:
+            self._qat = ImageEncoder(self.name, pooling=self.pooling, input_size=self.input_size,
+                                     weights=str(self._qat_weights()), threads=self.threads, resize=self.resize,
+                                     precision="int8", int8_engine=self.int8_engine, int8_recipe="ptq")
+        return self._qat
+
+    def _qat_weights(self) -> Path:
+        """The shipped weights fine-tuned for int8 (``core.qat.QAT_SETTINGS``), trained once per machine at the
+        backbone's own input size into the encoder cache as safetensors beside a manifest (recipe, settings,
+        training images, seed, loss log, torch version); a change to any of them or to the weights retrains."""
+        stem = f"{self.name}-{self.weights_id}-{qat.QAT_RECIPE}"
+        path, manifest_path = ENCODER_CACHE / f"{stem}.safetensors", ENCODER_CACHE / f"{stem}.json"
+        sources = int8.calibration_sources(limit=qat.TRAIN_IMAGES, clipart=qat.TRAIN_CLIPART)
+        expected = {"torch": torch.__version__, "weights": self.weights_id, "recipe": qat.QAT_RECIPE,
+                    "training_id": hashlib.sha256("\n".join(sources).encode()).hexdigest()[:12]}
+        if _fresh(path, manifest_path, expected):
+            return path
+        ENCODER_CACHE.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(ENCODER_CACHE / f".{stem}.lock")):
+            if not _fresh(path, manifest_path, expected):
+                start = time.perf_counter()
+                log.info("fine-tuning %s for int8 (%s; once, minutes; cached in %s)", self.name, qat.QAT_RECIPE,
+                         ENCODER_CACHE)
+                trainer = ImageEncoder(self.name, runtime="torch", weights=self.weights_source, resize=self.resize,
+                                       threads=self.threads)
+                module = trainer.module.to(memory_format=torch.contiguous_format)
+                info = qat.fine_tune_for_int8(module, trainer.preprocess, path)
+                write_json(manifest_path, {"kind": "encoder-weights-qat", "backbone": self.name, **expected, **info,
+                                           "input_size": trainer.input_size,
+                                           "build_seconds": round(time.perf_counter() - start, 1)})
+        return path
 
     def _stem(self, batch: int) -> str:
         return f"{self.name}-{self.weights_id}-s{self.input_size}-b{batch}"
@@ -605,7 +653,8 @@ class ImageEncoder:
 
     @functools.cached_property
     def _head(self) -> "tuple[np.ndarray, np.ndarray]":
-        fc = self.module.classifier()
+        # fine-tuning for int8 also moved the ImageNet head: grids of that graph go through its own head
+        fc = (self._qat_encoder().module if self.int8_recipe == "qat" else self.module).classifier()
         return fc.weight.detach().float().numpy().copy(), fc.bias.detach().float().numpy().copy()
 
     def grid_probabilities(self, grids: np.ndarray) -> np.ndarray:
@@ -680,15 +729,18 @@ def get_image_encoder(
     """A process-wide cached encoder (building one costs a second or two; the UI wraps this in st.cache_resource).
 
     ``precision`` None means the machine's default (``RECS_ENCODER_PRECISION``, else ``core.int8.DEFAULT_PRECISION``),
-    resolved here with the int8 engine so the cache holds one encoder per actual precision and engine.
+    resolved here with the int8 engine and recipe so the cache holds one encoder per actual precision, engine and
+    recipe.
     """
     precision = int8.resolve_precision(precision) if runtime == "onnx" else "fp32"
     engine = int8.int8_engine() if precision == "int8" else None
-    return _cached_encoder(backbone, pooling, runtime, input_size, weights, allow_download, precision, engine)
+    recipe = int8.int8_recipe() if precision == "int8" else None
+    return _cached_encoder(backbone, pooling, runtime, input_size, weights, allow_download, precision, engine, recipe)
 
 
 @functools.lru_cache(maxsize=8)
 def _cached_encoder(backbone: str, pooling: str, runtime: str, input_size: Optional[int], weights: Optional[str],
-                    allow_download: bool, precision: str, engine: Optional[str]) -> ImageEncoder:
+                    allow_download: bool, precision: str, engine: Optional[str],
+                    recipe: Optional[str] = None) -> ImageEncoder:
     return ImageEncoder(backbone, pooling=pooling, runtime=runtime, input_size=input_size, weights=weights,
-                        allow_download=allow_download, precision=precision, int8_engine=engine)
+                        allow_download=allow_download, precision=precision, int8_engine=engine, int8_recipe=recipe)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from core.int8 import int8_engine, resolve_precision
+from core.int8 import int8_engine, int8_recipe, resolve_precision
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -45,7 +45,7 @@ ROWS_PER_PARTITION = 2048
 #: Where executors write the Parquet vectors; on a cluster set it to shared storage (hdfs://, s3a://, NFS).
 SCRATCH = os.environ.get("RECS_SPARK_SCRATCH")
 OUTPUT_SCHEMA = "row long, vector array<float>, worker_pid int, encoder_loads int"
-ENCODER_KEYS = ("backbone", "pooling", "runtime", "input_size", "weights", "precision", "int8_engine")
+ENCODER_KEYS = ("backbone", "pooling", "runtime", "input_size", "weights", "precision", "int8_engine", "int8_recipe")
 
 # -- executor side --------------------------------------------------------------------------------
 # These live in the executor's Python worker. Spark reuses workers between tasks
@@ -67,6 +67,7 @@ def worker_encoder(spec: dict[str, Any], threads: int) -> "ImageEncoder":
             spec.get("backbone") or "efficientnet_lite0", pooling=spec.get("pooling") or "max",
             runtime=spec.get("runtime") or "onnx", input_size=spec.get("input_size"), weights=spec.get("weights"),
             threads=threads, precision=spec.get("precision"), int8_engine=spec.get("int8_engine"),
+            int8_recipe=spec.get("int8_recipe"),
         )
         _ENCODERS[key] = encoder
         _LOADS += 1
@@ -116,7 +117,8 @@ def encoder_spec(backbone: str = "efficientnet_lite0", pooling: str = "max", run
     """
     precision = resolve_precision(precision) if runtime == "onnx" else "fp32"
     return {"backbone": backbone, "pooling": pooling, "runtime": runtime, "input_size": input_size, "weights": weights,
-            "precision": precision, "int8_engine": int8_engine() if precision == "int8" else None}
+            "precision": precision, "int8_engine": int8_engine() if precision == "int8" else None,
+            "int8_recipe": int8_recipe() if precision == "int8" else None}
 
 
 def encode_catalog(
