@@ -446,23 +446,21 @@ class ImageEncoder:
         path, manifest_path = ENCODER_CACHE / f"{stem}.safetensors", ENCODER_CACHE / f"{stem}.json"
         sources = int8.calibration_sources(limit=qat.TRAIN_IMAGES, clipart=qat.TRAIN_CLIPART)
         expected = {"torch": torch.__version__, "weights": self.weights_id, "recipe": qat.QAT_RECIPE,
-                    "training_id": hashlib.sha256("\n".join(sources).encode()).hexdigest()[:12]}
-        if _fresh(path, manifest_path, expected):
-            return path
-        ENCODER_CACHE.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(ENCODER_CACHE / f".{stem}.lock")):
-            if not _fresh(path, manifest_path, expected):
-                start = time.perf_counter()
-                log.info("fine-tuning %s for int8 (%s; once, minutes; cached in %s)", self.name, qat.QAT_RECIPE,
-                         ENCODER_CACHE)
-                trainer = ImageEncoder(self.name, runtime="torch", weights=self.weights_source, resize=self.resize,
-                                       threads=self.threads)
-                module = trainer.module.to(memory_format=torch.contiguous_format)
-                info = qat.fine_tune_for_int8(module, trainer.preprocess, path)
-                write_json(manifest_path, {"kind": "encoder-weights-qat", "backbone": self.name, **expected, **info,
-                                           "input_size": trainer.input_size,
-                                           "build_seconds": round(time.perf_counter() - start, 1)})
-        return path
+                    "training_id": _sources_id(sources)}
+
+        def build() -> None:
+            start = time.perf_counter()
+            log.info("fine-tuning %s for int8 (%s; once, minutes; cached in %s)", self.name, qat.QAT_RECIPE,
+                     ENCODER_CACHE)
+            trainer = ImageEncoder(self.name, runtime="torch", weights=self.weights_source, resize=self.resize,
+                                   threads=self.threads)
+            module = trainer.module.to(memory_format=torch.contiguous_format)
+            info = qat.fine_tune_for_int8(module, trainer.preprocess, path)
+            write_json(manifest_path, {"kind": "encoder-weights-qat", "backbone": self.name, **expected, **info,
+                                       "input_size": trainer.input_size,
+                                       "build_seconds": round(time.perf_counter() - start, 1)})
+
+        return _build_once(path, manifest_path, expected, build)
 
     def _stem(self, batch: int) -> str:
         return f"{self.name}-{self.weights_id}-s{self.input_size}-b{batch}"
@@ -496,14 +494,9 @@ class ImageEncoder:
         sources = int8.calibration_sources()
         expected = {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "weights": self.weights_id,
                     "input_size": self.input_size, "batch": batch, "recipe": int8.RECIPE,
-                    "calibration_id": hashlib.sha256("\n".join(sources).encode()).hexdigest()[:12]}
-        if _fresh(path, manifest_path, expected):
-            return path
-        ENCODER_CACHE.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(ENCODER_CACHE / f".{stem}.lock")):  # make's two lanes may both want it first
-            if not _fresh(path, manifest_path, expected):
-                self._quantize(batch, fp32_path, path, manifest_path, expected, sources)
-        return path
+                    "calibration_id": _sources_id(sources)}
+        return _build_once(path, manifest_path, expected,
+                           lambda: self._quantize(batch, fp32_path, path, manifest_path, expected, sources))
 
     def _openvino_graph(self, batch: int, int8_path: Path) -> Path:
         """OpenVINO's model files for the int8 graph (built once beside it; the manifest names the graph it came
@@ -518,15 +511,14 @@ class ImageEncoder:
         path, manifest_path = ENCODER_CACHE / f"{stem}.xml", ENCODER_CACHE / f"{stem}.json"
         expected = {"openvino": openvino.__version__, "source": _file_sha(str(int8_path)),
                     "cpu_int8_flags": list(int8.int8_flags())}
-        if _fresh(path, manifest_path, expected) and path.with_suffix(".bin").is_file():
-            return path
-        with FileLock(str(ENCODER_CACHE / f".{stem}.lock")):
-            if not (_fresh(path, manifest_path, expected) and path.with_suffix(".bin").is_file()):
-                info = int8.convert_to_openvino(int8_path, path)
-                write_json(manifest_path, {"kind": "openvino-encoder-int8", "backbone": self.name, **expected,
-                                           "source_graph": int8_path.name, "batch": batch,
-                                           "input_size": self.input_size, **info})
-        return path
+
+        def build() -> None:
+            info = int8.convert_to_openvino(int8_path, path)
+            write_json(manifest_path, {"kind": "openvino-encoder-int8", "backbone": self.name, **expected,
+                                       "source_graph": int8_path.name, "batch": batch,
+                                       "input_size": self.input_size, **info})
+
+        return _build_once(path, manifest_path, expected, build)
 
     def _nncf_graph(self, batch: int, fp32_path: Path) -> Path:
         """OpenVINO's int8 model files made by NNCF from the fp32 export (``int8.NNCF_RECIPE``), built once.
@@ -548,22 +540,20 @@ class ImageEncoder:
         expected = {"torch": torch.__version__, "weights": self.weights_id, "input_size": self.input_size,
                     "batch": batch, "recipe": int8.NNCF_RECIPE, "nncf": nncf.__version__,
                     "openvino": openvino.__version__, "cpu_int8_flags": list(int8.int8_flags()),
-                    "calibration_id": hashlib.sha256("\n".join(sources).encode()).hexdigest()[:12]}
-        if _fresh(path, manifest_path, expected) and path.with_suffix(".bin").is_file():
-            return path
-        ENCODER_CACHE.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(ENCODER_CACHE / f".{stem}.lock")):
-            if not (_fresh(path, manifest_path, expected) and path.with_suffix(".bin").is_file()):
-                start = time.perf_counter()
-                log.info("quantizing %s to int8 with NNCF at batch %d, %d px on %d real images (once; cached in %s)",
-                         self.name, batch, self.input_size, len(sources), ENCODER_CACHE)
-                images = [self.preprocess(int8.load_calibration_image(s)) for s in sources]
-                info = int8.quantize_nncf(fp32_path, path, images, batch=batch)
-                write_json(manifest_path, {"kind": "openvino-encoder-int8-nncf", "backbone": self.name, **expected,
-                                           "quantization": info, "calibration": {"images": len(sources),
-                                                                                 "sources": sources},
-                                           "build_seconds": round(time.perf_counter() - start, 1)})
-        return path
+                    "calibration_id": _sources_id(sources)}
+
+        def build() -> None:
+            start = time.perf_counter()
+            log.info("quantizing %s to int8 with NNCF at batch %d, %d px on %d real images (once; cached in %s)",
+                     self.name, batch, self.input_size, len(sources), ENCODER_CACHE)
+            images = [self.preprocess(int8.load_calibration_image(s)) for s in sources]
+            info = int8.quantize_nncf(fp32_path, path, images, batch=batch)
+            write_json(manifest_path, {"kind": "openvino-encoder-int8-nncf", "backbone": self.name, **expected,
+                                       "quantization": info, "calibration": {"images": len(sources),
+                                                                             "sources": sources},
+                                       "build_seconds": round(time.perf_counter() - start, 1)})
+
+        return _build_once(path, manifest_path, expected, build)
 
     def _quantize(self, batch: int, fp32_path: Path, path: Path, manifest_path: Path, expected: dict[str, object],
                   sources: list[str]) -> None:
@@ -702,6 +692,28 @@ def _fresh(path: Path, manifest_path: Path, expected: dict[str, object]) -> bool
     except Exception:  # noqa: BLE001 - a corrupt manifest means rebuild
         return False
     return all(manifest.get(k) == v for k, v in expected.items())
+
+
+def _sources_id(sources: Sequence[str]) -> str:
+    """A short hash of the image names an artifact was made from (calibration or training): another set rebuilds it."""
+    return hashlib.sha256("\n".join(sources).encode()).hexdigest()[:12]
+
+
+def _build_once(path: Path, manifest_path: Path, expected: dict[str, object], build: Callable[[], None]) -> Path:
+    """``path``, made by ``build()`` unless its manifest already matches ``expected``: once per machine, under a file
+    lock (make's two lanes, or two app processes, may want it at the same moment) and checked again inside it.
+    OpenVINO's ``.xml`` counts as built only with its ``.bin`` beside it."""
+
+    def fresh() -> bool:
+        return _fresh(path, manifest_path, expected) and (path.suffix != ".xml" or path.with_suffix(".bin").is_file())
+
+    if fresh():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path.parent / f".{path.stem}.lock")):
+        if not fresh():
+            build()
+    return path
 
 
 def _load(source: ImageSource) -> Image.Image:
