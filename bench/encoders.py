@@ -183,6 +183,13 @@ def speed_table(engines: dict[str, Callable], x: np.ndarray, repeats: int) -> li
     return rows
 
 
+def machine_info(load_start: tuple[float, ...], threads: int) -> dict[str, object]:
+    """What the speeds were measured on: CPU count and flags, threads, and the load average at start and end."""
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_start": load_start,
+            "load_avg_at_end": os.getloadavg(), "int8_flags": list(int8.int8_flags()), "threads": threads,
+            "note": machine_note(load_start[0], threads)}
+
+
 def machine_note(load: float, threads: int) -> str:
     """How to read the speeds: a load average above the threads used means other work shared the cores."""
     if load > threads:
@@ -226,10 +233,7 @@ def main() -> None:
         if r["engine"] != "ONNX Runtime fp32" and r["batch"] == 32:
             r["agreement"] = agreement(ref_logits, outputs[r["engine"]][0], ref_vec, outputs[r["engine"]][1])
     result = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_start": load_start,
-                    "load_avg_at_end": os.getloadavg(), "int8_flags": list(int8.int8_flags()),
-                    "threads": args.threads,
-                    "note": machine_note(load_start[0], args.threads)},
+        "machine": machine_info(load_start, args.threads),
         "backbone": "efficientnet_lite0", "input_size": 224, "repeats": args.repeats,
         "photos": {"images": len(photos), "distinct_real_photos": len(photos), "list": str(int8.EVALUATION_SET.name),
                    "note": "each image a different photo; none calibrated on or used to choose the recipe"},

@@ -32,7 +32,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -51,10 +50,10 @@ import core.encoders as encoders  # noqa: E402
 from core import int8, qat  # noqa: E402
 from core.encoders import ImageEncoder  # noqa: E402
 from encoders import (  # noqa: E402
-    OPENCV_DATA, agreement, augmented, dev_photos, eval_photos, machine_note, run_all,
+    OPENCV_DATA, agreement, augmented, dev_photos, eval_photos, machine_info, run_all,
 )
 from encoders_nncf import speed  # noqa: E402
-from encoders_sensitivity import ort_session  # noqa: E402
+from encoders_sensitivity import ort_session, ov_session  # noqa: E402
 
 log = logging.getLogger("encoders_qat")
 #: fp32 layers of the faster variant: only the ImageNet head (the stem and block 0 int8 too).
@@ -150,8 +149,8 @@ def original_graphs() -> dict[str, Path]:
     """The original weights' fp32 export and shipped post-training int8 graph, from the product's encoder cache."""
     enc = ImageEncoder(precision="int8", int8_engine="onnxruntime")
     fp32 = enc._fp32_graph(32)
-    return {"fp32": fp32, "int8": enc._int8_graph(32, fp32), "openvino": enc._openvino_graph(32, enc._int8_graph(32,
-                                                                                                              fp32))}
+    q8 = enc._int8_graph(32, fp32)
+    return {"fp32": fp32, "int8": q8, "openvino": enc._openvino_graph(32, q8)}
 
 
 def row_text(name: str, a: dict) -> str:
@@ -248,8 +247,8 @@ def product(args: argparse.Namespace) -> None:
 def evaluate(args: argparse.Namespace) -> None:
     load_start = os.getloadavg()
     photos = eval_photos()
-    record = next((json.loads(p.read_text()) for p in Path(args.weights).parent.glob("*.json")
-                   if args.weights in json.loads(p.read_text())["checkpoints"].values()), {})
+    records = (json.loads(p.read_text()) for p in Path(args.weights).parent.glob("*.json"))
+    record = next((r for r in records if args.weights in r.get("checkpoints", {}).values()), {})
     check = qat.TrainingImages(record.get("train_images", []), lambda im: im)
     assert_unseen(check, photos, "evaluation")
     original = original_graphs()
@@ -257,12 +256,10 @@ def evaluate(args: argparse.Namespace) -> None:
     os.environ["RECS_THREADS"] = str(args.threads)
     engines: dict[str, Callable] = {
         "ONNX Runtime fp32": ort_session(original["fp32"], args.threads),
-        "shipped post-training int8, OpenVINO": int8.OpenVINOSession(original["openvino"], args.threads).run,
+        "shipped post-training int8, OpenVINO": ov_session(original["openvino"], args.threads),
         "QAT int8, ONNX Runtime": ort_session(built["int8"], args.threads),
-        "QAT int8, OpenVINO": int8.OpenVINOSession(built["openvino"], args.threads).run,
+        "QAT int8, OpenVINO": ov_session(built["openvino"], args.threads),
     }
-    engines = {k: (fn if "ONNX Runtime" in k else (lambda f: lambda b: tuple(f(None, {"x": b})))(fn))
-               for k, fn in engines.items()}
     enc = ImageEncoder(precision="fp32")
     x = np.stack([enc.preprocess(img) for _, img in photos])
     outputs = {name: run_all(fn, x) for name, fn in engines.items()}
@@ -272,9 +269,7 @@ def evaluate(args: argparse.Namespace) -> None:
         if name != "ONNX Runtime fp32":
             r["agreement"] = agreement(ref_logits, outputs[name][0], ref_vec, outputs[name][1])
             print(row_text(name, r["agreement"]) + f"  x{r['speedup_per_repeat_median']:.2f} ORT fp32 at batch 32")
-    result = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_start": load_start,
-                          "load_avg_at_end": os.getloadavg(), "int8_flags": list(int8.int8_flags()),
-                          "threads": args.threads, "note": machine_note(load_start[0], args.threads)},
+    result = {"machine": machine_info(load_start, args.threads),
               "photos": {"images": len(photos), "list": int8.EVALUATION_SET.name},
               "weights": args.weights, "training": {k: v for k, v in record.items() if k != "checkpoints"},
               "reference": "the original fp32 Lite0 ONNX graph (ONNX Runtime)", "rows": rows}
