@@ -458,6 +458,39 @@ def render_encoders(result: dict, name: str) -> str:
                  body) + note
 
 
+def _agreement_cells(a: dict) -> list[str]:
+    """top-1 equal [CI], fp32 top-1 in the top 5, embedding cosine: one engine's agreement with fp32."""
+    return [with_ci(need(a, "top1_equal")), fmt(need(a, "fp32_top1_in_top5", "mean")),
+            fmt(need(a, "embedding_cosine", "mean"), 4)]
+
+
+def render_encoders_qat_dev(result: dict, name: str) -> str:
+    """``bench/encoders_qat.py dev``: every int8 graph against the original fp32 on the dev images, with the
+    fine-tuned weights' own fp32 agreement, and the product's own build of the chosen recipe."""
+    body = [[label, *_agreement_cells(a), with_ci(a["fine_tuned_fp32"]["top1_equal"]) if "fine_tuned_fp32" in a
+             else ""] for label, a in need(result, "rows").items()]
+    if "product_build" in result:
+        body.append(["the product's own `RECS_INT8_RECIPE=qat` build", *_agreement_cells(result["product_build"]), ""])
+    dev = result.get("dev", {})
+    return table(["int8 graph (dev)", "top-1 equal [95% CI]", "fp32 top-1 in int8 top-5", "embedding cosine",
+                  "fine-tuned fp32 itself, top-1 equal"], body) + (
+        f"\n\n{dev.get('images')} dev images from {dev.get('distinct_photos')} photos; reference: "
+        f"{result.get('reference')}; {result.get('engine')} executing.")
+
+
+def render_encoders_qat_eval(result: dict, name: str) -> str:
+    """``bench/encoders_qat.py eval``: the chosen QAT weights' int8 graph against the original fp32 on the evaluation
+    list, beside the shipped int8, with speed at batch 32 in the same run."""
+    body = [[label, *_agreement_cells(r["agreement"]), fmt(r["speedup_per_repeat_median"], 2)]
+            for label, r in need(result, "rows").items() if "agreement" in r]
+    machine, photos = result.get("machine", {}), result.get("photos", {})
+    load = machine.get("load_avg_start")
+    return table(["against the original fp32", "top-1 equal [95% CI]", "fp32 top-1 in int8 top-5", "embedding cosine",
+                  "× ORT fp32, batch 32 (median of per-repeat ratios)"], body) + (
+        f"\n\n{photos.get('images')} photos ({photos.get('list')}); {machine.get('threads')} threads"
+        + (f"; load average {load[0]:.1f} at the start." if load else "."))
+
+
 def render_search(result: dict, name: str) -> str:
     sizes = [k for k in result if k.endswith("_items") and isinstance(result[k], dict)]
     if not sizes:
@@ -710,6 +743,8 @@ RENDERERS: list[tuple[str, Renderer]] = [
     ("music_evaluate_next_*", render_music_evaluate_next),
     ("music_evaluate_*", render_music_evaluate),
     ("encoders", render_encoders),
+    ("encoders_qat_dev", render_encoders_qat_dev),
+    ("encoders_qat_eval", render_encoders_qat_eval),
     ("search", render_search),
     ("scale_threshold*", render_scale_threshold),
     ("scale*", render_scale),

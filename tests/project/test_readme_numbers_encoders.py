@@ -76,3 +76,27 @@ def test_downstream_block_is_left_while_a_run_is_missing(tmp_path):
     text = _render(tmp_path, "encoders_downstream",
                    {"encoders_downstream_fashion_fp32": _downstream("fashion", "fp32", 0.9, [0.89, 0.91])})
     assert "hand-typed" in text
+
+
+def _agreement(top1: float) -> dict:
+    return {"top1_equal": {"mean": top1, "ci95": [top1 - 0.02, top1 + 0.01]},
+            "fp32_top1_in_top5": {"mean": 1.0, "ci95": [1.0, 1.0]},
+            "embedding_cosine": {"mean": 0.99751, "ci95": [0.9974, 0.9976]}}
+
+
+def test_qat_tables_show_every_checkpoint_the_product_build_and_the_evaluation_speed(tmp_path):
+    dev = {"dev": {"images": 320, "distinct_photos": 41}, "reference": "fp32", "engine": "ONNX Runtime",
+           "rows": {"shipped post-training int8": _agreement(0.875),
+                    "QAT lr5e-06-t1 step 120": dict(_agreement(0.953), fine_tuned_fp32=_agreement(0.919))},
+           "product_build": _agreement(0.934)}
+    text = _render(tmp_path, "encoders_qat_dev", {"encoders_qat_dev": dev})
+    assert "| QAT lr5e-06-t1 step 120 | 0.953 [0.933, 0.963] | 1.000 | 0.9975 | 0.919 [0.899, 0.929] |" in text
+    assert "| the product's own `RECS_INT8_RECIPE=qat` build | 0.934 [0.914, 0.944] |" in text
+    assert "320 dev images from 41 photos" in text and "hand-typed" not in text
+    run = {"machine": {"threads": 2, "load_avg_start": [1.3, 1.0, 1.0]}, "photos": {"images": 501, "list": "x.csv"},
+           "rows": {"ONNX Runtime fp32": {"speedup_per_repeat_median": 1.0},
+                    "QAT int8, OpenVINO": {"speedup_per_repeat_median": 1.93, "agreement": _agreement(0.95)}}}
+    (tmp_path / "eval").mkdir()
+    text = _render(tmp_path / "eval", "encoders_qat_eval", {"encoders_qat_eval": run})
+    assert "| QAT int8, OpenVINO | 0.950 [0.930, 0.960] | 1.000 | 0.9975 | 1.93 |" in text
+    assert "ONNX Runtime fp32 |" not in text and "501 photos (x.csv); 2 threads; load average 1.3" in text
