@@ -157,16 +157,23 @@ def timed(fn: Callable[[np.ndarray], object], x: np.ndarray, calls: int) -> tupl
     return calls * len(x) / wall, calls * len(x) / max(cpu, 1e-9)
 
 
-def speed_table(engines: dict[str, Callable], x: np.ndarray, repeats: int) -> list[dict[str, object]]:
+def speed_table(engines: dict[str, Callable], x: np.ndarray, repeats: int,
+                settle: float = 0.5) -> list[dict[str, object]]:
     """Interleaved timing: in each repeat every engine runs batch 32 then batch 1, so all see the same load.
 
-    The ratio to ONNX Runtime fp32 is taken within each repeat and its median reported beside the ratio of medians.
+    Each timing starts ``settle`` seconds after the previous engine's, then one untimed call: ONNX Runtime's idle
+    worker threads keep spinning on the cores for a while after a call returns, so without the pause the engine timed
+    next loses about 15% of its images/s to them, and the untimed call wakes the engine's own threads, as they are
+    awake in a steady run of calls (docs/encoders.md §2). The ratio to ONNX Runtime fp32 is taken within each repeat
+    and its median reported beside the ratio of medians.
     """
     speed: dict[str, dict[int, list]] = {name: {1: [], 32: []} for name in engines}
     for _ in range(repeats):
         for name, fn in engines.items():
-            speed[name][32].append(timed(fn, x[:32], 2))
-            speed[name][1].append(timed(fn, x[:1], 16))
+            for batch, calls in ((32, 4), (1, 32)):
+                time.sleep(settle)
+                fn(x[:batch])
+                speed[name][batch].append(timed(fn, x[:batch], calls))
     base = [w for w, _ in speed["ONNX Runtime fp32"][32]]
     rows = []
     for name in engines:
@@ -202,6 +209,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--nncf", action="store_true", help="add NNCF's int8 recipe (minutes to build once)")
+    parser.add_argument("--settle", type=float, default=0.5,
+                        help="seconds of pause before each timing, so no engine pays for the previous one's threads")
     parser.add_argument("--out", default="bench/results/encoders.json")
     args = parser.parse_args()
     os.environ["RECS_THREADS"] = str(args.threads)
@@ -228,13 +237,14 @@ def main() -> None:
     x = np.stack([fp32.preprocess(img) for _, img in photos])
     outputs = {name: run_all(fn, x) for name, fn in engines.items()}
     ref_logits, ref_vec = outputs["ONNX Runtime fp32"]
-    rows = speed_table(engines, x, args.repeats)
+    rows = speed_table(engines, x, args.repeats, args.settle)
     for r in rows:
         if r["engine"] != "ONNX Runtime fp32" and r["batch"] == 32:
             r["agreement"] = agreement(ref_logits, outputs[r["engine"]][0], ref_vec, outputs[r["engine"]][1])
     result = {
         "machine": machine_info(load_start, args.threads),
         "backbone": "efficientnet_lite0", "input_size": 224, "repeats": args.repeats,
+        "settle_s": args.settle, "timing": "each timing after the pause and one untimed call",
         "photos": {"images": len(photos), "distinct_real_photos": len(photos), "list": str(int8.EVALUATION_SET.name),
                    "note": "each image a different photo; none calibrated on or used to choose the recipe"},
         "int8_graph_ready_s": round(int8_ready_s, 1),

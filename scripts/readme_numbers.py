@@ -31,6 +31,7 @@ import fnmatch
 import json
 import logging
 import re
+import statistics
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -458,6 +459,16 @@ def render_encoders(result: dict, name: str) -> str:
                  body) + note
 
 
+def render_encoders_timing(result: dict, name: str) -> str:
+    """``bench/encoders_timing.py``: images/s of one batch-32 timing depending on what ran just before it."""
+    body = [[r["timing"], fmt(r["img_per_s"], 1), f"{min(r['img_per_s_all']):.0f}–{max(r['img_per_s_all']):.0f}"]
+            for r in need(result, "rows")]
+    load = need(result, "machine", "load_avg_start")[0]
+    return table(["timed (batch 32, 2 threads, 2 calls)", "img/s (median)", "range"], body) + (
+        f"\n\nMedians of {result.get('alternations')} alternations in one process; pause {result.get('settle_s')} s; "
+        f"load average {load:.1f} at the start.")
+
+
 def _agreement_cells(a: dict) -> list[str]:
     """top-1 equal [CI], fp32 top-1 in the top 5, embedding cosine: one engine's agreement with fp32."""
     return [with_ci(need(a, "top1_equal")), fmt(need(a, "fp32_top1_in_top5", "mean")),
@@ -722,6 +733,37 @@ def render_encoders_downstream(results_dir: Path) -> str:
             + "\n\n95 % bootstrap intervals in brackets. " + "; ".join(notes) + ".")
 
 
+#: The int8 speed runs on a quiet machine: the committed table's run, three more back to back, and the one before
+#: each timing paused and made an untimed call first.
+ENCODER_SPEED_RUNS = ("encoders", "encoders_quiet_a", "encoders_quiet_b", "encoders_quiet_c", "encoders_before_warmup")
+
+
+def render_encoder_speed_runs(results_dir: Path) -> str:
+    """One row per ``bench/encoders.py`` run: each int8 engine's batch-32 ratio to ONNX Runtime fp32 (median of the
+    per-repeat ratios), the load average at the start and how the run timed; then the median of the warm runs."""
+    rows, warm = [], {}
+    for name in ENCODER_SPEED_RUNS:
+        path = results_dir / f"{name}.json"
+        if not path.is_file():
+            raise ShapeError(f"no {path.name}")
+        result = json.loads(path.read_text(encoding="utf-8"))
+        ratios = {r["engine"]: need(r, "speedup_per_repeat_median") for r in need(result, "rows")
+                  if r["batch"] == 32 and r["engine"] != "ONNX Runtime fp32"}
+        timing = "pause + untimed call" if "timing" in result else "back to back, no untimed call"
+        if "timing" in result:
+            for engine, ratio in ratios.items():
+                warm.setdefault(engine, []).append(ratio)
+        cells = [f"{ratios[e]:.2f}" if e in ratios else "" for e in ("ONNX Runtime int8 (QDQ)",
+                                                                      "OpenVINO int8 (the same QDQ graph)")]
+        rows.append([f"{name}.json", timing, str(result.get("repeats")), *cells,
+                     fmt(need(result, "machine", "load_avg_start")[0], 1)])
+    medians = [f"**{statistics.median(warm[e]):.2f}**" if e in warm else "" for e in
+               ("ONNX Runtime int8 (QDQ)", "OpenVINO int8 (the same QDQ graph)")]
+    rows.append(["median of the runs with pause + untimed call", "", "", *medians, ""])
+    return table(["run (bench/results/)", "timing", "repeats", "ONNX Runtime int8 × ORT fp32",
+                  "OpenVINO int8 × ORT fp32", "load average at start"], rows)
+
+
 def render_headlines(results_dir: Path) -> str:
     return table(["tab", "measured", "headline (95 % interval), baseline", "full table"], headline_rows(results_dir)) + "\n"
 
@@ -730,6 +772,7 @@ def render_headlines(results_dir: Path) -> str:
 COMPOSITES: dict[str, tuple[Callable[[Path], str], str]] = {
     "headlines": (render_headlines, "hashtag_evaluate, music_evaluate_lastfm-2k, history_picks, fashion_evaluate, "
                                     "multimodal_evaluate, catalog_quality"),
+    "encoder_speed_runs": (render_encoder_speed_runs, ", ".join(ENCODER_SPEED_RUNS)),
     "encoders_downstream": (render_encoders_downstream, "encoders_downstream_fashion_fp32, "
                                                         "encoders_downstream_fashion_int8, encoders_downstream_multimodal_fp32, "
                                                         "encoders_downstream_multimodal_int8"),
@@ -744,6 +787,7 @@ RENDERERS: list[tuple[str, Renderer]] = [
     ("music_evaluate_*", render_music_evaluate),
     ("encoders", render_encoders),
     ("encoders_qat_dev", render_encoders_qat_dev),
+    ("encoders_timing", render_encoders_timing),
     ("encoders_qat_eval", render_encoders_qat_eval),
     ("search", render_search),
     ("scale_threshold*", render_scale_threshold),

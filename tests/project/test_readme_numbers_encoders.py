@@ -100,3 +100,36 @@ def test_qat_tables_show_every_checkpoint_the_product_build_and_the_evaluation_s
     text = _render(tmp_path / "eval", "encoders_qat_eval", {"encoders_qat_eval": run})
     assert "| QAT int8, OpenVINO | 0.950 [0.930, 0.960] | 1.000 | 0.9975 | 1.93 |" in text
     assert "ONNX Runtime fp32 |" not in text and "501 photos (x.csv); 2 threads; load average 1.3" in text
+
+
+def _speed_run(ort: float, ov: float, load: float, warm: bool) -> dict:
+    rows = [{"engine": "ONNX Runtime fp32", "batch": 32, "speedup_per_repeat_median": 1.0},
+            {"engine": "ONNX Runtime int8 (QDQ)", "batch": 32, "speedup_per_repeat_median": ort},
+            {"engine": "OpenVINO int8 (the same QDQ graph)", "batch": 32, "speedup_per_repeat_median": ov},
+            {"engine": "OpenVINO int8 (the same QDQ graph)", "batch": 1}]
+    run = {"repeats": 7, "machine": {"load_avg_start": [load, 1.0, 1.0]}, "rows": rows}
+    return {**run, "timing": "each timing after the pause and one untimed call"} if warm else run
+
+
+def test_speed_runs_table_has_a_row_per_run_and_the_median_of_the_warm_runs_only(tmp_path):
+    files = {"encoders": _speed_run(2.2, 2.3, 0.9, True), "encoders_quiet_a": _speed_run(2.1, 2.0, 1.0, True),
+             "encoders_quiet_b": _speed_run(2.4, 2.1, 1.2, True), "encoders_quiet_c": _speed_run(2.0, 2.5, 1.1, True),
+             "encoders_before_warmup": _speed_run(1.5, 1.6, 0.7, False)}
+    text = _render(tmp_path, "encoder_speed_runs", files)
+    assert "| encoders_quiet_b.json | pause + untimed call | 7 | 2.40 | 2.10 | 1.2 |" in text
+    assert "| encoders_before_warmup.json | back to back, no untimed call | 7 | 1.50 | 1.60 | 0.7 |" in text
+    assert "| median of the runs with pause + untimed call |  |  | **2.15** | **2.20** |  |" in text
+
+
+def test_speed_runs_block_is_left_while_a_run_is_missing(tmp_path):
+    text = _render(tmp_path, "encoder_speed_runs", {"encoders": _speed_run(2.2, 2.3, 0.9, True)})
+    assert "hand-typed" in text
+
+
+def test_timing_table_gives_each_timing_its_median_and_range(tmp_path):
+    result = {"machine": {"load_avg_start": [0.8, 1.0, 1.0]}, "alternations": 3, "settle_s": 0.5,
+              "rows": [{"timing": "OpenVINO int8, right after ONNX Runtime fp32", "img_per_s": 351.0,
+                        "img_per_s_all": [340.2, 351.0, 372.9]}]}
+    text = _render(tmp_path, "encoders_timing", {"encoders_timing": result})
+    assert "| OpenVINO int8, right after ONNX Runtime fp32 | 351.0 | 340–373 |" in text
+    assert "Medians of 3 alternations in one process; pause 0.5 s; load average 0.8 at the start." in text
