@@ -95,7 +95,8 @@ def train(args: argparse.Namespace) -> None:
     calib = int8.calibration_batches(enc.preprocess, int8.calibration_sources(), 32)
     student = enc.module.to(memory_format=torch.contiguous_format)
     work = Path(args.work)
-    tag = f"lr{args.lr:g}-t{args.temperature:g}" + ("-stem" if args.quantize_stem else "")
+    tag = (f"lr{args.lr:g}-t{args.temperature:g}" + (f"-mix{args.mixup:g}" if args.mixup else "")
+           + (f"-seed{args.seed}" if args.seed else "") + ("-stem" if args.quantize_stem else ""))
     saved: dict[int, str] = {}
     started = time.perf_counter()
 
@@ -107,10 +108,11 @@ def train(args: argparse.Namespace) -> None:
 
     exclude = HEAD_ONLY if args.quantize_stem else int8.EXCLUDE_PATTERNS
     history = qat.distill(student, images, calib, steps=max(args.checkpoints), lr=args.lr, batch=args.batch,
-                          temperature=args.temperature, embedding_weight=args.embedding_weight, exclude=exclude,
+                          temperature=args.temperature, embedding_weight=args.embedding_weight, mixup=args.mixup,
+                          exclude=exclude,
                           recalibrate_every=args.recalibrate_every, seed=args.seed, on_step=checkpoint)
     record = {"tag": tag, "lr": args.lr, "batch": args.batch, "temperature": args.temperature,
-              "embedding_weight": args.embedding_weight, "recalibrate_every": args.recalibrate_every,
+              "embedding_weight": args.embedding_weight, "mixup": args.mixup, "recalibrate_every": args.recalibrate_every,
               "seed": args.seed, "fp32_patterns": list(exclude), "checkpoints": saved, "history": history,
               "train_images": images.sources, "seconds": round(time.perf_counter() - started, 1),
               "load_avg_end": os.getloadavg()}
@@ -287,6 +289,7 @@ def main() -> None:
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--temperature", type=float, default=1.0)
     t.add_argument("--embedding-weight", type=float, default=1.0)
+    t.add_argument("--mixup", type=float, default=0.0, help="Beta(a, a) blends of two views (0: none)")
     t.add_argument("--recalibrate-every", type=int, default=100)
     t.add_argument("--quantize-stem", action="store_true", help="also quantize the stem and block 0")
     t.add_argument("--seed", type=int, default=0)

@@ -232,9 +232,19 @@ class TrainingImages:
             view = enhance(view).enhance(float(rng.uniform(0.8, 1.2)))
         return view
 
-    def batch(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """``n`` random views, preprocessed exactly as encoding does."""
-        return np.stack([self.preprocess(self.sample(rng)) for _ in range(n)]).astype(np.float32)
+    def batch(self, rng: np.random.Generator, n: int, mixup: float = 0.0) -> np.ndarray:
+        """``n`` random views, preprocessed exactly as encoding does.
+
+        With ``mixup`` > 0 each view is blended with another view of the batch, weight λ ~ Beta(mixup, mixup): with
+        few distinct training photos, blends show the student inputs between them, where teacher and student must
+        also agree ("function matching", Beyer et al. 2022). Preprocessing is affine, so blending preprocessed
+        views equals preprocessing the blended pixels.
+        """
+        x = np.stack([self.preprocess(self.sample(rng)) for _ in range(n)]).astype(np.float32)
+        if mixup > 0:
+            lam = rng.beta(mixup, mixup, size=(n, 1, 1, 1)).astype(np.float32)
+            x = lam * x + (1 - lam) * x[rng.permutation(n)]
+        return x
 
 
 # ----------------------------------------------------------------------------------------------
@@ -255,7 +265,7 @@ def distillation_loss(s_logits: torch.Tensor, t_logits: torch.Tensor, s_grid: to
 
 def distill(student: torch.nn.Module, images: TrainingImages, calib: Sequence[np.ndarray], *, steps: int,
             lr: float = 2e-5, batch: int = 16, temperature: float = 1.0, embedding_weight: float = 1.0,
-            exclude: Sequence[str] = int8.EXCLUDE_PATTERNS, recalibrate_every: int = 50, seed: int = 0,
+            mixup: float = 0.0, exclude: Sequence[str] = int8.EXCLUDE_PATTERNS, recalibrate_every: int = 50, seed: int = 0,
             log_every: int = 10, on_step: Optional[Callable[[int, torch.nn.Module], None]] = None,
             progress: Optional[ProgressFn] = None) -> list[dict]:
     """Fine-tune ``student`` in place so its int8 simulation matches a frozen fp32 copy of it; returns the loss log.
@@ -276,7 +286,7 @@ def distill(student: torch.nn.Module, images: TrainingImages, calib: Sequence[np
                           unit="step"):
             if (step - 1) % recalibrate_every == 0:
                 sim.calibrate(calib)
-            x = torch.from_numpy(images.batch(rng, batch))
+            x = torch.from_numpy(images.batch(rng, batch, mixup))
             with torch.no_grad():
                 t_grid, t_logits = teacher(x)
             sim.mode = "quant"

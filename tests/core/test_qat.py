@@ -91,6 +91,19 @@ def test_training_images_exclude_evaluation_and_dev_photos():
         qat.assert_disjoint([dev[0]], forbidden)
 
 
+def test_mixup_blends_each_view_with_another_view_of_the_batch():
+    images = qat.TrainingImages.__new__(qat.TrainingImages)
+    images.sources = ["black", "white"]
+    images.preprocess = lambda im: np.asarray(im.resize((16, 16)), np.float32).transpose(2, 0, 1)
+    images.images = [qat.Image.new("RGB", (32, 32), (0, 0, 0)), qat.Image.new("RGB", (32, 32), (200, 200, 200))]
+    plain = images.batch(np.random.default_rng(0), 64).mean(axis=(1, 2, 3))
+    mixed = images.batch(np.random.default_rng(0), 64, mixup=1.0)
+    blends = mixed.mean(axis=(1, 2, 3))
+    assert not ((plain > 5) & (plain < 155)).any()  # without mixup a view is black or (jittered) light grey
+    assert ((blends > 5) & (blends < 155)).sum() >= 16  # with it, many views lie between the two photos
+    assert mixed.min() >= 0 and mixed.max() <= plain.max() + 1e-3
+
+
 @pytest.mark.slow(reason="fine-tunes the encoder for two steps and builds it back from the saved weights")
 def test_a_few_steps_move_the_weights_and_they_load_back_into_the_encoder(tmp_path):
     enc = ImageEncoder(precision="fp32", runtime="torch", input_size=64)
