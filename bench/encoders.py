@@ -163,9 +163,9 @@ def speed_table(engines: dict[str, Callable], x: np.ndarray, repeats: int,
 
     Each timing starts ``settle`` seconds after the previous engine's, then one untimed call: ONNX Runtime's idle
     worker threads keep spinning on the cores for a while after a call returns, so without the pause the engine timed
-    next loses about 15% of its images/s to them, and the untimed call wakes the engine's own threads, as they are
-    awake in a steady run of calls (docs/encoders.md §2). The ratio to ONNX Runtime fp32 is taken within each repeat
-    and its median reported beside the ratio of medians.
+    next loses 3-13% of its images/s to them (``bench/encoders_timing.py``), and the untimed call wakes the engine's
+    own threads, as they are awake in a steady run of calls (docs/encoders.md §2). The ratio to ONNX Runtime fp32 is
+    taken within each repeat and its median reported beside the ratio of medians.
     """
     speed: dict[str, dict[int, list]] = {name: {1: [], 32: []} for name in engines}
     for _ in range(repeats):

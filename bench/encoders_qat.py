@@ -109,10 +109,11 @@ def train(args: argparse.Namespace) -> None:
     exclude = HEAD_ONLY if args.quantize_stem else int8.EXCLUDE_PATTERNS
     history = qat.distill(student, images, calib, steps=max(args.checkpoints), lr=args.lr, batch=args.batch,
                           temperature=args.temperature, embedding_weight=args.embedding_weight, mixup=args.mixup,
-                          exclude=exclude,
-                          recalibrate_every=args.recalibrate_every, seed=args.seed, on_step=checkpoint)
+                          exclude=exclude, recalibrate_every=args.recalibrate_every, seed=args.seed,
+                          on_step=checkpoint)
     record = {"tag": tag, "lr": args.lr, "batch": args.batch, "temperature": args.temperature,
-              "embedding_weight": args.embedding_weight, "mixup": args.mixup, "recalibrate_every": args.recalibrate_every,
+              "embedding_weight": args.embedding_weight, "mixup": args.mixup,
+              "recalibrate_every": args.recalibrate_every,
               "seed": args.seed, "fp32_patterns": list(exclude), "checkpoints": saved, "history": history,
               "train_images": images.sources, "seconds": round(time.perf_counter() - started, 1),
               "load_avg_end": os.getloadavg()}

@@ -108,11 +108,12 @@ def main() -> None:
         rows[names[4]].append(rate(streams, x))
     result = {"machine": machine_info(load_start, args.threads), "batch": 32, "settle_s": args.settle,
               "alternations": args.alternations,
-              "rows": [{"timing": k, "img_per_s": round(statistics.median(v), 1), "img_per_s_all": [round(r, 1) for r in v]}
-                       for k, v in rows.items()]}
+              "rows": [{"timing": k, "img_per_s": round(statistics.median(v), 1),
+                        "img_per_s_all": [round(r, 1) for r in v]} for k, v in rows.items()]}
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     for row in result["rows"]:
-        print(f"{row['img_per_s']:7.1f} img/s  {row['timing']}  (min {min(row['img_per_s_all'])}, max {max(row['img_per_s_all'])})")
+        low, high = min(row["img_per_s_all"]), max(row["img_per_s_all"])
+        print(f"{row['img_per_s']:7.1f} img/s  {row['timing']}  (min {low}, max {high})")
     print(f"written to {args.out}")
 
 

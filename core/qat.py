@@ -265,8 +265,8 @@ def distillation_loss(s_logits: torch.Tensor, t_logits: torch.Tensor, s_grid: to
 
 def distill(student: torch.nn.Module, images: TrainingImages, calib: Sequence[np.ndarray], *, steps: int,
             lr: float = 2e-5, batch: int = 16, temperature: float = 1.0, embedding_weight: float = 1.0,
-            mixup: float = 0.0, exclude: Sequence[str] = int8.EXCLUDE_PATTERNS, recalibrate_every: int = 50, seed: int = 0,
-            log_every: int = 10, on_step: Optional[Callable[[int, torch.nn.Module], None]] = None,
+            mixup: float = 0.0, exclude: Sequence[str] = int8.EXCLUDE_PATTERNS, recalibrate_every: int = 50,
+            seed: int = 0, log_every: int = 10, on_step: Optional[Callable[[int, torch.nn.Module], None]] = None,
             progress: Optional[ProgressFn] = None) -> list[dict]:
     """Fine-tune ``student`` in place so its int8 simulation matches a frozen fp32 copy of it; returns the loss log.
 

@@ -67,7 +67,7 @@ def test_simulation_quantizes_what_the_int8_recipe_quantizes_and_leaves_fp32_wei
 
 
 class _NaNImages:
-    def batch(self, rng, n):
+    def batch(self, rng, n, mixup=0.0):
         return np.full((n, 3, 64, 64), np.nan, np.float32)
 
 
