@@ -33,15 +33,7 @@ os.environ.setdefault("RECS_NO_TQDM", "1")
 
 from core import int8  # noqa: E402
 from core.encoders import ENCODER_CACHE, ImageEncoder  # noqa: E402
-from encoders import eval_photos, machine_info  # noqa: E402
-
-
-def rate(fn: Callable[[np.ndarray], object], x: np.ndarray, calls: int = 2) -> float:
-    """Images/s of ``calls`` calls of ``fn`` on ``x``, timed from now."""
-    started = time.perf_counter()
-    for _ in range(calls):
-        fn(x)
-    return calls * len(x) / (time.perf_counter() - started)
+from encoders import eval_photos, machine_info, timed  # noqa: E402
 
 
 def two_streams(xml: Path, batch: int, threads: int) -> Callable[[np.ndarray], object]:
@@ -90,22 +82,23 @@ def main() -> None:
         "OpenVINO int8, a pause after ONNX Runtime fp32", "OpenVINO int8, a pause and an untimed call after it",
         "OpenVINO int8 as two single-threaded streams, a pause and an untimed call after it")}
     names = list(rows)
+
+    def rate(fn: Callable[[np.ndarray], object], after_ort: bool = True, warm: bool = True) -> float:
+        """Images/s of two calls of ``fn``: after an ONNX Runtime call and a pause (``after_ort``), after a pause and
+        one untimed call of its own (``warm``), both, or neither (the moment the previous timing returned)."""
+        if after_ort:
+            ort_fn(x)
+        time.sleep(args.settle if after_ort or warm else 0)
+        if warm:
+            fn(x)
+        return timed(fn, x, 2)[0]
+
     for _ in range(args.alternations):
-        time.sleep(args.settle)
-        ort_fn(x)
-        rows[names[0]].append(rate(ort_fn, x))
-        rows[names[1]].append(rate(ov_fn, x))
-        ort_fn(x)
-        time.sleep(args.settle)
-        rows[names[2]].append(rate(ov_fn, x))
-        ort_fn(x)
-        time.sleep(args.settle)
-        ov_fn(x)
-        rows[names[3]].append(rate(ov_fn, x))
-        ort_fn(x)
-        time.sleep(args.settle)
-        streams(x)
-        rows[names[4]].append(rate(streams, x))
+        rows[names[0]].append(rate(ort_fn, after_ort=False))
+        rows[names[1]].append(rate(ov_fn, after_ort=False, warm=False))  # the moment ONNX Runtime returns
+        rows[names[2]].append(rate(ov_fn, warm=False))
+        rows[names[3]].append(rate(ov_fn))
+        rows[names[4]].append(rate(streams))
     result = {"machine": machine_info(load_start, args.threads), "batch": 32, "settle_s": args.settle,
               "alternations": args.alternations,
               "rows": [{"timing": k, "img_per_s": round(statistics.median(v), 1),

@@ -736,32 +736,29 @@ def render_encoders_downstream(results_dir: Path) -> str:
 #: The int8 speed runs on a quiet machine: the committed table's run, three more back to back, and the one before
 #: each timing paused and made an untimed call first.
 ENCODER_SPEED_RUNS = ("encoders", "encoders_quiet_a", "encoders_quiet_b", "encoders_quiet_c", "encoders_before_warmup")
+INT8_ENGINES = ("ONNX Runtime int8 (QDQ)", "OpenVINO int8 (the same QDQ graph)")
 
 
 def render_encoder_speed_runs(results_dir: Path) -> str:
     """One row per ``bench/encoders.py`` run: each int8 engine's batch-32 ratio to ONNX Runtime fp32 (median of the
     per-repeat ratios), the load average at the start and how the run timed; then the median of the warm runs."""
-    rows, warm = [], {}
+    rows, warm = [], {e: [] for e in INT8_ENGINES}
     for name in ENCODER_SPEED_RUNS:
         path = results_dir / f"{name}.json"
         if not path.is_file():
             raise ShapeError(f"no {path.name}")
         result = json.loads(path.read_text(encoding="utf-8"))
         ratios = {r["engine"]: need(r, "speedup_per_repeat_median") for r in need(result, "rows")
-                  if r["batch"] == 32 and r["engine"] != "ONNX Runtime fp32"}
-        timing = "pause + untimed call" if "timing" in result else "back to back, no untimed call"
-        if "timing" in result:
-            for engine, ratio in ratios.items():
-                warm.setdefault(engine, []).append(ratio)
-        cells = [f"{ratios[e]:.2f}" if e in ratios else "" for e in ("ONNX Runtime int8 (QDQ)",
-                                                                      "OpenVINO int8 (the same QDQ graph)")]
-        rows.append([f"{name}.json", timing, str(result.get("repeats")), *cells,
+                  if r["batch"] == 32 and r["engine"] in INT8_ENGINES}
+        for engine, ratio in ratios.items() if "timing" in result else ():
+            warm[engine].append(ratio)
+        rows.append([f"{name}.json", "pause + untimed call" if "timing" in result else "back to back, no untimed call",
+                     str(result.get("repeats")), *[f"{ratios[e]:.2f}" if e in ratios else "" for e in INT8_ENGINES],
                      fmt(need(result, "machine", "load_avg_start")[0], 1)])
-    medians = [f"**{statistics.median(warm[e]):.2f}**" if e in warm else "" for e in
-               ("ONNX Runtime int8 (QDQ)", "OpenVINO int8 (the same QDQ graph)")]
+    medians = [f"**{statistics.median(warm[e]):.2f}**" if warm[e] else "" for e in INT8_ENGINES]
     rows.append(["median of the runs with pause + untimed call", "", "", *medians, ""])
-    return table(["run (bench/results/)", "timing", "repeats", "ONNX Runtime int8 × ORT fp32",
-                  "OpenVINO int8 × ORT fp32", "load average at start"], rows)
+    engines = [f"{e.split(' (')[0]} × ORT fp32" for e in INT8_ENGINES]
+    return table(["run (bench/results/)", "timing", "repeats", *engines, "load average at start"], rows)
 
 
 def render_headlines(results_dir: Path) -> str:
